@@ -1,0 +1,219 @@
+//! `egress-demo`: the gate in its three modes, in one process.
+//!
+//! It starts the same proxy a shim starts, under a small pinned demo policy,
+//! dials through it with a plain CONNECT as a child would, prints the status
+//! line the "child" saw on stdout, then stops the proxy and prints the egress
+//! rows as JSON lines on stderr. It works offline: an unreachable upstream is
+//! still an allow decision, answered 502.
+
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+use crate::audit::{self, AuditLog};
+use crate::dial::{Resolve, DIAL_TIMEOUT};
+use crate::exit::{Exit, Failure};
+use crate::policy::{Family, Mode, Rule, ToolPolicy};
+use crate::proxy::{self, Gate};
+
+/// The demo's enforce-mode policy: registries this machine class reaches.
+static DEMO_ENFORCE: ToolPolicy = ToolPolicy {
+    name: "egress-demo",
+    mode: Mode::Enforce,
+    allow: &[
+        Rule::https("registry.npmjs.org"),
+        Rule::https("pypi.org"),
+        // A wildcard, to show subdomain matching: index.crates.io,
+        // static.crates.io; never crates.io itself or evilcrates.io.
+        Rule::https("*.crates.io"),
+    ],
+    no_proxy: &[],
+    family: Family::Plain,
+};
+
+/// The demo's observe-mode policy: no allowlist, everything logged.
+static DEMO_OBSERVE: ToolPolicy = ToolPolicy {
+    name: "egress-demo",
+    mode: Mode::Observe,
+    allow: &[],
+    no_proxy: &[],
+    family: Family::Plain,
+};
+
+const HELP: &str = "\
+NAME:
+   egress-demo - show cli-guard's egress gate in its three modes
+
+USAGE:
+   egress-demo [global options] command [HOST:PORT ...]
+
+   Starts the gate's CONNECT proxy on 127.0.0.1, dials through it as a guarded
+   tool would, prints the status line the tool saw on stdout, then stops the
+   proxy and prints its egress rows as JSON lines on stderr. Exits 0 when the
+   gate behaved as the command says. Works offline: an allowed host that can't
+   be reached is still decision allow, answered 502.
+
+COMMANDS:
+   allowed   dial a host on the demo allowlist (enforce mode): forwarded
+             default: registry.npmjs.org:443
+   denied    dial a host not on the demo allowlist: 403, before any dial
+             default: exfil.example.net:443
+   observe   dial several hosts in observe mode: all forwarded and logged
+             default: registry.npmjs.org:443 pypi.org:443 unlisted.example.invalid:443
+   help, h   show this help
+
+   Demo allowlist: registry.npmjs.org:443, pypi.org:443, *.crates.io:443
+
+GLOBAL OPTIONS:
+   --help, -h     show help
+   --version, -v  print the version
+";
+
+/// The three demonstrations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Show {
+    Allowed,
+    Denied,
+    Observe,
+}
+
+impl Show {
+    fn policy(self) -> &'static ToolPolicy {
+        match self {
+            Show::Allowed | Show::Denied => &DEMO_ENFORCE,
+            Show::Observe => &DEMO_OBSERVE,
+        }
+    }
+
+    fn default_targets(self) -> &'static [&'static str] {
+        match self {
+            Show::Allowed => &["registry.npmjs.org:443"],
+            Show::Denied => &["exfil.example.net:443"],
+            Show::Observe => &[
+                "registry.npmjs.org:443",
+                "pypi.org:443",
+                "unlisted.example.invalid:443",
+            ],
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Show::Allowed => "allowed",
+            Show::Denied => "denied",
+            Show::Observe => "observe",
+        }
+    }
+}
+
+/// `egress-demo ARGS…` (argv[0] already removed).
+pub fn main(args: &[String]) -> Result<Exit, Failure> {
+    let mut show = None;
+    let mut targets = Vec::new();
+    for arg in args {
+        match arg.as_str() {
+            "--help" | "-h" | "help" | "h" => {
+                print!("{HELP}");
+                return Ok(Exit::Code(0));
+            }
+            "--version" | "-v" => {
+                println!("egress-demo (cli-guard) {}", env!("CARGO_PKG_VERSION"));
+                return Ok(Exit::Code(0));
+            }
+            "allowed" if show.is_none() => show = Some(Show::Allowed),
+            "denied" if show.is_none() => show = Some(Show::Denied),
+            "observe" if show.is_none() => show = Some(Show::Observe),
+            flag if flag.starts_with('-') => {
+                return Err(Failure::usage(format!("egress-demo: unknown option {flag:?} (see egress-demo --help)")))
+            }
+            target if show.is_some() => targets.push(target.to_string()),
+            other => {
+                return Err(Failure::usage(format!(
+                    "egress-demo: unknown command {other:?}: expected allowed, denied or observe (see egress-demo --help)"
+                )))
+            }
+        }
+    }
+    let Some(show) = show else {
+        eprint!("{HELP}");
+        return Err(Failure::usage(
+            "egress-demo: missing command: allowed, denied or observe",
+        ));
+    };
+    if targets.is_empty() {
+        targets = show.default_targets().iter().map(|t| t.to_string()).collect();
+    }
+    let resolve = Resolve::parse(&std::env::var("CLI_GUARD_RESOLVE").unwrap_or_default())
+        .map_err(|e| Failure::gate(anyhow::anyhow!("CLI_GUARD_RESOLVE: {e}")))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .map_err(Failure::gate)?;
+    runtime.block_on(demonstrate(show, &targets, resolve))
+}
+
+async fn demonstrate(show: Show, targets: &[String], resolve: Resolve) -> Result<Exit, Failure> {
+    let audit_id =
+        audit::new_audit_id().map_err(|e| Failure::gate(anyhow::anyhow!("cannot draw an audit ID: {e}")))?;
+    let log = Arc::new(AuditLog::in_memory(audit_id));
+    let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        .await
+        .context("cannot start the proxy on 127.0.0.1")
+        .map_err(Failure::gate)?;
+    let proxy_addr = listener.local_addr().map_err(Failure::gate)?;
+    let gate = Arc::new(Gate::new(show.policy(), Arc::clone(&log), resolve));
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let proxy = tokio::spawn(proxy::serve(listener, Arc::clone(&gate), stop_rx));
+
+    let mut statuses = Vec::with_capacity(targets.len());
+    for target in targets {
+        let seen = connect_through(proxy_addr, target)
+            .await
+            .unwrap_or_else(|e| format!("(no answer: {e:#})"));
+        println!("{:<8} {target} -> {seen}", show.name());
+        statuses.push(seen);
+    }
+    let _ = std::io::stdout().flush();
+    let _ = stop_tx.send(());
+    let _ = proxy.await;
+
+    let mut stderr = std::io::stderr().lock();
+    for line in log.take_lines() {
+        let _ = stderr.write_all(&line);
+    }
+    let summary = gate.summary();
+    let behaved = match show {
+        Show::Allowed | Show::Observe => summary.denied == 0 && summary.allowed == targets.len() as u64,
+        Show::Denied => statuses.iter().all(|s| s.starts_with("HTTP/1.1 403 ")),
+    };
+    Ok(Exit::Code(if behaved { 0 } else { 1 }))
+}
+
+/// Sends one CONNECT and returns the status line the client saw.
+async fn connect_through(proxy: SocketAddr, target: &str) -> anyhow::Result<String> {
+    let exchange = async {
+        let mut stream = TcpStream::connect(proxy).await?;
+        stream
+            .write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
+            .await?;
+        let mut reader = BufReader::new(&mut stream);
+        let mut line = String::new();
+        reader.read_line(&mut line).await?;
+        // Close as a polite client does: half-close, then read to EOF, so
+        // the tunnel's close row shows a clean end rather than a reset.
+        reader.get_mut().shutdown().await?;
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(2), reader.read_to_end(&mut rest)).await;
+        anyhow::Ok(line.trim_end().to_string())
+    };
+    tokio::time::timeout(DIAL_TIMEOUT + Duration::from_secs(5), exchange)
+        .await
+        .context("timed out")?
+}

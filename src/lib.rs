@@ -1,0 +1,27 @@
+//! cli-guard: an argv[0]-dispatched shim that runs each command-line tool
+//! behind a CONNECT-only egress gate of its own.
+//!
+//! # Layout
+//! - [`cli`]: dispatch on argv[0]; the `cli-guard` subcommands.
+//! - [`policy`]: the pinned table (tool → mode, allowlist) and matching. Pure.
+//! - [`authority`]: parsing and normalising `host:port`. Pure.
+//! - [`connect`]: the request-head parser and the proxy's responses. Pure.
+//! - [`verdict`]: from a request head to dial-or-refuse. Pure.
+//! - [`dial`]: `CLI_GUARD_RESOLVE`, DNS and connect with a timeout.
+//! - [`proxy`]: the accept loop, one task per connection, the relay.
+//! - [`audit`]: audit IDs, record types, the append-only JSONL writer.
+//! - [`shim`]: find the real tool, spawn it, forward signals, exit status.
+//! - [`exit`]: exit codes and re-raising a child's fatal signal.
+//! - [`demo`]: the `egress-demo` command.
+
+pub mod audit;
+pub mod authority;
+pub mod cli;
+pub mod connect;
+pub mod demo;
+pub mod dial;
+pub mod exit;
+pub mod policy;
+pub mod proxy;
+pub mod shim;
+pub mod verdict;

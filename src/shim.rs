@@ -1,0 +1,730 @@
+//! Shim mode: find the real tool, put the gate in front of it, run it as a
+//! child, forward signals, and pass its exit status back.
+//!
+//! Order matters and fails closed: the audit `start` row and the proxy's
+//! listener exist before the child does; if either the listener or signal
+//! handling cannot be set up, the tool is not run (exit 125).
+//!
+//! Signals (the hard case, because the shim must outlive the child to run
+//! its proxy): every forwarded signal and SIGCHLD are blocked and read from a
+//! signalfd, which tells where each came from. With a controlling terminal
+//! the child shares the shim's process group, so the terminal's Ctrl-C,
+//! Ctrl-Z and SIGWINCH reach it directly; those arrive with `SI_KERNEL` and
+//! are not forwarded again. Without one, the child gets a group of its own so
+//! a kill aimed at the shim's group is forwarded exactly once. Signals from
+//! the child's own process tree are never echoed back to it.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::OpenOptions;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{access, AccessFlags, Pid};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::sync::oneshot;
+
+use crate::audit::{self, AuditLog, Record};
+use crate::dial::Resolve;
+use crate::exit::{Exit, Failure, NOT_EXECUTABLE, NOT_FOUND};
+use crate::policy::{Family, ToolPolicy};
+use crate::proxy::{self, Gate, Summary};
+
+/// The variable that carries the audit ID to the child (and marks a nested
+/// invocation when the shim finds it already set).
+pub const AUDIT_ID_VAR: &str = "CLI_GUARD_AUDIT_ID";
+/// How many guarded invocations deep we are.
+const DEPTH_VAR: &str = "CLI_GUARD_DEPTH";
+/// `dev:ino` of the file a shim is about to run as the real tool: if that
+/// file turns out to be cli-guard itself (a copied shim), stop.
+const REAL_TOOL_VAR: &str = "CLI_GUARD_REAL_TOOL";
+/// Nesting deeper than this is a loop, not a build (a tool whose wrapper
+/// script runs the same name from PATH again, say). Generous on purpose:
+/// rustup's counter was once too low and broke legitimate nesting.
+const MAX_DEPTH: u32 = 32;
+/// Loopback, always bypassed: a CONNECT proxy cannot carry it anyway.
+const LOOPBACK_NO_PROXY: &str = "localhost,127.0.0.1,::1";
+/// PATH when the environment has none (glibc's default for execvp).
+const DEFAULT_PATH: &str = "/bin:/usr/bin";
+
+/// Signals another process may send the shim, forwarded to the child.
+pub const FORWARDED: [Signal; 7] = [
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+];
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub enum Program {
+    /// A name to look up on PATH, skipping this binary.
+    Lookup(OsString),
+    /// An explicit path (`cli-guard run --as npm -- ./bin/tool`).
+    Path(PathBuf),
+}
+
+/// One guarded invocation.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub policy: &'static ToolPolicy,
+    /// argv[0] as the user typed it; the child gets it unchanged.
+    pub argv0: OsString,
+    pub args: Vec<OsString>,
+    pub program: Program,
+    /// True when dispatched by argv[0] (not `cli-guard run`): only then can
+    /// finding cli-guard itself as the "real" tool mean a copied shim.
+    pub as_shim: bool,
+}
+
+/// A file's identity: same device and inode means the same file, whatever
+/// path (symlink, hardlink, repeated PATH entry) leads to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+impl FileId {
+    fn of(path: &Path) -> io::Result<FileId> {
+        let meta = std::fs::metadata(path)?;
+        Ok(FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
+
+    fn to_var(self) -> String {
+        format!("{}:{}", self.dev, self.ino)
+    }
+
+    fn from_var(s: &str) -> Option<FileId> {
+        let (dev, ino) = s.split_once(':')?;
+        Some(FileId {
+            dev: dev.parse().ok()?,
+            ino: ino.parse().ok()?,
+        })
+    }
+}
+
+/// Why the real tool could not be found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LookupError {
+    /// Nothing of that name on PATH but this binary (exit 127).
+    NotFound,
+    /// Found, but not an executable regular file (exit 126).
+    NotExecutable(PathBuf),
+}
+
+/// Finds the first executable regular file called `name` on `path_var` that
+/// is not `self_id`. The path is returned as found on PATH, not
+/// canonicalised: the real tool may itself dispatch on argv[0] (rustup's
+/// proxies, pyenv's shims). Empty PATH entries mean the current directory,
+/// as in the shell.
+pub fn find_on_path(name: &OsStr, path_var: &OsStr, self_id: Option<FileId>) -> Result<PathBuf, LookupError> {
+    let mut not_executable = None;
+    for dir in std::env::split_paths(path_var) {
+        let dir = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir
+        };
+        let candidate = dir.join(name);
+        let Ok(meta) = std::fs::metadata(&candidate) else {
+            continue;
+        };
+        let id = FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        };
+        if Some(id) == self_id || !meta.is_file() {
+            continue;
+        }
+        if access(&candidate, AccessFlags::X_OK).is_ok() {
+            return Ok(candidate);
+        }
+        not_executable.get_or_insert(candidate);
+    }
+    Err(not_executable.map_or(LookupError::NotFound, LookupError::NotExecutable))
+}
+
+/// Checks an explicit path the way `find_on_path` checks a candidate.
+fn check_path(path: &Path) -> Result<PathBuf, LookupError> {
+    match std::fs::metadata(path) {
+        Err(_) => Err(LookupError::NotFound),
+        Ok(meta) if meta.is_file() && access(path, AccessFlags::X_OK).is_ok() => Ok(path.to_path_buf()),
+        Ok(_) => Err(LookupError::NotExecutable(path.to_path_buf())),
+    }
+}
+
+/// The environment the child gets on top of the inherited one. Pure.
+///
+/// All four proxy variables are set alike (clients disagree on which case
+/// wins), the user's NO_PROXY is replaced so it cannot open a silent hole,
+/// and each tool family gets the override that beats its own config file.
+pub fn child_env(policy: &ToolPolicy, proxy_url: &str, audit_id: &str) -> Vec<(&'static str, String)> {
+    let mut no_proxy = LOOPBACK_NO_PROXY.to_string();
+    for extra in policy.no_proxy {
+        no_proxy.push(',');
+        no_proxy.push_str(extra);
+    }
+    let mut env = Vec::with_capacity(16);
+    for key in [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        env.push((key, proxy_url.to_string()));
+    }
+    env.push(("NO_PROXY", no_proxy.clone()));
+    env.push(("no_proxy", no_proxy.clone()));
+    match policy.family {
+        Family::Node => {
+            env.push(("npm_config_https_proxy", proxy_url.to_string()));
+            env.push(("npm_config_proxy", proxy_url.to_string()));
+            env.push(("npm_config_noproxy", no_proxy));
+            env.push(("YARN_HTTPS_PROXY", proxy_url.to_string()));
+            env.push(("YARN_HTTP_PROXY", proxy_url.to_string()));
+            // Node itself ignores the proxy variables unless asked, so an
+            // install script's own fetch() would go around the gate.
+            env.push(("NODE_USE_ENV_PROXY", "1".to_string()));
+        }
+        Family::Python => env.push(("PIP_PROXY", proxy_url.to_string())),
+        Family::Cargo => env.push(("CARGO_HTTP_PROXY", proxy_url.to_string())),
+        Family::Plain => {}
+    }
+    env.push((AUDIT_ID_VAR, audit_id.to_string()));
+    env
+}
+
+/// Where a signal came from, as far as the decision to forward it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Sent by the kernel: for our signals, the terminal driver (Ctrl-C,
+    /// Ctrl-\, window resize), which signals the whole foreground group.
+    Kernel,
+    /// Sent by the child or by a process in its tree.
+    ChildTree,
+    /// Sent by some other process.
+    Other,
+}
+
+/// Whether a signal should be forwarded to the child. Pure.
+pub fn should_forward(origin: Origin, child_shares_group: bool) -> bool {
+    match origin {
+        // The terminal already signalled the group the child is in.
+        Origin::Kernel => !child_shares_group,
+        // Echoing the child's own signal back would loop.
+        Origin::ChildTree => false,
+        Origin::Other => true,
+    }
+}
+
+/// `si_code` for signals the kernel sends itself (the tty driver's).
+const SI_KERNEL: i32 = 0x80;
+
+fn origin_of(info: &nix::sys::signalfd::siginfo, child: Pid) -> Origin {
+    if info.ssi_code == SI_KERNEL {
+        return Origin::Kernel;
+    }
+    // si_code <= 0 means a process sent it (kill, sigqueue, tgkill).
+    if info.ssi_code <= 0 {
+        let sender = i32::try_from(info.ssi_pid).unwrap_or(0);
+        if sender > 0 && is_in_tree(Pid::from_raw(sender), child) {
+            return Origin::ChildTree;
+        }
+    }
+    Origin::Other
+}
+
+/// Whether `pid` is `root` or one of its descendants, by walking parent
+/// links in /proc (bounded, so a racing pid reuse cannot loop).
+fn is_in_tree(mut pid: Pid, root: Pid) -> bool {
+    for _ in 0..64 {
+        if pid == root {
+            return true;
+        }
+        match parent_of(pid) {
+            Some(parent) if parent.as_raw() > 1 => pid = parent,
+            _ => return false,
+        }
+    }
+    false
+}
+
+fn parent_of(pid: Pid) -> Option<Pid> {
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat_ppid(&stat)
+}
+
+/// The parent pid from a `/proc/PID/stat` line. The command name in
+/// parentheses may itself hold spaces and parentheses, so parse after the
+/// last `)`.
+fn parse_stat_ppid(stat: &[u8]) -> Option<Pid> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
+    let mut fields = rest.split_ascii_whitespace();
+    let _state = fields.next()?;
+    fields.next()?.parse().ok().map(Pid::from_raw)
+}
+
+/// Whether this process has a controlling terminal.
+fn has_controlling_terminal() -> bool {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(OFlag::O_NOCTTY.bits())
+        .open("/dev/tty")
+        .is_ok()
+}
+
+/// Runs one guarded invocation to the end.
+pub fn run(inv: Invocation) -> Result<Exit, Failure> {
+    let started = Instant::now();
+    let self_id = FileId::of(Path::new("/proc/self/exe"))
+        .or_else(|_| std::env::current_exe().and_then(|p| FileId::of(&p)))
+        .ok();
+    let depth = check_recursion(&inv, self_id)?;
+    let resolve = Resolve::parse(&std::env::var("CLI_GUARD_RESOLVE").unwrap_or_default())
+        .map_err(|e| Failure::gate(anyhow::anyhow!("CLI_GUARD_RESOLVE: {e}")))?;
+    let audit_id = audit::new_audit_id()
+        .map_err(|e| Failure::gate(anyhow::anyhow!("cannot draw a random audit ID: {e}")))?;
+    let parent_audit_id = std::env::var(AUDIT_ID_VAR).ok().filter(|id| !id.is_empty());
+    let log = Arc::new(AuditLog::open(audit_id, audit::default_log_path().as_deref()));
+
+    let found = match &inv.program {
+        Program::Lookup(name) => {
+            let path_var = std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
+            find_on_path(name, &path_var, self_id)
+        }
+        Program::Path(path) => check_path(path),
+    };
+    log.write(&Record::Start(audit::Start {
+        parent_audit_id,
+        tool: inv.policy.name.to_string(),
+        mode: inv.policy.mode,
+        argv: std::iter::once(&inv.argv0)
+            .chain(&inv.args)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
+        cwd: std::env::current_dir()
+            .ok()
+            .map(|d| d.to_string_lossy().into_owned()),
+        real_path: found.as_ref().ok().map(|p| p.to_string_lossy().into_owned()),
+        pid: std::process::id(),
+    }));
+    let ended = |failure: Failure| {
+        write_end(
+            &log,
+            started,
+            Some(i32::from(failure.code)),
+            None,
+            &Summary::default(),
+            Some(&failure),
+        );
+        failure
+    };
+    let real_path = found.map_err(|e| ended(lookup_failure(&inv, e)))?;
+    let real_id = FileId::of(&real_path).ok();
+
+    // Fail closed: no listener, no child.
+    let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .context("cannot start the proxy on 127.0.0.1")
+        .map_err(|e| ended(Failure::gate(e)))?;
+    let signals = block_signals()
+        .context("cannot set up signal forwarding")
+        .map_err(|e| ended(Failure::gate(e)))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .map_err(|e| ended(Failure::gate(e)))?;
+
+    let setup = Supervised {
+        inv: &inv,
+        real_path: &real_path,
+        real_id,
+        depth,
+        log: Arc::clone(&log),
+        resolve,
+    };
+    let (outcome, summary) = runtime.block_on(setup.supervise(listener, signals));
+    let outcome = outcome.map_err(ended)?;
+    let (code, signal) = match outcome {
+        Exit::Code(code) => (Some(i32::from(code)), None),
+        Exit::Signal(sig) => (None, Some(sig.as_str().to_string())),
+    };
+    write_end(&log, started, code, signal, &summary, None);
+    print_denials(&inv, &summary, log.audit_id());
+    Ok(outcome)
+}
+
+/// Refuses runaway recursion: a copied shim found on PATH as the "real"
+/// tool, or nesting deeper than any real build goes. Returns our depth.
+fn check_recursion(inv: &Invocation, self_id: Option<FileId>) -> Result<u32, Failure> {
+    let depth = std::env::var(DEPTH_VAR)
+        .ok()
+        .and_then(|d| d.parse::<u32>().ok())
+        .unwrap_or(0);
+    if depth >= MAX_DEPTH {
+        return Err(Failure::gate(anyhow::anyhow!(
+            "{} is nested {depth} guarded invocations deep; this looks like a loop (a wrapper that runs `{}` from PATH again?). \
+             Check that the real {} comes later on PATH than the cli-guard shims.",
+            inv.policy.name,
+            inv.policy.name,
+            inv.policy.name
+        )));
+    }
+    let expected = std::env::var(REAL_TOOL_VAR)
+        .ok()
+        .and_then(|v| FileId::from_var(&v));
+    if inv.as_shim && expected.is_some() && expected == self_id {
+        let me = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        return Err(Failure::gate(anyhow::anyhow!(
+            "another cli-guard ran {me} as the real `{}`, but it is a copy of cli-guard. \
+             Remove the copy, or make it a symlink to the installed cli-guard so it is skipped.",
+            inv.policy.name
+        )));
+    }
+    Ok(depth + 1)
+}
+
+fn lookup_failure(inv: &Invocation, e: LookupError) -> Failure {
+    let name = match &inv.program {
+        Program::Lookup(name) => name.to_string_lossy().into_owned(),
+        Program::Path(path) => path.display().to_string(),
+    };
+    match e {
+        LookupError::NotFound => Failure::new(
+            NOT_FOUND,
+            anyhow::anyhow!(
+                "{name}: the real {name} was not found on PATH (after skipping cli-guard's own shims). \
+                 Install {name}, or put its directory on PATH after the shims directory."
+            ),
+        ),
+        LookupError::NotExecutable(path) => Failure::new(
+            NOT_EXECUTABLE,
+            anyhow::anyhow!(
+                "{name}: {} is not an executable file (check its permissions)",
+                path.display()
+            ),
+        ),
+    }
+}
+
+/// Blocks the forwarded signals and SIGCHLD in this thread (and so in every
+/// thread created after) and returns a signalfd that reads them. Must run
+/// before any other thread exists.
+fn block_signals() -> nix::Result<SignalFd> {
+    let mut mask = SigSet::empty();
+    for sig in FORWARDED {
+        mask.add(sig);
+    }
+    mask.add(Signal::SIGCHLD);
+    mask.thread_block()?;
+    SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+}
+
+/// The parts of an invocation the async half needs.
+struct Supervised<'a> {
+    inv: &'a Invocation,
+    real_path: &'a Path,
+    real_id: Option<FileId>,
+    depth: u32,
+    log: Arc<AuditLog>,
+    resolve: Resolve,
+}
+
+impl Supervised<'_> {
+    /// Starts the proxy, runs the child, forwards signals until it exits,
+    /// then stops the proxy. Returns the exit and the proxy's tallies.
+    async fn supervise(self, listener: TcpListener, signals: SignalFd) -> (Result<Exit, Failure>, Summary) {
+        let gate = Arc::new(Gate::new(
+            self.inv.policy,
+            Arc::clone(&self.log),
+            self.resolve.clone(),
+        ));
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let addr = listener.local_addr();
+        let proxy = match (tokio::net::TcpListener::from_std(listener), addr) {
+            (Ok(listener), Ok(addr)) => (
+                tokio::spawn(proxy::serve(listener, Arc::clone(&gate), stop_rx)),
+                addr,
+            ),
+            (Err(e), _) | (_, Err(e)) => {
+                return (
+                    Err(Failure::gate(
+                        anyhow::Error::new(e).context("cannot start the proxy"),
+                    )),
+                    gate.summary(),
+                );
+            }
+        };
+        let (proxy_task, addr) = proxy;
+        let outcome = self.run_child(addr, signals).await;
+        let _ = stop_tx.send(());
+        let _ = proxy_task.await;
+        (outcome, gate.summary())
+    }
+
+    async fn run_child(&self, addr: SocketAddr, signals: SignalFd) -> Result<Exit, Failure> {
+        // SAFETY: SignalFd owns its descriptor (an OwnedFd) and returns that
+        // same descriptor from as_raw_fd until it is dropped, which happens
+        // only when the AsyncFd that now owns it is dropped.
+        let signals =
+            unsafe { AsyncFd::register_with_interest(signals, Interest::READABLE) }.map_err(|e| {
+                Failure::gate(anyhow::Error::new(io::Error::from(e)).context("cannot watch signals"))
+            })?;
+        let proxy_url = format!("http://{addr}");
+        let shares_group = has_controlling_terminal();
+        let mut cmd = Command::new(self.real_path);
+        cmd.arg0(&self.inv.argv0)
+            .args(&self.inv.args)
+            .envs(child_env(self.inv.policy, &proxy_url, self.log.audit_id()))
+            .env(DEPTH_VAR, self.depth.to_string());
+        match self.real_id {
+            Some(id) => cmd.env(REAL_TOOL_VAR, id.to_var()),
+            None => cmd.env_remove(REAL_TOOL_VAR),
+        };
+        if !shares_group {
+            cmd.process_group(0);
+        }
+        let parent = nix::unistd::getpid();
+        // SAFETY: the closure runs in the forked child before exec, where
+        // only async-signal-safe calls are allowed. prctl(2) and getppid(2)
+        // are plain system calls, and the error is built from a raw errno
+        // without allocating. nix has the calls, but std's pre_exec hook, the
+        // only place to make them, is unsafe by signature.
+        unsafe {
+            cmd.pre_exec(move || {
+                // If the shim dies (SIGKILL), the tool dies with it rather
+                // than running on without its gate.
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
+                // The shim may have died between fork and prctl.
+                if nix::unistd::getppid() != parent {
+                    return Err(io::Error::from(Errno::ESRCH));
+                }
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| spawn_failure(self.inv, self.real_path, &e))?;
+        let child = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+        wait_forwarding(&signals, child, shares_group)
+            .await
+            .map_err(|e| Failure::gate(anyhow::Error::new(e).context("lost track of the child")))
+    }
+}
+
+fn spawn_failure(inv: &Invocation, path: &Path, e: &io::Error) -> Failure {
+    let name = inv.policy.name;
+    let (code, hint) = match e.kind() {
+        io::ErrorKind::NotFound => (NOT_FOUND, " (a script whose #! interpreter is missing?)"),
+        _ if e.raw_os_error() == Some(Errno::ENOEXEC as i32) => {
+            (NOT_EXECUTABLE, " (a script without a #! line?)")
+        }
+        _ => (NOT_EXECUTABLE, ""),
+    };
+    Failure::new(
+        code,
+        anyhow::anyhow!("{name}: cannot run {}: {e}{hint}", path.display()),
+    )
+}
+
+/// Reads signals until the child exits, forwarding what should reach it.
+async fn wait_forwarding(signals: &AsyncFd<SignalFd>, child: Pid, shares_group: bool) -> io::Result<Exit> {
+    loop {
+        let mut ready = signals.readable().await?;
+        while let Some(info) = ready.get_inner().read_signal().map_err(io::Error::from)? {
+            let Ok(sig) = Signal::try_from(i32::try_from(info.ssi_signo).unwrap_or(0)) else {
+                continue;
+            };
+            if sig == Signal::SIGCHLD {
+                if let Some(exit) = reap(child)? {
+                    return Ok(exit);
+                }
+                continue;
+            }
+            if should_forward(origin_of(&info, child), shares_group) {
+                // ESRCH: the child is already gone; its SIGCHLD is queued.
+                let _ = kill(child, sig);
+            }
+        }
+        ready.clear_ready();
+    }
+}
+
+/// The child's exit, if it has exited (stops and continues are not exits).
+fn reap(child: Pid) -> io::Result<Option<Exit>> {
+    match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+        Ok(WaitStatus::Exited(_, code)) => Ok(Some(Exit::Code(u8::try_from(code & 0xff).unwrap_or(u8::MAX)))),
+        Ok(WaitStatus::Signaled(_, sig, _)) => Ok(Some(Exit::Signal(sig))),
+        Ok(_) => Ok(None),
+        Err(e) => Err(io::Error::from(e)),
+    }
+}
+
+fn write_end(
+    log: &AuditLog,
+    started: Instant,
+    exit_code: Option<i32>,
+    signal: Option<String>,
+    summary: &Summary,
+    failure: Option<&Failure>,
+) {
+    log.write(&Record::End(audit::End {
+        exit_code,
+        signal,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        allowed: summary.allowed,
+        denied: summary.denied,
+        error: failure.map(|f| f.to_string()),
+    }));
+}
+
+/// One stderr line per distinct refusal, after the child exits, worded so
+/// that neither a person nor an agent mistakes it for a network fault.
+fn print_denials(inv: &Invocation, summary: &Summary, audit_id: &str) {
+    let tool = inv.policy.name;
+    for denial in &summary.denials {
+        eprintln!(
+            "cli-guard: {tool} was refused {} ({}): {}. This is policy, not a network fault: do not retry; \
+             an allowlist change is a code change for an operator (audit id {audit_id}).",
+            denial.target, denial.status, denial.reason
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::lookup;
+
+    fn policy(name: &str) -> &'static ToolPolicy {
+        lookup(name).unwrap_or_else(|| panic!("{name} is pinned"))
+    }
+
+    fn get<'a>(env: &'a [(&'static str, String)], key: &str) -> Option<&'a str> {
+        env.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn all_proxy_variables_are_set_alike() {
+        let env = child_env(policy("npm"), "http://127.0.0.1:1", "id");
+        for key in [
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+            "npm_config_https_proxy",
+            "npm_config_proxy",
+            "YARN_HTTPS_PROXY",
+        ] {
+            assert_eq!(get(&env, key), Some("http://127.0.0.1:1"), "{key}");
+        }
+        assert_eq!(get(&env, "NODE_USE_ENV_PROXY"), Some("1"));
+        assert_eq!(get(&env, "CLI_GUARD_AUDIT_ID"), Some("id"));
+        assert_eq!(get(&env, "CARGO_HTTP_PROXY"), None);
+    }
+
+    #[test]
+    fn no_proxy_is_loopback_plus_pinned_exceptions() {
+        let npm = child_env(policy("npm"), "u", "id");
+        assert_eq!(get(&npm, "NO_PROXY"), Some("localhost,127.0.0.1,::1"));
+        assert_eq!(get(&npm, "npm_config_noproxy"), Some("localhost,127.0.0.1,::1"));
+        let aws = child_env(policy("aws"), "u", "id");
+        assert_eq!(
+            get(&aws, "no_proxy"),
+            Some("localhost,127.0.0.1,::1,169.254.169.254,169.254.170.2,fd00:ec2::254")
+        );
+    }
+
+    #[test]
+    fn tool_families_get_their_overrides() {
+        assert_eq!(
+            get(&child_env(policy("cargo"), "u", "i"), "CARGO_HTTP_PROXY"),
+            Some("u")
+        );
+        assert_eq!(get(&child_env(policy("pip3"), "u", "i"), "PIP_PROXY"), Some("u"));
+        assert_eq!(get(&child_env(policy("gh"), "u", "i"), "PIP_PROXY"), None);
+    }
+
+    #[test]
+    fn forwarding_rules() {
+        assert!(!should_forward(Origin::Kernel, true));
+        assert!(should_forward(Origin::Kernel, false));
+        assert!(!should_forward(Origin::ChildTree, true));
+        assert!(!should_forward(Origin::ChildTree, false));
+        assert!(should_forward(Origin::Other, true));
+        assert!(should_forward(Origin::Other, false));
+    }
+
+    #[test]
+    fn stat_ppid_survives_odd_command_names() {
+        assert_eq!(
+            parse_stat_ppid(b"123 (a) b) c) S 77 123 123 0"),
+            Some(Pid::from_raw(77))
+        );
+        assert_eq!(parse_stat_ppid(b"123 (sh) S 1 1 1"), Some(Pid::from_raw(1)));
+        assert_eq!(parse_stat_ppid(b"garbage"), None);
+    }
+
+    #[test]
+    fn file_id_round_trips() {
+        let id = FileId { dev: 2049, ino: 77 };
+        assert_eq!(FileId::from_var(&id.to_var()), Some(id));
+        assert_eq!(FileId::from_var("x:1"), None);
+    }
+
+    #[test]
+    fn path_lookup_skips_self_and_reports_non_executables() {
+        let dir = std::env::temp_dir().join(format!("cli-guard-unit-{}", std::process::id()));
+        let a = dir.join("a");
+        let b = dir.join("b");
+        std::fs::create_dir_all(&a).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(&b).unwrap_or_else(|e| panic!("{e}"));
+        let plain = a.join("tool");
+        std::fs::write(&plain, "x").unwrap_or_else(|e| panic!("{e}"));
+        let path_var = std::env::join_paths([&a, &b]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            find_on_path(OsStr::new("tool"), &path_var, None),
+            Err(LookupError::NotExecutable(plain.clone()))
+        );
+        let exe = b.join("tool");
+        std::fs::write(&exe, "#!/bin/sh\n").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(find_on_path(OsStr::new("tool"), &path_var, None), Ok(exe.clone()));
+        let exe_id = FileId::of(&exe).ok();
+        assert_eq!(
+            find_on_path(OsStr::new("tool"), &path_var, exe_id),
+            Err(LookupError::NotExecutable(plain))
+        );
+        assert_eq!(
+            find_on_path(OsStr::new("nope"), &path_var, None),
+            Err(LookupError::NotFound)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
