@@ -1,0 +1,758 @@
+//! The audit log: the four record kinds and their fields, when they are
+//! written, file permissions and default paths, a SIGKILLed shim, many
+//! writers at once, an unwritable log; and the denial summary on stderr.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::{Read, Write};
+use std::net::Shutdown;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde_json::Value;
+
+use crate::util::*;
+
+fn npm_at(g: &Gate, up: &Upstream) -> (Running, ChildEnv) {
+    let resolve = Gate::resolve(&[(NPM_REGISTRY, up.addr)]);
+    g.session("npm", &[("CLI_GUARD_RESOLVE", &resolve)])
+}
+
+fn mode(p: &Path) -> u32 {
+    fs::metadata(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+fn is_uint(v: &Value) -> bool {
+    v.as_u64().is_some()
+}
+
+#[test]
+fn all_four_record_kinds_carry_their_fields() {
+    let up = Upstream::echo();
+    let g = Gate::new();
+    let (run, env) = npm_at(&g, &up);
+    let shim_pid = run.pid();
+    let id = env.audit_id().to_owned();
+    let proxy = env.proxy();
+
+    let (a, mut s) = proxy.tunnel(NPM_REGISTRY, b"early");
+    check_eq!(run, a.status, 200, "{}", a.report());
+    let mut early = [0u8; 5];
+    check!(
+        run,
+        s.read_exact(&mut early).is_ok() && &early == b"early",
+        "early bytes echoed"
+    );
+    check!(run, echo_roundtrip(&mut s, b"-more").is_ok(), "relay");
+    s.shutdown(Shutdown::Write).unwrap();
+    check!(run, at_eof(&mut s), "tunnel closes");
+    drop(s);
+    check_eq!(run, proxy.connect("evil.example:443").status, 403, "denied");
+    check_eq!(run, proxy.ask(b"hello\r\n\r\n").status, 400, "garbage");
+    check_eq!(
+        run,
+        proxy
+            .ask(b"GET http://registry.npmjs.org/ HTTP/1.1\r\nHost: registry.npmjs.org\r\n\r\n")
+            .status,
+        405,
+        "plaintext"
+    );
+    let out = g.finish(run, 3);
+
+    let recs = g.records();
+    let all = dump(&recs);
+    let mine: Vec<&Value> = recs.iter().filter(|r| r["audit_id"] == id.as_str()).collect();
+    check_eq!(
+        out,
+        mine.len(),
+        recs.len(),
+        "only this invocation wrote the log\n{all}"
+    );
+    for r in &mine {
+        check!(
+            out,
+            r["ts"].as_str().is_some_and(is_timestamp),
+            "ts must be RFC 3339 UTC with ms: {r}"
+        );
+    }
+    check_eq!(
+        out,
+        mine.first().map(|r| r["kind"].clone()),
+        Some("start".into()),
+        "start comes first"
+    );
+    check_eq!(
+        out,
+        mine.last().map(|r| r["kind"].clone()),
+        Some("end".into()),
+        "end comes last"
+    );
+
+    // start
+    let start = records_of(&recs, &id, "start");
+    check_eq!(out, start.len(), 1, "one start\n{all}");
+    let st = start[0];
+    check_eq!(out, st["parent_audit_id"], Value::Null, "start.parent_audit_id");
+    check_eq!(out, st["tool"], "npm", "start.tool");
+    check_eq!(out, st["mode"], "enforce", "start.mode");
+    check!(
+        out,
+        st["argv"]
+            .as_array()
+            .is_some_and(|a| a.iter().all(Value::is_string)),
+        "start.argv: {st}"
+    );
+    check_eq!(
+        out,
+        st["argv"].as_array().and_then(|a| a.last()).cloned(),
+        Some("install".into()),
+        "start.argv ends with the args: {st}"
+    );
+    check_eq!(out, st["cwd"], g.work.to_str().unwrap(), "start.cwd");
+    check_eq!(
+        out,
+        st["real_path"],
+        g.real.join("npm").to_str().unwrap(),
+        "start.real_path"
+    );
+    check_eq!(out, st["pid"], shim_pid, "start.pid");
+
+    // egress
+    let egress = records_of(&recs, &id, "egress");
+    check_eq!(out, egress.len(), 4, "one egress row per answered request\n{all}");
+    let conns: BTreeSet<u64> = egress.iter().filter_map(|r| r["conn"].as_u64()).collect();
+    check_eq!(out, conns.len(), 4, "conn: distinct integers\n{all}");
+    check!(out, conns.iter().all(|c| *c >= 1), "conn counts from 1\n{all}");
+    for r in &egress {
+        check_eq!(out, r["tool"], "npm", "egress.tool: {r}");
+        check_eq!(out, r["mode"], "enforce", "egress.mode: {r}");
+        // The contract marks host and port nullable "when unparseable"; a
+        // request line too broken to name a method (the 400 row) may say null.
+        let method_ok = r["method"].is_string() || (r["status"] == 400 && r["method"].is_null());
+        check!(out, method_ok, "egress.method: {r}");
+        check!(
+            out,
+            r["host"].is_string() || r["host"].is_null(),
+            "egress.host: {r}"
+        );
+        check!(
+            out,
+            is_uint(&r["port"]) || r["port"].is_null(),
+            "egress.port: {r}"
+        );
+        check!(out, r["reason"].is_string(), "egress.reason: {r}");
+        check!(out, is_uint(&r["status"]), "egress.status: {r}");
+    }
+    let by_status = |s: u64| -> &Value {
+        egress
+            .iter()
+            .find(|r| r["status"] == s)
+            .copied()
+            .unwrap_or_else(|| panic!("no egress row with status {s}\n{}", out.report()))
+    };
+    let ok = by_status(200);
+    check_eq!(
+        out,
+        (
+            ok["method"].clone(),
+            ok["host"].clone(),
+            ok["port"].clone(),
+            ok["decision"].clone()
+        ),
+        (
+            "CONNECT".into(),
+            "registry.npmjs.org".into(),
+            443.into(),
+            "allow".into()
+        ),
+        "the 200 row: {ok}"
+    );
+    let no = by_status(403);
+    check_eq!(
+        out,
+        (
+            no["method"].clone(),
+            no["host"].clone(),
+            no["port"].clone(),
+            no["decision"].clone()
+        ),
+        ("CONNECT".into(), "evil.example".into(), 443.into(), "deny".into()),
+        "the 403 row: {no}"
+    );
+    let bad = by_status(400);
+    check_eq!(
+        out,
+        (bad["host"].clone(), bad["port"].clone(), bad["decision"].clone()),
+        (Value::Null, Value::Null, "deny".into()),
+        "the 400 row (unparseable: host and port null): {bad}"
+    );
+    let plain = by_status(405);
+    check_eq!(
+        out,
+        (plain["method"].clone(), plain["decision"].clone()),
+        ("GET".into(), "deny".into()),
+        "the 405 row: {plain}"
+    );
+
+    // egress_close
+    let close = records_of(&recs, &id, "egress_close");
+    check_eq!(
+        out,
+        close.len(),
+        1,
+        "one egress_close: only the 200 opened a tunnel\n{all}"
+    );
+    let c = close[0];
+    check_eq!(
+        out,
+        c["conn"],
+        ok["conn"],
+        "egress_close.conn matches the 200 row"
+    );
+    check_eq!(
+        out,
+        (c["host"].clone(), c["port"].clone()),
+        ("registry.npmjs.org".into(), 443.into()),
+        "egress_close host/port"
+    );
+    check_eq!(out, c["bytes_up"], 10, "bytes_up: 'early' + '-more' + nothing");
+    check_eq!(out, c["bytes_down"], 10, "bytes_down: the echo");
+    check!(out, is_uint(&c["duration_ms"]), "egress_close.duration_ms: {c}");
+    check_eq!(out, c["error"], Value::Null, "a clean close has no error");
+
+    // end
+    let end = records_of(&recs, &id, "end");
+    check_eq!(out, end.len(), 1, "one end\n{all}");
+    let e = end[0];
+    check_eq!(out, e["exit_code"], 3, "end.exit_code");
+    check_eq!(out, e["signal"], Value::Null, "end.signal");
+    check!(out, is_uint(&e["duration_ms"]), "end.duration_ms: {e}");
+    check_eq!(out, e["allowed"], 1, "end.allowed");
+    check_eq!(out, e["denied"], 3, "end.denied");
+    check_eq!(out, e["error"], Value::Null, "end.error");
+}
+
+#[test]
+fn the_egress_row_is_written_before_the_tunnel_carries_a_byte() {
+    // Upstream looks at the audit log the moment the first byte reaches it.
+    let g = Gate::new();
+    let log = g.audit.clone();
+    let (tx, rx) = mpsc::channel();
+    let up = Upstream::start(move |mut s| {
+        let mut b = [0u8; 1];
+        let first = s.read(&mut b).unwrap_or(0);
+        let snapshot = fs::read(&log).unwrap_or_default();
+        let _ = tx.send((first, snapshot));
+        let _ = s.write_all(b"!");
+    });
+    let (run, env) = npm_at(&g, &up);
+    let (a, mut s) = env.proxy().tunnel(NPM_REGISTRY, b"x");
+    check_eq!(run, a.status, 200, "{}", a.report());
+    let Ok((first, snapshot)) = rx.recv_timeout(WAIT) else {
+        panic!("upstream got nothing\n{}", run.report());
+    };
+    check_eq!(run, first, 1, "upstream got the early byte");
+    let seen = parse_records(&snapshot, "the log when the first byte arrived");
+    let rows: Vec<_> = records_of(&seen, env.audit_id(), "egress")
+        .into_iter()
+        .filter(|r| r["decision"] == "allow" && r["status"] == 200 && r["host"] == "registry.npmjs.org")
+        .collect();
+    check_eq!(
+        run,
+        rows.len(),
+        1,
+        "the egress row must exist before a byte is relayed\n{}",
+        dump(&seen)
+    );
+    check!(
+        run,
+        records_of(&seen, env.audit_id(), "egress_close").is_empty(),
+        "no egress_close while the tunnel is open"
+    );
+    let mut b = [0u8; 1];
+    check!(run, s.read_exact(&mut b).is_ok(), "upstream's reply is relayed");
+    drop(s);
+    g.finish(run, 0);
+}
+
+#[test]
+fn egress_close_counts_bytes_exactly_including_early_bytes() {
+    let reply = pattern(777, 2);
+    let r = reply.clone();
+    let up = Upstream::start(move |mut s| {
+        let mut got = Vec::new();
+        let _ = s.read_to_end(&mut got);
+        let _ = s.write_all(&r);
+    });
+    let g = Gate::new();
+    let (run, env) = npm_at(&g, &up);
+    let (a, mut s) = env.proxy().tunnel(NPM_REGISTRY, &pattern(100, 1));
+    check_eq!(run, a.status, 200, "{}", a.report());
+    s.write_all(&pattern(1000, 9)).unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut back = Vec::new();
+    check!(run, s.read_to_end(&mut back).is_ok(), "reply");
+    check_eq!(run, back.len(), 777, "reply length");
+    drop(s);
+    let out = g.finish(run, 0);
+    let recs = g.records();
+    let close = records_of(&recs, env.audit_id(), "egress_close");
+    check_eq!(out, close.len(), 1, "one egress_close");
+    check_eq!(
+        out,
+        close[0]["bytes_up"],
+        1100,
+        "bytes_up counts the 100 early bytes too"
+    );
+    check_eq!(out, close[0]["bytes_down"], 777, "bytes_down");
+}
+
+#[test]
+fn an_unreachable_upstream_is_logged_as_allowed_with_502_and_no_close() {
+    let g = Gate::new();
+    let resolve = format!("{NPM_REGISTRY}=127.0.0.1:{}", closed_port());
+    let (run, env) = g.session("npm", &[("CLI_GUARD_RESOLVE", &resolve)]);
+    check_eq!(run, env.proxy().connect(NPM_REGISTRY).status, 502, "unreachable");
+    let out = g.finish(run, 0);
+    let recs = g.records();
+    let rows = records_of(&recs, env.audit_id(), "egress");
+    check_eq!(out, rows.len(), 1, "one egress row");
+    check_eq!(
+        out,
+        (rows[0]["decision"].clone(), rows[0]["status"].clone()),
+        ("allow".into(), 502.into()),
+        "row"
+    );
+    check!(
+        out,
+        rows[0]["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "the reason is logged"
+    );
+    check!(
+        out,
+        records_of(&recs, env.audit_id(), "egress_close").is_empty(),
+        "no tunnel, no egress_close"
+    );
+    let end = records_of(&recs, env.audit_id(), "end");
+    check_eq!(
+        out,
+        (end[0]["allowed"].clone(), end[0]["denied"].clone()),
+        (1.into(), 0.into()),
+        "counts"
+    );
+}
+
+#[test]
+fn start_is_written_before_the_child_runs() {
+    let g = Gate::new();
+    g.tool(
+        "npm",
+        "cp \"$CLI_GUARD_AUDIT_LOG\" \"$S/log-at-start\"\nrec \"$@\"\nexit 0\n",
+    );
+    let out = g.run(g.shim_cmd("npm", ["install"]));
+    out.expect_code(0);
+    let env = ChildEnv::parse(&fs::read(g.state_path("env")).unwrap());
+    let snapshot = fs::read(g.state_path("log-at-start"));
+    check!(out, snapshot.is_ok(), "the log must exist when the child starts");
+    let seen = parse_records(&snapshot.unwrap(), "the log when the child started");
+    check_eq!(
+        out,
+        records_of(&seen, env.audit_id(), "start").len(),
+        1,
+        "start row already written"
+    );
+}
+
+#[test]
+fn end_records_a_death_by_signal() {
+    let g = Gate::new();
+    g.tool("npm", "rec \"$@\"\nkill -s TERM $$\nsleep 2\nexit 99\n");
+    let out = g.run(g.shim_cmd("npm", ["install"]));
+    check_eq!(
+        out,
+        out.signal(),
+        Some(Signal::SIGTERM as i32),
+        "the shim dies by SIGTERM"
+    );
+    let env = ChildEnv::parse(&fs::read(g.state_path("env")).unwrap());
+    let recs = g.records();
+    let end = records_of(&recs, env.audit_id(), "end");
+    check_eq!(out, end.len(), 1, "one end record");
+    check_eq!(out, end[0]["signal"], "SIGTERM", "end.signal");
+    check_eq!(out, end[0]["exit_code"], Value::Null, "end.exit_code");
+}
+
+#[test]
+fn end_counts_allowed_and_denied_requests() {
+    let up = Upstream::echo();
+    let g = Gate::new();
+    let (run, env) = npm_at(&g, &up);
+    let proxy = env.proxy();
+    for _ in 0..2 {
+        let (a, s) = proxy.tunnel(NPM_REGISTRY, b"");
+        check_eq!(run, a.status, 200, "{}", a.report());
+        drop(s);
+    }
+    for host in ["a.example:443", "b.example:443", "a.example:443"] {
+        check_eq!(run, proxy.connect(host).status, 403, "{host}");
+    }
+    let out = g.finish(run, 0);
+    let recs = g.records();
+    let end = records_of(&recs, env.audit_id(), "end");
+    check_eq!(out, end.len(), 1, "one end");
+    check_eq!(out, end[0]["allowed"], 2, "end.allowed");
+    check_eq!(out, end[0]["denied"], 3, "end.denied");
+}
+
+#[test]
+fn audit_ids_are_unique_and_sort_by_time() {
+    let g = Gate::new();
+    g.tool("npm", "exit 0\n");
+    for _ in 0..3 {
+        g.run(g.shim_cmd("npm", ["install"])).expect_code(0);
+    }
+    let recs = g.records();
+    let ids: Vec<String> = recs
+        .iter()
+        .filter(|r| r["kind"] == "start")
+        .map(|r| r["audit_id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 3, "{}", dump(&recs));
+    for id in &ids {
+        assert!(is_audit_id(id), "{id:?} is not <12 hex>-<32 hex>");
+    }
+    let mut sorted = ids.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(
+        sorted, ids,
+        "IDs of successive invocations must be distinct and sort by time"
+    );
+}
+
+#[test]
+fn the_log_is_created_0600_in_0700_directories() {
+    let mut g = Gate::new();
+    let top = g.root().join("new");
+    g.audit = top.join("sub").join("audit.jsonl");
+    g.tool("npm", "exit 0\n");
+    let out = g.run(g.shim_cmd("npm", ["install"]));
+    out.expect_code(0);
+    check!(out, g.audit.exists(), "the log was created");
+    check_eq!(
+        out,
+        format!("{:o}", mode(&top)),
+        "700",
+        "created directory {}",
+        top.display()
+    );
+    check_eq!(
+        out,
+        format!("{:o}", mode(&top.join("sub"))),
+        "700",
+        "created directory sub"
+    );
+    check_eq!(out, format!("{:o}", mode(&g.audit)), "600", "the log file");
+}
+
+fn default_path_run(g: &Gate, env: &[(&str, &Path)], want: &Path) {
+    g.tool("npm", "exit 0\n");
+    let mut cmd = g.shim_cmd("npm", ["install"]);
+    cmd.env_remove("CLI_GUARD_AUDIT_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = g.run(cmd);
+    out.expect_code(0);
+    check!(out, want.is_file(), "the log must be at {}", want.display());
+    let recs = read_records(want);
+    check!(
+        out,
+        recs.iter().any(|r| r["kind"] == "start"),
+        "with a start record"
+    );
+    check_eq!(
+        out,
+        format!("{:o}", mode(want.parent().unwrap())),
+        "700",
+        "its directory"
+    );
+    check_eq!(out, format!("{:o}", mode(want)), "600", "the file");
+}
+
+#[test]
+fn without_cli_guard_audit_log_the_log_is_under_xdg_state_home() {
+    let g = Gate::new();
+    let xdg = g.dir("xdg");
+    default_path_run(
+        &g,
+        &[("XDG_STATE_HOME", &xdg)],
+        &xdg.join("cli-guard/audit.jsonl"),
+    );
+}
+
+#[test]
+fn without_xdg_state_home_the_log_is_under_home() {
+    let g = Gate::new();
+    default_path_run(&g, &[], &g.home.join(".local/state/cli-guard/audit.jsonl"));
+}
+
+#[test]
+fn a_sigkilled_shim_leaves_start_and_egress_rows_and_its_child_dies() {
+    let up = Upstream::echo();
+    let g = Gate::new();
+    let (mut run, env) = npm_at(&g, &up);
+    let child = g.child_pid(&mut run);
+    let proxy = env.proxy();
+    let (a, s) = proxy.tunnel(NPM_REGISTRY, b"");
+    check_eq!(run, a.status, 200, "{}", a.report());
+    check_eq!(run, proxy.connect("evil.example:443").status, 403, "denied");
+    send(run.pid(), Signal::SIGKILL);
+    let out = run.wait();
+    check_eq!(out, out.signal(), Some(9), "the shim was SIGKILLed");
+    drop(s);
+    check!(
+        out,
+        wait_until(WAIT, || is_dead(child)),
+        "the child (pid {child}) must die with its shim: state {:?}",
+        proc_state(child)
+    );
+    let recs = g.records();
+    let id = env.audit_id();
+    check_eq!(out, records_of(&recs, id, "start").len(), 1, "start survives");
+    let rows = records_of(&recs, id, "egress");
+    let has = |host: &str, status: u64| rows.iter().any(|r| r["host"] == host && r["status"] == status);
+    check!(
+        out,
+        has("registry.npmjs.org", 200),
+        "the allowed connection is on record"
+    );
+    check!(
+        out,
+        has("evil.example", 403),
+        "the denied connection is on record"
+    );
+}
+
+#[test]
+fn concurrent_invocations_share_one_log_without_tearing() {
+    const SHIMS: usize = 8;
+    const EACH: usize = 25;
+    let g = Gate::new();
+    g.tool(
+        "npm",
+        &format!(
+            "rec \"$@\"\ni=0\nwhile [ $i -lt {EACH} ]; do\n  curl -s -o /dev/null --max-time 5 https://denied.example/\n  i=$((i + 1))\ndone\nexit 0\n"
+        ),
+    );
+    let runs: Vec<Running> = (0..SHIMS)
+        .map(|_| g.start(g.shim_cmd("npm", ["install"])))
+        .collect();
+    for r in runs {
+        r.wait_for(Duration::from_secs(30)).expect_code(0);
+    }
+    let data = fs::read(&g.audit).unwrap();
+    assert!(data.ends_with(b"\n"), "the log ends with a complete line");
+    let recs = read_records(&g.audit);
+    assert_eq!(
+        recs.len(),
+        SHIMS * (EACH + 2),
+        "every record, none lost or merged"
+    );
+    let mut by_id: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    for r in &recs {
+        by_id
+            .entry(r["audit_id"].as_str().unwrap_or_default().to_owned())
+            .or_default()
+            .push(r);
+    }
+    assert_eq!(by_id.len(), SHIMS, "one audit ID per invocation");
+    for (id, rs) in &by_id {
+        let kind = |k: &str| rs.iter().filter(|r| r["kind"] == k).count();
+        assert_eq!((kind("start"), kind("egress"), kind("end")), (1, EACH, 1), "{id}");
+        let conns: BTreeSet<u64> = rs.iter().filter_map(|r| r["conn"].as_u64()).collect();
+        assert_eq!(conns.len(), EACH, "{id}: distinct conn ids");
+        for r in rs.iter().filter(|r| r["kind"] == "egress") {
+            assert_eq!(
+                (&r["host"], &r["status"], &r["decision"]),
+                (&"denied.example".into(), &403.into(), &"deny".into()),
+                "{r}"
+            );
+        }
+        let end = rs.iter().find(|r| r["kind"] == "end").unwrap();
+        assert_eq!(
+            (&end["denied"], &end["allowed"]),
+            (&EACH.into(), &0.into()),
+            "{end}"
+        );
+    }
+}
+
+/// Runs npm whose child makes one denied request and exits 3, with the
+/// audit log at `log`; checks the stderr fallback.
+fn unwritable(log: &Path) {
+    let g = Gate::new();
+    g.tool(
+        "npm",
+        "rec \"$@\"\ncurl -s -o /dev/null --max-time 5 https://denied.example/\necho $? > \"$S/curl\"\nexit 3\n",
+    );
+    let mut cmd = g.shim_cmd("npm", ["install"]);
+    cmd.env("CLI_GUARD_AUDIT_LOG", log);
+    let out = g.run(cmd);
+    out.expect_code(3);
+    let warnings: Vec<String> = out
+        .guard_lines()
+        .into_iter()
+        .filter(|l| !l.contains("denied.example"))
+        .collect();
+    check_eq!(
+        out,
+        warnings.len(),
+        1,
+        "exactly one warning about the log: {warnings:#?}"
+    );
+    let json: String = out
+        .stderr()
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let recs = parse_records(json.as_bytes(), "records on stderr");
+    let kinds: Vec<&str> = recs.iter().filter_map(|r| r["kind"].as_str()).collect();
+    check_eq!(
+        out,
+        kinds,
+        vec!["start", "egress", "end"],
+        "every record goes to stderr instead"
+    );
+    check_eq!(
+        out,
+        (recs[1]["host"].clone(), recs[1]["status"].clone()),
+        ("denied.example".into(), 403.into()),
+        "still enforced"
+    );
+    check_eq!(out, recs[2]["exit_code"], 3, "end.exit_code");
+    let curl = fs::read_to_string(g.state_path("curl")).unwrap_or_default();
+    check!(
+        out,
+        curl.trim() != "0",
+        "the child's request failed (curl exit {curl})"
+    );
+}
+
+#[test]
+fn a_log_whose_parent_is_a_file_falls_back_to_stderr() {
+    let t = TempDir::new();
+    let file = t.path().join("not-a-dir");
+    fs::write(&file, b"").unwrap();
+    unwritable(&file.join("audit.jsonl"));
+}
+
+#[test]
+fn a_log_on_a_full_device_falls_back_to_stderr() {
+    let before = mode(Path::new("/dev/full"));
+    unwritable(Path::new("/dev/full"));
+    let after = mode(Path::new("/dev/full"));
+    if after != before {
+        let _ = fs::set_permissions("/dev/full", fs::Permissions::from_mode(before));
+        panic!("cli-guard changed the mode of an existing log file (/dev/full {before:o} -> {after:o})");
+    }
+}
+
+// ----- the denial summary ------------------------------------------------------
+
+const SUMMARY_TOOL: &str = "rec \"$@\"\nhold\necho fake-npm-exiting >&2\nexit \"$(code)\"\n";
+
+fn denied_run(targets: &[&str]) -> (Outcome, String) {
+    let g = Gate::new();
+    g.tool("npm", SUMMARY_TOOL);
+    let mut run = g.start(g.shim_cmd("npm", ["install"]));
+    let env = g.wait_env(&mut run);
+    for t in targets {
+        check_eq!(run, env.proxy().connect(t).status, 403, "{t}");
+    }
+    g.release(0);
+    let out = run.wait();
+    out.expect_code(0);
+    (out, env.audit_id().to_owned())
+}
+
+#[test]
+fn the_denial_summary_names_host_tool_allowlist_and_audit_id_after_the_child_exits() {
+    let (out, id) = denied_run(&["evil.example:443", "evil.example:443", "evil.example:443"]);
+    let lines: Vec<String> = out
+        .guard_lines()
+        .into_iter()
+        .filter(|l| l.contains("evil.example:443"))
+        .collect();
+    check_eq!(
+        out,
+        lines.len(),
+        1,
+        "one line per denied host:port, however often it was tried"
+    );
+    let line = &lines[0];
+    for needle in ["npm", "registry.npmjs.org", id.as_str()] {
+        check!(
+            out,
+            line.contains(needle),
+            "the summary must name {needle:?}: {line}"
+        );
+    }
+    let lower = line.to_ascii_lowercase();
+    for word in ["policy", "network", "retry"] {
+        check!(
+            out,
+            lower.contains(word),
+            "the summary must say it is policy, not a network fault, don't retry ({word:?} missing): {line}"
+        );
+    }
+    let err = out.stderr();
+    let exiting = err.find("fake-npm-exiting");
+    let summary = err.find(line.as_str());
+    check!(
+        out,
+        exiting.is_some() && summary > exiting,
+        "the summary comes after the child exits"
+    );
+}
+
+#[test]
+fn the_denial_summary_has_one_line_per_distinct_host_and_port() {
+    let targets = [
+        "a.example:443",
+        "b.example:443",
+        "a.example:8443",
+        "a.example:443",
+    ];
+    let (out, _) = denied_run(&targets);
+    let lines = out.guard_lines();
+    check_eq!(out, lines.len(), 3, "three distinct denied host:port pairs");
+    for t in ["a.example:443", "b.example:443", "a.example:8443"] {
+        let n = lines.iter().filter(|l| l.contains(t)).count();
+        check_eq!(out, n, 1, "one line names {t}");
+    }
+}
+
+#[test]
+fn no_denial_summary_when_nothing_was_denied() {
+    let up = Upstream::echo();
+    let g = Gate::new();
+    let (run, env) = npm_at(&g, &up);
+    let (a, s) = env.proxy().tunnel(NPM_REGISTRY, b"");
+    check_eq!(run, a.status, 200, "{}", a.report());
+    drop(s);
+    let out = g.finish(run, 0);
+    check!(
+        out,
+        out.guard_lines().is_empty(),
+        "no cli-guard: lines without a denial"
+    );
+}

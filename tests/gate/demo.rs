@@ -1,0 +1,243 @@
+//! egress-demo: stdout lines `<mode> <host:port> -> <status line>`, egress
+//! rows as JSON lines on stderr, exit 0 when the gate behaved as the command
+//! says. Loopback only: the demo's allowed names are pointed at our servers
+//! (or at a closed port) through CLI_GUARD_RESOLVE.
+
+use std::os::unix::fs::symlink;
+
+use serde_json::Value;
+
+use crate::util::*;
+
+fn demo(g: &Gate, args: &[&str], resolve: &str) -> Outcome {
+    let link = g.shims.join("egress-demo");
+    if !link.exists() {
+        symlink(BIN, &link).unwrap();
+    }
+    let mut cmd = g.command(&link);
+    cmd.args(args).env("CLI_GUARD_RESOLVE", resolve);
+    g.run(cmd)
+}
+
+/// (mode, host:port, status line) per stdout line.
+fn dials(out: &Outcome) -> Vec<(String, String, String)> {
+    out.stdout()
+        .lines()
+        .map(|l| {
+            let (left, status) = l
+                .split_once(" -> ")
+                .unwrap_or_else(|| panic!("not `<mode> <host:port> -> <status>`: {l:?}\n{}", out.report()));
+            let mut words = left.split_whitespace();
+            let mode = words.next().unwrap_or_default().to_owned();
+            let target = words.next().unwrap_or_default().to_owned();
+            (mode, target, status.to_owned())
+        })
+        .collect()
+}
+
+fn status_of(line: &str) -> u16 {
+    line.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+/// The egress rows the demo printed on stderr.
+fn rows(out: &Outcome) -> Vec<Value> {
+    let json: String = out
+        .stderr()
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    parse_records(json.as_bytes(), "egress-demo stderr")
+        .into_iter()
+        .filter(|r| r["kind"] == "egress")
+        .collect()
+}
+
+fn row_for<'a>(out: &Outcome, rows: &'a [Value], target: &str) -> &'a Value {
+    let (host, port) = target.rsplit_once(':').unwrap();
+    let port: u64 = port.parse().unwrap();
+    rows.iter()
+        .find(|r| r["host"] == host && r["port"] == port)
+        .unwrap_or_else(|| panic!("no egress row for {target}\n{}", out.report()))
+}
+
+#[test]
+fn demo_help_has_the_seeds_shape() {
+    let g = Gate::new();
+    let out = demo(&g, &["--help"], "");
+    out.expect_code(0);
+    let text = out.stdout();
+    for word in [
+        "NAME",
+        "USAGE",
+        "COMMANDS",
+        "GLOBAL OPTIONS",
+        "allowed",
+        "denied",
+        "observe",
+    ] {
+        check!(out, text.contains(word), "--help must show {word}");
+    }
+    let order: Vec<_> = ["NAME", "USAGE", "COMMANDS", "GLOBAL OPTIONS"]
+        .iter()
+        .map(|w| text.find(w))
+        .collect();
+    check!(
+        out,
+        order.windows(2).all(|w| w[0] < w[1]),
+        "sections in the seed's order"
+    );
+}
+
+#[test]
+fn demo_allowed_shows_decision_allow_even_offline() {
+    let g = Gate::new();
+    // Every name on the demo's allowlist that `allowed` might dial goes to a
+    // closed loopback port: offline, the answer is 502 with decision allow.
+    let dead = format!("127.0.0.1:{}", closed_port());
+    let resolve = ["registry.npmjs.org:443", "pypi.org:443"]
+        .map(|n| format!("{n}={dead}"))
+        .join(",");
+    let out = demo(&g, &["allowed"], &resolve);
+    out.expect_code(0);
+    let d = dials(&out);
+    check_eq!(out, d.len(), 1, "one dial");
+    let (mode, target, status) = &d[0];
+    check_eq!(out, mode.as_str(), "allowed", "mode word");
+    check!(
+        out,
+        [200, 502, 504].contains(&status_of(status)),
+        "allowed: 200, or 502/504 offline: {status}"
+    );
+    let rows = rows(&out);
+    let row = row_for(&out, &rows, target);
+    check_eq!(out, row["decision"], "allow", "decision");
+    check_eq!(
+        out,
+        row["status"],
+        status_of(status),
+        "the row's status is what the client saw"
+    );
+    check!(
+        out,
+        row["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "the error is in the row"
+    );
+}
+
+#[test]
+fn demo_allowed_relays_to_a_reachable_upstream() {
+    let up = Upstream::echo();
+    let g = Gate::new();
+    let out = demo(
+        &g,
+        &["allowed"],
+        &Gate::resolve(&[(NPM_REGISTRY, up.addr), ("pypi.org:443", up.addr)]),
+    );
+    out.expect_code(0);
+    let d = dials(&out);
+    check_eq!(out, d.len(), 1, "one dial");
+    check_eq!(
+        out,
+        d[0].2.as_str(),
+        "HTTP/1.1 200 Connection established",
+        "status line"
+    );
+    check_eq!(
+        out,
+        row_for(&out, &rows(&out), &d[0].1)["decision"],
+        "allow",
+        "decision"
+    );
+    assert_eq!(up.accepted(), 1);
+}
+
+#[test]
+fn demo_denied_shows_403_and_exits_0() {
+    let g = Gate::new();
+    let out = demo(&g, &["denied"], "");
+    out.expect_code(0);
+    let d = dials(&out);
+    check_eq!(out, d.len(), 1, "one dial");
+    let (mode, target, status) = &d[0];
+    check_eq!(out, mode.as_str(), "denied", "mode word");
+    check_eq!(out, status.as_str(), "HTTP/1.1 403 Forbidden", "status line");
+    let rows = rows(&out);
+    let row = row_for(&out, &rows, target);
+    check_eq!(
+        out,
+        (row["decision"].clone(), row["status"].clone()),
+        ("deny".into(), 403.into()),
+        "row"
+    );
+}
+
+#[test]
+fn demo_observe_dials_and_logs_every_host() {
+    let up = Upstream::echo();
+    let g = Gate::new();
+    let resolve = Gate::resolve(&[("one.example:443", up.addr), ("two.example:8443", up.addr)]);
+    let targets = ["one.example:443", "two.example:8443", "nowhere.invalid:443"];
+    let mut args = vec!["observe"];
+    args.extend(targets);
+    let out = demo(&g, &args, &resolve);
+    out.expect_code(0);
+    let d = dials(&out);
+    let seen: Vec<&str> = d.iter().map(|x| x.1.as_str()).collect();
+    check_eq!(out, seen, targets.to_vec(), "one line per HOST:PORT, in order");
+    check!(out, d.iter().all(|x| x.0 == "observe"), "mode word");
+    check_eq!(out, status_of(&d[0].2), 200, "resolved to our server");
+    check_eq!(out, status_of(&d[1].2), 200, "resolved to our server");
+    check!(
+        out,
+        [502, 504].contains(&status_of(&d[2].2)),
+        "unresolvable: 502/504: {}",
+        d[2].2
+    );
+    let rows = rows(&out);
+    for (_, target, status) in &d {
+        let row = row_for(&out, &rows, target);
+        check_eq!(out, row["decision"], "allow", "{target}: observe mode allows");
+        check_eq!(out, row["mode"], "observe", "{target}");
+        check_eq!(out, row["status"], status_of(status), "{target}: status");
+    }
+    assert_eq!(up.accepted(), 2);
+}
+
+#[test]
+fn cli_guard_egress_demo_is_egress_demo() {
+    let g = Gate::new();
+    let named = demo(&g, &["--help"], "");
+    let sub = g.run(g.cli_guard(["egress-demo", "--help"]));
+    sub.expect_code(0);
+    check_eq!(sub, sub.stdout(), named.stdout(), "same help");
+
+    let mut cmd = g.cli_guard(["egress-demo", "denied"]);
+    cmd.env("CLI_GUARD_RESOLVE", "");
+    let sub = g.run(cmd);
+    let named = demo(&g, &["denied"], "");
+    sub.expect_code(0);
+    check_eq!(sub, sub.stdout(), named.stdout(), "same dials and answers");
+}
+
+#[test]
+fn demo_with_an_unknown_command_fails() {
+    let g = Gate::new();
+    let out = demo(&g, &["frobnicate"], "");
+    check!(out, out.code() != Some(0), "an unknown command must fail");
+    check!(out, out.stderr().contains("frobnicate"), "and name it");
+}
+
+#[test]
+fn demo_exits_1_when_the_gate_did_not_behave_as_the_command_says() {
+    let g = Gate::new();
+    // `allowed` pointed at a host off the demo allowlist: 403, not allow.
+    let out = demo(&g, &["allowed", "evil.example:443"], "");
+    out.expect_code(1);
+    check_eq!(out, status_of(&dials(&out)[0].2), 403, "the gate denied it");
+    // `denied` pointed at an allowlisted host: allowed (502 offline), not 403.
+    let dead = format!("{NPM_REGISTRY}=127.0.0.1:{}", closed_port());
+    let out = demo(&g, &["denied", NPM_REGISTRY], &dead);
+    out.expect_code(1);
+    check_eq!(out, status_of(&dials(&out)[0].2), 502, "the gate allowed it");
+}

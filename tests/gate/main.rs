@@ -1,0 +1,27 @@
+//! Integration tests for cli-guard: the built binary, run through symlinks in
+//! a temp dir, with fake "real tools" (POSIX sh scripts) later on PATH and
+//! upstream servers on 127.0.0.1. Everything is a real process and a real
+//! socket; nothing leaves loopback. Assertions follow docs/contract.md.
+//!
+//! Layout:
+//! - `util`: temp dirs, the per-test sandbox, processes with timeouts and
+//!   full failure reports, the raw CONNECT client, upstreams, the pty.
+//! - `dispatch`: argv[0] dispatch, `cli-guard --help/--version/policy/run`.
+//! - `proxy`: every proxy answer, the relay (early bytes, half-close), host
+//!   normalisation and matching, observe mode.
+//! - `shim`: the child's environment and argv, PATH lookup, exit codes.
+//! - `signals`: signal forwarding, Ctrl-C and Ctrl-Z through a pty.
+//! - `audit`: the four record kinds, ordering, permissions, a SIGKILLed
+//!   shim, concurrent writers, an unwritable log, the denial summary.
+//! - `demo`: egress-demo.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[macro_use]
+mod util;
+
+mod audit;
+mod demo;
+mod dispatch;
+mod proxy;
+mod shim;
+mod signals;
