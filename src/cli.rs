@@ -29,6 +29,8 @@ USAGE:
     npm install ...                             (any pinned tool name, via its shim)
     cli-guard run --as NAME -- CMD [ARGS...]    run CMD under NAME's policy
     cli-guard policy [NAME]                     print the pinned policy
+    cli-guard policy --names                    print the tool names, one a line
+    cli-guard shims                             which shims PATH finds, and what they run
     cli-guard egress-demo allowed|denied|observe [HOST:PORT ...]
     cli-guard --help | --version
 
@@ -106,9 +108,10 @@ fn cli_guard(args: Vec<OsString>) -> Result<Exit, Failure> {
         }
         "run" => run(&args[1..]),
         "policy" => print_policy(&utf8_args(&args[1..])?),
+        "shims" => print_shims(&utf8_args(&args[1..])?),
         "egress-demo" => demo::main(&utf8_args(&args[1..])?),
         other => Err(Failure::usage(format!(
-            "unknown command {other:?}: expected run, policy, egress-demo, --help or --version"
+            "unknown command {other:?}: expected run, policy, shims, egress-demo, --help or --version"
         ))),
     }
 }
@@ -168,7 +171,19 @@ fn lookup_or_usage(name: &str) -> Result<&'static ToolPolicy, Failure> {
 
 /// `cli-guard policy [NAME]`: the pinned table, one tool a line.
 fn print_policy(args: &[String]) -> Result<Exit, Failure> {
-    let tools: Vec<&ToolPolicy> = match args.first() {
+    let tools: Vec<&ToolPolicy> = match args.first().map(String::as_str) {
+        Some("--names") => {
+            for name in policy::tool_names() {
+                println!("{name}");
+            }
+            return Ok(Exit::Code(0));
+        }
+        Some("--help" | "-h") => {
+            println!(
+                "usage: cli-guard policy [NAME | --names]\n\nPrints the pinned policy: every tool, or one."
+            );
+            return Ok(Exit::Code(0));
+        }
         Some(name) => vec![lookup_or_usage(name)?],
         None => policy::TOOLS.iter().collect(),
     };
@@ -182,6 +197,40 @@ fn print_policy(args: &[String]) -> Result<Exit, Failure> {
         if !tool.no_proxy.is_empty() {
             println!("{:<10} {:<8} NO_PROXY also: {}", "", "", tool.no_proxy.join(","));
         }
+    }
+    Ok(Exit::Code(0))
+}
+
+/// `cli-guard shims`: for each tool, whether PATH finds its shim first, and
+/// the real binary the shim would run.
+fn print_shims(args: &[String]) -> Result<Exit, Failure> {
+    if let Some(arg) = args.first() {
+        if arg == "--help" || arg == "-h" {
+            println!(
+                "usage: cli-guard shims\n\nFor each pinned tool: its mode, whether the first `NAME` on PATH is \
+                 cli-guard's shim, and the real binary the shim would run."
+            );
+            return Ok(Exit::Code(0));
+        }
+        return Err(Failure::usage(format!("shims: unexpected argument {arg:?}")));
+    }
+    let path_var = std::env::var_os("PATH").unwrap_or_default();
+    println!("{:<10} {:<8} {:<40} REAL", "TOOL", "MODE", "SHIM FIRST ON PATH");
+    for tool in policy::TOOLS {
+        let status = shim::shim_status(OsStr::new(tool.name), &path_var);
+        let first = match &status.first {
+            None => "no (nothing on PATH)".to_string(),
+            Some(path) if status.first_is_shim => format!("yes ({})", path.display()),
+            Some(path) => format!("no: {} comes first", path.display()),
+        };
+        let real = status
+            .real
+            .map_or_else(|| "not installed".to_string(), |p| p.display().to_string());
+        println!(
+            "{:<10} {:<8} {first:<40} {real}",
+            tool.name,
+            tool.mode.to_string()
+        );
     }
     Ok(Exit::Code(0))
 }

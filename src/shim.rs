@@ -38,9 +38,9 @@ use tokio::sync::oneshot;
 
 use crate::audit::{self, AuditLog, Record};
 use crate::dial::Resolve;
-use crate::exit::{Exit, Failure, NOT_EXECUTABLE, NOT_FOUND};
+use crate::exit::{Exit, Failure, GATE_FAILED, NOT_EXECUTABLE, NOT_FOUND};
 use crate::policy::{Family, ToolPolicy};
-use crate::proxy::{self, Gate, Summary};
+use crate::proxy::{self, Denial, Gate, Summary};
 
 /// The variable that carries the audit ID to the child (and marks a nested
 /// invocation when the shim finds it already set).
@@ -161,6 +161,40 @@ pub fn find_on_path(name: &OsStr, path_var: &OsStr, self_id: Option<FileId>) -> 
         not_executable.get_or_insert(candidate);
     }
     Err(not_executable.map_or(LookupError::NotFound, LookupError::NotExecutable))
+}
+
+/// What PATH makes of one tool name, for `cli-guard shims`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShimStatus {
+    /// The first executable `name` on PATH, shim or not.
+    pub first: Option<PathBuf>,
+    /// Whether that first one is this binary.
+    pub first_is_shim: bool,
+    /// The real tool a shim would run.
+    pub real: Option<PathBuf>,
+}
+
+/// Looks `name` up on `path_var` both ways: as the shell would, and as the
+/// shim would (skipping this binary).
+pub fn shim_status(name: &OsStr, path_var: &OsStr) -> ShimStatus {
+    let self_id = own_file_id();
+    let first = find_on_path(name, path_var, None).ok();
+    let first_is_shim = first
+        .as_deref()
+        .and_then(|p| FileId::of(p).ok())
+        .is_some_and(|id| Some(id) == self_id);
+    ShimStatus {
+        first,
+        first_is_shim,
+        real: find_on_path(name, path_var, self_id).ok(),
+    }
+}
+
+/// This binary's identity, to recognise it behind any link.
+fn own_file_id() -> Option<FileId> {
+    FileId::of(Path::new("/proc/self/exe"))
+        .or_else(|_| std::env::current_exe().and_then(|p| FileId::of(&p)))
+        .ok()
 }
 
 /// Checks an explicit path the way `find_on_path` checks a candidate.
@@ -298,9 +332,7 @@ fn has_controlling_terminal() -> bool {
 /// Runs one guarded invocation to the end.
 pub fn run(inv: Invocation) -> Result<Exit, Failure> {
     let started = Instant::now();
-    let self_id = FileId::of(Path::new("/proc/self/exe"))
-        .or_else(|_| std::env::current_exe().and_then(|p| FileId::of(&p)))
-        .ok();
+    let self_id = own_file_id();
     let depth = check_recursion(&inv, self_id)?;
     let resolve = Resolve::parse(&std::env::var("CLI_GUARD_RESOLVE").unwrap_or_default())
         .map_err(|e| Failure::gate(anyhow::anyhow!("CLI_GUARD_RESOLVE: {e}")))?;
@@ -539,12 +571,14 @@ impl Supervised<'_> {
 
 fn spawn_failure(inv: &Invocation, path: &Path, e: &io::Error) -> Failure {
     let name = inv.policy.name;
-    let (code, hint) = match e.kind() {
-        io::ErrorKind::NotFound => (NOT_FOUND, " (a script whose #! interpreter is missing?)"),
-        _ if e.raw_os_error() == Some(Errno::ENOEXEC as i32) => {
-            (NOT_EXECUTABLE, " (a script without a #! line?)")
-        }
-        _ => (NOT_EXECUTABLE, ""),
+    // 126 and 127 speak of the tool; anything else (out of descriptors or
+    // memory, say) is cli-guard failing to run it, and fails closed as 125.
+    let errno = e.raw_os_error().map(Errno::from_raw);
+    let (code, hint) = match errno {
+        Some(Errno::ENOENT) => (NOT_FOUND, " (a script whose #! interpreter is missing?)"),
+        Some(Errno::ENOEXEC) => (NOT_EXECUTABLE, " (a script without a #! line?)"),
+        Some(Errno::EACCES | Errno::EISDIR | Errno::ETXTBSY | Errno::EPERM) => (NOT_EXECUTABLE, ""),
+        _ => (GATE_FAILED, ""),
     };
     Failure::new(
         code,
@@ -606,14 +640,33 @@ fn write_end(
 /// One stderr line per distinct refusal, after the child exits, worded so
 /// that neither a person nor an agent mistakes it for a network fault.
 fn print_denials(inv: &Invocation, summary: &Summary, audit_id: &str) {
-    let tool = inv.policy.name;
     for denial in &summary.denials {
-        eprintln!(
-            "cli-guard: {tool} was refused {} ({}): {}. This is policy, not a network fault: do not retry; \
-             an allowlist change is a code change for an operator (audit id {audit_id}).",
-            denial.target, denial.status, denial.reason
-        );
+        eprintln!("{}", denial_line(inv.policy, denial, audit_id));
     }
+}
+
+/// The summary line for one refusal: what to do next depends on why.
+fn denial_line(policy: &ToolPolicy, denial: &Denial, audit_id: &str) -> String {
+    let tool = policy.name;
+    let target = &denial.target;
+    let status = denial.status;
+    let next =
+        match status {
+            403 => format!(
+                "not on {tool}'s allowlist ({}). This is policy, not a network fault: do not retry; \
+             an allowlist change is a code change for an operator",
+                policy.allowlist_summary()
+            ),
+            405 => "plaintext HTTP through the gate is refused, never downgraded: use an https:// URL"
+                .to_string(),
+            407 => "the request had no valid proxy credential: only the guarded tool may use its gate"
+                .to_string(),
+            _ => format!(
+                "{}. Refused before any dial: the request is at fault, not the network",
+                denial.reason
+            ),
+        };
+    format!("cli-guard: {tool} was refused {target} ({status}): {next} (audit id {audit_id}).")
 }
 
 #[cfg(test)]

@@ -14,14 +14,19 @@
 //! - `audit`: the four record kinds, ordering, permissions, a SIGKILLed
 //!   shim, concurrent writers, an unwritable log, the denial summary.
 //! - `demo`: egress-demo.
+//! - `install`: install.sh and the shims/ folder.
+//! - `clients`: the real npm, pip, cargo, curl, aws and kubectl through
+//!   install.sh's shims, against the registries this machine reaches.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[macro_use]
 mod util;
 
 mod audit;
+mod clients;
 mod demo;
 mod dispatch;
+mod install;
 mod proxy;
 mod shim;
 mod signals;

@@ -1,0 +1,323 @@
+#!/bin/sh
+# install.sh: build cli-guard and put its shims in front of your tools.
+#
+#   ./install.sh [--prefix DIR] [--rc]     install (default prefix: ~/.local)
+#   ./install.sh [--prefix DIR] --uninstall
+#
+# POSIX sh. All logic is in functions and `main "$@"` is the last line, so a
+# truncated download runs nothing. Everything install creates is listed in
+# DIR/share/cli-guard/manifest; uninstall removes exactly that (and the one
+# line --rc added), and install never overwrites a file it did not create.
+set -eu
+
+PROG=install.sh
+RC_MARK='# added by cli-guard install.sh'
+
+say() {
+    printf '%s: %s\n' "$PROG" "$*"
+}
+
+warn() {
+    printf '%s: warning: %s\n' "$PROG" "$*" >&2
+}
+
+die() {
+    printf '%s: error: %s\n' "$PROG" "$*" >&2
+    exit 1
+}
+
+usage() {
+    cat <<EOF
+usage: $PROG [--prefix DIR] [--rc]
+       $PROG [--prefix DIR] --uninstall
+
+Builds cli-guard (cargo build --release --locked) and installs:
+  DIR/bin/cli-guard                  the binary
+  DIR/bin/egress-demo                a link to it
+  DIR/share/cli-guard/shims/NAME     a link to it for every guarded tool
+Then prints the line that puts the shims directory first on PATH.
+
+options:
+  --prefix DIR   where to install (default: \$HOME/.local)
+  --rc           also add that line to your shell's start-up file
+                 (bash: ~/.bashrc, zsh: ~/.zshrc, fish: config.fish), once
+  --uninstall    remove exactly what install put there, nothing else
+  -h, --help     this help
+EOF
+}
+
+# The source checkout this script lives in.
+source_dir() {
+    dir=$(cd "$(dirname "$0")" && pwd) || die "cannot find the directory of $0"
+    if [ ! -f "$dir/Cargo.toml" ] || [ ! -d "$dir/src" ]; then
+        die "$dir is not a cli-guard checkout: run install.sh from the repository"
+    fi
+    printf '%s\n' "$dir"
+}
+
+# Whether install.sh created PATH (it is listed in the manifest).
+is_ours() {
+    [ -f "$manifest" ] && grep -Fqx -- "$1" "$manifest"
+}
+
+# Records PATH in the manifest, once.
+remember() {
+    is_ours "$1" || printf '%s\n' "$1" >>"$manifest"
+}
+
+# Whether PATH is a symlink to TARGET.
+links_to() {
+    [ -L "$1" ] && [ "$(readlink "$1")" = "$2" ]
+}
+
+# Creates (or repairs) the symlink PATH -> TARGET, unless PATH is something
+# install.sh did not create.
+place_link() {
+    path=$1
+    target=$2
+    if links_to "$path" "$target"; then
+        remember "$path"
+        return 0
+    fi
+    if [ -e "$path" ] || [ -L "$path" ]; then
+        is_ours "$path" ||
+            die "$path exists and was not created by $PROG; not overwriting it. Remove it, or choose another --prefix."
+        rm -f "$path"
+    fi
+    ln -s "$target" "$path"
+    remember "$path"
+}
+
+need_cargo() {
+    command -v cargo >/dev/null 2>&1 ||
+        die "cargo not found on PATH. Install Rust (https://rustup.rs or your package manager), then run $PROG again."
+}
+
+# Makes the install directories, or says why it can't.
+make_dirs() {
+    for dir in "$bin_dir" "$shims_dir"; do
+        if ! mkdir -p "$dir" 2>/dev/null || [ ! -w "$dir" ]; then
+            die "cannot write to $dir. Choose a --prefix you can write to (the default is ~/.local), or fix its permissions."
+        fi
+    done
+}
+
+build() {
+    say "building the release binary (cargo build --release --locked)"
+    (cd "$src" && cargo build --release --locked) || die "the build failed (see cargo's output above)"
+    target_dir=${CARGO_TARGET_DIR:-$src/target}
+    case $target_dir in
+        /*) ;;
+        *) target_dir=$src/$target_dir ;;
+    esac
+    built=$target_dir/release/cli-guard
+    [ -x "$built" ] || die "the build did not produce $built"
+}
+
+# Copies the binary into place by rename, so a shim running right now keeps
+# its old file and never sees a half-written one.
+install_binary() {
+    dest=$bin_dir/cli-guard
+    if [ -e "$dest" ] && ! is_ours "$dest"; then
+        die "$dest exists and was not installed by $PROG; not overwriting it. Remove it, or choose another --prefix."
+    fi
+    tmp=$bin_dir/.cli-guard.install.$$
+    if ! { cp "$built" "$tmp" && chmod 0755 "$tmp" && mv -f "$tmp" "$dest"; }; then
+        rm -f "$tmp"
+        die "cannot install $dest"
+    fi
+    remember "$dest"
+}
+
+# Shims for names the policy no longer has, left by an older install.
+remove_stale_shims() {
+    for path in "$shims_dir"/* "$shims_dir"/.[!.]*; do
+        [ -L "$path" ] || continue
+        name=${path##*/}
+        printf '%s\n' "$names" | grep -Fqx -- "$name" && continue
+        if is_ours "$path"; then
+            rm -f "$path"
+            say "removed stale shim $name"
+        fi
+    done
+}
+
+# The line that puts the shims first on PATH, in the syntax of SHELL_NAME.
+path_line() {
+    # $PATH is meant literally: it is expanded by the user's shell later.
+    # shellcheck disable=SC2016
+    case $1 in
+        fish) printf 'set -gx PATH %s $PATH\n' "$shims_dir" ;;
+        *) printf 'export PATH="%s:$PATH"\n' "$shims_dir" ;;
+    esac
+}
+
+shell_name() {
+    printf '%s\n' "${SHELL:-sh}" | sed 's|.*/||'
+}
+
+# The start-up file of SHELL_NAME, or nothing for a shell we don't know.
+rc_file() {
+    case $1 in
+        bash) printf '%s\n' "$HOME/.bashrc" ;;
+        zsh) printf '%s\n' "${ZDOTDIR:-$HOME}/.zshrc" ;;
+        fish) printf '%s\n' "${XDG_CONFIG_HOME:-$HOME/.config}/fish/config.fish" ;;
+    esac
+}
+
+add_rc_line() {
+    shell=$(shell_name)
+    rc=$(rc_file "$shell")
+    [ -n "$rc" ] || die "--rc knows bash, zsh and fish, not '$shell'. Add this line to your shell's start-up file yourself: $(path_line sh)"
+    line="$(path_line "$shell") $RC_MARK"
+    if [ -f "$rc" ] && grep -Fqx -- "$line" "$rc"; then
+        say "$rc already puts the shims on PATH"
+        return 0
+    fi
+    mkdir -p "$(dirname "$rc")"
+    # Only a file without a final newline needs one before our line; adding
+    # nothing else keeps --uninstall able to restore it byte for byte.
+    if [ -s "$rc" ] && [ -n "$(tail -c 1 "$rc")" ]; then
+        printf '\n' >>"$rc"
+    fi
+    printf '%s\n' "$line" >>"$rc"
+    say "added the PATH line to $rc (open a new shell, or run: $(path_line "$shell"))"
+}
+
+remove_rc_lines() {
+    for shell in bash zsh fish; do
+        rc=$(rc_file "$shell")
+        line="$(path_line "$shell") $RC_MARK"
+        if [ ! -f "$rc" ] || ! grep -Fqx -- "$line" "$rc"; then
+            continue
+        fi
+        tmp=$rc.cli-guard.$$
+        grep -Fvx -- "$line" "$rc" >"$tmp" || true
+        cat "$tmp" >"$rc" && rm -f "$tmp"
+        say "removed the PATH line from $rc"
+    done
+}
+
+# Warns when a real tool sits on PATH before the shims (the shim is then
+# bypassed), or when the shims are not on PATH at all.
+check_path_order() {
+    case ":${PATH:-}:" in
+        *":$shims_dir:"*) ;;
+        *)
+            say "to use the shims, put them first on PATH (add this to your shell's start-up file, or rerun with --rc):"
+            printf '\n    %s\n\n' "$(path_line "$(shell_name)")"
+            return 0
+            ;;
+    esac
+    early=
+    rest=$PATH
+    while [ -n "$rest" ]; do
+        dir=${rest%%:*}
+        case $rest in *:*) rest=${rest#*:} ;; *) rest= ;; esac
+        [ "$dir" = "$shims_dir" ] && break
+        for name in $names; do
+            if [ -x "$dir/$name" ] && [ ! -d "$dir/$name" ]; then
+                early="$early $dir/$name"
+            fi
+        done
+    done
+    if [ -n "$early" ]; then
+        warn "these come before the shims on PATH, so they bypass the gate:$early"
+        warn "put the shims directory first: $(path_line "$(shell_name)")"
+    else
+        say "the shims are first on PATH"
+    fi
+}
+
+install_all() {
+    src=$(source_dir)
+    need_cargo
+    make_dirs
+    build
+    install_binary
+    names=$("$bin_dir/cli-guard" policy --names) || die "$bin_dir/cli-guard does not run"
+    place_link "$bin_dir/egress-demo" cli-guard
+    for name in $names; do
+        place_link "$shims_dir/$name" "$bin_dir/cli-guard"
+    done
+    remove_stale_shims
+    remember "$manifest"
+    say "installed $bin_dir/cli-guard, $bin_dir/egress-demo and $(printf '%s\n' "$names" | wc -l | tr -d ' ') shims in $shims_dir"
+    [ "$rc_wanted" = 1 ] && add_rc_line
+    check_path_order
+}
+
+uninstall_all() {
+    [ -f "$manifest" ] || die "nothing to uninstall: no manifest at $manifest (was cli-guard installed with --prefix $prefix?)"
+    recorded=$(cat "$manifest")
+    while IFS= read -r path; do
+        [ -n "$path" ] || continue
+        [ "$path" = "$manifest" ] && continue
+        if [ -L "$path" ]; then
+            target=$(readlink "$path")
+            if [ "$target" = "$bin_dir/cli-guard" ] || [ "$target" = cli-guard ]; then
+                rm -f "$path"
+            else
+                warn "left $path: it no longer points to cli-guard"
+            fi
+        elif [ -f "$path" ]; then
+            rm -f "$path"
+        fi
+    done <<EOF
+$recorded
+EOF
+    rm -f "$manifest"
+    rmdir "$shims_dir" "$share_dir" 2>/dev/null || true
+    remove_rc_lines
+    say "uninstalled cli-guard from $prefix"
+}
+
+main() {
+    prefix=
+    rc_wanted=0
+    action=install
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --prefix)
+                [ $# -ge 2 ] || die "--prefix needs a directory"
+                prefix=$2
+                shift 2
+                ;;
+            --prefix=*)
+                prefix=${1#--prefix=}
+                shift
+                ;;
+            --rc)
+                rc_wanted=1
+                shift
+                ;;
+            --uninstall)
+                action=uninstall
+                shift
+                ;;
+            -h | --help)
+                usage
+                exit 0
+                ;;
+            *) die "unknown argument '$1' (see $PROG --help)" ;;
+        esac
+    done
+    if [ -z "$prefix" ]; then
+        [ -n "${HOME:-}" ] || die "HOME is not set: pass --prefix DIR"
+        prefix=$HOME/.local
+    fi
+    case $prefix in
+        /*) ;;
+        *) prefix=$(pwd)/$prefix ;;
+    esac
+    bin_dir=$prefix/bin
+    share_dir=$prefix/share/cli-guard
+    shims_dir=$share_dir/shims
+    manifest=$share_dir/manifest
+    case $action in
+        install) install_all ;;
+        uninstall) uninstall_all ;;
+    esac
+}
+
+main "$@"

