@@ -23,6 +23,9 @@ pub struct RequestHead {
     /// Length of the head in bytes, blank line included. Bytes after it
     /// belong to the tunnel (a TLS ClientHello sent in the same packet).
     pub head_len: usize,
+    /// Every `Proxy-Authorization` value, in order (more than one is a
+    /// conflict the proxy refuses). Holds a secret: never logged.
+    pub proxy_authorization: Vec<Vec<u8>>,
 }
 
 /// Why a request head could not be read.
@@ -73,11 +76,18 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<RequestHead>, HeadError> {
             else {
                 return Err(HeadError::Malformed("incomplete request line".into()));
             };
+            let proxy_authorization = request
+                .headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("proxy-authorization"))
+                .map(|h| h.value.to_vec())
+                .collect();
             Ok(Some(RequestHead {
                 method: method.to_string(),
                 target: target.to_string(),
                 minor_version,
                 head_len,
+                proxy_authorization,
             }))
         }
         Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD_BYTES => Err(HeadError::TooLarge),
@@ -115,33 +125,48 @@ pub fn reason_phrase(status: u16) -> &'static str {
         400 => "Bad Request",
         403 => "Forbidden",
         405 => "Method Not Allowed",
+        407 => "Proxy Authentication Required",
         408 => "Request Timeout",
         431 => "Request Header Fields Too Large",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
         504 => "Gateway Timeout",
-        _ => "Error",
+        status if status < 500 => "Client Error",
+        _ => "Server Error",
     }
 }
 
 /// The response that opens a tunnel.
 pub const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection established\r\n\r\n";
 
-/// A complete error response with a plain-text body; the connection closes
-/// after it. 405 carries `Allow: CONNECT`.
-pub fn error_response(status: u16, body: &str) -> Vec<u8> {
+/// A complete error response with a plain-text body and any `headers`;
+/// the connection closes after it.
+pub fn error_response(status: u16, headers: &[(&str, &str)], body: &str) -> Vec<u8> {
     let mut out = format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n",
         reason_phrase(status),
         body.len() + 1
     );
-    if status == 405 {
-        out.push_str("Allow: CONNECT\r\n");
+    for (name, value) in headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
     }
     out.push_str("\r\n");
     out.push_str(body);
     out.push('\n');
     out.into_bytes()
+}
+
+/// Compares a presented credential with the expected one in time that does
+/// not depend on where they first differ.
+pub fn credential_matches(presented: &[u8], expected: &[u8]) -> bool {
+    if presented.len() != expected.len() {
+        return false;
+    }
+    presented
+        .iter()
+        .zip(expected)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        == 0
 }
 
 #[cfg(test)]
@@ -239,8 +264,25 @@ mod tests {
     }
 
     #[test]
+    fn proxy_authorization_values_are_kept_in_order() {
+        let head = complete(b"CONNECT a.com:443 HTTP/1.1\r\nproxy-authorization: Basic a\r\nX: y\r\nProxy-Authorization: Basic b\r\n\r\n");
+        assert_eq!(
+            head.proxy_authorization,
+            vec![b"Basic a".to_vec(), b"Basic b".to_vec()]
+        );
+    }
+
+    #[test]
+    fn credentials_compare_exactly() {
+        assert!(credential_matches(b"Basic abc", b"Basic abc"));
+        assert!(!credential_matches(b"Basic abd", b"Basic abc"));
+        assert!(!credential_matches(b"Basic ab", b"Basic abc"));
+        assert!(!credential_matches(b"", b"Basic abc"));
+    }
+
+    #[test]
     fn error_response_shape() {
-        let r = String::from_utf8(error_response(405, "no")).unwrap_or_default();
+        let r = String::from_utf8(error_response(405, &[("Allow", "CONNECT")], "no")).unwrap_or_default();
         assert!(r.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"), "{r}");
         assert!(r.contains("\r\nAllow: CONNECT\r\n"), "{r}");
         assert!(r.contains("\r\nConnection: close\r\n"), "{r}");

@@ -17,10 +17,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
 use crate::audit::{self, AuditLog};
-use crate::dial::{Resolve, DIAL_TIMEOUT};
+use crate::dial::DIAL_TIMEOUT;
 use crate::exit::{Exit, Failure};
 use crate::policy::{Family, Mode, Rule, ToolPolicy};
-use crate::proxy::{self, Gate};
+use crate::proxy::{self, Gate, Settings, CREDENTIAL_USER};
+use crate::upstream::{basic_authorization, new_token};
 
 /// The demo's enforce-mode policy: registries this machine class reaches.
 static DEMO_ENFORCE: ToolPolicy = ToolPolicy {
@@ -149,17 +150,15 @@ pub fn main(args: &[String]) -> Result<Exit, Failure> {
     if targets.is_empty() {
         targets = show.default_targets().iter().map(|t| t.to_string()).collect();
     }
-    let resolve = Resolve::parse(&std::env::var("CLI_GUARD_RESOLVE").unwrap_or_default())
-        .map_err(|e| Failure::gate(anyhow::anyhow!("CLI_GUARD_RESOLVE: {e}")))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")
         .map_err(Failure::gate)?;
-    runtime.block_on(demonstrate(show, &targets, resolve))
+    runtime.block_on(demonstrate(show, &targets))
 }
 
-async fn demonstrate(show: Show, targets: &[String], resolve: Resolve) -> Result<Exit, Failure> {
+async fn demonstrate(show: Show, targets: &[String]) -> Result<Exit, Failure> {
     let audit_id =
         audit::new_audit_id().map_err(|e| Failure::gate(anyhow::anyhow!("cannot draw an audit ID: {e}")))?;
     let log = Arc::new(AuditLog::in_memory(audit_id));
@@ -168,13 +167,19 @@ async fn demonstrate(show: Show, targets: &[String], resolve: Resolve) -> Result
         .context("cannot start the proxy on 127.0.0.1")
         .map_err(Failure::gate)?;
     let proxy_addr = listener.local_addr().map_err(Failure::gate)?;
-    let gate = Arc::new(Gate::new(show.policy(), Arc::clone(&log), resolve));
+    // The same set-up a shim makes: the credential, CLI_GUARD_RESOLVE, and
+    // the environment's upstream proxy, if any.
+    let token = new_token().map_err(|e| Failure::gate(anyhow::anyhow!("cannot draw a credential: {e}")))?;
+    let credential = basic_authorization(CREDENTIAL_USER.as_bytes(), token.as_bytes());
+    let settings =
+        Settings::from_env(proxy_addr, credential.clone()).map_err(|e| Failure::gate(anyhow::anyhow!(e)))?;
+    let gate = Arc::new(Gate::new(show.policy(), Arc::clone(&log), settings));
     let (stop_tx, stop_rx) = oneshot::channel();
     let proxy = tokio::spawn(proxy::serve(listener, Arc::clone(&gate), stop_rx));
 
     let mut statuses = Vec::with_capacity(targets.len());
     for target in targets {
-        let seen = connect_through(proxy_addr, target)
+        let seen = connect_through(proxy_addr, &credential, target)
             .await
             .unwrap_or_else(|e| format!("(no answer: {e:#})"));
         println!("{:<8} {target} -> {seen}", show.name());
@@ -197,11 +202,14 @@ async fn demonstrate(show: Show, targets: &[String], resolve: Resolve) -> Result
 }
 
 /// Sends one CONNECT and returns the status line the client saw.
-async fn connect_through(proxy: SocketAddr, target: &str) -> anyhow::Result<String> {
+async fn connect_through(proxy: SocketAddr, credential: &str, target: &str) -> anyhow::Result<String> {
     let exchange = async {
         let mut stream = TcpStream::connect(proxy).await?;
         stream
-            .write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
+            .write_all(
+                format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: {credential}\r\n\r\n")
+                    .as_bytes(),
+            )
             .await?;
         let mut reader = BufReader::new(&mut stream);
         let mut line = String::new();

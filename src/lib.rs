@@ -8,12 +8,15 @@
 //! - [`connect`]: the request-head parser and the proxy's responses. Pure.
 //! - [`verdict`]: from a request head to dial-or-refuse. Pure.
 //! - [`dial`]: `CLI_GUARD_RESOLVE`, DNS and connect with a timeout.
+//! - [`addr`]: the address ranges an enforce-mode dial refuses. Pure.
+//! - [`upstream`]: chaining to an upstream proxy; NO_PROXY; credentials. Pure.
 //! - [`proxy`]: the accept loop, one task per connection, the relay.
 //! - [`audit`]: audit IDs, record types, the append-only JSONL writer.
 //! - [`shim`]: find the real tool, spawn it, forward signals, exit status.
 //! - [`exit`]: exit codes and re-raising a child's fatal signal.
 //! - [`demo`]: the `egress-demo` command.
 
+pub mod addr;
 pub mod audit;
 pub mod authority;
 pub mod cli;
@@ -24,4 +27,5 @@ pub mod exit;
 pub mod policy;
 pub mod proxy;
 pub mod shim;
+pub mod upstream;
 pub mod verdict;

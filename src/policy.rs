@@ -37,6 +37,10 @@ pub struct Rule {
     /// (at a dot boundary; the bare suffix is not included).
     pub pattern: &'static str,
     pub ports: &'static [u16],
+    /// A pinned exception for a private registry: the name may resolve to a
+    /// private range (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7).
+    /// Loopback and link-local stay refused regardless.
+    pub private: bool,
 }
 
 impl Rule {
@@ -45,6 +49,17 @@ impl Rule {
         Rule {
             pattern,
             ports: &[443],
+            private: false,
+        }
+    }
+
+    /// A registry on a private network, on the given ports. Say in a
+    /// comment next to it whose registry it is.
+    pub const fn private_registry(pattern: &'static str, ports: &'static [u16]) -> Rule {
+        Rule {
+            pattern,
+            ports,
+            private: true,
         }
     }
 
@@ -399,6 +414,7 @@ mod tests {
         let rule = Rule {
             pattern: "*.a.b",
             ports: &[443, 8443],
+            private: false,
         };
         assert_eq!(rule.to_string(), "*.a.b:443,8443");
     }

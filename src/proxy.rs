@@ -6,22 +6,31 @@
 //! connection stay inside its task. On stop: no new connections; tunnels
 //! still open get [`GRACE`] to finish, then are closed with their
 //! `egress_close` rows written.
+//!
+//! Each connection, in order: read the head (bounded in size and by a
+//! deadline a slow drip cannot extend), check the per-invocation credential
+//! (407 without it: any local process can dial 127.0.0.1), judge the request
+//! line, dial (directly with address checks, or through an upstream proxy),
+//! write the `egress` row, answer, relay.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::timeout_at;
 
 use crate::audit::{self, AuditLog, Record};
-use crate::connect::{self, HeadError, RequestHead};
-use crate::dial::{dial, Resolve};
-use crate::policy::ToolPolicy;
-use crate::verdict::{judge, Action, Verdict};
+use crate::authority::Authority;
+use crate::connect::{self, credential_matches, HeadError, RequestHead};
+use crate::dial::{AddressCheck, DialError, Dialer, Resolve};
+use crate::policy::{Decision, Mode, ToolPolicy};
+use crate::upstream::{NoProxy, Upstream};
+use crate::verdict::{judge, Action};
 
 /// The whole request head must arrive within this long of the accept. It is
 /// a deadline, not an idle timeout: a client dripping a byte at a time does
@@ -35,14 +44,83 @@ const RELAY_BUF: usize = 16 * 1024;
 /// client already sent, so that closing does not reset the connection and
 /// destroy the answer before the client reads it.
 const LINGER: Duration = Duration::from_millis(500);
+/// The user name in the child's proxy URL; the password is the secret.
+pub const CREDENTIAL_USER: &str = "cli-guard";
 
-/// Everything a connection task needs: the policy, the log, the dial
-/// overrides, and the running tallies for the `end` record.
+/// How a gate is set up, beyond its policy and log.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub dialer: Dialer,
+    /// The exact `Proxy-Authorization` value a request must carry, or
+    /// `None` to accept any (tests of the parser only). Never logged.
+    pub credential: Option<String>,
+    /// Connections handled at once; more are answered 503. Keeps the gate
+    /// answering instead of failing when descriptors run out.
+    pub max_connections: usize,
+}
+
+impl Settings {
+    /// Direct dials with these overrides, no credential, a generous cap.
+    pub fn direct(resolve: Resolve) -> Settings {
+        Settings {
+            dialer: Dialer {
+                resolve,
+                ..Dialer::default()
+            },
+            credential: None,
+            max_connections: 1024,
+        }
+    }
+
+    /// The settings a real invocation uses: the environment's upstream proxy
+    /// and NO_PROXY, `CLI_GUARD_RESOLVE`, a fresh credential, and a cap
+    /// under the descriptor limit. `own` is the gate's listener.
+    pub fn from_env(own: SocketAddr, credential: String) -> Result<Settings, String> {
+        let var = |k: &str| std::env::var(k).ok();
+        let resolve = Resolve::parse(&var("CLI_GUARD_RESOLVE").unwrap_or_default())
+            .map_err(|e| format!("CLI_GUARD_RESOLVE: {e}"))?;
+        let upstream = crate::upstream::from_env(var)?;
+        let no_proxy = crate::upstream::NO_PROXY_VARS
+            .iter()
+            .find_map(|k| var(k))
+            .map(|v| NoProxy::parse(&v))
+            .unwrap_or_default();
+        Ok(Settings {
+            dialer: Dialer {
+                resolve,
+                upstream,
+                no_proxy,
+                own: Some(own),
+            },
+            credential: Some(credential),
+            max_connections: connection_cap(),
+        })
+    }
+
+    /// The upstream this gate chains through, if any.
+    pub fn upstream(&self) -> Option<&Upstream> {
+        self.dialer.upstream.as_ref()
+    }
+}
+
+/// Half the descriptors left under the soft limit (each tunnel holds two),
+/// less a reserve for the log, the runtime and the child's pipes.
+fn connection_cap() -> usize {
+    let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map(|(soft, _)| soft)
+        .unwrap_or(1024);
+    let usable = usize::try_from(soft.saturating_sub(64) / 2).unwrap_or(usize::MAX);
+    usable.clamp(8, 1 << 20)
+}
+
+/// Everything a connection task needs: the policy, the log, how to dial,
+/// and the running tallies for the `end` record.
 #[derive(Debug)]
 pub struct Gate {
     pub policy: &'static ToolPolicy,
     pub audit: Arc<AuditLog>,
-    pub resolve: Resolve,
+    settings: Settings,
+    slots: Arc<Semaphore>,
     allowed: AtomicU64,
     denied: AtomicU64,
     denials: Mutex<Vec<Denial>>,
@@ -51,7 +129,7 @@ pub struct Gate {
 /// A refused request, for the summary printed after the child exits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denial {
-    /// `host:port`, or the quoted raw target when it was not valid.
+    /// `host:port`, or `(invalid target)` when there was none to name.
     pub target: String,
     pub status: u16,
     pub reason: String,
@@ -66,12 +144,22 @@ pub struct Summary {
     pub denials: Vec<Denial>,
 }
 
+/// One `egress` row's worth of outcome.
+struct Row<'a> {
+    method: Option<&'a str>,
+    target: Option<&'a Authority>,
+    allow: bool,
+    status: u16,
+    reason: String,
+}
+
 impl Gate {
-    pub fn new(policy: &'static ToolPolicy, audit: Arc<AuditLog>, resolve: Resolve) -> Gate {
+    pub fn new(policy: &'static ToolPolicy, audit: Arc<AuditLog>, settings: Settings) -> Gate {
         Gate {
             policy,
             audit,
-            resolve,
+            slots: Arc::new(Semaphore::new(settings.max_connections)),
+            settings,
             allowed: AtomicU64::new(0),
             denied: AtomicU64::new(0),
             denials: Mutex::new(Vec::new()),
@@ -88,22 +176,23 @@ impl Gate {
     }
 
     /// Writes the `egress` row for one answered request and counts it.
-    fn record(&self, conn: u64, method: Option<&str>, verdict: &Verdict, status: u16, reason: String) {
-        let allow = matches!(verdict.action, Action::Dial(_));
-        if allow {
+    fn record(&self, conn: u64, row: Row<'_>) {
+        if row.allow {
             self.allowed.fetch_add(1, Ordering::Relaxed);
         } else {
             self.denied.fetch_add(1, Ordering::Relaxed);
-            let target = verdict
+            let target = row
                 .target
-                .as_ref()
                 .map_or_else(|| "(invalid target)".to_string(), |t| t.to_string());
             if let Ok(mut denials) = self.denials.lock() {
-                if !denials.iter().any(|d| d.target == target && d.status == status) {
+                if !denials
+                    .iter()
+                    .any(|d| d.target == target && d.status == row.status)
+                {
                     denials.push(Denial {
                         target,
-                        status,
-                        reason: reason.clone(),
+                        status: row.status,
+                        reason: row.reason.clone(),
                     });
                 }
             }
@@ -112,36 +201,83 @@ impl Gate {
             conn,
             tool: self.policy.name.to_string(),
             mode: self.policy.mode,
-            method: method.map(str::to_string),
-            host: verdict.target.as_ref().map(|t| t.host_string()),
-            port: verdict.target.as_ref().map(|t| t.port),
-            decision: if allow {
+            method: row.method.map(str::to_string),
+            host: row.target.map(Authority::host_string),
+            port: row.target.map(|t| t.port),
+            decision: if row.allow {
                 audit::Decision::Allow
             } else {
                 audit::Decision::Deny
             },
-            status,
-            reason,
+            status: row.status,
+            reason: row.reason,
         }));
     }
 
-    /// The text body of a refusal: what happened and what to do next.
-    fn refusal_body(&self, status: u16, verdict: &Verdict, method: &str) -> String {
+    /// Records a refusal and answers it with a body that says what happened
+    /// and what to do next.
+    async fn refuse(&self, client: TcpStream, conn: u64, row: Row<'_>) {
         let id = self.audit.audit_id();
         let tool = self.policy.name;
-        let target = verdict.target.as_ref().map(|t| t.to_string()).unwrap_or_default();
-        match status {
+        let target = row.target.map(|t| t.to_string()).unwrap_or_default();
+        let (status, reason) = (row.status, row.reason.clone());
+        let body = match status {
             403 => format!(
-                "cli-guard: {tool} may not reach {target}: it is not on {tool}'s allowlist ({}).\n\
-                 This is an allowlist block by policy, not a network fault: do not retry.\n\
-                 Changing the allowlist is a code change for an operator. audit id {id}",
+                "cli-guard: {tool} may not reach {target}: {reason}.\n\
+                 This is a block by policy, not a network fault: do not retry.\n\
+                 Changing the allowlist ({}) is a code change for an operator. audit id {id}",
                 self.policy.allowlist_summary()
             ),
             405 => format!(
-                "cli-guard: plaintext {method} to {target} refused: only CONNECT tunnels (HTTPS) pass the gate, \
-                 and it never downgrades. Use an https:// URL. audit id {id}"
+                "cli-guard: plaintext {} to {target} refused: only CONNECT tunnels (HTTPS) pass the gate, \
+                 and it never downgrades. Use an https:// URL. audit id {id}",
+                row.method.unwrap_or("request")
             ),
-            _ => format!("cli-guard: {}. audit id {id}", verdict.reason),
+            407 => format!(
+                "cli-guard: {reason}. This proxy serves only the {tool} invocation that started it. audit id {id}"
+            ),
+            _ => format!("cli-guard: {reason}. audit id {id}"),
+        };
+        let mut headers: Vec<(&str, &str)> = Vec::new();
+        if status == 405 {
+            headers.push(("Allow", "CONNECT"));
+        }
+        let own_challenge = status == 407 && row.allow.eq(&false) && row.reason.starts_with("no valid");
+        if own_challenge {
+            headers.push(("Proxy-Authenticate", "Basic realm=\"cli-guard\""));
+        }
+        self.record(conn, row);
+        answer_and_close(client, status, &headers, &body).await;
+    }
+
+    /// Whether a request carries this invocation's credential. `Err` holds
+    /// the status and the reason (which never quotes the credential).
+    fn authenticate(&self, head: &RequestHead) -> Result<(), (u16, String)> {
+        let Some(expected) = &self.settings.credential else {
+            return Ok(());
+        };
+        match head.proxy_authorization.as_slice() {
+            [one] if credential_matches(one, expected.as_bytes()) => Ok(()),
+            [] => Err((
+                407,
+                "no valid proxy credential: the request had no Proxy-Authorization".into(),
+            )),
+            [_] => Err((
+                407,
+                "no valid proxy credential: the Proxy-Authorization did not match".into(),
+            )),
+            _ => Err((400, "conflicting Proxy-Authorization headers".into())),
+        }
+    }
+
+    /// Which address checks a direct dial to an allowed target gets.
+    fn address_check(&self, decision: &Decision) -> AddressCheck {
+        match (self.policy.mode, decision) {
+            (Mode::Enforce, Decision::Allowed(rule)) => AddressCheck::Enforce {
+                private_ok: rule.private,
+            },
+            (Mode::Enforce, _) => AddressCheck::Enforce { private_ok: false },
+            (Mode::Observe, _) => AddressCheck::None,
         }
     }
 }
@@ -159,7 +295,14 @@ pub async fn serve(listener: TcpListener, gate: Arc<Gate>, mut stop: oneshot::Re
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     next_conn += 1;
-                    tasks.spawn(handle(Arc::clone(&gate), stream, next_conn, force_rx.clone()));
+                    match Arc::clone(&gate.slots).try_acquire_owned() {
+                        Ok(slot) => {
+                            tasks.spawn(handle(Arc::clone(&gate), stream, next_conn, force_rx.clone(), slot));
+                        }
+                        Err(_) => {
+                            tasks.spawn(overloaded(Arc::clone(&gate), stream, next_conn));
+                        }
+                    }
                 }
                 // Out of descriptors or a connection reset before accept:
                 // back off briefly rather than spin; the listener stays up.
@@ -173,6 +316,28 @@ pub async fn serve(listener: TcpListener, gate: Arc<Gate>, mut stop: oneshot::Re
         let _ = force_tx.send(true);
         while tasks.join_next().await.is_some() {}
     }
+}
+
+/// Answers a connection over the cap with 503, at once.
+async fn overloaded(gate: Arc<Gate>, mut client: TcpStream, conn: u64) {
+    let reason = format!(
+        "too many connections at once (the cap is {}): try again shortly",
+        gate.settings.max_connections
+    );
+    gate.record(
+        conn,
+        Row {
+            method: None,
+            target: None,
+            allow: false,
+            status: 503,
+            reason: reason.clone(),
+        },
+    );
+    let body = format!("cli-guard: {reason}. audit id {}", gate.audit.audit_id());
+    // No lingering here: under overload, the descriptor matters more.
+    let _ = client.write_all(&connect::error_response(503, &[], &body)).await;
+    let _ = client.shutdown().await;
 }
 
 /// Resolves when the force-close signal is raised.
@@ -214,8 +379,15 @@ async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>, deadline: tokio::t
     }
 }
 
-/// One connection, from accept to close.
-async fn handle(gate: Arc<Gate>, mut client: TcpStream, conn: u64, mut force: watch::Receiver<bool>) {
+/// One connection, from accept to close. `_slot` is its place under the
+/// connection cap, released when the task ends.
+async fn handle(
+    gate: Arc<Gate>,
+    mut client: TcpStream,
+    conn: u64,
+    mut force: watch::Receiver<bool>,
+    _slot: OwnedSemaphorePermit,
+) {
     let _ = client.set_nodelay(true);
     let deadline = tokio::time::Instant::now() + HEAD_TIMEOUT;
     let mut buf = Vec::with_capacity(1024);
@@ -226,60 +398,95 @@ async fn handle(gate: Arc<Gate>, mut client: TcpStream, conn: u64, mut force: wa
     let head = match head {
         ReadHead::Head(head) => head,
         ReadHead::Gone => return,
-        ReadHead::Bad(status, why) => {
-            let verdict = Verdict {
-                action: Action::Refuse(status),
+        ReadHead::Bad(status, reason) => {
+            let row = Row {
+                method: None,
                 target: None,
-                reason: why,
+                allow: false,
+                status,
+                reason,
             };
-            gate.record(conn, None, &verdict, status, verdict.reason.clone());
-            let body = gate.refusal_body(status, &verdict, "");
-            refuse(client, status, &body).await;
-            return;
+            return gate.refuse(client, conn, row).await;
         }
     };
     let verdict = judge(gate.policy, &head);
+    let method = Some(head.method.as_str());
+    // A malformed target is a 400 whoever asks (it reveals nothing); every
+    // other answer, the policy's included, is for the credential holder.
+    let malformed = verdict.action == Action::Refuse(400);
+    if let (false, Err((status, reason))) = (malformed, gate.authenticate(&head)) {
+        let row = Row {
+            method,
+            target: verdict.target.as_ref(),
+            allow: false,
+            status,
+            reason,
+        };
+        return gate.refuse(client, conn, row).await;
+    }
     let target = match &verdict.action {
         Action::Refuse(status) => {
-            gate.record(
-                conn,
-                Some(&head.method),
-                &verdict,
-                *status,
-                verdict.reason.clone(),
-            );
-            let body = gate.refusal_body(*status, &verdict, &head.method);
-            refuse(client, *status, &body).await;
-            return;
+            let row = Row {
+                method,
+                target: verdict.target.as_ref(),
+                allow: false,
+                status: *status,
+                reason: verdict.reason.clone(),
+            };
+            return gate.refuse(client, conn, row).await;
         }
-        Action::Dial(target) => target.clone(),
+        Action::Dial(target) => target,
     };
+    let check = gate.address_check(&gate.policy.decide(target));
     let dialled = tokio::select! {
-        dialled = dial(&target, &gate.resolve) => dialled,
+        dialled = gate.settings.dialer.dial(target, check) => dialled,
         _ = forced(&mut force) => return,
     };
-    let mut upstream = match dialled {
-        Ok(upstream) => upstream,
+    let dialled = match dialled {
+        Ok(dialled) => dialled,
         Err(e) => {
-            let status = e.status();
-            let reason = format!("{}; dial {target}: {e}", verdict.reason);
-            gate.record(conn, Some(&head.method), &verdict, status, reason);
-            let body = format!(
-                "cli-guard: could not reach {target}: {e}. audit id {}",
-                gate.audit.audit_id()
-            );
-            refuse(client, status, &body).await;
-            return;
+            // Refused by this gate's address check: a deny. Otherwise this
+            // gate allowed it and the network or the upstream said no.
+            let allow = !matches!(e, DialError::Forbidden(_));
+            let reason = match &e {
+                DialError::Forbidden(why) => why.clone(),
+                _ => format!("{}; dial {target}: {e}", verdict.reason),
+            };
+            let row = Row {
+                method,
+                target: Some(target),
+                allow,
+                status: e.status(),
+                reason,
+            };
+            return gate.refuse(client, conn, row).await;
         }
     };
+    let mut upstream = dialled.stream;
     let _ = upstream.set_nodelay(true);
     // The row is on disk before the tunnel carries a byte: a child that then
     // kills its shim cannot hide the connection.
-    gate.record(conn, Some(&head.method), &verdict, 200, verdict.reason.clone());
+    let row = Row {
+        method,
+        target: Some(target),
+        allow: true,
+        status: 200,
+        reason: format!("{}; {}", verdict.reason, dialled.route),
+    };
+    gate.record(conn, row);
     let opened = Instant::now();
-    let early = &buf[head.head_len..];
+    let early_up = &buf[head.head_len..];
     let outcome = match client.write_all(connect::ESTABLISHED).await {
-        Ok(()) => relay(&mut client, &mut upstream, early, &mut force).await,
+        Ok(()) => {
+            relay(
+                &mut client,
+                &mut upstream,
+                early_up,
+                &dialled.early_down,
+                &mut force,
+            )
+            .await
+        }
         Err(e) => RelayOutcome {
             up: 0,
             down: 0,
@@ -298,9 +505,9 @@ async fn handle(gate: Arc<Gate>, mut client: TcpStream, conn: u64, mut force: wa
 }
 
 /// Sends an error answer and closes without resetting the connection.
-async fn refuse(mut client: TcpStream, status: u16, body: &str) {
+async fn answer_and_close(mut client: TcpStream, status: u16, headers: &[(&str, &str)], body: &str) {
     if client
-        .write_all(&connect::error_response(status, body))
+        .write_all(&connect::error_response(status, headers, body))
         .await
         .is_err()
     {
@@ -325,12 +532,14 @@ struct RelayOutcome {
 }
 
 /// Relays both ways until both directions are done, honouring half-close:
-/// EOF from one side becomes a write shutdown towards the other. `early` is
-/// what the client sent behind the CONNECT head; it goes upstream first.
+/// EOF from one side becomes a write shutdown towards the other. `early_up`
+/// is what the client sent behind the CONNECT head and `early_down` what an
+/// upstream proxy sent behind its 200; each goes first.
 async fn relay(
     client: &mut TcpStream,
     upstream: &mut TcpStream,
-    early: &[u8],
+    early_up: &[u8],
+    early_down: &[u8],
     force: &mut watch::Receiver<bool>,
 ) -> RelayOutcome {
     let up = AtomicU64::new(0);
@@ -338,19 +547,12 @@ async fn relay(
     let (mut client_read, mut client_write) = client.split();
     let (mut upstream_read, mut upstream_write) = upstream.split();
     let upward = async {
-        if !early.is_empty() {
-            upstream_write
-                .write_all(early)
-                .await
-                .map_err(|e| format!("client→upstream: {e}"))?;
-            up.fetch_add(early.len() as u64, Ordering::Relaxed);
-        }
-        copy_counting(&mut client_read, &mut upstream_write, &up)
+        copy_counting(&mut client_read, &mut upstream_write, early_up, &up)
             .await
             .map_err(|e| format!("client→upstream: {e}"))
     };
     let downward = async {
-        copy_counting(&mut upstream_read, &mut client_write, &down)
+        copy_counting(&mut upstream_read, &mut client_write, early_down, &down)
             .await
             .map_err(|e| format!("upstream→client: {e}"))
     };
@@ -368,12 +570,22 @@ async fn relay(
     }
 }
 
-/// Copies until EOF, then shuts down the writer (the half-close).
-async fn copy_counting<R, W>(reader: &mut R, writer: &mut W, count: &AtomicU64) -> std::io::Result<()>
+/// Writes `first`, then copies until EOF, then shuts down the writer (the
+/// half-close). Counts every byte written.
+async fn copy_counting<R, W>(
+    reader: &mut R,
+    writer: &mut W,
+    first: &[u8],
+    count: &AtomicU64,
+) -> std::io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    if !first.is_empty() {
+        writer.write_all(first).await?;
+        count.fetch_add(first.len() as u64, Ordering::Relaxed);
+    }
     let mut buf = vec![0u8; RELAY_BUF];
     loop {
         let n = reader.read(&mut buf).await?;

@@ -37,10 +37,10 @@ use tokio::io::Interest;
 use tokio::sync::oneshot;
 
 use crate::audit::{self, AuditLog, Record};
-use crate::dial::Resolve;
 use crate::exit::{Exit, Failure, GATE_FAILED, NOT_EXECUTABLE, NOT_FOUND};
 use crate::policy::{Family, ToolPolicy};
-use crate::proxy::{self, Denial, Gate, Summary};
+use crate::proxy::{self, Denial, Gate, Settings, Summary, CREDENTIAL_USER};
+use crate::upstream;
 
 /// The variable that carries the audit ID to the child (and marks a nested
 /// invocation when the shim finds it already set).
@@ -334,8 +334,6 @@ pub fn run(inv: Invocation) -> Result<Exit, Failure> {
     let started = Instant::now();
     let self_id = own_file_id();
     let depth = check_recursion(&inv, self_id)?;
-    let resolve = Resolve::parse(&std::env::var("CLI_GUARD_RESOLVE").unwrap_or_default())
-        .map_err(|e| Failure::gate(anyhow::anyhow!("CLI_GUARD_RESOLVE: {e}")))?;
     let audit_id = audit::new_audit_id()
         .map_err(|e| Failure::gate(anyhow::anyhow!("cannot draw a random audit ID: {e}")))?;
     let parent_audit_id = std::env::var(AUDIT_ID_VAR).ok().filter(|id| !id.is_empty());
@@ -377,10 +375,25 @@ pub fn run(inv: Invocation) -> Result<Exit, Failure> {
     let real_id = FileId::of(&real_path).ok();
 
     // Fail closed: no listener, no child.
-    let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
-        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+    let (listener, addr) = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        .and_then(|l| l.set_nonblocking(true).and_then(|()| Ok((l.local_addr()?, l))))
+        .map(|(addr, l)| (l, addr))
         .context("cannot start the proxy on 127.0.0.1")
         .map_err(|e| ended(Failure::gate(e)))?;
+    // Any local process can dial 127.0.0.1: the child's proxy URL carries a
+    // secret of this invocation's, and requests without it get 407.
+    let token = upstream::new_token().map_err(|e| {
+        ended(Failure::gate(anyhow::anyhow!(
+            "cannot draw a random proxy credential: {e}"
+        )))
+    })?;
+    let credential = upstream::basic_authorization(CREDENTIAL_USER.as_bytes(), token.as_bytes());
+    let settings = Settings::from_env(addr, credential).map_err(|e| {
+        ended(Failure::gate(anyhow::anyhow!(
+            "{e}; the gate cannot chain through this proxy"
+        )))
+    })?;
+    let proxy_url = format!("http://{CREDENTIAL_USER}:{token}@{addr}");
     let signals = block_signals()
         .context("cannot set up signal forwarding")
         .map_err(|e| ended(Failure::gate(e)))?;
@@ -396,7 +409,8 @@ pub fn run(inv: Invocation) -> Result<Exit, Failure> {
         real_id,
         depth,
         log: Arc::clone(&log),
-        resolve,
+        settings,
+        proxy_url,
     };
     let (outcome, summary) = runtime.block_on(setup.supervise(listener, signals));
     let outcome = outcome.map_err(ended)?;
@@ -484,7 +498,9 @@ struct Supervised<'a> {
     real_id: Option<FileId>,
     depth: u32,
     log: Arc<AuditLog>,
-    resolve: Resolve,
+    settings: Settings,
+    /// The URL the child gets, credential included. Never logged.
+    proxy_url: String,
 }
 
 impl Supervised<'_> {
@@ -494,32 +510,24 @@ impl Supervised<'_> {
         let gate = Arc::new(Gate::new(
             self.inv.policy,
             Arc::clone(&self.log),
-            self.resolve.clone(),
+            self.settings.clone(),
         ));
         let (stop_tx, stop_rx) = oneshot::channel();
-        let addr = listener.local_addr();
-        let proxy = match (tokio::net::TcpListener::from_std(listener), addr) {
-            (Ok(listener), Ok(addr)) => (
-                tokio::spawn(proxy::serve(listener, Arc::clone(&gate), stop_rx)),
-                addr,
-            ),
-            (Err(e), _) | (_, Err(e)) => {
-                return (
-                    Err(Failure::gate(
-                        anyhow::Error::new(e).context("cannot start the proxy"),
-                    )),
-                    gate.summary(),
-                );
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(listener) => listener,
+            Err(e) => {
+                let failure = Failure::gate(anyhow::Error::new(e).context("cannot start the proxy"));
+                return (Err(failure), gate.summary());
             }
         };
-        let (proxy_task, addr) = proxy;
-        let outcome = self.run_child(addr, signals).await;
+        let proxy_task = tokio::spawn(proxy::serve(listener, Arc::clone(&gate), stop_rx));
+        let outcome = self.run_child(signals).await;
         let _ = stop_tx.send(());
         let _ = proxy_task.await;
         (outcome, gate.summary())
     }
 
-    async fn run_child(&self, addr: SocketAddr, signals: SignalFd) -> Result<Exit, Failure> {
+    async fn run_child(&self, signals: SignalFd) -> Result<Exit, Failure> {
         // SAFETY: SignalFd owns its descriptor (an OwnedFd) and returns that
         // same descriptor from as_raw_fd until it is dropped, which happens
         // only when the AsyncFd that now owns it is dropped.
@@ -527,12 +535,11 @@ impl Supervised<'_> {
             unsafe { AsyncFd::register_with_interest(signals, Interest::READABLE) }.map_err(|e| {
                 Failure::gate(anyhow::Error::new(io::Error::from(e)).context("cannot watch signals"))
             })?;
-        let proxy_url = format!("http://{addr}");
         let shares_group = has_controlling_terminal();
         let mut cmd = Command::new(self.real_path);
         cmd.arg0(&self.inv.argv0)
             .args(&self.inv.args)
-            .envs(child_env(self.inv.policy, &proxy_url, self.log.audit_id()))
+            .envs(child_env(self.inv.policy, &self.proxy_url, self.log.audit_id()))
             .env(DEPTH_VAR, self.depth.to_string());
         match self.real_id {
             Some(id) => cmd.env(REAL_TOOL_VAR, id.to_var()),

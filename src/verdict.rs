@@ -87,6 +87,7 @@ mod tests {
             target: target.into(),
             minor_version: 1,
             head_len: 0,
+            proxy_authorization: Vec::new(),
         }
     }
 

@@ -59,7 +59,7 @@ fn all_four_record_kinds_carry_their_fields() {
     check_eq!(
         run,
         proxy
-            .ask(b"GET http://registry.npmjs.org/ HTTP/1.1\r\nHost: registry.npmjs.org\r\n\r\n")
+            .ask_authed(b"GET http://registry.npmjs.org/ HTTP/1.1\r\nHost: registry.npmjs.org\r\n\r\n")
             .status,
         405,
         "plaintext"

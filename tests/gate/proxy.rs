@@ -20,10 +20,11 @@ fn npm_at(g: &Gate, up: &Upstream) -> (Running, ChildEnv) {
     g.session("npm", &[("CLI_GUARD_RESOLVE", &resolve)])
 }
 
-/// Asserts each raw request gets exactly `want` as its status line.
+/// Asserts each raw request, sent with the invocation's credential as a
+/// real client sends it, gets exactly `want` as its status line.
 fn expect_status_lines(run: &Running, proxy: &Proxy, cases: &[&[u8]], want: &str) {
     for raw in cases {
-        let a = proxy.ask(raw);
+        let a = proxy.ask_authed(raw);
         check_eq!(
             run,
             a.status_line,
@@ -520,7 +521,7 @@ fn other_methods_get_405_with_allow_connect_and_nothing_is_forwarded() {
     ];
     let proxy = env.proxy();
     for raw in cases {
-        let a = proxy.ask(raw);
+        let a = proxy.ask_authed(raw);
         let req = String::from_utf8_lossy(raw);
         check_eq!(run, a.status_line, METHOD_405, "{req}\n{}", a.report());
         check_eq!(run, a.header("allow"), Some("CONNECT"), "{req}\n{}", a.report());

@@ -847,6 +847,21 @@ impl Proxy {
         read_answer(&mut s, true)
     }
 
+    /// `ask` for `raw` with this invocation's credential added after the
+    /// request line, as a real client sends it.
+    pub fn ask_authed(&self, raw: &[u8]) -> Answer {
+        let line_end = raw
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map_or(raw.len(), |i| i + 2);
+        let mut req = raw[..line_end].to_vec();
+        if let Some(a) = &self.auth {
+            req.extend_from_slice(format!("Proxy-Authorization: {a}\r\n").as_bytes());
+        }
+        req.extend_from_slice(&raw[line_end..]);
+        self.ask(&req)
+    }
+
     /// `ask` for a well-formed CONNECT to `authority`.
     pub fn connect(&self, authority: &str) -> Answer {
         self.ask(&self.connect_head(authority))

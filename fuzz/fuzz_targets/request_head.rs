@@ -1,0 +1,23 @@
+//! The request-head parser and the verdict on what it parses: no input
+//! panics, and a complete head never claims more bytes than it was given.
+#![no_main]
+
+use cli_guard::connect::parse_head;
+use cli_guard::policy::TOOLS;
+use cli_guard::verdict::{judge, Action};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(Some(head)) = parse_head(data) else {
+        return;
+    };
+    assert!(head.head_len <= data.len());
+    for policy in TOOLS {
+        let verdict = judge(policy, &head);
+        if let Action::Dial(target) = &verdict.action {
+            // Only a CONNECT is ever dialled, and only to what it named.
+            assert_eq!(head.method, "CONNECT");
+            assert_eq!(verdict.target.as_ref(), Some(target));
+        }
+    }
+});
