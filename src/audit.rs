@@ -11,17 +11,41 @@
 use std::ffi::OsString;
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use nix::fcntl::{Flock, FlockArg};
 use serde::Serialize;
 
 use crate::policy::Mode;
 
 /// Where the log goes when nothing says otherwise, under the state dir.
 const LOG_RELATIVE: &str = "cli-guard/audit.jsonl";
+/// A log at or over this size is rotated before the next row is written.
+pub const ROTATE_AT: u64 = 32 * 1024 * 1024;
+/// How many rotated files are kept (audit.jsonl.1 … audit.jsonl.5).
+pub const KEEP: u32 = 5;
+
+/// The rotated file `n` of `path` (`audit.jsonl.n`).
+pub fn rotated(path: &Path, n: u32) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
+}
+
+/// The log's files, oldest first: the rotated ones that exist, then the
+/// live one (whether or not it exists yet).
+pub fn files_oldest_first(path: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = (1..=KEEP)
+        .rev()
+        .map(|n| rotated(path, n))
+        .filter(|p| p.exists())
+        .collect();
+    files.push(path.to_path_buf());
+    files
+}
 
 /// The audit log path from the environment: `$CLI_GUARD_AUDIT_LOG`, else
 /// `$XDG_STATE_HOME/cli-guard/audit.jsonl`, else
@@ -279,7 +303,7 @@ impl AuditLog {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         match &mut *target {
             Target::File { file, path } => {
-                if let Err(e) = file.write_all(&line) {
+                if let Err(e) = keep_current(file, path).and_then(|()| file.write_all(&line)) {
                     warn_fallback(
                         &format!("cannot write the audit log {}: {e}", path.display()),
                         "free space or fix the file, or set CLI_GUARD_AUDIT_LOG",
@@ -304,6 +328,47 @@ impl AuditLog {
             _ => Vec::new(),
         }
     }
+}
+
+/// Before a row: rotates the log if it is over the cap, and reopens it if
+/// another writer rotated it (our descriptor then points at audit.jsonl.1).
+fn keep_current(file: &mut File, path: &Path) -> std::io::Result<()> {
+    let ours = file.metadata()?;
+    let current = std::fs::metadata(path).ok();
+    let renamed = current
+        .as_ref()
+        .is_none_or(|c| (c.dev(), c.ino()) != (ours.dev(), ours.ino()));
+    if renamed {
+        *file = open_log_file(path)?;
+    } else if ours.len() >= ROTATE_AT {
+        rotate(path)?;
+        *file = open_log_file(path)?;
+    }
+    Ok(())
+}
+
+/// Shifts audit.jsonl → .1 → … → .KEEP under an exclusive lock, if the log
+/// is still over the cap once the lock is held.
+fn rotate(path: &Path) -> std::io::Result<()> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(PathBuf::from(lock_path))?;
+    let _lock =
+        Flock::lock(lock_file, FlockArg::LockExclusive).map_err(|(_, errno)| std::io::Error::from(errno))?;
+    if std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) < ROTATE_AT {
+        return Ok(());
+    }
+    for n in (1..KEEP).rev() {
+        let from = rotated(path, n);
+        if from.exists() {
+            std::fs::rename(&from, rotated(path, n + 1))?;
+        }
+    }
+    std::fs::rename(path, rotated(path, 1))
 }
 
 fn open_log_file(path: &Path) -> std::io::Result<File> {
@@ -368,6 +433,22 @@ mod tests {
             Some(PathBuf::from("/h/.local/state/cli-guard/audit.jsonl"))
         );
         assert_eq!(log_path(None, None, None), None);
+    }
+
+    #[test]
+    fn rotated_names_and_order() {
+        let dir = std::env::temp_dir().join(format!("cli-guard-rot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let log = dir.join("audit.jsonl");
+        assert_eq!(rotated(&log, 2), dir.join("audit.jsonl.2"));
+        for n in [1, 3] {
+            std::fs::write(rotated(&log, n), "").unwrap_or_else(|e| panic!("{e}"));
+        }
+        assert_eq!(
+            files_oldest_first(&log),
+            vec![rotated(&log, 3), rotated(&log, 1), log.clone()]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

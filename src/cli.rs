@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::demo;
 use crate::exit::{Exit, Failure};
+use crate::operator;
 use crate::policy::{self, Mode, ToolPolicy};
 use crate::shim::{self, Invocation, Program};
 
@@ -31,6 +32,10 @@ USAGE:
     cli-guard policy [NAME]                     print the pinned policy
     cli-guard policy --names                    print the tool names, one a line
     cli-guard shims                             which shims PATH finds, and what they run
+    cli-guard audit [--denied] [--tool NAME] [--since 1h] [--id ID] [--last N] [--json] [--follow]
+                                                the audit log, one folded entry per invocation
+    cli-guard audit --suggest TOOL              a pinned allowlist entry from what TOOL reached
+    cli-guard check --as TOOL HOST[:PORT]       the gate's decision, without dialling
     cli-guard egress-demo allowed|denied|observe [HOST:PORT ...]
     cli-guard --help | --version
 
@@ -40,8 +45,11 @@ ENVIRONMENT:
     CLI_GUARD_RESOLVE     host:port=ip:port,... where an allowed name is dialled
                           (for tests; never changes a decision)
 
+Every command takes --help.
+
 EXIT CODES:
     the tool's own      passed through; a death by signal is passed on as one
+    0, 1                for audit: shown / the log can't be read; for check: allow / deny
     2                   usage error
     125                 the gate could not be put in place; the tool was not run
     126                 the real tool is not executable
@@ -109,9 +117,11 @@ fn cli_guard(args: Vec<OsString>) -> Result<Exit, Failure> {
         "run" => run(&args[1..]),
         "policy" => print_policy(&utf8_args(&args[1..])?),
         "shims" => print_shims(&utf8_args(&args[1..])?),
+        "audit" => operator::audit(&utf8_args(&args[1..])?),
+        "check" => operator::check(&utf8_args(&args[1..])?),
         "egress-demo" => demo::main(&utf8_args(&args[1..])?),
         other => Err(Failure::usage(format!(
-            "unknown command {other:?}: expected run, policy, shims, egress-demo, --help or --version"
+            "unknown command {other:?}: expected run, policy, shims, audit, check, egress-demo, --help or --version"
         ))),
     }
 }

@@ -163,6 +163,30 @@ impl Dialer {
                 (found.collect::<Vec<_>>(), true)
             }
         };
+        let usable = self.screen(target, addrs, checked, check)?;
+        let stream = connect_first(&usable).await.map_err(DialError::Failed)?;
+        let route = match stream.peer_addr() {
+            Ok(addr) => format!("direct to {addr}"),
+            Err(_) => "direct".to_string(),
+        };
+        Ok(Dialled {
+            stream,
+            early_down: Vec::new(),
+            route,
+        })
+    }
+
+    /// The addresses a direct dial may use, in order: never the gate's own
+    /// listener, and in enforce mode (for `checked` addresses, those from
+    /// DNS) none in a forbidden range unless the rule pins a private
+    /// registry. Pure.
+    fn screen(
+        &self,
+        target: &Authority,
+        addrs: Vec<SocketAddr>,
+        checked: bool,
+        check: AddressCheck,
+    ) -> Result<Vec<SocketAddr>, DialError> {
         let mut refused = None;
         let mut usable = Vec::with_capacity(addrs.len());
         for addr in addrs {
@@ -187,16 +211,7 @@ impl Dialer {
                 None => DialError::Failed(format!("{} resolved to no address", target.host)),
             });
         }
-        let stream = connect_first(&usable).await.map_err(DialError::Failed)?;
-        let route = match stream.peer_addr() {
-            Ok(addr) => format!("direct to {addr}"),
-            Err(_) => "direct".to_string(),
-        };
-        Ok(Dialled {
-            stream,
-            early_down: Vec::new(),
-            route,
-        })
+        Ok(usable)
     }
 
     /// Opens a tunnel to `target` through `upstream` with CONNECT, passing
@@ -340,6 +355,81 @@ mod tests {
             assert!(
                 !dialer.is_own(addr.parse().unwrap_or_else(|e| panic!("{e}"))),
                 "{addr}"
+            );
+        }
+    }
+
+    fn addrs(list: &[&str]) -> Vec<SocketAddr> {
+        list.iter()
+            .map(|a| a.parse().unwrap_or_else(|e| panic!("{a}: {e}")))
+            .collect()
+    }
+
+    #[test]
+    fn screening_drops_forbidden_addresses_and_keeps_checked_ones() {
+        let dialer = Dialer::default();
+        let t = parse_authority("registry.npmjs.org:443").unwrap_or_else(|e| panic!("{e}"));
+        let strict = AddressCheck::Enforce { private_ok: false };
+        let mixed = addrs(&[
+            "127.0.0.1:443",
+            "203.0.113.80:443",
+            "[::ffff:169.254.169.254]:443",
+        ]);
+        let kept = dialer
+            .screen(&t, mixed, true, strict)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            kept,
+            addrs(&["203.0.113.80:443"]),
+            "a rebinding answer keeps only the safe address"
+        );
+        match dialer.screen(&t, addrs(&["10.0.0.5:443"]), true, strict) {
+            Err(DialError::Forbidden(why)) => {
+                assert!(why.contains("10.0.0.5") && why.contains("private"), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_pinned_private_registry_may_resolve_to_private_ranges_only() {
+        let dialer = Dialer::default();
+        let t = parse_authority("npm.corp.example:443").unwrap_or_else(|e| panic!("{e}"));
+        let pinned = AddressCheck::Enforce { private_ok: true };
+        let kept = dialer.screen(&t, addrs(&["10.0.0.5:443", "[fd00::5]:443"]), true, pinned);
+        assert_eq!(kept.ok(), Some(addrs(&["10.0.0.5:443", "[fd00::5]:443"])));
+        for still_refused in ["127.0.0.1:443", "169.254.169.254:443", "[fe80::1]:443"] {
+            let r = dialer.screen(&t, addrs(&[still_refused]), true, pinned);
+            assert!(
+                matches!(r, Err(DialError::Forbidden(_))),
+                "{still_refused}: {r:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn overrides_and_observe_mode_are_not_range_checked_but_never_reach_the_gate() {
+        let dialer = Dialer {
+            own: Some("127.0.0.1:4000".parse().unwrap_or_else(|e| panic!("{e}"))),
+            ..Dialer::default()
+        };
+        let t = parse_authority("registry.npmjs.org:443").unwrap_or_else(|e| panic!("{e}"));
+        let strict = AddressCheck::Enforce { private_ok: false };
+        assert!(
+            dialer.screen(&t, addrs(&["127.0.0.1:9"]), false, strict).is_ok(),
+            "an override is unchecked"
+        );
+        assert!(
+            dialer
+                .screen(&t, addrs(&["10.0.0.1:443"]), true, AddressCheck::None)
+                .is_ok(),
+            "observe"
+        );
+        for own in ["127.0.0.1:4000", "0.0.0.0:4000"] {
+            let r = dialer.screen(&t, addrs(&[own]), false, AddressCheck::None);
+            assert!(
+                matches!(r, Err(DialError::Forbidden(ref why)) if why.contains("own listener")),
+                "{own}: {r:?}"
             );
         }
     }

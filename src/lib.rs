@@ -11,9 +11,13 @@
 //! - [`addr`]: the address ranges an enforce-mode dial refuses. Pure.
 //! - [`upstream`]: chaining to an upstream proxy; NO_PROXY; credentials. Pure.
 //! - [`proxy`]: the accept loop, one task per connection, the relay.
-//! - [`audit`]: audit IDs, record types, the append-only JSONL writer.
+//! - [`audit`]: audit IDs, record types, the append-only JSONL writer, rotation.
+//! - [`report`]: reading the log back: folding rows into invocations, filters.
+//! - [`render`]: the human view of folded invocations.
+//! - [`suggest`]: from observed hosts to a pinned allowlist entry.
 //! - [`shim`]: find the real tool, spawn it, forward signals, exit status.
 //! - [`exit`]: exit codes and re-raising a child's fatal signal.
+//! - [`operator`]: `cli-guard audit` and `cli-guard check`: the I/O edge.
 //! - [`demo`]: the `egress-demo` command.
 
 pub mod addr;
@@ -24,8 +28,12 @@ pub mod connect;
 pub mod demo;
 pub mod dial;
 pub mod exit;
+pub mod operator;
 pub mod policy;
 pub mod proxy;
+pub mod render;
+pub mod report;
 pub mod shim;
+pub mod suggest;
 pub mod upstream;
 pub mod verdict;

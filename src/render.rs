@@ -1,0 +1,244 @@
+//! Human output for `cli-guard audit`: one line per invocation, its egress
+//! rows under it, nested invocations indented beneath their parent.
+//!
+//! Columns have fixed widths so that output streams (and `--follow`s)
+//! aligned without a second pass. Colour only on a terminal, and never when
+//! NO_COLOR is set (https://no-color.org).
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use crate::report::{Fields, Invocation};
+
+/// Longest command line shown before it is shortened.
+const CMD_WIDTH: usize = 60;
+/// Longest reason shown on an egress line.
+const REASON_WIDTH: usize = 100;
+
+/// Whether to colour, decided once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Style {
+    pub colour: bool,
+}
+
+impl Style {
+    /// Colour when stdout is a terminal and NO_COLOR is unset or empty.
+    pub fn detect() -> Style {
+        use std::io::IsTerminal;
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        Style {
+            colour: std::io::stdout().is_terminal() && !no_color,
+        }
+    }
+
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.colour {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+}
+
+/// Renders one folded invocation (and its children) as text lines.
+pub fn render(inv: &Invocation, style: Style) -> String {
+    let mut out = String::new();
+    render_at(inv, 0, style, &mut out);
+    out
+}
+
+fn render_at(inv: &Invocation, depth: usize, style: Style, out: &mut String) {
+    let indent = "    ".repeat(depth);
+    let branch = if depth > 0 { "└ " } else { "" };
+    let (allowed, denied) = inv.counts();
+    let outcome = outcome(inv);
+    let outcome_cell = format!("{outcome:<9}");
+    let outcome_cell = if outcome == "exit 0" {
+        outcome_cell
+    } else {
+        style.paint("31", &outcome_cell)
+    };
+    let denied_cell = format!("{denied:>3} denied");
+    let denied_cell = if denied > 0 {
+        style.paint("31;1", &denied_cell)
+    } else {
+        denied_cell
+    };
+    let _ =
+        writeln!(
+        out,
+        "{indent}{branch}{}  {:<9} {:<7} {outcome_cell} {:>8}  {allowed:>3} allowed {denied_cell}  {}  {}",
+        display_time(&inv.first_ts),
+        inv.tool(),
+        inv.start_str("mode").unwrap_or("?"),
+        inv.end_field("duration_ms").and_then(Value::as_u64).map_or("-".to_string(), duration),
+        inv.audit_id,
+        command_line(inv),
+    );
+    let row_indent = format!("{indent}{}", if depth > 0 { "      " } else { "    " });
+    for row in &inv.egress {
+        out.push_str(&egress_line(row, &row_indent, style));
+    }
+    for child in &inv.children {
+        render_at(child, depth + 1, style, out);
+    }
+}
+
+fn egress_line(row: &Fields, indent: &str, style: Style) -> String {
+    let field = |k: &str| row.get(k);
+    let deny = field("decision").and_then(Value::as_str) == Some("deny");
+    let decision = if deny {
+        style.paint("31", "deny ")
+    } else {
+        style.paint("32", "allow")
+    };
+    let status = field("status").and_then(Value::as_u64).unwrap_or(0);
+    let target = match (
+        field("host").and_then(Value::as_str),
+        field("port").and_then(Value::as_u64),
+    ) {
+        (Some(host), Some(port)) if host.contains(':') => format!("[{host}]:{port}"),
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        _ => "(no target)".to_string(),
+    };
+    // Only a tunnel that opened has bytes and a duration to show.
+    let traffic = match field("bytes_up").and_then(Value::as_u64) {
+        Some(up) => format!(
+            "{:>9} up {:>9} down {:>8}",
+            size(up),
+            size(field("bytes_down").and_then(Value::as_u64).unwrap_or(0)),
+            field("duration_ms")
+                .and_then(Value::as_u64)
+                .map_or("-".to_string(), duration)
+        ),
+        None => " ".repeat(36),
+    };
+    // What needs saying: why it was refused or failed, or how a tunnel ended badly.
+    let note = if deny || status != 200 {
+        field("reason").and_then(Value::as_str).unwrap_or("")
+    } else {
+        field("close_error").and_then(Value::as_str).unwrap_or("")
+    };
+    let line = format!(
+        "{indent}{decision} {status:>3}  {target:<40} {traffic}  {}",
+        shorten(note, REASON_WIDTH)
+    );
+    format!("{}\n", line.trim_end())
+}
+
+/// `exit N`, the signal's name, or `running?` when there is no end row.
+fn outcome(inv: &Invocation) -> String {
+    match (
+        inv.end_field("exit_code").and_then(Value::as_i64),
+        inv.end_field("signal").and_then(Value::as_str),
+    ) {
+        (Some(code), _) => format!("exit {code}"),
+        (None, Some(sig)) => sig.to_string(),
+        (None, None) if inv.end.is_some() => "ended".to_string(),
+        (None, None) => "running?".to_string(),
+    }
+}
+
+/// `2026-11-24T00:20:47.123Z` → `2026-11-24 00:20:47Z`.
+fn display_time(ts: &str) -> String {
+    match ts.get(..19) {
+        Some(head) => format!("{}Z", head.replacen('T', " ", 1)),
+        None => format!("{ts:<20}"),
+    }
+}
+
+/// The command as typed, shortened.
+fn command_line(inv: &Invocation) -> String {
+    let argv = inv
+        .start
+        .as_ref()
+        .and_then(|s| s.get("argv"))
+        .and_then(Value::as_array);
+    let words: Vec<String> = argv
+        .map(|a| a.iter().filter_map(Value::as_str).map(shell_word).collect())
+        .unwrap_or_default();
+    if words.is_empty() {
+        return "(no start row: rotated away?)".to_string();
+    }
+    shorten(&words.join(" "), CMD_WIDTH)
+}
+
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+fn shorten(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(width.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// Bytes as B, KiB, MiB or GiB.
+pub fn size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Milliseconds as `135 ms`, `1.2 s` or `3.5 min`.
+pub fn duration(ms: u64) -> String {
+    match ms {
+        0..=999 => format!("{ms} ms"),
+        1000..=59_999 => format!("{:.1} s", ms as f64 / 1000.0),
+        _ => format!("{:.1} min", ms as f64 / 60_000.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(size(0), "0 B");
+        assert_eq!(size(1023), "1023 B");
+        assert_eq!(size(1536), "1.5 KiB");
+        assert_eq!(size(5 * 1024 * 1024), "5.0 MiB");
+        assert_eq!(duration(135), "135 ms");
+        assert_eq!(duration(1234), "1.2 s");
+        assert_eq!(duration(90_000), "1.5 min");
+    }
+
+    #[test]
+    fn shell_words_and_shortening() {
+        assert_eq!(shell_word("install"), "install");
+        assert_eq!(shell_word("a b"), "'a b'");
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
+        assert_eq!(shorten("abcdef", 4), "abc…");
+        assert_eq!(display_time("2026-11-24T00:20:47.123Z"), "2026-11-24 00:20:47Z");
+    }
+
+    #[test]
+    fn no_colour_means_no_escape_codes() {
+        let plain = Style { colour: false };
+        assert_eq!(plain.paint("31", "deny"), "deny");
+        let coloured = Style { colour: true };
+        assert_eq!(coloured.paint("31", "deny"), "\x1b[31mdeny\x1b[0m");
+    }
+}
