@@ -194,6 +194,11 @@ fn print_policy(args: &[String]) -> Result<Exit, Failure> {
             );
             return Ok(Exit::Code(0));
         }
+        Some(option) if option.starts_with('-') => {
+            return Err(Failure::usage(format!(
+                "policy: unknown option {option:?} (see cli-guard policy --help)"
+            )))
+        }
         Some(name) => vec![lookup_or_usage(name)?],
         None => policy::TOOLS.iter().collect(),
     };
@@ -222,7 +227,9 @@ fn print_shims(args: &[String]) -> Result<Exit, Failure> {
             );
             return Ok(Exit::Code(0));
         }
-        return Err(Failure::usage(format!("shims: unexpected argument {arg:?}")));
+        return Err(Failure::usage(format!(
+            "shims: unexpected argument {arg:?}: it takes none (see cli-guard shims --help)"
+        )));
     }
     let path_var = std::env::var_os("PATH").unwrap_or_default();
     println!("{:<10} {:<8} {:<40} REAL", "TOOL", "MODE", "SHIM FIRST ON PATH");

@@ -171,8 +171,7 @@ async fn demonstrate(show: Show, targets: &[String]) -> Result<Exit, Failure> {
     // the environment's upstream proxy, if any.
     let token = new_token().map_err(|e| Failure::gate(anyhow::anyhow!("cannot draw a credential: {e}")))?;
     let credential = basic_authorization(CREDENTIAL_USER.as_bytes(), token.as_bytes());
-    let settings =
-        Settings::from_env(proxy_addr, credential.clone()).map_err(|e| Failure::gate(anyhow::anyhow!(e)))?;
+    let settings = Settings::from_env(proxy_addr, &token).map_err(|e| Failure::gate(anyhow::anyhow!(e)))?;
     let gate = Arc::new(Gate::new(show.policy(), Arc::clone(&log), settings));
     let (stop_tx, stop_rx) = oneshot::channel();
     let proxy = tokio::spawn(proxy::serve(listener, Arc::clone(&gate), stop_rx));

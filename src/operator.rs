@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{BufReader, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -99,7 +99,10 @@ fn parse_audit_args(args: &[String]) -> Result<Option<AuditArgs>, Failure> {
             "--file" => out.file = Some(PathBuf::from(value("--file")?)),
             "--since" => {
                 let since = value("--since")?;
-                out.filter.since = Some(parse_since(&since, SystemTime::now()).map_err(Failure::usage)?);
+                out.filter.since = Some(
+                    parse_since(&since, SystemTime::now())
+                        .map_err(|e| Failure::usage(format!("audit: {e} (see cli-guard audit --help)")))?,
+                );
             }
             "--last" => {
                 let n = value("--last")?;
@@ -154,11 +157,15 @@ pub fn audit(args: &[String]) -> Result<Exit, Failure> {
     }
     let mut out = Output::new(&args);
     let mut folder = Folder::default();
-    read_files(&files, |r| out.take(folder.push(r)), |b| bad.report(b)).map_err(|e| Failure::new(1, e))?;
     if args.follow {
-        out.flush_last();
+        // The rotated files, then the live one from its first byte on, by
+        // the same reader that then waits for more: no row falls between.
+        let rotated = &files[..files.len() - 1];
+        read_files(rotated, |r| out.take(folder.push(r)), |b| bad.report(b))
+            .map_err(|e| Failure::new(1, e))?;
         return follow(&path, folder, out, bad);
     }
+    read_files(&files, |r| out.take(folder.push(r)), |b| bad.report(b)).map_err(|e| Failure::new(1, e))?;
     out.take(folder.finish());
     out.flush_last();
     bad.finish();
@@ -250,56 +257,94 @@ impl BadLines {
     }
 }
 
-/// `--follow`: tails the live log, across rotations, until interrupted.
+/// `--follow`: reads the live log from its start, then keeps reading as it
+/// grows, across rotations, until interrupted. What `--last` held back is
+/// printed once the live file has been read to its end.
 fn follow(
     path: &std::path::Path,
     mut folder: Folder,
     mut out: Output,
     mut bad: BadLines,
 ) -> Result<Exit, Failure> {
-    let open = |path: &std::path::Path| -> Option<(File, u64)> {
-        let file = File::open(path).ok()?;
-        let ino = file.metadata().ok()?.ino();
-        Some((file, ino))
-    };
-    let mut current = open(path);
-    // Start at the end: everything before was already read.
-    if let Some((file, _)) = current.as_mut() {
-        let _ = file.seek(SeekFrom::End(0));
-    }
-    let mut partial: Vec<u8> = Vec::new();
-    let mut line_no = 0u64;
+    let mut tail = Tail::open(path);
+    let mut caught_up = false;
     loop {
-        if let Some((file, ino)) = current.as_mut() {
-            let mut reader = BufReader::new(&mut *file);
-            let mut chunk = Vec::new();
-            let _ = std::io::Read::read_to_end(&mut reader, &mut chunk);
-            if !chunk.is_empty() {
-                partial.extend_from_slice(&chunk);
-                // Only whole lines; a row being written stays for next time.
-                if let Some(end) = partial.iter().rposition(|b| *b == b'\n') {
-                    let whole: Vec<u8> = partial.drain(..=end).collect();
-                    line_no += read_stream(
-                        path,
-                        &mut &whole[..],
-                        line_no,
-                        &mut |r: Fields| out.take(folder.push(r)),
-                        &mut |b| bad.report(b),
-                    )
-                    .unwrap_or(0);
-                }
-            }
-            let rotated = std::fs::metadata(path).map(|m| m.ino() != *ino).unwrap_or(false);
-            if rotated {
-                current = open(path);
-                partial.clear();
-                line_no = 0;
-                continue;
-            }
-        } else {
-            current = open(path);
+        tail.read(path, &mut |r: Fields| out.take(folder.push(r)), &mut |b| {
+            bad.report(b)
+        });
+        if !caught_up {
+            out.flush_last();
+            caught_up = true;
+        }
+        if tail.rotated(path) {
+            // Rows written to the old file just before the rename.
+            tail.read(path, &mut |r: Fields| out.take(folder.push(r)), &mut |b| {
+                bad.report(b)
+            });
+            tail = Tail::open(path);
+            continue;
         }
         std::thread::sleep(FOLLOW_POLL);
+    }
+}
+
+/// The live log as `--follow` reads it: whole lines only, a row still being
+/// written stays in `partial` until its newline arrives.
+struct Tail {
+    file: Option<(File, u64)>,
+    partial: Vec<u8>,
+    line_no: u64,
+}
+
+impl Tail {
+    fn open(path: &std::path::Path) -> Tail {
+        let file = File::open(path).ok().and_then(|f| {
+            let ino = f.metadata().ok()?.ino();
+            Some((f, ino))
+        });
+        Tail {
+            file,
+            partial: Vec::new(),
+            line_no: 0,
+        }
+    }
+
+    /// Reads what has been appended, in bounded chunks, folding whole lines
+    /// as it goes; a row still being written waits in `partial`.
+    fn read(
+        &mut self,
+        path: &std::path::Path,
+        record: &mut impl FnMut(Fields),
+        bad: &mut impl FnMut(BadLine),
+    ) {
+        let Some((file, _)) = self.file.as_mut() else {
+            *self = Tail::open(path);
+            return;
+        };
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let n = match std::io::Read::read(file, &mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            // Only the new bytes can hold the line end: a long line must not
+            // be rescanned on every chunk.
+            let newline = chunk[..n].iter().rposition(|b| *b == b'\n');
+            self.partial.extend_from_slice(&chunk[..n]);
+            if let Some(at) = newline {
+                let end = self.partial.len() - n + at;
+                let whole: Vec<u8> = self.partial.drain(..=end).collect();
+                self.line_no += read_stream(path, &mut &whole[..], self.line_no, record, bad).unwrap_or(0);
+            }
+        }
+    }
+
+    /// Whether the path now names another file than the one being read.
+    fn rotated(&self, path: &std::path::Path) -> bool {
+        match &self.file {
+            Some((_, ino)) => std::fs::metadata(path).is_ok_and(|m| m.ino() != *ino),
+            None => false,
+        }
     }
 }
 
@@ -322,7 +367,11 @@ pub fn check(args: &[String]) -> Result<Exit, Failure> {
                 )))
             }
             a if target.is_none() => target = Some(a.to_string()),
-            a => return Err(Failure::usage(format!("check: unexpected argument {a:?}"))),
+            a => {
+                return Err(Failure::usage(format!(
+                    "check: unexpected argument {a:?}: one HOST[:PORT] at a time (see cli-guard check --help)"
+                )))
+            }
         }
     }
     let (Some(tool), Some(target)) = (tool, target) else {

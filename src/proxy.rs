@@ -29,7 +29,7 @@ use crate::authority::Authority;
 use crate::connect::{self, credential_matches, HeadError, RequestHead};
 use crate::dial::{AddressCheck, DialError, Dialer, Resolve};
 use crate::policy::{Decision, Mode, ToolPolicy};
-use crate::upstream::{NoProxy, Upstream};
+use crate::upstream::NoProxy;
 use crate::verdict::{judge, Action};
 
 /// The whole request head must arrive within this long of the accept. It is
@@ -52,39 +52,42 @@ pub const CREDENTIAL_USER: &str = "cli-guard";
 pub struct Settings {
     pub dialer: Dialer,
     /// The exact `Proxy-Authorization` value a request must carry, or
-    /// `None` to accept any (tests of the parser only). Never logged.
+    /// `None` to accept any. Never logged.
     pub credential: Option<String>,
+    /// Every form of the secret (the token, its base64, the header value):
+    /// scrubbed from anything the gate logs or answers, whatever a client
+    /// puts where.
+    pub secrets: Vec<String>,
     /// Connections handled at once; more are answered 503. Keeps the gate
     /// answering instead of failing when descriptors run out.
     pub max_connections: usize,
 }
 
 impl Settings {
-    /// Direct dials with these overrides, no credential, a generous cap.
-    pub fn direct(resolve: Resolve) -> Settings {
-        Settings {
-            dialer: Dialer {
-                resolve,
-                ..Dialer::default()
-            },
-            credential: None,
-            max_connections: 1024,
-        }
-    }
-
     /// The settings a real invocation uses: the environment's upstream proxy
     /// and NO_PROXY, `CLI_GUARD_RESOLVE`, a fresh credential, and a cap
     /// under the descriptor limit. `own` is the gate's listener.
-    pub fn from_env(own: SocketAddr, credential: String) -> Result<Settings, String> {
+    pub fn from_env(own: SocketAddr, token: &str) -> Result<Settings, String> {
+        let credential = crate::upstream::basic_authorization(CREDENTIAL_USER.as_bytes(), token.as_bytes());
+        let encoded = credential.trim_start_matches("Basic ").to_string();
         let var = |k: &str| std::env::var(k).ok();
         let resolve = Resolve::parse(&var("CLI_GUARD_RESOLVE").unwrap_or_default())
             .map_err(|e| format!("CLI_GUARD_RESOLVE: {e}"))?;
         let upstream = crate::upstream::from_env(var)?;
-        let no_proxy = crate::upstream::NO_PROXY_VARS
-            .iter()
-            .find_map(|k| var(k))
-            .map(|v| NoProxy::parse(&v))
-            .unwrap_or_default();
+        // Nested inside another cli-guard, NO_PROXY is the outer gate's
+        // (loopback and its pinned exceptions), not the user's: honouring it
+        // would let this gate dial around the outer allowlist. Everything
+        // then goes through the upstream, and the outer gate applies the
+        // user's own NO_PROXY at the hop that dials directly.
+        let nested = var(crate::shim::AUDIT_ID_VAR).is_some_and(|id| !id.is_empty());
+        let no_proxy = match nested {
+            true => NoProxy::default(),
+            false => crate::upstream::NO_PROXY_VARS
+                .iter()
+                .find_map(|k| var(k))
+                .map(|v| NoProxy::parse(&v))
+                .unwrap_or_default(),
+        };
         Ok(Settings {
             dialer: Dialer {
                 resolve,
@@ -92,14 +95,10 @@ impl Settings {
                 no_proxy,
                 own: Some(own),
             },
+            secrets: vec![token.to_string(), encoded, credential.clone()],
             credential: Some(credential),
             max_connections: connection_cap(),
         })
-    }
-
-    /// The upstream this gate chains through, if any.
-    pub fn upstream(&self) -> Option<&Upstream> {
-        self.dialer.upstream.as_ref()
     }
 }
 
@@ -175,15 +174,25 @@ impl Gate {
         }
     }
 
+    /// `text` with every form of this invocation's secret blanked out.
+    fn scrub(&self, text: String) -> String {
+        self.settings
+            .secrets
+            .iter()
+            .filter(|secret| !secret.is_empty())
+            .fold(text, |text, secret| text.replace(secret.as_str(), "<redacted>"))
+    }
+
     /// Writes the `egress` row for one answered request and counts it.
-    fn record(&self, conn: u64, row: Row<'_>) {
+    fn record(&self, conn: u64, mut row: Row<'_>) {
+        row.reason = self.scrub(row.reason);
         if row.allow {
             self.allowed.fetch_add(1, Ordering::Relaxed);
         } else {
             self.denied.fetch_add(1, Ordering::Relaxed);
             let target = row
                 .target
-                .map_or_else(|| "(invalid target)".to_string(), |t| t.to_string());
+                .map_or_else(|| "(invalid target)".to_string(), |t| self.scrub(t.to_string()));
             if let Ok(mut denials) = self.denials.lock() {
                 if !denials
                     .iter()
@@ -202,7 +211,7 @@ impl Gate {
             tool: self.policy.name.to_string(),
             mode: self.policy.mode,
             method: row.method.map(str::to_string),
-            host: row.target.map(Authority::host_string),
+            host: row.target.map(|t| self.scrub(t.host_string())),
             port: row.target.map(|t| t.port),
             decision: if row.allow {
                 audit::Decision::Allow
@@ -216,10 +225,11 @@ impl Gate {
 
     /// Records a refusal and answers it with a body that says what happened
     /// and what to do next.
-    async fn refuse(&self, client: TcpStream, conn: u64, row: Row<'_>) {
+    async fn refuse(&self, client: TcpStream, conn: u64, mut row: Row<'_>) {
+        row.reason = self.scrub(row.reason);
         let id = self.audit.audit_id();
         let tool = self.policy.name;
-        let target = row.target.map(|t| t.to_string()).unwrap_or_default();
+        let target = self.scrub(row.target.map(|t| t.to_string()).unwrap_or_default());
         let (status, reason) = (row.status, row.reason.clone());
         let body = match status {
             403 => format!(
@@ -242,8 +252,9 @@ impl Gate {
         if status == 405 {
             headers.push(("Allow", "CONNECT"));
         }
-        let own_challenge = status == 407 && row.allow.eq(&false) && row.reason.starts_with("no valid");
-        if own_challenge {
+        // Our own 407 is a deny; an upstream's 407 passed back is this gate's
+        // allow, and its challenge is not ours to make.
+        if status == 407 && !row.allow {
             headers.push(("Proxy-Authenticate", "Basic realm=\"cli-guard\""));
         }
         self.record(conn, row);

@@ -11,7 +11,7 @@
 //! Pure apart from reading lines: `Folder` and `Filter` take records and
 //! give invocations, and tests drive them directly.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -170,6 +170,9 @@ pub fn parse_line(line: &[u8]) -> Result<Fields, String> {
 #[derive(Debug, Default)]
 pub struct Folder {
     open: HashMap<String, Invocation>,
+    /// The open invocations by order of first appearance, so the oldest is
+    /// found without a scan.
+    order: BTreeMap<u64, String>,
     next_seq: u64,
 }
 
@@ -196,6 +199,7 @@ impl Folder {
             self.next_seq += 1;
             self.open
                 .insert(id.clone(), Invocation::new(&id, &ts, self.next_seq));
+            self.order.insert(self.next_seq, id.clone());
         }
         let Some(inv) = self.open.get_mut(&id) else {
             return out;
@@ -210,6 +214,7 @@ impl Folder {
             "end" => {
                 inv.end = Some(record);
                 if let Some(done) = self.open.remove(&id) {
+                    self.order.remove(&done.seq);
                     match done
                         .parent()
                         .map(str::to_string)
@@ -225,19 +230,20 @@ impl Folder {
         out
     }
 
-    /// Emits the invocation open longest (a scan, but only when the open
-    /// set is full).
+    /// Emits the invocation open longest.
     fn evict_oldest(&mut self) -> Option<Invocation> {
-        let oldest = self.open.values().min_by_key(|inv| inv.seq)?.audit_id.clone();
+        let (_, oldest) = self.order.pop_first()?;
         self.open.remove(&oldest)
     }
 
     /// The invocations still open at the end of the log (running, or their
     /// shim was killed), oldest first, each nested under its parent when
     /// the parent is open too.
-    pub fn finish(self) -> Vec<Invocation> {
-        let mut all: Vec<Invocation> = self.open.into_values().collect();
-        all.sort_by_key(|inv| inv.seq);
+    pub fn finish(mut self) -> Vec<Invocation> {
+        let mut all: Vec<Invocation> = Vec::with_capacity(self.open.len());
+        while let Some(inv) = self.evict_oldest() {
+            all.push(inv);
+        }
         // Bottom-up, so a grandchild joins its parent before that parent
         // joins its own.
         for i in (0..all.len()).rev() {

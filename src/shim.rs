@@ -387,8 +387,7 @@ pub fn run(inv: Invocation) -> Result<Exit, Failure> {
             "cannot draw a random proxy credential: {e}"
         )))
     })?;
-    let credential = upstream::basic_authorization(CREDENTIAL_USER.as_bytes(), token.as_bytes());
-    let settings = Settings::from_env(addr, credential).map_err(|e| {
+    let settings = Settings::from_env(addr, &token).map_err(|e| {
         ended(Failure::gate(anyhow::anyhow!(
             "{e}; the gate cannot chain through this proxy"
         )))

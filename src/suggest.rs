@@ -55,8 +55,12 @@ pub struct Seen {
 #[derive(Debug, Default)]
 pub struct Gathered {
     pub tool: String,
-    /// (host, port) → seen; names and IP literals alike.
+    /// (host, port) → seen, for tunnels that opened (status 200); names
+    /// and IP literals alike.
     pub hosts: BTreeMap<(String, u16), Seen>,
+    /// Allowed attempts that never reached their host (502, 504, or an
+    /// upstream's refusal), by (host, port, status): reported, not suggested.
+    pub unreached: BTreeMap<(String, u16, u64), u64>,
     invocations: std::collections::BTreeSet<String>,
 }
 
@@ -85,6 +89,14 @@ impl Gathered {
         ) else {
             return;
         };
+        let status = get("status").and_then(Value::as_u64).unwrap_or(0);
+        if status != 200 {
+            *self
+                .unreached
+                .entry((host.to_string(), port, status))
+                .or_default() += 1;
+            return;
+        }
         let ts = get("ts").and_then(Value::as_str).unwrap_or("").to_string();
         let seen = self.hosts.entry((host.to_string(), port)).or_default();
         seen.count += 1;
@@ -158,10 +170,17 @@ struct Entry {
 /// The suggestion as Rust to paste into `TOOLS` in src/policy.rs.
 pub fn render(g: &Gathered) -> String {
     let mut out = String::new();
+    for ((host, port, status), count) in &g.unreached {
+        let _ = writeln!(
+            out,
+            "// Tried but never reached (status {status}): {host}:{port}, {}: not suggested.",
+            plural(*count, "time")
+        );
+    }
     if g.hosts.is_empty() {
         let _ = writeln!(
             out,
-            "// No allowed connections by {} in the audit log: nothing to suggest.",
+            "// No connection by {} reached a host in the audit log: nothing to suggest.",
             g.tool
         );
         return out;
@@ -171,10 +190,11 @@ pub fn render(g: &Gathered) -> String {
     let last = g.hosts.values().map(|s| s.last.as_str()).max().unwrap_or("");
     let _ = writeln!(
         out,
-        "// Suggested pinned policy for {}: {} hosts, {total} connections in {} invocations, {first} .. {last}.",
+        "// Suggested pinned policy for {}: {}, {} in {}, {first} .. {last}.",
         g.tool,
-        g.hosts.len(),
-        g.invocations.len()
+        plural(g.hosts.len() as u64, "host"),
+        plural(total, "connection"),
+        plural(g.invocations.len() as u64, "invocation")
     );
     let _ = writeln!(
         out,
@@ -198,16 +218,18 @@ pub fn render(g: &Gathered) -> String {
         };
         let _ = writeln!(
             out,
-            "        {rule} // {} connections, {} .. {}",
-            entry.count, entry.first, entry.last
+            "        {rule} // {}, {} .. {}",
+            plural(entry.count, "connection"),
+            entry.first,
+            entry.last
         );
     }
     let _ = writeln!(out, "    ],\n),");
     for (host, port, seen) in ips {
         let _ = writeln!(
             out,
-            "// Not expressible: {host}:{port} ({} connections) is an IP literal, and IP literals never match a rule.",
-            seen.count
+            "// Not expressible: {host}:{port} ({}) is an IP literal, and IP literals never match a rule.",
+            plural(seen.count, "connection")
         );
     }
     out
@@ -281,6 +303,15 @@ fn entries<'a>(g: &'a Gathered, ips: &mut Vec<(&'a str, u16, &'a Seen)>) -> Vec<
         }
     }
     merge_ports(out)
+}
+
+/// `1 connection`, `2 connections`.
+fn plural(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 fn exact(name: &str, port: u16, seen: &Seen, review: Option<String>) -> Entry {
@@ -385,8 +416,22 @@ mod tests {
             "allow",
             "2026-11-24T00:00:09.000Z",
         ));
+        let mut unreached = row(
+            "aws",
+            "unreachable.example",
+            443,
+            "allow",
+            "2026-11-24T00:00:08.500Z",
+        );
+        unreached.insert("status".into(), 502.into());
+        g.push(&unreached);
         let text = render(&g);
         assert!(text.contains("Rule::https(\"*.pkg.example.com\"),"), "{text}");
+        assert!(!text.contains("Rule::https(\"unreachable.example\")"), "{text}");
+        assert!(
+            text.contains("Tried but never reached (status 502): unreachable.example:443, 1 time"),
+            "{text}"
+        );
         assert!(
             text.contains("// REVIEW: a wildcard for 3 subdomains of example.com"),
             "{text}"

@@ -5,7 +5,7 @@
 //! Only the request line decides. Headers (`Host:` included) never change
 //! the target.
 
-use crate::authority::{parse_authority, Authority};
+use crate::authority::{parse_authority, Authority, AuthorityError};
 use crate::connect::{absolute_form_authority, RequestHead};
 use crate::policy::ToolPolicy;
 
@@ -46,11 +46,20 @@ pub fn judge(policy: &ToolPolicy, head: &RequestHead) -> Verdict {
     let target = match parse_authority(&head.target) {
         Ok(target) => target,
         Err(why) => {
+            // Userinfo may be a credential a confused client copied from its
+            // proxy URL: name only what follows the last `@`.
+            let shown = match why {
+                AuthorityError::Userinfo => {
+                    let host = head.target.rsplit('@').next().unwrap_or("");
+                    format!("\"(userinfo not logged)@{}\"", quote(host).trim_matches('"'))
+                }
+                _ => quote(&head.target),
+            };
             return Verdict {
                 action: Action::Refuse(400),
                 target: None,
-                reason: format!("invalid CONNECT target {}: {why}", quote(&head.target)),
-            }
+                reason: format!("invalid CONNECT target {shown}: {why}"),
+            };
         }
     };
     let decision = policy.decide(&target);
@@ -130,6 +139,14 @@ mod tests {
         let v = judge(npm(), &head("CONNECT", "evil\u{7}%.com:443"));
         assert_eq!(v.action, Action::Refuse(400));
         assert!(v.reason.contains("\\u{7}"), "{}", v.reason);
+    }
+
+    #[test]
+    fn userinfo_in_a_target_is_never_quoted() {
+        let v = judge(npm(), &head("CONNECT", "cli-guard:s3cret@registry.npmjs.org:443"));
+        assert_eq!(v.action, Action::Refuse(400));
+        assert!(!v.reason.contains("s3cret"), "{}", v.reason);
+        assert!(v.reason.contains("@registry.npmjs.org:443"), "{}", v.reason);
     }
 
     #[test]

@@ -14,6 +14,10 @@
 //! - `audit`: the four record kinds, ordering, permissions, a SIGKILLed
 //!   shim, concurrent writers, an unwritable log, the denial summary.
 //! - `demo`: egress-demo.
+//! - `hostile`: tricks against a CONNECT allowlist, and the credential.
+//! - `load`: many tunnels at once, leaks, the connection cap, slow clients.
+//! - `addresses`: where an allowed name's dial may land.
+//! - `operator`: `cli-guard audit` and `check`, and log rotation.
 //! - `install`: install.sh and the shims/ folder.
 //! - `clients`: the real npm, pip, cargo, curl, aws and kubectl through
 //!   install.sh's shims, against the registries this machine reaches.
@@ -22,11 +26,15 @@
 #[macro_use]
 mod util;
 
+mod addresses;
 mod audit;
 mod clients;
 mod demo;
 mod dispatch;
+mod hostile;
 mod install;
+mod load;
+mod operator;
 mod proxy;
 mod shim;
 mod signals;
