@@ -231,7 +231,10 @@ impl Gate {
         let tool = self.policy.name;
         let target = self.scrub(row.target.map(|t| t.to_string()).unwrap_or_default());
         let (status, reason) = (row.status, row.reason.clone());
+        // An allow row here is a refusal from further on (an upstream, the
+        // network): only this gate's own refusals carry its policy text.
         let body = match status {
+            _ if row.allow => format!("cli-guard: {reason}. audit id {id}"),
             403 => format!(
                 "cli-guard: {tool} may not reach {target}: {reason}.\n\
                  This is a block by policy, not a network fault: do not retry.\n\

@@ -16,6 +16,8 @@
 //! - `demo`: egress-demo.
 //! - `hostile`: tricks against a CONNECT allowlist, and the credential.
 //! - `load`: many tunnels at once, leaks, the connection cap, slow clients.
+//! - `chain`: upstream proxies: an outer cli-guard, tinyproxy, NO_PROXY.
+//! - `faults`: upstreams and clients that fail mid-way.
 //! - `addresses`: where an allowed name's dial may land.
 //! - `operator`: `cli-guard audit` and `check`, and log rotation.
 //! - `install`: install.sh and the shims/ folder.
@@ -28,9 +30,11 @@ mod util;
 
 mod addresses;
 mod audit;
+mod chain;
 mod clients;
 mod demo;
 mod dispatch;
+mod faults;
 mod hostile;
 mod install;
 mod load;

@@ -924,13 +924,24 @@ impl Answer {
     }
 }
 
+/// `read`, retried when a stop/continue of this test process interrupts it
+/// (a socket read with a timeout then fails with EINTR).
+pub fn read_retrying(s: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match s.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
 /// Reads an answer head byte by byte (so no tunnel byte is consumed); for
 /// non-200 answers with `body`, reads the body (Content-Length, else to EOF).
 pub fn read_answer(s: &mut TcpStream, body: bool) -> Answer {
     let mut raw = Vec::new();
     let mut byte = [0u8; 1];
     while !raw.ends_with(b"\r\n\r\n") {
-        match s.read(&mut byte) {
+        match read_retrying(s, &mut byte) {
             Ok(0) if raw.is_empty() => return Answer::failed("connection closed".into()),
             Ok(0) => break,
             Ok(_) => raw.push(byte[0]),
@@ -983,7 +994,7 @@ pub fn read_answer(s: &mut TcpStream, body: bool) -> Answer {
 /// Whether the peer closes `s` (EOF or reset) within IO_TIMEOUT with no more data.
 pub fn at_eof(s: &mut TcpStream) -> bool {
     let mut b = [0u8; 1];
-    match s.read(&mut b) {
+    match read_retrying(s, &mut b) {
         Ok(0) => true,
         Ok(_) => false,
         Err(e) => e.kind() == io::ErrorKind::ConnectionReset,
@@ -1037,7 +1048,7 @@ impl Upstream {
         Upstream::start(|mut s| {
             let mut buf = [0u8; 16384];
             loop {
-                match s.read(&mut buf) {
+                match read_retrying(&mut s, &mut buf) {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
                         if s.write_all(&buf[..n]).is_err() {
