@@ -93,8 +93,14 @@ need_cargo() {
         die "cargo not found on PATH. Install Rust (https://rustup.rs or your package manager), then run $PROG again."
 }
 
-# Makes the install directories, or says why it can't.
+# Makes the install directories, or says why it can't. Remembers the ones
+# it creates (in $created) so that uninstall can remove them again.
 make_dirs() {
+    created=
+    for dir in "$prefix" "$bin_dir" "$prefix/share" "$share_dir" "$shims_dir"; do
+        [ -d "$dir" ] || created="$created
+$dir"
+    done
     for dir in "$bin_dir" "$shims_dir"; do
         if ! mkdir -p "$dir" 2>/dev/null || [ ! -w "$dir" ]; then
             die "cannot write to $dir. Choose a --prefix you can write to (the default is ~/.local), or fix its permissions."
@@ -241,6 +247,11 @@ install_all() {
         place_link "$shims_dir/$name" "$bin_dir/cli-guard"
     done
     remove_stale_shims
+    printf '%s\n' "$created" | while IFS= read -r dir; do
+        if [ -n "$dir" ]; then
+            remember "dir:$dir"
+        fi
+    done
     remember "$manifest"
     say "installed $bin_dir/cli-guard, $bin_dir/egress-demo and $(printf '%s\n' "$names" | wc -l | tr -d ' ') shims in $shims_dir"
     [ "$rc_wanted" = 1 ] && add_rc_line
@@ -253,6 +264,7 @@ uninstall_all() {
     while IFS= read -r path; do
         [ -n "$path" ] || continue
         [ "$path" = "$manifest" ] && continue
+        case $path in dir:*) continue ;; esac
         if [ -L "$path" ]; then
             target=$(readlink "$path")
             if [ "$target" = "$bin_dir/cli-guard" ] || [ "$target" = cli-guard ]; then
@@ -268,6 +280,10 @@ $recorded
 EOF
     rm -f "$manifest"
     rmdir "$shims_dir" "$share_dir" 2>/dev/null || true
+    # The directories install created, deepest first, if nothing else is in them.
+    printf '%s\n' "$recorded" | sed -n 's/^dir://p' | sort -r | while IFS= read -r dir; do
+        rmdir "$dir" 2>/dev/null || true
+    done
     remove_rc_lines
     say "uninstalled cli-guard from $prefix"
 }
@@ -309,6 +325,10 @@ main() {
     case $prefix in
         /*) ;;
         *) prefix=$(pwd)/$prefix ;;
+    esac
+    case $prefix in
+        *[\"\$\`\\\']* | *"
+"*) die "--prefix must not contain quotes, \$, backticks, backslashes or newlines (it goes into a shell start-up line)" ;;
     esac
     bin_dir=$prefix/bin
     share_dir=$prefix/share/cli-guard

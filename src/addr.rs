@@ -3,7 +3,8 @@
 //! pointed at cloud metadata or a LAN host).
 //!
 //! Pure. Embedded IPv4 addresses are unwrapped first (IPv4-mapped,
-//! IPv4-compatible, NAT64 `64:ff9b::/96` and 6to4 `2002::/16`), so the same
+//! IPv4-compatible, NAT64 `64:ff9b::/96` and `64:ff9b:1::/48`, and 6to4
+//! `2002::/16`; Teredo `2001::/32` is refused outright), so the same
 //! ranges cannot be reached through an IPv6 spelling. Documentation ranges
 //! (192.0.2/24, 198.51.100/24, 203.0.113/24) are deliberately *not* refused:
 //! some networks route registries through them.
@@ -75,6 +76,9 @@ fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
         Some("multicast")
     } else if first & 0xffc0 == 0xfec0 {
         Some("site-local (fec0::/10, deprecated)")
+    } else if ip.segments()[..2] == [0x2001, 0] {
+        // Teredo tunnels to an obfuscated IPv4 address: never a registry.
+        Some("a Teredo tunnel address (2001::/32)")
     } else {
         None
     }
@@ -97,6 +101,12 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<(Ipv4Addr, &'static str)> {
         return Some((
             low,
             "a forbidden IPv4 address inside a NAT64 (64:ff9b::/96) address",
+        ));
+    }
+    if s[..3] == [0x64, 0xff9b, 1] {
+        return Some((
+            low,
+            "a forbidden IPv4 address inside a local-use NAT64 (64:ff9b:1::/48) address",
         ));
     }
     if s[0] == 0x2002 {
@@ -180,6 +190,8 @@ mod tests {
             "::ffff:10.1.2.3",
             "64:ff9b::a9fe:a9fe",
             "64:ff9b::7f00:1",
+            "64:ff9b:1::a9fe:a9fe",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
             "2002:a9fe:a9fe::1",
             "2002:c0a8:0101::",
             "::10.0.0.1",

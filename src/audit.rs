@@ -186,6 +186,9 @@ pub struct End {
     pub duration_ms: u64,
     pub allowed: u64,
     pub denied: u64,
+    /// Refusals of callers without the credential past the per-invocation
+    /// row cap: counted here instead of logged one by one.
+    pub suppressed: u64,
     pub error: Option<String>,
 }
 
@@ -304,6 +307,9 @@ impl AuditLog {
         match &mut *target {
             Target::File { file, path } => {
                 if let Err(e) = keep_current(file, path).and_then(|()| file.write_all(&line)) {
+                    // A partial write (a full disk) leaves a fragment; end it
+                    // so the next writer's row does not run into it.
+                    let _ = file.write(b"\n");
                     warn_fallback(
                         &format!("cannot write the audit log {}: {e}", path.display()),
                         "free space or fix the file, or set CLI_GUARD_AUDIT_LOG",
@@ -459,6 +465,7 @@ mod tests {
             duration_ms: 5,
             allowed: 1,
             denied: 2,
+            suppressed: 0,
             error: None,
         });
         let line = to_line("id1", &record, UNIX_EPOCH);

@@ -155,7 +155,9 @@ pub fn main(args: &[String]) -> Result<Exit, Failure> {
         .build()
         .context("cannot start the async runtime")
         .map_err(Failure::gate)?;
-    runtime.block_on(demonstrate(show, &targets))
+    let exit = runtime.block_on(demonstrate(show, &targets));
+    runtime.shutdown_background();
+    exit
 }
 
 async fn demonstrate(show: Show, targets: &[String]) -> Result<Exit, Failure> {

@@ -101,6 +101,8 @@ pub enum DialError {
     Forbidden(String),
     /// The upstream proxy refused; the child gets its status.
     Upstream { status: u16, reason: String },
+    /// 503: the gate stopped (the tool had exited) before the dial finished.
+    Stopped,
 }
 
 impl DialError {
@@ -110,6 +112,7 @@ impl DialError {
             DialError::Failed(_) => 502,
             DialError::Forbidden(_) => 403,
             DialError::Upstream { status, .. } => *status,
+            DialError::Stopped => 503,
         }
     }
 }
@@ -120,6 +123,9 @@ impl std::fmt::Display for DialError {
             DialError::Timeout => write!(f, "no answer within {} s", DIAL_TIMEOUT.as_secs()),
             DialError::Failed(why) | DialError::Forbidden(why) => f.write_str(why),
             DialError::Upstream { reason, .. } => f.write_str(reason),
+            DialError::Stopped => {
+                f.write_str("cli-guard stopped before the dial finished (the tool had exited)")
+            }
         }
     }
 }

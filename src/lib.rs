@@ -9,7 +9,7 @@
 //! - [`verdict`]: from a request head to dial-or-refuse. Pure.
 //! - [`dial`]: `CLI_GUARD_RESOLVE`, DNS and connect with a timeout.
 //! - [`addr`]: the address ranges an enforce-mode dial refuses. Pure.
-//! - [`upstream`]: chaining to an upstream proxy; NO_PROXY; credentials. Pure.
+//! - [`upstream`]: chaining to an upstream proxy; NO_PROXY; credentials.
 //! - [`proxy`]: the accept loop, one task per connection, the relay.
 //! - [`audit`]: audit IDs, record types, the append-only JSONL writer, rotation.
 //! - [`report`]: reading the log back: folding rows into invocations, filters.

@@ -8,10 +8,11 @@
 //! `egress_close` rows written.
 //!
 //! Each connection, in order: read the head (bounded in size and by a
-//! deadline a slow drip cannot extend), check the per-invocation credential
-//! (407 without it: any local process can dial 127.0.0.1), judge the request
-//! line, dial (directly with address checks, or through an upstream proxy),
-//! write the `egress` row, answer, relay.
+//! deadline a slow drip cannot extend), judge the request line, answer a
+//! malformed one 400 for anyone, then require the per-invocation credential
+//! (407 without it: any local process can dial 127.0.0.1) before any other
+//! answer, dial (directly with address checks, or through an upstream
+//! proxy), write the `egress` row, answer, relay.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,6 +45,13 @@ const RELAY_BUF: usize = 16 * 1024;
 /// client already sent, so that closing does not reset the connection and
 /// destroy the answer before the client reads it.
 const LINGER: Duration = Duration::from_millis(500);
+/// Refusals of callers without the credential that get a row each; past
+/// this, they are only counted (in the `end` row's `suppressed`), so another
+/// local process cannot flood the log and push real history out of it.
+const STRANGER_ROWS: u64 = 1000;
+/// Distinct refusals kept for the summary printed after the child exits.
+const LISTED_DENIALS: usize = 20;
+
 /// The user name in the child's proxy URL; the password is the secret.
 pub const CREDENTIAL_USER: &str = "cli-guard";
 
@@ -122,13 +130,23 @@ pub struct Gate {
     slots: Arc<Semaphore>,
     allowed: AtomicU64,
     denied: AtomicU64,
-    denials: Mutex<Vec<Denial>>,
+    denials: Mutex<Denials>,
+}
+
+/// Refusals for the summary, bounded whatever a flood of requests holds.
+#[derive(Debug, Default)]
+struct Denials {
+    seen: std::collections::HashSet<(String, u16)>,
+    listed: Vec<Denial>,
+    unlisted: u64,
+    strangers: u64,
+    suppressed: u64,
 }
 
 /// A refused request, for the summary printed after the child exits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denial {
-    /// `host:port`, or `(invalid target)` when there was none to name.
+    /// `host:port`.
     pub target: String,
     pub status: u16,
     pub reason: String,
@@ -139,8 +157,15 @@ pub struct Denial {
 pub struct Summary {
     pub allowed: u64,
     pub denied: u64,
-    /// Distinct refusals, in the order first seen.
+    /// Distinct refusals of the credential holder, in the order first seen,
+    /// at most [`LISTED_DENIALS`].
     pub denials: Vec<Denial>,
+    /// Distinct refusals past that.
+    pub unlisted: u64,
+    /// Requests refused for want of the credential (another local process).
+    pub strangers: u64,
+    /// Of those, how many got no row of their own (see [`STRANGER_ROWS`]).
+    pub suppressed: u64,
 }
 
 /// One `egress` row's worth of outcome.
@@ -161,7 +186,7 @@ impl Gate {
             settings,
             allowed: AtomicU64::new(0),
             denied: AtomicU64::new(0),
-            denials: Mutex::new(Vec::new()),
+            denials: Mutex::new(Denials::default()),
         }
     }
 
@@ -170,7 +195,10 @@ impl Gate {
         Summary {
             allowed: self.allowed.load(Ordering::Relaxed),
             denied: self.denied.load(Ordering::Relaxed),
-            denials: self.denials.lock().map(|d| d.clone()).unwrap_or_default(),
+            denials: self.denials.lock().map(|d| d.listed.clone()).unwrap_or_default(),
+            unlisted: self.denials.lock().map(|d| d.unlisted).unwrap_or_default(),
+            strangers: self.denials.lock().map(|d| d.strangers).unwrap_or_default(),
+            suppressed: self.denials.lock().map(|d| d.suppressed).unwrap_or_default(),
         }
     }
 
@@ -183,6 +211,15 @@ impl Gate {
             .fold(text, |text, secret| text.replace(secret.as_str(), "<redacted>"))
     }
 
+    /// Whether the request line carries a form of the secret (a confused
+    /// client pasting its proxy URL): refused, so it is never logged.
+    fn in_request_line(&self, head: &RequestHead) -> bool {
+        self.settings
+            .secrets
+            .iter()
+            .any(|s| !s.is_empty() && (head.target.contains(s.as_str()) || head.method.contains(s.as_str())))
+    }
+
     /// Writes the `egress` row for one answered request and counts it.
     fn record(&self, conn: u64, mut row: Row<'_>) {
         row.reason = self.scrub(row.reason);
@@ -190,19 +227,30 @@ impl Gate {
             self.allowed.fetch_add(1, Ordering::Relaxed);
         } else {
             self.denied.fetch_add(1, Ordering::Relaxed);
-            let target = row
-                .target
-                .map_or_else(|| "(invalid target)".to_string(), |t| self.scrub(t.to_string()));
-            if let Ok(mut denials) = self.denials.lock() {
-                if !denials
-                    .iter()
-                    .any(|d| d.target == target && d.status == row.status)
-                {
-                    denials.push(Denial {
-                        target,
-                        status: row.status,
-                        reason: row.reason.clone(),
-                    });
+            let Ok(mut denials) = self.denials.lock() else {
+                return;
+            };
+            // A refusal with no credential checked (407), or before there
+            // was a request to check (503, 408, 431, junk), may come from
+            // any local process: counted, not listed by target.
+            if row.status == 407 || row.target.is_none() {
+                denials.strangers += 1;
+                if denials.strangers > STRANGER_ROWS {
+                    denials.suppressed += 1;
+                    return;
+                }
+            } else if let Some(target) = row.target {
+                let key = (target.to_string(), row.status);
+                if denials.seen.insert(key.clone()) {
+                    if denials.listed.len() < LISTED_DENIALS {
+                        denials.listed.push(Denial {
+                            target: key.0,
+                            status: row.status,
+                            reason: row.reason.clone(),
+                        });
+                    } else {
+                        denials.unlisted += 1;
+                    }
                 }
             }
         }
@@ -285,9 +333,9 @@ impl Gate {
     }
 
     /// Which address checks a direct dial to an allowed target gets.
-    fn address_check(&self, decision: &Decision) -> AddressCheck {
+    fn address_check(&self, decision: Option<&Decision>) -> AddressCheck {
         match (self.policy.mode, decision) {
-            (Mode::Enforce, Decision::Allowed(rule)) => AddressCheck::Enforce {
+            (Mode::Enforce, Some(Decision::Allowed(rule))) => AddressCheck::Enforce {
                 private_ok: rule.private,
             },
             (Mode::Enforce, _) => AddressCheck::Enforce { private_ok: false },
@@ -372,8 +420,17 @@ enum ReadHead {
 
 async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>, deadline: tokio::time::Instant) -> ReadHead {
     let mut chunk = [0u8; 2048];
+    // Parse the first bytes at once (junk is refused on its first byte),
+    // then again only when a line ends: a head dripped a byte at a time is
+    // not re-parsed from its start for every byte.
+    let mut worth_parsing = true;
     loop {
-        match connect::parse_head(buf) {
+        let parsed = if worth_parsing || buf.len() >= connect::MAX_HEAD_BYTES {
+            connect::parse_head(buf)
+        } else {
+            Ok(None)
+        };
+        match parsed {
             Ok(Some(head)) => return ReadHead::Head(head),
             Ok(None) => {}
             Err(e @ HeadError::Malformed(_)) => return ReadHead::Bad(e.status(), e.to_string()),
@@ -381,7 +438,10 @@ async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>, deadline: tokio::t
         }
         match timeout_at(deadline, stream.read(&mut chunk)).await {
             Ok(Ok(0)) | Ok(Err(_)) => return ReadHead::Gone,
-            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Ok(Ok(n)) => {
+                worth_parsing = buf.len() < 16 || chunk[..n].contains(&b'\n');
+                buf.extend_from_slice(&chunk[..n]);
+            }
             Err(_) if buf.is_empty() => return ReadHead::Gone,
             Err(_) => {
                 return ReadHead::Bad(
@@ -423,6 +483,18 @@ async fn handle(
             return gate.refuse(client, conn, row).await;
         }
     };
+    if gate.in_request_line(&head) {
+        let row = Row {
+            method: None,
+            target: None,
+            allow: false,
+            status: 400,
+            reason:
+                "the request line carries this gate's proxy credential; it belongs in Proxy-Authorization"
+                    .to_string(),
+        };
+        return gate.refuse(client, conn, row).await;
+    }
     let verdict = judge(gate.policy, &head);
     let method = Some(head.method.as_str());
     // A malformed target is a 400 whoever asks (it reveals nothing); every
@@ -451,10 +523,10 @@ async fn handle(
         }
         Action::Dial(target) => target,
     };
-    let check = gate.address_check(&gate.policy.decide(target));
+    let check = gate.address_check(verdict.decision.as_ref());
     let dialled = tokio::select! {
         dialled = gate.settings.dialer.dial(target, check) => dialled,
-        _ = forced(&mut force) => return,
+        _ = forced(&mut force) => Err(DialError::Stopped),
     };
     let dialled = match dialled {
         Ok(dialled) => dialled,

@@ -16,6 +16,24 @@ const CMD_WIDTH: usize = 60;
 /// Longest reason shown on an egress line.
 const REASON_WIDTH: usize = 100;
 
+/// `text` safe for a terminal: control characters (escape sequences,
+/// carriage returns) are shown escaped, so a logged argv or reason cannot
+/// move the cursor or erase the lines around it.
+pub fn clean(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// Whether to colour, decided once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Style {
@@ -70,10 +88,10 @@ fn render_at(inv: &Invocation, depth: usize, style: Style, out: &mut String) {
         out,
         "{indent}{branch}{}  {:<9} {:<7} {outcome_cell} {:>8}  {allowed:>3} allowed {denied_cell}  {}  {}",
         display_time(&inv.first_ts),
-        inv.tool(),
-        inv.start_str("mode").unwrap_or("?"),
+        clean(inv.tool()),
+        clean(inv.start_str("mode").unwrap_or("?")),
         inv.end_field("duration_ms").and_then(Value::as_u64).map_or("-".to_string(), duration),
-        inv.audit_id,
+        clean(&inv.audit_id),
         command_line(inv),
     );
     let row_indent = format!("{indent}{}", if depth > 0 { "      " } else { "    " });
@@ -98,8 +116,8 @@ fn egress_line(row: &Fields, indent: &str, style: Style) -> String {
         field("host").and_then(Value::as_str),
         field("port").and_then(Value::as_u64),
     ) {
-        (Some(host), Some(port)) if host.contains(':') => format!("[{host}]:{port}"),
-        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), Some(port)) if host.contains(':') => format!("[{}]:{port}", clean(host)),
+        (Some(host), Some(port)) => format!("{}:{port}", clean(host)),
         _ => "(no target)".to_string(),
     };
     // Only a tunnel that opened has bytes and a duration to show.
@@ -122,7 +140,7 @@ fn egress_line(row: &Fields, indent: &str, style: Style) -> String {
     };
     let line = format!(
         "{indent}{decision} {status:>3}  {target:<40} {traffic}  {}",
-        shorten(note, REASON_WIDTH)
+        shorten(&clean(note), REASON_WIDTH)
     );
     format!("{}\n", line.trim_end())
 }
@@ -134,7 +152,7 @@ fn outcome(inv: &Invocation) -> String {
         inv.end_field("signal").and_then(Value::as_str),
     ) {
         (Some(code), _) => format!("exit {code}"),
-        (None, Some(sig)) => sig.to_string(),
+        (None, Some(sig)) => clean(sig),
         (None, None) if inv.end.is_some() => "ended".to_string(),
         (None, None) => "running?".to_string(),
     }
@@ -172,7 +190,7 @@ fn shell_word(word: &str) -> String {
     if plain {
         word.to_string()
     } else {
-        format!("'{}'", word.replace('\'', "'\\''"))
+        format!("'{}'", clean(&word.replace('\'', "'\\''")))
     }
 }
 
@@ -232,6 +250,13 @@ mod tests {
         assert_eq!(shell_word("it's"), "'it'\\''s'");
         assert_eq!(shorten("abcdef", 4), "abc…");
         assert_eq!(display_time("2026-11-24T00:20:47.123Z"), "2026-11-24 00:20:47Z");
+    }
+
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        assert_eq!(clean("plain"), "plain");
+        assert_eq!(clean("\u{1b}[1A\u{1b}[2K\rgone"), "\\u{1b}[1A\\u{1b}[2K\\rgone");
+        assert!(!shell_word("\u{1b}[2Kx").contains('\u{1b}'));
     }
 
     #[test]

@@ -50,6 +50,9 @@ const DEPTH_VAR: &str = "CLI_GUARD_DEPTH";
 /// `dev:ino` of the file a shim is about to run as the real tool: if that
 /// file turns out to be cli-guard itself (a copied shim), stop.
 const REAL_TOOL_VAR: &str = "CLI_GUARD_REAL_TOOL";
+/// `dev:ino,…` of every cli-guard binary above this one: never taken for a
+/// real tool, whichever copy of cli-guard finds it.
+const SKIP_VAR: &str = "CLI_GUARD_SKIP";
 /// Nesting deeper than this is a loop, not a build (a tool whose wrapper
 /// script runs the same name from PATH again, say). Generous on purpose:
 /// rustup's counter was once too low and broke legitimate nesting.
@@ -132,11 +135,11 @@ pub enum LookupError {
 }
 
 /// Finds the first executable regular file called `name` on `path_var` that
-/// is not `self_id`. The path is returned as found on PATH, not
+/// is not in `skip` (cli-guard itself). The path is returned as found on PATH, not
 /// canonicalised: the real tool may itself dispatch on argv[0] (rustup's
 /// proxies, pyenv's shims). Empty PATH entries mean the current directory,
 /// as in the shell.
-pub fn find_on_path(name: &OsStr, path_var: &OsStr, self_id: Option<FileId>) -> Result<PathBuf, LookupError> {
+pub fn find_on_path(name: &OsStr, path_var: &OsStr, skip: &[FileId]) -> Result<PathBuf, LookupError> {
     let mut not_executable = None;
     for dir in std::env::split_paths(path_var) {
         let dir = if dir.as_os_str().is_empty() {
@@ -152,7 +155,7 @@ pub fn find_on_path(name: &OsStr, path_var: &OsStr, self_id: Option<FileId>) -> 
             dev: meta.dev(),
             ino: meta.ino(),
         };
-        if Some(id) == self_id || !meta.is_file() {
+        if skip.contains(&id) || !meta.is_file() {
             continue;
         }
         if access(&candidate, AccessFlags::X_OK).is_ok() {
@@ -178,7 +181,7 @@ pub struct ShimStatus {
 /// shim would (skipping this binary).
 pub fn shim_status(name: &OsStr, path_var: &OsStr) -> ShimStatus {
     let self_id = own_file_id();
-    let first = find_on_path(name, path_var, None).ok();
+    let first = find_on_path(name, path_var, &[]).ok();
     let first_is_shim = first
         .as_deref()
         .and_then(|p| FileId::of(p).ok())
@@ -186,7 +189,7 @@ pub fn shim_status(name: &OsStr, path_var: &OsStr) -> ShimStatus {
     ShimStatus {
         first,
         first_is_shim,
-        real: find_on_path(name, path_var, self_id).ok(),
+        real: find_on_path(name, path_var, &self_id.into_iter().collect::<Vec<_>>()).ok(),
     }
 }
 
@@ -247,6 +250,21 @@ pub fn child_env(policy: &ToolPolicy, proxy_url: &str, audit_id: &str) -> Vec<(&
     }
     env.push((AUDIT_ID_VAR, audit_id.to_string()));
     env
+}
+
+/// git's `http.proxy` beats the proxy variables, and git is what npm's git
+/// dependencies, cargo's `git-fetch-with-cli`, go's direct mode, brew and
+/// composer run: pin it to the gate through git's environment config,
+/// appended after any entries the user already passes that way. Pure.
+pub fn git_proxy_env(existing_count: Option<&str>, proxy_url: &str) -> Vec<(String, String)> {
+    let n = existing_count
+        .and_then(|c| c.trim().parse::<u32>().ok())
+        .unwrap_or(0);
+    vec![
+        ("GIT_CONFIG_COUNT".to_string(), (n + 1).to_string()),
+        (format!("GIT_CONFIG_KEY_{n}"), "http.proxy".to_string()),
+        (format!("GIT_CONFIG_VALUE_{n}"), proxy_url.to_string()),
+    ]
 }
 
 /// Where a signal came from, as far as the decision to forward it goes.
@@ -333,7 +351,16 @@ fn has_controlling_terminal() -> bool {
 pub fn run(inv: Invocation) -> Result<Exit, Failure> {
     let started = Instant::now();
     let self_id = own_file_id();
-    let depth = check_recursion(&inv, self_id)?;
+    let skip = skip_list(self_id);
+    // A second copy of cli-guard that an outer one took for the real tool:
+    // the gate is already in place, so hand straight through.
+    let ran_as_real = std::env::var(REAL_TOOL_VAR)
+        .ok()
+        .and_then(|v| FileId::from_var(&v));
+    if inv.as_shim && self_id.is_some() && ran_as_real == self_id {
+        return Err(hand_through(&inv, &skip));
+    }
+    let depth = check_recursion(&inv)?;
     let audit_id = audit::new_audit_id()
         .map_err(|e| Failure::gate(anyhow::anyhow!("cannot draw a random audit ID: {e}")))?;
     let parent_audit_id = std::env::var(AUDIT_ID_VAR).ok().filter(|id| !id.is_empty());
@@ -342,7 +369,7 @@ pub fn run(inv: Invocation) -> Result<Exit, Failure> {
     let found = match &inv.program {
         Program::Lookup(name) => {
             let path_var = std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
-            find_on_path(name, &path_var, self_id)
+            find_on_path(name, &path_var, &skip)
         }
         Program::Path(path) => check_path(path),
     };
@@ -408,11 +435,29 @@ pub fn run(inv: Invocation) -> Result<Exit, Failure> {
         real_id,
         depth,
         log: Arc::clone(&log),
+        skip,
         settings,
         proxy_url,
     };
     let (outcome, summary) = runtime.block_on(setup.supervise(listener, signals));
-    let outcome = outcome.map_err(ended)?;
+    // A DNS lookup still blocking in the runtime's pool must not hold the
+    // exit: its connection is already answered and logged.
+    runtime.shutdown_background();
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(failure) => {
+            write_end(
+                &log,
+                started,
+                Some(i32::from(failure.code)),
+                None,
+                &summary,
+                Some(&failure),
+            );
+            print_denials(&inv, &summary, log.audit_id());
+            return Err(failure);
+        }
+    };
     let (code, signal) = match outcome {
         Exit::Code(code) => (Some(i32::from(code)), None),
         Exit::Signal(sig) => (None, Some(sig.as_str().to_string())),
@@ -422,9 +467,9 @@ pub fn run(inv: Invocation) -> Result<Exit, Failure> {
     Ok(outcome)
 }
 
-/// Refuses runaway recursion: a copied shim found on PATH as the "real"
-/// tool, or nesting deeper than any real build goes. Returns our depth.
-fn check_recursion(inv: &Invocation, self_id: Option<FileId>) -> Result<u32, Failure> {
+/// Refuses runaway recursion: nesting deeper than any real build goes (a
+/// wrapper that runs the same name from PATH again). Returns our depth.
+fn check_recursion(inv: &Invocation) -> Result<u32, Failure> {
     let depth = std::env::var(DEPTH_VAR)
         .ok()
         .and_then(|d| d.parse::<u32>().ok())
@@ -438,20 +483,39 @@ fn check_recursion(inv: &Invocation, self_id: Option<FileId>) -> Result<u32, Fai
             inv.policy.name
         )));
     }
-    let expected = std::env::var(REAL_TOOL_VAR)
-        .ok()
-        .and_then(|v| FileId::from_var(&v));
-    if inv.as_shim && expected.is_some() && expected == self_id {
-        let me = std::env::current_exe()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
-        return Err(Failure::gate(anyhow::anyhow!(
-            "another cli-guard ran {me} as the real `{}`, but it is a copy of cli-guard. \
-             Remove the copy, or make it a symlink to the installed cli-guard so it is skipped.",
-            inv.policy.name
-        )));
-    }
     Ok(depth + 1)
+}
+
+/// The cli-guard binaries to skip on PATH: this one and every one above it.
+fn skip_list(self_id: Option<FileId>) -> Vec<FileId> {
+    let inherited = std::env::var(SKIP_VAR).unwrap_or_default();
+    let mut skip: Vec<FileId> = inherited.split(',').filter_map(FileId::from_var).collect();
+    skip.extend(self_id);
+    skip
+}
+
+fn skip_var(skip: &[FileId]) -> String {
+    skip.iter().map(|id| id.to_var()).collect::<Vec<_>>().join(",")
+}
+
+/// Replaces this process with the next real tool on PATH, skipping every
+/// cli-guard: the outer gate stays in front of it. Returns only on failure.
+fn hand_through(inv: &Invocation, skip: &[FileId]) -> Failure {
+    let name = inv.policy.name;
+    let path_var = std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
+    let real = match find_on_path(OsStr::new(name), &path_var, skip) {
+        Ok(real) => real,
+        Err(e) => return lookup_failure(inv, e),
+    };
+    let mut cmd = Command::new(&real);
+    cmd.arg0(&inv.argv0).args(&inv.args).env(SKIP_VAR, skip_var(skip));
+    match FileId::of(&real) {
+        // If it is yet another copy, it hands through in turn.
+        Ok(id) => cmd.env(REAL_TOOL_VAR, id.to_var()),
+        Err(_) => cmd.env_remove(REAL_TOOL_VAR),
+    };
+    let e = cmd.exec();
+    spawn_failure(inv, &real, &e)
 }
 
 fn lookup_failure(inv: &Invocation, e: LookupError) -> Failure {
@@ -497,6 +561,8 @@ struct Supervised<'a> {
     real_id: Option<FileId>,
     depth: u32,
     log: Arc<AuditLog>,
+    /// cli-guard binaries the child's own lookups must skip.
+    skip: Vec<FileId>,
     settings: Settings,
     /// The URL the child gets, credential included. Never logged.
     proxy_url: String,
@@ -539,7 +605,12 @@ impl Supervised<'_> {
         cmd.arg0(&self.inv.argv0)
             .args(&self.inv.args)
             .envs(child_env(self.inv.policy, &self.proxy_url, self.log.audit_id()))
-            .env(DEPTH_VAR, self.depth.to_string());
+            .envs(git_proxy_env(
+                std::env::var("GIT_CONFIG_COUNT").ok().as_deref(),
+                &self.proxy_url,
+            ))
+            .env(DEPTH_VAR, self.depth.to_string())
+            .env(SKIP_VAR, skip_var(&self.skip));
         match self.real_id {
             Some(id) => cmd.env(REAL_TOOL_VAR, id.to_var()),
             None => cmd.env_remove(REAL_TOOL_VAR),
@@ -639,15 +710,38 @@ fn write_end(
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         allowed: summary.allowed,
         denied: summary.denied,
+        suppressed: summary.suppressed,
         error: failure.map(|f| f.to_string()),
     }));
 }
 
 /// One stderr line per distinct refusal, after the child exits, worded so
-/// that neither a person nor an agent mistakes it for a network fault.
+/// that neither a person nor an agent mistakes it for a network fault; at
+/// most a screenful, however many requests were refused.
 fn print_denials(inv: &Invocation, summary: &Summary, audit_id: &str) {
     for denial in &summary.denials {
         eprintln!("{}", denial_line(inv.policy, denial, audit_id));
+    }
+    let tool = inv.policy.name;
+    if summary.unlisted > 0 {
+        eprintln!(
+            "cli-guard: {tool} was refused {} more hosts; `cli-guard audit --id {audit_id}` lists every row.",
+            summary.unlisted
+        );
+    }
+    if summary.strangers > 0 {
+        let unlogged = match summary.suppressed {
+            0 => String::new(),
+            n => format!(
+                "; {n} of them past the first {} are counted, not logged one by one",
+                summary.strangers - n
+            ),
+        };
+        eprintln!(
+            "cli-guard: {} requests without {tool}'s proxy credential were refused (407 or malformed): \
+             another local process tried to use this gate{unlogged} (audit id {audit_id}).",
+            summary.strangers
+        );
     }
 }
 
@@ -656,22 +750,22 @@ fn denial_line(policy: &ToolPolicy, denial: &Denial, audit_id: &str) -> String {
     let tool = policy.name;
     let target = &denial.target;
     let status = denial.status;
-    let next =
-        match status {
-            403 => format!(
-                "not on {tool}'s allowlist ({}). This is policy, not a network fault: do not retry; \
+    let next = match status {
+        // The reason says which: not on the allowlist, or resolved to an
+        // address the gate will not dial.
+        403 => format!(
+            "{}. This is policy, not a network fault: do not retry; \
              an allowlist change is a code change for an operator",
-                policy.allowlist_summary()
-            ),
-            405 => "plaintext HTTP through the gate is refused, never downgraded: use an https:// URL"
-                .to_string(),
-            407 => "the request had no valid proxy credential: only the guarded tool may use its gate"
-                .to_string(),
-            _ => format!(
-                "{}. Refused before any dial: the request is at fault, not the network",
-                denial.reason
-            ),
-        };
+            denial.reason
+        ),
+        405 => {
+            "plaintext HTTP through the gate is refused, never downgraded: use an https:// URL".to_string()
+        }
+        _ => format!(
+            "{}. Refused before any dial: the request is at fault, not the network",
+            denial.reason
+        ),
+    };
     format!("cli-guard: {tool} was refused {target} ({status}): {next} (audit id {audit_id}).")
 }
 
@@ -730,6 +824,21 @@ mod tests {
     }
 
     #[test]
+    fn git_proxy_is_appended_to_the_users_env_config() {
+        let fresh = git_proxy_env(None, "u");
+        assert_eq!(fresh[0], ("GIT_CONFIG_COUNT".to_string(), "1".to_string()));
+        assert_eq!(
+            fresh[1],
+            ("GIT_CONFIG_KEY_0".to_string(), "http.proxy".to_string())
+        );
+        assert_eq!(fresh[2], ("GIT_CONFIG_VALUE_0".to_string(), "u".to_string()));
+        let after_two = git_proxy_env(Some("2"), "u");
+        assert_eq!(after_two[0].1, "3");
+        assert_eq!(after_two[1].0, "GIT_CONFIG_KEY_2");
+        assert_eq!(git_proxy_env(Some("bogus"), "u")[0].1, "1");
+    }
+
+    #[test]
     fn forwarding_rules() {
         assert!(!should_forward(Origin::Kernel, true));
         assert!(should_forward(Origin::Kernel, false));
@@ -767,21 +876,25 @@ mod tests {
         std::fs::write(&plain, "x").unwrap_or_else(|e| panic!("{e}"));
         let path_var = std::env::join_paths([&a, &b]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
-            find_on_path(OsStr::new("tool"), &path_var, None),
+            find_on_path(OsStr::new("tool"), &path_var, &[]),
             Err(LookupError::NotExecutable(plain.clone()))
         );
         let exe = b.join("tool");
         std::fs::write(&exe, "#!/bin/sh\n").unwrap_or_else(|e| panic!("{e}"));
         std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(find_on_path(OsStr::new("tool"), &path_var, None), Ok(exe.clone()));
+        assert_eq!(find_on_path(OsStr::new("tool"), &path_var, &[]), Ok(exe.clone()));
         let exe_id = FileId::of(&exe).ok();
         assert_eq!(
-            find_on_path(OsStr::new("tool"), &path_var, exe_id),
+            find_on_path(
+                OsStr::new("tool"),
+                &path_var,
+                &exe_id.into_iter().collect::<Vec<_>>()
+            ),
             Err(LookupError::NotExecutable(plain))
         );
         assert_eq!(
-            find_on_path(OsStr::new("nope"), &path_var, None),
+            find_on_path(OsStr::new("nope"), &path_var, &[]),
             Err(LookupError::NotFound)
         );
         let _ = std::fs::remove_dir_all(&dir);

@@ -61,17 +61,23 @@ pub fn parse_proxy_url(url: &str) -> Result<Upstream, String> {
         }
         None => url,
     };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let (userinfo, hostport) = match authority.rsplit_once('@') {
-        Some((userinfo, hostport)) => (Some(userinfo), hostport),
-        None => (None, authority),
+    // Userinfo first, at the last `@`: a password may hold `/`, `?` or
+    // `#` unencoded, and cutting at those first would split it.
+    let (userinfo, after) = match rest.rsplit_once('@') {
+        Some((userinfo, after)) => (Some(userinfo), after),
+        None => (None, rest),
     };
+    let hostport = after.split(['/', '?', '#']).next().unwrap_or_default();
     let proxy = if hostport.starts_with('[') || hostport.contains(':') {
         parse_authority(hostport)
     } else {
         parse_host(hostport).map(|host| Authority { host, port: 80 })
     }
-    .map_err(|e| format!("bad proxy address {hostport:?}: {e}"))?;
+    .map_err(|e| match userinfo {
+        // Never quote any part of a URL that holds credentials.
+        Some(_) => format!("bad proxy address (not shown: the URL holds credentials): {e}"),
+        None => format!("bad proxy address {hostport:?}: {e}"),
+    })?;
     let authorization = match userinfo {
         Some(userinfo) => {
             let (user, pass) = userinfo.split_once(':').unwrap_or((userinfo, ""));
@@ -311,6 +317,20 @@ mod tests {
         assert!(parse_proxy_url("socks5://proxy:1080").is_err());
         assert!(parse_proxy_url("http://u:%zz@proxy:1").is_err());
         assert!(parse_proxy_url("http://").is_err());
+    }
+
+    #[test]
+    fn a_password_with_url_delimiters_is_never_quoted() {
+        let u = parse_proxy_url("http://alice:s3cr#t/pw@proxy.corp:3128").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(u.proxy, target("proxy.corp:3128"));
+        assert_eq!(
+            u.authorization.as_deref(),
+            Some(basic_authorization(b"alice", b"s3cr#t/pw").as_str())
+        );
+        let e = parse_proxy_url("http://alice:s3cret@bad..host:1")
+            .err()
+            .unwrap_or_default();
+        assert!(!e.contains("s3cret") && !e.contains("alice"), "{e}");
     }
 
     #[test]

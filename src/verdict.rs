@@ -7,7 +7,7 @@
 
 use crate::authority::{parse_authority, Authority, AuthorityError};
 use crate::connect::{absolute_form_authority, RequestHead};
-use crate::policy::ToolPolicy;
+use crate::policy::{Decision, ToolPolicy};
 
 /// What to do with one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +24,9 @@ pub struct Verdict {
     pub action: Action,
     /// The normalised target, when there is one to name.
     pub target: Option<Authority>,
+    /// The policy's decision on a well-formed CONNECT, for the dial's
+    /// address checks (a pinned private-registry rule, say).
+    pub decision: Option<Decision>,
     pub reason: String,
 }
 
@@ -36,6 +39,7 @@ pub fn judge(policy: &ToolPolicy, head: &RequestHead) -> Verdict {
         return Verdict {
             action: Action::Refuse(405),
             target: absolute_form_authority(&head.target),
+            decision: None,
             // httparse has checked the method is a token: safe to log as is.
             reason: format!(
                 "plaintext {} refused: cli-guard carries only CONNECT tunnels and never downgrades",
@@ -58,6 +62,7 @@ pub fn judge(policy: &ToolPolicy, head: &RequestHead) -> Verdict {
             return Verdict {
                 action: Action::Refuse(400),
                 target: None,
+                decision: None,
                 reason: format!("invalid CONNECT target {shown}: {why}"),
             };
         }
@@ -71,6 +76,7 @@ pub fn judge(policy: &ToolPolicy, head: &RequestHead) -> Verdict {
         },
         reason: decision.reason(policy),
         target: Some(target),
+        decision: Some(decision),
     }
 }
 

@@ -544,7 +544,20 @@ impl Kind {
             Kind::VanishMidHead | Kind::Silent => None,
         }
     }
+
+    /// Refused before any credential was checked or any target named: the
+    /// gate logs the first 1,000 of these per invocation and counts the rest.
+    fn is_a_strangers(self) -> bool {
+        matches!(
+            self,
+            Kind::NoCredential | Kind::BadTarget | Kind::Garbage | Kind::TooManyHeaders
+        )
+    }
 }
+
+/// The gate's per-invocation row cap for refusals of callers without the
+/// credential (src/proxy.rs `STRANGER_ROWS`).
+const STRANGER_ROWS: usize = 1000;
 
 /// Sends `raw` and reads the whole answer, which must have status `want`.
 async fn refused(mut s: TcpStream, raw: Vec<u8>, want: u16) -> Result<(), String> {
@@ -760,25 +773,48 @@ fn ten_thousand_connections_of_every_kind_leak_no_descriptor_or_thread() {
     let recs = g.records();
     let egress = egress_rows(&recs, env.audit_id(), "egress");
     let closes = egress_rows(&recs, env.audit_id(), "egress_close");
+    // Exact counts for what the credential holder caused; refusals of
+    // strangers: the first STRANGER_ROWS logged, the rest counted in `end`.
     let mut want: BTreeMap<u16, usize> = BTreeMap::new();
+    let mut strangers = 0usize;
     for (kind, n) in warm.iter().chain(&ran) {
-        if let Some(status) = kind.row() {
-            *want.entry(status).or_insert(0) += n;
+        match kind.row() {
+            Some(_) if kind.is_a_strangers() => strangers += n,
+            Some(status) => *want.entry(status).or_insert(0) += n,
+            None => {}
         }
     }
     let mut got: BTreeMap<u16, usize> = BTreeMap::new();
+    let mut stranger_rows = 0usize;
     for r in &egress {
         let status = r["status"]
             .as_u64()
             .and_then(|s| u16::try_from(s).ok())
             .unwrap_or(0);
-        *got.entry(status).or_insert(0) += 1;
+        if status == 407 || r["host"].is_null() {
+            stranger_rows += 1;
+        } else {
+            *got.entry(status).or_insert(0) += 1;
+        }
     }
     check_eq!(
         out,
         got,
         want,
         "egress rows by status (kinds run: {warm:?} + {ran:?})"
+    );
+    check_eq!(
+        out,
+        stranger_rows,
+        strangers.min(STRANGER_ROWS),
+        "rows for strangers' refusals"
+    );
+    let ends = egress_rows(&recs, env.audit_id(), "end");
+    check_eq!(
+        out,
+        ends[0]["suppressed"].as_u64(),
+        Some((strangers - strangers.min(STRANGER_ROWS)) as u64),
+        "the rest counted in end.suppressed"
     );
     check_eq!(out, closes.len(), want[&200], "one egress_close per tunnel");
     let tunnels: usize = [Kind::Tunnel, Kind::VanishMidTunnel, Kind::ResetMidTunnel]
@@ -1059,5 +1095,69 @@ fn slow_drip_clients_delay_no_one_and_get_408_at_their_deadline() {
         egress.len(),
         SLOW + 2,
         "plus the well-behaved client's two rows"
+    );
+}
+
+#[test]
+fn a_flood_from_another_process_cannot_flood_the_log_or_the_terminal() {
+    let g = Gate::new();
+    let (run, env) = g.session("npm", &[]);
+    let proxy = env.proxy();
+    // Another local process, without the credential, asking for 1,200
+    // distinct hosts; and the tool itself refused 25 distinct hosts.
+    for i in 0..1200 {
+        let raw = format!("CONNECT flood{i}.example:443 HTTP/1.1\r\nHost: flood{i}.example:443\r\n\r\n");
+        let a = proxy.ask(raw.as_bytes());
+        check_eq!(run, a.status, 407, "request {i}: {}", a.report());
+    }
+    for i in 0..25 {
+        let a = proxy.connect(&format!("denied{i}.example:443"));
+        check_eq!(run, a.status, 403, "{}", a.report());
+    }
+    let out = g.finish(run, 0);
+    let lines = out.guard_lines();
+    check!(
+        out,
+        lines.len() <= 22,
+        "a screenful at most, got {} lines",
+        lines.len()
+    );
+    check_eq!(
+        out,
+        lines.iter().filter(|l| l.contains("was refused denied")).count(),
+        20,
+        "the first 20 refused hosts are listed"
+    );
+    check!(
+        out,
+        lines.iter().any(|l| l.contains("5 more hosts")),
+        "and the rest counted"
+    );
+    check!(
+        out,
+        lines
+            .iter()
+            .any(|l| l.contains("1200 requests without npm's proxy credential")),
+        "one line for the stranger's requests"
+    );
+    check!(
+        out,
+        !lines.iter().any(|l| l.contains("flood")),
+        "no stranger's target is listed"
+    );
+    let recs = g.records();
+    let rows = egress_rows(&recs, env.audit_id(), "egress");
+    check_eq!(
+        out,
+        rows.len(),
+        STRANGER_ROWS + 25,
+        "the first 1,000 stranger rows, and the tool's own"
+    );
+    let ends = egress_rows(&recs, env.audit_id(), "end");
+    check_eq!(
+        out,
+        ends[0]["suppressed"].as_u64(),
+        Some(200),
+        "the rest counted in end"
     );
 }

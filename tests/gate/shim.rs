@@ -569,19 +569,65 @@ fn non_executable_files_and_directories_are_skipped_for_a_later_real_tool() {
 }
 
 #[test]
-fn a_copy_of_the_binary_on_path_is_stopped_as_runaway_recursion() {
+fn a_second_copy_of_the_binary_on_path_hands_through_to_the_real_tool() {
+    // An installed cli-guard and a checkout's shims both on PATH: the first
+    // shim takes the second copy for the real npm. The copy must hand
+    // straight through to the real one, behind the first gate only.
+    let g = Gate::new();
+    let copies = g.dir("copies");
+    install_executable(Path::new(BIN), &copies.join("npm"));
+    let real = g.dir("later");
+    g.script(&real.join("npm"), "rec \"$@\"\nexit 7\n");
+    let mut path = vec![g.shims.clone(), copies.clone(), real.clone()];
+    path.extend(["/usr/bin", "/bin"].map(std::path::PathBuf::from));
+    let mut cmd = g.command(g.shim("npm"));
+    cmd.arg0("npm")
+        .arg("install")
+        .env("PATH", std::env::join_paths(&path).unwrap());
+    let out = g.run(cmd);
+    out.expect_code(7);
+    let argv = fs::read(g.state_path("argv")).expect("the real npm ran");
+    // A #! script sees its own path as $0; the arguments are what count.
+    check_eq!(
+        out,
+        split_nul(&argv)[1..].to_vec(),
+        vec![b"install".to_vec()],
+        "arguments as typed"
+    );
+    let recs = g.records();
+    let starts: Vec<_> = recs.iter().filter(|r| r["kind"] == "start").collect();
+    check_eq!(out, starts.len(), 1, "one gate, not two");
+    check_eq!(
+        out,
+        starts[0]["real_path"],
+        copies.join("npm").to_str().unwrap(),
+        "the copy was what PATH gave"
+    );
+    check!(
+        out,
+        out.guard_lines().is_empty(),
+        "no error: {:?}",
+        out.guard_lines()
+    );
+}
+
+#[test]
+fn a_copy_of_the_binary_with_no_real_tool_after_it_is_127_not_a_loop() {
     let g = Gate::new();
     let copy = g.real.join("npm");
     install_executable(Path::new(BIN), &copy);
-    let (out, _) = run_npm(&g, &g.shim("npm"));
-    out.expect_code(125);
-    // A clear error: it names the copy that would have recursed.
+    // Only the sandbox on PATH: this machine's own npm must not be found.
+    let mut cmd = g.command(g.shim("npm"));
+    cmd.arg0("npm")
+        .arg("install")
+        .env("PATH", std::env::join_paths([&g.shims, &g.real]).unwrap());
+    let out = g.run(cmd);
+    out.expect_code(127);
     let lines = out.guard_lines().join("\n");
     check!(
         out,
-        lines.contains(copy.to_str().unwrap()),
-        "a cli-guard: line must name the copied binary {}",
-        copy.display()
+        lines.contains("not found"),
+        "the error must say the real npm is missing: {lines}"
     );
 }
 
