@@ -407,6 +407,10 @@ pub fn run(inv: Invocation) -> Result<Exit, Failure> {
         .map(|(addr, l)| (l, addr))
         .context("cannot start the proxy on 127.0.0.1")
         .map_err(|e| ended(Failure::gate(e)))?;
+    // The gate holds two descriptors a tunnel: with a soft limit of 1,024
+    // its cap would be 480. Raise it to the hard limit for the gate alone;
+    // the child gets the original back.
+    let nofile = raise_nofile();
     // Any local process can dial 127.0.0.1: the child's proxy URL carries a
     // secret of this invocation's, and requests without it get 407.
     let token = upstream::new_token().map_err(|e| {
@@ -436,6 +440,7 @@ pub fn run(inv: Invocation) -> Result<Exit, Failure> {
         depth,
         log: Arc::clone(&log),
         skip,
+        nofile,
         settings,
         proxy_url,
     };
@@ -465,6 +470,17 @@ pub fn run(inv: Invocation) -> Result<Exit, Failure> {
     write_end(&log, started, code, signal, &summary, None);
     print_denials(&inv, &summary, log.audit_id());
     Ok(outcome)
+}
+
+/// Raises the descriptor soft limit to the hard limit; returns the original
+/// (soft, hard) for the child.
+fn raise_nofile() -> Option<(u64, u64)> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).ok()?;
+    }
+    Some((soft, hard))
 }
 
 /// Refuses runaway recursion: nesting deeper than any real build goes (a
@@ -563,6 +579,8 @@ struct Supervised<'a> {
     log: Arc<AuditLog>,
     /// cli-guard binaries the child's own lookups must skip.
     skip: Vec<FileId>,
+    /// The descriptor limit as the shim found it, restored for the child.
+    nofile: Option<(u64, u64)>,
     settings: Settings,
     /// The URL the child gets, credential included. Never logged.
     proxy_url: String,
@@ -619,13 +637,18 @@ impl Supervised<'_> {
             cmd.process_group(0);
         }
         let parent = nix::unistd::getpid();
+        let nofile = self.nofile;
         // SAFETY: the closure runs in the forked child before exec, where
-        // only async-signal-safe calls are allowed. prctl(2) and getppid(2)
-        // are plain system calls, and the error is built from a raw errno
+        // only async-signal-safe calls are allowed. setrlimit(2), prctl(2)
+        // and getppid(2) are plain system calls, and the error is built from a raw errno
         // without allocating. nix has the calls, but std's pre_exec hook, the
         // only place to make them, is unsafe by signature.
         unsafe {
             cmd.pre_exec(move || {
+                if let Some((soft, hard)) = nofile {
+                    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, soft, hard)
+                        .map_err(io::Error::from)?;
+                }
                 // If the shim dies (SIGKILL), the tool dies with it rather
                 // than running on without its gate.
                 nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;

@@ -47,13 +47,14 @@ fn long_session(g: &Gate, env: &[(&str, &str)], nofile: Option<u64>) -> (Running
     for (k, v) in env {
         cmd.env(k, v);
     }
-    if let Some(soft) = nofile {
-        let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    if let Some(limit) = nofile {
+        // Soft and hard alike: the gate raises its soft limit to the hard
+        // one at start, so only the hard limit bounds its cap.
         // SAFETY: the closure runs in the forked child before exec and only
         // calls setrlimit(2), which is async-signal-safe; it allocates
         // nothing and takes no lock of the parent's.
         unsafe {
-            cmd.pre_exec(move || setrlimit(Resource::RLIMIT_NOFILE, soft, hard).map_err(io::Error::from));
+            cmd.pre_exec(move || setrlimit(Resource::RLIMIT_NOFILE, limit, limit).map_err(io::Error::from));
         }
     }
     let mut run = g.start(cmd);

@@ -721,3 +721,29 @@ fn a_gate_that_cannot_be_set_up_exits_125_without_running_the_tool() {
     );
     check!(out, !out.guard_lines().is_empty(), "a cli-guard: line says why");
 }
+
+#[test]
+fn the_child_keeps_the_descriptor_limit_the_gate_raised_for_itself() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let g = Gate::new();
+    g.tool("npm", "ulimit -Sn > \"$S/soft\"\nexit 0\n");
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    assert!(hard > 512, "this test needs a hard limit above 512");
+    let mut cmd = g.shim_cmd("npm", ["install"]);
+    // SAFETY: the closure runs in the forked child before exec and only
+    // calls setrlimit(2), which is async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            setrlimit(Resource::RLIMIT_NOFILE, 512, hard).map_err(std::io::Error::from)
+        });
+    }
+    let out = g.run(cmd);
+    out.expect_code(0);
+    let soft = fs::read_to_string(g.state_path("soft")).unwrap();
+    check_eq!(
+        out,
+        soft.trim(),
+        "512",
+        "the tool sees the limit it was started with"
+    );
+}
