@@ -395,7 +395,10 @@ fn direct_status(addr: SocketAddr, target: &str, credentials: Option<&str>) -> u
     s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     let mut head = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
     if let Some(c) = credentials {
-        head.push_str(&format!("Proxy-Authorization: Basic {}\r\n", b64(c.as_bytes())));
+        head.push_str(&format!(
+            "Proxy-Authorization: Basic {}\r\n",
+            base64(c.as_bytes())
+        ));
     }
     head.push_str("\r\n");
     s.write_all(head.as_bytes()).unwrap();
@@ -404,24 +407,6 @@ fn direct_status(addr: SocketAddr, target: &str, credentials: Option<&str>) -> u
 
 // ---------------------------------------------------------------------------
 // Helpers
-
-/// Standard base64 with padding.
-pub(crate) fn b64(input: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in input.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
 
 /// The one egress row of invocation `id` for `host`:`port`.
 pub(crate) fn row_for<'a>(recs: &'a [Value], id: &str, host: &str, port: u16) -> &'a Value {
@@ -570,7 +555,7 @@ fn tinyproxy_with_basic_auth_carries_the_tunnel_and_the_row_names_it() {
     check_eq!(out, close["bytes_down"], sent.len(), "bytes_down: {close}");
     check_eq!(out, close["error"], Value::Null, "a clean close: {close}");
     let all = everything_logged(&g, &out.stderr());
-    for secret in ["p.ss-w0rd_X", "p%2Ess%2Dw0rd%5FX", &b64(b"user:p.ss-w0rd_X")] {
+    for secret in ["p.ss-w0rd_X", "p%2Ess%2Dw0rd%5FX", &base64(b"user:p.ss-w0rd_X")] {
         check!(
             out,
             !all.contains(secret),
@@ -985,7 +970,7 @@ fn a_nested_gate_goes_through_the_outer_which_applies_the_users_upstream_and_no_
     check!(
         out,
         heads[0].starts_with("CONNECT registry.npmjs.org:443 HTTP/1.1\r\n")
-            && heads[0].contains(&format!("Proxy-Authorization: Basic {}", b64(b"corp:s3cret"))),
+            && heads[0].contains(&format!("Proxy-Authorization: Basic {}", base64(b"corp:s3cret"))),
         "the outer gate asks the corporate proxy for the name, with the user's credentials: {heads:?}"
     );
     check_eq!(out, echo.accepted(), 0, "nobody dialled the override");
@@ -1547,7 +1532,7 @@ fn upstream_credentials_are_decoded_sent_upstream_and_never_logged() {
     let (user, pass) = ("us@er", "p@ss:w%rd");
     let want = format!(
         "Proxy-Authorization: Basic {}",
-        b64(format!("{user}:{pass}").as_bytes())
+        base64(format!("{user}:{pass}").as_bytes())
     );
     let w = want.clone();
     let up = FakeProxy::start(move |head| {
@@ -1605,7 +1590,7 @@ fn upstream_credentials_are_decoded_sent_upstream_and_never_logged() {
         }
     }
     let all = everything_logged(&g, &out.stderr());
-    let b64_creds = b64(format!("{user}:{pass}").as_bytes());
+    let b64_creds = base64(format!("{user}:{pass}").as_bytes());
     for secret in [pass, "p%40ss%3Aw%25rd", "p@ss", b64_creds.as_str()] {
         check!(
             out,

@@ -321,26 +321,8 @@ fn with_auth(raw: &[u8], auth: &str) -> Vec<u8> {
     v
 }
 
-/// Standard base64 with padding (RFC 4648), for crafted credentials.
-fn b64(input: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in input.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 fn basic(userinfo: &str) -> String {
-    format!("Basic {}", b64(userinfo.as_bytes()))
+    format!("Basic {}", base64(userinfo.as_bytes()))
 }
 
 // ---------------------------------------------------------------------------
