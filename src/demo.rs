@@ -20,8 +20,8 @@ use crate::audit::{self, AuditLog};
 use crate::dial::DIAL_TIMEOUT;
 use crate::exit::{Exit, Failure};
 use crate::policy::{Family, Mode, Rule, ToolPolicy};
-use crate::proxy::{self, Gate, Settings, CREDENTIAL_USER};
-use crate::upstream::{basic_authorization, new_token};
+use crate::proxy::{self, Gate, Settings};
+use crate::upstream::new_token;
 
 /// The demo's enforce-mode policy: registries this machine class reaches.
 static DEMO_ENFORCE: ToolPolicy = ToolPolicy {
@@ -172,8 +172,8 @@ async fn demonstrate(show: Show, targets: &[String]) -> Result<Exit, Failure> {
     // The same set-up a shim makes: the credential, CLI_GUARD_RESOLVE, and
     // the environment's upstream proxy, if any.
     let token = new_token().map_err(|e| Failure::gate(anyhow::anyhow!("cannot draw a credential: {e}")))?;
-    let credential = basic_authorization(CREDENTIAL_USER.as_bytes(), token.as_bytes());
     let settings = Settings::from_env(proxy_addr, &token).map_err(|e| Failure::gate(anyhow::anyhow!(e)))?;
+    let credential = settings.credential.clone();
     let gate = Arc::new(Gate::new(show.policy(), Arc::clone(&log), settings));
     let (stop_tx, stop_rx) = oneshot::channel();
     let proxy = tokio::spawn(proxy::serve(listener, Arc::clone(&gate), stop_rx));

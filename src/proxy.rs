@@ -59,12 +59,12 @@ pub const CREDENTIAL_USER: &str = "cli-guard";
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub dialer: Dialer,
-    /// The exact `Proxy-Authorization` value a request must carry, or
-    /// `None` to accept any. Never logged.
-    pub credential: Option<String>,
-    /// Every form of the secret (the token, its base64, the header value):
-    /// scrubbed from anything the gate logs or answers, whatever a client
-    /// puts where.
+    /// The exact `Proxy-Authorization` value a request must carry. Never
+    /// logged.
+    pub credential: String,
+    /// The forms of the secret a client could paste (the token, its
+    /// base64): a request line holding one is refused before it is judged,
+    /// and refusal reasons are scrubbed of them.
     pub secrets: Vec<String>,
     /// Connections handled at once; more are answered 503. Keeps the gate
     /// answering instead of failing when descriptors run out.
@@ -103,8 +103,8 @@ impl Settings {
                 no_proxy,
                 own: Some(own),
             },
-            secrets: vec![token.to_string(), encoded, credential.clone()],
-            credential: Some(credential),
+            secrets: vec![token.to_string(), encoded],
+            credential,
             max_connections: connection_cap(),
         })
     }
@@ -192,13 +192,17 @@ impl Gate {
 
     /// The tallies so far.
     pub fn summary(&self) -> Summary {
+        let denials = self
+            .denials
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         Summary {
             allowed: self.allowed.load(Ordering::Relaxed),
             denied: self.denied.load(Ordering::Relaxed),
-            denials: self.denials.lock().map(|d| d.listed.clone()).unwrap_or_default(),
-            unlisted: self.denials.lock().map(|d| d.unlisted).unwrap_or_default(),
-            strangers: self.denials.lock().map(|d| d.strangers).unwrap_or_default(),
-            suppressed: self.denials.lock().map(|d| d.suppressed).unwrap_or_default(),
+            denials: denials.listed.clone(),
+            unlisted: denials.unlisted,
+            strangers: denials.strangers,
+            suppressed: denials.suppressed,
         }
     }
 
@@ -221,8 +225,7 @@ impl Gate {
     }
 
     /// Writes the `egress` row for one answered request and counts it.
-    fn record(&self, conn: u64, mut row: Row<'_>) {
-        row.reason = self.scrub(row.reason);
+    fn record(&self, conn: u64, row: Row<'_>) {
         if row.allow {
             self.allowed.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -259,7 +262,7 @@ impl Gate {
             tool: self.policy.name.to_string(),
             mode: self.policy.mode,
             method: row.method.map(str::to_string),
-            host: row.target.map(|t| self.scrub(t.host_string())),
+            host: row.target.map(Authority::host_string),
             port: row.target.map(|t| t.port),
             decision: if row.allow {
                 audit::Decision::Allow
@@ -277,7 +280,7 @@ impl Gate {
         row.reason = self.scrub(row.reason);
         let id = self.audit.audit_id();
         let tool = self.policy.name;
-        let target = self.scrub(row.target.map(|t| t.to_string()).unwrap_or_default());
+        let target = row.target.map(|t| t.to_string()).unwrap_or_default();
         let (status, reason) = (row.status, row.reason.clone());
         // An allow row here is a refusal from further on (an upstream, the
         // network): only this gate's own refusals carry its policy text.
@@ -315,9 +318,7 @@ impl Gate {
     /// Whether a request carries this invocation's credential. `Err` holds
     /// the status and the reason (which never quotes the credential).
     fn authenticate(&self, head: &RequestHead) -> Result<(), (u16, String)> {
-        let Some(expected) = &self.settings.credential else {
-            return Ok(());
-        };
+        let expected = &self.settings.credential;
         match head.proxy_authorization.as_slice() {
             [one] if credential_matches(one, expected.as_bytes()) => Ok(()),
             [] => Err((
