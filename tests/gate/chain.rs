@@ -850,22 +850,12 @@ fn a_nested_gate_tunnels_what_both_allow_and_each_level_logs_it() {
     let (a, s) = inner.proxy().tunnel(NPM_REGISTRY, &early);
     check_eq!(run, a.status, 200, "allowed by both gates\n{}", a.report());
     let data = pattern(300 * 1024, 6);
-    let mut w = s.try_clone().unwrap();
-    let d = data.clone();
-    let writer = thread::spawn(move || {
-        w.write_all(&d).unwrap();
-        w.shutdown(Shutdown::Write).unwrap();
-    });
-    let mut back = Vec::new();
-    let mut r = s;
-    let read = r.read_to_end(&mut back);
-    writer.join().unwrap();
+    let (read, back) = send_and_read_back(s, &data);
     check!(run, read.is_ok(), "reading through two gates: {read:?}");
     let mut sent = early;
     sent.extend_from_slice(&data);
     check_eq!(run, back.len(), sent.len(), "bytes through two gates");
     check!(run, back == sent, "bytes differ through two gates");
-    drop(r);
 
     let out = g.finish(run, 0);
     check_eq!(

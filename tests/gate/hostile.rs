@@ -922,7 +922,7 @@ fn http_1_0_connect_works_and_other_versions_are_400() {
         host("registry.npmjs.org"),
     );
     // A byte-exact relay over an HTTP/1.0 tunnel, both ways.
-    let (a, mut s) = {
+    let (a, s) = {
         let mut s = t.proxy.dial();
         s.write_all(v10(NPM_REGISTRY).as_bytes()).unwrap();
         let a = read_answer(&mut s, false);
@@ -931,15 +931,7 @@ fn http_1_0_connect_works_and_other_versions_are_400() {
     t.heard.extend_from_slice(&a.raw);
     check_eq!(t.run, a.status, 200, "{}", a.report());
     let data = pattern(100_000, 10);
-    let mut w = s.try_clone().unwrap();
-    let d = data.clone();
-    let writer = thread::spawn(move || {
-        w.write_all(&d).unwrap();
-        w.shutdown(Shutdown::Write).unwrap();
-    });
-    let mut back = Vec::new();
-    let r = s.read_to_end(&mut back);
-    writer.join().unwrap();
+    let (r, back) = send_and_read_back(s, &data);
     check!(
         t.run,
         r.is_ok() && back == data,

@@ -4,7 +4,6 @@
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::sync::mpsc;
-use std::thread;
 
 use crate::util::*;
 
@@ -191,16 +190,7 @@ fn a_large_transfer_is_byte_exact_both_ways() {
     let (a, s) = env.proxy().tunnel(NPM_REGISTRY, b"");
     check_eq!(run, a.status_line, OK_200, "{}", a.report());
     let data = pattern(1 << 20, 11);
-    let mut w = s.try_clone().unwrap();
-    let d = data.clone();
-    let writer = thread::spawn(move || {
-        w.write_all(&d).unwrap();
-        w.shutdown(Shutdown::Write).unwrap();
-    });
-    let mut back = Vec::new();
-    let mut r = s;
-    let res = r.read_to_end(&mut back);
-    writer.join().unwrap();
+    let (res, back) = send_and_read_back(s, &data);
     check!(run, res.is_ok(), "reading the echo: {res:?}");
     check_eq!(run, back.len(), data.len(), "echoed length");
     check!(run, back == data, "echoed bytes differ");

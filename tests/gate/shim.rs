@@ -747,3 +747,30 @@ fn the_child_keeps_the_descriptor_limit_the_gate_raised_for_itself() {
         "the tool sees the limit it was started with"
     );
 }
+
+#[test]
+fn a_wrapper_that_runs_the_shim_again_is_stopped_as_runaway_recursion() {
+    // The "real" npm is a wrapper that runs `npm` from PATH again, which is
+    // the shim: without the depth guard this would nest forever.
+    let g = Gate::new();
+    g.tool("npm", "exec npm \"$@\"\n");
+    let out = g.run(g.shim_cmd("npm", ["install"]));
+    check!(
+        out,
+        out.code() == Some(125),
+        "a loop must end with 125, not run on"
+    );
+    let lines = out.guard_lines().join("\n");
+    check!(
+        out,
+        lines.contains("nested 32") && lines.contains("loop"),
+        "the error must say it is a loop: {lines}"
+    );
+    let starts = g.records().iter().filter(|r| r["kind"] == "start").count();
+    check_eq!(
+        out,
+        starts,
+        32,
+        "32 nested gates, then the 33rd refuses before starting"
+    );
+}

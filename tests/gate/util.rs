@@ -926,6 +926,22 @@ impl Answer {
     }
 }
 
+/// Sends `data` on `s` from a second thread, then half-closes, while this
+/// thread reads everything that comes back until EOF: a transfer in both
+/// directions at once, as a real client makes it.
+pub fn send_and_read_back(mut s: TcpStream, data: &[u8]) -> (io::Result<usize>, Vec<u8>) {
+    let mut w = s.try_clone().unwrap();
+    let d = data.to_vec();
+    let writer = thread::spawn(move || {
+        w.write_all(&d).unwrap();
+        w.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let mut back = Vec::new();
+    let read = s.read_to_end(&mut back);
+    writer.join().unwrap();
+    (read, back)
+}
+
 /// `read`, retried when a stop/continue of this test process interrupts it
 /// (a socket read with a timeout then fails with EINTR).
 pub fn read_retrying(s: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
