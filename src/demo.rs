@@ -7,7 +7,7 @@
 //! still an allow decision, answered 502.
 
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ use crate::audit::{self, AuditLog};
 use crate::dial::DIAL_TIMEOUT;
 use crate::exit::{Exit, Failure};
 use crate::policy::{Family, Mode, Rule, ToolPolicy};
-use crate::proxy::{self, Gate, Settings};
+use crate::proxy::{self, bind_loopback, Gate, Settings};
 use crate::upstream::new_token;
 
 /// The demo's enforce-mode policy: registries this machine class reaches.
@@ -164,11 +164,10 @@ async fn demonstrate(show: Show, targets: &[String]) -> Result<Exit, Failure> {
     let audit_id =
         audit::new_audit_id().map_err(|e| Failure::gate(anyhow::anyhow!("cannot draw an audit ID: {e}")))?;
     let log = Arc::new(AuditLog::in_memory(audit_id));
-    let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
-        .await
+    let (listener, proxy_addr) = bind_loopback()
+        .and_then(|(listener, addr)| Ok((TcpListener::from_std(listener)?, addr)))
         .context("cannot start the proxy on 127.0.0.1")
         .map_err(Failure::gate)?;
-    let proxy_addr = listener.local_addr().map_err(Failure::gate)?;
     // The same set-up a shim makes: the credential, CLI_GUARD_RESOLVE, and
     // the environment's upstream proxy, if any.
     let token = new_token().map_err(|e| Failure::gate(anyhow::anyhow!("cannot draw a credential: {e}")))?;

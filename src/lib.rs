@@ -10,7 +10,8 @@
 //! - [`dial`]: `CLI_GUARD_RESOLVE`, DNS and connect with a timeout.
 //! - [`addr`]: the address ranges an enforce-mode dial refuses. Pure.
 //! - [`upstream`]: chaining to an upstream proxy; NO_PROXY; credentials.
-//! - [`proxy`]: the accept loop, one task per connection, the relay.
+//! - [`proxy`]: the accept loop, one task per connection.
+//! - [`relay`]: a tunnel's bytes both ways, by splice(2) through pooled pipes.
 //! - [`audit`]: audit IDs, record types, the append-only JSONL writer, rotation.
 //! - [`report`]: reading the log back: folding rows into invocations, filters.
 //! - [`render`]: the human view of folded invocations.
@@ -31,6 +32,7 @@ pub mod exit;
 pub mod operator;
 pub mod policy;
 pub mod proxy;
+pub mod relay;
 pub mod render;
 pub mod report;
 pub mod shim;

@@ -1,4 +1,4 @@
-//! The CONNECT proxy: an accept loop, one task per connection, and the relay.
+//! The CONNECT proxy: an accept loop and one task per connection.
 //!
 //! `serve(listener, gate, stop)` takes an already-bound listener, so the shim
 //! binds before the child exists (and fails closed if it can't), and tests
@@ -15,11 +15,12 @@
 //! proxy), write the `egress` row, answer, relay.
 
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -30,6 +31,7 @@ use crate::authority::Authority;
 use crate::connect::{self, credential_matches, HeadError, RequestHead};
 use crate::dial::{AddressCheck, DialError, Dialer, Resolve};
 use crate::policy::{Decision, Mode, ToolPolicy};
+use crate::relay::{relay, PipePool, RelayOutcome};
 use crate::upstream::NoProxy;
 use crate::verdict::{judge, Action};
 
@@ -39,8 +41,6 @@ use crate::verdict::{judge, Action};
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long open tunnels may outlive the stop (the child's exit).
 pub const GRACE: Duration = Duration::from_secs(2);
-/// Relay buffer per direction, held only while data flows.
-const RELAY_BUF: usize = 64 * 1024;
 /// After an error answer, how long we keep reading (and discarding) what the
 /// client already sent, so that closing does not reset the connection and
 /// destroy the answer before the client reads it.
@@ -110,6 +110,26 @@ impl Settings {
     }
 }
 
+/// Binds the gate's listener on 127.0.0.1 at a port of the kernel's
+/// choosing, non-blocking and close-on-exec, with the largest accept queue
+/// the system allows. std's `bind` asks for 128: a tool that opens more
+/// connections than that at once would overflow it, and an overflowing
+/// queue means SYN cookies, retransmits a second apart, or resets.
+pub fn bind_loopback() -> std::io::Result<(std::net::TcpListener, SocketAddr)> {
+    use nix::sys::socket::{bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn};
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    bind(fd.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, 0))?;
+    listen(&fd, Backlog::MAXCONN)?;
+    let listener = std::net::TcpListener::from(fd);
+    let addr = listener.local_addr()?;
+    Ok((listener, addr))
+}
+
 /// Half the descriptors left under the soft limit (each tunnel holds two),
 /// less a reserve for the log, the runtime and the child's pipes.
 fn connection_cap() -> usize {
@@ -131,6 +151,8 @@ pub struct Gate {
     allowed: AtomicU64,
     denied: AtomicU64,
     denials: Mutex<Denials>,
+    /// Pipes for the relay's splice, shared by all tunnels.
+    pipes: PipePool,
 }
 
 /// Refusals for the summary, bounded whatever a flood of requests holds.
@@ -187,6 +209,7 @@ impl Gate {
             allowed: AtomicU64::new(0),
             denied: AtomicU64::new(0),
             denials: Mutex::new(Denials::default()),
+            pipes: PipePool::default(),
         }
     }
 
@@ -565,19 +588,26 @@ async fn handle(
     let early_up = &buf[head.head_len..];
     let outcome = match client.write_all(connect::ESTABLISHED).await {
         Ok(()) => {
+            let stop = async {
+                forced(&mut force).await;
+                format!(
+                    "closed by cli-guard: still open {} s after the tool exited",
+                    GRACE.as_secs()
+                )
+            };
             relay(
                 &mut client,
                 &mut upstream,
                 early_up,
                 &dialled.early_down,
-                &mut force,
+                &gate.pipes,
+                stop,
             )
             .await
         }
         Err(e) => RelayOutcome {
-            up: 0,
-            down: 0,
             error: Some(format!("writing 200 to the client: {e}")),
+            ..RelayOutcome::default()
         },
     };
     gate.audit.write(&Record::EgressClose(audit::EgressClose {
@@ -606,92 +636,6 @@ async fn answer_and_close(mut client: TcpStream, status: u16, headers: &[(&str, 
     while let Ok(Ok(n)) = timeout_at(until, client.read(&mut sink)).await {
         if n == 0 {
             break;
-        }
-    }
-}
-
-/// Bytes each way and how the tunnel ended.
-#[derive(Debug)]
-struct RelayOutcome {
-    up: u64,
-    down: u64,
-    error: Option<String>,
-}
-
-/// Relays both ways until both directions are done, honouring half-close:
-/// EOF from one side becomes a write shutdown towards the other. `early_up`
-/// is what the client sent behind the CONNECT head and `early_down` what an
-/// upstream proxy sent behind its 200; each goes first.
-async fn relay(
-    client: &mut TcpStream,
-    upstream: &mut TcpStream,
-    early_up: &[u8],
-    early_down: &[u8],
-    force: &mut watch::Receiver<bool>,
-) -> RelayOutcome {
-    let up = AtomicU64::new(0);
-    let down = AtomicU64::new(0);
-    let (mut client_read, mut client_write) = client.split();
-    let (mut upstream_read, mut upstream_write) = upstream.split();
-    let upward = async {
-        copy_counting(&mut client_read, &mut upstream_write, early_up, &up)
-            .await
-            .map_err(|e| format!("client→upstream: {e}"))
-    };
-    let downward = async {
-        copy_counting(&mut upstream_read, &mut client_write, early_down, &down)
-            .await
-            .map_err(|e| format!("upstream→client: {e}"))
-    };
-    let error = tokio::select! {
-        result = async { tokio::try_join!(upward, downward) } => result.err(),
-        _ = forced(force) => Some(format!(
-            "closed by cli-guard: still open {} s after the tool exited",
-            GRACE.as_secs()
-        )),
-    };
-    RelayOutcome {
-        up: up.load(Ordering::Relaxed),
-        down: down.load(Ordering::Relaxed),
-        error,
-    }
-}
-
-/// Writes `first`, then copies until EOF, then shuts down the writer (the
-/// half-close). Counts every byte written.
-///
-/// The buffer exists only while data flows: it is taken when the reader
-/// becomes readable and given back as soon as a read would block, so an
-/// idle tunnel holds none (10,000 idle tunnels would otherwise pin two
-/// buffers each), and it is filled through its spare capacity, never zeroed.
-async fn copy_counting<W>(
-    reader: &mut tokio::net::tcp::ReadHalf<'_>,
-    writer: &mut W,
-    first: &[u8],
-    count: &AtomicU64,
-) -> std::io::Result<()>
-where
-    W: AsyncWrite + Unpin,
-{
-    if !first.is_empty() {
-        writer.write_all(first).await?;
-        count.fetch_add(first.len() as u64, Ordering::Relaxed);
-    }
-    let mut buf: Vec<u8> = Vec::new();
-    loop {
-        if buf.capacity() == 0 {
-            reader.readable().await?;
-            buf.reserve_exact(RELAY_BUF);
-        }
-        buf.clear();
-        match reader.try_read_buf(&mut buf) {
-            Ok(0) => return writer.shutdown().await,
-            Ok(n) => {
-                writer.write_all(&buf[..n]).await?;
-                count.fetch_add(n as u64, Ordering::Relaxed);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => buf = Vec::new(),
-            Err(e) => return Err(e),
         }
     }
 }

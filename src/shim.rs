@@ -17,7 +17,7 @@
 use std::ffi::{OsStr, OsString};
 use std::fs::OpenOptions;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -402,9 +402,7 @@ pub fn run(inv: Invocation) -> Result<Exit, Failure> {
     let real_id = FileId::of(&real_path).ok();
 
     // Fail closed: no listener, no child.
-    let (listener, addr) = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
-        .and_then(|l| l.set_nonblocking(true).and_then(|()| Ok((l.local_addr()?, l))))
-        .map(|(addr, l)| (l, addr))
+    let (listener, addr) = proxy::bind_loopback()
         .context("cannot start the proxy on 127.0.0.1")
         .map_err(|e| ended(Failure::gate(e)))?;
     // The gate holds two descriptors a tunnel: with a soft limit of 1,024

@@ -1,0 +1,377 @@
+//! Moving a tunnel's bytes both ways, with half-close and byte counts.
+//!
+//! Each direction moves its bytes with `splice(2)` through a pipe: socket →
+//! pipe → socket, so the payload stays in kernel pages and never crosses
+//! into user space (a copy loop costs two copies per byte more, and on
+//! loopback those copies are most of a relay's CPU). Pipes come from a
+//! small pool and are held only while data flows: a direction takes one
+//! when its socket becomes readable and gives it back, empty, as soon as a
+//! read would block, so 10,000 idle tunnels hold no pipes (each is two
+//! descriptors). Where no pipe can be had (descriptors exhausted), that
+//! stretch of the transfer is copied through a buffer, held on the same
+//! terms; the tunnel never fails for want of a pipe.
+
+use std::future::Future;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use nix::fcntl::{fcntl, splice, FcntlArg, OFlag, SpliceFFlags};
+use tokio::io::{AsyncWriteExt, Interest};
+use tokio::net::tcp::{ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
+
+/// Capacity asked of each pipe. 1 MiB is Linux's default
+/// `/proc/sys/fs/pipe-max-size` for unprivileged processes; where the kernel
+/// refuses it (a per-user quota), the pipe keeps its default 64 KiB.
+const PIPE_SIZE: usize = 1 << 20;
+/// Empty pipes kept for reuse. Past this, a returned pipe is closed.
+pub const IDLE_PIPES: usize = 32;
+/// The copy buffer of a direction that could not get a pipe.
+const COPY_BUF: usize = 64 * 1024;
+
+/// Bytes each way and how the tunnel ended.
+#[derive(Debug, Default)]
+pub struct RelayOutcome {
+    pub up: u64,
+    pub down: u64,
+    pub error: Option<String>,
+}
+
+/// Empty pipes waiting for a direction with data to move.
+#[derive(Debug)]
+pub struct PipePool {
+    idle: Mutex<Vec<Pipe>>,
+    /// False only in tests of the copy fallback.
+    enabled: bool,
+}
+
+impl Default for PipePool {
+    fn default() -> PipePool {
+        PipePool {
+            idle: Mutex::new(Vec::new()),
+            enabled: true,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+    /// What the pipe can hold, so one splice fills it.
+    capacity: usize,
+}
+
+impl PipePool {
+    /// A pool that never hands out a pipe, so every byte takes the copy
+    /// path, as when descriptors run out.
+    pub fn without_pipes() -> PipePool {
+        PipePool {
+            idle: Mutex::new(Vec::new()),
+            enabled: false,
+        }
+    }
+
+    /// An empty pipe, reused or new; `None` if none can be made.
+    fn take(&self) -> Option<Pipe> {
+        if !self.enabled {
+            return None;
+        }
+        let reused = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        reused.or_else(|| {
+            let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).ok()?;
+            let size = i32::try_from(PIPE_SIZE).unwrap_or(i32::MAX);
+            let granted = fcntl(&write, FcntlArg::F_SETPIPE_SZ(size))
+                .or_else(|_| fcntl(&write, FcntlArg::F_GETPIPE_SZ))
+                .ok()?;
+            let capacity = usize::try_from(granted).ok().filter(|&c| c > 0)?;
+            Some(Pipe {
+                read,
+                write,
+                capacity,
+            })
+        })
+    }
+
+    /// Takes back a pipe that holds no bytes.
+    fn give_back(&self, pipe: Pipe) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < IDLE_PIPES {
+            idle.push(pipe);
+        }
+    }
+}
+
+/// A pipe lent to one direction, with the bytes it holds. Goes back to
+/// the pool on drop if it is empty; a pipe dropped with bytes in it (an
+/// error, or the tunnel closed by force mid-transfer) is closed instead, so
+/// the pool only ever holds empty pipes.
+struct Lease<'p> {
+    pool: &'p PipePool,
+    pipe: Option<Pipe>,
+    in_pipe: usize,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(pipe) = self.pipe.take() {
+            if self.in_pipe == 0 {
+                self.pool.give_back(pipe);
+            }
+        }
+    }
+}
+
+/// Why a direction stopped moving bytes for now.
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    /// Nothing left to read at the moment; all that was read is written.
+    Idle,
+    /// The reader reached EOF; all that was read is written.
+    Eof,
+}
+
+/// Relays both ways until both directions are done, honouring half-close:
+/// EOF from one side becomes a write shutdown towards the other. `early_up`
+/// is what the client sent behind the CONNECT head and `early_down` what an
+/// upstream proxy sent behind its 200; each goes first. If `stop` resolves
+/// first, the tunnel ends with its output as the error.
+pub async fn relay(
+    client: &mut TcpStream,
+    upstream: &mut TcpStream,
+    early_up: &[u8],
+    early_down: &[u8],
+    pipes: &PipePool,
+    stop: impl Future<Output = String>,
+) -> RelayOutcome {
+    let up = AtomicU64::new(0);
+    let down = AtomicU64::new(0);
+    let (mut client_read, mut client_write) = client.split();
+    let (mut upstream_read, mut upstream_write) = upstream.split();
+    let upward = async {
+        move_counting(&mut client_read, &mut upstream_write, early_up, &up, pipes)
+            .await
+            .map_err(|e| format!("client→upstream: {e}"))
+    };
+    let downward = async {
+        move_counting(&mut upstream_read, &mut client_write, early_down, &down, pipes)
+            .await
+            .map_err(|e| format!("upstream→client: {e}"))
+    };
+    let error = tokio::select! {
+        result = async { tokio::try_join!(upward, downward) } => result.err(),
+        reason = stop => Some(reason),
+    };
+    RelayOutcome {
+        up: up.load(Ordering::Relaxed),
+        down: down.load(Ordering::Relaxed),
+        error,
+    }
+}
+
+/// One direction: writes `first`, then moves bytes until EOF, then shuts
+/// down the writer (the half-close). Counts every byte written. Between
+/// bursts it waits for readability holding neither pipe nor buffer.
+async fn move_counting(
+    reader: &mut ReadHalf<'_>,
+    writer: &mut WriteHalf<'_>,
+    first: &[u8],
+    count: &AtomicU64,
+    pipes: &PipePool,
+) -> io::Result<()> {
+    if !first.is_empty() {
+        writer.write_all(first).await?;
+        count.fetch_add(first.len() as u64, Ordering::Relaxed);
+    }
+    loop {
+        reader.readable().await?;
+        let flow = match pipes.take() {
+            Some(pipe) => {
+                let lease = Lease {
+                    pool: pipes,
+                    pipe: Some(pipe),
+                    in_pipe: 0,
+                };
+                splice_while_ready(reader.as_ref(), writer.as_ref(), lease, count).await?
+            }
+            None => copy_while_ready(reader, writer, count).await?,
+        };
+        if flow == Flow::Eof {
+            return writer.shutdown().await;
+        }
+    }
+}
+
+/// Moves bytes socket → pipe → socket until the reader has nothing more
+/// for now (or ends), a pipeful at a time: fill the empty pipe, then empty
+/// it into the writer.
+///
+/// The pipe is read into only while empty, and that is what makes a
+/// WouldBlock from that splice mean "the socket has nothing": with bytes in
+/// the pipe, a splice can also fail for want of free pipe slots (each holds
+/// one packet's fragment, however small), and taking that for an empty
+/// socket would clear its readiness and stall the tunnel with data waiting.
+async fn splice_while_ready(
+    from: &TcpStream,
+    to: &TcpStream,
+    mut lease: Lease<'_>,
+    count: &AtomicU64,
+) -> io::Result<Flow> {
+    let Some(pipe) = lease.pipe.as_ref() else {
+        return Err(io::Error::other("relay: a lease without a pipe"));
+    };
+    let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
+    loop {
+        let read = from.try_io(Interest::READABLE, || {
+            splice(from.as_fd(), None, &pipe.write, None, pipe.capacity, flags).map_err(io::Error::from)
+        });
+        lease.in_pipe = match read {
+            Ok(0) => return Ok(Flow::Eof),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flow::Idle),
+            Err(e) => return Err(e),
+        };
+        while lease.in_pipe > 0 {
+            let sent = to.try_io(Interest::WRITABLE, || {
+                splice(&pipe.read, None, to.as_fd(), None, lease.in_pipe, flags).map_err(io::Error::from)
+            });
+            match sent {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    lease.in_pipe -= n;
+                    count.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => to.writable().await?,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// The same through a buffer, for when no pipe can be had.
+async fn copy_while_ready(
+    reader: &ReadHalf<'_>,
+    writer: &mut WriteHalf<'_>,
+    count: &AtomicU64,
+) -> io::Result<Flow> {
+    let mut buf = Vec::with_capacity(COPY_BUF);
+    loop {
+        buf.clear();
+        match reader.try_read_buf(&mut buf) {
+            Ok(0) => return Ok(Flow::Eof),
+            Ok(n) => {
+                writer.write_all(&buf[..n]).await?;
+                count.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flow::Idle),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    /// A connected pair of loopback sockets.
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dial = TcpStream::connect(listener.local_addr().unwrap());
+        let (dialled, accepted) = tokio::join!(dial, listener.accept());
+        (dialled.unwrap(), accepted.unwrap().0)
+    }
+
+    /// Sends `up` from the client side and `down` from the upstream side
+    /// through a relay, each followed by a half-close, and returns what
+    /// arrived at each end and the relay's outcome.
+    async fn through_relay(pipes: &PipePool, up: &[u8], down: &[u8]) -> (Vec<u8>, Vec<u8>, RelayOutcome) {
+        let (mut client_far, mut client_near) = pair().await;
+        let (mut upstream_near, mut upstream_far) = pair().await;
+        let relayed = relay(
+            &mut client_near,
+            &mut upstream_near,
+            b"early-up:",
+            b"early-down:",
+            pipes,
+            std::future::pending(),
+        );
+        let client_side = async {
+            let (mut r, mut w) = client_far.split();
+            let send = async {
+                w.write_all(up).await.unwrap();
+                w.shutdown().await.unwrap();
+            };
+            let mut got = Vec::new();
+            let (_, read) = tokio::join!(send, r.read_to_end(&mut got));
+            read.unwrap();
+            got
+        };
+        let upstream_side = async {
+            let (mut r, mut w) = upstream_far.split();
+            let send = async {
+                w.write_all(down).await.unwrap();
+                w.shutdown().await.unwrap();
+            };
+            let mut got = Vec::new();
+            let (_, read) = tokio::join!(send, r.read_to_end(&mut got));
+            read.unwrap();
+            got
+        };
+        let (outcome, at_client, at_upstream) = tokio::join!(relayed, client_side, upstream_side);
+        (at_client, at_upstream, outcome)
+    }
+
+    fn pattern(len: usize, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect()
+    }
+
+    fn check_both_paths(pipes: PipePool) {
+        let pipes = &pipes;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let up = pattern(5 * 1024 * 1024 + 17, 1);
+            let down = pattern(3 * 1024 * 1024 + 5, 2);
+            let (at_client, at_upstream, outcome) = through_relay(pipes, &up, &down).await;
+            assert_eq!(outcome.error, None);
+            assert_eq!(at_upstream.len(), 9 + up.len());
+            assert!(at_upstream.starts_with(b"early-up:") && at_upstream[9..] == up[..]);
+            assert!(at_client.starts_with(b"early-down:") && at_client[11..] == down[..]);
+            assert_eq!(outcome.up, 9 + up.len() as u64);
+            assert_eq!(outcome.down, 11 + down.len() as u64);
+        });
+        // Every pipe lent out came back empty: a read finds nothing.
+        let idle = pipes.idle.lock().unwrap();
+        for pipe in idle.iter() {
+            let mut byte = [0u8; 1];
+            assert_eq!(
+                nix::unistd::read(&pipe.read, &mut byte),
+                Err(nix::errno::Errno::EAGAIN)
+            );
+        }
+        assert_eq!(
+            idle.is_empty(),
+            !pipes.enabled,
+            "pipes were used if and only if enabled"
+        );
+    }
+
+    #[test]
+    fn splices_both_ways_with_counts_and_half_close() {
+        let pipes = PipePool::default();
+        check_both_paths(pipes);
+    }
+
+    #[test]
+    fn copies_both_ways_when_no_pipe_can_be_had() {
+        check_both_paths(PipePool::without_pipes());
+    }
+}
