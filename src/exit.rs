@@ -64,7 +64,7 @@ pub fn die_by(sig: Signal) -> u8 {
     let _ = setrlimit(Resource::RLIMIT_CORE, 0, 0);
     // SAFETY: SIG_DFL installs no handler of ours, so there is no
     // async-signal-safety contract to uphold; this only undoes the SIGPIPE
-    // ignore that the Rust runtime sets and any other inherited disposition.
+    // ignore that main sets and any other inherited disposition.
     let _ = unsafe { signal(sig, SigHandler::SigDfl) };
     let _ = SigSet::from(sig).thread_unblock();
     let _ = raise(sig);

@@ -17,6 +17,7 @@
 //! - [`render`]: the human view of folded invocations.
 //! - [`suggest`]: from observed hosts to a pinned allowlist entry.
 //! - [`shim`]: find the real tool, spawn it, forward signals, exit status.
+//! - [`spawn`]: a vfork-style spawn that arms the death signal before exec.
 //! - [`exit`]: exit codes and re-raising a child's fatal signal.
 //! - [`operator`]: `cli-guard audit` and `cli-guard check`: the I/O edge.
 //! - [`demo`]: the `egress-demo` command.
@@ -36,6 +37,7 @@ pub mod relay;
 pub mod render;
 pub mod report;
 pub mod shim;
+pub mod spawn;
 pub mod suggest;
 pub mod upstream;
 pub mod verdict;

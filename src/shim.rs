@@ -40,6 +40,7 @@ use crate::audit::{self, AuditLog, Record};
 use crate::exit::{Exit, Failure, GATE_FAILED, NOT_EXECUTABLE, NOT_FOUND};
 use crate::policy::{Family, ToolPolicy};
 use crate::proxy::{self, Denial, Gate, Settings, Summary, CREDENTIAL_USER};
+use crate::spawn;
 use crate::upstream;
 
 /// The variable that carries the audit ID to the child (and marks a nested
@@ -617,50 +618,31 @@ impl Supervised<'_> {
                 Failure::gate(anyhow::Error::new(io::Error::from(e)).context("cannot watch signals"))
             })?;
         let shares_group = has_controlling_terminal();
-        let mut cmd = Command::new(self.real_path);
-        cmd.arg0(&self.inv.argv0)
-            .args(&self.inv.args)
-            .envs(child_env(self.inv.policy, &self.proxy_url, self.log.audit_id()))
-            .envs(git_proxy_env(
-                std::env::var("GIT_CONFIG_COUNT").ok().as_deref(),
-                &self.proxy_url,
-            ))
-            .env(DEPTH_VAR, self.depth.to_string())
-            .env(SKIP_VAR, skip_var(&self.skip));
-        match self.real_id {
-            Some(id) => cmd.env(REAL_TOOL_VAR, id.to_var()),
-            None => cmd.env_remove(REAL_TOOL_VAR),
+        let mut set: Vec<(OsString, Option<OsString>)> = Vec::new();
+        let mut put = |key: &str, value: Option<String>| set.push((key.into(), value.map(OsString::from)));
+        for (key, value) in child_env(self.inv.policy, &self.proxy_url, self.log.audit_id()) {
+            put(key, Some(value));
+        }
+        let git = git_proxy_env(std::env::var("GIT_CONFIG_COUNT").ok().as_deref(), &self.proxy_url);
+        for (key, value) in git {
+            put(&key, Some(value));
+        }
+        put(DEPTH_VAR, Some(self.depth.to_string()));
+        put(SKIP_VAR, Some(skip_var(&self.skip)));
+        put(REAL_TOOL_VAR, self.real_id.map(|id| id.to_var()));
+        let env = spawn::environment(std::env::vars_os(), set);
+        let argv: Vec<&OsStr> = std::iter::once(&self.inv.argv0)
+            .chain(&self.inv.args)
+            .map(OsString::as_os_str)
+            .collect();
+        let steps = spawn::Steps {
+            new_group: !shares_group,
+            nofile: self.nofile,
+            parent: nix::unistd::getpid(),
         };
-        if !shares_group {
-            cmd.process_group(0);
-        }
-        let parent = nix::unistd::getpid();
-        let nofile = self.nofile;
-        // SAFETY: the closure runs in the forked child before exec, where
-        // only async-signal-safe calls are allowed. setrlimit(2), prctl(2)
-        // and getppid(2) are plain system calls, and the error is built from a raw errno
-        // without allocating. nix has the calls, but std's pre_exec hook, the
-        // only place to make them, is unsafe by signature.
-        unsafe {
-            cmd.pre_exec(move || {
-                if let Some((soft, hard)) = nofile {
-                    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, soft, hard)
-                        .map_err(io::Error::from)?;
-                }
-                // If the shim dies (SIGKILL), the tool dies with it rather
-                // than running on without its gate.
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
-                // The shim may have died between fork and prctl.
-                if nix::unistd::getppid() != parent {
-                    return Err(io::Error::from(Errno::ESRCH));
-                }
-                Ok(())
-            });
-        }
-        let child = cmd
-            .spawn()
+        let child = spawn::Prepared::new(self.real_path.as_os_str(), &argv, &env)
+            .and_then(|prepared| spawn::spawn(&prepared, steps))
             .map_err(|e| spawn_failure(self.inv, self.real_path, &e))?;
-        let child = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
         wait_forwarding(&signals, child, shares_group)
             .await
             .map_err(|e| Failure::gate(anyhow::Error::new(e).context("lost track of the child")))

@@ -774,3 +774,80 @@ fn a_wrapper_that_runs_the_shim_again_is_stopped_as_runaway_recursion() {
         "32 nested gates, then the 33rd refuses before starting"
     );
 }
+
+/// The `SigBlk` or `SigIgn` mask in a /proc/PID/status text.
+fn signal_mask(status: &str, field: &str) -> u64 {
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .unwrap_or_else(|| panic!("no {field} in {status}"));
+    u64::from_str_radix(line[field.len()..].trim_start_matches(':').trim(), 16).unwrap()
+}
+
+#[test]
+fn the_tool_starts_with_no_signal_blocked_and_sigpipe_not_ignored() {
+    // The shim blocks the forwarded signals for its signalfd and ignores
+    // SIGPIPE for itself; neither may leak into the tool, which is started
+    // by cli-guard's own clone, not by std's Command. The tool is a copy of
+    // cat, not a script: a shell resets its signal mask as it starts.
+    let g = Gate::new();
+    fs::copy("/bin/cat", g.real.join("npm")).unwrap();
+    let out = g.run(g.shim_cmd("npm", ["/proc/self/status"]));
+    out.expect_code(0);
+    let status = out.stdout();
+    check_eq!(
+        out,
+        signal_mask(&status, "SigBlk"),
+        0,
+        "blocked signals in the tool\n{status}"
+    );
+    let sigpipe = 1u64 << (Signal::SIGPIPE as u32 - 1);
+    check_eq!(
+        out,
+        signal_mask(&status, "SigIgn") & sigpipe,
+        0,
+        "SIGPIPE ignored in the tool\n{status}"
+    );
+}
+
+#[test]
+fn with_stdin_stdout_and_stderr_closed_the_log_stays_clean_and_the_tool_gets_dev_null() {
+    // Started with descriptors 0-2 closed, the shim must not let its log or
+    // listener take those numbers: its stderr summary of the denial would
+    // then be written into the log (or the socket).
+    let g = Gate::new();
+    g.tool(
+        "npm",
+        "printf '%s\\n' \"$(readlink /proc/$$/fd/0)\" \"$(readlink /proc/$$/fd/1)\" \"$(readlink /proc/$$/fd/2)\" > \"$S/fds\"\n\
+         curl -s -o /dev/null --max-time 5 https://denied.example/\nexit 0\n",
+    );
+    let mut cmd = g.shim_cmd("npm", ["install"]);
+    // SAFETY: runs in the forked child before exec and only calls close(2),
+    // which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            for fd in 0..3 {
+                nix::libc::close(fd);
+            }
+            Ok(())
+        });
+    }
+    let out = g.run(cmd);
+    out.expect_code(0);
+    let fds = fs::read_to_string(g.state_path("fds")).unwrap();
+    check_eq!(
+        out,
+        fds,
+        "/dev/null\n/dev/null\n/dev/null\n",
+        "the tool's descriptors 0-2"
+    );
+    // Every line of the log is a record (read_records fails on any other),
+    // and the denial the summary spoke of is one of them.
+    let recs = g.records();
+    let denied = recs
+        .iter()
+        .filter(|r| r["kind"] == "egress" && r["decision"] == "deny" && r["host"] == "denied.example")
+        .count();
+    check_eq!(out, denied, 1, "one egress deny row for denied.example");
+    check!(out, recs.iter().any(|r| r["kind"] == "end"), "an end row");
+}
