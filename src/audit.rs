@@ -243,7 +243,7 @@ pub fn to_line(audit_id: &str, record: &Record, at: SystemTime) -> Vec<u8> {
 /// Where records go.
 #[derive(Debug)]
 enum Target {
-    File { file: File, path: PathBuf },
+    File { log: LogFile, path: PathBuf },
     Stderr,
     Memory(Vec<Vec<u8>>),
 }
@@ -264,9 +264,9 @@ impl AuditLog {
                 warn_fallback("no audit log path (HOME is unset)", "set CLI_GUARD_AUDIT_LOG");
                 Target::Stderr
             }
-            Some(path) => match open_log_file(path) {
-                Ok(file) => Target::File {
-                    file,
+            Some(path) => match LogFile::open(path) {
+                Ok(log) => Target::File {
+                    log,
                     path: path.to_path_buf(),
                 },
                 Err(e) => {
@@ -305,11 +305,11 @@ impl AuditLog {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         match &mut *target {
-            Target::File { file, path } => {
-                if let Err(e) = keep_current(file, path).and_then(|()| file.write_all(&line)) {
+            Target::File { log, path } => {
+                if let Err(e) = keep_current(log, path).and_then(|()| log.file.write_all(&line)) {
                     // A partial write (a full disk) leaves a fragment; end it
                     // so the next writer's row does not run into it.
-                    let _ = file.write(b"\n");
+                    let _ = log.file.write(b"\n");
                     warn_fallback(
                         &format!("cannot write the audit log {}: {e}", path.display()),
                         "free space or fix the file, or set CLI_GUARD_AUDIT_LOG",
@@ -336,19 +336,37 @@ impl AuditLog {
     }
 }
 
-/// Before a row: rotates the log if it is over the cap, and reopens it if
-/// another writer rotated it (our descriptor then points at audit.jsonl.1).
-fn keep_current(file: &mut File, path: &Path) -> std::io::Result<()> {
-    let ours = file.metadata()?;
-    let current = std::fs::metadata(path).ok();
-    let renamed = current
-        .as_ref()
-        .is_none_or(|c| (c.dev(), c.ino()) != (ours.dev(), ours.ino()));
-    if renamed {
-        *file = open_log_file(path)?;
-    } else if ours.len() >= ROTATE_AT {
-        rotate(path)?;
-        *file = open_log_file(path)?;
+/// The open log and the identity (device, inode) of the file it is, taken
+/// once at open, so that each row needs one stat of the path, not two.
+#[derive(Debug)]
+struct LogFile {
+    file: File,
+    id: (u64, u64),
+}
+
+impl LogFile {
+    fn open(path: &Path) -> std::io::Result<LogFile> {
+        let file = open_log_file(path)?;
+        let meta = file.metadata()?;
+        Ok(LogFile {
+            file,
+            id: (meta.dev(), meta.ino()),
+        })
+    }
+}
+
+/// Before a row: reopens the log if another writer rotated it (our
+/// descriptor then points at audit.jsonl.1), and rotates it if it is over
+/// the cap. The path's size is the file's, ours or not, when it is ours.
+fn keep_current(log: &mut LogFile, path: &Path) -> std::io::Result<()> {
+    match std::fs::metadata(path) {
+        Ok(current) if (current.dev(), current.ino()) == log.id => {
+            if current.len() >= ROTATE_AT {
+                rotate(path)?;
+                *log = LogFile::open(path)?;
+            }
+        }
+        _ => *log = LogFile::open(path)?,
     }
     Ok(())
 }
