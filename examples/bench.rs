@@ -32,7 +32,7 @@
 //!    concurrent clients over a fixed time: cli-guard vs squid vs tinyproxy.
 //! 4. `scale`: 10,000 idle tunnels held open through one gate: its RSS and
 //!    descriptors, and the time to 200 of new requests meanwhile. The gate
-//!    caps connections at (RLIMIT_NOFILE - 64) / 2; where the hard limit
+//!    caps connections at (RLIMIT_NOFILE - 128) / 2; where the hard limit
 //!    cannot be raised that far, it holds what fits and extrapolates.
 //! 5. `audit`: section 3's measurements for cli-guard with its audit log on a
 //!    real file vs on /dev/null (rows still built, never stored).
@@ -1144,11 +1144,11 @@ fn raise_nofile(hard: u64) -> u64 {
 fn scale_inner(b: &Bench, nofile: u64) -> Result<Outcome> {
     let wanted = TARGET_TUNNELS;
     let nofile_usize = usize::try_from(nofile).unwrap_or(usize::MAX);
-    // The gate's own cap (src/proxy.rs): (soft limit - 64) / 2. Keep a few
+    // The gate's own cap (src/proxy.rs: connection_cap_for). Keep a few
     // slots free for the new requests, whose slots are released only once
     // their teardown is done. The benchmark holds both ends of each tunnel
     // (the client and the sink side), so it needs two descriptors a tunnel too.
-    let gate_cap = (nofile_usize.saturating_sub(64) / 2).max(8);
+    let gate_cap = cli_guard::proxy::connection_cap_for(nofile);
     let n = b
         .sizes
         .idle_tunnels

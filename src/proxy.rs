@@ -112,7 +112,7 @@ impl Settings {
 
 /// Binds the gate's listener on 127.0.0.1 at a port of the kernel's
 /// choosing, non-blocking and close-on-exec, with the largest accept queue
-/// the system allows. std's `bind` asks for 128: a tool that opens more
+/// the system allows (`net.core.somaxconn`). std's `bind` asks for 128: a tool that opens more
 /// connections than that at once would overflow it, and an overflowing
 /// queue means SYN cookies, retransmits a second apart, or resets.
 pub fn bind_loopback() -> std::io::Result<(std::net::TcpListener, SocketAddr)> {
@@ -124,19 +124,26 @@ pub fn bind_loopback() -> std::io::Result<(std::net::TcpListener, SocketAddr)> {
         None,
     )?;
     bind(fd.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, 0))?;
-    listen(&fd, Backlog::MAXCONN)?;
+    listen(&fd, Backlog::MAXALLOWABLE)?;
     let listener = std::net::TcpListener::from(fd);
     let addr = listener.local_addr()?;
     Ok((listener, addr))
 }
 
-/// Half the descriptors left under the soft limit (each tunnel holds two),
-/// less a reserve for the log, the runtime and the child's pipes.
 fn connection_cap() -> usize {
     let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .map(|(soft, _)| soft)
         .unwrap_or(1024);
-    let usable = usize::try_from(soft.saturating_sub(64) / 2).unwrap_or(usize::MAX);
+    connection_cap_for(soft)
+}
+
+/// The connection cap under a descriptor soft limit: half of what is left
+/// (each tunnel holds two sockets) after a reserve of 64 for the log, the
+/// runtime and the child's pipes, and two for each of the relay's pipes
+/// (at most MAX_PIPES); at least 8.
+pub fn connection_cap_for(soft_limit: u64) -> usize {
+    let reserve = 64 + 2 * crate::relay::MAX_PIPES as u64;
+    let usable = usize::try_from(soft_limit.saturating_sub(reserve) / 2).unwrap_or(usize::MAX);
     usable.clamp(8, 1 << 20)
 }
 

@@ -14,7 +14,7 @@
 use std::future::Future;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use nix::fcntl::{fcntl, splice, FcntlArg, OFlag, SpliceFFlags};
@@ -22,15 +22,23 @@ use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 
-/// Capacity asked of each pipe. 1 MiB is Linux's default
-/// `/proc/sys/fs/pipe-max-size` for unprivileged processes; where the kernel
-/// refuses it (a per-user quota), the pipe keeps its default 64 KiB.
-const PIPE_SIZE: usize = 1 << 20;
-/// Empty pipes kept for reuse. Past this, a returned pipe is closed.
-pub const IDLE_PIPES: usize = 32;
+/// Pipes in existence at once, lent or idle (two descriptors each): past
+/// this, a direction copies through a buffer. The gate's connection cap
+/// keeps descriptors in reserve for all of them.
+pub const MAX_PIPES: usize = 32;
+/// Empty pipes kept for reuse; past this, a returned pipe is closed.
+pub const IDLE_PIPES: usize = 8;
+/// How many lent pipes may be grown to [`LARGE_PIPE`] at once. The kernel
+/// charges a pipe's whole capacity, full or not, to a per-user quota
+/// (`pipe-user-pages-soft`, 64 MiB by default); past it, every new pipe of
+/// every process of that user gets 8 KiB. 8 MiB leaves that quota to them.
+const LARGE_PIPES: usize = 8;
+/// 1 MiB, the default `pipe-max-size` for unprivileged processes: one
+/// tunnel moved 78-87% of direct loopback with it, 70% with 256 KiB and 60%
+/// with the default 64 KiB (docs/benchmarks.md).
+const LARGE_PIPE: usize = 1 << 20;
 /// The copy buffer of a direction that could not get a pipe.
 const COPY_BUF: usize = 64 * 1024;
-
 /// Bytes each way and how the tunnel ended.
 #[derive(Debug, Default)]
 pub struct RelayOutcome {
@@ -39,10 +47,15 @@ pub struct RelayOutcome {
     pub error: Option<String>,
 }
 
-/// Empty pipes waiting for a direction with data to move.
+/// Pipes for the relay: at most [`MAX_PIPES`] in existence, idle ones kept
+/// empty and at their default size, a few grown while lent.
 #[derive(Debug)]
 pub struct PipePool {
     idle: Mutex<Vec<Pipe>>,
+    /// Pipes in existence, lent or idle.
+    live: AtomicUsize,
+    /// Lent pipes grown to LARGE_PIPE.
+    large: AtomicUsize,
     /// False only in tests of the copy fallback.
     enabled: bool,
 }
@@ -51,6 +64,8 @@ impl Default for PipePool {
     fn default() -> PipePool {
         PipePool {
             idle: Mutex::new(Vec::new()),
+            live: AtomicUsize::new(0),
+            large: AtomicUsize::new(0),
             enabled: true,
         }
     }
@@ -60,8 +75,24 @@ impl Default for PipePool {
 struct Pipe {
     read: OwnedFd,
     write: OwnedFd,
-    /// What the pipe can hold, so one splice fills it.
+    /// What the pipe can hold now, so one splice fills it.
     capacity: usize,
+    /// Its size as created, which it goes back to before it idles.
+    default_capacity: usize,
+}
+
+impl Pipe {
+    fn is_large(&self) -> bool {
+        self.capacity > self.default_capacity
+    }
+
+    /// Sets the capacity; the kernel may round it up, or refuse.
+    fn resize(&mut self, size: usize) -> nix::Result<()> {
+        let size = i32::try_from(size).unwrap_or(i32::MAX);
+        let granted = fcntl(&self.write, FcntlArg::F_SETPIPE_SZ(size))?;
+        self.capacity = usize::try_from(granted).unwrap_or(0);
+        Ok(())
+    }
 }
 
 impl PipePool {
@@ -69,38 +100,80 @@ impl PipePool {
     /// path, as when descriptors run out.
     pub fn without_pipes() -> PipePool {
         PipePool {
-            idle: Mutex::new(Vec::new()),
             enabled: false,
+            ..PipePool::default()
         }
     }
 
-    /// An empty pipe, reused or new; `None` if none can be made.
+    /// An empty pipe, reused or new, grown if few others are; `None` if
+    /// there are MAX_PIPES already or none can be made.
     fn take(&self) -> Option<Pipe> {
         if !self.enabled {
             return None;
         }
         let reused = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        reused.or_else(|| {
-            let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).ok()?;
-            let size = i32::try_from(PIPE_SIZE).unwrap_or(i32::MAX);
-            let granted = fcntl(&write, FcntlArg::F_SETPIPE_SZ(size))
-                .or_else(|_| fcntl(&write, FcntlArg::F_GETPIPE_SZ))
-                .ok()?;
-            let capacity = usize::try_from(granted).ok().filter(|&c| c > 0)?;
-            Some(Pipe {
+        let mut pipe = match reused {
+            Some(pipe) => pipe,
+            None => self.create()?,
+        };
+        if self.large.fetch_add(1, Ordering::Relaxed) < LARGE_PIPES && pipe.resize(LARGE_PIPE).is_ok() {
+            return Some(pipe);
+        }
+        self.large.fetch_sub(1, Ordering::Relaxed);
+        Some(pipe)
+    }
+
+    fn create(&self) -> Option<Pipe> {
+        if self.live.fetch_add(1, Ordering::Relaxed) >= MAX_PIPES {
+            self.live.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        let made = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).and_then(|(read, write)| {
+            let size = fcntl(&write, FcntlArg::F_GETPIPE_SZ)?;
+            let capacity = usize::try_from(size).unwrap_or(0);
+            Ok(Pipe {
                 read,
                 write,
                 capacity,
+                default_capacity: capacity,
             })
-        })
+        });
+        match made {
+            Ok(pipe) if pipe.capacity > 0 => Some(pipe),
+            _ => {
+                self.live.fetch_sub(1, Ordering::Relaxed);
+                None
+            }
+        }
     }
 
-    /// Takes back a pipe that holds no bytes.
-    fn give_back(&self, pipe: Pipe) {
+    /// Takes back a pipe that holds no bytes: shrunk to its default size
+    /// (so an idle pipe holds no more of the user's quota than any other),
+    /// then kept if there is room.
+    fn give_back(&self, mut pipe: Pipe) {
+        if pipe.is_large() {
+            self.large.fetch_sub(1, Ordering::Relaxed);
+            if pipe.resize(pipe.default_capacity).is_err() || pipe.is_large() {
+                return self.close(pipe);
+            }
+        }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < IDLE_PIPES {
             idle.push(pipe);
+        } else {
+            drop(idle);
+            self.close(pipe);
         }
+    }
+
+    /// Closes a pipe that is not coming back (bytes left in it, or no
+    /// room to keep it).
+    fn close(&self, pipe: Pipe) {
+        if pipe.is_large() {
+            self.large.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.live.fetch_sub(1, Ordering::Relaxed);
+        drop(pipe);
     }
 }
 
@@ -117,8 +190,9 @@ struct Lease<'p> {
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
         if let Some(pipe) = self.pipe.take() {
-            if self.in_pipe == 0 {
-                self.pool.give_back(pipe);
+            match self.in_pipe {
+                0 => self.pool.give_back(pipe),
+                _ => self.pool.close(pipe),
             }
         }
     }
@@ -247,6 +321,11 @@ async fn splice_while_ready(
                 Err(e) => return Err(e),
             }
         }
+        // try_io and readiness that is already there never yield: without
+        // this, a transfer that never blocks would hold the one runtime
+        // thread (signals, other tunnels, the forced close) for as long as
+        // it lasts.
+        tokio::task::coop::consume_budget().await;
     }
 }
 

@@ -29,7 +29,7 @@ use nix::errno::Errno;
 use nix::sched::CloneFlags;
 use nix::sys::mman::{mmap_anonymous, mprotect, munmap, MapFlags, ProtFlags};
 use nix::sys::resource::{setrlimit, Resource};
-use nix::sys::signal::{SigHandler, SigSet, Signal};
+use nix::sys::signal::{pthread_sigmask, SigHandler, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::{getppid, setpgid, sysconf, Pid, SysconfVar};
 
@@ -47,7 +47,13 @@ pub struct Prepared {
     _envp: Vec<CString>,
     argv_ptrs: Vec<*const c_char>,
     envp_ptrs: Vec<*const c_char>,
+    /// `/bin/sh PATH ARGS…`, for a file the kernel will not exec (ENOEXEC:
+    /// a script without a `#!` line), as execvp and shells run it.
+    sh_argv_ptrs: Vec<*const c_char>,
 }
+
+/// The shell a script without a `#!` line is run with.
+const SH: &std::ffi::CStr = c"/bin/sh";
 
 impl Prepared {
     /// `argv` includes argv[0]. `env` is the whole environment the child
@@ -77,9 +83,15 @@ impl Prepared {
                 .chain(std::iter::once(std::ptr::null()))
                 .collect()
         };
+        let sh_argv_ptrs = [SH.as_ptr(), path.as_ptr()]
+            .into_iter()
+            .chain(argv.iter().skip(1).map(|a| a.as_ptr()))
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
         Ok(Prepared {
             argv_ptrs: pointers(&argv),
             envp_ptrs: pointers(&envp),
+            sh_argv_ptrs,
             path,
             _argv: argv,
             _envp: envp,
@@ -126,16 +138,20 @@ pub fn spawn(program: &Prepared, steps: Steps) -> io::Result<Pid> {
         failed.store(errno as i32, Ordering::Relaxed);
         127
     });
+    // Nothing may run a signal handler in the child while it shares this
+    // memory: every signal stays blocked from before the clone until the
+    // child sets the tool's mask just before exec (glibc's posix_spawn does
+    // the same). The shim installs no handlers today; this keeps it so.
+    let mut mask = SigSet::empty();
+    pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::all()), Some(&mut mask))?;
     // SAFETY: with CLONE_VM | CLONE_VFORK the child runs on `stack` in this
     // process's memory while this thread is suspended, until it execs or
     // exits; `stack`, `program` and `failed` outlive that, since clone
     // returns only then. The child (`in_child`) makes only system calls
     // through thin wrappers, allocating nothing and taking no lock, so it
     // cannot find the heap or a lock in a state another thread left it.
-    // No handler can run in the child on a signal before exec: the shim
-    // installs none for asynchronous signals (they are blocked and read
-    // from a signalfd, and the child inherits that mask until it resets it
-    // just before exec), and without CLONE_SIGHAND the child's changes to
+    // No handler can run in the child before exec: every signal is blocked
+    // around the clone, and without CLONE_SIGHAND the child's changes to
     // dispositions stay its own. SIGCHLD as the exit signal makes it an
     // ordinary child for waitpid.
     let pid = unsafe {
@@ -145,7 +161,9 @@ pub fn spawn(program: &Prepared, steps: Steps) -> io::Result<Pid> {
             CloneFlags::CLONE_VM | CloneFlags::CLONE_VFORK,
             Some(Signal::SIGCHLD as i32),
         )
-    }?;
+    };
+    pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&mask), None)?;
+    let pid = pid?;
     match failed.load(Ordering::Relaxed) {
         0 => Ok(pid),
         errno => {
@@ -214,7 +232,7 @@ impl Drop for ChildStack {
 /// The child's side: the steps, then exec. Returns only on failure, with
 /// the reason.
 fn in_child(program: &Prepared, steps: Steps) -> Errno {
-    // Rust ignores SIGPIPE in the shim; the tool gets the default back, as
+    // main ignores SIGPIPE in the shim; the tool gets the default back, as
     // Command gives it.
     // SAFETY: SIG_DFL installs no handler, so no Rust code can run on it.
     if let Err(e) = unsafe { nix::sys::signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) } {
@@ -255,7 +273,19 @@ fn in_child(program: &Prepared, steps: Steps) -> Errno {
             program.envp_ptrs.as_ptr(),
         )
     };
-    Errno::last()
+    let errno = Errno::last();
+    if errno == Errno::ENOEXEC {
+        // SAFETY: as above, with `sh_argv_ptrs` (NULL-terminated, pointing
+        // at SH and at strings `program` owns).
+        unsafe {
+            nix::libc::execve(
+                SH.as_ptr(),
+                program.sh_argv_ptrs.as_ptr(),
+                program.envp_ptrs.as_ptr(),
+            )
+        };
+    }
+    errno
 }
 
 #[cfg(test)]
@@ -306,6 +336,8 @@ mod tests {
         let p = Prepared::new(OsStr::new("/bin/true"), &[OsStr::new("x"), OsStr::new("y")], &env).unwrap();
         assert_eq!(p.argv_ptrs.len(), 3);
         assert!(p.argv_ptrs[2].is_null() && p.envp_ptrs[2].is_null());
+        assert_eq!(p.sh_argv_ptrs.len(), 4, "sh, the path, y, NULL");
+        assert!(p.sh_argv_ptrs[3].is_null());
         assert!(p.argv_ptrs[..2]
             .iter()
             .chain(&p.envp_ptrs[..2])

@@ -356,7 +356,7 @@ async fn tunnel_client(
 #[test]
 fn a_thousand_concurrent_tunnels_carry_every_byte_and_leave_every_row() {
     // Each tunnel holds two descriptors in the shim and two here; the
-    // shim's cap, (soft limit - 64) / 2, must be over 1,000.
+    // shim's cap, (soft limit - 128) / 2, must be over 1,000.
     raise_nofile(2 * TUNNELS as u64 + 1024);
     let block = Arc::new(pattern(BLOCK, 0x1000));
     let rt = runtime();
@@ -845,12 +845,14 @@ fn ten_thousand_connections_of_every_kind_leak_no_descriptor_or_thread() {
 
 #[test]
 fn over_the_connection_cap_the_gate_answers_503_at_once_and_recovers() {
-    // A soft limit of 96 gives a cap of (96 - 64) / 2 = 16.
+    // A soft limit of 160 gives a cap of 16 (asserted here, so the test
+    // follows the formula).
     const CAP: usize = 16;
+    assert_eq!(cli_guard::proxy::connection_cap_for(160), CAP);
     let up = Upstream::echo();
     let g = Gate::new();
     let resolve = Gate::resolve(&[(NPM_REGISTRY, up.addr)]);
-    let (run, env) = long_session(&g, &[("CLI_GUARD_RESOLVE", &resolve)], Some(96));
+    let (run, env) = long_session(&g, &[("CLI_GUARD_RESOLVE", &resolve)], Some(160));
     let proxy = env.proxy();
     let mut open: Vec<_> = (0..CAP)
         .map(|i| {

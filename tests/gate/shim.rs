@@ -791,7 +791,7 @@ fn the_tool_starts_with_no_signal_blocked_and_sigpipe_not_ignored() {
     // by cli-guard's own clone, not by std's Command. The tool is a copy of
     // cat, not a script: a shell resets its signal mask as it starts.
     let g = Gate::new();
-    fs::copy("/bin/cat", g.real.join("npm")).unwrap();
+    install_executable(Path::new("/bin/cat"), &g.real.join("npm"));
     let out = g.run(g.shim_cmd("npm", ["/proc/self/status"]));
     out.expect_code(0);
     let status = out.stdout();
@@ -850,4 +850,54 @@ fn with_stdin_stdout_and_stderr_closed_the_log_stays_clean_and_the_tool_gets_dev
         .count();
     check_eq!(out, denied, 1, "one egress deny row for denied.example");
     check!(out, recs.iter().any(|r| r["kind"] == "end"), "an end row");
+}
+
+/// `real/npm` with exactly `text` (no `#!/bin/sh` line added), installed
+/// without a write descriptor open (see install_executable).
+fn raw_tool(g: &Gate, text: &str) {
+    let src = g.state_path("raw-tool-source");
+    fs::write(&src, text).unwrap();
+    install_executable(&src, &g.real.join("npm"));
+}
+
+#[test]
+fn a_script_whose_interpreter_is_missing_exits_127_with_a_hint_and_a_row() {
+    // The exec itself fails (ENOENT from the #! line), in the spawned child:
+    // its errno must come back to the shim, which reaps the child and says so.
+    let g = Gate::new();
+    raw_tool(&g, "#!/nonexistent/interpreter\nexit 0\n");
+    let out = g.run(g.shim_cmd("npm", ["install"]));
+    out.expect_code(127);
+    let said = out.guard_lines().join("\n");
+    check!(
+        out,
+        said.contains("interpreter is missing"),
+        "the hint, in: {said}"
+    );
+    let recs = g.records();
+    let end = recs.iter().find(|r| r["kind"] == "end");
+    check!(
+        out,
+        end.is_some_and(|e| e["exit_code"] == 127 && e["error"].is_string()),
+        "an end row with the exit code and the error: {end:?}"
+    );
+}
+
+#[test]
+fn a_script_without_a_shebang_line_runs_under_sh() {
+    // execve refuses it (ENOEXEC); execvp, shells and std's Command ran it
+    // with /bin/sh, and so does the shim.
+    let g = Gate::new();
+    let ran = g.state_path("ran");
+    raw_tool(
+        &g,
+        &format!(
+            "echo \"ran with $# arguments: $1\" > '{}'\nexit 4\n",
+            ran.display()
+        ),
+    );
+    let out = g.run(g.shim_cmd("npm", ["install"]));
+    out.expect_code(4);
+    let ran = fs::read_to_string(ran).unwrap();
+    check_eq!(out, ran, "ran with 1 arguments: install\n", "what the script saw");
 }
