@@ -10,7 +10,12 @@
 //! become "stderr"), SIGPIPE is ignored (a write to a closed socket or pipe
 //! is an error to handle, not a death), and stdout is flushed at the end.
 //! Given up: the "stack overflow" message on the main thread (a plain
-//! SIGSEGV instead), and the main thread's name in panic messages.
+//! SIGSEGV instead), the main thread's name in panic messages, and exit
+//! 101 on a panic in a debug build (a panic cannot unwind out of a C
+//! `main`, so it aborts, as release builds do anyway with panic=abort).
+//! Relied on: `std::env::args_os` without `lang_start`, which glibc makes
+//! work by passing argv to std's `.init_array` hook (build.rs already
+//! assumes a `-linux-gnu` target).
 #![no_main]
 
 use std::ffi::{c_char, c_int};
