@@ -116,7 +116,10 @@ impl PipePool {
             Some(pipe) => pipe,
             None => self.create()?,
         };
-        if self.large.fetch_add(1, Ordering::Relaxed) < LARGE_PIPES && pipe.resize(LARGE_PIPE).is_ok() {
+        if self.large.fetch_add(1, Ordering::Relaxed) < LARGE_PIPES
+            && pipe.resize(LARGE_PIPE).is_ok()
+            && pipe.is_large()
+        {
             return Some(pipe);
         }
         self.large.fetch_sub(1, Ordering::Relaxed);
@@ -447,6 +450,37 @@ mod tests {
     fn splices_both_ways_with_counts_and_half_close() {
         let pipes = PipePool::default();
         check_both_paths(pipes);
+    }
+
+    #[test]
+    fn the_pool_bounds_pipes_large_pipes_and_idle_pipes() {
+        let pool = PipePool::default();
+        let lent: Vec<Pipe> = std::iter::from_fn(|| pool.take()).take(MAX_PIPES + 5).collect();
+        assert_eq!(lent.len(), MAX_PIPES, "no more than MAX_PIPES exist at once");
+        let large = lent.iter().filter(|p| p.is_large()).count();
+        // Where the kernel refuses to grow a pipe (a user over the quota),
+        // fewer are large; never more.
+        assert!(large <= LARGE_PIPES, "{large} large pipes lent at once");
+        assert!(lent
+            .iter()
+            .filter(|p| p.is_large())
+            .all(|p| p.capacity >= LARGE_PIPE));
+        for pipe in lent {
+            pool.give_back(pipe);
+        }
+        let idle = pool.idle.lock().unwrap();
+        assert_eq!(idle.len(), IDLE_PIPES, "idle pipes kept");
+        assert!(idle.iter().all(|p| !p.is_large()), "idle pipes are shrunk back");
+        assert_eq!(
+            pool.live.load(Ordering::Relaxed),
+            IDLE_PIPES,
+            "the rest are closed"
+        );
+        assert_eq!(pool.large.load(Ordering::Relaxed), 0);
+        drop(idle);
+        // With the large ones back, new lends may grow again.
+        let again = pool.take().unwrap();
+        assert!(again.is_large() || large == 0);
     }
 
     #[test]
