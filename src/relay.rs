@@ -7,9 +7,11 @@
 //! small pool and are held only while data flows: a direction takes one
 //! when its socket becomes readable and gives it back, empty, as soon as a
 //! read would block, so 10,000 idle tunnels hold no pipes (each is two
-//! descriptors). Where no pipe can be had (descriptors exhausted), that
-//! stretch of the transfer is copied through a buffer, held on the same
-//! terms; the tunnel never fails for want of a pipe.
+//! descriptors). Where no pipe can be had (MAX_PIPES are lent, or
+//! descriptors are exhausted), that stretch of the transfer is copied
+//! through a buffer, held on the same terms; the tunnel never fails for
+//! want of a pipe. A lent pipe is grown to 1 MiB once it fills, if few
+//! others are: the kernel charges pipe capacity to a per-user quota.
 
 use std::future::Future;
 use std::io;
@@ -79,6 +81,9 @@ struct Pipe {
     capacity: usize,
     /// Its size as created, which it goes back to before it idles.
     default_capacity: usize,
+    /// Growing it failed during this lend: do not ask again until it is
+    /// back in the pool.
+    grow_refused: bool,
 }
 
 impl Pipe {
@@ -112,18 +117,27 @@ impl PipePool {
             return None;
         }
         let reused = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let mut pipe = match reused {
-            Some(pipe) => pipe,
-            None => self.create()?,
-        };
+        match reused {
+            Some(pipe) => Some(pipe),
+            None => self.create(),
+        }
+    }
+
+    /// Grows a lent pipe to LARGE_PIPE if fewer than LARGE_PIPES are, and
+    /// the kernel agrees. Called only once a pipe has been filled, so the
+    /// short transfers of most tunnels never pay for the two resizes.
+    fn grow(&self, pipe: &mut Pipe) {
+        if pipe.is_large() || pipe.grow_refused {
+            return;
+        }
         if self.large.fetch_add(1, Ordering::Relaxed) < LARGE_PIPES
             && pipe.resize(LARGE_PIPE).is_ok()
             && pipe.is_large()
         {
-            return Some(pipe);
+            return;
         }
         self.large.fetch_sub(1, Ordering::Relaxed);
-        Some(pipe)
+        pipe.grow_refused = true;
     }
 
     fn create(&self) -> Option<Pipe> {
@@ -139,6 +153,7 @@ impl PipePool {
                 write,
                 capacity,
                 default_capacity: capacity,
+                grow_refused: false,
             })
         });
         match made {
@@ -154,11 +169,13 @@ impl PipePool {
     /// (so an idle pipe holds no more of the user's quota than any other),
     /// then kept if there is room.
     fn give_back(&self, mut pipe: Pipe) {
+        pipe.grow_refused = false;
         if pipe.is_large() {
-            self.large.fetch_sub(1, Ordering::Relaxed);
             if pipe.resize(pipe.default_capacity).is_err() || pipe.is_large() {
+                // close() uncounts it as large.
                 return self.close(pipe);
             }
+            self.large.fetch_sub(1, Ordering::Relaxed);
         }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < IDLE_PIPES {
@@ -296,11 +313,11 @@ async fn splice_while_ready(
     mut lease: Lease<'_>,
     count: &AtomicU64,
 ) -> io::Result<Flow> {
-    let Some(pipe) = lease.pipe.as_ref() else {
-        return Err(io::Error::other("relay: a lease without a pipe"));
-    };
     let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
     loop {
+        let Some(pipe) = lease.pipe.as_ref() else {
+            return Err(io::Error::other("relay: a lease without a pipe"));
+        };
         let read = from.try_io(Interest::READABLE, || {
             splice(from.as_fd(), None, &pipe.write, None, pipe.capacity, flags).map_err(io::Error::from)
         });
@@ -310,6 +327,10 @@ async fn splice_while_ready(
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flow::Idle),
             Err(e) => return Err(e),
         };
+        // Half a pipeful or more in one splice: data is streaming (a pipe
+        // slot holds one packet fragment, so a full pipe can hold less
+        // than its capacity).
+        let streaming = lease.in_pipe >= pipe.capacity / 2;
         while lease.in_pipe > 0 {
             let sent = to.try_io(Interest::WRITABLE, || {
                 splice(&pipe.read, None, to.as_fd(), None, lease.in_pipe, flags).map_err(io::Error::from)
@@ -324,10 +345,16 @@ async fn splice_while_ready(
                 Err(e) => return Err(e),
             }
         }
+        if streaming {
+            if let Some(pipe) = lease.pipe.as_mut() {
+                lease.pool.grow(pipe);
+            }
+        }
         // try_io and readiness that is already there never yield: without
         // this, a transfer that never blocks would hold the one runtime
         // thread (signals, other tunnels, the forced close) for as long as
-        // it lasts.
+        // it lasts. Each pipeful spends one unit of tokio's per-task budget
+        // (128), so the task yields at least every 128 pipefuls.
         tokio::task::coop::consume_budget().await;
     }
 }
@@ -455,8 +482,15 @@ mod tests {
     #[test]
     fn the_pool_bounds_pipes_large_pipes_and_idle_pipes() {
         let pool = PipePool::default();
-        let lent: Vec<Pipe> = std::iter::from_fn(|| pool.take()).take(MAX_PIPES + 5).collect();
+        let mut lent: Vec<Pipe> = std::iter::from_fn(|| pool.take()).take(MAX_PIPES + 5).collect();
         assert_eq!(lent.len(), MAX_PIPES, "no more than MAX_PIPES exist at once");
+        assert!(
+            lent.iter().all(|p| !p.is_large()),
+            "pipes start at their default size"
+        );
+        for pipe in &mut lent {
+            pool.grow(pipe);
+        }
         let large = lent.iter().filter(|p| p.is_large()).count();
         // Where the kernel refuses to grow a pipe (a user over the quota),
         // fewer are large; never more.
@@ -478,8 +512,9 @@ mod tests {
         );
         assert_eq!(pool.large.load(Ordering::Relaxed), 0);
         drop(idle);
-        // With the large ones back, new lends may grow again.
-        let again = pool.take().unwrap();
+        // With the large ones back, a lent pipe may grow again.
+        let mut again = pool.take().unwrap();
+        pool.grow(&mut again);
         assert!(again.is_large() || large == 0);
     }
 

@@ -656,7 +656,10 @@ fn spawn_failure(inv: &Invocation, path: &Path, e: &io::Error) -> Failure {
     let errno = e.raw_os_error().map(Errno::from_raw);
     let (code, hint) = match errno {
         Some(Errno::ENOENT) => (NOT_FOUND, " (a script whose #! interpreter is missing?)"),
-        Some(Errno::ENOEXEC) => (NOT_EXECUTABLE, " (a script without a #! line?)"),
+        Some(Errno::ENOEXEC) => (
+            NOT_EXECUTABLE,
+            " (not a program the kernel can run, nor a script /bin/sh can)",
+        ),
         Some(Errno::EACCES | Errno::EISDIR | Errno::ETXTBSY | Errno::EPERM) => (NOT_EXECUTABLE, ""),
         _ => (GATE_FAILED, ""),
     };

@@ -139,9 +139,10 @@ pub fn spawn(program: &Prepared, steps: Steps) -> io::Result<Pid> {
         127
     });
     // Nothing may run a signal handler in the child while it shares this
-    // memory: every signal stays blocked from before the clone until the
-    // child sets the tool's mask just before exec (glibc's posix_spawn does
-    // the same). The shim installs no handlers today; this keeps it so.
+    // memory: every signal glibc lets a program block stays blocked from
+    // before the clone until the child sets the tool's mask just before
+    // exec. The shim installs no handlers today (no std runtime, tokio
+    // without its signal feature); this is a second line, not the first.
     let mut mask = SigSet::empty();
     pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::all()), Some(&mut mask))?;
     // SAFETY: with CLONE_VM | CLONE_VFORK the child runs on `stack` in this
@@ -162,7 +163,9 @@ pub fn spawn(program: &Prepared, steps: Steps) -> io::Result<Pid> {
             Some(Signal::SIGCHLD as i32),
         )
     };
-    pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&mask), None)?;
+    // Cannot fail with a mask it returned; and a child already started
+    // must not be lost to an error here.
+    let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&mask), None);
     let pid = pid?;
     match failed.load(Ordering::Relaxed) {
         0 => Ok(pid),

@@ -885,8 +885,9 @@ fn a_script_whose_interpreter_is_missing_exits_127_with_a_hint_and_a_row() {
 
 #[test]
 fn a_script_without_a_shebang_line_runs_under_sh() {
-    // execve refuses it (ENOEXEC); execvp, shells and std's Command ran it
-    // with /bin/sh, and so does the shim.
+    // execve refuses it (ENOEXEC); execvp (which the shim used through
+    // std's Command while it forked) and shells run it with /bin/sh, and so
+    // does the shim.
     let g = Gate::new();
     let ran = g.state_path("ran");
     raw_tool(
