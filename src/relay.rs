@@ -110,8 +110,8 @@ impl PipePool {
         }
     }
 
-    /// An empty pipe, reused or new, grown if few others are; `None` if
-    /// there are MAX_PIPES already or none can be made.
+    /// An empty pipe at its default size, reused or new; `None` if there
+    /// are MAX_PIPES already or none can be made.
     fn take(&self) -> Option<Pipe> {
         if !self.enabled {
             return None;
