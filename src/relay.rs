@@ -394,6 +394,20 @@ mod tests {
         (dialled.unwrap(), accepted.unwrap().0)
     }
 
+    /// Sends `bytes` and half-closes while reading everything that comes
+    /// back until EOF.
+    async fn send_then_read_all(stream: &mut TcpStream, bytes: &[u8]) -> Vec<u8> {
+        let (mut r, mut w) = stream.split();
+        let send = async {
+            w.write_all(bytes).await.unwrap();
+            w.shutdown().await.unwrap();
+        };
+        let mut got = Vec::new();
+        let (_, read) = tokio::join!(send, r.read_to_end(&mut got));
+        read.unwrap();
+        got
+    }
+
     /// Sends `up` from the client side and `down` from the upstream side
     /// through a relay, each followed by a half-close, and returns what
     /// arrived at each end and the relay's outcome.
@@ -408,29 +422,11 @@ mod tests {
             pipes,
             std::future::pending(),
         );
-        let client_side = async {
-            let (mut r, mut w) = client_far.split();
-            let send = async {
-                w.write_all(up).await.unwrap();
-                w.shutdown().await.unwrap();
-            };
-            let mut got = Vec::new();
-            let (_, read) = tokio::join!(send, r.read_to_end(&mut got));
-            read.unwrap();
-            got
-        };
-        let upstream_side = async {
-            let (mut r, mut w) = upstream_far.split();
-            let send = async {
-                w.write_all(down).await.unwrap();
-                w.shutdown().await.unwrap();
-            };
-            let mut got = Vec::new();
-            let (_, read) = tokio::join!(send, r.read_to_end(&mut got));
-            read.unwrap();
-            got
-        };
-        let (outcome, at_client, at_upstream) = tokio::join!(relayed, client_side, upstream_side);
+        let (outcome, at_client, at_upstream) = tokio::join!(
+            relayed,
+            send_then_read_all(&mut client_far, up),
+            send_then_read_all(&mut upstream_far, down)
+        );
         (at_client, at_upstream, outcome)
     }
 

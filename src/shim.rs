@@ -140,7 +140,7 @@ pub enum LookupError {
 /// canonicalised: the real tool may itself dispatch on argv[0] (rustup's
 /// proxies, pyenv's shims). Empty PATH entries mean the current directory,
 /// as in the shell.
-pub fn find_on_path(name: &OsStr, path_var: &OsStr, skip: &[FileId]) -> Result<PathBuf, LookupError> {
+pub fn find_on_path(name: &OsStr, path_var: &OsStr, skip: &[FileId]) -> Result<Found, LookupError> {
     let mut not_executable = None;
     for dir in std::env::split_paths(path_var) {
         let dir = if dir.as_os_str().is_empty() {
@@ -160,11 +160,19 @@ pub fn find_on_path(name: &OsStr, path_var: &OsStr, skip: &[FileId]) -> Result<P
             continue;
         }
         if access(&candidate, AccessFlags::X_OK).is_ok() {
-            return Ok(candidate);
+            return Ok(Found { path: candidate, id });
         }
         not_executable.get_or_insert(candidate);
     }
     Err(not_executable.map_or(LookupError::NotFound, LookupError::NotExecutable))
+}
+
+/// A real tool found on PATH (or given as a path): where, and which file,
+/// as read by the one stat that checked it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub path: PathBuf,
+    pub id: FileId,
 }
 
 /// What PATH makes of one tool name, for `cli-guard shims`.
@@ -183,14 +191,12 @@ pub struct ShimStatus {
 pub fn shim_status(name: &OsStr, path_var: &OsStr) -> ShimStatus {
     let self_id = own_file_id();
     let first = find_on_path(name, path_var, &[]).ok();
-    let first_is_shim = first
-        .as_deref()
-        .and_then(|p| FileId::of(p).ok())
-        .is_some_and(|id| Some(id) == self_id);
     ShimStatus {
-        first,
-        first_is_shim,
-        real: find_on_path(name, path_var, &self_id.into_iter().collect::<Vec<_>>()).ok(),
+        first_is_shim: first.as_ref().is_some_and(|f| Some(f.id) == self_id),
+        first: first.map(|f| f.path),
+        real: find_on_path(name, path_var, &self_id.into_iter().collect::<Vec<_>>())
+            .ok()
+            .map(|f| f.path),
     }
 }
 
@@ -202,10 +208,16 @@ fn own_file_id() -> Option<FileId> {
 }
 
 /// Checks an explicit path the way `find_on_path` checks a candidate.
-fn check_path(path: &Path) -> Result<PathBuf, LookupError> {
+fn check_path(path: &Path) -> Result<Found, LookupError> {
     match std::fs::metadata(path) {
         Err(_) => Err(LookupError::NotFound),
-        Ok(meta) if meta.is_file() && access(path, AccessFlags::X_OK).is_ok() => Ok(path.to_path_buf()),
+        Ok(meta) if meta.is_file() && access(path, AccessFlags::X_OK).is_ok() => Ok(Found {
+            path: path.to_path_buf(),
+            id: FileId {
+                dev: meta.dev(),
+                ino: meta.ino(),
+            },
+        }),
         Ok(_) => Err(LookupError::NotExecutable(path.to_path_buf())),
     }
 }
@@ -385,7 +397,7 @@ pub fn run(inv: Invocation) -> Result<Exit, Failure> {
         cwd: std::env::current_dir()
             .ok()
             .map(|d| d.to_string_lossy().into_owned()),
-        real_path: found.as_ref().ok().map(|p| p.to_string_lossy().into_owned()),
+        real_path: found.as_ref().ok().map(|f| f.path.to_string_lossy().into_owned()),
         pid: std::process::id(),
     }));
     let ended = |failure: Failure| {
@@ -399,8 +411,10 @@ pub fn run(inv: Invocation) -> Result<Exit, Failure> {
         );
         failure
     };
-    let real_path = found.map_err(|e| ended(lookup_failure(&inv, e)))?;
-    let real_id = FileId::of(&real_path).ok();
+    let Found {
+        path: real_path,
+        id: real_id,
+    } = found.map_err(|e| ended(lookup_failure(&inv, e)))?;
 
     // Fail closed: no listener, no child.
     let (listener, addr) = proxy::bind_loopback()
@@ -522,15 +536,14 @@ fn hand_through(inv: &Invocation, skip: &[FileId]) -> Failure {
         Ok(real) => real,
         Err(e) => return lookup_failure(inv, e),
     };
-    let mut cmd = Command::new(&real);
-    cmd.arg0(&inv.argv0).args(&inv.args).env(SKIP_VAR, skip_var(skip));
-    match FileId::of(&real) {
-        // If it is yet another copy, it hands through in turn.
-        Ok(id) => cmd.env(REAL_TOOL_VAR, id.to_var()),
-        Err(_) => cmd.env_remove(REAL_TOOL_VAR),
-    };
-    let e = cmd.exec();
-    spawn_failure(inv, &real, &e)
+    // If it is yet another copy, it hands through in turn.
+    let e = Command::new(&real.path)
+        .arg0(&inv.argv0)
+        .args(&inv.args)
+        .env(SKIP_VAR, skip_var(skip))
+        .env(REAL_TOOL_VAR, real.id.to_var())
+        .exec();
+    spawn_failure(inv, &real.path, &e)
 }
 
 fn lookup_failure(inv: &Invocation, e: LookupError) -> Failure {
@@ -573,7 +586,7 @@ fn block_signals() -> nix::Result<SignalFd> {
 struct Supervised<'a> {
     inv: &'a Invocation,
     real_path: &'a Path,
-    real_id: Option<FileId>,
+    real_id: FileId,
     depth: u32,
     log: Arc<AuditLog>,
     /// cli-guard binaries the child's own lookups must skip.
@@ -629,7 +642,7 @@ impl Supervised<'_> {
         }
         put(DEPTH_VAR, Some(self.depth.to_string()));
         put(SKIP_VAR, Some(skip_var(&self.skip)));
-        put(REAL_TOOL_VAR, self.real_id.map(|id| id.to_var()));
+        put(REAL_TOOL_VAR, Some(self.real_id.to_var()));
         let env = spawn::environment(std::env::vars_os(), set);
         let argv: Vec<&OsStr> = std::iter::once(&self.inv.argv0)
             .chain(&self.inv.args)
@@ -882,25 +895,29 @@ mod tests {
         std::fs::write(&plain, "x").unwrap_or_else(|e| panic!("{e}"));
         let path_var = std::env::join_paths([&a, &b]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
-            find_on_path(OsStr::new("tool"), &path_var, &[]),
+            find_on_path(OsStr::new("tool"), &path_var, &[]).map(|f| f.path),
             Err(LookupError::NotExecutable(plain.clone()))
         );
         let exe = b.join("tool");
         std::fs::write(&exe, "#!/bin/sh\n").unwrap_or_else(|e| panic!("{e}"));
         std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(find_on_path(OsStr::new("tool"), &path_var, &[]), Ok(exe.clone()));
+        assert_eq!(
+            find_on_path(OsStr::new("tool"), &path_var, &[]).map(|f| f.path),
+            Ok(exe.clone())
+        );
         let exe_id = FileId::of(&exe).ok();
         assert_eq!(
             find_on_path(
                 OsStr::new("tool"),
                 &path_var,
                 &exe_id.into_iter().collect::<Vec<_>>()
-            ),
+            )
+            .map(|f| f.path),
             Err(LookupError::NotExecutable(plain))
         );
         assert_eq!(
-            find_on_path(OsStr::new("nope"), &path_var, &[]),
+            find_on_path(OsStr::new("nope"), &path_var, &[]).map(|f| f.path),
             Err(LookupError::NotFound)
         );
         let _ = std::fs::remove_dir_all(&dir);

@@ -42,18 +42,7 @@ fn all_four_record_kinds_carry_their_fields() {
     let id = env.audit_id().to_owned();
     let proxy = env.proxy();
 
-    let (a, mut s) = proxy.tunnel(NPM_REGISTRY, b"early");
-    check_eq!(run, a.status, 200, "{}", a.report());
-    let mut early = [0u8; 5];
-    check!(
-        run,
-        s.read_exact(&mut early).is_ok() && &early == b"early",
-        "early bytes echoed"
-    );
-    check!(run, echo_roundtrip(&mut s, b"-more").is_ok(), "relay");
-    s.shutdown(Shutdown::Write).unwrap();
-    check!(run, at_eof(&mut s), "tunnel closes");
-    drop(s);
+    proxy.echo_tunnel_and_close(&run, NPM_REGISTRY, b"early", b"-more");
     check_eq!(run, proxy.connect("evil.example:443").status, 403, "denied");
     check_eq!(run, proxy.ask(b"hello\r\n\r\n").status, 400, "garbage");
     check_eq!(
@@ -618,13 +607,7 @@ fn unwritable(log: &Path) {
         1,
         "exactly one warning about the log: {warnings:#?}"
     );
-    let json: String = out
-        .stderr()
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let recs = parse_records(json.as_bytes(), "records on stderr");
+    let recs = out.stderr_records("records on stderr");
     let kinds: Vec<&str> = recs.iter().filter_map(|r| r["kind"].as_str()).collect();
     check_eq!(
         out,

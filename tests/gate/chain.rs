@@ -483,6 +483,20 @@ fn everything_logged(g: &Gate, stderr: &str) -> String {
     format!("{}\n{stderr}", String::from_utf8_lossy(&log))
 }
 
+/// Checks that none of `secrets` appears in the audit log or in `out`'s
+/// stderr.
+fn check_never_logged<S: AsRef<str>>(g: &Gate, out: &Outcome, secrets: impl IntoIterator<Item = S>) {
+    let all = everything_logged(g, &out.stderr());
+    for secret in secrets {
+        let secret = secret.as_ref();
+        check!(
+            out,
+            !all.contains(secret),
+            "{secret:?} leaked into the audit log or stderr"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------
 // tinyproxy and squid
 
@@ -554,14 +568,11 @@ fn tinyproxy_with_basic_auth_carries_the_tunnel_and_the_row_names_it() {
     check_eq!(out, close["bytes_up"], sent.len(), "bytes_up: {close}");
     check_eq!(out, close["bytes_down"], sent.len(), "bytes_down: {close}");
     check_eq!(out, close["error"], Value::Null, "a clean close: {close}");
-    let all = everything_logged(&g, &out.stderr());
-    for secret in ["p.ss-w0rd_X", "p%2Ess%2Dw0rd%5FX", &base64(b"user:p.ss-w0rd_X")] {
-        check!(
-            out,
-            !all.contains(secret),
-            "{secret:?} leaked into the log or stderr"
-        );
-    }
+    check_never_logged(
+        &g,
+        &out,
+        ["p.ss-w0rd_X", "p%2Ess%2Dw0rd%5FX", &base64(b"user:p.ss-w0rd_X")],
+    );
 }
 
 #[test]
@@ -828,14 +839,7 @@ fn a_nested_gate_is_held_to_the_outer_allowlist() {
             .any(|l| l.contains("evil.example:443") && l.contains("npm")),
         "the outer gate's denial summary names the host and npm"
     );
-    let all = everything_logged(&g, &out.stderr());
-    for secret in secrets_of(&outer).into_iter().chain(secrets_of(&inner)) {
-        check!(
-            out,
-            !all.contains(&secret),
-            "a gate's credential leaked: {secret}"
-        );
-    }
+    check_never_logged(&g, &out, secrets_of(&outer).into_iter().chain(secrets_of(&inner)));
 }
 
 #[test]
@@ -902,14 +906,7 @@ fn a_nested_gate_tunnels_what_both_allow_and_each_level_logs_it() {
         outer_id,
         "linked"
     );
-    let all = everything_logged(&g, &out.stderr());
-    for secret in secrets_of(&outer).into_iter().chain(secrets_of(&inner)) {
-        check!(
-            out,
-            !all.contains(&secret),
-            "a gate's credential leaked: {secret}"
-        );
-    }
+    check_never_logged(&g, &out, secrets_of(&outer).into_iter().chain(secrets_of(&inner)));
 }
 
 #[test]
@@ -1579,15 +1576,8 @@ fn upstream_credentials_are_decoded_sent_upstream_and_never_logged() {
             );
         }
     }
-    let all = everything_logged(&g, &out.stderr());
     let b64_creds = base64(format!("{user}:{pass}").as_bytes());
-    for secret in [pass, "p%40ss%3Aw%25rd", "p@ss", b64_creds.as_str()] {
-        check!(
-            out,
-            !all.contains(secret),
-            "{secret:?} leaked into the audit log or stderr"
-        );
-    }
+    check_never_logged(&g, &out, [pass, "p%40ss%3Aw%25rd", "p@ss", b64_creds.as_str()]);
     let recs = g.records();
     for r in records_of(&recs, env.audit_id(), "egress") {
         check!(

@@ -41,13 +41,7 @@ fn status_of(line: &str) -> u16 {
 
 /// The egress rows the demo printed on stderr.
 fn rows(out: &Outcome) -> Vec<Value> {
-    let json: String = out
-        .stderr()
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    parse_records(json.as_bytes(), "egress-demo stderr")
+    out.stderr_records("egress-demo stderr")
         .into_iter()
         .filter(|r| r["kind"] == "egress")
         .collect()

@@ -170,6 +170,36 @@ fn ask_slowly(proxy: &Proxy, target: &str, limit: Duration) -> (u16, String, Dur
     (status, text, asked.elapsed())
 }
 
+/// The one egress row for `host:port` under `id` says this gate allowed it
+/// and the dial failed with `status`, its reason names `target`, and no
+/// tunnel (no egress_close) followed.
+fn check_failed_dial(
+    out: &Outcome,
+    recs: &[Value],
+    id: &str,
+    (host, port): (&str, u16),
+    status: u64,
+    target: &str,
+) {
+    let row = row_for(recs, id, host, port);
+    check_eq!(
+        out,
+        (row["decision"].as_str(), row["status"].as_u64()),
+        (Some("allow"), Some(status)),
+        "{row}"
+    );
+    check!(
+        out,
+        reason(row).contains(target),
+        "the reason names the target: {row}"
+    );
+    check!(
+        out,
+        records_of(recs, id, "egress_close").is_empty(),
+        "no tunnel, no egress_close"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Unreachable, hanging-up and nonsense upstreams: 502
 
@@ -184,23 +214,7 @@ fn an_allowed_target_on_a_closed_port_is_502_with_an_allow_row_and_no_close() {
     check!(run, a.closed, "the connection closes after the 502");
     let out = g.finish(run, 9);
     let recs = g.records();
-    let row = row_for(&recs, env.audit_id(), "127.0.0.1", port);
-    check_eq!(
-        out,
-        (row["decision"].as_str(), row["status"].as_u64()),
-        (Some("allow"), Some(502)),
-        "{row}"
-    );
-    check!(
-        out,
-        reason(row).contains(&target),
-        "the reason names the target: {row}"
-    );
-    check!(
-        out,
-        records_of(&recs, env.audit_id(), "egress_close").is_empty(),
-        "no tunnel, no egress_close"
-    );
+    check_failed_dial(&out, &recs, env.audit_id(), ("127.0.0.1", port), 502, &target);
     check_eq!(out, records_of(&recs, env.audit_id(), "end").len(), 1, "one end");
 }
 
@@ -689,22 +703,13 @@ fn a_connect_that_never_completes_is_504_after_the_dial_timeout() {
     );
     let out = g.finish(run, 14);
     let recs = g.records();
-    let row = row_for(&recs, env.audit_id(), "127.0.0.1", addr.port());
-    check_eq!(
-        out,
-        (row["decision"].as_str(), row["status"].as_u64()),
-        (Some("allow"), Some(504)),
-        "{row}"
-    );
-    check!(
-        out,
-        reason(row).contains(&target),
-        "the reason names the target: {row}"
-    );
-    check!(
-        out,
-        records_of(&recs, env.audit_id(), "egress_close").is_empty(),
-        "no tunnel"
+    check_failed_dial(
+        &out,
+        &recs,
+        env.audit_id(),
+        ("127.0.0.1", addr.port()),
+        504,
+        &target,
     );
     drop(fillers);
     drop(listener);
@@ -855,13 +860,7 @@ fn with_the_log_on_a_full_disk_tunnels_still_work_and_every_row_goes_to_stderr()
     check!(run, at_eof(&mut s), "closes");
     drop(s);
     let out = g.finish(run, 17);
-    let json: String = out
-        .stderr()
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let recs = parse_records(json.as_bytes(), "records on stderr");
+    let recs = out.stderr_records("records on stderr");
     let kinds: Vec<&str> = recs.iter().filter_map(|r| r["kind"].as_str()).collect();
     check_eq!(
         out,

@@ -82,6 +82,12 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// How many of `fds` (as `fds_of` lists them) point at `kind`, such as
+/// `pipe:[` or `socket:[`.
+fn count_of(kind: &str, fds: &[String]) -> usize {
+    fds.iter().filter(|fd| fd.contains(kind)).count()
+}
+
 /// How many descriptors `pid` holds, and what they are.
 fn fds_of(pid: i32) -> Vec<String> {
     let Ok(dir) = fs::read_dir(format!("/proc/{pid}/fd")) else {
@@ -760,12 +766,11 @@ fn ten_thousand_connections_of_every_kind_leak_no_descriptor_or_thread() {
     // The relay's pool may keep (or have closed) up to IDLE_PIPES empty
     // pipes, so pipes are bounded by that; every other descriptor must be
     // exactly as before.
-    let pipes = |fds: &[String]| fds.iter().filter(|fd| fd.contains("pipe:[")).count();
     let pool_bound = 2 * cli_guard::relay::IDLE_PIPES;
     let back = wait_until(Duration::from_secs(20), || {
         let fds = fds_of(pid);
-        fds.len() - pipes(&fds) == fds_before.len() - pipes(&fds_before)
-            && pipes(&fds) <= pipes(&fds_before) + pool_bound
+        fds.len() - count_of("pipe:[", &fds) == fds_before.len() - count_of("pipe:[", &fds_before)
+            && count_of("pipe:[", &fds) <= count_of("pipe:[", &fds_before) + pool_bound
             && threads_of(pid) == threads_before
     });
     let (fds_after, threads_after) = (fds_of(pid), threads_of(pid));
@@ -776,9 +781,9 @@ fn ten_thousand_connections_of_every_kind_leak_no_descriptor_or_thread() {
          before: {} ({} pipes) and {threads_before}; the pipe pool may hold {pool_bound}\n\
          ---- before ----\n{}\n---- after ----\n{}",
         fds_after.len(),
-        pipes(&fds_after),
+        count_of("pipe:[", &fds_after),
         fds_before.len(),
-        pipes(&fds_before),
+        count_of("pipe:[", &fds_before),
         fds_before.join("\n"),
         fds_after.join("\n")
     );
@@ -1178,4 +1183,49 @@ fn a_flood_from_another_process_cannot_flood_the_log_or_the_terminal() {
         Some(200),
         "the rest counted in end"
     );
+}
+
+#[test]
+fn idle_tunnels_hold_no_pipes_once_their_data_has_moved() {
+    // Each direction of a tunnel takes a pipe only while data flows: after a
+    // round trip through every tunnel, the gate holds two sockets a tunnel
+    // and no more pipes than its pool keeps, not two pipes a tunnel.
+    const TUNNELS: usize = 100;
+    let up = Upstream::echo();
+    let g = Gate::new();
+    let resolve = Gate::resolve(&[(NPM_REGISTRY, up.addr)]);
+    let (run, env) = long_session(&g, &[("CLI_GUARD_RESOLVE", &resolve)], None);
+    let pid = run.pid();
+    let proxy = env.proxy();
+    let before = fds_of(pid);
+    let held: Vec<std::net::TcpStream> = (0..TUNNELS)
+        .map(|i| {
+            let (a, mut s) = proxy.tunnel(NPM_REGISTRY, b"");
+            check_eq!(run, a.status, 200, "tunnel {i}\n{}", a.report());
+            check!(
+                run,
+                echo_roundtrip(&mut s, &[7u8; 4096]).is_ok(),
+                "tunnel {i}: relay"
+            );
+            s
+        })
+        .collect();
+    let pool_bound = 2 * cli_guard::relay::IDLE_PIPES;
+    let now = fds_of(pid);
+    check!(
+        run,
+        count_of("socket:[", &now) >= count_of("socket:[", &before) + 2 * TUNNELS,
+        "two sockets a tunnel: {} before, {} now",
+        count_of("socket:[", &before),
+        count_of("socket:[", &now)
+    );
+    check!(
+        run,
+        count_of("pipe:[", &now) <= count_of("pipe:[", &before) + pool_bound,
+        "{} pipe descriptors with {TUNNELS} idle tunnels (before: {}); the pool keeps at most {pool_bound}",
+        count_of("pipe:[", &now),
+        count_of("pipe:[", &before)
+    );
+    drop(held);
+    g.finish(run, 0);
 }

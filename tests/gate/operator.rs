@@ -10,8 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufWriter, Read, Write};
-use std::net::Shutdown;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier};
 use std::thread;
@@ -285,18 +284,7 @@ fn real_log(g: &Gate) -> RealLog {
     let (run, env) = g.session("npm", &[("CLI_GUARD_RESOLVE", &resolve)]);
     let tunnel = env.audit_id().to_owned();
     let proxy = env.proxy();
-    let (a, mut s) = proxy.tunnel(NPM_REGISTRY, b"hello");
-    check_eq!(run, a.status, 200, "{}", a.report());
-    let mut early = [0u8; 5];
-    check!(
-        run,
-        s.read_exact(&mut early).is_ok() && &early == b"hello",
-        "early bytes echoed"
-    );
-    check!(run, echo_roundtrip(&mut s, b" world!").is_ok(), "relay");
-    s.shutdown(Shutdown::Write).unwrap();
-    check!(run, at_eof(&mut s), "the tunnel closes");
-    drop(s);
+    proxy.echo_tunnel_and_close(&run, NPM_REGISTRY, b"hello", b" world!");
     g.finish(run, 0);
 
     // A denied request, then the shim is SIGKILLed: no end row.

@@ -720,6 +720,18 @@ impl Outcome {
         lossy(&self.stderr)
     }
 
+    /// The audit records printed on stderr (the lines that start with
+    /// `{`), parsed; fails naming `what` on one that is not a record.
+    pub fn stderr_records(&self, what: &str) -> Vec<Value> {
+        let json: String = self
+            .stderr()
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        parse_records(json.as_bytes(), what)
+    }
+
     /// Lines of stderr that start with `cli-guard:`.
     pub fn guard_lines(&self) -> Vec<String> {
         self.stderr()
@@ -867,6 +879,23 @@ impl Proxy {
     /// `ask` for a well-formed CONNECT to `authority`.
     pub fn connect(&self, authority: &str) -> Answer {
         self.ask(&self.connect_head(authority))
+    }
+
+    /// Through an allowed tunnel to an echo upstream: `early` behind the
+    /// head, then `more`, each checked as it comes back, then a half-close
+    /// answered by EOF. Failures report `ctx`.
+    pub fn echo_tunnel_and_close(&self, ctx: &Running, authority: &str, early: &[u8], more: &[u8]) {
+        let (a, mut s) = self.tunnel(authority, early);
+        check_eq!(ctx, a.status, 200, "{}", a.report());
+        let mut echoed = vec![0u8; early.len()];
+        check!(
+            ctx,
+            s.read_exact(&mut echoed).is_ok() && echoed == early,
+            "early bytes echoed"
+        );
+        check!(ctx, echo_roundtrip(&mut s, more).is_ok(), "relay");
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        check!(ctx, at_eof(&mut s), "the tunnel closes");
     }
 
     /// Sends a CONNECT head and `early` bytes in one write; reads only the
