@@ -1148,7 +1148,7 @@ fn scale_inner(b: &Bench, nofile: u64) -> Result<Outcome> {
     // slots free for the new requests, whose slots are released only once
     // their teardown is done. The benchmark holds both ends of each tunnel
     // (the client and the sink side), so it needs two descriptors a tunnel too.
-    let gate_cap = cli_guard::proxy::connection_cap_for(nofile);
+    let gate_cap = cli_guard::connection_cap_for(nofile);
     let n = b
         .sizes
         .idle_tunnels
@@ -1678,7 +1678,7 @@ impl Gate {
             proxy: hostport
                 .parse()
                 .with_context(|| format!("unexpected proxy address in {url:?}"))?,
-            authorization: format!("Basic {}", cli_guard::upstream::base64(userinfo.as_bytes())),
+            authorization: format!("Basic {}", cli_guard::base64(userinfo.as_bytes())),
             stop_file,
         })
     }

@@ -6,6 +6,14 @@ use std::fmt;
 use nix::sys::resource::{setrlimit, Resource};
 use nix::sys::signal::{raise, signal, SigHandler, SigSet, Signal};
 
+/// Done: help or output shown; `check`: the gate would allow.
+pub const SUCCESS: u8 = 0;
+/// `cli-guard audit`: the audit log cannot be found or read.
+pub const LOG_UNREADABLE: u8 = 1;
+/// `cli-guard check`: the gate would refuse.
+pub const CHECK_DENIED: u8 = 1;
+/// `egress-demo`: the gate did not answer as the demo expects.
+pub const DEMO_UNEXPECTED: u8 = 1;
 /// Bad arguments or an unknown name: nothing was run.
 pub const USAGE: u8 = 2;
 /// The gate could not be put in place (proxy, signals, recursion, bad
@@ -30,6 +38,11 @@ pub enum Exit {
 pub struct Failure {
     pub code: u8,
     pub error: anyhow::Error,
+}
+
+impl Exit {
+    /// A plain success.
+    pub const SUCCESS: Exit = Exit::Code(SUCCESS);
 }
 
 impl Failure {

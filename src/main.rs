@@ -22,7 +22,7 @@ use std::ffi::{c_char, c_int};
 use std::io::Write;
 use std::os::fd::{AsFd, IntoRawFd};
 
-use cli_guard::exit::{die_by, Exit, GATE_FAILED};
+use cli_guard::{die_by, Exit, GATE_FAILED};
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
 use nix::sys::signal::{signal, SigHandler, Signal};
@@ -34,7 +34,7 @@ extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
         // Nowhere safe to say why: stderr may be what could not be opened.
         return c_int::from(GATE_FAILED);
     }
-    let code = match cli_guard::cli::dispatch(std::env::args_os().collect()) {
+    let code = match cli_guard::dispatch(std::env::args_os().collect()) {
         Ok(Exit::Code(code)) => code,
         Ok(Exit::Signal(sig)) => die_by(sig),
         Err(failure) => {

@@ -2,8 +2,8 @@
 //! checked against an independent label-by-label oracle.
 #![no_main]
 
-use cli_guard::authority::{parse_authority, Host};
-use cli_guard::policy::{Decision, Rule, TOOLS};
+use cli_guard::{parse_authority, Host};
+use cli_guard::{Decision, Rule, TOOLS};
 use libfuzzer_sys::fuzz_target;
 
 /// Whether `rule` names `name`: the same labels, or (for `*.suffix`) one or

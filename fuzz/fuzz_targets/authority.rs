@@ -2,7 +2,7 @@
 //! normalised name or IP literal, and normalising is idempotent.
 #![no_main]
 
-use cli_guard::authority::{parse_authority, Host};
+use cli_guard::{parse_authority, Host};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

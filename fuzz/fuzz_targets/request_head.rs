@@ -2,9 +2,9 @@
 //! panics, and a complete head never claims more bytes than it was given.
 #![no_main]
 
-use cli_guard::connect::parse_head;
-use cli_guard::policy::TOOLS;
-use cli_guard::verdict::{judge, Action};
+use cli_guard::parse_head;
+use cli_guard::TOOLS;
+use cli_guard::{judge, Action};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -218,7 +218,7 @@ async fn verifier(block: Arc<Vec<u8>>) -> Verifier {
     // The gate dials all 1,000 at once: tokio's default accept queue of
     // 1,024 overflows under that burst on a busy machine (SYN cookies,
     // then resets), so take the system's largest, as the gate does.
-    let (listener, _) = cli_guard::proxy::bind_loopback().unwrap();
+    let (listener, _) = cli_guard::bind_loopback().unwrap();
     let listener = TcpListener::from_std(listener).unwrap();
     let v = Verifier {
         addr: listener.local_addr().unwrap(),
@@ -766,7 +766,7 @@ fn ten_thousand_connections_of_every_kind_leak_no_descriptor_or_thread() {
     // The relay's pool may keep (or have closed) up to IDLE_PIPES empty
     // pipes, so pipes are bounded by that; every other descriptor must be
     // exactly as before.
-    let pool_bound = 2 * cli_guard::relay::IDLE_PIPES;
+    let pool_bound = 2 * cli_guard::IDLE_PIPES;
     let back = wait_until(Duration::from_secs(20), || {
         let fds = fds_of(pid);
         fds.len() - count_of("pipe:[", &fds) == fds_before.len() - count_of("pipe:[", &fds_before)
@@ -853,7 +853,7 @@ fn over_the_connection_cap_the_gate_answers_503_at_once_and_recovers() {
     // A soft limit of 160 gives a cap of 16 (asserted here, so the test
     // follows the formula).
     const CAP: usize = 16;
-    assert_eq!(cli_guard::proxy::connection_cap_for(160), CAP);
+    assert_eq!(cli_guard::connection_cap_for(160), CAP);
     let up = Upstream::echo();
     let g = Gate::new();
     let resolve = Gate::resolve(&[(NPM_REGISTRY, up.addr)]);
@@ -1210,7 +1210,7 @@ fn idle_tunnels_hold_no_pipes_once_their_data_has_moved() {
             s
         })
         .collect();
-    let pool_bound = 2 * cli_guard::relay::IDLE_PIPES;
+    let pool_bound = 2 * cli_guard::IDLE_PIPES;
     let now = fds_of(pid);
     check!(
         run,

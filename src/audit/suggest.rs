@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use crate::report::Fields;
+use crate::audit::fold::Fields;
 
 /// This many distinct subdomains under one parent make a wildcard worth
 /// suggesting.
@@ -347,7 +347,7 @@ fn merge_ports(entries: Vec<Entry>) -> Vec<Entry> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::parse_line;
+    use crate::audit::fold::parse_line;
 
     fn row(tool: &str, host: &str, port: u16, decision: &str, ts: &str) -> Fields {
         parse_line(

@@ -18,9 +18,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::addr;
-use crate::authority::{parse_authority, Authority, Host};
-use crate::upstream::{NoProxy, Upstream};
+use crate::gate::upstream::{NoProxy, Upstream};
+use crate::policy::addr;
+use crate::policy::authority::{parse_authority, Authority, Host};
 
 /// How long a dial (lookup, connect, and an upstream's answer) may take
 /// before the answer is 504.
@@ -442,7 +442,7 @@ mod tests {
 
     #[test]
     fn no_proxy_decides_the_route() {
-        let upstream = crate::upstream::parse_proxy_url("http://proxy.corp:3128").ok();
+        let upstream = crate::gate::upstream::parse_proxy_url("http://proxy.corp:3128").ok();
         let dialer = Dialer {
             upstream,
             no_proxy: NoProxy::parse("internal.corp,10.0.0.0/8"),

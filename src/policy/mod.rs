@@ -5,14 +5,17 @@
 //! variable or file that widens these lists at run time. Sources for every
 //! host are in `docs/registries.md` of the shared docs (the tools' own code).
 
+pub mod addr;
+pub mod authority;
+
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::authority::{Authority, Host};
+use crate::policy::authority::{Authority, Host};
 
 /// How a tool's CONNECT requests are decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Package managers: only the allowlist is forwarded; the rest gets 403.
@@ -237,6 +240,15 @@ pub fn tool_names() -> impl Iterator<Item = &'static str> {
     TOOLS.iter().map(|t| t.name)
 }
 
+/// What became of a request, as the audit row records it: `allow` or `deny`.
+/// The one yes-or-no of the whole gate; [`Decision`] says why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Allow,
+    Deny,
+}
+
 /// The outcome of deciding one well-formed CONNECT target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -293,7 +305,7 @@ impl ToolPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authority::parse_authority;
+    use crate::policy::authority::parse_authority;
 
     fn decide(tool: &str, target: &str) -> Decision {
         let policy = lookup(tool).unwrap_or_else(|| panic!("no policy for {tool}"));
@@ -397,7 +409,7 @@ mod tests {
                 assert!(!name.contains('*'), "{}: {}", tool.name, rule.pattern);
                 assert!(name.contains('.'), "{}: {} is too broad", tool.name, rule.pattern);
                 assert_eq!(
-                    crate::authority::parse_host(name),
+                    crate::policy::authority::parse_host(name),
                     Ok(Host::Name(name.to_string())),
                     "{}: {} is not a normalised name",
                     tool.name,

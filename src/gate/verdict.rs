@@ -5,8 +5,8 @@
 //! Only the request line decides. Headers (`Host:` included) never change
 //! the target.
 
-use crate::authority::{parse_authority, Authority, AuthorityError};
-use crate::connect::{absolute_form_authority, RequestHead};
+use crate::gate::http::{absolute_form_authority, RequestHead};
+use crate::policy::authority::{parse_authority, Authority, AuthorityError};
 use crate::policy::{Decision, ToolPolicy};
 
 /// What to do with one request.
@@ -93,7 +93,7 @@ pub fn quote(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authority::Host;
+    use crate::policy::authority::Host;
     use crate::policy::lookup;
 
     fn head(method: &str, target: &str) -> RequestHead {

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use crate::report::{Fields, Invocation};
+use crate::audit::fold::{Fields, Invocation};
 
 /// Longest command line shown before it is shortened.
 const CMD_WIDTH: usize = 60;
@@ -42,9 +42,8 @@ pub struct Style {
 
 impl Style {
     /// Colour when stdout is a terminal and NO_COLOR is unset or empty.
-    pub fn detect() -> Style {
+    pub fn detect(no_color: bool) -> Style {
         use std::io::IsTerminal;
-        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
         Style {
             colour: std::io::stdout().is_terminal() && !no_color,
         }

@@ -4,7 +4,7 @@
 //! (a well-fuzzed parser) with our caps on head size and header count on top;
 //! what the request *means* is decided in `verdict`.
 
-use crate::authority::{parse_authority, parse_host, Authority};
+use crate::policy::authority::{parse_authority, parse_host, Authority};
 
 /// Largest request head we read, request line and headers included.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -172,7 +172,7 @@ pub fn credential_matches(presented: &[u8], expected: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authority::Host;
+    use crate::policy::authority::Host;
 
     fn complete(buf: &[u8]) -> RequestHead {
         match parse_head(buf) {

@@ -4,12 +4,15 @@
 //! as a shim, `egress-demo` runs the demo, `cli-guard` takes subcommands, and
 //! anything else is refused with the list of known names.
 
+mod audit;
+mod check;
+mod demo;
+
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
-use crate::demo;
+use crate::env::Env;
 use crate::exit::{Exit, Failure};
-use crate::operator;
 use crate::policy::{self, Mode, ToolPolicy};
 use crate::shim::{self, Invocation, Program};
 
@@ -66,9 +69,10 @@ pub fn dispatch(args: Vec<OsString>) -> Result<Exit, Failure> {
         .and_then(OsStr::to_str)
         .unwrap_or("")
         .to_string();
+    let env = Env::from_process();
     match name.as_str() {
-        "cli-guard" => cli_guard(rest),
-        "egress-demo" => demo::main(&utf8_args(&rest)?),
+        "cli-guard" => cli_guard(rest, &env),
+        "egress-demo" => demo::main(&utf8_args(&rest)?, &env),
         _ => match policy::lookup(&name) {
             Some(policy) => shim::run(Invocation {
                 policy,
@@ -76,7 +80,7 @@ pub fn dispatch(args: Vec<OsString>) -> Result<Exit, Failure> {
                 args: rest,
                 program: Program::Lookup(OsString::from(&name)),
                 as_shim: true,
-            }),
+            }, &env),
             None => Err(Failure::usage(format!(
                 "unknown name {name:?}: cli-guard runs as a shim only under a tool name from its pinned policy \
                  ({}), as egress-demo, or as cli-guard. Remove or rename this link.",
@@ -100,7 +104,7 @@ fn utf8_args(args: &[OsString]) -> Result<Vec<String>, Failure> {
         .collect()
 }
 
-fn cli_guard(args: Vec<OsString>) -> Result<Exit, Failure> {
+fn cli_guard(args: Vec<OsString>, env: &Env) -> Result<Exit, Failure> {
     let Some(command) = args.first().and_then(|a| a.to_str()) else {
         eprint!("{HELP}");
         return Err(Failure::usage("missing command (see cli-guard --help)"));
@@ -108,18 +112,18 @@ fn cli_guard(args: Vec<OsString>) -> Result<Exit, Failure> {
     match command {
         "--help" | "-h" | "help" => {
             print!("{HELP}");
-            Ok(Exit::Code(0))
+            Ok(Exit::SUCCESS)
         }
         "--version" | "-V" => {
             println!("cli-guard {}", env!("CARGO_PKG_VERSION"));
-            Ok(Exit::Code(0))
+            Ok(Exit::SUCCESS)
         }
-        "run" => run(&args[1..]),
+        "run" => run(&args[1..], env),
         "policy" => print_policy(&utf8_args(&args[1..])?),
-        "shims" => print_shims(&utf8_args(&args[1..])?),
-        "audit" => operator::audit(&utf8_args(&args[1..])?),
-        "check" => operator::check(&utf8_args(&args[1..])?),
-        "egress-demo" => demo::main(&utf8_args(&args[1..])?),
+        "shims" => print_shims(&utf8_args(&args[1..])?, env),
+        "audit" => audit::audit(&utf8_args(&args[1..])?, env),
+        "check" => check::check(&utf8_args(&args[1..])?),
+        "egress-demo" => demo::main(&utf8_args(&args[1..])?, env),
         other => Err(Failure::usage(format!(
             "unknown command {other:?}: expected run, policy, shims, audit, check, egress-demo, --help or --version"
         ))),
@@ -129,7 +133,7 @@ fn cli_guard(args: Vec<OsString>) -> Result<Exit, Failure> {
 const RUN_USAGE: &str = "usage: cli-guard run --as NAME -- CMD [ARGS...]";
 
 /// `cli-guard run --as NAME [--] CMD [ARGS…]`.
-fn run(args: &[OsString]) -> Result<Exit, Failure> {
+fn run(args: &[OsString], env: &Env) -> Result<Exit, Failure> {
     let mut rest = args;
     let mut name = None;
     while let Some(arg) = rest.first().and_then(|a| a.to_str()) {
@@ -137,7 +141,7 @@ fn run(args: &[OsString]) -> Result<Exit, Failure> {
             println!(
                 "{RUN_USAGE}\n\nRuns CMD behind the gate exactly as NAME's shim would run the real NAME."
             );
-            return Ok(Exit::Code(0));
+            return Ok(Exit::SUCCESS);
         } else if arg == "--as" {
             name = rest.get(1).and_then(|n| n.to_str());
             rest = rest.get(2..).unwrap_or_default();
@@ -165,13 +169,16 @@ fn run(args: &[OsString]) -> Result<Exit, Failure> {
     } else {
         Program::Lookup(command.clone())
     };
-    shim::run(Invocation {
-        policy,
-        argv0: command.clone(),
-        args: command_args.to_vec(),
-        program,
-        as_shim: false,
-    })
+    shim::run(
+        Invocation {
+            policy,
+            argv0: command.clone(),
+            args: command_args.to_vec(),
+            program,
+            as_shim: false,
+        },
+        env,
+    )
 }
 
 fn lookup_or_usage(name: &str) -> Result<&'static ToolPolicy, Failure> {
@@ -186,13 +193,13 @@ fn print_policy(args: &[String]) -> Result<Exit, Failure> {
             for name in policy::tool_names() {
                 println!("{name}");
             }
-            return Ok(Exit::Code(0));
+            return Ok(Exit::SUCCESS);
         }
         Some("--help" | "-h") => {
             println!(
                 "usage: cli-guard policy [NAME | --names]\n\nPrints the pinned policy: every tool, or one."
             );
-            return Ok(Exit::Code(0));
+            return Ok(Exit::SUCCESS);
         }
         Some(option) if option.starts_with('-') => {
             return Err(Failure::usage(format!(
@@ -213,28 +220,28 @@ fn print_policy(args: &[String]) -> Result<Exit, Failure> {
             println!("{:<10} {:<8} NO_PROXY also: {}", "", "", tool.no_proxy.join(","));
         }
     }
-    Ok(Exit::Code(0))
+    Ok(Exit::SUCCESS)
 }
 
 /// `cli-guard shims`: for each tool, whether PATH finds its shim first, and
 /// the real binary the shim would run.
-fn print_shims(args: &[String]) -> Result<Exit, Failure> {
+fn print_shims(args: &[String], env: &Env) -> Result<Exit, Failure> {
     if let Some(arg) = args.first() {
         if arg == "--help" || arg == "-h" {
             println!(
                 "usage: cli-guard shims\n\nFor each pinned tool: its mode, whether the first `NAME` on PATH is \
                  cli-guard's shim, and the real binary the shim would run."
             );
-            return Ok(Exit::Code(0));
+            return Ok(Exit::SUCCESS);
         }
         return Err(Failure::usage(format!(
             "shims: unexpected argument {arg:?}: it takes none (see cli-guard shims --help)"
         )));
     }
-    let path_var = std::env::var_os("PATH").unwrap_or_default();
+    let path_var = env.path();
     println!("{:<10} {:<8} {:<40} REAL", "TOOL", "MODE", "SHIM FIRST ON PATH");
     for tool in policy::TOOLS {
-        let status = shim::shim_status(OsStr::new(tool.name), &path_var);
+        let status = shim::shim_status(OsStr::new(tool.name), path_var);
         let first = match &status.first {
             None => "no (nothing on PATH)".to_string(),
             Some(path) if status.first_is_shim => format!("yes ({})", path.display()),
@@ -249,5 +256,5 @@ fn print_shims(args: &[String]) -> Result<Exit, Failure> {
             tool.mode.to_string()
         );
     }
-    Ok(Exit::Code(0))
+    Ok(Exit::SUCCESS)
 }

@@ -13,12 +13,8 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use crate::authority::{parse_authority, parse_host, parse_port, Authority, Host};
-
-/// The proxy variables that apply to a CONNECT (HTTPS) request, in the order
-/// clients consult them (lowercase first, as curl, pip and botocore do).
-pub const PROXY_VARS: [&str; 4] = ["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"];
-pub const NO_PROXY_VARS: [&str; 2] = ["no_proxy", "NO_PROXY"];
+use crate::env::Env;
+use crate::policy::authority::{parse_authority, parse_host, parse_port, Authority, Host};
 
 /// An upstream HTTP proxy the gate dials through.
 #[derive(Clone, PartialEq, Eq)]
@@ -90,14 +86,12 @@ pub fn parse_proxy_url(url: &str) -> Result<Upstream, String> {
     Ok(Upstream { proxy, authorization })
 }
 
-/// The upstream named by the environment, if any. `get` reads a variable.
-pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Option<Upstream>, String> {
-    for var in PROXY_VARS {
-        if let Some(url) = get(var).filter(|v| !v.trim().is_empty()) {
-            return parse_proxy_url(&url).map(Some).map_err(|e| format!("{var}: {e}"));
-        }
+/// The upstream named by the environment, if any.
+pub fn from_env(env: &Env) -> Result<Option<Upstream>, String> {
+    match env.upstream_proxy() {
+        Some((var, url)) => parse_proxy_url(url).map(Some).map_err(|e| format!("{var}: {e}")),
+        None => Ok(None),
     }
-    Ok(None)
 }
 
 /// A fresh per-invocation secret: 128 random bits as 32 hex digits (no
@@ -335,17 +329,16 @@ mod tests {
 
     #[test]
     fn env_order_prefers_lowercase_https() {
-        let env = |k: &str| match k {
-            "HTTPS_PROXY" => Some("http://upper:1".to_string()),
-            "https_proxy" => Some("http://lower:2".to_string()),
-            _ => None,
-        };
+        let env = Env::from_pairs([
+            ("HTTPS_PROXY", "http://upper:1"),
+            ("https_proxy", "http://lower:2"),
+        ]);
         assert_eq!(
-            from_env(env).map(|u| u.map(|u| u.proxy)),
+            from_env(&env).map(|u| u.map(|u| u.proxy)),
             Ok(Some(target("lower:2")))
         );
-        assert_eq!(from_env(|_| None), Ok(None));
-        assert!(from_env(|k| (k == "ALL_PROXY").then(|| "socks5://x:1".to_string())).is_err());
+        assert_eq!(from_env(&Env::default()), Ok(None));
+        assert!(from_env(&Env::from_pairs([("ALL_PROXY", "socks5://x:1")])).is_err());
     }
 
     #[test]

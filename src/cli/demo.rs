@@ -17,11 +17,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
 use crate::audit::{self, AuditLog};
-use crate::dial::DIAL_TIMEOUT;
-use crate::exit::{Exit, Failure};
+use crate::env::Env;
+use crate::exit::{Exit, Failure, DEMO_UNEXPECTED};
+use crate::gate::dial::DIAL_TIMEOUT;
+use crate::gate::proxy::{self, bind_loopback, Gate, Settings};
+use crate::gate::upstream::new_token;
 use crate::policy::{Family, Mode, Rule, ToolPolicy};
-use crate::proxy::{self, bind_loopback, Gate, Settings};
-use crate::upstream::new_token;
 
 /// The demo's enforce-mode policy: registries this machine class reaches.
 static DEMO_ENFORCE: ToolPolicy = ToolPolicy {
@@ -114,18 +115,18 @@ impl Show {
 }
 
 /// `egress-demo ARGS…` (argv[0] already removed).
-pub fn main(args: &[String]) -> Result<Exit, Failure> {
+pub fn main(args: &[String], env: &Env) -> Result<Exit, Failure> {
     let mut show = None;
     let mut targets = Vec::new();
     for arg in args {
         match arg.as_str() {
             "--help" | "-h" | "help" | "h" => {
                 print!("{HELP}");
-                return Ok(Exit::Code(0));
+                return Ok(Exit::SUCCESS);
             }
             "--version" | "-v" => {
                 println!("egress-demo (cli-guard) {}", env!("CARGO_PKG_VERSION"));
-                return Ok(Exit::Code(0));
+                return Ok(Exit::SUCCESS);
             }
             "allowed" if show.is_none() => show = Some(Show::Allowed),
             "denied" if show.is_none() => show = Some(Show::Denied),
@@ -155,12 +156,12 @@ pub fn main(args: &[String]) -> Result<Exit, Failure> {
         .build()
         .context("cannot start the async runtime")
         .map_err(Failure::gate)?;
-    let exit = runtime.block_on(demonstrate(show, &targets));
+    let exit = runtime.block_on(demonstrate(show, &targets, env));
     runtime.shutdown_background();
     exit
 }
 
-async fn demonstrate(show: Show, targets: &[String]) -> Result<Exit, Failure> {
+async fn demonstrate(show: Show, targets: &[String], env: &Env) -> Result<Exit, Failure> {
     let audit_id =
         audit::new_audit_id().map_err(|e| Failure::gate(anyhow::anyhow!("cannot draw an audit ID: {e}")))?;
     let log = Arc::new(AuditLog::in_memory(audit_id));
@@ -171,7 +172,8 @@ async fn demonstrate(show: Show, targets: &[String]) -> Result<Exit, Failure> {
     // The same set-up a shim makes: the credential, CLI_GUARD_RESOLVE, and
     // the environment's upstream proxy, if any.
     let token = new_token().map_err(|e| Failure::gate(anyhow::anyhow!("cannot draw a credential: {e}")))?;
-    let settings = Settings::from_env(proxy_addr, &token).map_err(|e| Failure::gate(anyhow::anyhow!(e)))?;
+    let settings =
+        Settings::from_env(proxy_addr, &token, env).map_err(|e| Failure::gate(anyhow::anyhow!(e)))?;
     let credential = settings.credential.clone();
     let gate = Arc::new(Gate::new(show.policy(), Arc::clone(&log), settings));
     let (stop_tx, stop_rx) = oneshot::channel();
@@ -198,7 +200,11 @@ async fn demonstrate(show: Show, targets: &[String]) -> Result<Exit, Failure> {
         Show::Allowed | Show::Observe => summary.denied == 0 && summary.allowed == targets.len() as u64,
         Show::Denied => statuses.iter().all(|s| s.starts_with("HTTP/1.1 403 ")),
     };
-    Ok(Exit::Code(if behaved { 0 } else { 1 }))
+    Ok(if behaved {
+        Exit::SUCCESS
+    } else {
+        Exit::Code(DEMO_UNEXPECTED)
+    })
 }
 
 /// Sends one CONNECT and returns the status line the client saw.

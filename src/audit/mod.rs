@@ -8,6 +8,12 @@
 //! record to stderr instead: nothing is silently lost, and the tool's exit
 //! status is not affected.
 
+pub mod fold;
+pub mod render;
+pub mod show;
+pub mod suggest;
+mod tail;
+
 use std::ffi::OsString;
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::Write;
@@ -19,7 +25,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use nix::fcntl::{Flock, FlockArg};
 use serde::Serialize;
 
-use crate::policy::Mode;
+use crate::policy::{Mode, Verdict};
 
 /// Where the log goes when nothing says otherwise, under the state dir.
 const LOG_RELATIVE: &str = "cli-guard/audit.jsonl";
@@ -47,10 +53,10 @@ pub fn files_oldest_first(path: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// The audit log path from the environment: `$CLI_GUARD_AUDIT_LOG`, else
-/// `$XDG_STATE_HOME/cli-guard/audit.jsonl`, else
-/// `~/.local/state/cli-guard/audit.jsonl`. Empty or relative state dirs are
-/// ignored, as the XDG spec says. Pure: takes the variables as arguments.
+/// The audit log path from its variables (see `Env::audit_log_path`):
+/// `$CLI_GUARD_AUDIT_LOG`, else `$XDG_STATE_HOME/cli-guard/audit.jsonl`,
+/// else `~/.local/state/cli-guard/audit.jsonl`. Empty or relative state
+/// dirs are ignored, as the XDG spec says. Pure.
 pub fn log_path(
     audit_log: Option<OsString>,
     xdg_state_home: Option<OsString>,
@@ -65,21 +71,6 @@ pub fn log_path(
     home.map(PathBuf::from)
         .filter(|p| p.is_absolute())
         .map(|home| home.join(".local/state").join(LOG_RELATIVE))
-}
-
-/// The audit log path for this process's environment.
-pub fn default_log_path() -> Option<PathBuf> {
-    let home = std::env::var_os("HOME").or_else(|| {
-        nix::unistd::User::from_uid(nix::unistd::getuid())
-            .ok()
-            .flatten()
-            .map(|u| u.dir.into_os_string())
-    });
-    log_path(
-        std::env::var_os("CLI_GUARD_AUDIT_LOG"),
-        std::env::var_os("XDG_STATE_HOME"),
-        home,
-    )
 }
 
 /// A new audit ID: 12 hex digits of Unix milliseconds, a dash, then 128
@@ -131,14 +122,6 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     (year, month, day)
 }
 
-/// `allow` or `deny`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Decision {
-    Allow,
-    Deny,
-}
-
 /// Written before the child is spawned.
 #[derive(Debug, Clone, Serialize)]
 pub struct Start {
@@ -161,7 +144,7 @@ pub struct Egress {
     pub method: Option<String>,
     pub host: Option<String>,
     pub port: Option<u16>,
-    pub decision: Decision,
+    pub decision: Verdict,
     pub status: u16,
     pub reason: String,
 }

@@ -37,31 +37,19 @@ use tokio::io::Interest;
 use tokio::sync::oneshot;
 
 use crate::audit::{self, AuditLog, Record};
+use crate::env::{Env, AUDIT_ID_VAR, DEPTH_VAR, REAL_TOOL_VAR, SKIP_VAR};
 use crate::exit::{Exit, Failure, GATE_FAILED, NOT_EXECUTABLE, NOT_FOUND};
+use crate::gate::proxy::{self, Denial, Gate, Settings, Summary, CREDENTIAL_USER};
+use crate::gate::upstream;
 use crate::policy::{Family, ToolPolicy};
-use crate::proxy::{self, Denial, Gate, Settings, Summary, CREDENTIAL_USER};
-use crate::spawn;
-use crate::upstream;
+use crate::sys::spawn;
 
-/// The variable that carries the audit ID to the child (and marks a nested
-/// invocation when the shim finds it already set).
-pub const AUDIT_ID_VAR: &str = "CLI_GUARD_AUDIT_ID";
-/// How many guarded invocations deep we are.
-const DEPTH_VAR: &str = "CLI_GUARD_DEPTH";
-/// `dev:ino` of the file a shim is about to run as the real tool: if that
-/// file turns out to be cli-guard itself (a copied shim), stop.
-const REAL_TOOL_VAR: &str = "CLI_GUARD_REAL_TOOL";
-/// `dev:ino,…` of every cli-guard binary above this one: never taken for a
-/// real tool, whichever copy of cli-guard finds it.
-const SKIP_VAR: &str = "CLI_GUARD_SKIP";
 /// Nesting deeper than this is a loop, not a build (a tool whose wrapper
 /// script runs the same name from PATH again, say). Generous on purpose:
 /// rustup's counter was once too low and broke legitimate nesting.
 const MAX_DEPTH: u32 = 32;
 /// Loopback, always bypassed: a CONNECT proxy cannot carry it anyway.
 const LOOPBACK_NO_PROXY: &str = "localhost,127.0.0.1,::1";
-/// PATH when the environment has none (glibc's default for execvp).
-const DEFAULT_PATH: &str = "/bin:/usr/bin";
 
 /// Signals another process may send the shim, forwarded to the child.
 pub const FORWARDED: [Signal; 7] = [
@@ -361,29 +349,24 @@ fn has_controlling_terminal() -> bool {
 }
 
 /// Runs one guarded invocation to the end.
-pub fn run(inv: Invocation) -> Result<Exit, Failure> {
+pub fn run(inv: Invocation, env: &Env) -> Result<Exit, Failure> {
     let started = Instant::now();
     let self_id = own_file_id();
-    let skip = skip_list(self_id);
+    let skip = skip_list(env.skip(), self_id);
     // A second copy of cli-guard that an outer one took for the real tool:
     // the gate is already in place, so hand straight through.
-    let ran_as_real = std::env::var(REAL_TOOL_VAR)
-        .ok()
-        .and_then(|v| FileId::from_var(&v));
+    let ran_as_real = env.real_tool().and_then(FileId::from_var);
     if inv.as_shim && self_id.is_some() && ran_as_real == self_id {
-        return Err(hand_through(&inv, &skip));
+        return Err(hand_through(&inv, &skip, env));
     }
-    let depth = check_recursion(&inv)?;
+    let depth = check_recursion(&inv, env.depth())?;
     let audit_id = audit::new_audit_id()
         .map_err(|e| Failure::gate(anyhow::anyhow!("cannot draw a random audit ID: {e}")))?;
-    let parent_audit_id = std::env::var(AUDIT_ID_VAR).ok().filter(|id| !id.is_empty());
-    let log = Arc::new(AuditLog::open(audit_id, audit::default_log_path().as_deref()));
+    let parent_audit_id = env.parent_audit_id().map(str::to_string);
+    let log = Arc::new(AuditLog::open(audit_id, env.audit_log_path().as_deref()));
 
     let found = match &inv.program {
-        Program::Lookup(name) => {
-            let path_var = std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
-            find_on_path(name, &path_var, &skip)
-        }
+        Program::Lookup(name) => find_on_path(name, env.path(), &skip),
         Program::Path(path) => check_path(path),
     };
     log.write(&Record::Start(audit::Start {
@@ -431,7 +414,7 @@ pub fn run(inv: Invocation) -> Result<Exit, Failure> {
             "cannot draw a random proxy credential: {e}"
         )))
     })?;
-    let settings = Settings::from_env(addr, &token).map_err(|e| {
+    let settings = Settings::from_env(addr, &token, env).map_err(|e| {
         ended(Failure::gate(anyhow::anyhow!(
             "{e}; the gate cannot chain through this proxy"
         )))
@@ -448,6 +431,7 @@ pub fn run(inv: Invocation) -> Result<Exit, Failure> {
 
     let setup = Supervised {
         inv: &inv,
+        env,
         real_path: &real_path,
         real_id,
         depth,
@@ -498,11 +482,7 @@ fn raise_nofile() -> Option<(u64, u64)> {
 
 /// Refuses runaway recursion: nesting deeper than any real build goes (a
 /// wrapper that runs the same name from PATH again). Returns our depth.
-fn check_recursion(inv: &Invocation) -> Result<u32, Failure> {
-    let depth = std::env::var(DEPTH_VAR)
-        .ok()
-        .and_then(|d| d.parse::<u32>().ok())
-        .unwrap_or(0);
+fn check_recursion(inv: &Invocation, depth: u32) -> Result<u32, Failure> {
     if depth >= MAX_DEPTH {
         return Err(Failure::gate(anyhow::anyhow!(
             "{} is nested {depth} guarded invocations deep; this looks like a loop (a wrapper that runs `{}` from PATH again?). \
@@ -516,8 +496,7 @@ fn check_recursion(inv: &Invocation) -> Result<u32, Failure> {
 }
 
 /// The cli-guard binaries to skip on PATH: this one and every one above it.
-fn skip_list(self_id: Option<FileId>) -> Vec<FileId> {
-    let inherited = std::env::var(SKIP_VAR).unwrap_or_default();
+fn skip_list(inherited: &str, self_id: Option<FileId>) -> Vec<FileId> {
     let mut skip: Vec<FileId> = inherited.split(',').filter_map(FileId::from_var).collect();
     skip.extend(self_id);
     skip
@@ -529,10 +508,9 @@ fn skip_var(skip: &[FileId]) -> String {
 
 /// Replaces this process with the next real tool on PATH, skipping every
 /// cli-guard: the outer gate stays in front of it. Returns only on failure.
-fn hand_through(inv: &Invocation, skip: &[FileId]) -> Failure {
+fn hand_through(inv: &Invocation, skip: &[FileId], env: &Env) -> Failure {
     let name = inv.policy.name;
-    let path_var = std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
-    let real = match find_on_path(OsStr::new(name), &path_var, skip) {
+    let real = match find_on_path(OsStr::new(name), env.path(), skip) {
         Ok(real) => real,
         Err(e) => return lookup_failure(inv, e),
     };
@@ -585,6 +563,7 @@ fn block_signals() -> nix::Result<SignalFd> {
 /// The parts of an invocation the async half needs.
 struct Supervised<'a> {
     inv: &'a Invocation,
+    env: &'a Env,
     real_path: &'a Path,
     real_id: FileId,
     depth: u32,
@@ -636,14 +615,14 @@ impl Supervised<'_> {
         for (key, value) in child_env(self.inv.policy, &self.proxy_url, self.log.audit_id()) {
             put(key, Some(value));
         }
-        let git = git_proxy_env(std::env::var("GIT_CONFIG_COUNT").ok().as_deref(), &self.proxy_url);
+        let git = git_proxy_env(self.env.git_config_count(), &self.proxy_url);
         for (key, value) in git {
             put(&key, Some(value));
         }
         put(DEPTH_VAR, Some(self.depth.to_string()));
         put(SKIP_VAR, Some(skip_var(&self.skip)));
         put(REAL_TOOL_VAR, Some(self.real_id.to_var()));
-        let env = spawn::environment(std::env::vars_os(), set);
+        let env = spawn::environment(self.env.vars(), set);
         let argv: Vec<&OsStr> = std::iter::once(&self.inv.argv0)
             .chain(&self.inv.args)
             .map(OsString::as_os_str)

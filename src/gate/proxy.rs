@@ -27,13 +27,14 @@ use tokio::task::JoinSet;
 use tokio::time::timeout_at;
 
 use crate::audit::{self, AuditLog, Record};
-use crate::authority::Authority;
-use crate::connect::{self, credential_matches, HeadError, RequestHead};
-use crate::dial::{AddressCheck, DialError, Dialer, Resolve};
-use crate::policy::{Decision, Mode, ToolPolicy};
-use crate::relay::{relay, PipePool, RelayOutcome};
-use crate::upstream::NoProxy;
-use crate::verdict::{judge, Action};
+use crate::env::{Env, RESOLVE_VAR};
+use crate::gate::dial::{AddressCheck, DialError, Dialer, Resolve};
+use crate::gate::http::{self, credential_matches, HeadError, RequestHead};
+use crate::gate::relay::{relay, PipePool, RelayOutcome};
+use crate::gate::upstream::NoProxy;
+use crate::gate::verdict::{judge, Action};
+use crate::policy::authority::Authority;
+use crate::policy::{Decision, Mode, ToolPolicy, Verdict};
 
 /// The whole request head must arrive within this long of the accept. It is
 /// a deadline, not an idle timeout: a client dripping a byte at a time does
@@ -75,26 +76,20 @@ impl Settings {
     /// The settings a real invocation uses: the environment's upstream proxy
     /// and NO_PROXY, `CLI_GUARD_RESOLVE`, a fresh credential, and a cap
     /// under the descriptor limit. `own` is the gate's listener.
-    pub fn from_env(own: SocketAddr, token: &str) -> Result<Settings, String> {
-        let credential = crate::upstream::basic_authorization(CREDENTIAL_USER.as_bytes(), token.as_bytes());
+    pub fn from_env(own: SocketAddr, token: &str, env: &Env) -> Result<Settings, String> {
+        let credential =
+            crate::gate::upstream::basic_authorization(CREDENTIAL_USER.as_bytes(), token.as_bytes());
         let encoded = credential.trim_start_matches("Basic ").to_string();
-        let var = |k: &str| std::env::var(k).ok();
-        let resolve = Resolve::parse(&var("CLI_GUARD_RESOLVE").unwrap_or_default())
-            .map_err(|e| format!("CLI_GUARD_RESOLVE: {e}"))?;
-        let upstream = crate::upstream::from_env(var)?;
+        let resolve = Resolve::parse(env.resolve()).map_err(|e| format!("{RESOLVE_VAR}: {e}"))?;
+        let upstream = crate::gate::upstream::from_env(env)?;
         // Nested inside another cli-guard, NO_PROXY is the outer gate's
         // (loopback and its pinned exceptions), not the user's: honouring it
         // would let this gate dial around the outer allowlist. Everything
         // then goes through the upstream, and the outer gate applies the
         // user's own NO_PROXY at the hop that dials directly.
-        let nested = var(crate::shim::AUDIT_ID_VAR).is_some_and(|id| !id.is_empty());
-        let no_proxy = match nested {
-            true => NoProxy::default(),
-            false => crate::upstream::NO_PROXY_VARS
-                .iter()
-                .find_map(|k| var(k))
-                .map(|v| NoProxy::parse(&v))
-                .unwrap_or_default(),
+        let no_proxy = match env.parent_audit_id() {
+            Some(_) => NoProxy::default(),
+            None => env.no_proxy().map(NoProxy::parse).unwrap_or_default(),
         };
         Ok(Settings {
             dialer: Dialer {
@@ -142,7 +137,7 @@ fn connection_cap() -> usize {
 /// runtime and the child's pipes, and two for each of the relay's pipes
 /// (at most MAX_PIPES); at least 8.
 pub fn connection_cap_for(soft_limit: u64) -> usize {
-    let reserve = 64 + 2 * crate::relay::MAX_PIPES as u64;
+    let reserve = 64 + 2 * crate::gate::relay::MAX_PIPES as u64;
     let usable = usize::try_from(soft_limit.saturating_sub(reserve) / 2).unwrap_or(usize::MAX);
     usable.clamp(8, 1 << 20)
 }
@@ -294,11 +289,7 @@ impl Gate {
             method: row.method.map(str::to_string),
             host: row.target.map(Authority::host_string),
             port: row.target.map(|t| t.port),
-            decision: if row.allow {
-                audit::Decision::Allow
-            } else {
-                audit::Decision::Deny
-            },
+            decision: if row.allow { Verdict::Allow } else { Verdict::Deny },
             status: row.status,
             reason: row.reason,
         }));
@@ -429,7 +420,7 @@ async fn overloaded(gate: Arc<Gate>, mut client: TcpStream, conn: u64) {
     );
     let body = format!("cli-guard: {reason}. audit id {}", gate.audit.audit_id());
     // No lingering here: under overload, the descriptor matters more.
-    let _ = client.write_all(&connect::error_response(503, &[], &body)).await;
+    let _ = client.write_all(&http::error_response(503, &[], &body)).await;
     let _ = client.shutdown().await;
 }
 
@@ -456,8 +447,8 @@ async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>, deadline: tokio::t
     // not re-parsed from its start for every byte.
     let mut worth_parsing = true;
     loop {
-        let parsed = if worth_parsing || buf.len() >= connect::MAX_HEAD_BYTES {
-            connect::parse_head(buf)
+        let parsed = if worth_parsing || buf.len() >= http::MAX_HEAD_BYTES {
+            http::parse_head(buf)
         } else {
             Ok(None)
         };
@@ -593,7 +584,7 @@ async fn handle(
     gate.record(conn, row);
     let opened = Instant::now();
     let early_up = &buf[head.head_len..];
-    let outcome = match client.write_all(connect::ESTABLISHED).await {
+    let outcome = match client.write_all(http::ESTABLISHED).await {
         Ok(()) => {
             let stop = async {
                 forced(&mut force).await;
@@ -631,7 +622,7 @@ async fn handle(
 /// Sends an error answer and closes without resetting the connection.
 async fn answer_and_close(mut client: TcpStream, status: u16, headers: &[(&str, &str)], body: &str) {
     if client
-        .write_all(&connect::error_response(status, headers, body))
+        .write_all(&http::error_response(status, headers, body))
         .await
         .is_err()
     {

@@ -103,6 +103,7 @@ impl Pipe {
 impl PipePool {
     /// A pool that never hands out a pipe, so every byte takes the copy
     /// path, as when descriptors run out.
+    #[cfg(test)]
     pub fn without_pipes() -> PipePool {
         PipePool {
             enabled: false,

@@ -1,0 +1,198 @@
+//! Every environment variable cli-guard reads, read once at start into one
+//! [`Env`] that is passed down (rustup's `process().var()` idea): no other
+//! module calls `std::env::var`, and tests build an `Env` from pairs.
+//!
+//! The names of cli-guard's own variables live here too, so that the gate
+//! and the shim share them without importing each other.
+
+use std::ffi::{OsStr, OsString};
+use std::path::PathBuf;
+
+/// Carries the audit ID to the child; set, it also marks a nested
+/// invocation (the gate then routes everything through the outer one).
+pub const AUDIT_ID_VAR: &str = "CLI_GUARD_AUDIT_ID";
+/// How many guarded invocations deep this one is.
+pub const DEPTH_VAR: &str = "CLI_GUARD_DEPTH";
+/// `dev:ino` of the file a shim is about to run as the real tool: if that
+/// file turns out to be cli-guard itself (a copied shim), hand through.
+pub const REAL_TOOL_VAR: &str = "CLI_GUARD_REAL_TOOL";
+/// `dev:ino,…` of every cli-guard binary above this one: never taken for a
+/// real tool, whichever copy of cli-guard finds it.
+pub const SKIP_VAR: &str = "CLI_GUARD_SKIP";
+/// The audit log's path.
+pub const AUDIT_LOG_VAR: &str = "CLI_GUARD_AUDIT_LOG";
+/// `host:port=ip:port,…`: where an allowed name is dialled (for tests).
+pub const RESOLVE_VAR: &str = "CLI_GUARD_RESOLVE";
+
+/// PATH when the environment has none (glibc's default for execvp). The
+/// shim and `cli-guard shims` both use it, so they agree on what runs.
+pub const DEFAULT_PATH: &str = "/bin:/usr/bin";
+
+/// The proxy variables that apply to a CONNECT (HTTPS) request, in the order
+/// clients consult them (lowercase first, as curl, pip and botocore do).
+pub const PROXY_VARS: [&str; 4] = ["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"];
+/// NO_PROXY, lowercase first, as for [`PROXY_VARS`].
+pub const NO_PROXY_VARS: [&str; 2] = ["no_proxy", "NO_PROXY"];
+
+/// The process's environment as cli-guard uses it.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    /// Every variable, as inherited: the base of the child's environment.
+    vars: Vec<(OsString, OsString)>,
+}
+
+impl Env {
+    /// Reads this process's environment, once.
+    pub fn from_process() -> Env {
+        Env::from_pairs(std::env::vars_os())
+    }
+
+    /// An environment made of these pairs (tests; the demo's own).
+    pub fn from_pairs<K, V>(pairs: impl IntoIterator<Item = (K, V)>) -> Env
+    where
+        K: Into<OsString>,
+        V: Into<OsString>,
+    {
+        Env {
+            vars: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+        }
+    }
+
+    /// A variable's raw value (the first, as getenv returns, if a variable
+    /// appears twice).
+    pub fn var_os(&self, key: &str) -> Option<&OsStr> {
+        self.vars
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_os_str())
+    }
+
+    /// A variable as UTF-8; `None` if unset or not UTF-8.
+    pub fn var(&self, key: &str) -> Option<&str> {
+        self.var_os(key).and_then(OsStr::to_str)
+    }
+
+    /// A variable that is set and not empty.
+    fn non_empty(&self, key: &str) -> Option<&str> {
+        self.var(key).filter(|v| !v.is_empty())
+    }
+
+    /// Every variable, for the child's environment.
+    pub fn vars(&self) -> impl Iterator<Item = (OsString, OsString)> + '_ {
+        self.vars.iter().cloned()
+    }
+
+    /// PATH, or [`DEFAULT_PATH`] when unset.
+    pub fn path(&self) -> &OsStr {
+        self.var_os("PATH").unwrap_or(OsStr::new(DEFAULT_PATH))
+    }
+
+    /// The enclosing invocation's audit ID, if this one is nested.
+    pub fn parent_audit_id(&self) -> Option<&str> {
+        self.non_empty(AUDIT_ID_VAR)
+    }
+
+    /// How deep the enclosing invocations go (0 at the top).
+    pub fn depth(&self) -> u32 {
+        self.var(DEPTH_VAR)
+            .and_then(|d| d.parse::<u32>().ok())
+            .unwrap_or(0)
+    }
+
+    /// `CLI_GUARD_SKIP`, empty when unset.
+    pub fn skip(&self) -> &str {
+        self.var(SKIP_VAR).unwrap_or_default()
+    }
+
+    /// `CLI_GUARD_REAL_TOOL`.
+    pub fn real_tool(&self) -> Option<&str> {
+        self.var(REAL_TOOL_VAR)
+    }
+
+    /// `CLI_GUARD_RESOLVE`, empty when unset.
+    pub fn resolve(&self) -> &str {
+        self.var(RESOLVE_VAR).unwrap_or_default()
+    }
+
+    /// `GIT_CONFIG_COUNT`: how many config entries the user already passes
+    /// to git through the environment.
+    pub fn git_config_count(&self) -> Option<&str> {
+        self.var("GIT_CONFIG_COUNT")
+    }
+
+    /// The first proxy variable that is set and not blank, with its name.
+    pub fn upstream_proxy(&self) -> Option<(&'static str, &str)> {
+        PROXY_VARS
+            .iter()
+            .find_map(|&k| self.var(k).filter(|v| !v.trim().is_empty()).map(|v| (k, v)))
+    }
+
+    /// NO_PROXY (lowercase first), if set.
+    pub fn no_proxy(&self) -> Option<&str> {
+        NO_PROXY_VARS.iter().find_map(|&k| self.var(k))
+    }
+
+    /// Whether colour is turned off (https://no-color.org: set and not empty).
+    pub fn no_color(&self) -> bool {
+        self.var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+    }
+
+    /// The audit log path: `$CLI_GUARD_AUDIT_LOG`, else
+    /// `$XDG_STATE_HOME/cli-guard/audit.jsonl`, else
+    /// `~/.local/state/cli-guard/audit.jsonl` (HOME, else the password
+    /// database's home). Empty or relative state dirs are ignored, as the
+    /// XDG spec says.
+    pub fn audit_log_path(&self) -> Option<PathBuf> {
+        let home = self.var_os("HOME").map(OsStr::to_os_string).or_else(|| {
+            nix::unistd::User::from_uid(nix::unistd::getuid())
+                .ok()
+                .flatten()
+                .map(|u| u.dir.into_os_string())
+        });
+        crate::audit::log_path(
+            self.var_os(AUDIT_LOG_VAR).map(OsStr::to_os_string),
+            self.var_os("XDG_STATE_HOME").map(OsStr::to_os_string),
+            home,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_defaults_when_unset_and_is_kept_when_empty() {
+        assert_eq!(Env::default().path(), OsStr::new(DEFAULT_PATH));
+        assert_eq!(Env::from_pairs([("PATH", "")]).path(), OsStr::new(""));
+    }
+
+    #[test]
+    fn an_empty_audit_id_is_not_nesting() {
+        assert_eq!(Env::from_pairs([(AUDIT_ID_VAR, "")]).parent_audit_id(), None);
+        assert_eq!(
+            Env::from_pairs([(AUDIT_ID_VAR, "x")]).parent_audit_id(),
+            Some("x")
+        );
+    }
+
+    #[test]
+    fn the_first_duplicate_wins_as_with_getenv() {
+        let env = Env::from_pairs([("A", "1"), ("A", "2")]);
+        assert_eq!(env.var("A"), Some("1"));
+    }
+
+    #[test]
+    fn upstream_proxy_is_lowercase_first_and_skips_blanks() {
+        let env = Env::from_pairs([("HTTPS_PROXY", "http://b:1"), ("https_proxy", " ")]);
+        assert_eq!(env.upstream_proxy(), Some(("HTTPS_PROXY", "http://b:1")));
+        let env = Env::from_pairs([("HTTPS_PROXY", "http://b:1"), ("https_proxy", "http://a:1")]);
+        assert_eq!(env.upstream_proxy(), Some(("https_proxy", "http://a:1")));
+    }
+
+    #[test]
+    fn depth_ignores_junk() {
+        assert_eq!(Env::from_pairs([(DEPTH_VAR, "x")]).depth(), 0);
+        assert_eq!(Env::from_pairs([(DEPTH_VAR, "3")]).depth(), 3);
+    }
+}

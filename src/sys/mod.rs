@@ -1,0 +1,3 @@
+//! The Linux-only primitives behind one boundary.
+
+pub mod spawn;
