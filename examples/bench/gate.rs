@@ -1,0 +1,124 @@
+//! The gate: one guarded invocation, `cli-guard run --as npm -- holder.sh`,
+//! where the holder publishes the proxy URL it was given and waits for a
+//! stop file.
+
+use std::fs;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+
+use crate::client::Target;
+use crate::procs::Proc;
+use crate::{Bench, ALLOWED, PROC_LIMIT, TOOL};
+
+/// The guarded "tool": it publishes the proxy URL it was given ($1) and
+/// waits for the stop file ($2) (an hour at most).
+const HOLDER: &str = r#"#!/bin/sh
+printf '%s\n' "$HTTPS_PROXY" > "$1.tmp" && mv "$1.tmp" "$1" || exit 1
+i=0
+while [ ! -e "$2" ] && [ "$i" -lt 72000 ]; do
+    sleep 0.05
+    i=$((i + 1))
+done
+"#;
+
+pub(crate) fn write_holder(work: &Path) -> Result<PathBuf> {
+    let path = work.join("holder.sh");
+    fs::write(&path, HOLDER)?;
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755))?;
+    Ok(path)
+}
+
+/// One guarded invocation, `cli-guard run --as npm -- holder.sh`, held open
+/// until `stop`.
+pub(crate) struct Gate {
+    proc: Proc,
+    proxy: SocketAddr,
+    authorization: String,
+    stop_file: PathBuf,
+}
+
+impl Gate {
+    pub(crate) fn start(
+        b: &Bench,
+        label: &str,
+        audit_log: &Path,
+        sink: SocketAddr,
+        nofile: Option<u64>,
+    ) -> Result<Gate> {
+        let dir = b.work.join(format!("gate-{label}"));
+        fs::create_dir_all(&dir)?;
+        let url_file = dir.join("proxy-url");
+        let stop_file = dir.join("stop");
+        let mut cmd = Command::new(&b.bin);
+        cmd.args(["run", "--as", TOOL, "--"])
+            .arg(&b.holder)
+            .arg(&url_file)
+            .arg(&stop_file)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", &dir)
+            .env("CLI_GUARD_AUDIT_LOG", audit_log)
+            .env("CLI_GUARD_RESOLVE", format!("{ALLOWED}={sink}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        let mut proc = Proc::spawn(cmd, &format!("cli-guard ({label})"), nofile)?;
+        let until = Instant::now() + PROC_LIMIT;
+        let url = loop {
+            if let Ok(url) = fs::read_to_string(&url_file) {
+                break url;
+            }
+            proc.check_alive()?;
+            ensure!(
+                Instant::now() < until,
+                "the guarded holder did not start within {PROC_LIMIT:?}"
+            );
+            thread::sleep(Duration::from_millis(5));
+        };
+        let (userinfo, hostport) = url
+            .trim()
+            .strip_prefix("http://")
+            .and_then(|rest| rest.rsplit_once('@'))
+            .with_context(|| format!("unexpected proxy URL {url:?}"))?;
+        Ok(Gate {
+            proc,
+            proxy: hostport
+                .parse()
+                .with_context(|| format!("unexpected proxy address in {url:?}"))?,
+            authorization: format!("Basic {}", cli_guard::base64(userinfo.as_bytes())),
+            stop_file,
+        })
+    }
+
+    pub(crate) fn pid(&self) -> i32 {
+        self.proc.pid()
+    }
+
+    pub(crate) fn target(&self, name: &str) -> Target {
+        Target {
+            name: name.into(),
+            dial: self.proxy,
+            request: Some(
+                format!(
+                    "CONNECT {ALLOWED} HTTP/1.1\r\nHost: {ALLOWED}\r\nProxy-Authorization: {}\r\n\r\n",
+                    self.authorization
+                )
+                .into_bytes(),
+            ),
+        }
+    }
+
+    /// Tells the holder to exit and waits for the gate to finish.
+    pub(crate) fn stop(mut self) -> Result<()> {
+        fs::write(&self.stop_file, b"")?;
+        let status = self.proc.wait(PROC_LIMIT)?;
+        ensure!(status.success(), "{} exited with {status}", self.proc.name);
+        Ok(())
+    }
+}
