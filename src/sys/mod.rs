@@ -1,3 +1,6 @@
-//! The Linux-only primitives behind one boundary.
+//! The Linux-only primitives, behind one boundary so that a port to another
+//! system has one place to fill: the signalfd the shim reads signals from
+//! and the vfork-style spawn that arms the death signal before exec.
 
+pub mod signal;
 pub mod spawn;

@@ -99,22 +99,6 @@ impl Prepared {
     }
 }
 
-/// The environment a child gets: `base` with `set` applied in order (a
-/// value replaces, `None` removes), as `Command::env`/`env_remove` would.
-pub fn environment(
-    base: impl IntoIterator<Item = (OsString, OsString)>,
-    set: impl IntoIterator<Item = (OsString, Option<OsString>)>,
-) -> BTreeMap<OsString, OsString> {
-    let mut env: BTreeMap<OsString, OsString> = base.into_iter().collect();
-    for (key, value) in set {
-        match value {
-            Some(value) => env.insert(key, value),
-            None => env.remove(&key),
-        };
-    }
-    env
-}
-
 /// What the child does between the clone and the exec.
 #[derive(Debug, Clone, Copy)]
 pub struct Steps {
@@ -130,7 +114,18 @@ pub struct Steps {
 /// Starts `program` and returns its pid once it has exec'd. An exec that
 /// fails comes back as its errno, as `Command::spawn` reports it, and the
 /// child is reaped.
+///
+/// Only from the main thread: the child's PR_SET_PDEATHSIG fires when the
+/// parent *thread* exits, not the parent process (prctl(2)), so a tool
+/// spawned from a short-lived thread (a runtime's blocking pool, say)
+/// would be killed when that thread ends. The main thread lives as long
+/// as the shim, which is what the death signal is meant to follow.
 pub fn spawn(program: &Prepared, steps: Steps) -> io::Result<Pid> {
+    if nix::unistd::gettid() != nix::unistd::getpid() {
+        return Err(io::Error::other(
+            "the tool must be spawned from the shim's main thread: its death signal follows the thread that spawned it",
+        ));
+    }
     let failed = AtomicI32::new(0);
     let mut stack = ChildStack::map()?;
     let child = Box::new(|| -> isize {
@@ -300,32 +295,8 @@ mod tests {
     }
 
     #[test]
-    fn environment_replaces_adds_and_removes() {
-        let base = [
-            (os("PATH"), os("/bin")),
-            (os("HOME"), os("/root")),
-            (os("GONE"), os("x")),
-        ];
-        let set = [
-            (os("HOME"), Some(os("/home/u"))),
-            (os("NEW"), Some(os("1"))),
-            (os("GONE"), None),
-            (os("NEVER"), None),
-        ];
-        let env = environment(base, set);
-        let want: BTreeMap<OsString, OsString> = [
-            (os("HOME"), os("/home/u")),
-            (os("NEW"), os("1")),
-            (os("PATH"), os("/bin")),
-        ]
-        .into_iter()
-        .collect();
-        assert_eq!(env, want);
-    }
-
-    #[test]
     fn a_nul_byte_anywhere_is_refused_not_truncated() {
-        let env = environment([(os("A"), os("b\0c"))], []);
+        let env: BTreeMap<OsString, OsString> = [(os("A"), os("b\0c"))].into_iter().collect();
         let err = Prepared::new(OsStr::new("/bin/true"), &[OsStr::new("true")], &env).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
         let err =
@@ -334,8 +305,26 @@ mod tests {
     }
 
     #[test]
+    fn spawning_off_the_main_thread_is_refused() {
+        let steps = Steps {
+            new_group: false,
+            nofile: None,
+            parent: nix::unistd::getpid(),
+        };
+        let result = std::thread::spawn(move || {
+            let program = Prepared::new(OsStr::new("/bin/true"), &[OsStr::new("true")], &BTreeMap::new())?;
+            spawn(&program, steps)
+        })
+        .join()
+        .unwrap();
+        let err = result.expect_err("a spawn from a short-lived thread must be refused");
+        assert!(err.to_string().contains("main thread"), "{err}");
+    }
+
+    #[test]
     fn pointer_arrays_end_with_null() {
-        let env = environment([(os("A"), os("1")), (os("B"), os("2"))], []);
+        let env: BTreeMap<OsString, OsString> =
+            [(os("A"), os("1")), (os("B"), os("2"))].into_iter().collect();
         let p = Prepared::new(OsStr::new("/bin/true"), &[OsStr::new("x"), OsStr::new("y")], &env).unwrap();
         assert_eq!(p.argv_ptrs.len(), 3);
         assert!(p.argv_ptrs[2].is_null() && p.envp_ptrs[2].is_null());
