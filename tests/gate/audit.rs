@@ -534,6 +534,7 @@ fn a_sigkilled_shim_leaves_start_and_egress_rows_and_its_child_dies() {
 fn concurrent_invocations_share_one_log_without_tearing() {
     const SHIMS: usize = 8;
     const EACH: usize = 25;
+    require("curl");
     let g = Gate::new();
     g.tool(
         "npm",
@@ -587,6 +588,7 @@ fn concurrent_invocations_share_one_log_without_tearing() {
 /// Runs npm whose child makes one denied request and exits 3, with the
 /// audit log at `log`; checks the stderr fallback.
 fn unwritable(log: &Path) {
+    require("curl");
     let g = Gate::new();
     g.tool(
         "npm",

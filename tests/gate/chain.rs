@@ -15,7 +15,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -270,7 +270,7 @@ impl RealProxy {
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
             fs::write(dir.path().join("proxy.conf"), config(port, dir.path())).unwrap();
             let out = fs::File::create(dir.path().join("output.txt")).unwrap();
-            let child = Command::new(program)
+            let child = command(program)
                 .args(args(dir.path()))
                 .env_clear()
                 .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
@@ -307,18 +307,6 @@ impl Drop for RealProxy {
     }
 }
 
-/// Where `name` is installed: on PATH, or in an sbin directory.
-fn program(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/bin", "/sbin"].map(PathBuf::from))
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("{name} is needed by the chain tests and is not installed (.ci/run installs it with apt)")
-        })
-}
-
 /// tinyproxy on a free port, optionally requiring `BasicAuth user pass`
 /// (tinyproxy accepts only `[-a-z0-9._]` in them).
 pub(crate) fn tinyproxy(basic_auth: Option<(&str, &str)>) -> RealProxy {
@@ -327,7 +315,7 @@ pub(crate) fn tinyproxy(basic_auth: Option<(&str, &str)>) -> RealProxy {
         .unwrap_or_default();
     RealProxy::start(
         "tinyproxy",
-        &program("tinyproxy"),
+        &require("tinyproxy"),
         |dir| {
             vec![
                 "-d".into(),
@@ -352,7 +340,7 @@ pub(crate) fn tinyproxy(basic_auth: Option<(&str, &str)>) -> RealProxy {
 pub(crate) fn squid() -> RealProxy {
     RealProxy::start(
         "squid",
-        &program("squid"),
+        &require("squid"),
         |dir| {
             vec![
                 "-N".into(),

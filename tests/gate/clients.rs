@@ -4,6 +4,12 @@
 //! PyPI, crates.io). Other hosts don't resolve here, which is fine: a denial
 //! happens before any dial, and an observed host that can't be reached shows
 //! as an allow row answered 502.
+//!
+//! The tests that run a real client are `#[ignore]`d, so a plain `cargo
+//! test` passes offline on a machine without them; `.ci/run` runs them
+//! (`cargo test -- --ignored`), and there a missing client fails its test.
+//! The installed egress-demo needs neither a client nor the network (an
+//! unreachable host is an answered 502) and stays in the default suite.
 
 use std::ffi::OsString;
 use std::fs;
@@ -15,7 +21,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::install::{install_cmd, run_install};
-use crate::util::{dump, read_records, records_of, Outcome, Running, TempDir, PROXY_VARS};
+use crate::util::{command, dump, read_records, records_of, require, Outcome, Running, TempDir};
 
 /// Real network round trips, retries included.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(180);
@@ -69,9 +75,10 @@ impl Client {
     }
 
     /// `program ARGS…` as a user types it, found on PATH (so through its
-    /// shim), with no proxy settings of the machine's leaking in.
+    /// shim), with no proxy settings of the machine's, and nothing of a gate
+    /// this test process may run behind, leaking in (`util::hermetic`).
     fn cmd(&self, program: &str, args: &[&str]) -> Command {
-        let mut cmd = Command::new(program);
+        let mut cmd = command(program);
         cmd.args(args)
             .env("PATH", &self.path)
             .env("CLI_GUARD_AUDIT_LOG", &self.audit)
@@ -79,17 +86,6 @@ impl Client {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let internal = [
-            "NO_PROXY",
-            "no_proxy",
-            "CLI_GUARD_AUDIT_ID",
-            "CLI_GUARD_RESOLVE",
-            "CLI_GUARD_DEPTH",
-            "CLI_GUARD_REAL_TOOL",
-        ];
-        for var in PROXY_VARS.iter().chain(&internal) {
-            cmd.env_remove(var);
-        }
         cmd
     }
 
@@ -100,6 +96,16 @@ impl Client {
     fn records(&self) -> Vec<Value> {
         read_records(&self.audit)
     }
+}
+
+/// Fails the test, naming `name`, unless the real client is on this
+/// machine's PATH: a missing client fails its test, it never skips it.
+fn need(name: &str) {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    assert!(
+        std::env::split_paths(&path).any(|dir| dir.join(name).is_file()),
+        "{name} is not on PATH: this test runs the real {name} (.ci/run checks that it is installed)"
+    );
 }
 
 /// The one invocation of `tool` in the log: its start row.
@@ -161,7 +167,9 @@ fn npm_args<'a>(cache: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
 }
 
 #[test]
+#[ignore = "real clients and the registries: run by .ci/run (cargo test -- --ignored)"]
 fn npm_install_reaches_only_the_npm_registry() {
+    need("npm");
     let c = Client::new();
     let proj = npm_project(&c);
     let cache = c.dir("npm-cache");
@@ -185,7 +193,10 @@ fn npm_install_reaches_only_the_npm_registry() {
 }
 
 #[test]
+#[ignore = "real clients and the registries: run by .ci/run (cargo test -- --ignored)"]
 fn npm_postinstall_that_curls_an_unlisted_host_is_denied() {
+    need("npm");
+    need("curl");
     let c = Client::new();
     // A local package whose postinstall fetches a payload: the case the gate exists for.
     let pkg = c.dir("evil/package");
@@ -196,7 +207,7 @@ fn npm_postinstall_that_curls_an_unlisted_host_is_denied() {
     )
     .unwrap();
     let tarball = c.tmp.path().join("evil-postinstall-1.0.0.tgz");
-    let tar = Command::new("tar")
+    let tar = command(require("tar"))
         .arg("czf")
         .arg(&tarball)
         .arg("-C")
@@ -247,7 +258,9 @@ fn npm_postinstall_that_curls_an_unlisted_host_is_denied() {
 }
 
 #[test]
+#[ignore = "real clients and the registries: run by .ci/run (cargo test -- --ignored)"]
 fn npm_against_a_plaintext_registry_gets_405_and_no_downgrade() {
+    need("npm");
     let c = Client::new();
     let proj = npm_project(&c);
     let cache = c.dir("npm-cache");
@@ -294,7 +307,9 @@ fn pip_cmd(c: &Client, args: &[&str]) -> Command {
 }
 
 #[test]
+#[ignore = "real clients and the registries: run by .ci/run (cargo test -- --ignored)"]
 fn pip_download_from_pypi_is_allowed() {
+    need("pip");
     let c = Client::new();
     let dl = c.dir("dl");
     let out = c.run(pip_cmd(
@@ -325,7 +340,9 @@ fn pip_download_from_pypi_is_allowed() {
 }
 
 #[test]
+#[ignore = "real clients and the registries: run by .ci/run (cargo test -- --ignored)"]
 fn pip_pointed_at_an_unlisted_index_is_denied() {
+    need("pip");
     let c = Client::new();
     let dl = c.dir("dl");
     let args = [
@@ -360,7 +377,9 @@ fn pip_pointed_at_an_unlisted_index_is_denied() {
 }
 
 #[test]
+#[ignore = "real clients and the registries: run by .ci/run (cargo test -- --ignored)"]
 fn cargo_fetch_with_a_fresh_cargo_home_is_allowed() {
+    need("cargo");
     let c = Client::new();
     let krate = c.dir("crate");
     // [workspace] keeps cargo from adopting the checkout this runs inside.
@@ -389,7 +408,9 @@ fn cargo_fetch_with_a_fresh_cargo_home_is_allowed() {
 }
 
 #[test]
+#[ignore = "real clients and the registries: run by .ci/run (cargo test -- --ignored)"]
 fn aws_s3_ls_is_observed_and_logged() {
+    need("aws");
     let c = Client::new();
     let mut cmd = c.cmd("aws", &["s3", "ls"]);
     cmd.env("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEEXAMPLE")
@@ -424,7 +445,9 @@ fn aws_s3_ls_is_observed_and_logged() {
 }
 
 #[test]
+#[ignore = "real clients and the registries: run by .ci/run (cargo test -- --ignored)"]
 fn kubectl_get_pods_is_observed_and_logged() {
+    need("kubectl");
     let c = Client::new();
     let mut cmd = c.cmd(
         "kubectl",
@@ -465,7 +488,9 @@ fn kubectl_get_pods_is_observed_and_logged() {
 }
 
 #[test]
+#[ignore = "real clients and the registries: run by .ci/run (cargo test -- --ignored)"]
 fn curl_through_the_gate_is_a_real_client_too() {
+    need("curl");
     let c = Client::new();
     let mut cmd = c.cmd(
         installed().join("bin/cli-guard").to_str().unwrap(),
@@ -505,7 +530,7 @@ fn egress_demo_as_installed_shows_all_three_modes() {
         ("denied", &["403"][..]),
         ("observe", &["200", "502", "504"][..]),
     ] {
-        let mut cmd = Command::new(&demo);
+        let mut cmd = command(&demo);
         cmd.arg(mode)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

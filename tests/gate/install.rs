@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::util::{Outcome, Running, TempDir, BIN};
+use crate::util::{command, require, Outcome, Running, TempDir, BIN};
 
 /// The checkout install.sh lives in.
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
@@ -26,9 +26,10 @@ fn toolchain_env(cmd: &mut Command) {
 }
 
 /// `sh install.sh ARGS…` with the machine's environment (cargo must be on
-/// PATH), HOME and SHELL set by the test.
+/// PATH) less any proxy or gate settings (`util::hermetic`), HOME and SHELL
+/// set by the test.
 pub fn install_cmd(home: &Path, shell: &str, args: &[&str]) -> Command {
-    let mut cmd = Command::new("sh");
+    let mut cmd = command("sh");
     cmd.arg(Path::new(REPO).join("install.sh"))
         .args(args)
         .env("HOME", home)
@@ -79,7 +80,7 @@ impl Setup {
 }
 
 fn policy_names() -> Vec<String> {
-    let out = Command::new(BIN).args(["policy", "--names"]).output().unwrap();
+    let out = command(BIN).args(["policy", "--names"]).output().unwrap();
     assert!(out.status.success(), "cli-guard policy --names failed: {out:?}");
     String::from_utf8(out.stdout)
         .unwrap()
@@ -118,7 +119,7 @@ fn shims_folder_matches_the_policy_table() {
 #[test]
 fn install_sh_is_posix_sh_and_shellcheck_clean() {
     let script = Path::new(REPO).join("install.sh");
-    let out = Command::new("shellcheck")
+    let out = command(require("shellcheck"))
         .args(["-s", "sh"])
         .arg(&script)
         .output();
@@ -129,7 +130,8 @@ fn install_sh_is_posix_sh_and_shellcheck_clean() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let parse = Command::new("dash").arg("-n").arg(&script).output().unwrap();
+    let parse = command(require("dash")).arg("-n").arg(&script).output();
+    let parse = parse.unwrap_or_else(|e| panic!("dash is needed for this test (.ci/run installs it): {e}"));
     assert!(
         parse.status.success(),
         "dash -n: {}",
@@ -154,7 +156,7 @@ fn install_puts_the_binary_the_demo_and_every_shim_in_place() {
     let out = s.install("/bin/bash", &[]);
     check_eq!(out, out.code(), Some(0), "install failed");
     let bin = s.prefix().join("bin/cli-guard");
-    let version = Command::new(&bin).arg("--version").output().unwrap();
+    let version = command(&bin).arg("--version").output().unwrap();
     assert!(
         String::from_utf8_lossy(&version.stdout).starts_with("cli-guard "),
         "{version:?}"
@@ -418,7 +420,7 @@ fn cli_guard_shims_reports_what_path_finds_for_each_tool() {
         .unwrap();
     }
     let path: OsString = std::env::join_paths([&early, &s.shims(), &late]).unwrap();
-    let out = Command::new(s.prefix().join("bin/cli-guard"))
+    let out = command(s.prefix().join("bin/cli-guard"))
         .arg("shims")
         .env("PATH", &path)
         .output()

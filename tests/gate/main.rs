@@ -22,7 +22,12 @@
 //! - `operator`: `cli-guard audit` and `check`, and log rotation.
 //! - `install`: install.sh and the shims/ folder.
 //! - `clients`: the real npm, pip, cargo, curl, aws and kubectl through
-//!   install.sh's shims, against the registries this machine reaches.
+//!   install.sh's shims, against the registries this machine reaches
+//!   (`#[ignore]`d: `.ci/run` runs them with `cargo test -- --ignored`).
+//!
+//! Every process a test starts is made by `util::command`, which removes
+//! the proxy and gate variables this test process may have inherited (when
+//! `cargo test` itself runs behind cli-guard's cargo shim, say).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[macro_use]

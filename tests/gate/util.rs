@@ -118,6 +118,78 @@ impl Drop for TempDir {
 }
 
 // ---------------------------------------------------------------------------
+// Hermetic commands
+
+/// Variables, by exact name, that route a process through a proxy or tell
+/// cli-guard it already runs behind a gate. A test process started under a
+/// gate (say, `cargo test` through cli-guard's own cargo shim) has them
+/// all, and a child that inherited them would chain through that gate.
+pub const STEERING_VARS: [&str; 12] = [
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "PIP_PROXY",
+    "CARGO_HTTP_PROXY",
+    "NODE_USE_ENV_PROXY",
+    "GIT_CONFIG_COUNT",
+];
+
+/// Whether the variable `name` steers a child: one of `STEERING_VARS`,
+/// any `CLI_GUARD_*` or `GIT_CONFIG_*`, npm's `npm_config_*proxy*` (npm
+/// reads them in any case) and yarn's `YARN_*PROXY*`.
+pub fn is_steering(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    STEERING_VARS.contains(&name)
+        || name.starts_with("CLI_GUARD_")
+        || name.starts_with("GIT_CONFIG_")
+        || (lower.starts_with("npm_config_") && lower.contains("proxy"))
+        || (name.starts_with("YARN_") && name.contains("PROXY"))
+}
+
+/// Removes from `cmd` every steering variable (`is_steering`) this test
+/// process has, and those of `STEERING_VARS` in any case, so nothing a
+/// test runs inherits a proxy or a gate. Call it first: a variable the
+/// test sets on `cmd` afterwards stays.
+pub fn hermetic(cmd: &mut Command) -> &mut Command {
+    for var in STEERING_VARS {
+        cmd.env_remove(var);
+    }
+    for (key, _) in std::env::vars_os() {
+        if key.to_str().is_some_and(is_steering) {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd
+}
+
+/// `Command::new(program)`, made `hermetic`. Every process the tests start
+/// is made here.
+pub fn command(program: impl AsRef<OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    hermetic(&mut cmd);
+    cmd
+}
+
+/// Where the local program `name` is installed: on PATH, or in a usual bin
+/// or sbin directory. A test that needs it fails, naming it, when it is
+/// missing; it is never skipped.
+pub fn require(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/bin", "/sbin", "/bin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("{name} is needed by this test and is not installed (.ci/run installs it with apt)")
+        })
+}
+
+// ---------------------------------------------------------------------------
 // Small utilities
 
 /// Polls `cond` every 10 ms until it holds or `limit` passes.
@@ -258,7 +330,7 @@ pub fn base64(input: &[u8]) -> String {
 /// it then fails with ETXTBSY ("Text file busy"). `cp` writes the file
 /// instead, and has exited before anything runs it.
 pub fn install_executable(src: &Path, dst: &Path) {
-    let st = Command::new("/bin/cp")
+    let st = command("/bin/cp")
         .arg(src)
         .arg(dst)
         .env_clear()
@@ -390,7 +462,7 @@ impl Gate {
     /// A command for `program` with a clean, private environment: only PATH,
     /// HOME and CLI_GUARD_AUDIT_LOG, so nothing from the machine leaks in.
     pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
-        let mut cmd = Command::new(program);
+        let mut cmd = command(program);
         cmd.env_clear()
             .env("PATH", self.path_var())
             .env("HOME", &self.home)
