@@ -1,19 +1,13 @@
 //! Finding the real tool: PATH lookup that skips every cli-guard binary by
-//! file identity, the check of an explicit path, what `cli-guard shims`
-//! reports, and the hand-through of a copied shim to the next real tool.
+//! file identity, the check of an explicit path, and what `cli-guard shims`
+//! reports.
 
 use std::ffi::OsStr;
 use std::io;
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use nix::unistd::{access, AccessFlags};
-
-use super::{spawn_failure, Invocation, Program};
-use crate::env::{Env, REAL_TOOL_VAR, SKIP_VAR};
-use crate::exit::{Failure, NOT_EXECUTABLE, NOT_FOUND};
 
 /// A file's identity: same device and inode means the same file, whatever
 /// path (symlink, hardlink, repeated PATH entry) leads to it.
@@ -150,47 +144,6 @@ pub fn skip_list(inherited: &str, self_id: Option<FileId>) -> Vec<FileId> {
 
 pub fn skip_var(skip: &[FileId]) -> String {
     skip.iter().map(|id| id.to_var()).collect::<Vec<_>>().join(",")
-}
-
-/// Replaces this process with the next real tool on PATH, skipping every
-/// cli-guard: the outer gate stays in front of it. Returns only on failure.
-pub fn hand_through(inv: &Invocation, skip: &[FileId], env: &Env) -> Failure {
-    let name = inv.policy.name;
-    let real = match find_on_path(OsStr::new(name), env.path(), skip) {
-        Ok(real) => real,
-        Err(e) => return lookup_failure(inv, e),
-    };
-    // If it is yet another copy, it hands through in turn.
-    let e = Command::new(&real.path)
-        .arg0(&inv.argv0)
-        .args(&inv.args)
-        .env(SKIP_VAR, skip_var(skip))
-        .env(REAL_TOOL_VAR, real.id.to_var())
-        .exec();
-    spawn_failure(inv, &real.path, &e)
-}
-
-pub fn lookup_failure(inv: &Invocation, e: LookupError) -> Failure {
-    let name = match &inv.program {
-        Program::Lookup(name) => name.to_string_lossy().into_owned(),
-        Program::Path(path) => path.display().to_string(),
-    };
-    match e {
-        LookupError::NotFound => Failure::new(
-            NOT_FOUND,
-            anyhow::anyhow!(
-                "{name}: the real {name} was not found on PATH (after skipping cli-guard's own shims). \
-                 Install {name}, or put its directory on PATH after the shims directory."
-            ),
-        ),
-        LookupError::NotExecutable(path) => Failure::new(
-            NOT_EXECUTABLE,
-            anyhow::anyhow!(
-                "{name}: {} is not an executable file (check its permissions)",
-                path.display()
-            ),
-        ),
-    }
 }
 
 #[cfg(test)]

@@ -11,63 +11,41 @@
 //! `end` row, on one path: [`run`] after [`guarded`] returns.
 
 mod child_env;
+mod hand_through;
+mod invocation;
 mod locate;
 mod signals;
 mod summary;
 
 use std::ffi::{OsStr, OsString};
-use std::io;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use nix::errno::Errno;
 use nix::sys::signalfd::SignalFd;
 use tokio::sync::oneshot;
 
 use self::child_env::ChildMarks;
-use self::locate::{
-    check_path, find_on_path, hand_through, lookup_failure, own_file_id, skip_list, skip_var, FileId, Found,
-};
+use self::hand_through::hand_through;
+use self::invocation::{lookup_failure, spawn_failure};
+use self::locate::{check_path, find_on_path, own_file_id, skip_list, skip_var, FileId, Found};
 use self::signals::{has_controlling_terminal, wait_forwarding, FORWARDED};
 use crate::audit::{self, AuditLog, Record};
 use crate::env::Env;
-use crate::exit::{Exit, Failure, GATE_FAILED, NOT_EXECUTABLE, NOT_FOUND};
+use crate::exit::{Exit, Failure};
 use crate::gate::proxy::{self, Gate, Settings, Summary, CREDENTIAL_USER};
 use crate::gate::upstream;
-use crate::policy::ToolPolicy;
 use crate::sys::{signal, spawn};
 
+pub use self::invocation::{Invocation, Program};
 pub use self::locate::shim_status;
 
 /// Nesting deeper than this is a loop, not a build (a tool whose wrapper
 /// script runs the same name from PATH again, say). Generous on purpose:
 /// rustup's counter was once too low and broke legitimate nesting.
 const MAX_DEPTH: u32 = 32;
-
-/// What to run.
-#[derive(Debug, Clone)]
-pub enum Program {
-    /// A name to look up on PATH, skipping this binary.
-    Lookup(OsString),
-    /// An explicit path (`cli-guard run --as npm -- ./bin/tool`).
-    Path(PathBuf),
-}
-
-/// One guarded invocation.
-#[derive(Debug, Clone)]
-pub struct Invocation {
-    pub policy: &'static ToolPolicy,
-    /// argv[0] as the user typed it; the child gets it unchanged.
-    pub argv0: OsString,
-    pub args: Vec<OsString>,
-    pub program: Program,
-    /// True when dispatched by argv[0] (not `cli-guard run`): only then can
-    /// finding cli-guard itself as the "real" tool mean a copied shim.
-    pub as_shim: bool,
-}
 
 /// Runs one guarded invocation to the end.
 pub fn run(inv: Invocation, env: &Env) -> Result<Exit, Failure> {
@@ -297,26 +275,6 @@ impl Supervised<'_> {
             .await
             .map_err(|e| Failure::gate(anyhow::Error::new(e).context("lost track of the child")))
     }
-}
-
-pub(crate) fn spawn_failure(inv: &Invocation, path: &Path, e: &io::Error) -> Failure {
-    let name = inv.policy.name;
-    // 126 and 127 speak of the tool; anything else (out of descriptors or
-    // memory, say) is cli-guard failing to run it, and fails closed as 125.
-    let errno = e.raw_os_error().map(Errno::from_raw);
-    let (code, hint) = match errno {
-        Some(Errno::ENOENT) => (NOT_FOUND, " (a script whose #! interpreter is missing?)"),
-        Some(Errno::ENOEXEC) => (
-            NOT_EXECUTABLE,
-            " (not a program the kernel can run, nor a script /bin/sh can)",
-        ),
-        Some(Errno::EACCES | Errno::EISDIR | Errno::ETXTBSY | Errno::EPERM) => (NOT_EXECUTABLE, ""),
-        _ => (GATE_FAILED, ""),
-    };
-    Failure::new(
-        code,
-        anyhow::anyhow!("{name}: cannot run {}: {e}{hint}", path.display()),
-    )
 }
 
 /// The invocation's one `end` row: how it ended, the gate's tallies.

@@ -1,7 +1,9 @@
 //! Integration tests for cli-guard: the built binary, run through symlinks in
 //! a temp dir, with fake "real tools" (POSIX sh scripts) later on PATH and
 //! upstream servers on 127.0.0.1. Everything is a real process and a real
-//! socket; nothing leaves loopback. Assertions follow docs/contract.md.
+//! socket, and nothing leaves loopback, but for `clients`' ignored tests
+//! (the real clients against their registries, run by `.ci/run`).
+//! Assertions follow docs/contract.md.
 //!
 //! Layout:
 //! - `util`: temp dirs, the per-test sandbox, processes with timeouts and

@@ -2017,8 +2017,7 @@ fn usage_errors_exit_2_and_say_what_to_do_next() {
             "{args:?}: a cli-guard: line saying {hint:?}"
         );
     }
-    // Unknown options still exit 2 here (see the ignored test below for
-    // what they fail to say).
+    // Unknown options exit 2 here too; their messages are not pinned.
     let unhelpful: [&[&str]; 3] = [
         &["shims", "--bogus"],
         &["check", "--as", "npm", "a.example", "b.example"],

@@ -1,0 +1,31 @@
+//! A copied shim: when the "real" tool an outer cli-guard found is itself
+//! cli-guard (a copy rather than a link, so PATH lookup by identity could
+//! not skip it), the gate is already in place; this one replaces itself with
+//! the next real tool on PATH, skipping every cli-guard.
+
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use super::invocation::{lookup_failure, spawn_failure, Invocation};
+use super::locate::{find_on_path, skip_var, FileId};
+use crate::env::{Env, REAL_TOOL_VAR, SKIP_VAR};
+use crate::exit::Failure;
+use std::ffi::OsStr;
+
+/// Replaces this process with the next real tool on PATH, skipping every
+/// cli-guard: the outer gate stays in front of it. Returns only on failure.
+pub fn hand_through(inv: &Invocation, skip: &[FileId], env: &Env) -> Failure {
+    let name = inv.policy.name;
+    let real = match find_on_path(OsStr::new(name), env.path(), skip) {
+        Ok(real) => real,
+        Err(e) => return lookup_failure(inv, e),
+    };
+    // If it is yet another copy, it hands through in turn.
+    let e = Command::new(&real.path)
+        .arg0(&inv.argv0)
+        .args(&inv.args)
+        .env(SKIP_VAR, skip_var(skip))
+        .env(REAL_TOOL_VAR, real.id.to_var())
+        .exec();
+    spawn_failure(inv, &real.path, &e)
+}
