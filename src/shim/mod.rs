@@ -37,10 +37,10 @@ use tokio::io::Interest;
 use tokio::sync::oneshot;
 
 use crate::audit::{self, AuditLog, Record};
+use crate::credential::Credential;
 use crate::env::{Env, AUDIT_ID_VAR, DEPTH_VAR, REAL_TOOL_VAR, SKIP_VAR};
 use crate::exit::{Exit, Failure, GATE_FAILED, NOT_EXECUTABLE, NOT_FOUND};
-use crate::gate::proxy::{self, Denial, Gate, Settings, Summary, CREDENTIAL_USER};
-use crate::gate::upstream;
+use crate::gate::{self, Denial, Gate, Settings, Summary};
 use crate::policy::{Family, ToolPolicy};
 use crate::sys::spawn;
 
@@ -400,7 +400,7 @@ pub fn run(inv: Invocation, env: &Env) -> Result<Exit, Failure> {
     } = found.map_err(|e| ended(lookup_failure(&inv, e)))?;
 
     // Fail closed: no listener, no child.
-    let (listener, addr) = proxy::bind_loopback()
+    let (listener, addr) = gate::bind_loopback()
         .context("cannot start the proxy on 127.0.0.1")
         .map_err(|e| ended(Failure::gate(e)))?;
     // The gate holds two descriptors a tunnel: with a soft limit of 1,024
@@ -409,17 +409,17 @@ pub fn run(inv: Invocation, env: &Env) -> Result<Exit, Failure> {
     let nofile = raise_nofile();
     // Any local process can dial 127.0.0.1: the child's proxy URL carries a
     // secret of this invocation's, and requests without it get 407.
-    let token = upstream::new_token().map_err(|e| {
+    let credential = Credential::mint().map_err(|e| {
         ended(Failure::gate(anyhow::anyhow!(
             "cannot draw a random proxy credential: {e}"
         )))
     })?;
-    let settings = Settings::from_env(addr, &token, env).map_err(|e| {
+    let settings = Settings::from_env(addr, &credential, env).map_err(|e| {
         ended(Failure::gate(anyhow::anyhow!(
             "{e}; the gate cannot chain through this proxy"
         )))
     })?;
-    let proxy_url = format!("http://{CREDENTIAL_USER}:{token}@{addr}");
+    let proxy_url = credential.proxy_url(addr);
     let signals = block_signals()
         .context("cannot set up signal forwarding")
         .map_err(|e| ended(Failure::gate(e)))?;
@@ -594,7 +594,7 @@ impl Supervised<'_> {
                 return (Err(failure), gate.summary());
             }
         };
-        let proxy_task = tokio::spawn(proxy::serve(listener, Arc::clone(&gate), stop_rx));
+        let proxy_task = tokio::spawn(gate::serve(listener, Arc::clone(&gate), stop_rx));
         let outcome = self.run_child(signals).await;
         let _ = stop_tx.send(());
         let _ = proxy_task.await;

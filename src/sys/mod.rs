@@ -1,3 +1,4 @@
 //! The Linux-only primitives behind one boundary.
 
+pub mod pipe;
 pub mod spawn;
