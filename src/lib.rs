@@ -3,6 +3,7 @@
 
 mod audit;
 mod cli;
+mod credential;
 mod env;
 mod exit;
 mod gate;
@@ -11,11 +12,12 @@ mod shim;
 mod sys;
 
 pub use cli::dispatch;
+pub use credential::base64;
 pub use exit::{die_by, Exit, Failure, GATE_FAILED};
 pub use gate::http::parse_head;
-pub use gate::proxy::{bind_loopback, connection_cap_for};
+pub use gate::judge::{judge, Judged};
+pub use gate::refusal::Refusal;
 pub use gate::relay::IDLE_PIPES;
-pub use gate::upstream::base64;
-pub use gate::verdict::{judge, Action};
+pub use gate::{bind_loopback, connection_cap_for};
 pub use policy::authority::{parse_authority, Host};
 pub use policy::{Decision, Rule, TOOLS};

@@ -3,8 +3,8 @@
 #![no_main]
 
 use cli_guard::parse_head;
+use cli_guard::{judge, parse_authority};
 use cli_guard::TOOLS;
-use cli_guard::{judge, Action};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -13,11 +13,13 @@ fuzz_target!(|data: &[u8]| {
     };
     assert!(head.head_len <= data.len());
     for policy in TOOLS {
-        let verdict = judge(policy, &head);
-        if let Action::Dial(target) = &verdict.action {
-            // Only a CONNECT is ever dialled, and only to what it named.
-            assert_eq!(head.method, "CONNECT");
-            assert_eq!(verdict.target.as_ref(), Some(target));
+        match judge(policy, &head) {
+            Ok(judged) => {
+                // Only a CONNECT is ever dialled, and only to what it named.
+                assert_eq!(head.method, "CONNECT");
+                assert_eq!(parse_authority(&head.target).as_ref(), Ok(&judged.target));
+            }
+            Err(refusal) => assert!(matches!(refusal.status, 400 | 403 | 405), "{refusal:?}"),
         }
     }
 });

@@ -17,11 +17,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
 use crate::audit::{self, AuditLog};
+use crate::credential::Credential;
 use crate::env::Env;
 use crate::exit::{Exit, Failure, DEMO_UNEXPECTED};
 use crate::gate::dial::DIAL_TIMEOUT;
-use crate::gate::proxy::{self, bind_loopback, Gate, Settings};
-use crate::gate::upstream::new_token;
+use crate::gate::{self, bind_loopback, Gate, Settings};
 use crate::policy::{Family, Mode, Rule, ToolPolicy};
 
 /// The demo's enforce-mode policy: registries this machine class reaches.
@@ -171,13 +171,14 @@ async fn demonstrate(show: Show, targets: &[String], env: &Env) -> Result<Exit, 
         .map_err(Failure::gate)?;
     // The same set-up a shim makes: the credential, CLI_GUARD_RESOLVE, and
     // the environment's upstream proxy, if any.
-    let token = new_token().map_err(|e| Failure::gate(anyhow::anyhow!("cannot draw a credential: {e}")))?;
+    let credential =
+        Credential::mint().map_err(|e| Failure::gate(anyhow::anyhow!("cannot draw a credential: {e}")))?;
     let settings =
-        Settings::from_env(proxy_addr, &token, env).map_err(|e| Failure::gate(anyhow::anyhow!(e)))?;
-    let credential = settings.credential.clone();
+        Settings::from_env(proxy_addr, &credential, env).map_err(|e| Failure::gate(anyhow::anyhow!(e)))?;
+    let credential = credential.header().to_string();
     let gate = Arc::new(Gate::new(show.policy(), Arc::clone(&log), settings));
     let (stop_tx, stop_rx) = oneshot::channel();
-    let proxy = tokio::spawn(proxy::serve(listener, Arc::clone(&gate), stop_rx));
+    let proxy = tokio::spawn(gate::serve(listener, Arc::clone(&gate), stop_rx));
 
     let mut statuses = Vec::with_capacity(targets.len());
     for target in targets {

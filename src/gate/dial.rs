@@ -8,7 +8,7 @@
 //! hop that dials directly: through an upstream, the name is sent as asked.
 //!
 //! In enforce mode an allowed name is resolved once and every address is
-//! checked (`addr::forbidden`) before the dial; the address dialled is one
+//! checked (the policy's [`AddressCheck`]) before the dial; the address dialled is one
 //! that was checked, so a rebinding DNS gets no second lookup to exploit.
 
 use std::collections::HashMap;
@@ -19,8 +19,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::gate::upstream::{NoProxy, Upstream};
-use crate::policy::addr;
 use crate::policy::authority::{parse_authority, Authority, Host};
+use crate::policy::AddressCheck;
 
 /// How long a dial (lookup, connect, and an upstream's answer) may take
 /// before the answer is 504.
@@ -55,16 +55,6 @@ impl Resolve {
     pub fn get(&self, target: &Authority) -> Option<SocketAddr> {
         self.0.get(&(target.host_string(), target.port)).copied()
     }
-}
-
-/// Which addresses a direct dial may land on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AddressCheck {
-    /// Enforce mode: refuse the ranges in `addr::forbidden`; with
-    /// `private_ok` (a pinned private registry), private ranges are allowed.
-    Enforce { private_ok: bool },
-    /// Observe mode: any address but the gate's own listener.
-    None,
 }
 
 /// Everything that decides how a target is reached.
@@ -158,18 +148,17 @@ impl Dialer {
     }
 
     async fn direct(&self, target: &Authority, check: AddressCheck) -> Result<Dialled, DialError> {
-        // An override is the operator's own and is not range-checked.
-        let (addrs, checked) = match (self.resolve.get(target), &target.host) {
-            (Some(addr), _) => (vec![addr], false),
-            (None, Host::Ip(ip)) => (vec![SocketAddr::new(*ip, target.port)], true),
+        let (addrs, check) = match (self.resolve.get(target), &target.host) {
+            (Some(addr), _) => (vec![addr], check.for_override()),
+            (None, Host::Ip(ip)) => (vec![SocketAddr::new(*ip, target.port)], check),
             (None, Host::Name(name)) => {
                 let found = tokio::net::lookup_host((name.as_str(), target.port))
                     .await
                     .map_err(|e| DialError::Failed(format!("cannot resolve {name}: {e}")))?;
-                (found.collect::<Vec<_>>(), true)
+                (found.collect::<Vec<_>>(), check)
             }
         };
-        let usable = self.screen(target, addrs, checked, check)?;
+        let usable = self.screen(target, addrs, check)?;
         let stream = connect_first(&usable).await.map_err(DialError::Failed)?;
         let route = match stream.peer_addr() {
             Ok(addr) => format!("direct to {addr}"),
@@ -183,14 +172,11 @@ impl Dialer {
     }
 
     /// The addresses a direct dial may use, in order: never the gate's own
-    /// listener, and in enforce mode (for `checked` addresses, those from
-    /// DNS) none in a forbidden range unless the rule pins a private
-    /// registry. Pure.
+    /// listener, and none that `check` refuses. Pure.
     fn screen(
         &self,
         target: &Authority,
         addrs: Vec<SocketAddr>,
-        checked: bool,
         check: AddressCheck,
     ) -> Result<Vec<SocketAddr>, DialError> {
         let mut refused = None;
@@ -200,14 +186,9 @@ impl Dialer {
                 refused.get_or_insert(format!("{target} resolves to {addr}, cli-guard's own listener"));
                 continue;
             }
-            if let (true, AddressCheck::Enforce { private_ok }) = (checked, check) {
-                let ip = addr.ip();
-                if let Some(why) = addr::forbidden(ip) {
-                    if !(private_ok && addr::is_private(ip)) {
-                        refused.get_or_insert(format!("{target} resolves to {ip}, which is {why}"));
-                        continue;
-                    }
-                }
+            if let Err(why) = check.permits(addr.ip()) {
+                refused.get_or_insert(format!("{target} resolves to {}, which is {why}", addr.ip()));
+                continue;
             }
             usable.push(addr);
         }
@@ -381,15 +362,13 @@ mod tests {
             "203.0.113.80:443",
             "[::ffff:169.254.169.254]:443",
         ]);
-        let kept = dialer
-            .screen(&t, mixed, true, strict)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let kept = dialer.screen(&t, mixed, strict).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             kept,
             addrs(&["203.0.113.80:443"]),
             "a rebinding answer keeps only the safe address"
         );
-        match dialer.screen(&t, addrs(&["10.0.0.5:443"]), true, strict) {
+        match dialer.screen(&t, addrs(&["10.0.0.5:443"]), strict) {
             Err(DialError::Forbidden(why)) => {
                 assert!(why.contains("10.0.0.5") && why.contains("private"), "{why}")
             }
@@ -402,10 +381,10 @@ mod tests {
         let dialer = Dialer::default();
         let t = parse_authority("npm.corp.example:443").unwrap_or_else(|e| panic!("{e}"));
         let pinned = AddressCheck::Enforce { private_ok: true };
-        let kept = dialer.screen(&t, addrs(&["10.0.0.5:443", "[fd00::5]:443"]), true, pinned);
+        let kept = dialer.screen(&t, addrs(&["10.0.0.5:443", "[fd00::5]:443"]), pinned);
         assert_eq!(kept.ok(), Some(addrs(&["10.0.0.5:443", "[fd00::5]:443"])));
         for still_refused in ["127.0.0.1:443", "169.254.169.254:443", "[fe80::1]:443"] {
-            let r = dialer.screen(&t, addrs(&[still_refused]), true, pinned);
+            let r = dialer.screen(&t, addrs(&[still_refused]), pinned);
             assert!(
                 matches!(r, Err(DialError::Forbidden(_))),
                 "{still_refused}: {r:?}"
@@ -422,17 +401,19 @@ mod tests {
         let t = parse_authority("registry.npmjs.org:443").unwrap_or_else(|e| panic!("{e}"));
         let strict = AddressCheck::Enforce { private_ok: false };
         assert!(
-            dialer.screen(&t, addrs(&["127.0.0.1:9"]), false, strict).is_ok(),
+            dialer
+                .screen(&t, addrs(&["127.0.0.1:9"]), strict.for_override())
+                .is_ok(),
             "an override is unchecked"
         );
         assert!(
             dialer
-                .screen(&t, addrs(&["10.0.0.1:443"]), true, AddressCheck::None)
+                .screen(&t, addrs(&["10.0.0.1:443"]), AddressCheck::None)
                 .is_ok(),
             "observe"
         );
         for own in ["127.0.0.1:4000", "0.0.0.0:4000"] {
-            let r = dialer.screen(&t, addrs(&[own]), false, AddressCheck::None);
+            let r = dialer.screen(&t, addrs(&[own]), AddressCheck::None);
             assert!(
                 matches!(r, Err(DialError::Forbidden(ref why)) if why.contains("own listener")),
                 "{own}: {r:?}"

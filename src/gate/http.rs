@@ -2,7 +2,7 @@
 //!
 //! Pure functions over byte slices: no sockets here. Parsing is httparse's
 //! (a well-fuzzed parser) with our caps on head size and header count on top;
-//! what the request *means* is decided in `verdict`.
+//! what the request *means* is decided in `judge`.
 
 use crate::policy::authority::{parse_authority, parse_host, Authority};
 
@@ -156,19 +156,6 @@ pub fn error_response(status: u16, headers: &[(&str, &str)], body: &str) -> Vec<
     out.into_bytes()
 }
 
-/// Compares a presented credential with the expected one in time that does
-/// not depend on where they first differ.
-pub fn credential_matches(presented: &[u8], expected: &[u8]) -> bool {
-    if presented.len() != expected.len() {
-        return false;
-    }
-    presented
-        .iter()
-        .zip(expected)
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-        == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,14 +257,6 @@ mod tests {
             head.proxy_authorization,
             vec![b"Basic a".to_vec(), b"Basic b".to_vec()]
         );
-    }
-
-    #[test]
-    fn credentials_compare_exactly() {
-        assert!(credential_matches(b"Basic abc", b"Basic abc"));
-        assert!(!credential_matches(b"Basic abd", b"Basic abc"));
-        assert!(!credential_matches(b"Basic ab", b"Basic abc"));
-        assert!(!credential_matches(b"", b"Basic abc"));
     }
 
     #[test]

@@ -1,8 +1,138 @@
 //! The gate: a CONNECT proxy for one invocation.
+//!
+//! `listener` accepts (under a connection cap; over it, 503) and stops
+//! (a grace for open tunnels, then a forced close). Each connection is a
+//! `handler` task, which in order:
+//!
+//! 1. reads the request head (`http`), bounded in size and by a deadline a
+//!    slow drip cannot extend (400, 431, 408);
+//! 2. refuses a request line that carries the secret (400), so it is never
+//!    logged;
+//! 3. judges the request line (`judge`): only CONNECT (405), only a plain
+//!    `host:port` (400, answered to anyone), then the policy (403);
+//! 4. requires the per-invocation credential (`crate::credential`) before
+//!    any answer but that 400 (407; two of them, 400);
+//! 5. dials (`dial`): directly, with the policy's address check (403 for a
+//!    forbidden address), or through an upstream proxy (`upstream`), under
+//!    a timeout (502, 504; 503 if the gate stops first);
+//! 6. writes the `egress` row, answers 200, and relays (`relay`) until both
+//!    sides are done, then writes the `egress_close` row.
+//!
+//! Every step's refusal is one `refusal::Refusal`, recorded and answered in
+//! one place ([`Gate::refuse`]); `tally` counts them for the summary.
 
 pub mod dial;
+pub mod handler;
 pub mod http;
-pub mod proxy;
+pub mod judge;
+pub mod listener;
+pub mod refusal;
 pub mod relay;
+pub mod tally;
 pub mod upstream;
-pub mod verdict;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::audit::{self, AuditLog, Record};
+use crate::credential::Credential;
+use crate::env::{Env, RESOLVE_VAR};
+use crate::gate::dial::{Dialer, Resolve};
+use crate::gate::relay::PipePool;
+use crate::gate::tally::{Row, Tally};
+use crate::gate::upstream::NoProxy;
+use crate::policy::authority::Authority;
+use crate::policy::ToolPolicy;
+
+pub use listener::{bind_loopback, connection_cap_for, serve, GRACE};
+pub use tally::{Denial, Summary};
+
+/// How a gate is set up, beyond its policy and log.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub dialer: Dialer,
+    /// What a request must carry in `Proxy-Authorization`; a request line
+    /// holding it is refused, and refusal reasons are scrubbed of it.
+    pub credential: Credential,
+    /// Connections handled at once; more are answered 503. Keeps the gate
+    /// answering instead of failing when descriptors run out.
+    pub max_connections: usize,
+}
+
+impl Settings {
+    /// The settings a real invocation uses: the environment's upstream proxy
+    /// and NO_PROXY, `CLI_GUARD_RESOLVE`, the invocation's credential, and a
+    /// cap under the descriptor limit. `own` is the gate's listener.
+    pub fn from_env(own: SocketAddr, credential: &Credential, env: &Env) -> Result<Settings, String> {
+        let resolve = Resolve::parse(env.resolve()).map_err(|e| format!("{RESOLVE_VAR}: {e}"))?;
+        let upstream = upstream::from_env(env)?;
+        // Nested inside another cli-guard, NO_PROXY is the outer gate's
+        // (loopback and its pinned exceptions), not the user's: honouring it
+        // would let this gate dial around the outer allowlist. Everything
+        // then goes through the upstream, and the outer gate applies the
+        // user's own NO_PROXY at the hop that dials directly.
+        let no_proxy = match env.parent_audit_id() {
+            Some(_) => NoProxy::default(),
+            None => env.no_proxy().map(NoProxy::parse).unwrap_or_default(),
+        };
+        Ok(Settings {
+            dialer: Dialer {
+                resolve,
+                upstream,
+                no_proxy,
+                own: Some(own),
+            },
+            credential: credential.clone(),
+            max_connections: listener::connection_cap(),
+        })
+    }
+}
+
+/// What every connection task shares: the policy, the log, the settings,
+/// the tallies for the `end` record, and the relay's pipes.
+#[derive(Debug)]
+pub struct Gate {
+    pub policy: &'static ToolPolicy,
+    pub audit: Arc<AuditLog>,
+    settings: Settings,
+    tally: Tally,
+    /// Pipes for the relay's splice, shared by all tunnels.
+    pipes: PipePool,
+}
+
+impl Gate {
+    /// A gate for one tool's invocation, with empty tallies.
+    pub fn new(policy: &'static ToolPolicy, audit: Arc<AuditLog>, settings: Settings) -> Gate {
+        Gate {
+            policy,
+            audit,
+            settings,
+            tally: Tally::default(),
+            pipes: PipePool::default(),
+        }
+    }
+
+    /// The tallies so far.
+    pub fn summary(&self) -> Summary {
+        self.tally.summary()
+    }
+
+    /// Counts one answered request and writes its `egress` row (unless it
+    /// is a stranger's past the row cap).
+    fn record(&self, conn: u64, row: Row<'_>) {
+        if !self.tally.count(&row) {
+            return;
+        }
+        self.audit.write(&Record::Egress(audit::Egress {
+            conn,
+            tool: self.policy.name.to_string(),
+            mode: self.policy.mode,
+            method: row.method.map(str::to_string),
+            host: row.target.map(Authority::host_string),
+            port: row.target.map(|t| t.port),
+            decision: row.verdict,
+            status: row.status,
+            reason: row.reason,
+        }));
+    }
+}

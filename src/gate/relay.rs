@@ -15,14 +15,15 @@
 
 use std::future::Future;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use nix::fcntl::{fcntl, splice, FcntlArg, OFlag, SpliceFFlags};
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
+
+use crate::sys::pipe::Pipe;
 
 /// Pipes in existence at once, lent or idle (two descriptors each): past
 /// this, a direction copies through a buffer. The gate's connection cap
@@ -53,7 +54,7 @@ pub struct RelayOutcome {
 /// empty and at their default size, a few grown while lent.
 #[derive(Debug)]
 pub struct PipePool {
-    idle: Mutex<Vec<Pipe>>,
+    idle: Mutex<Vec<PooledPipe>>,
     /// Pipes in existence, lent or idle.
     live: AtomicUsize,
     /// Lent pipes grown to LARGE_PIPE.
@@ -73,10 +74,10 @@ impl Default for PipePool {
     }
 }
 
+/// A pipe with what the pool knows of it.
 #[derive(Debug)]
-struct Pipe {
-    read: OwnedFd,
-    write: OwnedFd,
+struct PooledPipe {
+    pipe: Pipe,
     /// What the pipe can hold now, so one splice fills it.
     capacity: usize,
     /// Its size as created, which it goes back to before it idles.
@@ -86,16 +87,14 @@ struct Pipe {
     grow_refused: bool,
 }
 
-impl Pipe {
+impl PooledPipe {
     fn is_large(&self) -> bool {
         self.capacity > self.default_capacity
     }
 
     /// Sets the capacity; the kernel may round it up, or refuse.
-    fn resize(&mut self, size: usize) -> nix::Result<()> {
-        let size = i32::try_from(size).unwrap_or(i32::MAX);
-        let granted = fcntl(&self.write, FcntlArg::F_SETPIPE_SZ(size))?;
-        self.capacity = usize::try_from(granted).unwrap_or(0);
+    fn resize(&mut self, size: usize) -> io::Result<()> {
+        self.capacity = self.pipe.set_capacity(size)?;
         Ok(())
     }
 }
@@ -113,7 +112,7 @@ impl PipePool {
 
     /// An empty pipe at its default size, reused or new; `None` if there
     /// are MAX_PIPES already or none can be made.
-    fn take(&self) -> Option<Pipe> {
+    fn take(&self) -> Option<PooledPipe> {
         if !self.enabled {
             return None;
         }
@@ -127,7 +126,7 @@ impl PipePool {
     /// Grows a lent pipe to LARGE_PIPE if fewer than LARGE_PIPES are, and
     /// the kernel agrees. Called only once a pipe has been filled, so the
     /// short transfers of most tunnels never pay for the two resizes.
-    fn grow(&self, pipe: &mut Pipe) {
+    fn grow(&self, pipe: &mut PooledPipe) {
         if pipe.is_large() || pipe.grow_refused {
             return;
         }
@@ -141,17 +140,15 @@ impl PipePool {
         pipe.grow_refused = true;
     }
 
-    fn create(&self) -> Option<Pipe> {
+    fn create(&self) -> Option<PooledPipe> {
         if self.live.fetch_add(1, Ordering::Relaxed) >= MAX_PIPES {
             self.live.fetch_sub(1, Ordering::Relaxed);
             return None;
         }
-        let made = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).and_then(|(read, write)| {
-            let size = fcntl(&write, FcntlArg::F_GETPIPE_SZ)?;
-            let capacity = usize::try_from(size).unwrap_or(0);
-            Ok(Pipe {
-                read,
-                write,
+        let made = Pipe::open().and_then(|pipe| {
+            let capacity = pipe.capacity()?;
+            Ok(PooledPipe {
+                pipe,
                 capacity,
                 default_capacity: capacity,
                 grow_refused: false,
@@ -169,7 +166,7 @@ impl PipePool {
     /// Takes back a pipe that holds no bytes: shrunk to its default size
     /// (so an idle pipe holds no more of the user's quota than any other),
     /// then kept if there is room.
-    fn give_back(&self, mut pipe: Pipe) {
+    fn give_back(&self, mut pipe: PooledPipe) {
         pipe.grow_refused = false;
         if pipe.is_large() {
             if pipe.resize(pipe.default_capacity).is_err() || pipe.is_large() {
@@ -189,7 +186,7 @@ impl PipePool {
 
     /// Closes a pipe that is not coming back (bytes left in it, or no
     /// room to keep it).
-    fn close(&self, pipe: Pipe) {
+    fn close(&self, pipe: PooledPipe) {
         if pipe.is_large() {
             self.large.fetch_sub(1, Ordering::Relaxed);
         }
@@ -204,7 +201,7 @@ impl PipePool {
 /// the pool only ever holds empty pipes.
 struct Lease<'p> {
     pool: &'p PipePool,
-    pipe: Option<Pipe>,
+    pipe: Option<PooledPipe>,
     in_pipe: usize,
 }
 
@@ -314,13 +311,12 @@ async fn splice_while_ready(
     mut lease: Lease<'_>,
     count: &AtomicU64,
 ) -> io::Result<Flow> {
-    let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
     loop {
         let Some(pipe) = lease.pipe.as_ref() else {
             return Err(io::Error::other("relay: a lease without a pipe"));
         };
         let read = from.try_io(Interest::READABLE, || {
-            splice(from.as_fd(), None, &pipe.write, None, pipe.capacity, flags).map_err(io::Error::from)
+            pipe.pipe.fill_from(from.as_fd(), pipe.capacity)
         });
         lease.in_pipe = match read {
             Ok(0) => return Ok(Flow::Eof),
@@ -334,7 +330,7 @@ async fn splice_while_ready(
         let streaming = lease.in_pipe >= pipe.capacity / 2;
         while lease.in_pipe > 0 {
             let sent = to.try_io(Interest::WRITABLE, || {
-                splice(&pipe.read, None, to.as_fd(), None, lease.in_pipe, flags).map_err(io::Error::from)
+                pipe.pipe.drain_into(to.as_fd(), lease.in_pipe)
             });
             match sent {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -459,7 +455,7 @@ mod tests {
         for pipe in idle.iter() {
             let mut byte = [0u8; 1];
             assert_eq!(
-                nix::unistd::read(&pipe.read, &mut byte),
+                nix::unistd::read(pipe.pipe.read_end(), &mut byte),
                 Err(nix::errno::Errno::EAGAIN)
             );
         }
@@ -479,7 +475,7 @@ mod tests {
     #[test]
     fn the_pool_bounds_pipes_large_pipes_and_idle_pipes() {
         let pool = PipePool::default();
-        let mut lent: Vec<Pipe> = std::iter::from_fn(|| pool.take()).take(MAX_PIPES + 5).collect();
+        let mut lent: Vec<PooledPipe> = std::iter::from_fn(|| pool.take()).take(MAX_PIPES + 5).collect();
         assert_eq!(lent.len(), MAX_PIPES, "no more than MAX_PIPES exist at once");
         assert!(
             lent.iter().all(|p| !p.is_large()),

@@ -7,12 +7,13 @@
 //! policy is the intersection). The user's original NO_PROXY, which the
 //! child no longer sees, decides which targets skip the upstream.
 //!
-//! Pure: parsing the URL and NO_PROXY, Basic credentials, base64. The dial
-//! itself is in `dial`.
+//! Pure: parsing the URL and NO_PROXY. Basic credentials are
+//! `crate::credential`'s; the dial itself is in `dial`.
 
 use std::fmt;
 use std::net::IpAddr;
 
+use crate::credential::basic_authorization;
 use crate::env::Env;
 use crate::policy::authority::{parse_authority, parse_host, parse_port, Authority, Host};
 
@@ -92,44 +93,6 @@ pub fn from_env(env: &Env) -> Result<Option<Upstream>, String> {
         Some((var, url)) => parse_proxy_url(url).map(Some).map_err(|e| format!("{var}: {e}")),
         None => Ok(None),
     }
-}
-
-/// A fresh per-invocation secret: 128 random bits as 32 hex digits (no
-/// character that needs escaping in a URL).
-pub fn new_token() -> Result<String, getrandom::Error> {
-    let mut random = [0u8; 16];
-    getrandom::fill(&mut random)?;
-    Ok(random.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// `Basic base64(user:pass)`.
-pub fn basic_authorization(user: &[u8], pass: &[u8]) -> String {
-    let mut raw = user.to_vec();
-    raw.push(b':');
-    raw.extend_from_slice(pass);
-    format!("Basic {}", base64(&raw))
-}
-
-/// Standard base64 with padding (RFC 4648 §4).
-pub fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// Decodes `%XX` escapes; `None` on a malformed escape.
@@ -262,25 +225,6 @@ mod tests {
 
     fn target(s: &str) -> Authority {
         parse_authority(s).unwrap_or_else(|e| panic!("{s}: {e}"))
-    }
-
-    #[test]
-    fn base64_vectors() {
-        for (raw, enc) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(raw.as_bytes()), enc, "{raw}");
-        }
-        assert_eq!(
-            basic_authorization(b"Aladdin", b"open sesame"),
-            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
-        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Where a dial may land: the address ranges an enforce-mode gate refuses
 //! to dial even for an allowed name (a rebinding DNS answer, a registry name
-//! pointed at cloud metadata or a LAN host).
+//! pointed at cloud metadata or a LAN host), and the [`AddressCheck`] that
+//! applies them.
 //!
 //! Pure. Embedded IPv4 addresses are unwrapped first (IPv4-mapped,
 //! IPv4-compatible, NAT64 `64:ff9b::/96` and `64:ff9b:1::/48`, and 6to4
@@ -10,6 +11,35 @@
 //! some networks route registries through them.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Which addresses a direct dial may land on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressCheck {
+    /// Enforce mode: refuse the ranges in [`forbidden`]; with `private_ok`
+    /// (a pinned private registry), private ranges are allowed.
+    Enforce { private_ok: bool },
+    /// Observe mode, or an operator's override: no range is refused (the
+    /// gate still never dials its own listener).
+    None,
+}
+
+impl AddressCheck {
+    /// Whether a dial may land on `ip`; `Err` names the range it is in.
+    pub fn permits(&self, ip: IpAddr) -> Result<(), &'static str> {
+        match (self, forbidden(ip)) {
+            (AddressCheck::Enforce { private_ok }, Some(why)) if !(*private_ok && is_private(ip)) => Err(why),
+            _ => Ok(()),
+        }
+    }
+
+    /// The check for an address the operator pinned with
+    /// `CLI_GUARD_RESOLVE`: none. The override is the operator's own (a test
+    /// registry on loopback, say) and changes only where an allowed name is
+    /// dialled, never whether.
+    pub fn for_override(self) -> AddressCheck {
+        AddressCheck::None
+    }
+}
 
 /// Why an address is refused, or `None` if it may be dialled.
 pub fn forbidden(ip: IpAddr) -> Option<&'static str> {
@@ -218,6 +248,24 @@ mod tests {
         for ip in ["127.0.0.1", "169.254.169.254", "fe80::1", "104.16.0.35"] {
             assert!(!is_private(ip.parse().unwrap_or_else(|e| panic!("{e}"))), "{ip}");
         }
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn checks_permit_by_mode_and_private_exception() {
+        let strict = AddressCheck::Enforce { private_ok: false };
+        let pinned = AddressCheck::Enforce { private_ok: true };
+        assert_eq!(strict.permits(ip("104.16.0.35")), Ok(()));
+        assert_eq!(strict.permits(ip("10.0.0.5")), Err("private"));
+        assert_eq!(pinned.permits(ip("10.0.0.5")), Ok(()));
+        assert_eq!(pinned.permits(ip("fd00::5")), Ok(()));
+        assert!(pinned.permits(ip("127.0.0.1")).is_err());
+        assert!(pinned.permits(ip("169.254.169.254")).is_err());
+        assert_eq!(AddressCheck::None.permits(ip("127.0.0.1")), Ok(()));
+        assert_eq!(strict.for_override().permits(ip("127.0.0.1")), Ok(()));
     }
 
     #[test]

@@ -1,12 +1,20 @@
-//! The pinned policy: which tools cli-guard guards, in which mode, and the
-//! hosts each enforce-mode tool may reach; plus the pure decision function.
+//! The one place that says deny or not: which tools cli-guard guards, in
+//! which mode, the hosts each enforce-mode tool may reach (the pinned table,
+//! `table`), how a target is matched against it ([`ToolPolicy::decide`]),
+//! which addresses an allowed name may land on (`addr`:
+//! [`ToolPolicy::address_check`] and [`AddressCheck::permits`]), and whether
+//! a dial that failed was this gate's refusal ([`Verdict::of_failed_dial`]).
+//! All pure: the gate asks, and does the I/O.
 //!
 //! An allowlist change is a code change: there is deliberately no flag,
-//! variable or file that widens these lists at run time. Sources for every
-//! host are in `docs/registries.md` of the shared docs (the tools' own code).
+//! variable or file that widens these lists at run time.
 
 pub mod addr;
 pub mod authority;
+mod table;
+
+pub use addr::AddressCheck;
+pub use table::{lookup, tool_names, TOOLS};
 
 use std::fmt;
 
@@ -129,117 +137,6 @@ pub enum Family {
     Plain,
 }
 
-const NPM_REGISTRY: &[Rule] = &[Rule::https("registry.npmjs.org")];
-const PYPI: &[Rule] = &[Rule::https("pypi.org"), Rule::https("files.pythonhosted.org")];
-const RUBYGEMS: &[Rule] = &[Rule::https("rubygems.org"), Rule::https("index.rubygems.org")];
-
-/// Instance-metadata endpoints the AWS CLI reads over plaintext HTTP (EC2
-/// IMDS on IPv4 and IPv6, ECS task credentials). They must bypass a
-/// CONNECT-only proxy or credentials on EC2/ECS stop working.
-const AWS_METADATA: &[&str] = &["169.254.169.254", "169.254.170.2", "fd00:ec2::254"];
-
-const fn enforce(name: &'static str, family: Family, allow: &'static [Rule]) -> ToolPolicy {
-    ToolPolicy {
-        name,
-        mode: Mode::Enforce,
-        allow,
-        no_proxy: &[],
-        family,
-    }
-}
-
-const fn observe(name: &'static str, no_proxy: &'static [&'static str]) -> ToolPolicy {
-    ToolPolicy {
-        name,
-        mode: Mode::Observe,
-        allow: &[],
-        no_proxy,
-        family: Family::Plain,
-    }
-}
-
-/// The pinned table. One line per tool name, sorted by mode then name.
-pub static TOOLS: &[ToolPolicy] = &[
-    // Homebrew: the JSON API, bottles on GitHub Packages, and the blob host
-    // ghcr.io redirects to. pkg-containers.githubusercontent.com is GitHub's
-    // user-content storage: it serves any package anyone publishes, which is
-    // broad, but every bottle download lands there.
-    enforce(
-        "brew",
-        Family::Plain,
-        &[
-            Rule::https("formulae.brew.sh"),
-            Rule::https("ghcr.io"),
-            Rule::https("pkg-containers.githubusercontent.com"),
-        ],
-    ),
-    enforce("bundle", Family::Plain, RUBYGEMS),
-    enforce(
-        "cargo",
-        Family::Cargo,
-        &[Rule::https("index.crates.io"), Rule::https("static.crates.io")],
-    ),
-    // Composer: Packagist metadata, plus GitHub's API and codeload for the
-    // dist zips of GitHub-hosted packages (the default for most packages).
-    // Both GitHub hosts serve arbitrary user content: allowing them allows a
-    // lot, but without them `composer install` fails for most projects.
-    enforce(
-        "composer",
-        Family::Plain,
-        &[
-            Rule::https("repo.packagist.org"),
-            Rule::https("packagist.org"),
-            Rule::https("api.github.com"),
-            Rule::https("codeload.github.com"),
-        ],
-    ),
-    enforce("gem", Family::Plain, RUBYGEMS),
-    // Go: the module proxy, the checksum database, and storage.googleapis.com,
-    // where proxy.golang.org redirects module zips. The latter is a shared
-    // host for every Google Cloud Storage bucket; a CONNECT gate cannot narrow
-    // it to a path.
-    enforce(
-        "go",
-        Family::Plain,
-        &[
-            Rule::https("proxy.golang.org"),
-            Rule::https("sum.golang.org"),
-            Rule::https("storage.googleapis.com"),
-        ],
-    ),
-    enforce("npm", Family::Node, NPM_REGISTRY),
-    enforce("npx", Family::Node, NPM_REGISTRY),
-    enforce("pip", Family::Python, PYPI),
-    enforce("pip3", Family::Python, PYPI),
-    enforce("pnpm", Family::Node, NPM_REGISTRY),
-    enforce("uv", Family::Python, PYPI),
-    // Yarn: its own registry front, plus registry.npmjs.org because lockfiles
-    // written by npm (and many yarn.lock files) carry its URLs.
-    enforce(
-        "yarn",
-        Family::Node,
-        &[
-            Rule::https("registry.yarnpkg.com"),
-            Rule::https("registry.npmjs.org"),
-        ],
-    ),
-    observe("aws", AWS_METADATA),
-    observe("docker", &[]),
-    observe("gh", &[]),
-    observe("kubectl", &[]),
-    observe("tailscale", &[]),
-];
-
-/// The policy for a tool name, if cli-guard guards it.
-pub fn lookup(name: &str) -> Option<&'static ToolPolicy> {
-    TOOLS.iter().find(|t| t.name == name)
-}
-
-/// Every guarded tool name, in table order.
-pub fn tool_names() -> impl Iterator<Item = &'static str> {
-    TOOLS.iter().map(|t| t.name)
-}
-
 /// What became of a request, as the audit row records it: `allow` or `deny`.
 /// The one yes-or-no of the whole gate; [`Decision`] says why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -247,6 +144,19 @@ pub fn tool_names() -> impl Iterator<Item = &'static str> {
 pub enum Verdict {
     Allow,
     Deny,
+}
+
+impl Verdict {
+    /// The verdict on a request whose dial failed. Refused by this gate's
+    /// own address screen (`forbidden`): a deny. Any other failure (no
+    /// answer, a refused connection, an upstream's refusal, the gate
+    /// stopping) is a request this gate allowed and the network refused.
+    pub fn of_failed_dial(forbidden: bool) -> Verdict {
+        match forbidden {
+            true => Verdict::Deny,
+            false => Verdict::Allow,
+        }
+    }
 }
 
 /// The outcome of deciding one well-formed CONNECT target.
@@ -289,6 +199,19 @@ impl ToolPolicy {
                 .iter()
                 .find(|rule| rule.matches(&target.host, target.port))
                 .map_or(Decision::NotAllowed, |rule| Decision::Allowed(*rule)),
+        }
+    }
+
+    /// Which addresses a direct dial to a target with this decision may
+    /// land on: in enforce mode none in a forbidden range, unless the rule
+    /// that allowed it pins a private registry; in observe mode any.
+    pub fn address_check(&self, decision: &Decision) -> AddressCheck {
+        match (self.mode, decision) {
+            (Mode::Enforce, Decision::Allowed(rule)) => AddressCheck::Enforce {
+                private_ok: rule.private,
+            },
+            (Mode::Enforce, _) => AddressCheck::Enforce { private_ok: false },
+            (Mode::Observe, _) => AddressCheck::None,
         }
     }
 
@@ -369,55 +292,29 @@ mod tests {
     }
 
     #[test]
-    fn table_has_the_required_tools() {
-        for name in [
-            "brew", "npm", "npx", "pnpm", "yarn", "pip", "pip3", "uv", "cargo", "gem", "bundle", "go",
-            "composer",
-        ] {
-            assert_eq!(lookup(name).map(|t| t.mode), Some(Mode::Enforce), "{name}");
-        }
-        for name in ["aws", "gh", "kubectl", "docker", "tailscale"] {
-            assert_eq!(lookup(name).map(|t| t.mode), Some(Mode::Observe), "{name}");
-        }
-        assert_eq!(lookup("cli-guard"), None);
-        assert_eq!(lookup("egress-demo"), None);
+    fn address_checks_follow_the_mode_and_the_rule() {
+        let npm = lookup("npm").unwrap_or_else(|| panic!("npm is pinned"));
+        let aws = lookup("aws").unwrap_or_else(|| panic!("aws is pinned"));
+        let private = Rule::private_registry("npm.corp.example", &[443]);
+        assert_eq!(
+            npm.address_check(&Decision::Allowed(Rule::https("registry.npmjs.org"))),
+            AddressCheck::Enforce { private_ok: false }
+        );
+        assert_eq!(
+            npm.address_check(&Decision::Allowed(private)),
+            AddressCheck::Enforce { private_ok: true }
+        );
+        assert_eq!(
+            npm.address_check(&Decision::NotAllowed),
+            AddressCheck::Enforce { private_ok: false }
+        );
+        assert_eq!(aws.address_check(&Decision::Observed), AddressCheck::None);
     }
 
     #[test]
-    fn table_names_are_unique() {
-        let mut names: Vec<&str> = tool_names().collect();
-        names.sort_unstable();
-        let before = names.len();
-        names.dedup();
-        assert_eq!(before, names.len());
-    }
-
-    /// Every pattern in the table must be a valid normalised name, or
-    /// `*.` followed by one with at least two labels: no bare `*`, no `*.`,
-    /// no mid-name globs, no uppercase, no trailing dot.
-    #[test]
-    fn table_patterns_are_well_formed() {
-        for tool in TOOLS {
-            assert_eq!(
-                tool.mode == Mode::Enforce,
-                !tool.allow.is_empty(),
-                "{}",
-                tool.name
-            );
-            for rule in tool.allow {
-                let name = rule.pattern.strip_prefix("*.").unwrap_or(rule.pattern);
-                assert!(!name.contains('*'), "{}: {}", tool.name, rule.pattern);
-                assert!(name.contains('.'), "{}: {} is too broad", tool.name, rule.pattern);
-                assert_eq!(
-                    crate::policy::authority::parse_host(name),
-                    Ok(Host::Name(name.to_string())),
-                    "{}: {} is not a normalised name",
-                    tool.name,
-                    rule.pattern
-                );
-                assert!(!rule.ports.is_empty(), "{}: {}", tool.name, rule.pattern);
-            }
-        }
+    fn only_the_gates_own_screen_makes_a_failed_dial_a_deny() {
+        assert_eq!(Verdict::of_failed_dial(true), Verdict::Deny);
+        assert_eq!(Verdict::of_failed_dial(false), Verdict::Allow);
     }
 
     #[test]

@@ -33,10 +33,10 @@ use self::invocation::{lookup_failure, spawn_failure};
 use self::locate::{check_path, find_on_path, own_file_id, skip_list, skip_var, FileId, Found};
 use self::signals::{has_controlling_terminal, wait_forwarding, FORWARDED};
 use crate::audit::{self, AuditLog, Record};
+use crate::credential::Credential;
 use crate::env::Env;
 use crate::exit::{Exit, Failure};
-use crate::gate::proxy::{self, Gate, Settings, Summary, CREDENTIAL_USER};
-use crate::gate::upstream;
+use crate::gate::{self, Gate, Settings, Summary};
 use crate::sys::{signal, spawn};
 
 pub use self::invocation::{Invocation, Program};
@@ -137,7 +137,7 @@ impl<'a> Started<'a> {
             id: real_id,
         } = found;
         // Fail closed: no listener, no child.
-        let (listener, addr) = proxy::bind_loopback()
+        let (listener, addr) = gate::bind_loopback()
             .context("cannot start the proxy on 127.0.0.1")
             .map_err(Failure::gate)?;
         // The gate holds two descriptors a tunnel: with a soft limit of 1,024
@@ -146,11 +146,11 @@ impl<'a> Started<'a> {
         let nofile = raise_nofile();
         // Any local process can dial 127.0.0.1: the child's proxy URL carries a
         // secret of this invocation's, and requests without it get 407.
-        let token = upstream::new_token()
+        let credential = Credential::mint()
             .map_err(|e| Failure::gate(anyhow::anyhow!("cannot draw a random proxy credential: {e}")))?;
-        let settings = Settings::from_env(addr, &token, env)
+        let settings = Settings::from_env(addr, &credential, env)
             .map_err(|e| Failure::gate(anyhow::anyhow!("{e}; the gate cannot chain through this proxy")))?;
-        let proxy_url = format!("http://{CREDENTIAL_USER}:{token}@{addr}");
+        let proxy_url = credential.proxy_url(addr);
         let signals = signal::block_into_signalfd(&FORWARDED)
             .context("cannot set up signal forwarding")
             .map_err(Failure::gate)?;
@@ -235,7 +235,7 @@ impl Supervised<'_> {
                 return (Err(failure), gate.summary());
             }
         };
-        let proxy_task = tokio::spawn(proxy::serve(listener, Arc::clone(&gate), stop_rx));
+        let proxy_task = tokio::spawn(gate::serve(listener, Arc::clone(&gate), stop_rx));
         let outcome = self.run_child(signals).await;
         let _ = stop_tx.send(());
         let _ = proxy_task.await;

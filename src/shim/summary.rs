@@ -2,7 +2,7 @@
 //! worded so that neither a person nor an agent mistakes a block for a
 //! network fault, and what to do next.
 
-use crate::gate::proxy::{Denial, Summary};
+use crate::gate::{Denial, Summary};
 use crate::policy::ToolPolicy;
 
 /// One stderr line per distinct refusal, after the child exits, worded so

@@ -1,0 +1,223 @@
+//! The per-invocation proxy credential: its one home.
+//!
+//! Any local process can dial the gate's 127.0.0.1 listener, so the child's
+//! proxy URL carries a secret of this invocation's and every request must
+//! present it in `Proxy-Authorization`. Here it is minted, spelled for the
+//! child (a URL) and for the wire (a `Basic` header), compared in constant
+//! time, and kept out of everything that is logged. Also here: Basic
+//! credentials and base64, which upstream proxies' userinfo uses too.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+/// The user name in the child's proxy URL; the password is the secret.
+pub const CREDENTIAL_USER: &str = "cli-guard";
+
+/// What a scrubbed secret is replaced with.
+const REDACTED: &str = "<redacted>";
+
+/// This invocation's proxy credential. Its `Debug` never shows the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credential {
+    /// The password in the child's proxy URL.
+    token: String,
+    /// `Basic base64(cli-guard:token)`: the exact `Proxy-Authorization`
+    /// value a request must carry.
+    header: String,
+}
+
+impl Credential {
+    /// A fresh credential: 128 random bits as 32 hex digits (no character
+    /// that needs escaping in a URL).
+    pub fn mint() -> Result<Credential, getrandom::Error> {
+        let mut random = [0u8; 16];
+        getrandom::fill(&mut random)?;
+        let token = random.iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Credential::from_token(token))
+    }
+
+    /// The credential for a given token (tests, and a token minted elsewhere).
+    pub fn from_token(token: String) -> Credential {
+        let header = basic_authorization(CREDENTIAL_USER.as_bytes(), token.as_bytes());
+        Credential { token, header }
+    }
+
+    /// The proxy URL the child gets: `http://cli-guard:TOKEN@ADDR`. Holds
+    /// the secret: never log it.
+    pub fn proxy_url(&self, addr: SocketAddr) -> String {
+        format!("http://{CREDENTIAL_USER}:{}@{addr}", self.token)
+    }
+
+    /// The `Proxy-Authorization` value: `Basic base64(cli-guard:TOKEN)`.
+    /// Holds the secret: never log it.
+    pub fn header(&self) -> &str {
+        &self.header
+    }
+
+    /// Whether a presented `Proxy-Authorization` value is this credential,
+    /// in time that does not depend on where they first differ.
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        constant_time_eq(presented, self.header.as_bytes())
+    }
+
+    /// The forms of the secret a client could paste: the token and its
+    /// base64 (the header without `Basic `).
+    fn forms(&self) -> [&str; 2] {
+        let encoded = self.header.strip_prefix("Basic ").unwrap_or(&self.header);
+        [self.token.as_str(), encoded]
+    }
+
+    /// `text` with every form of the secret blanked out.
+    pub fn scrub(&self, text: String) -> String {
+        self.forms()
+            .into_iter()
+            .filter(|secret| !secret.is_empty())
+            .fold(text, |text, secret| text.replace(secret, REDACTED))
+    }
+
+    /// Whether a request line (its method or target) carries a form of the
+    /// secret: a confused client pasting its proxy URL. Such a request is
+    /// refused before it is judged, so the secret is never logged.
+    pub fn in_request_line(&self, method: &str, target: &str) -> bool {
+        self.forms()
+            .into_iter()
+            .any(|s| !s.is_empty() && (target.contains(s) || method.contains(s)))
+    }
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Credential(<redacted>)")
+    }
+}
+
+/// Compares two byte strings in time that depends only on their lengths.
+fn constant_time_eq(presented: &[u8], expected: &[u8]) -> bool {
+    if presented.len() != expected.len() {
+        return false;
+    }
+    presented
+        .iter()
+        .zip(expected)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        == 0
+}
+
+/// `Basic base64(user:pass)`.
+pub fn basic_authorization(user: &[u8], pass: &[u8]) -> String {
+    let mut raw = user.to_vec();
+    raw.push(b':');
+    raw.extend_from_slice(pass);
+    format!("Basic {}", base64(&raw))
+}
+
+/// Standard base64 with padding (RFC 4648 §4).
+pub fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn credential() -> Credential {
+        Credential::from_token("0123456789abcdef0123456789abcdef".into())
+    }
+
+    #[test]
+    fn base64_vectors() {
+        for (raw, enc) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(raw.as_bytes()), enc, "{raw}");
+        }
+        assert_eq!(
+            basic_authorization(b"Aladdin", b"open sesame"),
+            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
+    }
+
+    #[test]
+    fn minted_tokens_are_32_hex_digits_and_differ() {
+        let (a, b) = (Credential::mint(), Credential::mint());
+        let (Ok(a), Ok(b)) = (a, b) else {
+            panic!("getrandom failed")
+        };
+        assert_eq!(a.token.len(), 32);
+        assert!(a.token.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn url_and_header_forms() {
+        let c = credential();
+        let addr: SocketAddr = "127.0.0.1:4000".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            c.proxy_url(addr),
+            "http://cli-guard:0123456789abcdef0123456789abcdef@127.0.0.1:4000"
+        );
+        assert_eq!(
+            c.header(),
+            basic_authorization(b"cli-guard", b"0123456789abcdef0123456789abcdef")
+        );
+    }
+
+    #[test]
+    fn credentials_compare_exactly() {
+        let c = credential();
+        assert!(c.matches(c.header().as_bytes()));
+        let mut near = c.header().as_bytes().to_vec();
+        if let Some(last) = near.last_mut() {
+            *last ^= 1;
+        }
+        assert!(!c.matches(&near));
+        assert!(!c.matches(&c.header().as_bytes()[1..]));
+        assert!(!c.matches(b""));
+        assert!(constant_time_eq(b"Basic abc", b"Basic abc"));
+        assert!(!constant_time_eq(b"Basic abd", b"Basic abc"));
+    }
+
+    #[test]
+    fn scrub_blanks_every_form() {
+        let c = credential();
+        let [token, encoded] = c.forms();
+        let text = format!("a {token} b {encoded} c");
+        assert_eq!(c.scrub(text), "a <redacted> b <redacted> c");
+        assert!(c.in_request_line("CONNECT", &format!("cli-guard:{token}@a.com:443")));
+        assert!(c.in_request_line(encoded, "a.com:443"));
+        assert!(!c.in_request_line("CONNECT", "a.com:443"));
+    }
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let c = credential();
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains(&c.token) && !shown.contains(c.forms()[1]),
+            "{shown}"
+        );
+    }
+}
