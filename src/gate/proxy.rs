@@ -285,11 +285,11 @@ impl Gate {
         self.audit.write(&Record::Egress(audit::Egress {
             conn,
             tool: self.policy.name.to_string(),
-            mode: self.policy.mode,
+            mode: Some(self.policy.mode),
             method: row.method.map(str::to_string),
             host: row.target.map(Authority::host_string),
             port: row.target.map(|t| t.port),
-            decision: if row.allow { Verdict::Allow } else { Verdict::Deny },
+            decision: Some(if row.allow { Verdict::Allow } else { Verdict::Deny }),
             status: row.status,
             reason: row.reason,
         }));
@@ -614,7 +614,7 @@ async fn handle(
         port: target.port,
         bytes_up: outcome.up,
         bytes_down: outcome.down,
-        duration_ms: u64::try_from(opened.elapsed().as_millis()).unwrap_or(u64::MAX),
+        duration_ms: Some(u64::try_from(opened.elapsed().as_millis()).unwrap_or(u64::MAX)),
         error: outcome.error,
     }));
 }
