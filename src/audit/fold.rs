@@ -16,24 +16,74 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
-use serde_json::{Map, Value};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::audit::record::{parse_line, Egress, EgressClose, End, Record, Row, Start};
+use crate::policy::Verdict;
 
 /// Invocations in flight beyond this are emitted as unfinished (oldest
 /// first), so a log full of SIGKILLed shims cannot grow memory without end.
 const MAX_OPEN: usize = 10_000;
 
-/// One JSON object from the log.
-pub type Fields = Map<String, Value>;
+/// A record with the time its line was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamped<T> {
+    pub ts: String,
+    pub record: T,
+}
+
+/// One egress entry of an invocation: the request's row with its tunnel's
+/// close merged in, or a close alone when its request's row was in a file
+/// rotated away.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tunnel {
+    Request {
+        request: Stamped<Egress>,
+        close: Option<Stamped<EgressClose>>,
+    },
+    Orphan(Stamped<EgressClose>),
+}
+
+impl Tunnel {
+    /// The request's row, if it was read.
+    pub fn request(&self) -> Option<&Egress> {
+        match self {
+            Tunnel::Request { request, .. } => Some(&request.record),
+            Tunnel::Orphan(_) => None,
+        }
+    }
+
+    /// The tunnel's close, if it has closed.
+    pub fn close(&self) -> Option<&EgressClose> {
+        match self {
+            Tunnel::Request { close, .. } => close.as_ref().map(|c| &c.record),
+            Tunnel::Orphan(close) => Some(&close.record),
+        }
+    }
+
+    /// Whether the gate refused it.
+    pub fn denied(&self) -> bool {
+        self.request().and_then(|r| r.decision) == Some(Verdict::Deny)
+    }
+
+    fn conn(&self) -> u64 {
+        match self {
+            Tunnel::Request { request, .. } => request.record.conn,
+            Tunnel::Orphan(close) => close.record.conn,
+        }
+    }
+}
 
 /// One guarded invocation, folded: its `start` and `end` rows, its egress
 /// rows with each tunnel's close merged in, and the invocations nested
 /// under it.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Invocation {
     pub audit_id: String,
-    pub start: Option<Fields>,
-    pub end: Option<Fields>,
-    pub egress: Vec<Fields>,
+    pub start: Option<Start>,
+    pub end: Option<Stamped<End>>,
+    pub egress: Vec<Tunnel>,
     pub children: Vec<Invocation>,
     /// The first timestamp seen for it (its start's, normally).
     pub first_ts: String,
@@ -51,33 +101,31 @@ impl Invocation {
         }
     }
 
-    /// A start field as a string.
-    pub fn start_str(&self, key: &str) -> Option<&str> {
-        self.start.as_ref()?.get(key)?.as_str()
-    }
-
-    /// An end field.
-    pub fn end_field(&self, key: &str) -> Option<&Value> {
-        self.end.as_ref()?.get(key)
-    }
-
+    /// The tool's name, from its start row or else its first egress row;
+    /// `?` when neither says.
     pub fn tool(&self) -> &str {
-        self.start_str("tool")
-            .or_else(|| self.egress.first().and_then(|e| e.get("tool")?.as_str()))
+        let named = |tool: &str| !tool.is_empty();
+        self.start
+            .as_ref()
+            .map(|s| s.tool.as_str())
+            .filter(|t| named(t))
+            .or_else(|| {
+                self.egress
+                    .first()
+                    .and_then(Tunnel::request)
+                    .map(|e| e.tool.as_str())
+                    .filter(|t| named(t))
+            })
             .unwrap_or("?")
     }
 
     pub fn parent(&self) -> Option<&str> {
-        self.start_str("parent_audit_id")
+        self.start.as_ref()?.parent_audit_id.as_deref()
     }
 
     /// Allowed and denied egress rows of this invocation alone.
     pub fn counts(&self) -> (usize, usize) {
-        let denied = self
-            .egress
-            .iter()
-            .filter(|e| e.get("decision").and_then(Value::as_str) == Some("deny"))
-            .count();
+        let denied = self.egress.iter().filter(|e| e.denied()).count();
         (self.egress.len() - denied, denied)
     }
 
@@ -91,45 +139,97 @@ impl Invocation {
     }
 
     /// The folded view as one JSON object: the start fields, the end fields
-    /// (`ts` renamed `end_ts`), `egress` and `children`.
+    /// (`ts` renamed `end_ts`), `egress` and `children`. Its keys come out
+    /// sorted, as a `serde_json` map keeps them.
     pub fn to_json(&self) -> Value {
-        let mut out = Fields::new();
-        out.insert("audit_id".into(), Value::String(self.audit_id.clone()));
-        for (k, v) in self.start.iter().flatten() {
-            if k != "kind" {
-                out.insert(k.clone(), v.clone());
-            }
+        // Plain structs of strings and numbers always serialise.
+        serde_json::to_value(InvocationJson::from(self)).unwrap_or(Value::Null)
+    }
+}
+
+/// `Invocation::to_json`'s shape.
+#[derive(Serialize)]
+struct InvocationJson<'a> {
+    audit_id: &'a str,
+    ts: &'a str,
+    #[serde(flatten)]
+    start: Option<&'a Start>,
+    end_ts: Option<&'a str>,
+    #[serde(flatten)]
+    end: Option<&'a End>,
+    egress: Vec<TunnelJson<'a>>,
+    children: Vec<InvocationJson<'a>>,
+}
+
+impl<'a> From<&'a Invocation> for InvocationJson<'a> {
+    fn from(inv: &'a Invocation) -> Self {
+        InvocationJson {
+            audit_id: &inv.audit_id,
+            ts: &inv.first_ts,
+            start: inv.start.as_ref(),
+            end_ts: inv.end.as_ref().map(|e| e.ts.as_str()),
+            end: inv.end.as_ref().map(|e| &e.record),
+            egress: inv.egress.iter().map(TunnelJson::from).collect(),
+            children: inv.children.iter().map(InvocationJson::from).collect(),
         }
-        if !out.contains_key("ts") {
-            out.insert("ts".into(), Value::String(self.first_ts.clone()));
+    }
+}
+
+/// One egress entry in `to_json`: the request's fields and `ts`, then its
+/// close's as `closed_ts`, `close_error`, bytes and duration; a close alone
+/// keeps its own names (`ts`, `conn`, `error`).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum TunnelJson<'a> {
+    Request {
+        ts: &'a str,
+        #[serde(flatten)]
+        request: &'a Egress,
+        #[serde(flatten)]
+        close: Option<ClosedJson<'a>>,
+    },
+    Orphan {
+        ts: &'a str,
+        conn: u64,
+        bytes_up: u64,
+        bytes_down: u64,
+        duration_ms: Option<u64>,
+        error: &'a Option<String>,
+    },
+}
+
+#[derive(Serialize)]
+struct ClosedJson<'a> {
+    closed_ts: &'a str,
+    close_error: &'a Option<String>,
+    bytes_up: u64,
+    bytes_down: u64,
+    duration_ms: Option<u64>,
+}
+
+impl<'a> From<&'a Tunnel> for TunnelJson<'a> {
+    fn from(tunnel: &'a Tunnel) -> Self {
+        match tunnel {
+            Tunnel::Request { request, close } => TunnelJson::Request {
+                ts: &request.ts,
+                request: &request.record,
+                close: close.as_ref().map(|c| ClosedJson {
+                    closed_ts: &c.ts,
+                    close_error: &c.record.error,
+                    bytes_up: c.record.bytes_up,
+                    bytes_down: c.record.bytes_down,
+                    duration_ms: c.record.duration_ms,
+                }),
+            },
+            Tunnel::Orphan(c) => TunnelJson::Orphan {
+                ts: &c.ts,
+                conn: c.record.conn,
+                bytes_up: c.record.bytes_up,
+                bytes_down: c.record.bytes_down,
+                duration_ms: c.record.duration_ms,
+                error: &c.record.error,
+            },
         }
-        match &self.end {
-            Some(end) => {
-                for (k, v) in end {
-                    match k.as_str() {
-                        "kind" | "audit_id" => {}
-                        "ts" => {
-                            out.insert("end_ts".into(), v.clone());
-                        }
-                        _ => {
-                            out.insert(k.clone(), v.clone());
-                        }
-                    }
-                }
-            }
-            None => {
-                out.insert("end_ts".into(), Value::Null);
-            }
-        }
-        out.insert(
-            "egress".into(),
-            Value::Array(self.egress.iter().cloned().map(Value::Object).collect()),
-        );
-        out.insert(
-            "children".into(),
-            Value::Array(self.children.iter().map(Invocation::to_json).collect()),
-        );
-        Value::Object(out)
     }
 }
 
@@ -147,25 +247,6 @@ impl std::fmt::Display for BadLine {
     }
 }
 
-/// Parses one log line into a record with `kind`, `audit_id` and `ts`.
-pub fn parse_line(line: &[u8]) -> Result<Fields, String> {
-    let text = std::str::from_utf8(line).map_err(|_| "not UTF-8 (a torn or foreign line)".to_string())?;
-    let value: Value = serde_json::from_str(text).map_err(|e| format!("not a JSON object ({e})"))?;
-    let Value::Object(fields) = value else {
-        return Err("not a JSON object".to_string());
-    };
-    for key in ["kind", "audit_id", "ts"] {
-        if !fields.get(key).is_some_and(Value::is_string) {
-            return Err(format!("no {key:?}: not a cli-guard audit record"));
-        }
-    }
-    match fields.get("kind").and_then(Value::as_str) {
-        Some("start" | "egress" | "egress_close" | "end") => Ok(fields),
-        Some(other) => Err(format!("unknown kind {other:?}")),
-        None => Err("no kind".to_string()),
-    }
-}
-
 /// Folds records into invocations as they stream past.
 #[derive(Debug, Default)]
 pub struct Folder {
@@ -177,20 +258,14 @@ pub struct Folder {
 }
 
 impl Folder {
-    /// Takes one record; returns the invocations it finished (at most one,
+    /// Takes one row; returns the invocations it finished (at most one,
     /// plus any evicted to keep memory bounded).
-    pub fn push(&mut self, record: Fields) -> Vec<Invocation> {
-        let kind = record
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let id = record
-            .get("audit_id")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let ts = record.get("ts").and_then(Value::as_str).unwrap_or("").to_string();
+    pub fn push(&mut self, row: Row) -> Vec<Invocation> {
+        let Row {
+            ts,
+            audit_id: id,
+            record,
+        } = row;
         let mut out = Vec::new();
         if !self.open.contains_key(&id) {
             if self.open.len() >= MAX_OPEN {
@@ -204,15 +279,18 @@ impl Folder {
         let Some(inv) = self.open.get_mut(&id) else {
             return out;
         };
-        match kind.as_str() {
-            "start" => {
+        match record {
+            Record::Start(start) => {
                 inv.first_ts = ts;
-                inv.start = Some(record);
+                inv.start = Some(start);
             }
-            "egress" => inv.egress.push(without(record, &["kind", "audit_id"])),
-            "egress_close" => merge_close(inv, record),
-            "end" => {
-                inv.end = Some(record);
+            Record::Egress(request) => inv.egress.push(Tunnel::Request {
+                request: Stamped { ts, record: request },
+                close: None,
+            }),
+            Record::EgressClose(close) => merge_close(inv, Stamped { ts, record: close }),
+            Record::End(end) => {
+                inv.end = Some(Stamped { ts, record: end });
                 if let Some(done) = self.open.remove(&id) {
                     self.order.remove(&done.seq);
                     match done
@@ -225,7 +303,6 @@ impl Folder {
                     }
                 }
             }
-            _ => {}
         }
         out
     }
@@ -257,35 +334,16 @@ impl Folder {
     }
 }
 
-fn without(mut fields: Fields, keys: &[&str]) -> Fields {
-    for key in keys {
-        fields.remove(*key);
-    }
-    fields
-}
-
-/// Merges a tunnel's close into its egress row (by `conn`).
-fn merge_close(inv: &mut Invocation, close: Fields) {
-    let conn = close.get("conn").cloned();
-    let close = without(close, &["kind", "audit_id", "host", "port"]);
-    let row = inv
-        .egress
-        .iter_mut()
-        .rev()
-        .find(|e| e.get("conn") == conn.as_ref());
-    match row {
-        Some(row) => {
-            for (k, v) in close {
-                match k.as_str() {
-                    "ts" => row.insert("closed_ts".into(), v),
-                    "error" => row.insert("close_error".into(), v),
-                    "conn" => None,
-                    _ => row.insert(k, v),
-                };
-            }
-        }
-        // Its egress row was in a file rotated away.
-        None => inv.egress.push(close),
+/// Merges a tunnel's close into its request's row (the latest with its
+/// `conn`).
+fn merge_close(inv: &mut Invocation, closed: Stamped<EgressClose>) {
+    let conn = closed.record.conn;
+    match inv.egress.iter_mut().rev().find(|e| e.conn() == conn) {
+        Some(Tunnel::Request { close, .. }) => *close = Some(closed),
+        // A second close of a tunnel whose request was rotated away.
+        Some(orphan @ Tunnel::Orphan(_)) => *orphan = Tunnel::Orphan(closed),
+        // Its request's row was in a file rotated away.
+        None => inv.egress.push(Tunnel::Orphan(closed)),
     }
 }
 
@@ -380,7 +438,7 @@ pub fn parse_since(arg: &str, now: std::time::SystemTime) -> Result<String, Stri
 /// record and `bad` for each line that is not one.
 pub fn read_files(
     files: &[PathBuf],
-    mut record: impl FnMut(Fields),
+    mut record: impl FnMut(Row),
     mut bad: impl FnMut(BadLine),
 ) -> std::io::Result<()> {
     for path in files {
@@ -406,7 +464,7 @@ pub fn read_stream(
     path: &Path,
     reader: &mut impl BufRead,
     first_line: u64,
-    record: &mut impl FnMut(Fields),
+    record: &mut impl FnMut(Row),
     bad: &mut impl FnMut(BadLine),
 ) -> std::io::Result<u64> {
     let mut line = Vec::with_capacity(512);
@@ -422,7 +480,7 @@ pub fn read_stream(
             continue;
         }
         match parse_line(content) {
-            Ok(fields) => record(fields),
+            Ok(row) => record(row),
             Err(why) => bad(BadLine {
                 file: path.to_path_buf(),
                 line: n,
@@ -436,33 +494,40 @@ pub fn read_stream(
 mod tests {
     use super::*;
 
-    fn rec(json: &str) -> Fields {
+    fn rec(json: &str) -> Row {
         parse_line(json.as_bytes()).unwrap_or_else(|e| panic!("{json}: {e}"))
     }
 
-    fn start(id: &str, ts: &str, tool: &str, parent: Option<&str>) -> Fields {
+    fn start(id: &str, ts: &str, tool: &str, parent: Option<&str>) -> Row {
         let parent = parent.map_or("null".to_string(), |p| format!("\"{p}\""));
         rec(&format!(
             r#"{{"ts":"{ts}","kind":"start","audit_id":"{id}","parent_audit_id":{parent},"tool":"{tool}","mode":"enforce","argv":["{tool}","install"],"cwd":"/w","real_path":"/usr/bin/{tool}","pid":1}}"#
         ))
     }
 
-    fn egress(id: &str, conn: u64, host: &str, decision: &str, status: u16) -> Fields {
+    fn egress(id: &str, conn: u64, host: &str, decision: &str, status: u16) -> Row {
         rec(&format!(
             r#"{{"ts":"2026-11-24T00:00:01.000Z","kind":"egress","audit_id":"{id}","conn":{conn},"tool":"npm","mode":"enforce","method":"CONNECT","host":"{host}","port":443,"decision":"{decision}","status":{status},"reason":"r"}}"#
         ))
     }
 
-    fn close(id: &str, conn: u64) -> Fields {
+    fn close(id: &str, conn: u64) -> Row {
         rec(&format!(
             r#"{{"ts":"2026-11-24T00:00:02.000Z","kind":"egress_close","audit_id":"{id}","conn":{conn},"host":"h","port":443,"bytes_up":10,"bytes_down":20,"duration_ms":5,"error":null}}"#
         ))
     }
 
-    fn end(id: &str, code: i32) -> Fields {
+    fn end(id: &str, code: i32) -> Row {
         rec(&format!(
             r#"{{"ts":"2026-11-24T00:00:03.000Z","kind":"end","audit_id":"{id}","exit_code":{code},"signal":null,"duration_ms":9,"allowed":1,"denied":0,"error":null}}"#
         ))
+    }
+
+    fn start_of(row: Row) -> Start {
+        match row.record {
+            Record::Start(start) => start,
+            other => panic!("not a start: {other:?}"),
+        }
     }
 
     #[test]
@@ -479,15 +544,34 @@ mod tests {
         assert_eq!(done.len(), 1);
         let inv = &done[0];
         assert_eq!(inv.egress.len(), 1);
-        assert_eq!(inv.egress[0]["bytes_down"], 20);
-        assert_eq!(inv.egress[0]["status"], 200);
-        assert_eq!(inv.egress[0]["closed_ts"], "2026-11-24T00:00:02.000Z");
+        assert_eq!(inv.egress[0].close().map(|c| c.bytes_down), Some(20));
+        assert_eq!(inv.egress[0].request().map(|e| e.status), Some(200));
         let json = inv.to_json();
+        assert_eq!(json["egress"][0]["bytes_down"], 20);
+        assert_eq!(json["egress"][0]["closed_ts"], "2026-11-24T00:00:02.000Z");
         assert_eq!(json["tool"], "npm");
         assert_eq!(json["exit_code"], 0);
         assert_eq!(json["ts"], "2026-11-24T00:00:00.000Z");
         assert_eq!(json["end_ts"], "2026-11-24T00:00:03.000Z");
         assert!(f.finish().is_empty());
+    }
+
+    #[test]
+    fn a_close_without_its_request_keeps_its_own_names() {
+        let mut f = Folder::default();
+        f.push(close("a", 4));
+        let left = f.finish();
+        let json = left[0].to_json();
+        assert_eq!(
+            json["egress"][0].to_string(),
+            r#"{"bytes_down":20,"bytes_up":10,"conn":4,"duration_ms":5,"error":null,"ts":"2026-11-24T00:00:02.000Z"}"#
+        );
+        assert_eq!(left[0].counts(), (1, 0));
+        assert_eq!(left[0].tool(), "?");
+        assert!(
+            json.get("exit_code").is_none() && json.get("tool").is_none(),
+            "{json}"
+        );
     }
 
     #[test]
@@ -527,10 +611,21 @@ mod tests {
     #[test]
     fn filters() {
         let mut inv = Invocation::new("p", "2026-11-24T00:00:00.000Z", 1);
-        inv.start = Some(start("p", "2026-11-24T00:00:00.000Z", "npm", None));
+        inv.start = Some(start_of(start("p", "2026-11-24T00:00:00.000Z", "npm", None)));
         let mut child = Invocation::new("c", "2026-11-24T00:00:01.000Z", 2);
-        child.start = Some(start("c", "2026-11-24T00:00:01.000Z", "aws", Some("p")));
-        child.egress.push(egress("c", 1, "evil.example", "deny", 403));
+        child.start = Some(start_of(start("c", "2026-11-24T00:00:01.000Z", "aws", Some("p"))));
+        let Row {
+            ts,
+            record: Record::Egress(request),
+            ..
+        } = egress("c", 1, "evil.example", "deny", 403)
+        else {
+            panic!("not an egress row");
+        };
+        child.egress.push(Tunnel::Request {
+            request: Stamped { ts, record: request },
+            close: None,
+        });
         inv.children.push(child);
         let keep = |f: Filter| f.apply(inv.clone()).map(|i| i.audit_id);
         assert_eq!(keep(Filter::default()), Some("p".into()));

@@ -7,9 +7,7 @@
 
 use std::fmt::Write as _;
 
-use serde_json::Value;
-
-use crate::audit::fold::{Fields, Invocation};
+use crate::audit::fold::{Invocation, Tunnel};
 
 /// Longest command line shown before it is shortened.
 const CMD_WIDTH: usize = 60;
@@ -82,14 +80,19 @@ fn render_at(inv: &Invocation, depth: usize, style: Style, out: &mut String) {
     } else {
         denied_cell
     };
-    let _ =
-        writeln!(
+    let _ = writeln!(
         out,
         "{indent}{branch}{}  {:<9} {:<7} {outcome_cell} {:>8}  {allowed:>3} allowed {denied_cell}  {}  {}",
         display_time(&inv.first_ts),
         clean(inv.tool()),
-        clean(inv.start_str("mode").unwrap_or("?")),
-        inv.end_field("duration_ms").and_then(Value::as_u64).map_or("-".to_string(), duration),
+        inv.start
+            .as_ref()
+            .and_then(|s| s.mode)
+            .map_or("?".to_string(), |m| m.to_string()),
+        inv.end
+            .as_ref()
+            .and_then(|e| e.record.duration_ms)
+            .map_or("-".to_string(), duration),
         clean(&inv.audit_id),
         command_line(inv),
     );
@@ -102,40 +105,39 @@ fn render_at(inv: &Invocation, depth: usize, style: Style, out: &mut String) {
     }
 }
 
-fn egress_line(row: &Fields, indent: &str, style: Style) -> String {
-    let field = |k: &str| row.get(k);
-    let deny = field("decision").and_then(Value::as_str) == Some("deny");
+fn egress_line(tunnel: &Tunnel, indent: &str, style: Style) -> String {
+    let request = tunnel.request();
+    let close = tunnel.close();
+    let deny = tunnel.denied();
     let decision = if deny {
         style.paint("31", "deny ")
     } else {
         style.paint("32", "allow")
     };
-    let status = field("status").and_then(Value::as_u64).unwrap_or(0);
+    let status = request.map_or(0, |r| r.status);
     let target = match (
-        field("host").and_then(Value::as_str),
-        field("port").and_then(Value::as_u64),
+        request.and_then(|r| r.host.as_deref()),
+        request.and_then(|r| r.port),
     ) {
         (Some(host), Some(port)) if host.contains(':') => format!("[{}]:{port}", clean(host)),
         (Some(host), Some(port)) => format!("{}:{port}", clean(host)),
         _ => "(no target)".to_string(),
     };
     // Only a tunnel that opened has bytes and a duration to show.
-    let traffic = match field("bytes_up").and_then(Value::as_u64) {
-        Some(up) => format!(
+    let traffic = match close {
+        Some(close) => format!(
             "{:>9} up {:>9} down {:>8}",
-            size(up),
-            size(field("bytes_down").and_then(Value::as_u64).unwrap_or(0)),
-            field("duration_ms")
-                .and_then(Value::as_u64)
-                .map_or("-".to_string(), duration)
+            size(close.bytes_up),
+            size(close.bytes_down),
+            close.duration_ms.map_or("-".to_string(), duration)
         ),
         None => " ".repeat(36),
     };
     // What needs saying: why it was refused or failed, or how a tunnel ended badly.
     let note = if deny || status != 200 {
-        field("reason").and_then(Value::as_str).unwrap_or("")
+        request.map_or("", |r| r.reason.as_str())
     } else {
-        field("close_error").and_then(Value::as_str).unwrap_or("")
+        close.and_then(|c| c.error.as_deref()).unwrap_or("")
     };
     let line = format!(
         "{indent}{decision} {status:>3}  {target:<40} {traffic}  {}",
@@ -146,9 +148,10 @@ fn egress_line(row: &Fields, indent: &str, style: Style) -> String {
 
 /// `exit N`, the signal's name, or `running?` when there is no end row.
 fn outcome(inv: &Invocation) -> String {
+    let end = inv.end.as_ref().map(|e| &e.record);
     match (
-        inv.end_field("exit_code").and_then(Value::as_i64),
-        inv.end_field("signal").and_then(Value::as_str),
+        end.and_then(|e| e.exit_code),
+        end.and_then(|e| e.signal.as_deref()),
     ) {
         (Some(code), _) => format!("exit {code}"),
         (None, Some(sig)) => clean(sig),
@@ -167,14 +170,12 @@ fn display_time(ts: &str) -> String {
 
 /// The command as typed, shortened.
 fn command_line(inv: &Invocation) -> String {
-    let argv = inv
+    let words: Vec<String> = inv
         .start
-        .as_ref()
-        .and_then(|s| s.get("argv"))
-        .and_then(Value::as_array);
-    let words: Vec<String> = argv
-        .map(|a| a.iter().filter_map(Value::as_str).map(shell_word).collect())
-        .unwrap_or_default();
+        .iter()
+        .flat_map(|s| &s.argv)
+        .map(|word| shell_word(word))
+        .collect();
     if words.is_empty() {
         return "(no start row: rotated away?)".to_string();
     }

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::audit::files_oldest_first;
-use crate::audit::fold::{read_files, BadLine, Fields, Filter, Folder, Invocation};
+use crate::audit::fold::{read_files, BadLine, Filter, Folder, Invocation};
+use crate::audit::record::Row;
 use crate::audit::render::{render, Style};
 use crate::audit::suggest::{self, Gathered};
 use crate::audit::tail::Tail;
@@ -190,7 +191,7 @@ fn follow(path: &Path, mut folder: Folder, mut out: Output, mut bad: BadLines) -
     let mut tail = Tail::open(path);
     let mut caught_up = false;
     loop {
-        tail.read(path, &mut |r: Fields| out.take(folder.push(r)), &mut |b| {
+        tail.read(path, &mut |r: Row| out.take(folder.push(r)), &mut |b| {
             bad.report(b)
         });
         if out.closed {
@@ -202,7 +203,7 @@ fn follow(path: &Path, mut folder: Folder, mut out: Output, mut bad: BadLines) -
         }
         if tail.rotated(path) {
             // Rows written to the old file just before the rename.
-            tail.read(path, &mut |r: Fields| out.take(folder.push(r)), &mut |b| {
+            tail.read(path, &mut |r: Row| out.take(folder.push(r)), &mut |b| {
                 bad.report(b)
             });
             tail = Tail::open(path);

@@ -12,9 +12,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use serde_json::Value;
-
-use crate::audit::fold::Fields;
+use crate::audit::record::{Record, Row};
+use crate::policy::Verdict;
 
 /// This many distinct subdomains under one parent make a wildcard worth
 /// suggesting.
@@ -72,44 +71,35 @@ impl Gathered {
         }
     }
 
-    /// Takes one audit record; only the tool's allowed egress rows count.
-    pub fn push(&mut self, record: &Fields) {
-        let get = |k: &str| record.get(k);
-        if get("kind").and_then(Value::as_str) != Some("egress")
-            || get("tool").and_then(Value::as_str) != Some(self.tool.as_str())
-            || get("decision").and_then(Value::as_str) != Some("allow")
-        {
-            return;
-        }
-        let (Some(host), Some(port)) = (
-            get("host").and_then(Value::as_str),
-            get("port")
-                .and_then(Value::as_u64)
-                .and_then(|p| u16::try_from(p).ok()),
-        ) else {
+    /// Takes one audit row; only the tool's allowed egress rows count.
+    pub fn push(&mut self, row: &Row) {
+        let Record::Egress(egress) = &row.record else {
             return;
         };
-        let status = get("status").and_then(Value::as_u64).unwrap_or(0);
-        if status != 200 {
+        if egress.tool != self.tool || egress.decision != Some(Verdict::Allow) {
+            return;
+        }
+        let (Some(host), Some(port)) = (egress.host.as_deref(), egress.port) else {
+            return;
+        };
+        if egress.status != 200 {
             *self
                 .unreached
-                .entry((host.to_string(), port, status))
+                .entry((host.to_string(), port, u64::from(egress.status)))
                 .or_default() += 1;
             return;
         }
-        let ts = get("ts").and_then(Value::as_str).unwrap_or("").to_string();
+        let ts = &row.ts;
         let seen = self.hosts.entry((host.to_string(), port)).or_default();
         seen.count += 1;
-        if seen.first.is_empty() || ts < seen.first {
-            seen.first.clone_from(&ts);
+        if seen.first.is_empty() || *ts < seen.first {
+            seen.first.clone_from(ts);
         }
-        if ts > seen.last {
-            seen.last = ts;
+        if *ts > seen.last {
+            seen.last.clone_from(ts);
         }
-        if let Some(id) = get("audit_id").and_then(Value::as_str) {
-            if self.invocations.len() < 1_000_000 {
-                self.invocations.insert(id.to_string());
-            }
+        if self.invocations.len() < 1_000_000 {
+            self.invocations.insert(row.audit_id.clone());
         }
     }
 }
@@ -347,9 +337,9 @@ fn merge_ports(entries: Vec<Entry>) -> Vec<Entry> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::fold::parse_line;
+    use crate::audit::record::parse_line;
 
-    fn row(tool: &str, host: &str, port: u16, decision: &str, ts: &str) -> Fields {
+    fn row(tool: &str, host: &str, port: u16, decision: &str, ts: &str) -> Row {
         parse_line(
             format!(
                 r#"{{"ts":"{ts}","kind":"egress","audit_id":"id-{ts}","conn":1,"tool":"{tool}","mode":"observe","host":"{host}","port":{port},"decision":"{decision}","status":200,"reason":"r"}}"#
@@ -423,7 +413,9 @@ mod tests {
             "allow",
             "2026-11-24T00:00:08.500Z",
         );
-        unreached.insert("status".into(), 502.into());
+        if let Record::Egress(egress) = &mut unreached.record {
+            egress.status = 502;
+        }
         g.push(&unreached);
         let text = render(&g);
         assert!(text.contains("Rule::https(\"*.pkg.example.com\"),"), "{text}");

@@ -194,7 +194,7 @@ impl Handler {
             port: target.port,
             bytes_up: outcome.up,
             bytes_down: outcome.down,
-            duration_ms: u64::try_from(opened.elapsed().as_millis()).unwrap_or(u64::MAX),
+            duration_ms: Some(u64::try_from(opened.elapsed().as_millis()).unwrap_or(u64::MAX)),
             error: outcome.error,
         }));
     }

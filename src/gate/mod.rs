@@ -126,11 +126,11 @@ impl Gate {
         self.audit.write(&Record::Egress(audit::Egress {
             conn,
             tool: self.policy.name.to_string(),
-            mode: self.policy.mode,
+            mode: Some(self.policy.mode),
             method: row.method.map(str::to_string),
             host: row.target.map(Authority::host_string),
             port: row.target.map(|t| t.port),
-            decision: row.verdict,
+            decision: Some(row.verdict),
             status: row.status,
             reason: row.reason,
         }));

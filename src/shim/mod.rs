@@ -71,7 +71,7 @@ pub fn run(inv: Invocation, env: &Env) -> Result<Exit, Failure> {
     log.write(&Record::Start(audit::Start {
         parent_audit_id,
         tool: inv.policy.name.to_string(),
-        mode: inv.policy.mode,
+        mode: Some(inv.policy.mode),
         argv: std::iter::once(&inv.argv0)
             .chain(&inv.args)
             .map(|a| a.to_string_lossy().into_owned())
@@ -287,7 +287,7 @@ fn write_end(log: &AuditLog, started: Instant, outcome: &Result<Exit, Failure>, 
     log.write(&Record::End(audit::End {
         exit_code,
         signal,
-        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        duration_ms: Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)),
         allowed: summary.allowed,
         denied: summary.denied,
         suppressed: summary.suppressed,

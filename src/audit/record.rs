@@ -1,0 +1,505 @@
+//! The audit log's schema, written once for the writer and the reader: the
+//! four record kinds and their fields, the line around them (`ts`, `kind`,
+//! `audit_id`), audit IDs and timestamps.
+//!
+//! A line is `{"ts":…,"kind":…,"audit_id":…,` then the record's fields in
+//! declaration order, `None` written as `null`. The reader is tolerant: a
+//! line with a known kind, an audit ID and a timestamp is a record even if a
+//! field is missing, of the wrong type, or one it does not know (an older or
+//! hand-edited log still folds). A missing or unreadable field reads as
+//! absent: `None` where the reader shows it as unknown (`?`, `-`), else its
+//! default (`0`, `""`, `[]`). Only lines that are not records at all (torn,
+//! foreign, not JSON, an unknown kind) are rejected, each with why.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::policy::{Mode, Verdict};
+
+/// A new audit ID: 12 hex digits of Unix milliseconds, a dash, then 128
+/// random bits as 32 hex digits. Sorts by creation time as a plain string.
+pub fn new_audit_id() -> Result<String, getrandom::Error> {
+    let mut random = [0u8; 16];
+    getrandom::fill(&mut random)?;
+    let millis = unix_millis(SystemTime::now());
+    Ok(format_audit_id(millis, u128::from_be_bytes(random)))
+}
+
+fn format_audit_id(millis: u64, random: u128) -> String {
+    format!("{:012x}-{random:032x}", millis & 0xffff_ffff_ffff)
+}
+
+fn unix_millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// RFC 3339 UTC with milliseconds, e.g. `2026-11-24T00:10:00.123Z`.
+pub fn rfc3339_millis(t: SystemTime) -> String {
+    let millis = unix_millis(t);
+    let secs = millis / 1000;
+    let (year, month, day) = civil_from_days(secs / 86_400);
+    let rem = secs % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        millis % 1000
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day).
+/// Howard Hinnant's `civil_from_days`, for non-negative day counts.
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Written before the child is spawned.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Start {
+    pub parent_audit_id: Option<String>,
+    pub tool: String,
+    /// Always written; `None` only when a row read back lacks it.
+    pub mode: Option<Mode>,
+    pub argv: Vec<String>,
+    pub cwd: Option<String>,
+    pub real_path: Option<String>,
+    pub pid: u32,
+}
+
+/// One per request the proxy answers, written once the answer is known and
+/// before the tunnel carries a byte.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Egress {
+    pub conn: u64,
+    pub tool: String,
+    /// Always written; `None` only when a row read back lacks it.
+    pub mode: Option<Mode>,
+    pub method: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    /// Always written; `None` only when a row read back lacks it (the
+    /// reader never guesses a verdict).
+    pub decision: Option<Verdict>,
+    pub status: u16,
+    pub reason: String,
+}
+
+/// One per tunnel that was opened, when it closes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EgressClose {
+    pub conn: u64,
+    pub host: String,
+    pub port: u16,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    /// Always written; `None` only when a row read back lacks it.
+    pub duration_ms: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// Written after the child exits and the proxy has stopped.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct End {
+    pub exit_code: Option<i32>,
+    pub signal: Option<String>,
+    /// Always written; `None` only when a row read back lacks it.
+    pub duration_ms: Option<u64>,
+    pub allowed: u64,
+    pub denied: u64,
+    /// Refusals of callers without the credential past the per-invocation
+    /// row cap: counted here instead of logged one by one.
+    pub suppressed: u64,
+    pub error: Option<String>,
+}
+
+/// The body of one audit line, tagged by its `kind`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Record {
+    Start(Start),
+    Egress(Egress),
+    EgressClose(EgressClose),
+    End(End),
+}
+
+impl Record {
+    /// The `kind` this record is written under.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Record::Start(_) => "start",
+            Record::Egress(_) => "egress",
+            Record::EgressClose(_) => "egress_close",
+            Record::End(_) => "end",
+        }
+    }
+}
+
+/// One line of the log as read back: the record and the two fields every
+/// line carries besides its kind.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Row {
+    pub ts: String,
+    pub audit_id: String,
+    #[serde(flatten)]
+    pub record: Record,
+}
+
+/// The line as written: `ts`, `kind` and `audit_id` first, so that a
+/// reader (or a person) sees what a line is before its fields.
+#[derive(Serialize)]
+struct Line<'a> {
+    ts: String,
+    kind: &'static str,
+    audit_id: &'a str,
+    #[serde(flatten)]
+    fields: Fields<'a>,
+}
+
+/// A record's fields without its tag, which `Line` has already written in
+/// second place.
+struct Fields<'a>(&'a Record);
+
+impl Serialize for Fields<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Record::Start(r) => r.serialize(serializer),
+            Record::Egress(r) => r.serialize(serializer),
+            Record::EgressClose(r) => r.serialize(serializer),
+            Record::End(r) => r.serialize(serializer),
+        }
+    }
+}
+
+/// Serialises one record as a JSON line, newline included.
+pub fn to_line(audit_id: &str, record: &Record, at: SystemTime) -> Vec<u8> {
+    let line = Line {
+        ts: rfc3339_millis(at),
+        kind: record.kind(),
+        audit_id,
+        fields: Fields(record),
+    };
+    // Serialising plain structs of strings and numbers cannot fail; if it
+    // ever did, a line that says so beats a panic or a silent gap.
+    let mut out = serde_json::to_vec(&line).unwrap_or_else(|e| {
+        format!(r#"{{"kind":"error","audit_id":"{audit_id}","error":"cannot serialise record: {e}"}}"#)
+            .into_bytes()
+    });
+    out.push(b'\n');
+    out
+}
+
+/// Parses one log line into a row, or says why it is not an audit record.
+pub fn parse_line(line: &[u8]) -> Result<Row, String> {
+    let text = std::str::from_utf8(line).map_err(|_| "not UTF-8 (a torn or foreign line)".to_string())?;
+    // Nearly every line is well-formed and takes this one pass; the rest
+    // are explained, or read leniently, below.
+    match serde_json::from_str::<Row>(text) {
+        Ok(row) => Ok(row),
+        Err(_) => parse_leniently(text),
+    }
+}
+
+/// The slow path of `parse_line`: the reasons a line is not a record, in
+/// the order they are checked; a record with an odd field is read without
+/// that field.
+fn parse_leniently(text: &str) -> Result<Row, String> {
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("not a JSON object ({e})"))?;
+    let Value::Object(mut fields) = value else {
+        return Err("not a JSON object".to_string());
+    };
+    for key in ["kind", "audit_id", "ts"] {
+        if !fields.get(key).is_some_and(Value::is_string) {
+            return Err(format!("no {key:?}: not a cli-guard audit record"));
+        }
+    }
+    let (Some(Value::String(ts)), Some(Value::String(audit_id)), Some(Value::String(kind))) = (
+        fields.remove("ts"),
+        fields.remove("audit_id"),
+        fields.remove("kind"),
+    ) else {
+        return Err("no kind".to_string());
+    };
+    let tagged = |mut fields: Map<String, Value>| {
+        fields.insert("kind".into(), Value::String(kind.clone()));
+        fields
+    };
+    // A kind the schema knows reads from its tag alone (every field has a
+    // default), so one that does not is unknown.
+    if from_fields::<Record>(tagged(Map::new())).is_err() {
+        return Err(format!("unknown kind {kind:?}"));
+    }
+    // Keep each field that reads on its own; drop the others.
+    fields.retain(|key, value| {
+        let one = Map::from_iter([(key.clone(), value.clone())]);
+        from_fields::<Record>(tagged(one)).is_ok()
+    });
+    let record = from_fields::<Record>(tagged(fields))
+        .or_else(|_| from_fields::<Record>(tagged(Map::new())))
+        .map_err(|e| format!("unreadable record ({e})"))?;
+    Ok(Row { ts, audit_id, record })
+}
+
+fn from_fields<T: DeserializeOwned>(fields: Map<String, Value>) -> serde_json::Result<T> {
+    serde_json::from_value(Value::Object(fields))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn epoch_and_known_dates() {
+        assert_eq!(rfc3339_millis(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_478_400_123);
+        assert_eq!(rfc3339_millis(t), "2026-11-24T00:00:00.123Z");
+        // A leap day.
+        let t = UNIX_EPOCH + Duration::from_secs(951_782_400 + 3_723);
+        assert_eq!(rfc3339_millis(t), "2000-02-29T01:02:03.000Z");
+    }
+
+    #[test]
+    fn audit_id_shape_and_order() {
+        let a = format_audit_id(0x19ab1c2d3e4, 1);
+        assert_eq!(a, "019ab1c2d3e4-00000000000000000000000000000001");
+        let b = format_audit_id(0x19ab1c2d3e5, 0);
+        assert!(a < b);
+        let id = new_audit_id().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(id.len(), 45);
+        assert_ne!(id, new_audit_id().unwrap_or_else(|e| panic!("{e}")));
+    }
+
+    #[test]
+    fn line_has_kind_id_and_ts_first() {
+        let Some((record, _)) = golden().into_iter().find(|(r, _)| r.kind() == "end") else {
+            panic!("no end record");
+        };
+        let line = to_line("id1", &record, UNIX_EPOCH);
+        let text = String::from_utf8(line).unwrap_or_default();
+        assert!(
+            text.starts_with(
+                r#"{"ts":"1970-01-01T00:00:00.000Z","kind":"end","audit_id":"id1","exit_code":0"#
+            ),
+            "{text}"
+        );
+        assert!(text.ends_with("}\n"));
+    }
+
+    const ID: &str = "019ab1c2d3e4-00000000000000000000000000000001";
+
+    /// One record of each kind, with and without its optional fields, and
+    /// the exact line the writer produced for it before the schema was
+    /// shared with the reader.
+    fn golden() -> Vec<(Record, &'static str)> {
+        vec![
+            (
+                Record::Start(Start {
+                    parent_audit_id: None,
+                    tool: "npm".into(),
+                    mode: Some(Mode::Enforce),
+                    argv: vec!["npm".into(), "i \"x\"\n".into()],
+                    cwd: Some("/w".into()),
+                    real_path: None,
+                    pid: 42,
+                }),
+                r#"{"ts":"2026-11-24T00:00:00.123Z","kind":"start","audit_id":"019ab1c2d3e4-00000000000000000000000000000001","parent_audit_id":null,"tool":"npm","mode":"enforce","argv":["npm","i \"x\"\n"],"cwd":"/w","real_path":null,"pid":42}"#,
+            ),
+            (
+                Record::Start(Start {
+                    parent_audit_id: Some("p".into()),
+                    tool: "pip".into(),
+                    mode: Some(Mode::Observe),
+                    argv: vec![],
+                    cwd: None,
+                    real_path: Some("/usr/bin/pip".into()),
+                    pid: 1,
+                }),
+                r#"{"ts":"2026-11-24T00:00:00.123Z","kind":"start","audit_id":"019ab1c2d3e4-00000000000000000000000000000001","parent_audit_id":"p","tool":"pip","mode":"observe","argv":[],"cwd":null,"real_path":"/usr/bin/pip","pid":1}"#,
+            ),
+            (
+                Record::Egress(Egress {
+                    conn: 3,
+                    tool: "npm".into(),
+                    mode: Some(Mode::Enforce),
+                    method: Some("CONNECT".into()),
+                    host: Some("registry.npmjs.org".into()),
+                    port: Some(443),
+                    decision: Some(Verdict::Allow),
+                    status: 200,
+                    reason: "allowlist rule".into(),
+                }),
+                r#"{"ts":"2026-11-24T00:00:00.123Z","kind":"egress","audit_id":"019ab1c2d3e4-00000000000000000000000000000001","conn":3,"tool":"npm","mode":"enforce","method":"CONNECT","host":"registry.npmjs.org","port":443,"decision":"allow","status":200,"reason":"allowlist rule"}"#,
+            ),
+            (
+                Record::Egress(Egress {
+                    conn: 4,
+                    tool: "npm".into(),
+                    mode: Some(Mode::Observe),
+                    method: None,
+                    host: None,
+                    port: None,
+                    decision: Some(Verdict::Deny),
+                    status: 405,
+                    reason: "plain".into(),
+                }),
+                r#"{"ts":"2026-11-24T00:00:00.123Z","kind":"egress","audit_id":"019ab1c2d3e4-00000000000000000000000000000001","conn":4,"tool":"npm","mode":"observe","method":null,"host":null,"port":null,"decision":"deny","status":405,"reason":"plain"}"#,
+            ),
+            (
+                Record::EgressClose(EgressClose {
+                    conn: 3,
+                    host: "registry.npmjs.org".into(),
+                    port: 443,
+                    bytes_up: 10,
+                    bytes_down: 20,
+                    duration_ms: Some(5),
+                    error: None,
+                }),
+                r#"{"ts":"2026-11-24T00:00:00.123Z","kind":"egress_close","audit_id":"019ab1c2d3e4-00000000000000000000000000000001","conn":3,"host":"registry.npmjs.org","port":443,"bytes_up":10,"bytes_down":20,"duration_ms":5,"error":null}"#,
+            ),
+            (
+                Record::EgressClose(EgressClose {
+                    conn: 3,
+                    host: "h".into(),
+                    port: 8443,
+                    bytes_up: 0,
+                    bytes_down: 0,
+                    duration_ms: Some(0),
+                    error: Some("reset".into()),
+                }),
+                r#"{"ts":"2026-11-24T00:00:00.123Z","kind":"egress_close","audit_id":"019ab1c2d3e4-00000000000000000000000000000001","conn":3,"host":"h","port":8443,"bytes_up":0,"bytes_down":0,"duration_ms":0,"error":"reset"}"#,
+            ),
+            (
+                Record::End(End {
+                    exit_code: Some(0),
+                    signal: None,
+                    duration_ms: Some(5),
+                    allowed: 1,
+                    denied: 2,
+                    suppressed: 0,
+                    error: None,
+                }),
+                r#"{"ts":"2026-11-24T00:00:00.123Z","kind":"end","audit_id":"019ab1c2d3e4-00000000000000000000000000000001","exit_code":0,"signal":null,"duration_ms":5,"allowed":1,"denied":2,"suppressed":0,"error":null}"#,
+            ),
+            (
+                Record::End(End {
+                    exit_code: None,
+                    signal: Some("SIGKILL".into()),
+                    duration_ms: Some(7),
+                    allowed: 0,
+                    denied: 0,
+                    suppressed: 3,
+                    error: Some("boom".into()),
+                }),
+                r#"{"ts":"2026-11-24T00:00:00.123Z","kind":"end","audit_id":"019ab1c2d3e4-00000000000000000000000000000001","exit_code":null,"signal":"SIGKILL","duration_ms":7,"allowed":0,"denied":0,"suppressed":3,"error":"boom"}"#,
+            ),
+        ]
+    }
+
+    fn golden_time() -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(1_795_478_400_123)
+    }
+
+    #[test]
+    fn lines_are_byte_for_byte_what_the_writer_wrote_before() {
+        for (record, want) in golden() {
+            let line = to_line(ID, &record, golden_time());
+            assert_eq!(String::from_utf8_lossy(&line), format!("{want}\n"));
+        }
+    }
+
+    #[test]
+    fn each_kind_round_trips() {
+        for (record, _) in golden() {
+            let line = to_line(ID, &record, golden_time());
+            let row = parse_line(line.strip_suffix(b"\n").unwrap_or(&line)).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(row.ts, "2026-11-24T00:00:00.123Z");
+            assert_eq!(row.audit_id, ID);
+            assert_eq!(row.record, record);
+        }
+    }
+
+    #[test]
+    fn an_unknown_field_is_ignored() {
+        let row = parse_line(
+            br#"{"ts":"t","kind":"egress_close","audit_id":"a","conn":2,"future":{"x":[1]},"bytes_up":9}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            row.record,
+            Record::EgressClose(EgressClose {
+                conn: 2,
+                bytes_up: 9,
+                ..EgressClose::default()
+            })
+        );
+    }
+
+    #[test]
+    fn a_missing_or_odd_field_reads_as_absent() {
+        let row = parse_line(
+            br#"{"ts":"t","kind":"egress","audit_id":"a","conn":"one","host":"h","port":70000,"decision":"maybe","status":403}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            row.record,
+            Record::Egress(Egress {
+                host: Some("h".into()),
+                status: 403,
+                ..Egress::default()
+            })
+        );
+        let row = parse_line(br#"{"ts":"t","kind":"start","audit_id":"a","argv":"npm"}"#)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(row.record, Record::Start(Start::default()));
+    }
+
+    #[test]
+    fn lines_that_are_not_records_say_why() {
+        let why = |line: &[u8]| parse_line(line).err().unwrap_or_default();
+        assert_eq!(why(b"\xff\xfe"), "not UTF-8 (a torn or foreign line)");
+        assert_eq!(
+            why(br#"{"ts":"2026-01-01T00:00:00.000Z","kind":"egr"#),
+            "not a JSON object (EOF while parsing a string at line 1 column 44)"
+        );
+        assert_eq!(why(b"[1,2,3]"), "not a JSON object");
+        assert_eq!(
+            why(br#"{"hello":"world"}"#),
+            r#"no "kind": not a cli-guard audit record"#
+        );
+        assert_eq!(
+            why(br#"{"kind":"end","ts":"t"}"#),
+            r#"no "audit_id": not a cli-guard audit record"#
+        );
+        assert_eq!(
+            why(br#"{"kind":"end","audit_id":"a","ts":5}"#),
+            r#"no "ts": not a cli-guard audit record"#
+        );
+        assert_eq!(
+            why(br#"{"ts":"t","kind":"mystery","audit_id":"a"}"#),
+            r#"unknown kind "mystery""#
+        );
+        assert_eq!(
+            why("{\"ts\":\"t\",\"kind\":\"m\u{e9}\\u0001\\\"\",\"audit_id\":\"a\"}".as_bytes()),
+            "unknown kind \"m\u{e9}\\u{1}\\\"\""
+        );
+    }
+}
