@@ -1,8 +1,16 @@
 //! `cli-guard check`: the gate's decision for one target, without dialling.
 
+use std::ffi::OsString;
+
+use super::args::{self, AsOrValue, Parsed, Usage};
 use crate::exit::{Exit, Failure, CHECK_DENIED};
 use crate::policy::authority::parse_authority;
-use crate::policy::{self, Decision};
+use crate::policy::{Decision, ToolPolicy};
+
+const USAGE: Usage = Usage {
+    command: "check",
+    next_step: "usage: cli-guard check --as TOOL HOST[:PORT]; see cli-guard check --help",
+};
 
 pub const CHECK_HELP: &str = "\
 usage: cli-guard check --as TOOL HOST[:PORT]
@@ -15,44 +23,45 @@ and link-local addresses are refused in enforce mode).
 exit: 0 allow, 1 deny, 2 usage error.
 ";
 
-/// `cli-guard check --as TOOL HOST[:PORT]`.
-pub fn check(args: &[String]) -> Result<Exit, Failure> {
+/// Parsed `cli-guard check` arguments.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct CheckArgs {
+    /// The policy of `--as TOOL`.
+    pub policy: &'static ToolPolicy,
+    /// HOST[:PORT] as given; not yet parsed, since a bad one is a deny.
+    pub target: String,
+}
+
+/// Reads `--as TOOL HOST[:PORT]`: exactly one target.
+pub(super) fn parse_check_args(args: &[OsString]) -> Result<Parsed<CheckArgs>, Failure> {
+    let mut parser = args::parser(args);
     let mut tool = None;
     let mut target = None;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "-h" | "--help" => {
-                print!("{CHECK_HELP}");
-                return Ok(Exit::SUCCESS);
-            }
-            "--as" => tool = it.next().cloned(),
-            a if a.starts_with("--as=") => tool = Some(a["--as=".len()..].to_string()),
-            a if a.starts_with('-') => {
-                return Err(Failure::usage(format!(
-                    "check: unknown option {a:?} (see cli-guard check --help)"
-                )))
-            }
-            a if target.is_none() => target = Some(a.to_string()),
-            a => {
-                return Err(Failure::usage(format!(
-                    "check: unexpected argument {a:?}: one HOST[:PORT] at a time (see cli-guard check --help)"
+    while let Some(arg) = USAGE.next_as_or_value(&mut parser)? {
+        match arg {
+            AsOrValue::Help => return Ok(Parsed::Help),
+            AsOrValue::As(name) => tool = Some(name),
+            AsOrValue::Value(value) if target.is_none() => target = Some(USAGE.utf8(value)?),
+            AsOrValue::Value(extra) => {
+                return Err(USAGE.error(format_args!(
+                    "unexpected argument {extra:?}: one HOST[:PORT] at a time"
                 )))
             }
         }
     }
-    let (Some(tool), Some(target)) = (tool, target) else {
-        return Err(Failure::usage(
-            "check: usage: cli-guard check --as TOOL HOST[:PORT]",
-        ));
+    let tool = tool.ok_or_else(|| USAGE.error("--as TOOL is required"))?;
+    let policy = USAGE.tool(&tool)?;
+    let target = target.ok_or_else(|| USAGE.error("no HOST[:PORT] given"))?;
+    Ok(Parsed::Args(CheckArgs { policy, target }))
+}
+
+/// `cli-guard check --as TOOL HOST[:PORT]`.
+pub(super) fn check(args: &[OsString]) -> Result<Exit, Failure> {
+    let Some(CheckArgs { policy, target }) = parse_check_args(args)?.or_print(CHECK_HELP, args::VERSION)
+    else {
+        return Ok(Exit::SUCCESS);
     };
-    let policy = policy::lookup(&tool).ok_or_else(|| {
-        let known: Vec<&str> = policy::tool_names().collect();
-        Failure::usage(format!(
-            "check: unknown tool {tool:?}; known: {}",
-            known.join(", ")
-        ))
-    })?;
+    let tool = policy.name;
     let with_port = if target.starts_with('[') && target.ends_with(']') || !target.contains(':') {
         format!("{target}:443")
     } else {
@@ -80,4 +89,83 @@ pub fn check(args: &[String]) -> Result<Exit, Failure> {
     } else {
         Exit::Code(CHECK_DENIED)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::args::testing::{args_of, os, usage_text};
+
+    fn parse(args: &[&str]) -> Result<Parsed<CheckArgs>, Failure> {
+        parse_check_args(&os(args))
+    }
+
+    fn parsed(args: &[&str]) -> CheckArgs {
+        args_of(parse(args))
+    }
+
+    fn error(args: &[&str]) -> String {
+        usage_text(parse(args))
+    }
+
+    #[test]
+    fn as_with_a_separate_value() {
+        let check = parsed(&["--as", "npm", "registry.npmjs.org"]);
+        assert_eq!(check.policy.name, "npm");
+        assert_eq!(check.target, "registry.npmjs.org");
+    }
+
+    #[test]
+    fn as_with_equals_after_the_target() {
+        let check = parsed(&["[::1]:443", "--as=aws"]);
+        assert_eq!(check.policy.name, "aws");
+        assert_eq!(check.target, "[::1]:443");
+    }
+
+    #[test]
+    fn dashdash_ends_the_options() {
+        assert_eq!(parsed(&["--as", "npm", "--", "-odd"]).target, "-odd");
+    }
+
+    #[test]
+    fn help_in_either_form() {
+        assert_eq!(parse(&["--help"]).unwrap(), Parsed::Help);
+        assert_eq!(parse(&["--as", "npm", "-h"]).unwrap(), Parsed::Help);
+    }
+
+    #[test]
+    fn exactly_one_target() {
+        let text = error(&["--as", "npm", "a.example", "b.example"]);
+        assert!(text.contains("unexpected argument \"b.example\""), "{text}");
+        assert!(text.contains("see cli-guard check --help"), "{text}");
+        assert!(error(&["--as", "npm"]).contains("usage: cli-guard check --as TOOL HOST[:PORT]"));
+    }
+
+    #[test]
+    fn every_error_shows_the_usage() {
+        for args in [&[][..], &["--as"], &["--as", "npm"], &["x.example"], &["--bogus"]] {
+            assert!(
+                error(args).contains("usage: cli-guard check --as TOOL HOST[:PORT]"),
+                "{args:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn as_is_required_and_needs_a_value() {
+        assert!(error(&["a.example"]).contains("--as TOOL is required"));
+        assert!(error(&["a.example", "--as"]).contains("--as needs a value"));
+    }
+
+    #[test]
+    fn unknown_option() {
+        let text = error(&["--bogus"]);
+        assert!(text.contains("unknown option \"--bogus\""), "{text}");
+        assert!(text.contains("see cli-guard check --help"), "{text}");
+    }
+
+    #[test]
+    fn unknown_tool_lists_the_known_ones() {
+        assert!(error(&["--as", "nosuch", "x.example"]).contains("known: "));
+    }
 }

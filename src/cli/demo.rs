@@ -6,6 +6,7 @@
 //! rows as JSON lines on stderr. It works offline: an unreachable upstream is
 //! still an allow decision, answered 502.
 
+use std::ffi::OsString;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
+use super::args::{self, MissingCommand, Parsed, Usage};
 use crate::audit::{self, AuditLog};
 use crate::credential::Credential;
 use crate::env::Env;
@@ -114,39 +116,65 @@ impl Show {
     }
 }
 
-/// `egress-demo ARGS…` (argv[0] already removed).
-pub fn main(args: &[String], env: &Env) -> Result<Exit, Failure> {
+const USAGE: Usage = Usage {
+    command: "egress-demo",
+    next_step: "see egress-demo --help",
+};
+
+/// `egress-demo --version`'s line.
+const VERSION: &str = concat!("egress-demo (cli-guard) ", env!("CARGO_PKG_VERSION"));
+
+/// Parsed `egress-demo` arguments.
+#[derive(Debug, PartialEq, Eq)]
+struct DemoArgs {
+    show: Show,
+    /// HOST:PORT to dial; empty for the command's defaults.
+    targets: Vec<String>,
+}
+
+/// Reads `allowed|denied|observe [HOST:PORT ...]`; `help` or `h` anywhere is
+/// `--help`, as in the help's own list of commands.
+fn parse_demo_args(args: &[OsString]) -> Result<Parsed<DemoArgs>, Failure> {
+    let mut parser = args::parser(args);
     let mut show = None;
     let mut targets = Vec::new();
-    for arg in args {
-        match arg.as_str() {
-            "--help" | "-h" | "help" | "h" => {
-                print!("{HELP}");
-                return Ok(Exit::SUCCESS);
-            }
-            "--version" | "-v" => {
-                println!("egress-demo (cli-guard) {}", env!("CARGO_PKG_VERSION"));
-                return Ok(Exit::SUCCESS);
-            }
-            "allowed" if show.is_none() => show = Some(Show::Allowed),
-            "denied" if show.is_none() => show = Some(Show::Denied),
-            "observe" if show.is_none() => show = Some(Show::Observe),
-            flag if flag.starts_with('-') => {
-                return Err(Failure::usage(format!("egress-demo: unknown option {flag:?} (see egress-demo --help)")))
-            }
-            target if show.is_some() => targets.push(target.to_string()),
-            other => {
-                return Err(Failure::usage(format!(
-                    "egress-demo: unknown command {other:?}: expected allowed, denied or observe (see egress-demo --help)"
+    while let Some(arg) = USAGE.next(&mut parser)? {
+        let word = match arg {
+            lexopt::Arg::Short('h') | lexopt::Arg::Long("help") => return Ok(Parsed::Help),
+            lexopt::Arg::Short('v') | lexopt::Arg::Long("version") => return Ok(Parsed::Version),
+            lexopt::Arg::Value(word) => USAGE.utf8(word)?,
+            other => return Err(USAGE.lexopt(other.unexpected())),
+        };
+        match (word.as_str(), show) {
+            ("help" | "h", _) => return Ok(Parsed::Help),
+            ("allowed", None) => show = Some(Show::Allowed),
+            ("denied", None) => show = Some(Show::Denied),
+            ("observe", None) => show = Some(Show::Observe),
+            (_, Some(_)) => targets.push(word),
+            (other, None) => {
+                return Err(USAGE.error(format_args!(
+                    "unknown command {other:?}: expected allowed, denied or observe"
                 )))
             }
         }
     }
-    let Some(show) = show else {
-        eprint!("{HELP}");
-        return Err(Failure::usage(
-            "egress-demo: missing command: allowed, denied or observe",
-        ));
+    let show = show.ok_or_else(|| {
+        MissingCommand::failure(
+            "egress-demo: missing command: allowed, denied or observe (see egress-demo --help)",
+        )
+    })?;
+    Ok(Parsed::Args(DemoArgs { show, targets }))
+}
+
+/// `egress-demo ARGS…` (argv[0] already removed).
+pub fn main(args: &[OsString], env: &Env) -> Result<Exit, Failure> {
+    let parsed = parse_demo_args(args).inspect_err(|failure| {
+        if MissingCommand::is(failure) {
+            eprint!("{HELP}");
+        }
+    })?;
+    let Some(DemoArgs { show, mut targets }) = parsed.or_print(HELP, VERSION) else {
+        return Ok(Exit::SUCCESS);
     };
     if targets.is_empty() {
         targets = show.default_targets().iter().map(|t| t.to_string()).collect();
@@ -231,4 +259,96 @@ async fn connect_through(proxy: SocketAddr, credential: &str, target: &str) -> a
     tokio::time::timeout(DIAL_TIMEOUT + Duration::from_secs(5), exchange)
         .await
         .context("timed out")?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::args::testing::{args_of, os, usage_text};
+
+    fn parse(args: &[&str]) -> Result<Parsed<DemoArgs>, Failure> {
+        parse_demo_args(&os(args))
+    }
+
+    fn parsed(args: &[&str]) -> DemoArgs {
+        args_of(parse(args))
+    }
+
+    /// The usage error's text, which must point at the help.
+    fn error(args: &[&str]) -> String {
+        let text = usage_text(parse(args));
+        assert!(text.contains("see egress-demo --help"), "{text}");
+        text
+    }
+
+    #[test]
+    fn each_command_alone() {
+        for (word, show) in [
+            ("allowed", Show::Allowed),
+            ("denied", Show::Denied),
+            ("observe", Show::Observe),
+        ] {
+            assert_eq!(
+                parsed(&[word]),
+                DemoArgs {
+                    show,
+                    targets: vec![]
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn targets_follow_the_command() {
+        let demo = parsed(&["observe", "a.example:443", "allowed", "--", "-odd:1"]);
+        assert_eq!(demo.show, Show::Observe);
+        assert_eq!(demo.targets, ["a.example:443", "allowed", "-odd:1"]);
+    }
+
+    #[test]
+    fn help_in_every_form_and_place() {
+        for args in [
+            &["--help"][..],
+            &["-h"],
+            &["help"],
+            &["h"],
+            &["denied", "--help"],
+            &["observe", "x:1", "h"],
+        ] {
+            assert_eq!(parse(args).unwrap(), Parsed::Help, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn version_in_either_form() {
+        assert_eq!(parse(&["--version"]).unwrap(), Parsed::Version);
+        assert_eq!(parse(&["-v"]).unwrap(), Parsed::Version);
+    }
+
+    #[test]
+    fn unknown_option() {
+        assert!(error(&["--bogus"])
+            .to_string()
+            .contains("unknown option \"--bogus\""));
+        assert!(error(&["denied", "-x"])
+            .to_string()
+            .contains("unknown option \"-x\""));
+    }
+
+    #[test]
+    fn unknown_command() {
+        let text = error(&["sideways"]);
+        assert!(
+            text.contains("unknown command \"sideways\": expected allowed, denied or observe"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn missing_command_brings_the_help() {
+        for args in [&[][..], &["--"]] {
+            assert!(MissingCommand::is(&parse(args).unwrap_err()), "{args:?}");
+            assert!(error(args).contains("missing command"), "{args:?}");
+        }
+    }
 }

@@ -1,19 +1,27 @@
-//! Dispatch on the basename of argv[0], and the `cli-guard` subcommands.
+//! Dispatch on the basename of argv[0], and the table of `cli-guard`
+//! subcommands (each in a file of its own, with its own parser).
 //!
 //! The pinned policy table is the one list of tool names: a name in it runs
 //! as a shim, `egress-demo` runs the demo, `cli-guard` takes subcommands, and
-//! anything else is refused with the list of known names.
+//! anything else is refused with the list of known names. A shim never
+//! parses its arguments: they are all the real tool's.
 
+mod args;
 mod audit;
 mod check;
 mod demo;
+mod print_policy;
+mod run;
+mod shims;
 
 use std::ffi::{OsStr, OsString};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use args::{MissingCommand, Parsed};
 
 use crate::env::Env;
 use crate::exit::{Exit, Failure};
-use crate::policy::{self, Mode, ToolPolicy};
+use crate::policy;
 use crate::shim::{self, Invocation, Program};
 
 const HELP: &str = "\
@@ -59,6 +67,24 @@ EXIT CODES:
     127                 the real tool was not found on PATH
 ";
 
+/// The `cli-guard` subcommands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Command {
+    Run,
+    Policy,
+    Shims,
+    Audit,
+    Check,
+    EgressDemo,
+}
+
+/// A subcommand and its own arguments, still unparsed.
+#[derive(Debug, PartialEq, Eq)]
+struct Subcommand {
+    command: Command,
+    args: Vec<OsString>,
+}
+
 /// Runs whatever argv asks for.
 pub fn dispatch(args: Vec<OsString>) -> Result<Exit, Failure> {
     let mut args = args.into_iter();
@@ -71,190 +97,168 @@ pub fn dispatch(args: Vec<OsString>) -> Result<Exit, Failure> {
         .to_string();
     let env = Env::from_process();
     match name.as_str() {
-        "cli-guard" => cli_guard(rest, &env),
-        "egress-demo" => demo::main(&utf8_args(&rest)?, &env),
+        "cli-guard" => cli_guard(&rest, &env),
+        "egress-demo" => demo::main(&rest, &env),
+        // A shim: every argument is the real tool's, so none is parsed here.
         _ => match policy::lookup(&name) {
-            Some(policy) => shim::run(Invocation {
-                policy,
-                argv0,
-                args: rest,
-                program: Program::Lookup(OsString::from(&name)),
-                as_shim: true,
-            }, &env),
+            Some(policy) => shim::run(
+                Invocation {
+                    policy,
+                    argv0,
+                    args: rest,
+                    program: Program::Lookup(OsString::from(&name)),
+                    as_shim: true,
+                },
+                &env,
+            ),
             None => Err(Failure::usage(format!(
                 "unknown name {name:?}: cli-guard runs as a shim only under a tool name from its pinned policy \
                  ({}), as egress-demo, or as cli-guard. Remove or rename this link.",
-                known_names()
+                args::known_names()
             ))),
         },
     }
 }
 
-fn known_names() -> String {
-    policy::tool_names().collect::<Vec<_>>().join(", ")
+/// Reads `cli-guard`'s first argument: a subcommand (whose arguments are left
+/// to it, unparsed), `--help` or `--version`.
+fn parse_command(args: &[OsString]) -> Result<Parsed<Subcommand>, Failure> {
+    let unknown = |word: &OsStr| {
+        Failure::usage(format!(
+            "unknown command {word:?}: expected run, policy, shims, audit, check, egress-demo, --help or --version"
+        ))
+    };
+    let mut parser = args::parser(args);
+    let word = match parser.next() {
+        Ok(None) => return Err(MissingCommand::failure("missing command (see cli-guard --help)")),
+        Ok(Some(lexopt::Arg::Short('h') | lexopt::Arg::Long("help"))) => return Ok(Parsed::Help),
+        Ok(Some(lexopt::Arg::Short('V') | lexopt::Arg::Long("version"))) => return Ok(Parsed::Version),
+        Ok(Some(lexopt::Arg::Value(word))) => word,
+        // Any other option is named as typed; the first call cannot fail,
+        // as nothing is pending yet.
+        Ok(Some(_)) | Err(_) => {
+            return Err(unknown(args.first().map_or(OsStr::new(""), OsString::as_os_str)))
+        }
+    };
+    let command = match word.to_str() {
+        Some("help") => return Ok(Parsed::Help),
+        Some("run") => Command::Run,
+        Some("policy") => Command::Policy,
+        Some("shims") => Command::Shims,
+        Some("audit") => Command::Audit,
+        Some("check") => Command::Check,
+        Some("egress-demo") => Command::EgressDemo,
+        _ => return Err(unknown(&word)),
+    };
+    // After a command word nothing is pending, so this cannot fail.
+    let args = parser
+        .raw_args()
+        .map_err(|e| Failure::usage(format!("{e} (see cli-guard --help)")))?;
+    Ok(Parsed::Args(Subcommand {
+        command,
+        args: args.collect(),
+    }))
 }
 
-fn utf8_args(args: &[OsString]) -> Result<Vec<String>, Failure> {
-    args.iter()
-        .map(|a| {
-            a.to_str()
-                .map(str::to_string)
-                .ok_or_else(|| Failure::usage(format!("argument {a:?} is not UTF-8")))
-        })
-        .collect()
-}
-
-fn cli_guard(args: Vec<OsString>, env: &Env) -> Result<Exit, Failure> {
-    let Some(command) = args.first().and_then(|a| a.to_str()) else {
-        eprint!("{HELP}");
-        return Err(Failure::usage("missing command (see cli-guard --help)"));
+/// `cli-guard ARGS...`.
+fn cli_guard(args: &[OsString], env: &Env) -> Result<Exit, Failure> {
+    let parsed = parse_command(args).inspect_err(|failure| {
+        if MissingCommand::is(failure) {
+            eprint!("{HELP}");
+        }
+    })?;
+    let Some(Subcommand { command, args }) = parsed.or_print(HELP, args::VERSION) else {
+        return Ok(Exit::SUCCESS);
     };
     match command {
-        "--help" | "-h" | "help" => {
-            print!("{HELP}");
-            Ok(Exit::SUCCESS)
-        }
-        "--version" | "-V" => {
-            println!("cli-guard {}", env!("CARGO_PKG_VERSION"));
-            Ok(Exit::SUCCESS)
-        }
-        "run" => run(&args[1..], env),
-        "policy" => print_policy(&utf8_args(&args[1..])?),
-        "shims" => print_shims(&utf8_args(&args[1..])?, env),
-        "audit" => audit::audit(&utf8_args(&args[1..])?, env),
-        "check" => check::check(&utf8_args(&args[1..])?),
-        "egress-demo" => demo::main(&utf8_args(&args[1..])?, env),
-        other => Err(Failure::usage(format!(
-            "unknown command {other:?}: expected run, policy, shims, audit, check, egress-demo, --help or --version"
-        ))),
+        Command::Run => run::run(&args, env),
+        Command::Policy => print_policy::print_policy(&args),
+        Command::Shims => shims::print_shims(&args, env),
+        Command::Audit => audit::audit(&args, env),
+        Command::Check => check::check(&args),
+        Command::EgressDemo => demo::main(&args, env),
     }
 }
 
-const RUN_USAGE: &str = "usage: cli-guard run --as NAME -- CMD [ARGS...]";
+#[cfg(test)]
+mod tests {
+    use std::os::unix::ffi::OsStringExt;
 
-/// `cli-guard run --as NAME [--] CMD [ARGS…]`.
-fn run(args: &[OsString], env: &Env) -> Result<Exit, Failure> {
-    let mut rest = args;
-    let mut name = None;
-    while let Some(arg) = rest.first().and_then(|a| a.to_str()) {
-        if arg == "--help" || arg == "-h" {
-            println!(
-                "{RUN_USAGE}\n\nRuns CMD behind the gate exactly as NAME's shim would run the real NAME."
+    use super::*;
+    use crate::cli::args::testing::{os, usage_text};
+
+    fn parse(args: &[&str]) -> Result<Parsed<Subcommand>, Failure> {
+        parse_command(&os(args))
+    }
+
+    #[test]
+    fn each_command_with_its_arguments_untouched() {
+        for (word, command) in [
+            ("run", Command::Run),
+            ("policy", Command::Policy),
+            ("shims", Command::Shims),
+            ("audit", Command::Audit),
+            ("check", Command::Check),
+            ("egress-demo", Command::EgressDemo),
+        ] {
+            assert_eq!(
+                parse(&[word, "--as=x", "--", "-h"]).unwrap(),
+                Parsed::Args(Subcommand {
+                    command,
+                    args: os(&["--as=x", "--", "-h"]),
+                })
             );
-            return Ok(Exit::SUCCESS);
-        } else if arg == "--as" {
-            name = rest.get(1).and_then(|n| n.to_str());
-            rest = rest.get(2..).unwrap_or_default();
-        } else if let Some(value) = arg.strip_prefix("--as=") {
-            name = Some(value);
-            rest = &rest[1..];
-        } else if arg == "--" {
-            rest = &rest[1..];
-            break;
-        } else if arg.starts_with('-') {
-            return Err(Failure::usage(format!(
-                "run: unknown option {arg:?}; {RUN_USAGE}"
-            )));
-        } else {
-            break;
         }
     }
-    let name = name.ok_or_else(|| Failure::usage(format!("run: --as NAME is required; {RUN_USAGE}")))?;
-    let policy = lookup_or_usage(name)?;
-    let (command, command_args) = rest
-        .split_first()
-        .ok_or_else(|| Failure::usage(format!("run: no command given; {RUN_USAGE}")))?;
-    let program = if command.to_string_lossy().contains('/') {
-        Program::Path(PathBuf::from(command))
-    } else {
-        Program::Lookup(command.clone())
-    };
-    shim::run(
-        Invocation {
-            policy,
-            argv0: command.clone(),
-            args: command_args.to_vec(),
-            program,
-            as_shim: false,
-        },
-        env,
-    )
-}
 
-fn lookup_or_usage(name: &str) -> Result<&'static ToolPolicy, Failure> {
-    policy::lookup(name)
-        .ok_or_else(|| Failure::usage(format!("unknown tool {name:?}; known: {}", known_names())))
-}
-
-/// `cli-guard policy [NAME]`: the pinned table, one tool a line.
-fn print_policy(args: &[String]) -> Result<Exit, Failure> {
-    let tools: Vec<&ToolPolicy> = match args.first().map(String::as_str) {
-        Some("--names") => {
-            for name in policy::tool_names() {
-                println!("{name}");
-            }
-            return Ok(Exit::SUCCESS);
-        }
-        Some("--help" | "-h") => {
-            println!(
-                "usage: cli-guard policy [NAME | --names]\n\nPrints the pinned policy: every tool, or one."
-            );
-            return Ok(Exit::SUCCESS);
-        }
-        Some(option) if option.starts_with('-') => {
-            return Err(Failure::usage(format!(
-                "policy: unknown option {option:?} (see cli-guard policy --help)"
-            )))
-        }
-        Some(name) => vec![lookup_or_usage(name)?],
-        None => policy::TOOLS.iter().collect(),
-    };
-    println!("{:<10} {:<8} ALLOWLIST", "TOOL", "MODE");
-    for tool in tools {
-        let allow = match tool.mode {
-            Mode::Enforce => tool.allowlist_summary(),
-            Mode::Observe => "(none: every CONNECT is forwarded and logged)".to_string(),
+    #[test]
+    fn subcommand_arguments_may_be_non_utf8() {
+        let odd = OsString::from_vec(vec![0xff]);
+        let Ok(Parsed::Args(sub)) = parse_command(&["run".into(), odd.clone()]) else {
+            panic!("refused");
         };
-        println!("{:<10} {:<8} {allow}", tool.name, tool.mode.to_string());
-        if !tool.no_proxy.is_empty() {
-            println!("{:<10} {:<8} NO_PROXY also: {}", "", "", tool.no_proxy.join(","));
-        }
+        assert_eq!(sub.args, vec![odd]);
     }
-    Ok(Exit::SUCCESS)
-}
 
-/// `cli-guard shims`: for each tool, whether PATH finds its shim first, and
-/// the real binary the shim would run.
-fn print_shims(args: &[String], env: &Env) -> Result<Exit, Failure> {
-    if let Some(arg) = args.first() {
-        if arg == "--help" || arg == "-h" {
-            println!(
-                "usage: cli-guard shims\n\nFor each pinned tool: its mode, whether the first `NAME` on PATH is \
-                 cli-guard's shim, and the real binary the shim would run."
-            );
-            return Ok(Exit::SUCCESS);
+    #[test]
+    fn help_and_version_in_every_form() {
+        for args in [&["--help"][..], &["-h"], &["help"], &["--help", "run"]] {
+            assert_eq!(parse(args).unwrap(), Parsed::Help, "{args:?}");
         }
-        return Err(Failure::usage(format!(
-            "shims: unexpected argument {arg:?}: it takes none (see cli-guard shims --help)"
-        )));
+        for args in [&["--version"][..], &["-V"]] {
+            assert_eq!(parse(args).unwrap(), Parsed::Version, "{args:?}");
+        }
     }
-    let path_var = env.path();
-    println!("{:<10} {:<8} {:<40} REAL", "TOOL", "MODE", "SHIM FIRST ON PATH");
-    for tool in policy::TOOLS {
-        let status = shim::shim_status(OsStr::new(tool.name), path_var);
-        let first = match &status.first {
-            None => "no (nothing on PATH)".to_string(),
-            Some(path) if status.first_is_shim => format!("yes ({})", path.display()),
-            Some(path) => format!("no: {} comes first", path.display()),
+
+    #[test]
+    fn dashdash_before_the_command_is_dropped() {
+        let Ok(Parsed::Args(sub)) = parse(&["--", "run", "x"]) else {
+            panic!("refused");
         };
-        let real = status
-            .real
-            .map_or_else(|| "not installed".to_string(), |p| p.display().to_string());
-        println!(
-            "{:<10} {:<8} {first:<40} {real}",
-            tool.name,
-            tool.mode.to_string()
-        );
+        assert_eq!((sub.command, sub.args), (Command::Run, os(&["x"])));
     }
-    Ok(Exit::SUCCESS)
+
+    #[test]
+    fn missing_command_brings_the_help() {
+        for args in [&[][..], &["--"]] {
+            assert!(MissingCommand::is(&parse(args).unwrap_err()), "{args:?}");
+            assert!(usage_text(parse(args)).contains("see cli-guard --help"));
+        }
+    }
+
+    #[test]
+    fn unknown_command_or_option_lists_the_commands() {
+        for (args, named) in [
+            (&["frobnicate"][..], "\"frobnicate\""),
+            (&["--bogus"], "\"--bogus\""),
+            (&["-x"], "\"-x\""),
+        ] {
+            let text = usage_text(parse(args));
+            assert!(text.contains(named), "{text}");
+            assert!(
+                text.contains("expected run, policy, shims, audit, check"),
+                "{text}"
+            );
+        }
+    }
 }
