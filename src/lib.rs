@@ -1,5 +1,20 @@
-//! cli-guard: an argv[0]-dispatched shim that runs each command-line tool
+//! cli-guard: an `argv[0]`-dispatched shim that runs each command-line tool
 //! behind a CONNECT-only egress gate of its own.
+//!
+//! # Layout
+//! - `cli/`: dispatch on `argv[0]`; one file per `cli-guard` subcommand, one parser.
+//! - `env`: every environment variable cli-guard reads, read once.
+//! - `policy/`: the pinned table, name and port matching, address ranges: deny or not.
+//! - `gate/`: the CONNECT proxy: accept loop, one handler per connection, dial, relay.
+//! - `credential`: the per-invocation proxy credential: mint, forms, compare, scrub.
+//! - `audit/`: the records (written and read by one schema), the writer, the reader.
+//! - `shim/`: one guarded invocation: find the tool, run it behind the gate, exit.
+//! - `sys/`: the Linux-only primitives: pipes and splice, signalfd, the spawn.
+//! - `exit`: exit codes and passing a child's death by signal on.
+//!
+//! The items re-exported below are the surface that `main`, the fuzz
+//! targets, the integration tests and the benchmark use; everything else is
+//! private to the crate.
 
 mod audit;
 mod cli;
@@ -14,10 +29,6 @@ mod sys;
 pub use cli::dispatch;
 pub use credential::base64;
 pub use exit::{die_by, Exit, Failure, GATE_FAILED};
-pub use gate::http::parse_head;
-pub use gate::judge::{judge, Judged};
-pub use gate::refusal::Refusal;
-pub use gate::relay::IDLE_PIPES;
-pub use gate::{bind_loopback, connection_cap_for};
+pub use gate::{bind_loopback, connection_cap_for, judge, parse_head, Judged, Refusal, IDLE_PIPES};
 pub use policy::authority::{parse_authority, Host};
 pub use policy::{Decision, Rule, TOOLS};

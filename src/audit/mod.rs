@@ -2,13 +2,15 @@
 //! and `cli-guard audit`, which reads it back (`fold`, `render`, `suggest`,
 //! `show`, `tail`).
 
-pub mod fold;
+mod fold;
 mod log;
-pub mod record;
-pub mod render;
-pub mod show;
-pub mod suggest;
+mod record;
+mod render;
+mod show;
+mod suggest;
 mod tail;
 
+pub use fold::{parse_since, Filter};
 pub use log::{files_oldest_first, log_path, AuditLog};
 pub use record::{new_audit_id, rfc3339_millis, Egress, EgressClose, End, Record, Start};
+pub use show::{show, ShowOptions};

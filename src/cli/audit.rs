@@ -6,8 +6,7 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use super::args::{self, Parsed, Usage};
-use crate::audit::fold::{parse_since, Filter};
-use crate::audit::show::{show, ShowOptions};
+use crate::audit::{parse_since, show, Filter, ShowOptions};
 use crate::env::Env;
 use crate::exit::{Exit, Failure, LOG_UNREADABLE};
 

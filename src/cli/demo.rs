@@ -22,7 +22,7 @@ use crate::audit::{self, AuditLog};
 use crate::credential::Credential;
 use crate::env::Env;
 use crate::exit::{Exit, Failure, DEMO_UNEXPECTED};
-use crate::gate::dial::DIAL_TIMEOUT;
+use crate::gate::DIAL_TIMEOUT;
 use crate::gate::{self, bind_loopback, Gate, Settings};
 use crate::policy::{Family, Mode, Rule, ToolPolicy};
 

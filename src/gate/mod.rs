@@ -21,15 +21,15 @@
 //! Every step's refusal is one `refusal::Refusal`, recorded and answered in
 //! one place ([`Gate::refuse`]); `tally` counts them for the summary.
 
-pub mod dial;
-pub mod handler;
-pub mod http;
-pub mod judge;
-pub mod listener;
-pub mod refusal;
-pub mod relay;
-pub mod tally;
-pub mod upstream;
+mod dial;
+mod handler;
+mod http;
+mod judge;
+mod listener;
+mod refusal;
+mod relay;
+mod tally;
+mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,7 +44,12 @@ use crate::gate::upstream::NoProxy;
 use crate::policy::authority::Authority;
 use crate::policy::ToolPolicy;
 
+pub use dial::DIAL_TIMEOUT;
+pub use http::parse_head;
+pub use judge::{judge, Judged};
 pub use listener::{bind_loopback, connection_cap_for, serve, GRACE};
+pub use refusal::Refusal;
+pub use relay::IDLE_PIPES;
 pub use tally::{Denial, Summary};
 
 /// How a gate is set up, beyond its policy and log.

@@ -9,7 +9,7 @@
 //! An allowlist change is a code change: there is deliberately no flag,
 //! variable or file that widens these lists at run time.
 
-pub mod addr;
+mod addr;
 pub mod authority;
 mod table;
 
