@@ -54,7 +54,7 @@ fn raise_nofile(hard: u64) -> u64 {
 fn scale_inner(b: &Bench, nofile: u64) -> Result<Outcome> {
     let wanted = TARGET_TUNNELS;
     let nofile_usize = usize::try_from(nofile).unwrap_or(usize::MAX);
-    // The gate's own cap (src/proxy.rs: connection_cap_for). Keep a few
+    // The gate's own cap (src/gate/listener.rs: connection_cap_for). Keep a few
     // slots free for the new requests, whose slots are released only once
     // their teardown is done. The benchmark holds both ends of each tunnel
     // (the client and the sink side), so it needs two descriptors a tunnel too.

@@ -157,7 +157,7 @@ struct Entry {
     review: Option<String>,
 }
 
-/// The suggestion as Rust to paste into `TOOLS` in src/policy.rs.
+/// The suggestion as Rust to paste into `TOOLS` in src/policy/table.rs.
 pub fn render(g: &Gathered) -> String {
     let mut out = String::new();
     for ((host, port, status), count) in &g.unreached {
@@ -188,7 +188,7 @@ pub fn render(g: &Gathered) -> String {
     );
     let _ = writeln!(
         out,
-        "// Paste into TOOLS in src/policy.rs (replacing its observe line), and review every entry."
+        "// Paste into TOOLS in src/policy/table.rs (replacing its observe line), and review every entry."
     );
     let _ = writeln!(out, "enforce(\n    \"{}\",\n    Family::Plain,\n    &[", g.tool);
     let mut ips = Vec::new();

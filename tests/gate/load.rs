@@ -567,7 +567,7 @@ impl Kind {
 }
 
 /// The gate's per-invocation row cap for refusals of callers without the
-/// credential (src/proxy.rs `STRANGER_ROWS`).
+/// credential (src/gate/tally.rs `STRANGER_ROWS`).
 const STRANGER_ROWS: usize = 1000;
 
 /// Sends `raw` and reads the whole answer, which must have status `want`.
