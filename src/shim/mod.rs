@@ -1,8 +1,9 @@
 //! Shim mode: one guarded invocation, from argv to exit status. This file
-//! is the orchestration only; each step has its own home:
-//! [`locate`] finds the real tool, [`child_env`] makes its environment,
-//! [`signals`] forwards signals, [`summary`] prints the refusals, and the
-//! gate itself is `crate::gate`.
+//! is the orchestration only; each step has its own home: [`invocation`]
+//! says what is run (and the 126/127 messages), [`locate`] finds the real
+//! tool, [`hand_through`] passes a copied shim on to it, [`child_env`]
+//! makes its environment, [`signals`] forwards signals, [`summary`] prints
+//! the refusals, and the gate itself is `crate::gate`.
 //!
 //! Order matters and fails closed: the audit `start` row and the proxy's
 //! listener exist before the child does; if the listener, the credential,
