@@ -2,14 +2,23 @@
 //! overrides, one DNS lookup and an address check) or through an upstream
 //! proxy, all under one timeout.
 //!
-//! `CLI_GUARD_RESOLVE="host:port=ip:port,…"` (like curl's `--resolve`) is read
-//! once at start. It changes only *where* an allowed name is dialled, never
-//! the decision, so it cannot widen an allowlist, and it applies only at the
+//! `CLI_GUARD_RESOLVE="host:port=ip:port[|ip:port…],…"` (like curl's
+//! `--resolve`) is read once at start. It is a test seam: its targets must
+//! be loopback, or the gate is not put in place. It changes only *where* an
+//! allowed name is dialled, never the decision, and it applies only at the
 //! hop that dials directly: through an upstream, the name is sent as asked.
 //!
 //! In enforce mode an allowed name is resolved once and every address is
-//! checked (the policy's [`AddressCheck`]) before the dial; the address dialled is one
-//! that was checked, so a rebinding DNS gets no second lookup to exploit.
+//! checked (the policy's [`AddressCheck`]) before the dial; the addresses
+//! dialled are ones that were checked, so a rebinding DNS gets no second
+//! lookup to exploit.
+//!
+//! The checked addresses (a target's, or the upstream proxy's) are dialled
+//! as Happy Eyeballs does (RFC 8305): families interleaved ([`eyeballs_order`]),
+//! a new attempt every [`ATTEMPT_DELAY`] or as soon as the previous one
+//! fails, the first to connect wins and the rest are closed
+//! ([`connect_first`]). A black-holed first address costs 250 ms, not the
+//! whole [`DIAL_TIMEOUT`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,6 +27,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use tokio::task::JoinSet;
+
+use crate::env::RESOLVE_VAR;
 use crate::gate::upstream::{NoProxy, Upstream};
 use crate::policy::authority::{parse_authority, Authority, Host};
 use crate::policy::AddressCheck;
@@ -25,17 +37,26 @@ use crate::policy::AddressCheck;
 /// How long a dial (lookup, connect, and an upstream's answer) may take
 /// before the answer is 504.
 pub const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// RFC 8305's Connection Attempt Delay: how long an attempt runs alone
+/// before the next address is tried alongside it.
+pub const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
 /// Largest response head accepted from an upstream proxy.
 const MAX_UPSTREAM_HEAD: usize = 16 * 1024;
 
-/// Dial overrides: normalised (host, port) → address.
+/// Dial overrides: normalised (host, port) → loopback addresses, in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Resolve(HashMap<(String, u16), SocketAddr>);
+pub struct Resolve(HashMap<(String, u16), Vec<SocketAddr>>);
 
 impl Resolve {
-    /// Parses `host:port=ip:port[,…]`. Host names are normalised as a CONNECT
-    /// target would be, so `Registry.npmjs.org.:443` overrides the same
-    /// target as `registry.npmjs.org:443`.
+    /// Parses `host:port=ip:port[|ip:port…][,…]`. Host names are normalised
+    /// as a CONNECT target would be, so `Registry.npmjs.org.:443` overrides
+    /// the same target as `registry.npmjs.org:443`. Several addresses for
+    /// one target are dialled like a DNS answer's, in the order given.
+    ///
+    /// Only loopback targets (127.0.0.0/8, `::1`, IPv4-mapped loopback) are
+    /// accepted: the overrides skip the address check, and a seam for tests
+    /// without internet must not be a way to point an allowed name at cloud
+    /// metadata or the LAN.
     pub fn parse(spec: &str) -> Result<Resolve, String> {
         let mut map = HashMap::new();
         for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
@@ -43,18 +64,36 @@ impl Resolve {
                 .split_once('=')
                 .ok_or_else(|| format!("{entry:?}: expected host:port=ip:port"))?;
             let from = parse_authority(from).map_err(|e| format!("{entry:?}: {e}"))?;
-            let to: SocketAddr = to
-                .parse()
-                .map_err(|_| format!("{entry:?}: {to:?} is not an ip:port address"))?;
+            let to = to
+                .split('|')
+                .map(|one| parse_loopback(entry, one.trim()))
+                .collect::<Result<Vec<_>, _>>()?;
             map.insert((from.host_string(), from.port), to);
         }
         Ok(Resolve(map))
     }
 
     /// The override for a target, if any.
-    pub fn get(&self, target: &Authority) -> Option<SocketAddr> {
-        self.0.get(&(target.host_string(), target.port)).copied()
+    pub fn get(&self, target: &Authority) -> Option<&[SocketAddr]> {
+        self.0
+            .get(&(target.host_string(), target.port))
+            .map(Vec::as_slice)
     }
+}
+
+/// One `CLI_GUARD_RESOLVE` target: an `ip:port` on loopback.
+fn parse_loopback(entry: &str, to: &str) -> Result<SocketAddr, String> {
+    let addr: SocketAddr = to
+        .parse()
+        .map_err(|_| format!("{entry:?}: {to:?} is not an ip:port address"))?;
+    if !addr.ip().to_canonical().is_loopback() {
+        return Err(format!(
+            "{entry:?}: {} is not a loopback address; {RESOLVE_VAR} is a test seam that may only point at \
+             loopback (127.0.0.0/8, ::1)",
+            addr.ip()
+        ));
+    }
+    Ok(addr)
 }
 
 /// Everything that decides how a target is reached.
@@ -149,7 +188,7 @@ impl Dialer {
 
     async fn direct(&self, target: &Authority, check: AddressCheck) -> Result<Dialled, DialError> {
         let (addrs, check) = match (self.resolve.get(target), &target.host) {
-            (Some(addr), _) => (vec![addr], check.for_override()),
+            (Some(addrs), _) => (addrs.to_vec(), check.for_override()),
             (None, Host::Ip(ip)) => (vec![SocketAddr::new(*ip, target.port)], check),
             (None, Host::Name(name)) => {
                 let found = tokio::net::lookup_host((name.as_str(), target.port))
@@ -159,15 +198,11 @@ impl Dialer {
             }
         };
         let usable = self.screen(target, addrs, check)?;
-        let stream = connect_first(&usable).await.map_err(DialError::Failed)?;
-        let route = match stream.peer_addr() {
-            Ok(addr) => format!("direct to {addr}"),
-            Err(_) => "direct".to_string(),
-        };
+        let (stream, addr) = connect_first(usable).await.map_err(DialError::Failed)?;
         Ok(Dialled {
             stream,
             early_down: Vec::new(),
-            route,
+            route: format!("direct to {addr}"),
         })
     }
 
@@ -217,7 +252,7 @@ impl Dialer {
                 "the upstream proxy {upstream} is cli-guard's own listener"
             )));
         }
-        let mut stream = connect_first(&addrs)
+        let (mut stream, addr) = connect_first(addrs)
             .await
             .map_err(|e| DialError::Failed(format!("cannot reach the upstream proxy {upstream}: {e}")))?;
         let _ = stream.set_nodelay(true);
@@ -237,7 +272,7 @@ impl Dialer {
             return Ok(Dialled {
                 stream,
                 early_down: rest,
-                route: format!("through the upstream proxy {upstream}"),
+                route: via_route(upstream, addr),
             });
         }
         Err(DialError::Upstream {
@@ -247,16 +282,69 @@ impl Dialer {
     }
 }
 
-/// Connects to the first address that answers.
-async fn connect_first(addrs: &[SocketAddr]) -> Result<TcpStream, String> {
-    let mut last = "no address to connect to".to_string();
-    for addr in addrs {
-        match TcpStream::connect(addr).await {
-            Ok(stream) => return Ok(stream),
-            Err(e) => last = format!("connect to {addr}: {e}"),
+/// The route of a tunnel through `upstream`, reached at `addr`: the
+/// upstream as configured, and the address when the configured host was a
+/// name (an IP would only be repeated).
+fn via_route(upstream: &Upstream, addr: SocketAddr) -> String {
+    match upstream.proxy.host {
+        Host::Ip(_) => format!("through the upstream proxy {upstream}"),
+        Host::Name(_) => format!("through the upstream proxy {upstream} at {addr}"),
+    }
+}
+
+/// The order in which addresses are tried (RFC 8305 §4): families
+/// interleaved, starting with the family of the first address, each
+/// family's addresses in the order they came. Pure.
+pub fn eyeballs_order(addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
+    let Some(first) = addrs.first() else {
+        return addrs;
+    };
+    let lead_v6 = first.is_ipv6();
+    let (lead, other): (Vec<SocketAddr>, Vec<SocketAddr>) =
+        addrs.iter().partition(|a| a.is_ipv6() == lead_v6);
+    let mut order = Vec::with_capacity(addrs.len());
+    let (mut lead, mut other) = (lead.into_iter(), other.into_iter());
+    loop {
+        match (lead.next(), other.next()) {
+            (None, None) => return order,
+            (a, b) => order.extend(a.into_iter().chain(b)),
         }
     }
-    Err(last)
+}
+
+/// Connects to the first of `addrs` that answers, racing them as Happy
+/// Eyeballs does: in [`eyeballs_order`], the next attempt starting
+/// [`ATTEMPT_DELAY`] after the previous one or at once when it fails. The
+/// first connection wins; the other attempts are aborted and their sockets
+/// closed when this returns (or when the caller gives up on it). Returns
+/// the connection and the address it reached.
+pub async fn connect_first(addrs: Vec<SocketAddr>) -> Result<(TcpStream, SocketAddr), String> {
+    let mut pending = eyeballs_order(addrs).into_iter().peekable();
+    let mut attempts = JoinSet::new();
+    let mut failures: Vec<String> = Vec::new();
+    loop {
+        if let Some(addr) = pending.next() {
+            attempts.spawn(async move { (addr, TcpStream::connect(addr).await) });
+        }
+        if attempts.is_empty() {
+            return Err(if failures.is_empty() {
+                "no address to connect to".to_string()
+            } else {
+                format!("connect to {}", failures.join("; "))
+            });
+        }
+        // Wait for an attempt to end or, with addresses left, for the delay;
+        // either way (but a success) the next address starts now.
+        tokio::select! {
+            joined = attempts.join_next() => match joined {
+                Some(Ok((addr, Ok(stream)))) => return Ok((stream, addr)),
+                Some(Ok((addr, Err(e)))) => failures.push(format!("{addr}: {e}")),
+                Some(Err(e)) => failures.push(format!("an attempt failed: {e}")),
+                None => {}
+            },
+            () = tokio::time::sleep(ATTEMPT_DELAY), if pending.peek().is_some() => {}
+        }
+    }
 }
 
 /// Reads an HTTP response head: its status, reason phrase, and whatever
@@ -294,17 +382,117 @@ mod tests {
         let r = Resolve::parse("Registry.NPMJS.org.:443=127.0.0.1:8443, pypi.org:443=[::1]:9000,")
             .unwrap_or_else(|e| panic!("{e}"));
         let npm = parse_authority("registry.npmjs.org:443").unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            r.get(&npm),
-            Some("127.0.0.1:8443".parse().unwrap_or_else(|e| panic!("{e}")))
-        );
+        assert_eq!(r.get(&npm), Some(&addrs(&["127.0.0.1:8443"])[..]));
         let pypi = parse_authority("pypi.org:443").unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            r.get(&pypi),
-            Some("[::1]:9000".parse().unwrap_or_else(|e| panic!("{e}")))
-        );
+        assert_eq!(r.get(&pypi), Some(&addrs(&["[::1]:9000"])[..]));
         let other = parse_authority("pypi.org:80").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(r.get(&other), None);
+    }
+
+    #[test]
+    fn one_target_may_have_several_addresses_in_order() {
+        let r =
+            Resolve::parse("a.test:443=127.0.0.2:1|[::1]:2 | 127.0.0.1:3").unwrap_or_else(|e| panic!("{e}"));
+        let a = parse_authority("a.test:443").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            r.get(&a).map(<[SocketAddr]>::to_vec),
+            Some(addrs(&["127.0.0.2:1", "[::1]:2", "127.0.0.1:3"]))
+        );
+    }
+
+    #[test]
+    fn only_loopback_targets_are_accepted() {
+        for ok in ["127.0.0.1:1", "127.200.3.4:1", "[::1]:1", "[::ffff:127.0.0.1]:1"] {
+            assert!(Resolve::parse(&format!("a.test:443={ok}")).is_ok(), "{ok}");
+        }
+        for bad in [
+            "169.254.169.254:80",
+            "10.0.0.1:443",
+            "0.0.0.0:443",
+            "[::]:443",
+            "[::ffff:169.254.169.254]:80",
+            "[::127.0.0.1]:443",
+            "203.0.113.80:443",
+        ] {
+            let spec = format!("registry.npmjs.org:443=127.0.0.1:1|{bad}");
+            let e = Resolve::parse(&spec).err().unwrap_or_default();
+            assert!(e.contains(&spec), "names the entry: {e}");
+            assert!(
+                e.contains("not a loopback address") && e.contains("CLI_GUARD_RESOLVE is a test seam"),
+                "says why: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn eyeballs_order_interleaves_families_starting_with_the_first() {
+        assert_eq!(
+            eyeballs_order(addrs(&[
+                "[::1]:1",
+                "[::2]:1",
+                "[::3]:1",
+                "10.0.0.1:1",
+                "10.0.0.2:1"
+            ])),
+            addrs(&["[::1]:1", "10.0.0.1:1", "[::2]:1", "10.0.0.2:1", "[::3]:1"])
+        );
+        assert_eq!(
+            eyeballs_order(addrs(&["10.0.0.1:1", "10.0.0.2:1", "[::1]:1", "[::2]:1"])),
+            addrs(&["10.0.0.1:1", "[::1]:1", "10.0.0.2:1", "[::2]:1"])
+        );
+        assert_eq!(
+            eyeballs_order(addrs(&["10.0.0.1:1", "[::1]:1", "[::2]:1", "[::3]:1"])),
+            addrs(&["10.0.0.1:1", "[::1]:1", "[::2]:1", "[::3]:1"])
+        );
+    }
+
+    #[test]
+    fn eyeballs_order_keeps_one_family_and_empty_lists_as_they_are() {
+        let one = addrs(&["10.0.0.2:1", "10.0.0.1:1", "10.0.0.3:1"]);
+        assert_eq!(eyeballs_order(one.clone()), one);
+        assert_eq!(eyeballs_order(Vec::new()), Vec::<SocketAddr>::new());
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn connect_first_skips_a_refused_address_and_names_the_one_it_reached() {
+        runtime().block_on(async {
+            let live = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let live_addr = live.local_addr().unwrap_or_else(|e| panic!("{e}"));
+            let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+            let dead_addr = dead.local_addr().unwrap_or_else(|e| panic!("{e}"));
+            drop(dead);
+            let (_, reached) = connect_first(vec![dead_addr, live_addr])
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(reached, live_addr);
+        });
+    }
+
+    #[test]
+    fn connect_first_names_every_address_when_all_fail() {
+        runtime().block_on(async {
+            let mut dead = Vec::new();
+            for _ in 0..2 {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+                dead.push(l.local_addr().unwrap_or_else(|e| panic!("{e}")));
+            }
+            // Both listeners are closed here: every connect is refused.
+            let e = connect_first(dead.clone()).await.err().unwrap_or_default();
+            for addr in &dead {
+                assert!(e.contains(&addr.to_string()), "{e}");
+            }
+            let none = connect_first(Vec::new()).await.err().unwrap_or_default();
+            assert_eq!(none, "no address to connect to");
+        });
     }
 
     #[test]
@@ -318,7 +506,8 @@ mod tests {
         assert!(e.contains("a.com:443"), "{e}");
         assert!(Resolve::parse("a.com=1.2.3.4:1").is_err());
         assert!(Resolve::parse("a.com:443=example.com:1").is_err());
-        assert!(Resolve::parse("a.com:443=1.2.3.4").is_err());
+        assert!(Resolve::parse("a.com:443=127.0.0.1").is_err());
+        assert!(Resolve::parse("a.com:443=127.0.0.1:1|").is_err());
     }
 
     #[test]

@@ -90,7 +90,9 @@ pub fn parse_proxy_url(url: &str) -> Result<Upstream, String> {
 /// The upstream named by the environment, if any.
 pub fn from_env(env: &Env) -> Result<Option<Upstream>, String> {
     match env.upstream_proxy() {
-        Some((var, url)) => parse_proxy_url(url).map(Some).map_err(|e| format!("{var}: {e}")),
+        Some((var, url)) => parse_proxy_url(url)
+            .map(Some)
+            .map_err(|e| format!("{var}: {e}; the gate cannot chain through this proxy")),
         None => Ok(None),
     }
 }

@@ -32,10 +32,10 @@ impl AddressCheck {
         }
     }
 
-    /// The check for an address the operator pinned with
-    /// `CLI_GUARD_RESOLVE`: none. The override is the operator's own (a test
-    /// registry on loopback, say) and changes only where an allowed name is
-    /// dialled, never whether.
+    /// The check for an address pinned with `CLI_GUARD_RESOLVE`: none here,
+    /// because the seam already accepts only loopback targets (a test
+    /// registry on 127.0.0.1, which the enforce check would refuse), and it
+    /// changes only where an allowed name is dialled, never whether.
     pub fn for_override(self) -> AddressCheck {
         AddressCheck::None
     }

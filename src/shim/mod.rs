@@ -149,8 +149,8 @@ impl<'a> Started<'a> {
         // secret of this invocation's, and requests without it get 407.
         let credential = Credential::mint()
             .map_err(|e| Failure::gate(anyhow::anyhow!("cannot draw a random proxy credential: {e}")))?;
-        let settings = Settings::from_env(addr, &credential, env)
-            .map_err(|e| Failure::gate(anyhow::anyhow!("{e}; the gate cannot chain through this proxy")))?;
+        let settings =
+            Settings::from_env(addr, &credential, env).map_err(|e| Failure::gate(anyhow::anyhow!("{e}")))?;
         let proxy_url = credential.proxy_url(addr);
         let signals = signal::block_into_signalfd(&FORWARDED)
             .context("cannot set up signal forwarding")

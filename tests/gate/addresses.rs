@@ -6,14 +6,15 @@
 
 use std::fs;
 use std::net::TcpListener;
+use std::process::Command;
 
 use crate::util::{read_records, records_of, ChildEnv, Gate, Running, Upstream, HOLD};
 
-/// Starts the `tool` shim with /etc/hosts replaced by `hosts` for it alone,
-/// and `env` added to its environment.
-fn session_with_hosts(g: &Gate, tool: &str, hosts: &str, env: &[(&str, &str)]) -> (Running, ChildEnv) {
-    g.tool(tool, HOLD);
-    let hosts_file = g.root().join("hosts");
+/// A command that runs what is appended to it (program, then arguments)
+/// with /etc/hosts replaced by `hosts` (kept in the file `name` under the
+/// test's root) for it alone, in a private mount namespace.
+pub(crate) fn with_hosts(g: &Gate, name: &str, hosts: &str) -> Command {
+    let hosts_file = g.root().join(name);
     fs::write(&hosts_file, format!("127.0.0.1 localhost\n{hosts}\n")).unwrap();
     let mut cmd = g.command("unshare");
     cmd.args([
@@ -24,10 +25,21 @@ fn session_with_hosts(g: &Gate, tool: &str, hosts: &str, env: &[(&str, &str)]) -
         "mount --bind \"$1\" /etc/hosts && shift && exec \"$@\"",
         "sh",
     ])
-    .arg(&hosts_file)
-    .arg(g.shim(tool))
-    .arg("install")
-    .envs(env.iter().copied());
+    .arg(&hosts_file);
+    cmd
+}
+
+/// Starts the `tool` shim with /etc/hosts replaced by `hosts` for it alone,
+/// and `env` added to its environment.
+pub(crate) fn session_with_hosts(
+    g: &Gate,
+    tool: &str,
+    hosts: &str,
+    env: &[(&str, &str)],
+) -> (Running, ChildEnv) {
+    g.tool(tool, HOLD);
+    let mut cmd = with_hosts(g, "hosts", hosts);
+    cmd.arg(g.shim(tool)).arg("install").envs(env.iter().copied());
     let mut run = g.start(cmd);
     let child_env = g.wait_env(&mut run);
     (run, child_env)

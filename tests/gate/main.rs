@@ -21,6 +21,8 @@
 //! - `chain`: upstream proxies: an outer cli-guard, tinyproxy, NO_PROXY.
 //! - `faults`: upstreams and clients that fail mid-way.
 //! - `addresses`: where an allowed name's dial may land.
+//! - `dial`: dials that survive a dead address (Happy Eyeballs), and
+//!   `CLI_GUARD_RESOLVE` held to loopback.
 //! - `operator`: `cli-guard audit` and `check`, and log rotation.
 //! - `install`: install.sh and the shims/ folder.
 //! - `clients`: the real npm, pip, cargo, curl, aws and kubectl through
@@ -40,6 +42,7 @@ mod audit;
 mod chain;
 mod clients;
 mod demo;
+mod dial;
 mod dispatch;
 mod faults;
 mod hostile;

@@ -1123,6 +1123,56 @@ pub fn at_eof(s: &mut TcpStream) -> bool {
 // ---------------------------------------------------------------------------
 // Upstream servers
 
+/// A loopback address that never answers: a listener with a backlog of 0
+/// that never accepts, its one queue slot already taken, so the kernel drops
+/// further SYNs and a connect() to it hangs (with
+/// `net.ipv4.tcp_abort_on_overflow` at 0, the default).
+#[derive(Debug)]
+pub struct BlackHole {
+    pub addr: SocketAddr,
+    _listener: TcpListener,
+    _fillers: Vec<TcpStream>,
+}
+
+impl BlackHole {
+    /// A black hole on `addr` (port 0 for any); `None` if it cannot be bound
+    /// (the port is taken). Panics if the queue cannot be filled.
+    pub fn bind(addr: SocketAddr) -> Option<BlackHole> {
+        let listener = TcpListener::bind(addr).ok()?;
+        // SAFETY: listen(2) on a descriptor this listener owns and keeps open
+        // for the call; it changes only the backlog of an already-listening socket.
+        let rc = unsafe { nix::libc::listen(std::os::fd::AsRawFd::as_raw_fd(&listener), 0) };
+        assert_eq!(rc, 0, "listen: {}", io::Error::last_os_error());
+        let addr = listener.local_addr().unwrap();
+        let mut fillers = Vec::new();
+        let full = (0..4).any(
+            |_| match TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
+                Ok(s) => {
+                    fillers.push(s);
+                    false
+                }
+                Err(_) => true,
+            },
+        );
+        assert!(
+            full,
+            "could not fill a backlog-0 accept queue on {addr} ({} connections went through); \
+             this kernel completes handshakes the listener never accepts",
+            fillers.len()
+        );
+        Some(BlackHole {
+            addr,
+            _listener: listener,
+            _fillers: fillers,
+        })
+    }
+
+    /// A black hole on a free port of 127.0.0.1.
+    pub fn new() -> BlackHole {
+        BlackHole::bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind 127.0.0.1:0")
+    }
+}
+
 /// A server on 127.0.0.1:0 that runs `handler` on each connection in its
 /// own thread and counts connections. Stops accepting when dropped.
 #[derive(Debug)]
