@@ -745,8 +745,15 @@ mod tests {
         assert_eq!(json[0]["parent_audit_id"], Value::Null);
         assert_eq!(json[1]["parent_audit_id"], "p");
         assert_eq!(json[2]["parent_audit_id"], "c");
-        assert_eq!(json[0]["egress"].as_array().map(Vec::len), Some(1), "npm's own row only");
-        assert_eq!(json[1]["egress"][0]["host"], "evil.example", "gh's row in gh's object");
+        assert_eq!(
+            json[0]["egress"].as_array().map(Vec::len),
+            Some(1),
+            "npm's own row only"
+        );
+        assert_eq!(
+            json[1]["egress"][0]["host"], "evil.example",
+            "gh's row in gh's object"
+        );
     }
 
     #[test]

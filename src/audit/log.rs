@@ -377,7 +377,10 @@ mod tests {
         assert_eq!(file.calls, [ROW.len(), 1], "the row once, then the newline");
         let mut torn = ROW[..10].to_vec();
         torn.push(b'\n');
-        assert_eq!(file.data, torn, "the fragment, ended: the next row starts on its own line");
+        assert_eq!(
+            file.data, torn,
+            "the fragment, ended: the next row starts on its own line"
+        );
         let stderr = String::from_utf8_lossy(&stderr);
         let (warning, row) = stderr.split_once('\n').unwrap_or_default();
         assert!(
@@ -405,7 +408,13 @@ mod tests {
         file.per_write = 1 << 20;
         let mut stderr = Vec::new();
         let gone = Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
-        assert!(!append_or_divert(gone, &mut file, Path::new("/l"), ROW, &mut stderr));
+        assert!(!append_or_divert(
+            gone,
+            &mut file,
+            Path::new("/l"),
+            ROW,
+            &mut stderr
+        ));
         assert!(file.calls.is_empty());
         assert!(stderr.ends_with(ROW));
     }

@@ -196,7 +196,10 @@ mod tests {
         assert!(poisoner.is_err());
         assert!(tally.denials.is_poisoned());
         let target = parse_authority("evil.example:443").ok();
-        assert!(tally.count(&refusal(target.as_ref(), 403)), "the refusal gets its row");
+        assert!(
+            tally.count(&refusal(target.as_ref(), 403)),
+            "the refusal gets its row"
+        );
         let s = tally.summary();
         assert_eq!(s.denied, 1);
         assert_eq!(s.denials.len(), 1, "and is listed: {s:?}");

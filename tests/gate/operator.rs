@@ -842,7 +842,12 @@ fn audit_json_is_one_flat_object_per_invocation_nested_ones_with_their_parent_id
         r.outer.as_str(),
         "the nested aws names its npm"
     );
-    check_eq!(out, objects[0]["parent_audit_id"], Value::Null, "npm has no parent");
+    check_eq!(
+        out,
+        objects[0]["parent_audit_id"],
+        Value::Null,
+        "npm has no parent"
+    );
     check_eq!(out, objects[2]["egress"][0]["bytes_up"], 12, "bytes up");
     check_eq!(out, objects[2]["egress"][0]["bytes_down"], 12, "bytes down");
 
