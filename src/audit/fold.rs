@@ -138,9 +138,23 @@ impl Invocation {
         out
     }
 
-    /// The folded view as one JSON object: the start fields, the end fields
-    /// (`ts` renamed `end_ts`), `egress` and `children`. Its keys come out
-    /// sorted, as a `serde_json` map keeps them.
+    /// This invocation and everything nested under it as invocations of
+    /// their own, depth first, each parent before its children, each with
+    /// no children left (its start's `parent_audit_id` still names its
+    /// parent).
+    pub fn flatten(mut self) -> Vec<Invocation> {
+        let children = std::mem::take(&mut self.children);
+        let mut out = vec![self];
+        for child in children {
+            out.extend(child.flatten());
+        }
+        out
+    }
+
+    /// This invocation alone as one flat JSON object: the start fields
+    /// (`parent_audit_id` among them), the end fields (`ts` renamed
+    /// `end_ts`) and `egress`; what is nested under it is not in it. Its
+    /// keys come out sorted, as a `serde_json` map keeps them.
     pub fn to_json(&self) -> Value {
         // Plain structs of strings and numbers always serialise.
         serde_json::to_value(InvocationJson::from(self)).unwrap_or(Value::Null)
@@ -158,7 +172,6 @@ struct InvocationJson<'a> {
     #[serde(flatten)]
     end: Option<&'a End>,
     egress: Vec<TunnelJson<'a>>,
-    children: Vec<InvocationJson<'a>>,
 }
 
 impl<'a> From<&'a Invocation> for InvocationJson<'a> {
@@ -170,7 +183,6 @@ impl<'a> From<&'a Invocation> for InvocationJson<'a> {
             end_ts: inv.end.as_ref().map(|e| e.ts.as_str()),
             end: inv.end.as_ref().map(|e| &e.record),
             egress: inv.egress.iter().map(TunnelJson::from).collect(),
-            children: inv.children.iter().map(InvocationJson::from).collect(),
         }
     }
 }
@@ -358,17 +370,15 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// The part of `inv` to show, if any: `--id` may pick a nested subtree.
+    /// The tree to show of `inv`'s, if any, for the human view: `--id` may
+    /// pick a nested subtree; `--tool` and `--denied` keep a tree if any
+    /// invocation in it matches; `--since` looks at its top.
     pub fn apply(&self, inv: Invocation) -> Option<Invocation> {
         let inv = match &self.id {
             Some(id) => find_subtree(inv, id)?,
             None => inv,
         };
-        if self
-            .since
-            .as_ref()
-            .is_some_and(|since| inv.first_ts.as_str() < since.as_str())
-        {
+        if !self.since_ok(&inv) {
             return None;
         }
         let nodes = inv.walk();
@@ -381,6 +391,34 @@ impl Filter {
             return None;
         }
         Some(inv)
+    }
+
+    /// The invocations to show of `inv`'s tree, each on its own, for
+    /// `--json`: `--id` picks that invocation and its descendants, and the
+    /// other filters then select invocations by their own start, tool and
+    /// denials, never by what is nested under them. Parents come before
+    /// their children.
+    pub fn select(&self, inv: Invocation) -> Vec<Invocation> {
+        let Some(inv) = (match &self.id {
+            Some(id) => find_subtree(inv, id),
+            None => Some(inv),
+        }) else {
+            return Vec::new();
+        };
+        inv.flatten()
+            .into_iter()
+            .filter(|one| {
+                self.since_ok(one)
+                    && self.tool.as_ref().is_none_or(|tool| one.tool() == tool)
+                    && (!self.denied || one.counts().1 > 0)
+            })
+            .collect()
+    }
+
+    fn since_ok(&self, inv: &Invocation) -> bool {
+        self.since
+            .as_ref()
+            .is_none_or(|since| inv.first_ts.as_str() >= since.as_str())
     }
 }
 
@@ -609,7 +647,7 @@ mod tests {
     }
 
     #[test]
-    fn filters() {
+    fn apply_keeps_a_tree_when_anything_in_it_matches() {
         let mut inv = Invocation::new("p", "2026-11-24T00:00:00.000Z", 1);
         inv.start = Some(start_of(start("p", "2026-11-24T00:00:00.000Z", "npm", None)));
         let mut child = Invocation::new("c", "2026-11-24T00:00:01.000Z", 2);
@@ -671,6 +709,90 @@ mod tests {
         };
         assert_eq!(keep(since("2026-11-23T00:00:00.000Z")), Some("p".into()));
         assert_eq!(keep(since("2026-11-24T00:00:00.001Z")), None);
+    }
+
+    /// npm (p, allowed only) → gh (c, denied) → aws (g), as folded.
+    fn npm_gh_aws() -> Invocation {
+        let mut f = Folder::default();
+        f.push(start("p", "2026-11-24T00:00:00.000Z", "npm", None));
+        f.push(egress("p", 1, "registry.npmjs.org", "allow", 200));
+        f.push(start("c", "2026-11-24T00:00:01.000Z", "gh", Some("p")));
+        f.push(egress("c", 1, "evil.example", "deny", 403));
+        f.push(start("g", "2026-11-24T00:00:02.000Z", "aws", Some("c")));
+        f.push(end("g", 0));
+        f.push(end("c", 1));
+        let mut done = f.push(end("p", 1));
+        assert_eq!(done.len(), 1, "{done:?}");
+        done.remove(0)
+    }
+
+    fn selected(filter: Filter) -> Vec<String> {
+        filter
+            .select(npm_gh_aws())
+            .into_iter()
+            .map(|i| i.audit_id)
+            .collect()
+    }
+
+    #[test]
+    fn select_gives_each_invocation_of_a_tree_on_its_own_parents_first() {
+        let all = Filter::default().select(npm_gh_aws());
+        let ids: Vec<&str> = all.iter().map(|i| i.audit_id.as_str()).collect();
+        assert_eq!(ids, ["p", "c", "g"]);
+        assert!(all.iter().all(|i| i.children.is_empty()), "{all:?}");
+        let json: Vec<Value> = all.iter().map(Invocation::to_json).collect();
+        assert!(json.iter().all(|j| j.get("children").is_none()), "{json:?}");
+        assert_eq!(json[0]["parent_audit_id"], Value::Null);
+        assert_eq!(json[1]["parent_audit_id"], "p");
+        assert_eq!(json[2]["parent_audit_id"], "c");
+        assert_eq!(
+            json[0]["egress"].as_array().map(Vec::len),
+            Some(1),
+            "npm's own row only"
+        );
+        assert_eq!(
+            json[1]["egress"][0]["host"], "evil.example",
+            "gh's row in gh's object"
+        );
+    }
+
+    #[test]
+    fn select_filters_invocations_by_their_own_tool_denials_and_start() {
+        let some = |s: &str| Some(s.to_string());
+        let tool = |t: &str| Filter {
+            tool: some(t),
+            ..Filter::default()
+        };
+        assert_eq!(selected(tool("gh")), ["c"], "not the npm gh ran under");
+        assert_eq!(selected(tool("npm")), ["p"], "not what ran under npm");
+        assert_eq!(selected(tool("pip")), Vec::<String>::new());
+        let denied = Filter {
+            denied: true,
+            ..Filter::default()
+        };
+        assert_eq!(selected(denied), ["c"], "only the one that was denied");
+        let since = Filter {
+            since: some("2026-11-24T00:00:00.500Z"),
+            ..Filter::default()
+        };
+        assert_eq!(selected(since), ["c", "g"], "each by its own start");
+    }
+
+    #[test]
+    fn select_by_id_gives_that_invocation_and_its_descendants_apart() {
+        let id = |i: &str| Filter {
+            id: Some(i.to_string()),
+            ..Filter::default()
+        };
+        assert_eq!(selected(id("p")), ["p", "c", "g"]);
+        assert_eq!(selected(id("c")), ["c", "g"]);
+        assert_eq!(selected(id("g")), ["g"]);
+        assert_eq!(selected(id("zz")), Vec::<String>::new());
+        let both = Filter {
+            tool: Some("aws".into()),
+            ..id("p")
+        };
+        assert_eq!(selected(both), ["g"], "then the other filters select among them");
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! file never tear or interleave a line (Linux serialises appends to one
 //! inode). If the log can't be written, the writer warns once and sends every
 //! record to stderr instead: nothing is silently lost, and the tool's exit
-//! status is not affected. A log over `ROTATE_AT` is shifted to
+//! status is not affected. A short write (a full disk) is never continued:
+//! its fragment is ended with a newline, left as one torn line that the
+//! reader skips, and the whole row goes to stderr with the ones after it. A log over `ROTATE_AT` is shifted to
 //! `audit.jsonl.1` (keeping `KEEP` files) before the next row.
 
 use std::ffi::OsString;
@@ -132,16 +134,10 @@ impl AuditLog {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         match &mut *target {
             Target::File { log, path } => {
-                if let Err(e) = keep_current(log, path).and_then(|()| log.file.write_all(&line)) {
-                    // A partial write (a full disk) leaves a fragment; end it
-                    // so the next writer's row does not run into it.
-                    let _ = log.file.write(b"\n");
-                    warn_fallback(
-                        &format!("cannot write the audit log {}: {e}", path.display()),
-                        "free space or fix the file, or set CLI_GUARD_AUDIT_LOG",
-                    );
+                let ready = keep_current(log, path);
+                let mut stderr = std::io::stderr().lock();
+                if !append_or_divert(ready, &mut log.file, path, &line, &mut stderr) {
                     *target = Target::Stderr;
-                    write_stderr(&line);
                 }
             }
             Target::Stderr => write_stderr(&line),
@@ -232,8 +228,68 @@ fn open_log_file(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
+/// Appends one row to the log file, once `ready` (the rotation check)
+/// says it may; if that fails, warns on `fallback` and writes the whole row
+/// there. `false` when it did, so that later rows go there too.
+fn append_or_divert(
+    ready: std::io::Result<()>,
+    file: &mut impl Write,
+    path: &Path,
+    line: &[u8],
+    fallback: &mut impl Write,
+) -> bool {
+    let Err(e) = ready.and_then(|()| append_row(file, line)) else {
+        return true;
+    };
+    // Nothing better to do if stderr is gone too.
+    let _ = writeln!(
+        fallback,
+        "{}",
+        fallback_warning(
+            &format!("cannot write the audit log {}: {e}", path.display()),
+            "free space or fix the file, or set CLI_GUARD_AUDIT_LOG",
+        )
+    );
+    let _ = fallback.write_all(line);
+    false
+}
+
+/// Writes `line` (a whole row, newline included) with exactly one
+/// `write(2)`: on an `O_APPEND` file that is what keeps rows of concurrent
+/// writers from interleaving, so a short write is never continued by a
+/// second call (`write_all` would: its rest would land after whatever
+/// another writer appended meanwhile). A short write (a full disk, a quota)
+/// leaves a fragment, which is ended with a newline so the next writer's
+/// row starts on a line of its own; the fragment is then one torn line,
+/// and the error says the row did not make it. A failed `write(2)` wrote
+/// nothing, so there is nothing to end.
+fn append_row(file: &mut impl Write, line: &[u8]) -> std::io::Result<()> {
+    loop {
+        match file.write(line) {
+            Ok(n) if n == line.len() => return Ok(()),
+            Ok(n) => {
+                if n > 0 {
+                    let _ = file.write(b"\n");
+                }
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::WriteZero,
+                    format!("short write: {n} of {} bytes", line.len()),
+                ));
+            }
+            // Interrupted before a byte was written: the same row again is
+            // still one row.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn fallback_warning(what: &str, fix: &str) -> String {
+    format!("cli-guard: {what}; writing audit records to stderr instead ({fix})")
+}
+
 fn warn_fallback(what: &str, fix: &str) {
-    eprintln!("cli-guard: {what}; writing audit records to stderr instead ({fix})");
+    eprintln!("{}", fallback_warning(what, fix));
 }
 
 fn write_stderr(line: &[u8]) {
@@ -244,6 +300,124 @@ fn write_stderr(line: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file that takes at most `room` more bytes, and at most `per_write`
+    /// of them per `write(2)`, recording the length of each it was given.
+    #[derive(Default)]
+    struct Cramped {
+        room: usize,
+        per_write: usize,
+        data: Vec<u8>,
+        calls: Vec<usize>,
+        interrupt_first: bool,
+    }
+
+    impl Write for Cramped {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if std::mem::take(&mut self.interrupt_first) {
+                return Err(std::io::ErrorKind::Interrupted.into());
+            }
+            self.calls.push(buf.len());
+            let n = buf.len().min(self.room).min(self.per_write);
+            if n == 0 && !buf.is_empty() {
+                return Err(std::io::Error::from_raw_os_error(nix::libc::ENOSPC));
+            }
+            self.room -= n;
+            self.data.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    const ROW: &[u8] = b"{\"ts\":\"2026-11-24T00:00:00.000Z\",\"kind\":\"end\",\"audit_id\":\"a\"}\n";
+
+    fn divert(file: &mut Cramped) -> (bool, Vec<u8>) {
+        let mut stderr = Vec::new();
+        let kept = append_or_divert(Ok(()), file, Path::new("/l/audit.jsonl"), ROW, &mut stderr);
+        (kept, stderr)
+    }
+
+    #[test]
+    fn a_row_is_one_write() {
+        let mut file = Cramped {
+            room: 1 << 20,
+            per_write: 1 << 20,
+            ..Cramped::default()
+        };
+        assert_eq!(divert(&mut file), (true, Vec::new()));
+        assert_eq!(file.calls, [ROW.len()]);
+        assert_eq!(file.data, ROW);
+    }
+
+    #[test]
+    fn an_interrupted_write_is_tried_again_whole() {
+        let mut file = Cramped {
+            room: 1 << 20,
+            per_write: 1 << 20,
+            interrupt_first: true,
+            ..Cramped::default()
+        };
+        assert!(divert(&mut file).0);
+        assert_eq!(file.data, ROW);
+    }
+
+    #[test]
+    fn a_short_write_is_ended_not_continued_and_the_row_goes_whole_to_stderr() {
+        // The kernel takes 10 bytes of the row, then the newline.
+        let mut file = Cramped {
+            room: 1 << 20,
+            per_write: 10,
+            ..Cramped::default()
+        };
+        let (kept, stderr) = divert(&mut file);
+        assert!(!kept, "later rows go to stderr");
+        assert_eq!(file.calls, [ROW.len(), 1], "the row once, then the newline");
+        let mut torn = ROW[..10].to_vec();
+        torn.push(b'\n');
+        assert_eq!(
+            file.data, torn,
+            "the fragment, ended: the next row starts on its own line"
+        );
+        let stderr = String::from_utf8_lossy(&stderr);
+        let (warning, row) = stderr.split_once('\n').unwrap_or_default();
+        assert!(
+            warning.contains("cannot write the audit log /l/audit.jsonl: short write: 10 of"),
+            "{warning}"
+        );
+        assert_eq!(row.as_bytes(), ROW, "the whole row, not the rest of it");
+    }
+
+    #[test]
+    fn a_failed_write_leaves_nothing_to_end_and_the_row_goes_to_stderr() {
+        let mut file = Cramped::default();
+        let (kept, stderr) = divert(&mut file);
+        assert!(!kept);
+        assert!(file.data.is_empty());
+        assert!(stderr.ends_with(ROW), "{}", String::from_utf8_lossy(&stderr));
+    }
+
+    #[test]
+    fn a_log_that_cannot_be_readied_is_not_written_and_the_row_goes_to_stderr() {
+        let mut file = Cramped {
+            room: 1 << 20,
+            ..Cramped::default()
+        };
+        file.per_write = 1 << 20;
+        let mut stderr = Vec::new();
+        let gone = Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
+        assert!(!append_or_divert(
+            gone,
+            &mut file,
+            Path::new("/l"),
+            ROW,
+            &mut stderr
+        ));
+        assert!(file.calls.is_empty());
+        assert!(stderr.ends_with(ROW));
+    }
 
     #[test]
     fn log_path_precedence() {

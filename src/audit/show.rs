@@ -1,5 +1,6 @@
 //! `cli-guard audit`'s pipeline: read the log's files in order, fold, filter,
-//! and print each invocation (text or JSON), or gather what a tool reached
+//! and print each invocation (a text tree, or one flat JSON object per
+//! invocation, nested ones included), or gather what a tool reached
 //! for `--suggest`; `--follow` keeps reading the live file as it grows.
 
 use std::collections::VecDeque;
@@ -114,19 +115,30 @@ impl Output {
     }
 
     fn take(&mut self, done: Vec<Invocation>) {
-        for inv in done {
-            let Some(inv) = self.filter.apply(inv) else {
-                continue;
+        for tree in done {
+            // JSON is one flat object per invocation, selected on its own;
+            // the text view shows trees.
+            let shown = if self.json {
+                self.filter.select(tree)
+            } else {
+                self.filter.apply(tree).into_iter().collect()
             };
-            match self.last {
-                Some(n) => {
-                    if self.held.len() == n {
-                        self.held.pop_front();
-                    }
-                    self.held.push_back(inv);
-                }
-                None => self.print(&inv),
+            for inv in shown {
+                self.hold_or_print(inv);
             }
+        }
+    }
+
+    /// `--last N` holds the last N entries (trees, or JSON objects).
+    fn hold_or_print(&mut self, inv: Invocation) {
+        match self.last {
+            Some(n) => {
+                if self.held.len() == n {
+                    self.held.pop_front();
+                }
+                self.held.push_back(inv);
+            }
+            None => self.print(&inv),
         }
     }
 

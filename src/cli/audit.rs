@@ -30,8 +30,13 @@ options:
                     time like 2026-11-23T10:00Z
   --id AUDIT_ID     that invocation and everything nested under it
   --last N          only the last N entries
-  --json            one JSON object per invocation: its start and end fields,
-                    egress: [...] with each tunnel's close merged in, children
+  --json            one flat JSON object per invocation, nested ones too (after
+                    their parent, with parent_audit_id): its start and end
+                    fields, egress: [...] with each tunnel's close merged in.
+                    The filters then select invocations, not trees: --tool
+                    and --denied look at each invocation itself, --id gives
+                    it and its descendants as objects of their own, --last N
+                    the last N objects
   --follow          after the log, keep printing invocations as they finish
   --suggest TOOL    print the pinned policy entry for the hosts TOOL reached
   --file PATH       read this log instead of the default

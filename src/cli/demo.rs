@@ -249,8 +249,10 @@ async fn connect_through(proxy: SocketAddr, credential: &str, target: &str) -> a
         let mut reader = BufReader::new(&mut stream);
         let mut line = String::new();
         reader.read_line(&mut line).await?;
-        // Close as a polite client does: half-close, then read to EOF, so
-        // the tunnel's close row shows a clean end rather than a reset.
+        // Close as a polite client does: half-close, then read to EOF (or
+        // the reset a server may answer a bare close with: the gate counts
+        // that as the close the client asked for, not as an error), so
+        // nothing is left unread to turn our own close into a reset.
         reader.get_mut().shutdown().await?;
         let mut rest = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(2), reader.read_to_end(&mut rest)).await;

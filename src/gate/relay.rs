@@ -16,7 +16,7 @@
 use std::future::Future;
 use std::io;
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use tokio::io::{AsyncWriteExt, Interest};
@@ -230,6 +230,12 @@ enum Flow {
 /// is what the client sent behind the CONNECT head and `early_down` what an
 /// upstream proxy sent behind its 200; each goes first. If `stop` resolves
 /// first, the tunnel ends with its output as the error.
+///
+/// Once the client has closed its side (its EOF, passed on as a FIN), the
+/// tunnel is closing as the client asked, and a reset then is how it ends,
+/// not a fault: many servers answer a FIN with a reset (a TLS server that
+/// got no handshake does), and a client that has closed resets the bytes
+/// still coming its way. A reset before the client's EOF is an error.
 pub async fn relay(
     client: &mut TcpStream,
     upstream: &mut TcpStream,
@@ -240,17 +246,30 @@ pub async fn relay(
 ) -> RelayOutcome {
     let up = AtomicU64::new(0);
     let down = AtomicU64::new(0);
+    let client_closed = AtomicBool::new(false);
+    let upstream_closed = AtomicBool::new(false);
     let (mut client_read, mut client_write) = client.split();
     let (mut upstream_read, mut upstream_write) = upstream.split();
+    // A direction's end, as the tunnel's error if it is one.
+    let ended = |moved: io::Result<()>, way: &str| match moved {
+        Err(e) if client_closed.load(Ordering::Relaxed) && is_closing(&e) => Ok(()),
+        moved => moved.map_err(|e| format!("{way}: {e}")),
+    };
+    let up_flow = (&up, &client_closed);
+    let down_flow = (&down, &upstream_closed);
     let upward = async {
-        move_counting(&mut client_read, &mut upstream_write, early_up, &up, pipes)
-            .await
-            .map_err(|e| format!("client→upstream: {e}"))
+        let moved = move_counting(&mut client_read, &mut upstream_write, early_up, up_flow, pipes);
+        ended(moved.await, "client→upstream")
     };
     let downward = async {
-        move_counting(&mut upstream_read, &mut client_write, early_down, &down, pipes)
-            .await
-            .map_err(|e| format!("upstream→client: {e}"))
+        let moved = move_counting(
+            &mut upstream_read,
+            &mut client_write,
+            early_down,
+            down_flow,
+            pipes,
+        );
+        ended(moved.await, "upstream→client")
     };
     let error = tokio::select! {
         result = async { tokio::try_join!(upward, downward) } => result.err(),
@@ -263,14 +282,24 @@ pub async fn relay(
     }
 }
 
-/// One direction: writes `first`, then moves bytes until EOF, then shuts
-/// down the writer (the half-close). Counts every byte written. Between
-/// bursts it waits for readability holding neither pipe nor buffer.
+/// How a connection being closed ends on the wire: a reset, a write to a
+/// peer that is gone, a shutdown of a socket already reset.
+fn is_closing(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::NotConnected
+    )
+}
+
+/// One direction: writes `first`, then moves bytes until EOF, then marks
+/// `eof` and shuts down the writer (the half-close). Counts every byte
+/// written. Between bursts it waits for readability holding neither pipe
+/// nor buffer.
 async fn move_counting(
     reader: &mut ReadHalf<'_>,
     writer: &mut WriteHalf<'_>,
     first: &[u8],
-    count: &AtomicU64,
+    (count, eof): (&AtomicU64, &AtomicBool),
     pipes: &PipePool,
 ) -> io::Result<()> {
     if !first.is_empty() {
@@ -291,6 +320,7 @@ async fn move_counting(
             None => copy_while_ready(reader, writer, count).await?,
         };
         if flow == Flow::Eof {
+            eof.store(true, Ordering::Relaxed);
             return writer.shutdown().await;
         }
     }
@@ -509,6 +539,53 @@ mod tests {
         let mut again = pool.take().unwrap();
         pool.grow(&mut again);
         assert!(again.is_large() || large == 0);
+    }
+
+    /// A relay with nothing sent ahead and nothing to stop it.
+    fn bare_relay<'a>(
+        client: &'a mut TcpStream,
+        upstream: &'a mut TcpStream,
+        pipes: &'a PipePool,
+    ) -> impl Future<Output = RelayOutcome> + 'a {
+        relay(client, upstream, b"", b"", pipes, std::future::pending())
+    }
+
+    #[test]
+    fn a_reset_after_the_clients_close_is_the_close_and_before_it_an_error() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let pipes = PipePool::default();
+        runtime.block_on(async {
+            // The client closes; the upstream answers the FIN with a reset.
+            let (mut client_far, mut client_near) = pair().await;
+            let (mut upstream_near, mut upstream_far) = pair().await;
+            let relayed = bare_relay(&mut client_near, &mut upstream_near, &pipes);
+            let client = async {
+                client_far.shutdown().await.unwrap();
+            };
+            let upstream = async {
+                let mut got = Vec::new();
+                upstream_far.read_to_end(&mut got).await.unwrap();
+                upstream_far.set_zero_linger().unwrap();
+                drop(upstream_far);
+            };
+            let (outcome, (), ()) = tokio::join!(relayed, client, upstream);
+            assert_eq!(outcome.error, None, "the close the client asked for");
+
+            // The upstream resets a tunnel the client still holds open.
+            let (_client_far, mut client_near) = pair().await;
+            let (mut upstream_near, upstream_far) = pair().await;
+            upstream_far.set_zero_linger().unwrap();
+            drop(upstream_far);
+            let outcome = bare_relay(&mut client_near, &mut upstream_near, &pipes).await;
+            assert!(
+                outcome.error.as_deref().is_some_and(|e| e.contains("reset")),
+                "{:?}",
+                outcome.error
+            );
+        });
     }
 
     #[test]

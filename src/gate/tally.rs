@@ -78,9 +78,13 @@ impl Tally {
             return true;
         }
         self.denied.fetch_add(1, Ordering::Relaxed);
-        let Ok(mut denials) = self.denials.lock() else {
-            return false;
-        };
+        // A panic elsewhere while holding the lock leaves counts at worst
+        // one short; it must never cost the row (an audit path fails
+        // towards writing).
+        let mut denials = self
+            .denials
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         match row.target {
             // A refusal with no credential checked (407), or before there
             // was a request to check (503, 408, 431, junk), may come from
@@ -180,6 +184,25 @@ mod tests {
         let s = tally.summary();
         assert_eq!((s.strangers, s.suppressed), (STRANGER_ROWS + 5, 5));
         assert!(s.denials.is_empty());
+    }
+
+    #[test]
+    fn a_poisoned_lock_still_gets_the_row_written() {
+        let tally = Tally::default();
+        let poisoner = std::panic::catch_unwind(|| {
+            let _held = tally.denials.lock();
+            panic!("a task panics while counting");
+        });
+        assert!(poisoner.is_err());
+        assert!(tally.denials.is_poisoned());
+        let target = parse_authority("evil.example:443").ok();
+        assert!(
+            tally.count(&refusal(target.as_ref(), 403)),
+            "the refusal gets its row"
+        );
+        let s = tally.summary();
+        assert_eq!(s.denied, 1);
+        assert_eq!(s.denials.len(), 1, "and is listed: {s:?}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use std::os::unix::fs::symlink;
 
+use nix::sys::socket::{setsockopt, sockopt};
 use serde_json::Value;
 
 use crate::util::*;
@@ -44,6 +45,14 @@ fn rows(out: &Outcome) -> Vec<Value> {
     out.stderr_records("egress-demo stderr")
         .into_iter()
         .filter(|r| r["kind"] == "egress")
+        .collect()
+}
+
+/// The egress_close rows the demo printed on stderr.
+fn closes(out: &Outcome) -> Vec<Value> {
+    out.stderr_records("egress-demo stderr")
+        .into_iter()
+        .filter(|r| r["kind"] == "egress_close")
         .collect()
 }
 
@@ -144,6 +153,46 @@ fn demo_allowed_relays_to_a_reachable_upstream() {
         "decision"
     );
     assert_eq!(up.accepted(), 1);
+}
+
+#[test]
+fn demo_close_rows_carry_no_error_for_the_close_the_client_asked_for() {
+    // Once the demo's client has closed, an upstream ends the tunnel with a
+    // FIN (the echo server) or with a reset, as a TLS server that got no
+    // handshake does (the real registry, answering the demo's bare close).
+    let fin = Upstream::echo();
+    let reset = Upstream::start(|mut s| {
+        let mut buf = [0u8; 1024];
+        while matches!(read_retrying(&mut s, &mut buf), Ok(n) if n > 0) {}
+        let abort = nix::libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        let set = setsockopt(&s, sockopt::Linger, &abort);
+        assert!(set.is_ok(), "SO_LINGER: {set:?}");
+        drop(s);
+    });
+    let g = Gate::new();
+    for (what, up) in [("a FIN", &fin), ("a reset", &reset)] {
+        let out = demo(&g, &["allowed"], &Gate::resolve(&[(NPM_REGISTRY, up.addr)]));
+        out.expect_code(0);
+        check_eq!(
+            out,
+            status_of(&dials(&out)[0].2),
+            200,
+            "{what}: the tunnel opened"
+        );
+        let closes = closes(&out);
+        check_eq!(out, closes.len(), 1, "{what}: one tunnel, one close row");
+        check_eq!(
+            out,
+            closes[0]["error"],
+            Value::Null,
+            "{what}: the client closed, so the close is no error: {}",
+            closes[0]
+        );
+    }
+    assert_eq!(reset.accepted(), 1, "the resetting upstream was dialled");
 }
 
 #[test]

@@ -734,8 +734,8 @@ fn audit_filters_by_denied_tool_since_id_and_last_and_their_combinations() {
 // ---------------------------------------------------------------------------
 // --json
 
-/// Checks one folded JSON object against the raw rows of `id` (and its
-/// children, recursively).
+/// Checks one folded JSON object against the raw rows of `id`, that
+/// invocation alone: flat, what ran under it in objects of their own.
 fn check_json(out: &Outcome, j: &Value, recs: &[Value], id: &str) {
     check_eq!(out, j["audit_id"], id, "audit_id");
     let start = records_of(recs, id, "start");
@@ -794,24 +794,23 @@ fn check_json(out: &Outcome, j: &Value, recs: &[Value], id: &str) {
             ),
         }
     }
-    let want_children: Vec<String> = recs
+    check!(
+        out,
+        j.get("children").is_none(),
+        "{id}: flat, nothing nested in it: {j}"
+    );
+}
+
+/// The `audit_id`s of `--json` objects, in order.
+fn json_ids(out: &Outcome, what: &str) -> Vec<String> {
+    parse_records(&out.stdout, what)
         .iter()
-        .filter(|r| r["kind"] == "start" && r["parent_audit_id"] == id)
-        .map(|r| r["audit_id"].as_str().unwrap().to_owned())
-        .collect();
-    let children = j["children"].as_array().cloned().unwrap_or_default();
-    let got: Vec<String> = children
-        .iter()
-        .map(|c| c["audit_id"].as_str().unwrap_or_default().to_owned())
-        .collect();
-    check_eq!(out, got, want_children, "{id}: children");
-    for (child, cid) in children.iter().zip(&want_children) {
-        check_json(out, child, recs, cid);
-    }
+        .map(|o| o["audit_id"].as_str().unwrap_or("").to_owned())
+        .collect()
 }
 
 #[test]
-fn audit_json_is_one_object_per_invocation_with_start_end_egress_and_children() {
+fn audit_json_is_one_flat_object_per_invocation_nested_ones_with_their_parent_id() {
     let g = Gate::new();
     let r = real_log(&g);
     let recs = g.records();
@@ -825,15 +824,32 @@ fn audit_json_is_one_object_per_invocation_with_start_end_egress_and_children() 
     check_eq!(
         out,
         ids,
-        vec![r.outer.as_str(), r.tunnel.as_str(), r.killed.as_str()],
-        "one object per top-level invocation, newest last"
+        vec![
+            r.outer.as_str(),
+            r.inner.as_str(),
+            r.tunnel.as_str(),
+            r.killed.as_str()
+        ],
+        "one object per invocation, the nested aws right after its npm"
     );
-    for (o, id) in objects.iter().zip([&r.outer, &r.tunnel, &r.killed]) {
+    for (o, id) in objects.iter().zip([&r.outer, &r.inner, &r.tunnel, &r.killed]) {
         check_json(&out, o, &recs, id);
     }
-    check_eq!(out, objects[0]["children"][0]["tool"], "aws", "the nested aws");
-    check_eq!(out, objects[1]["egress"][0]["bytes_up"], 12, "bytes up");
-    check_eq!(out, objects[1]["egress"][0]["bytes_down"], 12, "bytes down");
+    check_eq!(out, objects[1]["tool"], "aws", "the nested aws");
+    check_eq!(
+        out,
+        objects[1]["parent_audit_id"],
+        r.outer.as_str(),
+        "the nested aws names its npm"
+    );
+    check_eq!(
+        out,
+        objects[0]["parent_audit_id"],
+        Value::Null,
+        "npm has no parent"
+    );
+    check_eq!(out, objects[2]["egress"][0]["bytes_up"], 12, "bytes up");
+    check_eq!(out, objects[2]["egress"][0]["bytes_down"], 12, "bytes down");
 
     // Filters apply to --json too, and a nested ID comes out on its own.
     let out = audit(&g, &["--json", "--id", &r.inner]);
@@ -841,10 +857,69 @@ fn audit_json_is_one_object_per_invocation_with_start_end_egress_and_children() 
     let objects = parse_records(&out.stdout, "audit --json --id");
     check_eq!(out, objects.len(), 1, "one object");
     check_json(&out, &objects[0], &recs, &r.inner);
+    // The outer ID: npm's object and aws's, apart.
+    let out = audit(&g, &["--json", "--id", &r.outer]);
+    out.expect_code(0);
+    let objects = parse_records(&out.stdout, "audit --json --id outer");
+    check_eq!(out, objects.len(), 2, "npm's object, then aws's");
+    check_json(&out, &objects[0], &recs, &r.outer);
+    check_json(&out, &objects[1], &recs, &r.inner);
+    // --tool picks the nested invocation itself, not the npm it ran under.
+    let out = audit(&g, &["--json", "--tool", "aws"]);
+    out.expect_code(0);
+    check_eq!(
+        out,
+        json_ids(&out, "audit --json --tool aws"),
+        vec![r.inner.clone()],
+        "only aws's object"
+    );
     let out = audit(&g, &["--json", "--denied", "--last", "1"]);
     let objects = parse_records(&out.stdout, "audit --json --denied --last 1");
     check_eq!(out, objects.len(), 1, "one object");
     check_eq!(out, objects[0]["audit_id"], r.killed.as_str(), "the last denied");
+}
+
+#[test]
+fn audit_json_filters_select_invocations_not_trees() {
+    let g = Gate::new();
+    let r = real_log(&g);
+    let w = write_old_rows(&g);
+    let all = [
+        &w.old, &w.early, &w.edge, &w.parent, &w.child, &w.quick, &w.late, &r.outer, &r.inner, &r.tunnel,
+        &r.killed,
+    ];
+    let cases: Vec<(Vec<&str>, Vec<&String>)> = vec![
+        (vec![], all.to_vec()),
+        // The cargo whose nested gh was denied was not denied itself.
+        (vec!["--denied"], vec![&w.old, &w.child, &r.outer, &r.killed]),
+        (vec!["--tool", "gh"], vec![&w.early, &w.child]),
+        (vec!["--tool", "cargo"], vec![&w.parent]),
+        (vec!["--tool", "aws"], vec![&r.inner]),
+        (vec!["--tool", "gh", "--denied"], vec![&w.child]),
+        (vec!["--id", w.parent.as_str()], vec![&w.parent, &w.child]),
+        (vec!["--id", w.child.as_str()], vec![&w.child]),
+        (vec!["--id", w.parent.as_str(), "--denied"], vec![&w.child]),
+        (vec!["--id", r.inner.as_str(), "--denied"], vec![]),
+        (vec!["--id", r.outer.as_str(), "--tool", "npm"], vec![&r.outer]),
+        // Each by its own start: the gh started after its cargo.
+        (
+            vec!["--since", "2026-01-01T11:00:00.050Z", "--last", "3"],
+            vec![&r.inner, &r.tunnel, &r.killed],
+        ),
+        (
+            vec!["--since", "2026-01-01T11:00:00.050Z", "--tool", "gh"],
+            vec![&w.child],
+        ),
+        (vec!["--id", r.outer.as_str(), "--last", "1"], vec![&r.inner]),
+    ];
+    for (args, want) in &cases {
+        let mut argv = vec!["--json"];
+        argv.extend(args);
+        let out = audit(&g, &argv);
+        out.expect_code(0);
+        let want: Vec<String> = want.iter().map(|s| (*s).clone()).collect();
+        check_eq!(out, json_ids(&out, "audit --json"), want, "audit --json {args:?}");
+    }
 }
 
 // ---------------------------------------------------------------------------
