@@ -24,7 +24,7 @@ use crate::env::Env;
 use crate::exit::{Exit, Failure, DEMO_UNEXPECTED};
 use crate::gate::DIAL_TIMEOUT;
 use crate::gate::{self, bind_loopback, Gate, Settings};
-use crate::policy::{Family, Mode, Rule, ToolPolicy};
+use crate::policy::{Family, Mode, Rule, SubcommandRule, ToolPolicy};
 
 /// The demo's enforce-mode policy: registries this machine class reaches.
 static DEMO_ENFORCE: ToolPolicy = ToolPolicy {
@@ -39,6 +39,8 @@ static DEMO_ENFORCE: ToolPolicy = ToolPolicy {
     ],
     no_proxy: &[],
     family: Family::Plain,
+    runs_project_code: &[],
+    subcommand_rule: SubcommandRule::PLAIN,
 };
 
 /// The demo's observe-mode policy: no allowlist, everything logged.
@@ -48,6 +50,8 @@ static DEMO_OBSERVE: ToolPolicy = ToolPolicy {
     allow: &[],
     no_proxy: &[],
     family: Family::Plain,
+    runs_project_code: &[],
+    subcommand_rule: SubcommandRule::PLAIN,
 };
 
 const HELP: &str = "\

@@ -74,16 +74,56 @@ pub(super) fn print_policy(args: &[OsString]) -> Result<Exit, Failure> {
     };
     println!("{:<10} {:<8} ALLOWLIST", "TOOL", "MODE");
     for tool in tools {
-        let allow = match tool.mode {
-            Mode::Enforce => tool.allowlist_summary(),
-            Mode::Observe => "(none: every CONNECT is forwarded and logged)".to_string(),
-        };
-        println!("{:<10} {:<8} {allow}", tool.name, tool.mode.to_string());
-        if !tool.no_proxy.is_empty() {
-            println!("{:<10} {:<8} NO_PROXY also: {}", "", "", tool.no_proxy.join(","));
+        for line in tool_lines(tool) {
+            println!("{line}");
         }
     }
     Ok(Exit::SUCCESS)
+}
+
+/// One tool's lines under the header: its mode and allowlist, its NO_PROXY
+/// exceptions, whether it is isolated, and the subcommands that run the
+/// project's own code (observed, not isolated).
+fn tool_lines(tool: &ToolPolicy) -> Vec<String> {
+    let row =
+        |name: &str, mode: &str, text: &str| format!("{name:<10} {mode:<8} {text}").trim_end().to_string();
+    let mut lines = Vec::new();
+    let mode = tool.mode.to_string();
+    match tool.mode {
+        Mode::Enforce => lines.push(row(tool.name, &mode, &tool.allowlist_summary())),
+        Mode::Observe => lines.push(row(
+            tool.name,
+            &mode,
+            "(none: every CONNECT is forwarded and logged; never isolated)",
+        )),
+    }
+    if !tool.no_proxy.is_empty() {
+        lines.push(row(
+            "",
+            "",
+            &format!("NO_PROXY also: {}", tool.no_proxy.join(",")),
+        ));
+    }
+    if tool.mode == Mode::Enforce {
+        lines.push(row(
+            "",
+            "",
+            "strict (isolated in a network namespace where the kernel allows)",
+        ));
+        let mut runs = tool.runs_project_code.join(", ");
+        if tool.subcommand_rule.package_scripts {
+            runs.push_str(", or a script of ./package.json by name");
+        }
+        if !runs.is_empty() {
+            let observe = Mode::Observe.to_string();
+            lines.push(row(
+                tool.name,
+                &observe,
+                &format!("when running the project's code: {runs} (not isolated)"),
+            ));
+        }
+    }
+    lines
 }
 
 #[cfg(test)]
@@ -136,6 +176,52 @@ mod tests {
     fn unknown_option() {
         assert!(error(&["--bogus"]).contains("unknown option \"--bogus\""));
         assert!(error(&["--names=yes"]).contains("--names takes no value"));
+    }
+
+    #[test]
+    fn npm_shows_the_split() {
+        let npm = policy::lookup("npm").unwrap();
+        assert_eq!(
+            tool_lines(npm),
+            [
+                "npm        enforce  registry.npmjs.org:443",
+                "                    strict (isolated in a network namespace where the kernel allows)",
+                "npm        observe  when running the project's code: \
+                 run, run-script, rum, urn, start, test, t, tst, stop, restart (not isolated)",
+            ]
+        );
+    }
+
+    #[test]
+    fn yarn_and_pnpm_also_run_scripts_by_name() {
+        for name in ["yarn", "pnpm"] {
+            let lines = tool_lines(policy::lookup(name).unwrap());
+            let last = lines.last().unwrap();
+            assert!(last.starts_with(&format!("{name:<10} observe  ")), "{last}");
+            assert!(
+                last.ends_with("or a script of ./package.json by name (not isolated)"),
+                "{last}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_tool_without_runs_is_only_enforced() {
+        let lines = tool_lines(policy::lookup("npx").unwrap());
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines.iter().all(|l| !l.contains("observe")), "{lines:?}");
+    }
+
+    #[test]
+    fn observe_mode_tools_are_never_isolated() {
+        let lines = tool_lines(policy::lookup("aws").unwrap());
+        assert_eq!(
+            lines,
+            [
+                "aws        observe  (none: every CONNECT is forwarded and logged; never isolated)",
+                "                    NO_PROXY also: 169.254.169.254,169.254.170.2,fd00:ec2::254",
+            ]
+        );
     }
 
     #[test]

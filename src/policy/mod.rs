@@ -3,7 +3,10 @@
 //! `table`), how a target is matched against it ([`ToolPolicy::decide`]),
 //! which addresses an allowed name may land on (`addr`:
 //! [`ToolPolicy::address_check`] and [`AddressCheck::permits`]), and whether
-//! a dial that failed was this gate's refusal ([`Verdict::of_failed_dial`]).
+//! a dial that failed was this gate's refusal ([`Verdict::of_failed_dial`]),
+//! and which subcommands run the project's own code and so are observed,
+//! not enforced or isolated (`split`: [`invocation_policy`], reading
+//! ./package.json's script names with `scripts`: [`script_names`]).
 //! All pure: the gate asks, and does the I/O.
 //!
 //! An allowlist change is a code change: there is deliberately no flag,
@@ -11,10 +14,19 @@
 
 mod addr;
 pub mod authority;
+// The shim's start-up calls these; until it does, only the tests do.
+#[allow(dead_code)]
+mod scripts;
+#[allow(dead_code)]
+mod split;
 mod table;
 
 pub use addr::AddressCheck;
-pub use table::{lookup, tool_names, TOOLS};
+#[allow(unused_imports)]
+pub use scripts::script_names;
+#[allow(unused_imports)]
+pub use split::{find_subcommand, invocation_policy, InvocationPolicy, SubcommandRule};
+pub use table::{lookup, observe_twin, tool_names, TOOLS};
 
 use std::fmt;
 
@@ -121,6 +133,13 @@ pub struct ToolPolicy {
     pub no_proxy: &'static [&'static str],
     /// Which family of proxy overrides the tool needs (see `shim::child_env`).
     pub family: Family,
+    /// Subcommands (with their aliases) that run the project's own code:
+    /// observed, not enforced, not isolated. Everything else, an unknown or
+    /// a missing subcommand included, is enforced. Moving a subcommand to
+    /// enforce is deleting it from this list in `table.rs`.
+    pub runs_project_code: &'static [&'static str],
+    /// How to find the subcommand in the tool's arguments.
+    pub subcommand_rule: SubcommandRule,
 }
 
 /// Tools whose own configuration can beat HTTPS_PROXY, grouped by how to

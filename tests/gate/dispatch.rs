@@ -104,7 +104,19 @@ fn policy_for_one_tool_shows_its_mode_and_allowlist_only() {
     );
     check!(out, text.contains("enforce"), "npm is enforced");
     check!(out, !text.contains("pypi.org"), "only npm's policy is printed");
-    check!(out, !text.contains("observe"), "only npm's policy is printed");
+    check!(
+        out,
+        text.lines()
+            .skip(1)
+            .all(|l| l.starts_with(' ') || l.starts_with("npm ")),
+        "only npm's policy is printed"
+    );
+    check!(
+        out,
+        text.lines()
+            .any(|l| l.starts_with("npm ") && l.contains("observe") && l.contains("run, ")),
+        "the subcommands that run the project's code are shown observed"
+    );
 
     let out = g.run(g.cli_guard(["policy", "aws"]));
     out.expect_code(0);

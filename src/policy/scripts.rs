@@ -1,0 +1,65 @@
+//! The script names in a package.json, for yarn's and pnpm's `yarn NAME`
+//! (a script run by name). Pure: the caller reads the file.
+
+/// The names under `"scripts"` whose value is a command string, in
+/// name order. Anything else (not JSON, no `scripts`, not an object, a value
+/// that is not a string) gives no names for it: never an error.
+pub fn script_names(json: &str) -> Vec<String> {
+    let json = json.strip_prefix('\u{feff}').unwrap_or(json);
+    let Ok(serde_json::Value::Object(package)) = serde_json::from_str::<serde_json::Value>(json) else {
+        return Vec::new();
+    };
+    let Some(serde_json::Value::Object(scripts)) = package.get("scripts") else {
+        return Vec::new();
+    };
+    scripts
+        .iter()
+        .filter(|(_, command)| command.is_string())
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_of_string_scripts() {
+        let json = r#"{"name": "app", "scripts": {"dev": "vite", "test": "vitest", "build": "tsc"}}"#;
+        let mut names = script_names(json);
+        names.sort();
+        assert_eq!(names, ["build", "dev", "test"]);
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_tolerated() {
+        assert_eq!(
+            script_names("\u{feff}{\"scripts\": {\"dev\": \"vite\"}}"),
+            ["dev"]
+        );
+    }
+
+    #[test]
+    fn values_that_are_not_commands_are_no_scripts() {
+        let json = r#"{"scripts": {"dev": "vite", "odd": 1, "nested": {"a": "b"}, "none": null}}"#;
+        assert_eq!(script_names(json), ["dev"]);
+    }
+
+    #[test]
+    fn junk_gives_no_names() {
+        for junk in [
+            "",
+            "not json",
+            "{",
+            "[]",
+            "\"scripts\"",
+            "null",
+            r#"{"name": "app"}"#,
+            r#"{"scripts": ["dev"]}"#,
+            r#"{"scripts": "dev"}"#,
+            r#"{"scripts": {"dev": "vite"}} trailing"#,
+        ] {
+            assert!(script_names(junk).is_empty(), "{junk:?}");
+        }
+    }
+}
