@@ -140,21 +140,65 @@ impl Handler {
     /// Writes the `egress` row, answers 200, relays until both sides are
     /// done (or the gate forces it closed), and writes the `egress_close`
     /// row.
-    async fn open(mut self, tunnel: Tunnel) {
+    async fn open(self, tunnel: Tunnel) {
         let Tunnel {
             dialled,
             target,
             reason,
             head_len,
         } = tunnel;
+        let opened = Opened {
+            method: "CONNECT",
+            target,
+            reason,
+            early_up: &self.buf[head_len..],
+            answer: http::ESTABLISHED,
+        };
+        opened
+            .relay(&self.gate, self.client, self.conn, self.force, dialled)
+            .await;
+    }
+}
+
+/// A connection the gate allowed and dialled, about to carry bytes.
+pub(super) struct Opened<'a> {
+    /// `CONNECT`, or `transparent` for strict mode's direct connections.
+    pub method: &'a str,
+    pub target: Authority,
+    /// The policy's reason and the route, for the `egress` row.
+    pub reason: String,
+    /// What the client sent after its request, for the upstream first.
+    pub early_up: &'a [u8],
+    /// What the client gets before the tunnel's bytes (the 200), if any.
+    pub answer: &'a [u8],
+}
+
+impl Opened<'_> {
+    /// Writes the `egress` row, answers, relays until both sides are done
+    /// (or the gate forces it closed), and writes the `egress_close` row.
+    pub async fn relay(
+        self,
+        gate: &Gate,
+        mut client: TcpStream,
+        conn: u64,
+        mut force: watch::Receiver<bool>,
+        dialled: Dialled,
+    ) {
+        let Opened {
+            method,
+            target,
+            reason,
+            early_up,
+            answer,
+        } = self;
         let mut upstream = dialled.stream;
         let _ = upstream.set_nodelay(true);
         // The row is on disk before the tunnel carries a byte: a child that
         // then kills its shim cannot hide the connection.
-        self.gate.record(
-            self.conn,
+        gate.record(
+            conn,
             Row {
-                method: Some("CONNECT"),
+                method: Some(method),
                 target: Some(&target),
                 verdict: Verdict::Allow,
                 status: 200,
@@ -162,10 +206,9 @@ impl Handler {
             },
         );
         let opened = Instant::now();
-        let early_up = &self.buf[head_len..];
-        let outcome = match self.client.write_all(http::ESTABLISHED).await {
+        let outcome = match client.write_all(answer).await {
             Ok(()) => {
-                let force = &mut self.force;
+                let force = &mut force;
                 let stop = async {
                     forced(force).await;
                     format!(
@@ -174,11 +217,11 @@ impl Handler {
                     )
                 };
                 relay(
-                    &mut self.client,
+                    &mut client,
                     &mut upstream,
                     early_up,
                     &dialled.early_down,
-                    &self.gate.pipes,
+                    &gate.pipes,
                     stop,
                 )
                 .await
@@ -188,8 +231,8 @@ impl Handler {
                 ..RelayOutcome::default()
             },
         };
-        self.gate.audit.write(&Record::EgressClose(audit::EgressClose {
-            conn: self.conn,
+        gate.audit.write(&Record::EgressClose(audit::EgressClose {
+            conn,
             host: target.host_string(),
             port: target.port,
             bytes_up: outcome.up,
@@ -228,7 +271,7 @@ fn authenticate(gate: &Gate, head: &RequestHead, judged: &Result<Judged, Refusal
 }
 
 /// The refusal for an allowed request whose dial failed.
-fn dial_failed(judged: Judged, e: DialError) -> Refusal {
+pub(super) fn dial_failed(judged: Judged, e: DialError) -> Refusal {
     let forbidden = matches!(e, DialError::Forbidden(_));
     let status = e.status();
     let reason = match e {
@@ -245,7 +288,7 @@ fn dial_failed(judged: Judged, e: DialError) -> Refusal {
 }
 
 /// Resolves when the force-close signal is raised.
-async fn forced(force: &mut watch::Receiver<bool>) {
+pub(super) async fn forced(force: &mut watch::Receiver<bool>) {
     // An error means the sender is gone, which only happens after serve
     // returns; treat it as forced too.
     let _ = force.wait_for(|forced| *forced).await;

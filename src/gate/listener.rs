@@ -14,11 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::gate::handler::Handler;
 use crate::gate::refusal::{Closing, Refusal};
+use crate::gate::transparent;
 use crate::gate::Gate;
 
 /// How long open tunnels may outlive the stop (the child's exit).
@@ -65,9 +66,52 @@ pub fn connection_cap_for(soft_limit: u64) -> usize {
 
 /// Runs the accept loop until `stop` fires, then drains (see module docs).
 pub async fn serve(listener: TcpListener, gate: Arc<Gate>, stop: oneshot::Receiver<()>) {
+    serve_with_transparent(listener, Vec::new(), gate, stop).await;
+}
+
+/// [`serve`], and strict mode's transparent listeners beside the proxy's:
+/// their connections share the cap, the connection numbers and the stop.
+pub async fn serve_with_transparent(
+    listener: TcpListener,
+    transparent: Vec<TcpListener>,
+    gate: Arc<Gate>,
+    stop: oneshot::Receiver<()>,
+) {
     let mut listener = Listener::new(listener, gate);
-    listener.accept_until(stop).await;
+    // Each transparent listener's accepts reach the one loop through a
+    // channel, so the proxy's own accept stays a direct poll.
+    let (direct_tx, direct_rx) = mpsc::channel(64);
+    let mut feeders = JoinSet::new();
+    for extra in transparent {
+        feeders.spawn(feed(extra, direct_tx.clone()));
+    }
+    drop(direct_tx);
+    listener.accept_until(stop, direct_rx).await;
+    feeders.abort_all();
     listener.drain().await;
+}
+
+/// Accepts on one transparent listener for ever, handing each connection on.
+async fn feed(listener: TcpListener, to: mpsc::Sender<TcpStream>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                if to.send(stream).await.is_err() {
+                    return;
+                }
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// Which listener a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// The proxy's: a CONNECT request comes first.
+    Proxy,
+    /// Strict mode's: a direct connection that ignored the proxy.
+    Transparent,
 }
 
 /// The accept loop's state: the listener, the cap, the force-close signal
@@ -101,14 +145,19 @@ impl Listener {
     }
 
     /// Accepts until `stop` fires, reaping finished tasks as it goes.
-    async fn accept_until(&mut self, mut stop: oneshot::Receiver<()>) {
+    async fn accept_until(&mut self, mut stop: oneshot::Receiver<()>, mut direct: mpsc::Receiver<TcpStream>) {
+        let mut direct_open = true;
         loop {
             tokio::select! {
                 biased;
                 _ = &mut stop => return,
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
+                stream = direct.recv(), if direct_open => match stream {
+                    Some(stream) => self.admit(stream, Kind::Transparent),
+                    None => direct_open = false,
+                },
                 accepted = self.listener.accept() => match accepted {
-                    Ok((stream, _)) => self.admit(stream),
+                    Ok((stream, _)) => self.admit(stream, Kind::Proxy),
                     // Out of descriptors or a connection reset before accept:
                     // back off briefly rather than spin; the listener stays up.
                     Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
@@ -118,20 +167,27 @@ impl Listener {
     }
 
     /// Gives a new connection its task: a handler under the cap, or a 503.
-    fn admit(&mut self, stream: TcpStream) {
+    fn admit(&mut self, stream: TcpStream, kind: Kind) {
         self.next_conn += 1;
         let gate = Arc::clone(&self.gate);
-        match Arc::clone(&self.slots).try_acquire_owned() {
-            Ok(slot) => {
-                let handler = Handler::new(gate, stream, self.next_conn, self.force_rx.clone());
+        let (conn, force) = (self.next_conn, self.force_rx.clone());
+        match (Arc::clone(&self.slots).try_acquire_owned(), kind) {
+            (Ok(slot), Kind::Proxy) => {
+                let handler = Handler::new(gate, stream, conn, force);
                 self.tasks.spawn(async move {
                     handler.serve().await;
                     // The place under the cap is free once the task ends.
                     drop(slot);
                 });
             }
-            Err(_) => {
-                self.tasks.spawn(overloaded(gate, stream, self.next_conn));
+            (Ok(slot), Kind::Transparent) => {
+                self.tasks.spawn(async move {
+                    transparent::serve(gate, stream, conn, force).await;
+                    drop(slot);
+                });
+            }
+            (Err(_), _) => {
+                self.tasks.spawn(overloaded(gate, stream, conn));
             }
         }
     }

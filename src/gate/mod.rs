@@ -26,9 +26,11 @@ mod handler;
 mod http;
 mod judge;
 mod listener;
+mod pool;
 mod refusal;
 mod relay;
 mod tally;
+mod transparent;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -38,6 +40,7 @@ use crate::audit::{self, AuditLog, Record};
 use crate::credential::Credential;
 use crate::env::{Env, RESOLVE_VAR};
 use crate::gate::dial::{Dialer, Resolve};
+use crate::gate::pool::Pool;
 use crate::gate::relay::PipePool;
 use crate::gate::tally::{Row, Tally};
 use crate::gate::upstream::NoProxy;
@@ -47,7 +50,7 @@ use crate::policy::ToolPolicy;
 pub use dial::DIAL_TIMEOUT;
 pub use http::parse_head;
 pub use judge::{judge, Judged};
-pub use listener::{bind_loopback, connection_cap_for, serve, GRACE};
+pub use listener::{bind_loopback, connection_cap_for, serve, serve_with_transparent, GRACE};
 pub use refusal::Refusal;
 pub use relay::IDLE_PIPES;
 pub use tally::{Denial, Summary};
@@ -103,6 +106,9 @@ pub struct Gate {
     tally: Tally,
     /// Pipes for the relay's splice, shared by all tunnels.
     pipes: PipePool,
+    /// Strict mode's private addresses, by name: what the transparent path
+    /// maps a dialled address back with. `None` behind the plain proxy.
+    pool: Option<Arc<Pool>>,
 }
 
 impl Gate {
@@ -114,7 +120,21 @@ impl Gate {
             settings,
             tally: Tally::default(),
             pipes: PipePool::default(),
+            pool: None,
         }
+    }
+
+    /// The gate of a strict-mode invocation: names are looked up in `pool`.
+    pub fn with_pool(self, pool: Arc<Pool>) -> Gate {
+        Gate {
+            pool: Some(pool),
+            ..self
+        }
+    }
+
+    /// Strict mode's pool, if this gate has one.
+    pub fn pool(&self) -> Option<&Pool> {
+        self.pool.as_deref()
     }
 
     /// The tallies so far.

@@ -103,6 +103,9 @@ pub enum Closing {
     Linger,
     /// At once: under overload, the descriptor matters more.
     AtOnce,
+    /// Recorded, not answered: the client does not speak HTTP (strict
+    /// mode's direct TLS or SSH connections); it sees the connection close.
+    WithoutAnswer,
 }
 
 impl Gate {
@@ -130,6 +133,9 @@ impl Gate {
                 reason,
             },
         );
+        if closing == Closing::WithoutAnswer {
+            return;
+        }
         if client.write_all(&response).await.is_err() {
             return;
         }

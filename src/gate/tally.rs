@@ -51,6 +51,14 @@ pub struct Denial {
     pub target: String,
     pub status: u16,
     pub reason: String,
+    /// Strict mode refused a connection (or a DNS query) that ignored the
+    /// proxy, rather than the proxy refusing a request.
+    pub direct: bool,
+}
+
+/// Whether a row's method is one of strict mode's direct paths.
+pub fn is_direct(method: &str) -> bool {
+    matches!(method, "transparent" | "dns" | "quic")
 }
 
 /// Totals after the proxy stops.
@@ -99,6 +107,7 @@ impl Tally {
                             target: key.0,
                             status: row.status,
                             reason: row.reason.clone(),
+                            direct: row.method.is_some_and(is_direct),
                         });
                     } else {
                         denials.unlisted += 1;

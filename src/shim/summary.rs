@@ -40,6 +40,13 @@ fn denial_line(policy: &ToolPolicy, denial: &Denial, audit_id: &str) -> String {
     let tool = policy.name;
     let target = &denial.target;
     let status = denial.status;
+    if denial.direct {
+        return format!(
+            "cli-guard: {tool} tried to reach {target} directly, ignoring the proxy, and strict mode refused it \
+             ({status}): {}. This is policy, not a network fault: do not retry (audit id {audit_id}).",
+            denial.reason
+        );
+    }
     let next = match status {
         // The reason says which: not on the allowlist, or resolved to an
         // address the gate will not dial.
