@@ -595,6 +595,22 @@ mod tests {
     }
 
     #[test]
+    fn to_json_passes_the_redacted_argv_and_its_flag_through() {
+        let mut f = Folder::default();
+        f.push(rec(
+            r#"{"ts":"2026-11-24T00:00:00.000Z","kind":"start","audit_id":"a","tool":"pip","argv":["pip","--password=***"],"argv_redacted":true}"#,
+        ));
+        let done = f.push(end("a", 0));
+        let json = done[0].to_json();
+        assert_eq!(json["argv"], serde_json::json!(["pip", "--password=***"]));
+        assert_eq!(json["argv_redacted"], true);
+        // A row from before redaction reads as not redacted.
+        f.push(start("b", "2026-11-24T00:00:00.000Z", "npm", None));
+        let done = f.push(end("b", 0));
+        assert_eq!(done[0].to_json()["argv_redacted"], false);
+    }
+
+    #[test]
     fn a_close_without_its_request_keeps_its_own_names() {
         let mut f = Folder::default();
         f.push(close("a", 4));

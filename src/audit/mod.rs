@@ -1,10 +1,12 @@
 //! The audit log: its schema (`record`), the append-only writer (`log`),
+//! what of argv may be logged (`redact`),
 //! and `cli-guard audit`, which reads it back (`fold`, `render`, `suggest`,
 //! `show`, `tail`).
 
 mod fold;
 mod log;
 mod record;
+mod redact;
 mod render;
 mod show;
 mod suggest;
@@ -13,4 +15,5 @@ mod tail;
 pub use fold::{parse_since, Filter};
 pub use log::{files_oldest_first, log_path, AuditLog};
 pub use record::{new_audit_id, rfc3339_millis, Egress, EgressClose, End, Record, Start};
+pub use redact::redact_argv;
 pub use show::{show, ShowOptions};

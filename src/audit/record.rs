@@ -76,7 +76,11 @@ pub struct Start {
     pub tool: String,
     /// Always written; `None` only when a row read back lacks it.
     pub mode: Option<Mode>,
+    /// As typed, argv[0] first, with secrets masked (see `redact`).
     pub argv: Vec<String>,
+    /// Whether masking changed anything in `argv`. Always written; `false`
+    /// when a row read back lacks it (logs from before redaction).
+    pub argv_redacted: bool,
     pub cwd: Option<String>,
     pub real_path: Option<String>,
     pub pid: u32,
@@ -308,7 +312,7 @@ mod tests {
 
     /// One record of each kind, with and without its optional fields, and
     /// the exact line the writer produced for it before the schema was
-    /// shared with the reader.
+    /// shared with the reader (`argv_redacted` came later, after `argv`).
     fn golden() -> Vec<(Record, &'static str)> {
         vec![
             (
@@ -317,11 +321,12 @@ mod tests {
                     tool: "npm".into(),
                     mode: Some(Mode::Enforce),
                     argv: vec!["npm".into(), "i \"x\"\n".into()],
+                    argv_redacted: false,
                     cwd: Some("/w".into()),
                     real_path: None,
                     pid: 42,
                 }),
-                r#"{"ts":"2026-11-24T00:00:00.123Z","kind":"start","audit_id":"019ab1c2d3e4-00000000000000000000000000000001","parent_audit_id":null,"tool":"npm","mode":"enforce","argv":["npm","i \"x\"\n"],"cwd":"/w","real_path":null,"pid":42}"#,
+                r#"{"ts":"2026-11-24T00:00:00.123Z","kind":"start","audit_id":"019ab1c2d3e4-00000000000000000000000000000001","parent_audit_id":null,"tool":"npm","mode":"enforce","argv":["npm","i \"x\"\n"],"argv_redacted":false,"cwd":"/w","real_path":null,"pid":42}"#,
             ),
             (
                 Record::Start(Start {
@@ -329,11 +334,12 @@ mod tests {
                     tool: "pip".into(),
                     mode: Some(Mode::Observe),
                     argv: vec![],
+                    argv_redacted: true,
                     cwd: None,
                     real_path: Some("/usr/bin/pip".into()),
                     pid: 1,
                 }),
-                r#"{"ts":"2026-11-24T00:00:00.123Z","kind":"start","audit_id":"019ab1c2d3e4-00000000000000000000000000000001","parent_audit_id":"p","tool":"pip","mode":"observe","argv":[],"cwd":null,"real_path":"/usr/bin/pip","pid":1}"#,
+                r#"{"ts":"2026-11-24T00:00:00.123Z","kind":"start","audit_id":"019ab1c2d3e4-00000000000000000000000000000001","parent_audit_id":"p","tool":"pip","mode":"observe","argv":[],"argv_redacted":true,"cwd":null,"real_path":"/usr/bin/pip","pid":1}"#,
             ),
             (
                 Record::Egress(Egress {
@@ -451,6 +457,20 @@ mod tests {
                 ..EgressClose::default()
             })
         );
+    }
+
+    #[test]
+    fn a_start_from_before_redaction_reads_as_not_redacted() {
+        let row = parse_line(
+            br#"{"ts":"t","kind":"start","audit_id":"a","tool":"npm","argv":["npm","i"],"cwd":"/w","pid":3}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let Record::Start(start) = row.record else {
+            panic!("not a start: {row:?}");
+        };
+        assert_eq!(start.argv, ["npm", "i"]);
+        assert!(!start.argv_redacted);
+        assert_eq!(start.pid, 3);
     }
 
     #[test]

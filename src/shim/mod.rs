@@ -69,14 +69,18 @@ pub fn run(inv: Invocation, env: &Env) -> Result<Exit, Failure> {
         Program::Lookup(name) => find_on_path(name, env.path(), &skip),
         Program::Path(path) => check_path(path),
     };
+    // Only the logged copy is masked; the child gets argv byte for byte.
+    let typed: Vec<String> = std::iter::once(&inv.argv0)
+        .chain(&inv.args)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let (argv, argv_redacted) = audit::redact_argv(inv.policy.name, &typed);
     log.write(&Record::Start(audit::Start {
         parent_audit_id,
         tool: inv.policy.name.to_string(),
         mode: Some(inv.policy.mode),
-        argv: std::iter::once(&inv.argv0)
-            .chain(&inv.args)
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect(),
+        argv,
+        argv_redacted,
         cwd: std::env::current_dir()
             .ok()
             .map(|d| d.to_string_lossy().into_owned()),

@@ -741,3 +741,145 @@ fn no_denial_summary_when_nothing_was_denied() {
         "no cli-guard: lines without a denial"
     );
 }
+
+// ----- secrets ---------------------------------------------------------------
+
+const GHP: &str = "ghp_abcdefghijklmnopqrstuvwxyz0123456789";
+
+/// Every secret `typed_with_secrets` puts in argv.
+const SECRETS: &[&str] = &["s3cret", GHP, "hunter2", "abcdefghijklmnopqrstuvwxyz0123456789"];
+
+/// A command line with a secret in each of the forms the log must not keep.
+fn typed_with_secrets() -> Vec<String> {
+    vec![
+        "install".into(),
+        "--index-url".into(),
+        "https://alice:s3cret@127.0.0.1:9/simple".into(),
+        format!("--token={GHP}"),
+        "--password".into(),
+        "hunter2".into(),
+        "left-pad".into(),
+    ]
+}
+
+#[test]
+fn secrets_in_argv_reach_the_tool_but_not_the_log() {
+    let g = Gate::new();
+    g.tool("npm", "rec \"$@\"\nexit 0\n");
+    let args = typed_with_secrets();
+    let out = g.run(g.shim_cmd("npm", &args));
+    out.expect_code(0);
+
+    // The tool got every argument unchanged: only the log is redacted.
+    let got = split_nul(&fs::read(g.state_path("argv")).unwrap());
+    let want: Vec<Vec<u8>> = args.iter().map(|a| a.as_bytes().to_vec()).collect();
+    check_eq!(out, got[1..].to_vec(), want, "the tool's arguments");
+
+    // The whole log, not only the start row's argv.
+    let log = fs::read_to_string(&g.audit).unwrap();
+    for secret in SECRETS {
+        check!(out, !log.contains(secret), "{secret:?} is in the log:\n{log}");
+    }
+    check!(
+        out,
+        log.contains(r#""argv_redacted":true"#),
+        "argv_redacted:\n{log}"
+    );
+    let recs = g.records();
+    let start: Vec<&Value> = recs.iter().filter(|r| r["kind"] == "start").collect();
+    check_eq!(
+        out,
+        start[0]["argv"],
+        serde_json::json!([
+            "npm",
+            "install",
+            "--index-url",
+            "https://alice:***@127.0.0.1:9/simple",
+            "--token=***",
+            "--password",
+            "***",
+            "left-pad"
+        ]),
+        "start.argv"
+    );
+
+    // Nor does `cli-guard audit` show them, as text or as JSON. The text
+    // view shortens long command lines: a second, short one fits whole.
+    g.run(g.shim_cmd("npm", [format!("--token={GHP}")]))
+        .expect_code(0);
+    let text = g.run(g.cli_guard(["audit"]));
+    text.expect_code(0);
+    let json = g.run(g.cli_guard(["audit", "--json"]));
+    json.expect_code(0);
+    for shown in [&text, &json] {
+        for secret in SECRETS {
+            check!(shown, !shown.stdout().contains(secret), "audit shows {secret:?}");
+        }
+    }
+    check!(
+        text,
+        text.stdout().contains("'https://alice:***@127.0.0.1:9/"),
+        "the masked URL"
+    );
+    check!(
+        text,
+        text.stdout().contains("npm '--token=***'"),
+        "the masked option"
+    );
+    check!(
+        json,
+        json.stdout().contains(r#""argv_redacted":true"#),
+        "--json carries argv_redacted"
+    );
+    check!(
+        json,
+        json.stdout().contains(r#""--token=***""#),
+        "--json shows the masked argv"
+    );
+}
+
+#[test]
+fn an_argv_without_secrets_is_logged_as_typed_and_not_redacted() {
+    let g = Gate::new();
+    g.tool("npm", "exit 0\n");
+    let out = g.run(g.shim_cmd("npm", ["install", "--registry", "https://registry.npmjs.org/"]));
+    out.expect_code(0);
+    let log = fs::read_to_string(&g.audit).unwrap();
+    check!(out, log.contains(r#""argv_redacted":false"#), "{log}");
+    check!(
+        out,
+        log.contains(r#""argv":["npm","install","--registry","https://registry.npmjs.org/"]"#),
+        "{log}"
+    );
+}
+
+#[test]
+fn the_environment_is_never_logged() {
+    let g = Gate::new();
+    g.tool("npm", "rec \"$@\"\nexit 0\n");
+    let secret = "env-secret-5d1c7e9a0b3f";
+    let mut cmd = g.shim_cmd("npm", ["install"]);
+    cmd.env("DEPLOY_TOKEN", secret).env("NPM_CONFIG__AUTH", secret);
+    let out = g.run(cmd);
+    out.expect_code(0);
+    // The tool had it; the log has no trace of it.
+    let env = ChildEnv::parse(&fs::read(g.state_path("env")).unwrap());
+    check_eq!(
+        out,
+        env.get("DEPLOY_TOKEN"),
+        Some(secret),
+        "the tool's environment"
+    );
+    let log = fs::read_to_string(&g.audit).unwrap();
+    check!(out, log.contains(r#""kind":"end""#), "the run was logged:\n{log}");
+    check!(
+        out,
+        !log.contains(secret),
+        "the environment is in the log:\n{log}"
+    );
+    check!(
+        out,
+        !log.contains("DEPLOY_TOKEN"),
+        "a variable's name is in the log:\n{log}"
+    );
+}

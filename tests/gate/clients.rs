@@ -21,7 +21,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::install::{install_cmd, run_install};
-use crate::util::{command, dump, read_records, records_of, require, Outcome, Running, TempDir};
+use crate::util::{closed_port, command, dump, read_records, records_of, require, Outcome, Running, TempDir};
 
 /// Real network round trips, retries included.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(180);
@@ -339,13 +339,10 @@ fn pip_download_from_pypi_is_allowed() {
     assert_eq!(end["exit_code"], 0, "{end}");
 }
 
-#[test]
-#[ignore = "real clients and the registries: run by .ci/run (cargo test -- --ignored)"]
-fn pip_pointed_at_an_unlisted_index_is_denied() {
-    need("pip");
-    let c = Client::new();
-    let dl = c.dir("dl");
-    let args = [
+/// `pip download six` into `dl` from `index`, without retries: an index
+/// that fails, fails at once.
+fn pip_download_from<'a>(dl: &'a Path, index: &'a str) -> [&'a str; 10] {
+    [
         "download",
         "six",
         "--no-deps",
@@ -355,8 +352,17 @@ fn pip_pointed_at_an_unlisted_index_is_denied() {
         "-d",
         dl.to_str().unwrap(),
         "--index-url",
-        "https://pypi.example.net/simple",
-    ];
+        index,
+    ]
+}
+
+#[test]
+#[ignore = "real clients and the registries: run by .ci/run (cargo test -- --ignored)"]
+fn pip_pointed_at_an_unlisted_index_is_denied() {
+    need("pip");
+    let c = Client::new();
+    let dl = c.dir("dl");
+    let args = pip_download_from(&dl, "https://pypi.example.net/simple");
     let out = c.run(pip_cmd(&c, &args));
     check!(out, out.code().is_some_and(|code| code != 0), "pip must fail");
     let recs = c.records();
@@ -374,6 +380,72 @@ fn pip_pointed_at_an_unlisted_index_is_denied() {
             .any(|l| l.contains("pypi.example.net:443")),
         "no denial line"
     );
+}
+
+/// The whole log, read as one text, holds none of `secrets`, and the run's
+/// start row says its argv was redacted.
+fn assert_log_keeps_no_secret(c: &Client, out: &Outcome, tool: &str, secrets: &[&str]) {
+    let log = fs::read_to_string(&c.audit).unwrap_or_else(|e| panic!("{}: {e}", c.audit.display()));
+    for secret in secrets {
+        check!(
+            out,
+            !log.contains(secret),
+            "{secret:?} is in the audit log:\n{log}"
+        );
+    }
+    let recs = c.records();
+    let (_, _, end) = invocation(&recs, tool);
+    check!(out, end["exit_code"].is_i64(), "the run ended: {end}");
+    check_eq!(
+        out,
+        only_start(&recs, tool)["argv_redacted"],
+        true,
+        "start.argv_redacted"
+    );
+}
+
+#[test]
+#[ignore = "real clients and the registries: run by .ci/run (cargo test -- --ignored)"]
+fn pip_with_a_password_in_its_index_url_keeps_it_out_of_the_log() {
+    need("pip");
+    let c = Client::new();
+    let dl = c.dir("dl");
+    // A dead loopback index: pip fails, after its start row is written.
+    let index = format!("https://alice:s3cret-pip-4f1a@127.0.0.1:{}/simple", closed_port());
+    let args = pip_download_from(&dl, &index);
+    let out = c.run(pip_cmd(&c, &args));
+    check!(out, out.code().is_some_and(|code| code != 0), "pip must fail");
+    assert_log_keeps_no_secret(&c, &out, "pip", &["s3cret-pip-4f1a"]);
+}
+
+#[test]
+#[ignore = "real clients and the registries: run by .ci/run (cargo test -- --ignored)"]
+fn npm_with_a_token_and_a_password_in_its_arguments_keeps_them_out_of_the_log() {
+    need("npm");
+    let c = Client::new();
+    let proj = npm_project(&c);
+    let cache = c.dir("npm-cache");
+    let port = closed_port();
+    let registry = format!("https://u:npm-pass-8c2e@127.0.0.1:{port}/");
+    let token = "npm_abcdefghijklmnopqrstuvwxyz0123456789";
+    let auth = format!("--//registry.npmjs.org/:_authToken={token}");
+    let args = npm_args(
+        cache.to_str().unwrap(),
+        &[
+            "view",
+            "is-odd",
+            "version",
+            "--fetch-retries=0",
+            "--registry",
+            &registry,
+            &auth,
+        ],
+    );
+    let mut cmd = c.cmd("npm", &args);
+    cmd.current_dir(&proj);
+    let out = c.run(cmd);
+    check!(out, out.code().is_some_and(|code| code != 0), "npm must fail");
+    assert_log_keeps_no_secret(&c, &out, "npm", &["npm-pass-8c2e", token]);
 }
 
 #[test]
