@@ -74,8 +74,13 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 pub struct Start {
     pub parent_audit_id: Option<String>,
     pub tool: String,
-    /// Always written; `None` only when a row read back lacks it.
+    /// Always written; `None` only when a row read back lacks it. The mode
+    /// the invocation got: an enforce-mode tool running the project's own
+    /// code (`npm test`) is observed.
     pub mode: Option<Mode>,
+    /// The tool's subcommand as the policy read it (`install`, `test`), if
+    /// it has one.
+    pub subcommand: Option<String>,
     /// As typed, argv[0] first, with secrets masked (see `redact`).
     pub argv: Vec<String>,
     /// Whether masking changed anything in `argv`. Always written; `false`
@@ -312,7 +317,7 @@ mod tests {
 
     /// One record of each kind, with and without its optional fields, and
     /// the exact line the writer produced for it before the schema was
-    /// shared with the reader (`argv_redacted` came later, after `argv`).
+    /// shared with the reader (`subcommand` and `argv_redacted` came later).
     fn golden() -> Vec<(Record, &'static str)> {
         vec![
             (
@@ -320,26 +325,28 @@ mod tests {
                     parent_audit_id: None,
                     tool: "npm".into(),
                     mode: Some(Mode::Enforce),
+                    subcommand: Some("i".into()),
                     argv: vec!["npm".into(), "i \"x\"\n".into()],
                     argv_redacted: false,
                     cwd: Some("/w".into()),
                     real_path: None,
                     pid: 42,
                 }),
-                r#"{"ts":"2026-11-24T00:00:00.123Z","kind":"start","audit_id":"019ab1c2d3e4-00000000000000000000000000000001","parent_audit_id":null,"tool":"npm","mode":"enforce","argv":["npm","i \"x\"\n"],"argv_redacted":false,"cwd":"/w","real_path":null,"pid":42}"#,
+                r#"{"ts":"2026-11-24T00:00:00.123Z","kind":"start","audit_id":"019ab1c2d3e4-00000000000000000000000000000001","parent_audit_id":null,"tool":"npm","mode":"enforce","subcommand":"i","argv":["npm","i \"x\"\n"],"argv_redacted":false,"cwd":"/w","real_path":null,"pid":42}"#,
             ),
             (
                 Record::Start(Start {
                     parent_audit_id: Some("p".into()),
                     tool: "pip".into(),
                     mode: Some(Mode::Observe),
+                    subcommand: None,
                     argv: vec![],
                     argv_redacted: true,
                     cwd: None,
                     real_path: Some("/usr/bin/pip".into()),
                     pid: 1,
                 }),
-                r#"{"ts":"2026-11-24T00:00:00.123Z","kind":"start","audit_id":"019ab1c2d3e4-00000000000000000000000000000001","parent_audit_id":"p","tool":"pip","mode":"observe","argv":[],"argv_redacted":true,"cwd":null,"real_path":"/usr/bin/pip","pid":1}"#,
+                r#"{"ts":"2026-11-24T00:00:00.123Z","kind":"start","audit_id":"019ab1c2d3e4-00000000000000000000000000000001","parent_audit_id":"p","tool":"pip","mode":"observe","subcommand":null,"argv":[],"argv_redacted":true,"cwd":null,"real_path":"/usr/bin/pip","pid":1}"#,
             ),
             (
                 Record::Egress(Egress {

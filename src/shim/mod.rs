@@ -38,6 +38,7 @@ use crate::credential::Credential;
 use crate::env::Env;
 use crate::exit::{Exit, Failure};
 use crate::gate::{self, Gate, Settings, Summary};
+use crate::policy::{self, ToolPolicy};
 use crate::sys::{signal, spawn};
 
 pub use self::invocation::{Invocation, Program};
@@ -75,10 +76,19 @@ pub fn run(inv: Invocation, env: &Env) -> Result<Exit, Failure> {
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     let (argv, argv_redacted) = audit::redact_argv(inv.policy.name, &typed);
+    // Fetching and building are enforced; running the project's own code
+    // (`npm test`, `cargo run`) is observed. ./package.json is read only for
+    // a yarn or pnpm word that may name one of its scripts.
+    let split = policy::invocation_policy(inv.policy, &inv.args, &|| {
+        std::fs::read_to_string("package.json")
+            .ok()
+            .map(|json| policy::script_names(&json))
+    });
     log.write(&Record::Start(audit::Start {
         parent_audit_id,
         tool: inv.policy.name.to_string(),
-        mode: Some(inv.policy.mode),
+        mode: Some(split.mode),
+        subcommand: split.subcommand.clone(),
         argv,
         argv_redacted,
         cwd: std::env::current_dir()
@@ -89,6 +99,7 @@ pub fn run(inv: Invocation, env: &Env) -> Result<Exit, Failure> {
     }));
     let started_gate = Started {
         inv: &inv,
+        policy: split.policy,
         env,
         log: &log,
         depth,
@@ -107,6 +118,9 @@ pub fn run(inv: Invocation, env: &Env) -> Result<Exit, Failure> {
 /// needs to put the gate in place and run the tool.
 struct Started<'a> {
     inv: &'a Invocation,
+    /// The policy the gate applies: the tool's, or its observe-mode twin
+    /// when the invocation runs the project's own code.
+    policy: &'static ToolPolicy,
     env: &'a Env,
     log: &'a Arc<AuditLog>,
     depth: u32,
@@ -166,6 +180,7 @@ impl<'a> Started<'a> {
             .map_err(Failure::gate)?;
         let setup = Supervised {
             inv: self.inv,
+            policy: self.policy,
             env,
             real_path,
             real_id,
@@ -209,6 +224,7 @@ fn check_recursion(inv: &Invocation, depth: u32) -> Result<u32, Failure> {
 /// The parts of an invocation the async half needs.
 struct Supervised<'a> {
     inv: &'a Invocation,
+    policy: &'static ToolPolicy,
     env: &'a Env,
     real_path: PathBuf,
     real_id: FileId,
@@ -228,7 +244,7 @@ impl Supervised<'_> {
     /// then stops the proxy. Returns the exit and the proxy's tallies.
     async fn supervise(self, listener: TcpListener, signals: SignalFd) -> (Result<Exit, Failure>, Summary) {
         let gate = Arc::new(Gate::new(
-            self.inv.policy,
+            self.policy,
             Arc::clone(&self.log),
             self.settings.clone(),
         ));
