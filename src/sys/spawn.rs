@@ -121,10 +121,8 @@ pub struct Steps {
 /// would be killed when that thread ends. The main thread lives as long
 /// as the shim, which is what the death signal is meant to follow.
 pub fn spawn(program: &Prepared, steps: Steps) -> io::Result<Pid> {
-    if nix::unistd::gettid() != nix::unistd::getpid() {
-        return Err(io::Error::other(
-            "the tool must be spawned from the shim's main thread: its death signal follows the thread that spawned it",
-        ));
+    if !on_main_thread() {
+        return Err(io::Error::other(NOT_MAIN_THREAD));
     }
     let failed = AtomicI32::new(0);
     let mut stack = ChildStack::map()?;
@@ -170,6 +168,16 @@ pub fn spawn(program: &Prepared, steps: Steps) -> io::Result<Pid> {
         }
     }
 }
+
+/// Whether this is the process's main thread, the only one a tool may be
+/// spawned from (see [`spawn`]); `sys::netns` keeps the same rule.
+pub(super) fn on_main_thread() -> bool {
+    nix::unistd::gettid() == nix::unistd::getpid()
+}
+
+/// Why a spawn off the main thread is refused.
+pub(super) const NOT_MAIN_THREAD: &str =
+    "the tool must be spawned from the shim's main thread: its death signal follows the thread that spawned it";
 
 /// The child's stack: mapped rather than allocated, so that only the pages
 /// the child touches are faulted in (a zeroed 64 KiB buffer cost about
@@ -228,8 +236,10 @@ impl Drop for ChildStack {
 }
 
 /// The child's side: the steps, then exec. Returns only on failure, with
-/// the reason.
-fn in_child(program: &Prepared, steps: Steps) -> Errno {
+/// the reason. Makes only system calls and allocates nothing, so it may
+/// run in a child that shares the shim's memory (here) or in a fork(2)
+/// child of a process with other threads (`sys::netns`).
+pub(super) fn in_child(program: &Prepared, steps: Steps) -> Errno {
     // main ignores SIGPIPE in the shim; the tool gets the default back, as
     // Command gives it.
     // SAFETY: SIG_DFL installs no handler, so no Rust code can run on it.
