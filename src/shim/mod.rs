@@ -32,7 +32,7 @@ use self::child_env::ChildMarks;
 use self::hand_through::hand_through;
 use self::invocation::{lookup_failure, spawn_failure};
 use self::locate::{check_path, find_on_path, own_file_id, skip_list, skip_var, FileId, Found};
-use self::signals::{has_controlling_terminal, wait_forwarding, FORWARDED};
+use self::signals::{wait_forwarding, Job, Terminal, WATCHED};
 use crate::audit::{self, AuditLog, Record};
 use crate::credential::Credential;
 use crate::env::Env;
@@ -170,7 +170,7 @@ impl<'a> Started<'a> {
         let settings =
             Settings::from_env(addr, &credential, env).map_err(|e| Failure::gate(anyhow::anyhow!("{e}")))?;
         let proxy_url = credential.proxy_url(addr);
-        let signals = signal::block_into_signalfd(&FORWARDED)
+        let signals = signal::block_into_signalfd(&WATCHED)
             .context("cannot set up signal forwarding")
             .map_err(Failure::gate)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -266,7 +266,7 @@ impl Supervised<'_> {
     async fn run_child(&self, signals: SignalFd) -> Result<Exit, Failure> {
         let signals = signal::watch(signals)
             .map_err(|e| Failure::gate(anyhow::Error::new(e).context("cannot watch signals")))?;
-        let shares_group = has_controlling_terminal();
+        let terminal = Terminal::open();
         let marks = ChildMarks {
             proxy_url: &self.proxy_url,
             audit_id: self.log.audit_id(),
@@ -285,14 +285,17 @@ impl Supervised<'_> {
         // would kill the tool when that thread ends. `spawn` refuses any
         // other thread.
         let steps = spawn::Steps {
-            new_group: !shares_group,
+            terminal: terminal.as_ref().map(Terminal::handoff),
             nofile: self.nofile,
             parent: nix::unistd::getpid(),
         };
         let child = spawn::Prepared::new(self.real_path.as_os_str(), &argv, &env)
             .and_then(|prepared| spawn::spawn(&prepared, steps))
             .map_err(|e| spawn_failure(self.inv, &self.real_path, &e))?;
-        wait_forwarding(&signals, child, shares_group)
+        // Dropped on every way out of here, which gives the terminal back
+        // to the shim's group if the tool's held it.
+        let mut job = Job::new(child.pid, terminal.as_ref(), child.took_terminal);
+        wait_forwarding(&signals, &mut job)
             .await
             .map_err(|e| Failure::gate(anyhow::Error::new(e).context("lost track of the child")))
     }

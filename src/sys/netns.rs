@@ -324,7 +324,7 @@ impl Plan {
 /// child arms follows the thread that forked it.
 pub fn spawn_isolated(
     program: &Prepared,
-    steps: Steps,
+    steps: Steps<'_>,
     sockets: &Sockets,
 ) -> Result<Isolated, NamespaceError> {
     if !spawn::on_main_thread() {
@@ -348,7 +348,7 @@ pub fn probe() -> Result<(), NamespaceError> {
 /// their own threads, which outlive the children they spawn, and
 /// [`probe`] never arms the death signal. `None`: exit at the go instead
 /// of exec'ing.
-fn isolate(exec: Option<(&Prepared, Steps)>, sockets: &Sockets) -> Result<Isolated, NamespaceError> {
+fn isolate(exec: Option<(&Prepared, Steps<'_>)>, sockets: &Sockets) -> Result<Isolated, NamespaceError> {
     let plan = Plan::new(sockets)?;
     let parent_step = |step: &'static str| {
         move |errno| NamespaceError {
@@ -506,7 +506,7 @@ fn reap(child: Pid) {
 
 /// The child: the namespace steps, the report, the go, exec. Never
 /// returns.
-fn child_main(plan: &Plan, chan: &OwnedFd, exec: Option<(&Prepared, Steps)>) -> ! {
+fn child_main(plan: &Plan, chan: &OwnedFd, exec: Option<(&Prepared, Steps<'_>)>) -> ! {
     let send_all = |bytes: &[u8]| {
         while let Err(Errno::EINTR) = send(chan.as_raw_fd(), bytes, MsgFlags::MSG_NOSIGNAL) {}
     };
@@ -527,7 +527,10 @@ fn child_main(plan: &Plan, chan: &OwnedFd, exec: Option<(&Prepared, Steps)>) -> 
     let Some((program, steps)) = exec else {
         exit_now(0);
     };
-    let errno = spawn::in_child(program, steps);
+    // A fork child: the parent cannot see the flag, and learns whether the
+    // tool took the terminal from the terminal itself.
+    let took_terminal = std::sync::atomic::AtomicBool::new(false);
+    let errno = spawn::in_child(program, steps, &took_terminal);
     send_all(&(errno as i32).to_ne_bytes());
     exit_now(127)
 }
@@ -797,9 +800,9 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn steps() -> Steps {
+    fn steps() -> Steps<'static> {
         Steps {
-            new_group: false,
+            terminal: None,
             nofile: None,
             parent: nix::unistd::getpid(),
         }

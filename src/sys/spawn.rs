@@ -7,8 +7,9 @@
 //! on every run. The shim needs a few steps in the child before exec that
 //! posix_spawn has no attribute for: `PR_SET_PDEATHSIG` (the tool dies with
 //! its gate rather than running on without it), a check that the shim did
-//! not die before that took hold, and the descriptor limit the shim raised
-//! for itself put back. So this does what glibc's posix_spawn does, clone(2)
+//! not die before that took hold, the descriptor limit the shim raised for
+//! itself put back, and the terminal's foreground handed to the tool's own
+//! process group. So this does what glibc's posix_spawn does, clone(2)
 //! with `CLONE_VM | CLONE_VFORK` on a stack of its own, and makes those
 //! steps, all plain system calls, in the child.
 //!
@@ -20,10 +21,11 @@ use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
 use std::num::NonZeroUsize;
+use std::os::fd::BorrowedFd;
 use std::os::raw::{c_char, c_void};
 use std::os::unix::ffi::OsStrExt;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use nix::errno::Errno;
 use nix::sched::CloneFlags;
@@ -31,7 +33,7 @@ use nix::sys::mman::{mmap_anonymous, mprotect, munmap, MapFlags, ProtFlags};
 use nix::sys::resource::{setrlimit, Resource};
 use nix::sys::signal::{pthread_sigmask, SigHandler, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::waitpid;
-use nix::unistd::{getppid, setpgid, sysconf, Pid, SysconfVar};
+use nix::unistd::{getpgrp, getppid, setpgid, sysconf, tcgetpgrp, tcsetpgrp, Pid, SysconfVar};
 
 /// The child's stack until it execs. The child makes a handful of system
 /// calls through thin wrappers and needs a fraction of this; only the pages
@@ -99,11 +101,17 @@ impl Prepared {
     }
 }
 
-/// What the child does between the clone and the exec.
+/// What the child does between the clone and the exec. The child always
+/// gets a process group of its own, so that a signal aimed at the shim's
+/// group reaches the tool once, through the shim, and never also directly.
 #[derive(Debug, Clone, Copy)]
-pub struct Steps {
-    /// Put the child in a process group of its own.
-    pub new_group: bool,
+pub struct Steps<'a> {
+    /// The controlling terminal and the shim's process group: if that group
+    /// is the terminal's foreground group, the child makes its own group the
+    /// foreground group before it execs, as sudo does, so the terminal's
+    /// Ctrl-C, Ctrl-Z and resizes go to the tool and the tool may read the
+    /// terminal from its first instruction.
+    pub terminal: Option<(BorrowedFd<'a>, Pid)>,
     /// Set this (soft, hard) descriptor limit.
     pub nofile: Option<(u64, u64)>,
     /// The shim: if the child's parent is not this by the time the death
@@ -111,23 +119,32 @@ pub struct Steps {
     pub parent: Pid,
 }
 
+/// A started child.
+#[derive(Debug, Clone, Copy)]
+pub struct Spawned {
+    pub pid: Pid,
+    /// The child's group took the terminal's foreground from the shim's.
+    pub took_terminal: bool,
+}
+
 /// Starts `program` and returns its pid once it has exec'd. An exec that
-/// fails comes back as its errno, as `Command::spawn` reports it, and the
-/// child is reaped.
+/// fails comes back as its errno, as `Command::spawn` reports it, the
+/// child is reaped and the terminal, if it took it, is the shim's again.
 ///
 /// Only from the main thread: the child's PR_SET_PDEATHSIG fires when the
 /// parent *thread* exits, not the parent process (prctl(2)), so a tool
 /// spawned from a short-lived thread (a runtime's blocking pool, say)
 /// would be killed when that thread ends. The main thread lives as long
 /// as the shim, which is what the death signal is meant to follow.
-pub fn spawn(program: &Prepared, steps: Steps) -> io::Result<Pid> {
+pub fn spawn(program: &Prepared, steps: Steps<'_>) -> io::Result<Spawned> {
     if !on_main_thread() {
         return Err(io::Error::other(NOT_MAIN_THREAD));
     }
     let failed = AtomicI32::new(0);
+    let took_terminal = AtomicBool::new(false);
     let mut stack = ChildStack::map()?;
     let child = Box::new(|| -> isize {
-        let errno = in_child(program, steps);
+        let errno = in_child(program, steps, &took_terminal);
         failed.store(errno as i32, Ordering::Relaxed);
         127
     });
@@ -140,7 +157,7 @@ pub fn spawn(program: &Prepared, steps: Steps) -> io::Result<Pid> {
     pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::all()), Some(&mut mask))?;
     // SAFETY: with CLONE_VM | CLONE_VFORK the child runs on `stack` in this
     // process's memory while this thread is suspended, until it execs or
-    // exits; `stack`, `program` and `failed` outlive that, since clone
+    // exits; `stack`, `program`, `failed` and `took_terminal` outlive that, since clone
     // returns only then. The child (`in_child`) makes only system calls
     // through thin wrappers, allocating nothing and taking no lock, so it
     // cannot find the heap or a lock in a state another thread left it.
@@ -156,12 +173,20 @@ pub fn spawn(program: &Prepared, steps: Steps) -> io::Result<Pid> {
             Some(Signal::SIGCHLD as i32),
         )
     };
+    let took_terminal = took_terminal.load(Ordering::Relaxed);
+    let failed = failed.load(Ordering::Relaxed);
+    if let (true, Some((tty, shim_group))) = (took_terminal && failed != 0, steps.terminal) {
+        // The exec failed after the child took the terminal: the shim's
+        // group gets it back (every signal is still blocked here, SIGTTOU
+        // included, as tcsetpgrp from outside the foreground group needs).
+        let _ = tcsetpgrp(tty, shim_group);
+    }
     // Cannot fail with a mask it returned; and a child already started
     // must not be lost to an error here.
     let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&mask), None);
     let pid = pid?;
-    match failed.load(Ordering::Relaxed) {
-        0 => Ok(pid),
+    match failed {
+        0 => Ok(Spawned { pid, took_terminal }),
         errno => {
             let _ = waitpid(pid, None);
             Err(io::Error::from_raw_os_error(errno))
@@ -238,18 +263,22 @@ impl Drop for ChildStack {
 /// The child's side: the steps, then exec. Returns only on failure, with
 /// the reason. Makes only system calls and allocates nothing, so it may
 /// run in a child that shares the shim's memory (here) or in a fork(2)
-/// child of a process with other threads (`sys::netns`).
-pub(super) fn in_child(program: &Prepared, steps: Steps) -> Errno {
+/// child of a process with other threads (`sys::netns`). `took_terminal`
+/// is set when the child's group took the terminal's foreground (seen by
+/// the parent only when they share memory).
+pub(super) fn in_child(program: &Prepared, steps: Steps<'_>, took_terminal: &AtomicBool) -> Errno {
     // main ignores SIGPIPE in the shim; the tool gets the default back, as
     // Command gives it.
     // SAFETY: SIG_DFL installs no handler, so no Rust code can run on it.
     if let Err(e) = unsafe { nix::sys::signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) } {
         return e;
     }
-    if steps.new_group {
-        if let Err(e) = setpgid(Pid::from_raw(0), Pid::from_raw(0)) {
-            return e;
-        }
+    // The parent cannot close a race here as sudo does with its own
+    // setpgid(child, child): with CLONE_VFORK it resumes only once this
+    // child has exec'd, by when the group exists (and setpgid would fail
+    // with EACCES).
+    if let Err(e) = setpgid(Pid::from_raw(0), Pid::from_raw(0)) {
+        return e;
     }
     if let Some((soft, hard)) = steps.nofile {
         if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, soft, hard) {
@@ -264,6 +293,18 @@ pub(super) fn in_child(program: &Prepared, steps: Steps) -> Errno {
     // The shim may have died before the death signal was armed.
     if getppid() != steps.parent {
         return Errno::ESRCH;
+    }
+    // The terminal last, so no failure above leaves it with a child that
+    // will not run (a failed exec gives it back, in `spawn`). Only if the
+    // shim's group is in the foreground now: a shim sent to the background
+    // must not take the terminal from the shell. Every signal is blocked
+    // here, SIGTTOU included, which tcsetpgrp needs from a group that is
+    // not (yet) the foreground one. A failure leaves the tool in the
+    // background, as if the shim had been.
+    if let Some((tty, shim_group)) = steps.terminal {
+        if tcgetpgrp(tty) == Ok(shim_group) && tcsetpgrp(tty, getpgrp()).is_ok() {
+            took_terminal.store(true, Ordering::Relaxed);
+        }
     }
     // The shim blocks the forwarded signals for its signalfd; the tool
     // starts with none blocked.
@@ -317,7 +358,7 @@ mod tests {
     #[test]
     fn spawning_off_the_main_thread_is_refused() {
         let steps = Steps {
-            new_group: false,
+            terminal: None,
             nofile: None,
             parent: nix::unistd::getpid(),
         };

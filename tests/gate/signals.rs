@@ -1,5 +1,7 @@
 //! Signals: delivery to the child exactly once, with and without a terminal;
-//! Ctrl-C and Ctrl-Z through a pseudo-terminal.
+//! Ctrl-C, Ctrl-Z and `fg`, `kill %1`, `timeout` and a raw-mode reader
+//! through a pseudo-terminal, with an interactive bash where a person would
+//! have one.
 
 use std::fs;
 use std::thread;
@@ -46,6 +48,15 @@ fn expect_once(g: &Gate, run: &Running, name: &str) {
         1,
         "SIG{name} must reach the child exactly once"
     );
+}
+
+/// Runs `cmd` as the leader of a new session whose controlling terminal,
+/// and stdin, stdout and stderr, are a fresh pty.
+fn at_terminal(g: &Gate, mut cmd: std::process::Command) -> (Pty, Running) {
+    let mut pty = Pty::open();
+    pty.attach(&mut cmd);
+    let run = Running::spawn(cmd, Some(g.audit.clone()), Some(pty.transcript.clone()));
+    (pty, run)
 }
 
 fn pid_directed(sig: Signal) {
@@ -162,17 +173,21 @@ fn ctrl_c_at_a_terminal_reaches_the_child_once_and_the_shim_survives() {
     // signal its foreground process group.
     let g = Gate::new();
     g.tool("npm", TRAP_TOOL);
-    let mut pty = Pty::open();
-    let mut cmd = g.shim_cmd("npm", ["install"]);
-    pty.attach(&mut cmd);
-    let mut run = Running::spawn(cmd, Some(g.audit.clone()), Some(pty.transcript.clone()));
+    let cmd = g.shim_cmd("npm", ["install"]);
+    let (pty, mut run) = at_terminal(&g, cmd);
     g.wait_env(&mut run);
     let child = g.child_pid(&mut run);
     check_eq!(
         run,
         pgrp_of(child),
-        Some(run.pid()),
-        "with a terminal the child stays in the shim's (foreground) process group"
+        Some(child),
+        "with a terminal the child leads a process group of its own"
+    );
+    check_eq!(
+        run,
+        tpgid_of(run.pid()),
+        Some(child),
+        "the child's group is the terminal's foreground group, in the shim's place"
     );
     pty.type_bytes(b"\x03");
     expect_once(&g, &run, "INT");
@@ -197,10 +212,8 @@ fn ctrl_c_that_kills_the_child_kills_the_shim_by_sigint() {
     // by SIGINT too, so the calling shell sees an interrupted command.
     let g = Gate::new();
     g.tool("npm", HOLD);
-    let mut pty = Pty::open();
-    let mut cmd = g.shim_cmd("npm", ["install"]);
-    pty.attach(&mut cmd);
-    let mut run = Running::spawn(cmd, Some(g.audit.clone()), Some(pty.transcript.clone()));
+    let cmd = g.shim_cmd("npm", ["install"]);
+    let (pty, mut run) = at_terminal(&g, cmd);
     g.wait_env(&mut run);
     pty.type_bytes(b"\x03");
     let out = run.wait();
@@ -264,11 +277,18 @@ fn ctrl_c_under_a_job_control_shell_reaches_the_child_once() {
     g.wait_env(&mut run);
     let child = g.child_pid(&mut run);
     let shim = ppid_of(&g, &mut run);
+    check!(
+        run,
+        pgrp_of(child) == Some(child) && pgrp_of(shim) != Some(child),
+        "the child leads a process group of its own: child's {:?}, shim's {:?}",
+        pgrp_of(child),
+        pgrp_of(shim)
+    );
     check_eq!(
         run,
-        pgrp_of(child),
-        pgrp_of(shim),
-        "with a terminal the child stays in the shim's (foreground) process group"
+        tpgid_of(shim),
+        Some(child),
+        "the child's group is the terminal's foreground group, in the shim's place"
     );
     pty.type_bytes(b"\x03");
     expect_once(&g, &run, "INT");
@@ -327,4 +347,393 @@ fn ctrl_z_stops_shim_and_child_and_fg_resumes_both() {
         "after fg, the child's exit code comes back through the shim"
     );
     run.wait().expect_code(0);
+}
+
+/// An interactive bash (`bash -i`) leading a pty's session, as a person at
+/// a terminal has it: prompts, job control, `fg`, `kill %1`.
+struct Shell {
+    pty: Pty,
+    run: Running,
+    /// How much of the transcript `expect` has looked at.
+    seen: usize,
+}
+
+impl Shell {
+    /// With `npm` on its PATH as the shim.
+    fn start(g: &Gate) -> Shell {
+        g.shim("npm");
+        let mut cmd = g.command("/bin/bash");
+        cmd.args(["--norc", "--noprofile", "-i"])
+            .env("PS1", "$ ")
+            .env("HISTFILE", "/dev/null")
+            .env("TERM", "dumb");
+        let (pty, run) = at_terminal(g, cmd);
+        let mut shell = Shell { pty, run, seen: 0 };
+        // Output, not the echo of what was typed: the echo shows `$((…))`.
+        shell.line("echo ready-$((20 + 1))");
+        shell.expect("ready-21");
+        shell
+    }
+
+    fn pid(&self) -> i32 {
+        self.run.pid()
+    }
+
+    /// Types `text` and Enter.
+    fn line(&self, text: &str) {
+        self.pty.type_bytes(format!("{text}\r").as_bytes());
+    }
+
+    /// Waits (bounded) until the terminal shows `needle` after what earlier
+    /// calls saw.
+    fn expect(&mut self, needle: &str) {
+        let needle = needle.as_bytes();
+        let mut end = None;
+        let found = wait_until(WAIT, || {
+            let t = self.pty.transcript.lock().unwrap();
+            end = t[self.seen..]
+                .windows(needle.len())
+                .position(|w| w == needle)
+                .map(|i| self.seen + i + needle.len());
+            end.is_some()
+        });
+        check!(
+            self,
+            found,
+            "the terminal never showed {:?}",
+            String::from_utf8_lossy(needle)
+        );
+        self.seen = end.unwrap_or(self.seen);
+    }
+
+    /// Leaves the shell, which must exit cleanly.
+    fn exit(self) {
+        self.line("exit");
+        self.run.wait().expect_code(0);
+    }
+
+    fn report(&self) -> String {
+        self.run.report()
+    }
+}
+
+#[test]
+fn ctrl_z_and_fg_at_an_interactive_bash_stop_and_resume_the_tool_in_the_foreground() {
+    let g = Gate::new();
+    g.tool("npm", TRAP_TOOL);
+    let mut sh = Shell::start(&g);
+    let bash = sh.pid();
+    sh.line("npm install");
+    g.wait_env(&mut sh.run);
+    let child = g.child_pid(&mut sh.run);
+    let shim = ppid_of(&g, &mut sh.run);
+    check!(
+        sh,
+        pgrp_of(child) == Some(child) && pgrp_of(shim) == Some(shim),
+        "the job is the shim's group and the tool leads one of its own: shim's {:?}, tool's {:?}",
+        pgrp_of(shim),
+        pgrp_of(child)
+    );
+    check_eq!(
+        sh,
+        tpgid_of(bash),
+        Some(child),
+        "while the job runs in the foreground the terminal is the tool's group's"
+    );
+
+    sh.pty.type_bytes(b"\x1a");
+    let stopped = wait_until(WAIT, || is_stopped(shim) && is_stopped(child));
+    check!(
+        sh,
+        stopped,
+        "Ctrl-Z must stop the tool and the shim: shim {:?}, tool {:?}",
+        proc_state(shim),
+        proc_state(child)
+    );
+    sh.expect("Stopped");
+    check_eq!(
+        sh,
+        tpgid_of(bash),
+        Some(bash),
+        "with the job stopped the terminal is bash's"
+    );
+
+    sh.line("fg");
+    let resumed = wait_until(WAIT, || !is_stopped(shim) && !is_stopped(child));
+    check!(
+        sh,
+        resumed,
+        "fg must resume both: shim {:?}, tool {:?}",
+        proc_state(shim),
+        proc_state(child)
+    );
+    let foreground = wait_until(WAIT, || tpgid_of(bash) == Some(child));
+    check!(
+        sh,
+        foreground,
+        "after fg the terminal is the tool's group's again, not {:?}",
+        tpgid_of(bash)
+    );
+    pty_ctrl_c_once(&g, &sh);
+
+    g.release(7);
+    sh.line("echo \"st-$?\"");
+    sh.expect("st-7");
+    check_eq!(
+        sh,
+        tpgid_of(bash),
+        Some(bash),
+        "after the job the terminal is bash's"
+    );
+    sh.exit();
+}
+
+/// Ctrl-C at the terminal reaches the (trapping) tool exactly once.
+fn pty_ctrl_c_once(g: &Gate, sh: &Shell) {
+    sh.pty.type_bytes(b"\x03");
+    expect_once(g, &sh.run, "INT");
+}
+
+#[test]
+fn kill_percent_one_at_an_interactive_bash_reaches_the_tool_exactly_once() {
+    let g = Gate::new();
+    g.tool("npm", TRAP_TOOL);
+    let mut sh = Shell::start(&g);
+    let bash = sh.pid();
+    sh.line("npm install &");
+    g.wait_env(&mut sh.run);
+    let child = g.child_pid(&mut sh.run);
+    check_eq!(
+        sh,
+        tpgid_of(bash),
+        Some(bash),
+        "a background job must not take the terminal"
+    );
+    check_eq!(
+        sh,
+        pgrp_of(child),
+        Some(child),
+        "the tool leads a process group of its own"
+    );
+    // `kill %1` signals the job's process group: the shim's.
+    for sig in ["USR1", "TERM", "HUP"] {
+        sh.line(&format!("kill -{sig} %1"));
+        expect_once(&g, &sh.run, sig);
+    }
+    g.release(7);
+    sh.line("wait $!; echo \"st-$?\"");
+    sh.expect("st-7");
+    sh.exit();
+}
+
+#[test]
+fn a_group_kill_and_a_pid_kill_with_a_terminal_reach_the_child_exactly_once() {
+    // The shim leads the pty's session: its group is the session's, the one
+    // a hangup or a CI runner's group kill would hit.
+    let g = Gate::new();
+    g.tool("npm", TRAP_TOOL);
+    let cmd = g.shim_cmd("npm", ["install"]);
+    let (_pty, mut run) = at_terminal(&g, cmd);
+    g.wait_env(&mut run);
+    let child = g.child_pid(&mut run);
+    check_eq!(
+        run,
+        tpgid_of(run.pid()),
+        Some(child),
+        "the tool's group has the terminal"
+    );
+    for sig in [Signal::SIGUSR1, Signal::SIGTERM, Signal::SIGHUP] {
+        send(-run.pid(), sig);
+        expect_once(&g, &run, &sig.as_str()[3..]);
+    }
+    send(run.pid(), Signal::SIGUSR2);
+    expect_once(&g, &run, "USR2");
+    g.finish(run, 0);
+}
+
+/// How many times SIGTERM from `timeout -s TERM` reaches the trapping tool,
+/// run by timeout either directly or through its shim, and timeout's exit
+/// code. Both of timeout's SIGTERMs (to its child, then to its process
+/// group) arrive while that child is stopped, so two sends of one signal
+/// coalesce as the kernel would coalesce them for a busy process, the same
+/// way in both runs; timeout's SIGCONT then lets it go on. Timeout's timer is
+/// fired by sending it SIGALRM, which it handles as its timer's expiry.
+fn terms_from_timeout(through_shim: bool) -> (usize, Option<i32>, String) {
+    let g = Gate::new();
+    let tool = g.tool("npm", TRAP_TOOL);
+    let mut cmd = g.command(require("timeout"));
+    cmd.args(["-s", "TERM", "600"])
+        .arg(if through_shim { g.shim("npm") } else { tool })
+        .arg("install");
+    let (_pty, mut run) = at_terminal(&g, cmd);
+    g.wait_env(&mut run);
+    let child = g.child_pid(&mut run);
+    let timed = if through_shim {
+        let shim = ppid_of(&g, &mut run);
+        // Counts alone could not tell: a SIGTERM that reached the tool
+        // twice, directly and forwarded, may coalesce into one.
+        check!(
+            run,
+            pgrp_of(child) != pgrp_of(run.pid()),
+            "timeout's group kill must reach only the shim, not also the tool: both in group {:?}",
+            pgrp_of(child)
+        );
+        shim
+    } else {
+        child
+    };
+    send(timed, Signal::SIGSTOP);
+    let stopped = wait_until(WAIT, || is_stopped(timed));
+    check!(run, stopped, "timeout's child did not stop");
+    send(run.pid(), Signal::SIGALRM);
+    let arrived = wait_until(WAIT, || count(&g, "TERM") >= 1);
+    check!(run, arrived, "SIGTERM from timeout never reached the tool");
+    thread::sleep(SETTLE);
+    let terms = count(&g, "TERM");
+    g.release(0);
+    let out = run.wait();
+    (terms, out.code(), out.report())
+}
+
+#[test]
+fn timeout_s_term_reaches_the_tool_as_it_would_without_the_shim() {
+    let (direct, direct_code, direct_report) = terms_from_timeout(false);
+    assert_eq!(direct, 1, "the harness: directly, one SIGTERM\n\n{direct_report}");
+    let (shimmed, shimmed_code, shimmed_report) = terms_from_timeout(true);
+    assert_eq!(
+        shimmed, direct,
+        "through the shim SIGTERM must reach the tool as often as directly\n\n{shimmed_report}"
+    );
+    assert_eq!(
+        shimmed_code, direct_code,
+        "timeout must end the same either way\n\n{shimmed_report}"
+    );
+}
+
+#[test]
+fn a_raw_mode_reader_gets_the_terminal_and_leaves_it_usable() {
+    // Only the foreground group may change the terminal's modes or read it:
+    // from the background `stty` would stop on SIGTTOU and `dd` on SIGTTIN.
+    let g = Gate::new();
+    g.tool(
+        "npm",
+        r#"rec "$@"
+read -r line < /proc/$$/stat; set -- $line; echo "$5 $8" > "$S/held.tmp" && mv "$S/held.tmp" "$S/held"
+saved=$(stty -g)
+printf '%s\n' "$saved" > "$S/modes.tmp" && mv "$S/modes.tmp" "$S/modes"
+stty raw -echo
+: > "$S/raw"
+key=$(dd bs=1 count=1 2>/dev/null)
+stty "$saved"
+printf '%s' "$key" > "$S/key.tmp" && mv "$S/key.tmp" "$S/key"
+exit 0
+"#,
+    );
+    let mut sh = Shell::start(&g);
+    sh.line("npm install");
+    let child = g.child_pid(&mut sh.run);
+    check_eq!(
+        sh,
+        String::from_utf8_lossy(&g.wait_state(&mut sh.run, "held")).trim(),
+        format!("{child} {child}"),
+        "from its start the tool leads the terminal's foreground group (pgrp, tpgid)"
+    );
+    g.wait_state(&mut sh.run, "raw");
+    sh.pty.type_bytes(b"q");
+    check_eq!(
+        sh,
+        g.wait_state(&mut sh.run, "key"),
+        b"q".to_vec(),
+        "the raw-mode reader read the key typed at the terminal"
+    );
+    sh.line("echo \"st-$?\"");
+    sh.expect("st-0");
+    let after = g.state_path("after");
+    sh.line(&format!(
+        "stty -g > '{}'; echo \"saved-$((1 + 1))\"",
+        after.display()
+    ));
+    sh.expect("saved-2");
+    check_eq!(
+        sh,
+        fs::read_to_string(&after).unwrap_or_default(),
+        String::from_utf8_lossy(&g.wait_state(&mut sh.run, "modes")).into_owned(),
+        "the terminal's modes after the job are those it started with"
+    );
+    sh.exit();
+}
+
+#[test]
+fn the_terminal_is_the_shims_again_after_a_tool_that_died_holding_it() {
+    // A session leader without job control (sh -c) runs the shim in its
+    // own process group: the group the terminal must come back to.
+    let g = Gate::new();
+    let stat = r#"read -r line < /proc/$$/stat; set -- $line; echo "$5 $8""#;
+    g.tool(
+        "npm",
+        &format!("rec \"$@\"\n{stat} > \"$S/held.tmp\" && mv \"$S/held.tmp\" \"$S/held\"\nkill -TERM $$\n"),
+    );
+    g.shim("npm");
+    let s = g.state.display();
+    let mut cmd = g.command("/bin/sh");
+    cmd.arg("-c").arg(format!(
+        "npm install\n{stat} > '{s}/after.tmp' && mv '{s}/after.tmp' '{s}/after'\n"
+    ));
+    let (_pty, mut run) = at_terminal(&g, cmd);
+    let child = g.child_pid(&mut run);
+    let pair = |data: Vec<u8>| -> Vec<i32> {
+        String::from_utf8_lossy(&data)
+            .split_whitespace()
+            .filter_map(|f| f.parse().ok())
+            .collect()
+    };
+    let held = pair(g.wait_state(&mut run, "held"));
+    check_eq!(
+        run,
+        held,
+        vec![child, child],
+        "the tool leads its group, which has the terminal (pgrp, tpgid)"
+    );
+    let after = pair(g.wait_state(&mut run, "after"));
+    check_eq!(
+        run,
+        after,
+        vec![run.pid(), run.pid()],
+        "after the tool died the terminal is the shim's group's again (pgrp, tpgid)"
+    );
+    run.wait().expect_code(0);
+}
+
+#[test]
+fn ctrl_z_where_no_shell_could_continue_the_job_leaves_the_tool_running() {
+    // The shim leads the pty's session, so its group is orphaned: the kernel
+    // discards a terminal stop for it, as it would for the tool in the
+    // shim's place. The tool's own group is not orphaned and does stop; the
+    // shim's relayed stop is discarded, and the shim must continue the tool
+    // rather than leave it stopped with nobody to send SIGCONT. Ctrl-C
+    // after Ctrl-Z shows it: a stopped tool would not run its trap.
+    let g = Gate::new();
+    g.tool("npm", TRAP_TOOL);
+    let cmd = g.shim_cmd("npm", ["install"]);
+    let (pty, mut run) = at_terminal(&g, cmd);
+    g.wait_env(&mut run);
+    let child = g.child_pid(&mut run);
+    pty.type_bytes(b"\x1a");
+    pty.type_bytes(b"\x03");
+    expect_once(&g, &run, "INT");
+    let running = wait_until(WAIT, || !is_stopped(child) && !is_stopped(run.pid()));
+    check!(
+        run,
+        running,
+        "neither may stay stopped: shim {:?}, tool {:?}",
+        proc_state(run.pid()),
+        proc_state(child)
+    );
+    check_eq!(
+        run,
+        tpgid_of(run.pid()),
+        Some(child),
+        "the tool's group has the terminal again"
+    );
+    g.finish(run, 0);
 }

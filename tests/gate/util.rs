@@ -230,6 +230,18 @@ pub fn pgrp_of(pid: i32) -> Option<i32> {
         .ok()
 }
 
+/// The foreground process group of `pid`'s controlling terminal (field 8
+/// of /proc/PID/stat, `tpgid`): None if gone or without a terminal.
+pub fn tpgid_of(pid: i32) -> Option<i32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let tpgid: i32 = stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(5)?
+        .parse()
+        .ok()?;
+    (tpgid > 0).then_some(tpgid)
+}
+
 /// The pids whose parent is `pid`.
 pub fn children_of(pid: i32) -> Vec<i32> {
     let Ok(dir) = fs::read_dir("/proc") else {
