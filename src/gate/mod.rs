@@ -20,14 +20,23 @@
 //!
 //! Every step's refusal is one `refusal::Refusal`, recorded and answered in
 //! one place ([`Gate::refuse`]); `tally` counts them for the summary.
+//!
+//! In strict mode the gate also answers DNS inside the tool's namespace
+//! (`resolver`, on the pure message code in `dns`): allowed names get an
+//! address from the private pool (`pool`), which maps an address a
+//! connection lands on back to its name; every query is a row, counted by
+//! `tally` under a cap of its own.
 
 mod dial;
+pub mod dns;
 mod handler;
 mod http;
 mod judge;
 mod listener;
+pub(crate) mod pool;
 mod refusal;
 mod relay;
+pub(crate) mod resolver;
 mod tally;
 mod upstream;
 
@@ -48,8 +57,10 @@ pub use dial::DIAL_TIMEOUT;
 pub use http::parse_head;
 pub use judge::{judge, Judged};
 pub use listener::{bind_loopback, connection_cap_for, serve, GRACE};
+pub use pool::Pool;
 pub use refusal::Refusal;
 pub use relay::IDLE_PIPES;
+pub use resolver::{answer_query, answered_address};
 pub use tally::{Denial, Summary};
 
 /// How a gate is set up, beyond its policy and log.
@@ -138,6 +149,7 @@ impl Gate {
             decision: Some(row.verdict),
             status: row.status,
             reason: row.reason,
+            qtype: None,
         }));
     }
 }
