@@ -29,6 +29,7 @@ mod sys;
 pub use cli::dispatch;
 pub use credential::base64;
 pub use exit::{die_by, Exit, Failure, GATE_FAILED};
+pub use gate::{answer_query, answered_address, dns, Pool};
 pub use gate::{bind_loopback, connection_cap_for, judge, parse_head, Judged, Refusal, IDLE_PIPES};
 pub use policy::authority::{parse_authority, Host};
 pub use policy::{Decision, Rule, TOOLS};

@@ -108,6 +108,11 @@ pub struct Egress {
     pub decision: Option<Verdict>,
     pub status: u16,
     pub reason: String,
+    /// A DNS query's type (`A`, `AAAA`, `TXT`, `TYPE65`...), on strict
+    /// mode's `dns` rows only. Absent, not `null`, on every other row, so
+    /// those are byte for byte as before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qtype: Option<String>,
 }
 
 /// One per tunnel that was opened, when it closes.
@@ -359,6 +364,7 @@ mod tests {
                     decision: Some(Verdict::Allow),
                     status: 200,
                     reason: "allowlist rule".into(),
+                    qtype: None,
                 }),
                 r#"{"ts":"2026-11-24T00:00:00.123Z","kind":"egress","audit_id":"019ab1c2d3e4-00000000000000000000000000000001","conn":3,"tool":"npm","mode":"enforce","method":"CONNECT","host":"registry.npmjs.org","port":443,"decision":"allow","status":200,"reason":"allowlist rule"}"#,
             ),
@@ -373,8 +379,24 @@ mod tests {
                     decision: Some(Verdict::Deny),
                     status: 405,
                     reason: "plain".into(),
+                    qtype: None,
                 }),
                 r#"{"ts":"2026-11-24T00:00:00.123Z","kind":"egress","audit_id":"019ab1c2d3e4-00000000000000000000000000000001","conn":4,"tool":"npm","mode":"observe","method":null,"host":null,"port":null,"decision":"deny","status":405,"reason":"plain"}"#,
+            ),
+            (
+                Record::Egress(Egress {
+                    conn: 0,
+                    tool: "npm".into(),
+                    mode: Some(Mode::Enforce),
+                    method: Some("dns".into()),
+                    host: Some("registry.npmjs.org".into()),
+                    port: None,
+                    decision: Some(Verdict::Allow),
+                    status: 200,
+                    reason: "answered from the private pool: 198.18.0.1".into(),
+                    qtype: Some("A".into()),
+                }),
+                r#"{"ts":"2026-11-24T00:00:00.123Z","kind":"egress","audit_id":"019ab1c2d3e4-00000000000000000000000000000001","conn":0,"tool":"npm","mode":"enforce","method":"dns","host":"registry.npmjs.org","port":null,"decision":"allow","status":200,"reason":"answered from the private pool: 198.18.0.1","qtype":"A"}"#,
             ),
             (
                 Record::EgressClose(EgressClose {

@@ -20,8 +20,15 @@
 //!
 //! Every step's refusal is one `refusal::Refusal`, recorded and answered in
 //! one place ([`Gate::refuse`]); `tally` counts them for the summary.
+//!
+//! In strict mode the gate also answers DNS inside the tool's namespace
+//! (`resolver`, on the pure message code in `dns`): allowed names get an
+//! address from the private pool (`pool`), which maps an address a
+//! connection lands on back to its name; every query is a row, counted by
+//! `tally` under a cap of its own.
 
 mod dial;
+pub mod dns;
 mod handler;
 mod http;
 mod judge;
@@ -29,6 +36,7 @@ mod listener;
 mod pool;
 mod refusal;
 mod relay;
+mod resolver;
 mod tally;
 mod transparent;
 mod upstream;
@@ -40,7 +48,6 @@ use crate::audit::{self, AuditLog, Record};
 use crate::credential::Credential;
 use crate::env::{Env, RESOLVE_VAR};
 use crate::gate::dial::{Dialer, Resolve};
-use crate::gate::pool::Pool;
 use crate::gate::relay::PipePool;
 use crate::gate::tally::{Row, Tally};
 use crate::gate::upstream::NoProxy;
@@ -51,8 +58,10 @@ pub use dial::DIAL_TIMEOUT;
 pub use http::parse_head;
 pub use judge::{judge, Judged};
 pub use listener::{bind_loopback, connection_cap_for, serve, serve_with_transparent, GRACE};
+pub use pool::Pool;
 pub use refusal::Refusal;
 pub use relay::IDLE_PIPES;
+pub use resolver::{answer_query, answered_address};
 pub use tally::{Denial, Summary};
 
 /// How a gate is set up, beyond its policy and log.
@@ -158,6 +167,7 @@ impl Gate {
             decision: Some(row.verdict),
             status: row.status,
             reason: row.reason,
+            qtype: None,
         }));
     }
 }

@@ -1,6 +1,7 @@
 //! The gate's running tallies: allowed and denied counts for the `end` row,
 //! the distinct refusals for the summary printed after the child exits, and
-//! the cap on rows for callers without the credential.
+//! the caps on rows for callers without the credential and for strict
+//! mode's DNS queries.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +14,10 @@ use crate::policy::Verdict;
 /// this, they are only counted (in the `end` row's `suppressed`), so another
 /// local process cannot flood the log and push real history out of it.
 const STRANGER_ROWS: u64 = 1000;
+/// DNS queries (strict mode's resolver) that get a row each; past this,
+/// they are only counted (in the `end` row's `suppressed`), so a tool that
+/// asks for a million names cannot grow the log without bound.
+const QUERY_ROWS: u64 = 1000;
 /// Distinct refusals kept for the summary printed after the child exits.
 const LISTED_DENIALS: usize = 20;
 
@@ -26,12 +31,20 @@ pub struct Row<'a> {
     pub reason: String,
 }
 
+/// Whether a row's method is one of strict mode's direct paths.
+pub fn is_direct(method: &str) -> bool {
+    matches!(method, "transparent" | "dns" | "quic")
+}
+
 /// The counts so far; shared by every connection task.
 #[derive(Debug, Default)]
 pub struct Tally {
     allowed: AtomicU64,
     denied: AtomicU64,
     denials: Mutex<Denials>,
+    /// DNS queries answered so far, and those of them past [`QUERY_ROWS`].
+    queries: AtomicU64,
+    queries_suppressed: AtomicU64,
 }
 
 /// Refusals for the summary, bounded whatever a flood of requests holds.
@@ -47,18 +60,13 @@ struct Denials {
 /// A refused request, for the summary printed after the child exits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denial {
-    /// `host:port`.
+    /// `host:port`; for a refused DNS query, the name alone.
     pub target: String,
     pub status: u16,
     pub reason: String,
     /// Strict mode refused a connection (or a DNS query) that ignored the
     /// proxy, rather than the proxy refusing a request.
     pub direct: bool,
-}
-
-/// Whether a row's method is one of strict mode's direct paths.
-pub fn is_direct(method: &str) -> bool {
-    matches!(method, "transparent" | "dns" | "quic")
 }
 
 /// Totals after the proxy stops.
@@ -75,6 +83,9 @@ pub struct Summary {
     pub strangers: u64,
     /// Of those, how many got no row of their own (see [`STRANGER_ROWS`]).
     pub suppressed: u64,
+    /// DNS queries that got no row of their own (see [`QUERY_ROWS`]). The
+    /// `end` row's `suppressed` is this plus `suppressed`.
+    pub queries_suppressed: u64,
 }
 
 impl Tally {
@@ -100,22 +111,38 @@ impl Tally {
             _ if row.status == 407 => denials.count_stranger(),
             None => denials.count_stranger(),
             Some(target) => {
-                let key = (target.to_string(), row.status);
-                if denials.seen.insert(key.clone()) {
-                    if denials.listed.len() < LISTED_DENIALS {
-                        denials.listed.push(Denial {
-                            target: key.0,
-                            status: row.status,
-                            reason: row.reason.clone(),
-                            direct: row.method.is_some_and(is_direct),
-                        });
-                    } else {
-                        denials.unlisted += 1;
-                    }
-                }
+                denials.list(target.to_string(), row.status, &row.reason, row.method.is_some_and(is_direct));
                 true
             }
         }
+    }
+
+    /// Counts one DNS query, allowed or denied like a request. A refusal of
+    /// a name (not on the allowlist: 403; the pool full: 503) is listed for
+    /// the summary under the name; other refusals (a type or class not
+    /// answered, malformed) only counted. `false` if it is to get no row of
+    /// its own (past [`QUERY_ROWS`]).
+    pub fn count_query(&self, verdict: Verdict, name: Option<&str>, status: u16, reason: &str) -> bool {
+        match verdict {
+            Verdict::Allow => {
+                self.allowed.fetch_add(1, Ordering::Relaxed);
+            }
+            Verdict::Deny => {
+                self.denied.fetch_add(1, Ordering::Relaxed);
+                if let (Some(name), 403 | 503) = (name, status) {
+                    let mut denials = self
+                        .denials
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner());
+                    denials.list(name.to_string(), status, reason, true);
+                }
+            }
+        }
+        if self.queries.fetch_add(1, Ordering::Relaxed) >= QUERY_ROWS {
+            self.queries_suppressed.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        true
     }
 
     /// The tallies so far.
@@ -131,11 +158,31 @@ impl Tally {
             unlisted: denials.unlisted,
             strangers: denials.strangers,
             suppressed: denials.suppressed,
+            queries_suppressed: self.queries_suppressed.load(Ordering::Relaxed),
         }
     }
 }
 
 impl Denials {
+    /// Lists a refusal of `target` for the summary, once per status.
+    fn list(&mut self, target: String, status: u16, reason: &str, direct: bool) {
+        let key = (target, status);
+        if self.seen.contains(&key) {
+            return;
+        }
+        if self.listed.len() < LISTED_DENIALS {
+            self.listed.push(Denial {
+                target: key.0.clone(),
+                status,
+                reason: reason.to_string(),
+                direct,
+            });
+        } else {
+            self.unlisted += 1;
+        }
+        self.seen.insert(key);
+    }
+
     /// Counts a stranger's refusal; `false` once past the row cap.
     fn count_stranger(&mut self) -> bool {
         self.strangers += 1;
@@ -193,6 +240,49 @@ mod tests {
         let s = tally.summary();
         assert_eq!((s.strangers, s.suppressed), (STRANGER_ROWS + 5, 5));
         assert!(s.denials.is_empty());
+    }
+
+    #[test]
+    fn queries_get_rows_up_to_their_own_cap() {
+        let tally = Tally::default();
+        for i in 0..QUERY_ROWS + 3 {
+            let (verdict, status) = match i % 2 {
+                0 => (Verdict::Allow, 200),
+                _ => (Verdict::Deny, 400),
+            };
+            assert_eq!(
+                tally.count_query(verdict, None, status, "why"),
+                i < QUERY_ROWS,
+                "{i}"
+            );
+        }
+        let s = tally.summary();
+        assert_eq!(s.queries_suppressed, 3);
+        assert_eq!(s.allowed + s.denied, QUERY_ROWS + 3);
+        // Not strangers: the tool's own queries.
+        assert_eq!((s.strangers, s.suppressed), (0, 0));
+        assert!(s.denials.is_empty());
+    }
+
+    #[test]
+    fn refused_names_are_listed_once_and_other_query_refusals_not_at_all() {
+        let tally = Tally::default();
+        for _ in 0..3 {
+            tally.count_query(Verdict::Deny, Some("evil.example"), 403, "not on the allowlist");
+        }
+        tally.count_query(Verdict::Deny, Some("registry.npmjs.org"), 501, "TXT");
+        tally.count_query(Verdict::Allow, Some("registry.npmjs.org"), 200, "answered");
+        let s = tally.summary();
+        assert_eq!(
+            s.denials,
+            vec![Denial {
+                target: "evil.example".into(),
+                status: 403,
+                reason: "not on the allowlist".into(),
+                direct: true,
+            }]
+        );
+        assert_eq!((s.allowed, s.denied), (1, 4));
     }
 
     #[test]

@@ -65,7 +65,7 @@ pub fn plan(policy: &ToolPolicy, pool: &Pool, dialled: SocketAddr) -> Plan {
         };
     };
     let target = Authority {
-        host: Host::Name(name),
+        host: Host::Name(name.to_string()),
         port,
     };
     if port == 80 {

@@ -1,0 +1,285 @@
+//! Strict mode for one invocation: whether it is isolated, what its network
+//! namespace holds, and what the start row says about it. Pure; the
+//! namespace itself is `sys::netns`, and the gate's side of it is
+//! `gate::transparent` and `gate::resolver`.
+//!
+//! An enforce-mode invocation that fetches, installs or builds runs in a
+//! user and network namespace of its own whose only ways out are sockets
+//! the gate holds: the proxy's listener at a fixed address (every port is
+//! free in a new namespace, so the child's proxy URL is known before it
+//! starts), DNS on port 53 of every address, and listeners on every port
+//! the allowlist names, on 80 (answered 405) and on the usual escape ports
+//! (refused, with a row). Any other port is refused by the kernel at once.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::ops::Range;
+
+use crate::policy::{InvocationPolicy, Mode, ToolPolicy};
+use crate::sys::netns::{NamespaceError, Sockets};
+
+/// The proxy's listener inside the namespace: the child's `HTTPS_PROXY`.
+pub const PROXY_IN_NAMESPACE: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 3128);
+/// DNS, on every address of the namespace.
+pub const DNS_PORT: u16 = 53;
+/// Ports a payload tries when 443 is watched (ssh, DNS over TLS, the
+/// alternative HTTP ports, git's own protocol): listened on so that an
+/// attempt is a row, not a silent ECONNREFUSED.
+pub const WATCHED_PORTS: [u16; 5] = [22, 853, 8080, 8443, 9418];
+/// Plaintext HTTP: answered 405, as the proxy answers it.
+pub const HTTP_PORT: u16 = 80;
+/// QUIC: UDP on 443 is refused with a row (clients fall back to TCP).
+pub const QUIC_PORT: u16 = 443;
+
+/// `CLI_GUARD_STRICT`: whether strict mode is wanted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setting {
+    /// The default: isolate where the kernel allows, else run behind the
+    /// plain proxy and say so.
+    Auto,
+    /// Isolate or do not run the tool (exit 125).
+    Require,
+    /// Never isolate (recorded as such).
+    Off,
+}
+
+impl Setting {
+    /// Reads `CLI_GUARD_STRICT`'s value (unset or empty: [`Setting::Auto`]).
+    pub fn parse(value: Option<&str>) -> Result<Setting, String> {
+        match value.map(str::trim) {
+            None | Some("" | "auto") => Ok(Setting::Auto),
+            Some("require") => Ok(Setting::Require),
+            Some("off") => Ok(Setting::Off),
+            Some(other) => Err(format!(
+                "CLI_GUARD_STRICT={other:?} is not a setting: use auto (the default), require or off"
+            )),
+        }
+    }
+}
+
+/// Where an invocation's tool runs, as the start row records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Isolation {
+    /// In a network namespace whose only way out is the gate: its own, or
+    /// the enclosing invocation's.
+    Netns,
+    /// Behind the plain proxy, and why.
+    None { reason: String },
+}
+
+impl Isolation {
+    /// The start row's `isolation`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Isolation::Netns => "netns",
+            Isolation::None { .. } => "none",
+        }
+    }
+
+    /// The start row's `isolation_reason`.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Isolation::Netns => None,
+            Isolation::None { reason } => Some(reason),
+        }
+    }
+}
+
+/// What to try for an invocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Make the namespace.
+    Isolate,
+    /// Run behind the plain proxy.
+    Plain(Isolation),
+}
+
+/// Whether to isolate: only a strict invocation (enforce mode, fetching or
+/// building), and not when `CLI_GUARD_STRICT=off`.
+pub fn plan(split: &InvocationPolicy, setting: Setting) -> Plan {
+    if !split.strict {
+        let why = match (split.mode, &split.subcommand) {
+            (Mode::Observe, Some(sub)) if split.policy.mode == Mode::Observe => {
+                format!("{} {sub}: {}", split.policy.name, split.why)
+            }
+            (_, Some(sub)) => format!("`{} {sub}` {}", split.policy.name, split.why),
+            (_, None) => format!("{}: {}", split.policy.name, split.why),
+        };
+        return Plan::Plain(Isolation::None { reason: why });
+    }
+    match setting {
+        Setting::Off => Plan::Plain(Isolation::None {
+            reason: "CLI_GUARD_STRICT=off: the plain proxy only".to_string(),
+        }),
+        Setting::Auto | Setting::Require => Plan::Isolate,
+    }
+}
+
+/// When the namespace could not be made: what the start row says, or the
+/// failure if strict mode is required. `inside` says that this invocation
+/// already runs in an enclosing invocation's namespace.
+pub fn fallback(error: &NamespaceError, setting: Setting, inside: bool) -> Result<Isolation, String> {
+    if setting == Setting::Require && !inside {
+        return Err(format!(
+            "strict mode is required (CLI_GUARD_STRICT=require) but the kernel refused the namespace: {error}; \
+             `cli-guard doctor` says why and how to fix it"
+        ));
+    }
+    Ok(match inside {
+        // The enclosing namespace still holds: its gate is this one's only
+        // way out.
+        true => Isolation::Netns,
+        false => Isolation::None {
+            reason: format!("the kernel refused the namespace: {error}"),
+        },
+    })
+}
+
+/// The one stderr line when strict mode falls back to the plain proxy.
+pub fn fallback_warning(tool: &str, error: &NamespaceError) -> String {
+    format!(
+        "cli-guard: strict mode is not available here ({error}); {tool} runs behind the proxy only, so a \
+         client that ignores HTTPS_PROXY is not stopped. `cli-guard doctor` says why and how to fix it."
+    )
+}
+
+/// The sockets a strict invocation's namespace holds, and where each kind
+/// sits in [`Sockets`]' lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    pub sockets: Sockets,
+    /// `tcp_listen[0]` is the proxy's listener.
+    pub proxy: usize,
+    /// Transparent listeners, in `tcp_listen`.
+    pub transparent: Range<usize>,
+    /// DNS over TCP, in `tcp_listen`.
+    pub dns_tcp: Range<usize>,
+    /// DNS over UDP, in `udp_bind`.
+    pub dns_udp: Range<usize>,
+    /// QUIC, in `udp_bind`.
+    pub quic: Range<usize>,
+}
+
+/// The ports that get a transparent listener: 443, every port the
+/// allowlist names, 80, and the watched escape ports. Sorted, once each.
+pub fn transparent_ports(policy: &ToolPolicy) -> Vec<u16> {
+    let mut ports: Vec<u16> = std::iter::once(443)
+        .chain(policy.allow.iter().flat_map(|rule| rule.ports.iter().copied()))
+        .chain([HTTP_PORT])
+        .chain(WATCHED_PORTS)
+        .filter(|&p| p != DNS_PORT && p != PROXY_IN_NAMESPACE.port() && p != 0)
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
+/// Every address of both families, on `port`.
+fn both(port: u16) -> [SocketAddr; 2] {
+    [
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
+        SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port),
+    ]
+}
+
+/// The namespace's sockets for `policy`. Pure.
+pub fn layout(policy: &ToolPolicy) -> Layout {
+    let mut tcp = vec![PROXY_IN_NAMESPACE];
+    let start = tcp.len();
+    tcp.extend(transparent_ports(policy).into_iter().flat_map(both));
+    let transparent = start..tcp.len();
+    let start = tcp.len();
+    tcp.extend(both(DNS_PORT));
+    let dns_tcp = start..tcp.len();
+    let mut udp = Vec::new();
+    udp.extend(both(DNS_PORT));
+    let dns_udp = 0..udp.len();
+    let start = udp.len();
+    udp.extend(both(QUIC_PORT));
+    let quic = start..udp.len();
+    Layout {
+        sockets: Sockets {
+            tcp_listen: tcp,
+            udp_bind: udp,
+        },
+        proxy: 0,
+        transparent,
+        dns_tcp,
+        dns_udp,
+        quic,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+
+    use super::*;
+    use crate::policy::{invocation_policy, lookup};
+
+    fn split(tool: &str, args: &[&str]) -> InvocationPolicy {
+        let policy = lookup(tool).unwrap_or_else(|| panic!("{tool} is pinned"));
+        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+        invocation_policy(policy, &args, &|| None)
+    }
+
+    #[test]
+    fn the_setting_defaults_to_auto_and_refuses_junk() {
+        assert_eq!(Setting::parse(None), Ok(Setting::Auto));
+        assert_eq!(Setting::parse(Some("")), Ok(Setting::Auto));
+        assert_eq!(Setting::parse(Some("require")), Ok(Setting::Require));
+        assert_eq!(Setting::parse(Some("off")), Ok(Setting::Off));
+        let err = Setting::parse(Some("yes")).unwrap_err();
+        assert!(err.contains("auto") && err.contains("require") && err.contains("off"), "{err}");
+    }
+
+    #[test]
+    fn only_fetching_enforce_mode_invocations_are_isolated() {
+        assert_eq!(plan(&split("npm", &["install"]), Setting::Auto), Plan::Isolate);
+        assert_eq!(plan(&split("npm", &[]), Setting::Require), Plan::Isolate);
+        let Plan::Plain(Isolation::None { reason }) = plan(&split("npm", &["test"]), Setting::Auto) else {
+            panic!("npm test is not isolated");
+        };
+        assert!(reason.contains("npm test") && reason.contains("project's own code"), "{reason}");
+        let Plan::Plain(Isolation::None { reason }) = plan(&split("aws", &["s3", "ls"]), Setting::Require) else {
+            panic!("observe-mode tools are never isolated");
+        };
+        assert!(reason.contains("observe-mode"), "{reason}");
+        let Plan::Plain(Isolation::None { reason }) = plan(&split("pip", &["install"]), Setting::Off) else {
+            panic!("off means off");
+        };
+        assert!(reason.contains("CLI_GUARD_STRICT=off"), "{reason}");
+    }
+
+    #[test]
+    fn a_refused_namespace_falls_back_unless_required() {
+        let error = NamespaceError {
+            step: "unshare(CLONE_NEWUSER|CLONE_NEWNET)",
+            errno: nix::errno::Errno::ENOSPC,
+            socket: None,
+        };
+        let none = fallback(&error, Setting::Auto, false).unwrap();
+        assert_eq!(none.label(), "none");
+        assert!(none.reason().is_some_and(|r| r.contains("ENOSPC")), "{none:?}");
+        let fatal = fallback(&error, Setting::Require, false).unwrap_err();
+        assert!(fatal.contains("CLI_GUARD_STRICT=require") && fatal.contains("doctor"), "{fatal}");
+        // Inside an enclosing namespace, the outer gate still holds.
+        assert_eq!(fallback(&error, Setting::Require, true), Ok(Isolation::Netns));
+        assert!(fallback_warning("npm", &error).contains("doctor"));
+    }
+
+    #[test]
+    fn the_namespace_listens_where_the_policy_and_the_escapes_need() {
+        let npm = lookup("npm").unwrap_or_else(|| panic!("npm is pinned"));
+        assert_eq!(transparent_ports(npm), vec![22, 80, 443, 853, 8080, 8443, 9418]);
+        let layout = layout(npm);
+        let tcp = &layout.sockets.tcp_listen;
+        assert_eq!(tcp[layout.proxy], PROXY_IN_NAMESPACE);
+        assert_eq!(layout.transparent.len(), 14, "each port on both families");
+        assert!(tcp[layout.transparent.clone()].iter().any(|a| a.port() == 443 && a.is_ipv6()));
+        assert!(tcp[layout.dns_tcp.clone()].iter().all(|a| a.port() == 53));
+        let udp = &layout.sockets.udp_bind;
+        assert!(udp[layout.dns_udp.clone()].iter().all(|a| a.port() == 53));
+        assert!(udp[layout.quic.clone()].iter().all(|a| a.port() == 443));
+        assert!(tcp.len() + udp.len() <= crate::sys::netns::MAX_SOCKETS);
+    }
+}
