@@ -24,6 +24,13 @@ pub const AUDIT_LOG_VAR: &str = "CLI_GUARD_AUDIT_LOG";
 /// `host:port=ip:port,…`: where an allowed name is dialled (for tests).
 pub const RESOLVE_VAR: &str = "CLI_GUARD_RESOLVE";
 
+/// `auto` (the default), `require` or `off`: whether an enforce-mode
+/// invocation runs in a network namespace whose only way out is the gate.
+pub const STRICT_VAR: &str = "CLI_GUARD_STRICT";
+/// Set for a tool that runs in a strict invocation's namespace, so that a
+/// guarded tool it starts knows its gate is already the only way out.
+pub const NETNS_VAR: &str = "CLI_GUARD_NETNS";
+
 /// PATH when the environment has none (glibc's default for execvp). The
 /// shim and `cli-guard shims` both use it, so they agree on what runs.
 pub const DEFAULT_PATH: &str = "/bin:/usr/bin";
@@ -112,6 +119,18 @@ impl Env {
     /// `CLI_GUARD_RESOLVE`, empty when unset.
     pub fn resolve(&self) -> &str {
         self.var(RESOLVE_VAR).unwrap_or_default()
+    }
+
+    /// `CLI_GUARD_STRICT`, if set.
+    pub fn strict(&self) -> Option<&str> {
+        self.var(STRICT_VAR)
+    }
+
+    /// Whether this process runs inside an enclosing strict invocation's
+    /// network namespace (`CLI_GUARD_NETNS`, set by that invocation's shim).
+    /// It only labels the start row: the enclosing gate holds either way.
+    pub fn in_netns(&self) -> bool {
+        self.var(NETNS_VAR) == Some("1") && self.parent_audit_id().is_some()
     }
 
     /// `GIT_CONFIG_COUNT`: how many config entries the user already passes

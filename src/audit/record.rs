@@ -89,6 +89,14 @@ pub struct Start {
     pub cwd: Option<String>,
     pub real_path: Option<String>,
     pub pid: u32,
+    /// Where the tool ran: `netns` (strict mode: a network namespace whose
+    /// only way out is the gate, its own or the enclosing invocation's) or
+    /// `none` (behind the plain proxy). `None` when a row read back lacks
+    /// it (logs from before strict mode).
+    pub isolation: Option<String>,
+    /// Why `none`: what refused the namespace, or why the invocation is
+    /// not strict.
+    pub isolation_reason: Option<String>,
 }
 
 /// One per request the proxy answers, written once the answer is known and
@@ -336,8 +344,10 @@ mod tests {
                     cwd: Some("/w".into()),
                     real_path: None,
                     pid: 42,
+                    isolation: Some("netns".into()),
+                    isolation_reason: None,
                 }),
-                r#"{"ts":"2026-11-24T00:00:00.123Z","kind":"start","audit_id":"019ab1c2d3e4-00000000000000000000000000000001","parent_audit_id":null,"tool":"npm","mode":"enforce","subcommand":"i","argv":["npm","i \"x\"\n"],"argv_redacted":false,"cwd":"/w","real_path":null,"pid":42}"#,
+                r#"{"ts":"2026-11-24T00:00:00.123Z","kind":"start","audit_id":"019ab1c2d3e4-00000000000000000000000000000001","parent_audit_id":null,"tool":"npm","mode":"enforce","subcommand":"i","argv":["npm","i \"x\"\n"],"argv_redacted":false,"cwd":"/w","real_path":null,"pid":42,"isolation":"netns","isolation_reason":null}"#,
             ),
             (
                 Record::Start(Start {
@@ -350,8 +360,10 @@ mod tests {
                     cwd: None,
                     real_path: Some("/usr/bin/pip".into()),
                     pid: 1,
+                    isolation: Some("none".into()),
+                    isolation_reason: Some("CLI_GUARD_STRICT=off".into()),
                 }),
-                r#"{"ts":"2026-11-24T00:00:00.123Z","kind":"start","audit_id":"019ab1c2d3e4-00000000000000000000000000000001","parent_audit_id":"p","tool":"pip","mode":"observe","subcommand":null,"argv":[],"argv_redacted":true,"cwd":null,"real_path":"/usr/bin/pip","pid":1}"#,
+                r#"{"ts":"2026-11-24T00:00:00.123Z","kind":"start","audit_id":"019ab1c2d3e4-00000000000000000000000000000001","parent_audit_id":"p","tool":"pip","mode":"observe","subcommand":null,"argv":[],"argv_redacted":true,"cwd":null,"real_path":"/usr/bin/pip","pid":1,"isolation":"none","isolation_reason":"CLI_GUARD_STRICT=off"}"#,
             ),
             (
                 Record::Egress(Egress {

@@ -205,8 +205,8 @@ async fn demonstrate(show: Show, targets: &[String], env: &Env) -> Result<Exit, 
     // the environment's upstream proxy, if any.
     let credential =
         Credential::mint().map_err(|e| Failure::gate(anyhow::anyhow!("cannot draw a credential: {e}")))?;
-    let settings =
-        Settings::from_env(proxy_addr, &credential, env).map_err(|e| Failure::gate(anyhow::anyhow!(e)))?;
+    let settings = Settings::from_env(Some(proxy_addr), &credential, env)
+        .map_err(|e| Failure::gate(anyhow::anyhow!(e)))?;
     let credential = credential.header().to_string();
     let gate = Arc::new(Gate::new(show.policy(), Arc::clone(&log), settings));
     let (stop_tx, stop_rx) = oneshot::channel();

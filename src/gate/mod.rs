@@ -61,8 +61,9 @@ pub use listener::{bind_loopback, connection_cap_for, serve, serve_with_transpar
 pub use pool::Pool;
 pub use refusal::Refusal;
 pub use relay::IDLE_PIPES;
-pub use resolver::{answer_query, answered_address};
+pub use resolver::{answer_query, answered_address, serve_tcp as serve_dns_tcp, serve_udp as serve_dns_udp};
 pub use tally::{Denial, Summary};
+pub use transparent::refuse_quic;
 
 /// How a gate is set up, beyond its policy and log.
 #[derive(Debug, Clone)]
@@ -80,7 +81,7 @@ impl Settings {
     /// The settings a real invocation uses: the environment's upstream proxy
     /// and NO_PROXY, `CLI_GUARD_RESOLVE`, the invocation's credential, and a
     /// cap under the descriptor limit. `own` is the gate's listener.
-    pub fn from_env(own: SocketAddr, credential: &Credential, env: &Env) -> Result<Settings, String> {
+    pub fn from_env(own: Option<SocketAddr>, credential: &Credential, env: &Env) -> Result<Settings, String> {
         let resolve = Resolve::parse(env.resolve()).map_err(|e| format!("{RESOLVE_VAR}: {e}"))?;
         let upstream = upstream::from_env(env)?;
         // Nested inside another cli-guard, NO_PROXY is the outer gate's
@@ -97,7 +98,7 @@ impl Settings {
                 resolve,
                 upstream,
                 no_proxy,
-                own: Some(own),
+                own,
             },
             credential: credential.clone(),
             max_connections: listener::connection_cap(),

@@ -253,8 +253,6 @@ fn record(gate: &Gate, row: QueryRow) {
 }
 
 /// Answers DNS over UDP on `socket` until `stop` completes.
-// Run by the shim in strict mode; until it is wired in, only by the tests.
-#[allow(dead_code)]
 pub async fn serve_udp<F: Future>(socket: UdpSocket, gate: Arc<Gate>, pool: Arc<Pool>, stop: F) {
     let mut stop = std::pin::pin!(stop);
     let mut buf = vec![0u8; UDP_BUFFER];
@@ -283,8 +281,6 @@ pub async fn serve_udp<F: Future>(socket: UdpSocket, gate: Arc<Gate>, pool: Arc<
 
 /// Answers DNS over TCP on `listener` until `stop` completes; connections
 /// still open then are closed.
-// Run by the shim in strict mode; until it is wired in, only by the tests.
-#[allow(dead_code)]
 pub async fn serve_tcp<F: Future>(listener: TcpListener, gate: Arc<Gate>, pool: Arc<Pool>, stop: F) {
     let mut stop = std::pin::pin!(stop);
     let slots = Arc::new(Semaphore::new(TCP_MAX_CONNECTIONS));

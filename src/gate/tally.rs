@@ -111,7 +111,12 @@ impl Tally {
             _ if row.status == 407 => denials.count_stranger(),
             None => denials.count_stranger(),
             Some(target) => {
-                denials.list(target.to_string(), row.status, &row.reason, row.method.is_some_and(is_direct));
+                denials.list(
+                    target.to_string(),
+                    row.status,
+                    &row.reason,
+                    row.method.is_some_and(is_direct),
+                );
                 true
             }
         }

@@ -11,10 +11,14 @@
 //! denied with a row naming the IP and port. Port 80 is answered `405`, as
 //! the proxy answers plaintext.
 
-use std::net::{IpAddr, SocketAddr};
+use std::collections::HashSet;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
-use tokio::net::TcpStream;
+use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrStorage};
+use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::watch;
 
 use crate::gate::dial::DialError;
@@ -22,9 +26,10 @@ use crate::gate::handler::{dial_failed, forced, Opened};
 use crate::gate::judge::Judged;
 use crate::gate::pool::Pool;
 use crate::gate::refusal::{Closing, Refusal};
+use crate::gate::tally::Row;
 use crate::gate::Gate;
 use crate::policy::authority::{Authority, Host};
-use crate::policy::{Decision, ToolPolicy};
+use crate::policy::{Decision, ToolPolicy, Verdict};
 
 /// The method recorded in a transparent connection's rows.
 pub const METHOD: &str = "transparent";
@@ -155,4 +160,81 @@ pub async fn serve(gate: Arc<Gate>, client: TcpStream, conn: u64, mut force: wat
             gate.refuse(client, conn, refusal, Closing::WithoutAnswer).await;
         }
     }
+}
+
+/// Distinct destinations a QUIC refusal gets a row for; the datagrams a
+/// client retries to the same one are not new attempts.
+const QUIC_ROWS: usize = 256;
+
+/// Refuses QUIC (UDP 443) until `stop` completes: nothing is answered, so
+/// a client falls back to TCP, where the transparent path judges it; each
+/// destination tried gets one row.
+pub async fn refuse_quic<F: Future>(socket: UdpSocket, gate: Arc<Gate>, stop: F) {
+    // Which address a datagram was sent to comes with it as packet info.
+    let _ = setsockopt(&socket, sockopt::Ipv4PacketInfo, &true);
+    let _ = setsockopt(&socket, sockopt::Ipv6RecvPacketInfo, &true);
+    tokio::pin!(stop);
+    let mut seen: HashSet<IpAddr> = HashSet::new();
+    let mut buf = [0u8; 2048];
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            ready = socket.readable() => if ready.is_err() { return },
+        }
+        let received = socket.try_io(tokio::io::Interest::READABLE, || {
+            datagram_destination(socket.as_raw_fd(), &mut buf).map_err(std::io::Error::from)
+        });
+        let dst = match received {
+            Ok(dst) => dst,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => return,
+        };
+        let Some(dst) = dst else { continue };
+        if seen.len() >= QUIC_ROWS || !seen.insert(dst) {
+            continue;
+        }
+        let pooled = match dst {
+            IpAddr::V4(v4) => gate.pool().and_then(|pool| pool.name_of(v4)),
+            IpAddr::V6(_) => None,
+        };
+        let host = match pooled {
+            Some(name) => Host::Name(name.to_string()),
+            None => Host::Ip(dst),
+        };
+        let target = Authority { host, port: 443 };
+        gate.record(
+            0,
+            Row {
+                method: Some("quic"),
+                reason: format!(
+                    "QUIC (UDP 443) to {target}, directly, ignoring the proxy: refused; strict mode carries TCP \
+                     only, and a client falls back to it"
+                ),
+                target: Some(&target),
+                verdict: Verdict::Deny,
+                status: 403,
+            },
+        );
+    }
+}
+
+/// Reads one datagram and returns the address it was sent to, from its
+/// packet info (`None` without it).
+fn datagram_destination(fd: std::os::fd::RawFd, buf: &mut [u8]) -> nix::Result<Option<IpAddr>> {
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let mut space = nix::cmsg_space!(nix::libc::in6_pktinfo);
+    let msg = recvmsg::<SockaddrStorage>(fd, &mut iov, Some(&mut space), MsgFlags::MSG_DONTWAIT)?;
+    let mut dst = None;
+    for cmsg in msg.cmsgs()? {
+        match cmsg {
+            ControlMessageOwned::Ipv4PacketInfo(info) => {
+                dst = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr))));
+            }
+            ControlMessageOwned::Ipv6PacketInfo(info) => {
+                dst = Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)));
+            }
+            _ => {}
+        }
+    }
+    Ok(dst)
 }

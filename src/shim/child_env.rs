@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 
-use crate::env::{Env, AUDIT_ID_VAR, DEPTH_VAR, REAL_TOOL_VAR, SKIP_VAR};
+use crate::env::{Env, AUDIT_ID_VAR, DEPTH_VAR, NETNS_VAR, REAL_TOOL_VAR, SKIP_VAR};
 use crate::policy::{Family, ToolPolicy};
 
 /// Loopback, always bypassed: a CONNECT proxy cannot carry it anyway.
@@ -23,6 +23,9 @@ pub struct ChildMarks<'a> {
     pub skip: &'a str,
     /// `CLI_GUARD_REAL_TOOL`'s value: the file the child is.
     pub real_tool: &'a str,
+    /// The child runs in a strict invocation's namespace (this one's, or
+    /// an enclosing one's).
+    pub in_netns: bool,
 }
 
 /// The child's whole environment: `inherited` with every override applied.
@@ -44,6 +47,12 @@ pub fn for_child(
     put(DEPTH_VAR, marks.depth.to_string());
     put(SKIP_VAR, marks.skip.to_string());
     put(REAL_TOOL_VAR, marks.real_tool.to_string());
+    if marks.in_netns {
+        put(NETNS_VAR, "1".to_string());
+    }
+    if !marks.in_netns {
+        env.remove(&OsString::from(NETNS_VAR));
+    }
     env
 }
 
@@ -188,6 +197,7 @@ mod tests {
             depth: 2,
             skip: "1:2",
             real_tool: "3:4",
+            in_netns: false,
         };
         let env = for_child(&inherited, policy("npm"), marks);
         let get = |k: &str| env.get(&OsString::from(k)).and_then(|v| v.to_str());

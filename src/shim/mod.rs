@@ -16,29 +16,32 @@ mod hand_through;
 mod invocation;
 mod locate;
 mod signals;
+mod strict;
 mod summary;
 
 use std::ffi::{OsStr, OsString};
-use std::net::TcpListener;
+use std::net::{TcpListener, UdpSocket};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
 use nix::sys::signalfd::SignalFd;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use self::child_env::ChildMarks;
 use self::hand_through::hand_through;
 use self::invocation::{lookup_failure, spawn_failure};
 use self::locate::{check_path, find_on_path, own_file_id, skip_list, skip_var, FileId, Found};
 use self::signals::{wait_forwarding, Job, Terminal, WATCHED};
+use self::strict::Isolation;
 use crate::audit::{self, AuditLog, Record};
 use crate::credential::Credential;
 use crate::env::Env;
 use crate::exit::{Exit, Failure};
-use crate::gate::{self, Gate, Settings, Summary};
-use crate::policy::{self, ToolPolicy};
+use crate::gate::{self, Gate, Pool, Settings, Summary};
+use crate::policy::{self, InvocationPolicy, ToolPolicy};
+use crate::sys::netns::{self, Isolated};
 use crate::sys::{signal, spawn};
 
 pub use self::invocation::{Invocation, Program};
@@ -84,7 +87,7 @@ pub fn run(inv: Invocation, env: &Env) -> Result<Exit, Failure> {
             .ok()
             .map(|json| policy::script_names(&json))
     });
-    log.write(&Record::Start(audit::Start {
+    let start = audit::Start {
         parent_audit_id,
         tool: inv.policy.name.to_string(),
         mode: Some(split.mode),
@@ -96,103 +99,284 @@ pub fn run(inv: Invocation, env: &Env) -> Result<Exit, Failure> {
             .map(|d| d.to_string_lossy().into_owned()),
         real_path: found.as_ref().ok().map(|f| f.path.to_string_lossy().into_owned()),
         pid: std::process::id(),
-    }));
+        isolation: None,
+        isolation_reason: None,
+    };
     let started_gate = Started {
         inv: &inv,
-        policy: split.policy,
+        split,
         env,
         log: &log,
         depth,
         skip,
+        start,
     };
     let (outcome, summary) = match found {
         Ok(found) => started_gate.guarded(found),
-        Err(e) => (Err(lookup_failure(&inv, e)), Summary::default()),
+        Err(e) => {
+            started_gate.write_start(&Isolation::None {
+                reason: "the real tool was not found: nothing ran".to_string(),
+            });
+            (Err(lookup_failure(&inv, e)), Summary::default())
+        }
     };
     write_end(&log, started, &outcome, &summary);
     summary::print_denials(inv.policy, &summary, log.audit_id());
     outcome
 }
 
-/// An invocation whose `start` row is written: what [`Started::guarded`]
-/// needs to put the gate in place and run the tool.
+/// An invocation about to be guarded: what [`Started::guarded`] needs to put
+/// the gate in place, write the `start` row and run the tool.
 struct Started<'a> {
     inv: &'a Invocation,
-    /// The policy the gate applies: the tool's, or its observe-mode twin
-    /// when the invocation runs the project's own code.
-    policy: &'static ToolPolicy,
+    /// The policy the invocation got (the gate applies `split.policy`: the
+    /// tool's, or its observe-mode twin when it runs the project's own
+    /// code) and whether it is strict.
+    split: InvocationPolicy,
     env: &'a Env,
     log: &'a Arc<AuditLog>,
     depth: u32,
     /// cli-guard binaries the child's own lookups must skip.
     skip: Vec<FileId>,
+    /// The `start` row, written once the isolation is known and before the
+    /// tool runs.
+    start: audit::Start,
+}
+
+/// The tool, ready to run: spawned at once (behind the plain proxy), or
+/// waiting inside its namespace for the go.
+enum Child {
+    Plain(spawn::Prepared),
+    Isolated(Isolated),
+}
+
+/// The sockets the gate serves: the proxy's listener (on the host's
+/// loopback, or inside the namespace), and in strict mode the namespace's
+/// transparent listeners, DNS and QUIC sockets.
+struct Sockets {
+    proxy: TcpListener,
+    strict: Option<StrictSockets>,
+}
+
+/// Strict mode's sockets, made inside the tool's namespace.
+struct StrictSockets {
+    transparent: Vec<TcpListener>,
+    dns_tcp: Vec<TcpListener>,
+    dns_udp: Vec<UdpSocket>,
+    quic: Vec<UdpSocket>,
 }
 
 impl<'a> Started<'a> {
-    /// Puts the gate in place and runs the tool behind it. Returns how the
-    /// run ended and the gate's tallies, for the one `end` row.
+    /// Writes the `start` row with where the tool runs.
+    fn write_start(&self, isolation: &Isolation) {
+        self.log.write(&Record::Start(audit::Start {
+            isolation: Some(isolation.label().to_string()),
+            isolation_reason: isolation.reason().map(str::to_string),
+            ..self.start.clone()
+        }));
+    }
+
+    /// Puts the gate in place, writes the `start` row, and runs the tool
+    /// behind the gate. Returns how the run ended and the gate's tallies,
+    /// for the one `end` row.
     fn guarded(self, found: Found) -> (Result<Exit, Failure>, Summary) {
         match self.prepare(found) {
-            Ok((setup, listener, signals, runtime)) => {
-                let ended = runtime.block_on(setup.supervise(listener, signals));
+            Ok((setup, sockets, signals, runtime, isolation)) => {
+                self.write_start(&isolation);
+                let ended = runtime.block_on(setup.supervise(sockets, signals));
                 // A DNS lookup still blocking in the runtime's pool must not
                 // hold the exit: its connection is already answered and logged.
                 runtime.shutdown_background();
                 ended
             }
-            Err(failure) => (Err(failure), Summary::default()),
+            Err(failure) => {
+                self.write_start(&Isolation::None {
+                    reason: format!("the gate could not be put in place: {failure}"),
+                });
+                (Err(failure), Summary::default())
+            }
         }
     }
 
-    /// Everything that must exist before the child does; any failure here
-    /// means the tool is not run.
+    /// Everything that must exist before the tool runs; any failure here
+    /// means it is not run. In strict mode the tool's process exists at the
+    /// end of this, inside its namespace, waiting for the go.
+    #[allow(clippy::type_complexity)]
     fn prepare(
-        self,
+        &self,
         found: Found,
-    ) -> Result<(Supervised<'a>, TcpListener, SignalFd, tokio::runtime::Runtime), Failure> {
+    ) -> Result<
+        (
+            Supervised<'a>,
+            Sockets,
+            SignalFd,
+            tokio::runtime::Runtime,
+            Isolation,
+        ),
+        Failure,
+    > {
         let env = self.env;
         let Found {
             path: real_path,
             id: real_id,
         } = found;
-        // Fail closed: no listener, no child.
-        let (listener, addr) = gate::bind_loopback()
-            .context("cannot start the proxy on 127.0.0.1")
-            .map_err(Failure::gate)?;
         // The gate holds two descriptors a tunnel: with a soft limit of 1,024
         // its cap would be 480. Raise it to the hard limit for the gate alone;
         // the child gets the original back.
         let nofile = raise_nofile();
-        // Any local process can dial 127.0.0.1: the child's proxy URL carries a
-        // secret of this invocation's, and requests without it get 407.
+        // Any local process can dial the gate's listener: the child's proxy
+        // URL carries a secret of this invocation's, and requests without it
+        // get 407.
         let credential = Credential::mint()
             .map_err(|e| Failure::gate(anyhow::anyhow!("cannot draw a random proxy credential: {e}")))?;
-        let settings =
-            Settings::from_env(addr, &credential, env).map_err(|e| Failure::gate(anyhow::anyhow!("{e}")))?;
-        let proxy_url = credential.proxy_url(addr);
+        // Before any child exists, so that it starts with them blocked too.
         let signals = signal::block_into_signalfd(&WATCHED)
             .context("cannot set up signal forwarding")
             .map_err(Failure::gate)?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("cannot start the async runtime")
-            .map_err(Failure::gate)?;
-        let setup = Supervised {
-            inv: self.inv,
-            policy: self.policy,
-            env,
-            real_path,
-            real_id,
-            depth: self.depth,
-            log: Arc::clone(self.log),
-            skip: self.skip,
-            nofile,
-            settings,
-            proxy_url,
+        let terminal = Terminal::open();
+        let setting = strict::Setting::parse(env.strict()).map_err(|e| Failure::gate(anyhow::anyhow!(e)))?;
+        let argv: Vec<&OsStr> = std::iter::once(&self.inv.argv0)
+            .chain(&self.inv.args)
+            .map(OsString::as_os_str)
+            .collect();
+        let skip = skip_var(&self.skip);
+        let real_tool = real_id.to_var();
+        let prepare_child = |proxy_url: &str, in_netns: bool| {
+            let marks = ChildMarks {
+                proxy_url,
+                audit_id: self.log.audit_id(),
+                depth: self.depth,
+                skip: &skip,
+                real_tool: &real_tool,
+                in_netns,
+            };
+            let child_env = child_env::for_child(env, self.inv.policy, marks);
+            spawn::Prepared::new(real_path.as_os_str(), &argv, &child_env)
+                .map_err(|e| spawn_failure(self.inv, &real_path, &e))
         };
-        Ok((setup, listener, signals, runtime))
+        let steps = spawn::Steps {
+            terminal: terminal.as_ref().map(Terminal::handoff),
+            nofile,
+            parent: nix::unistd::getpid(),
+        };
+        let plain = match strict::plan(&self.split, setting) {
+            strict::Plan::Plain(isolation) => isolation,
+            strict::Plan::Isolate => {
+                let layout = strict::layout(self.split.policy);
+                let proxy_url = credential.proxy_url(strict::PROXY_IN_NAMESPACE);
+                let prepared = prepare_child(&proxy_url, true)?;
+                match netns::spawn_isolated(&prepared, steps, &layout.sockets) {
+                    Ok(isolated) => {
+                        // The gate dials from the host's namespace, where
+                        // the in-namespace listener cannot be reached: it
+                        // has no own listener there to avoid.
+                        let settings = Settings::from_env(None, &credential, env)
+                            .map_err(|e| Failure::gate(anyhow::anyhow!("{e}")))?;
+                        let sockets = strict_sockets(&layout, &isolated)?;
+                        let setup = self.supervised(real_path.clone(), nofile, settings, terminal);
+                        let runtime = runtime()?;
+                        let setup = Supervised {
+                            child: Some(Child::Isolated(isolated)),
+                            ..setup
+                        };
+                        return Ok((setup, sockets, signals, runtime, Isolation::Netns));
+                    }
+                    Err(refused) => {
+                        let isolation = strict::fallback(&refused, setting, env.in_netns())
+                            .map_err(|e| Failure::gate(anyhow::anyhow!(e)))?;
+                        if isolation != Isolation::Netns {
+                            eprintln!("{}", strict::fallback_warning(self.inv.policy.name, &refused));
+                        }
+                        isolation
+                    }
+                }
+            }
+        };
+        // Fail closed: no listener, no child.
+        let (listener, addr) = gate::bind_loopback()
+            .context("cannot start the proxy on 127.0.0.1")
+            .map_err(Failure::gate)?;
+        let settings = Settings::from_env(Some(addr), &credential, env)
+            .map_err(|e| Failure::gate(anyhow::anyhow!("{e}")))?;
+        let prepared = prepare_child(&credential.proxy_url(addr), env.in_netns())?;
+        let runtime = runtime()?;
+        let setup = Supervised {
+            child: Some(Child::Plain(prepared)),
+            ..self.supervised(real_path.clone(), nofile, settings, terminal)
+        };
+        let sockets = Sockets {
+            proxy: listener,
+            strict: None,
+        };
+        Ok((setup, sockets, signals, runtime, plain))
     }
+
+    /// The async half's state, without its child yet.
+    fn supervised(
+        &self,
+        real_path: PathBuf,
+        nofile: Option<(u64, u64)>,
+        settings: Settings,
+        terminal: Option<Terminal>,
+    ) -> Supervised<'a> {
+        Supervised {
+            inv: self.inv,
+            policy: self.split.policy,
+            real_path,
+            log: Arc::clone(self.log),
+            settings,
+            terminal,
+            nofile,
+            child: None,
+        }
+    }
+}
+
+/// A current-thread runtime: one thread starts fastest, and the spawn must
+/// stay on the main thread (see `sys::spawn`).
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .map_err(Failure::gate)
+}
+
+/// The isolated child's sockets as the gate uses them, by the layout.
+fn strict_sockets(layout: &strict::Layout, isolated: &Isolated) -> Result<Sockets, Failure> {
+    let tcp = |i: usize| -> Result<TcpListener, Failure> {
+        let fd = isolated
+            .tcp
+            .get(i)
+            .and_then(|fd| fd.try_clone().ok())
+            .ok_or_else(|| {
+                Failure::gate(anyhow::anyhow!(
+                    "strict mode: the namespace's socket {i} is missing"
+                ))
+            })?;
+        Ok(TcpListener::from(fd))
+    };
+    let udp = |i: usize| -> Result<UdpSocket, Failure> {
+        let fd = isolated
+            .udp
+            .get(i)
+            .and_then(|fd| fd.try_clone().ok())
+            .ok_or_else(|| {
+                Failure::gate(anyhow::anyhow!(
+                    "strict mode: the namespace's socket {i} is missing"
+                ))
+            })?;
+        Ok(UdpSocket::from(fd))
+    };
+    Ok(Sockets {
+        proxy: tcp(layout.proxy)?,
+        strict: Some(StrictSockets {
+            transparent: layout.transparent.clone().map(tcp).collect::<Result<_, _>>()?,
+            dns_tcp: layout.dns_tcp.clone().map(tcp).collect::<Result<_, _>>()?,
+            dns_udp: layout.dns_udp.clone().map(udp).collect::<Result<_, _>>()?,
+            quic: layout.quic.clone().map(udp).collect::<Result<_, _>>()?,
+        }),
+    })
 }
 
 /// Raises the descriptor soft limit to the hard limit; returns the original
@@ -225,80 +409,141 @@ fn check_recursion(inv: &Invocation, depth: u32) -> Result<u32, Failure> {
 struct Supervised<'a> {
     inv: &'a Invocation,
     policy: &'static ToolPolicy,
-    env: &'a Env,
     real_path: PathBuf,
-    real_id: FileId,
-    depth: u32,
     log: Arc<AuditLog>,
-    /// cli-guard binaries the child's own lookups must skip.
-    skip: Vec<FileId>,
+    settings: Settings,
+    terminal: Option<Terminal>,
     /// The descriptor limit as the shim found it, restored for the child.
     nofile: Option<(u64, u64)>,
-    settings: Settings,
-    /// The URL the child gets, credential included. Never logged.
-    proxy_url: String,
+    /// The tool, ready to run.
+    child: Option<Child>,
 }
 
 impl Supervised<'_> {
-    /// Starts the proxy, runs the child, forwards signals until it exits,
-    /// then stops the proxy. Returns the exit and the proxy's tallies.
-    async fn supervise(self, listener: TcpListener, signals: SignalFd) -> (Result<Exit, Failure>, Summary) {
-        let gate = Arc::new(Gate::new(
-            self.policy,
-            Arc::clone(&self.log),
-            self.settings.clone(),
-        ));
+    /// Starts the gate, runs the child, forwards signals until it exits,
+    /// then stops the gate. Returns the exit and the gate's tallies.
+    async fn supervise(mut self, sockets: Sockets, signals: SignalFd) -> (Result<Exit, Failure>, Summary) {
+        let mut gate = Gate::new(self.policy, Arc::clone(&self.log), self.settings.clone());
+        let pool = Arc::new(Pool::new());
+        if sockets.strict.is_some() {
+            gate = gate.with_pool(Arc::clone(&pool));
+        }
+        let gate = Arc::new(gate);
         let (stop_tx, stop_rx) = oneshot::channel();
-        let listener = match tokio::net::TcpListener::from_std(listener) {
-            Ok(listener) => listener,
+        let (done_tx, done_rx) = watch::channel(false);
+        let mut helpers = tokio::task::JoinSet::new();
+        let served = serve_sockets(sockets, &gate, &pool, &done_rx, &mut helpers);
+        let (proxy, transparent) = match served {
+            Ok(served) => served,
             Err(e) => {
                 let failure = Failure::gate(anyhow::Error::new(e).context("cannot start the proxy"));
                 return (Err(failure), gate.summary());
             }
         };
-        let proxy_task = tokio::spawn(gate::serve(listener, Arc::clone(&gate), stop_rx));
+        let proxy_task = tokio::spawn(gate::serve_with_transparent(
+            proxy,
+            transparent,
+            Arc::clone(&gate),
+            stop_rx,
+        ));
         let outcome = self.run_child(signals).await;
         let _ = stop_tx.send(());
+        let _ = done_tx.send(true);
         let _ = proxy_task.await;
+        while helpers.join_next().await.is_some() {}
         (outcome, gate.summary())
     }
 
-    async fn run_child(&self, signals: SignalFd) -> Result<Exit, Failure> {
+    async fn run_child(&mut self, signals: SignalFd) -> Result<Exit, Failure> {
         let signals = signal::watch(signals)
             .map_err(|e| Failure::gate(anyhow::Error::new(e).context("cannot watch signals")))?;
-        let terminal = Terminal::open();
-        let marks = ChildMarks {
-            proxy_url: &self.proxy_url,
-            audit_id: self.log.audit_id(),
-            depth: self.depth,
-            skip: &skip_var(&self.skip),
-            real_tool: &self.real_id.to_var(),
+        let child = self
+            .child
+            .take()
+            .ok_or_else(|| Failure::gate(anyhow::anyhow!("the tool was already started")))?;
+        let terminal = self.terminal.as_ref();
+        // The spawn (or the go) runs here, on the main thread (the runtime
+        // is current-thread): PR_SET_PDEATHSIG fires when the parent
+        // *thread* exits, not the process, so spawning from a short-lived
+        // thread would kill the tool when that thread ends. `spawn` and
+        // `spawn_isolated` refuse any other thread.
+        let (pid, took_terminal) = match child {
+            Child::Plain(prepared) => {
+                let steps = spawn::Steps {
+                    terminal: terminal.map(Terminal::handoff),
+                    nofile: self.nofile,
+                    parent: nix::unistd::getpid(),
+                };
+                let spawned = spawn::spawn(&prepared, steps)
+                    .map_err(|e| spawn_failure(self.inv, &self.real_path, &e))?;
+                (spawned.pid, spawned.took_terminal)
+            }
+            Child::Isolated(isolated) => {
+                let pid = isolated.child;
+                isolated
+                    .go
+                    .start()
+                    .map_err(|e| spawn_failure(self.inv, &self.real_path, &e))?;
+                (pid, terminal.is_some_and(|t| t.foreground() == Some(pid)))
+            }
         };
-        let env = child_env::for_child(self.env, self.inv.policy, marks);
-        let argv: Vec<&OsStr> = std::iter::once(&self.inv.argv0)
-            .chain(&self.inv.args)
-            .map(OsString::as_os_str)
-            .collect();
-        // The spawn runs here, on the main thread (the runtime is
-        // current-thread): PR_SET_PDEATHSIG fires when the parent *thread*
-        // exits, not the process, so spawning from a short-lived thread
-        // would kill the tool when that thread ends. `spawn` refuses any
-        // other thread.
-        let steps = spawn::Steps {
-            terminal: terminal.as_ref().map(Terminal::handoff),
-            nofile: self.nofile,
-            parent: nix::unistd::getpid(),
-        };
-        let child = spawn::Prepared::new(self.real_path.as_os_str(), &argv, &env)
-            .and_then(|prepared| spawn::spawn(&prepared, steps))
-            .map_err(|e| spawn_failure(self.inv, &self.real_path, &e))?;
         // Dropped on every way out of here, which gives the terminal back
         // to the shim's group if the tool's held it.
-        let mut job = Job::new(child.pid, terminal.as_ref(), child.took_terminal);
+        let mut job = Job::new(pid, terminal, took_terminal);
         wait_forwarding(&signals, &mut job)
             .await
             .map_err(|e| Failure::gate(anyhow::Error::new(e).context("lost track of the child")))
     }
+}
+
+/// Starts what serves the gate's sockets besides the proxy's listener (DNS,
+/// QUIC's refusal) as tasks that end when `done` is raised, and returns the
+/// proxy's listener and the transparent ones, ready for the accept loop.
+fn serve_sockets(
+    sockets: Sockets,
+    gate: &Arc<Gate>,
+    pool: &Arc<Pool>,
+    done: &watch::Receiver<bool>,
+    helpers: &mut tokio::task::JoinSet<()>,
+) -> std::io::Result<(tokio::net::TcpListener, Vec<tokio::net::TcpListener>)> {
+    let proxy = tokio::net::TcpListener::from_std(sockets.proxy)?;
+    let Some(strict) = sockets.strict else {
+        return Ok((proxy, Vec::new()));
+    };
+    let stopped = |done: &watch::Receiver<bool>| {
+        let mut done = done.clone();
+        async move {
+            let _ = done.wait_for(|done| *done).await;
+        }
+    };
+    for socket in strict.dns_udp {
+        let socket = tokio::net::UdpSocket::from_std(socket)?;
+        helpers.spawn(gate::serve_dns_udp(
+            socket,
+            Arc::clone(gate),
+            Arc::clone(pool),
+            stopped(done),
+        ));
+    }
+    for listener in strict.dns_tcp {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        helpers.spawn(gate::serve_dns_tcp(
+            listener,
+            Arc::clone(gate),
+            Arc::clone(pool),
+            stopped(done),
+        ));
+    }
+    for socket in strict.quic {
+        let socket = tokio::net::UdpSocket::from_std(socket)?;
+        helpers.spawn(gate::refuse_quic(socket, Arc::clone(gate), stopped(done)));
+    }
+    let transparent = strict
+        .transparent
+        .into_iter()
+        .map(tokio::net::TcpListener::from_std)
+        .collect::<std::io::Result<_>>()?;
+    Ok((proxy, transparent))
 }
 
 /// The invocation's one `end` row: how it ended, the gate's tallies.
@@ -314,7 +559,8 @@ fn write_end(log: &AuditLog, started: Instant, outcome: &Result<Exit, Failure>, 
         duration_ms: Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)),
         allowed: summary.allowed,
         denied: summary.denied,
-        suppressed: summary.suppressed,
+        // Strangers past their row cap, and DNS queries past theirs.
+        suppressed: summary.suppressed + summary.queries_suppressed,
         error,
     }));
 }

@@ -168,7 +168,8 @@ impl Terminal {
         (self.tty.as_fd(), self.shim_group)
     }
 
-    fn foreground(&self) -> Option<Pid> {
+    /// The terminal's foreground process group.
+    pub fn foreground(&self) -> Option<Pid> {
         tcgetpgrp(&self.tty).ok()
     }
 

@@ -229,7 +229,10 @@ mod tests {
         assert_eq!(Setting::parse(Some("require")), Ok(Setting::Require));
         assert_eq!(Setting::parse(Some("off")), Ok(Setting::Off));
         let err = Setting::parse(Some("yes")).unwrap_err();
-        assert!(err.contains("auto") && err.contains("require") && err.contains("off"), "{err}");
+        assert!(
+            err.contains("auto") && err.contains("require") && err.contains("off"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -239,8 +242,12 @@ mod tests {
         let Plan::Plain(Isolation::None { reason }) = plan(&split("npm", &["test"]), Setting::Auto) else {
             panic!("npm test is not isolated");
         };
-        assert!(reason.contains("npm test") && reason.contains("project's own code"), "{reason}");
-        let Plan::Plain(Isolation::None { reason }) = plan(&split("aws", &["s3", "ls"]), Setting::Require) else {
+        assert!(
+            reason.contains("npm test") && reason.contains("project's own code"),
+            "{reason}"
+        );
+        let Plan::Plain(Isolation::None { reason }) = plan(&split("aws", &["s3", "ls"]), Setting::Require)
+        else {
             panic!("observe-mode tools are never isolated");
         };
         assert!(reason.contains("observe-mode"), "{reason}");
@@ -261,7 +268,10 @@ mod tests {
         assert_eq!(none.label(), "none");
         assert!(none.reason().is_some_and(|r| r.contains("ENOSPC")), "{none:?}");
         let fatal = fallback(&error, Setting::Require, false).unwrap_err();
-        assert!(fatal.contains("CLI_GUARD_STRICT=require") && fatal.contains("doctor"), "{fatal}");
+        assert!(
+            fatal.contains("CLI_GUARD_STRICT=require") && fatal.contains("doctor"),
+            "{fatal}"
+        );
         // Inside an enclosing namespace, the outer gate still holds.
         assert_eq!(fallback(&error, Setting::Require, true), Ok(Isolation::Netns));
         assert!(fallback_warning("npm", &error).contains("doctor"));
@@ -275,7 +285,9 @@ mod tests {
         let tcp = &layout.sockets.tcp_listen;
         assert_eq!(tcp[layout.proxy], PROXY_IN_NAMESPACE);
         assert_eq!(layout.transparent.len(), 14, "each port on both families");
-        assert!(tcp[layout.transparent.clone()].iter().any(|a| a.port() == 443 && a.is_ipv6()));
+        assert!(tcp[layout.transparent.clone()]
+            .iter()
+            .any(|a| a.port() == 443 && a.is_ipv6()));
         assert!(tcp[layout.dns_tcp.clone()].iter().all(|a| a.port() == 53));
         let udp = &layout.sockets.udp_bind;
         assert!(udp[layout.dns_udp.clone()].iter().all(|a| a.port() == 53));
