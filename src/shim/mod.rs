@@ -91,7 +91,7 @@ pub fn run(inv: Invocation, env: &Env) -> Result<Exit, Failure> {
         parent_audit_id,
         tool: inv.policy.name.to_string(),
         mode: Some(split.mode),
-        subcommand: split.subcommand.clone(),
+        subcommand: logged_subcommand(inv.policy.name, split.subcommand.as_deref()),
         argv,
         argv_redacted,
         cwd: std::env::current_dir()
@@ -123,6 +123,18 @@ pub fn run(inv: Invocation, env: &Env) -> Result<Exit, Failure> {
     write_end(&log, started, &outcome, &summary);
     summary::print_denials(inv.policy, &summary, log.audit_id());
     outcome
+}
+
+/// The subcommand as the start row records it: a word (a script, say, is
+/// not one: `cli-guard run --as npm -- sh -c '…'`), masked like argv.
+fn logged_subcommand(tool: &str, subcommand: Option<&str>) -> Option<String> {
+    let word = subcommand.filter(|s| {
+        (1..=64).contains(&s.len())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '+' | '@' | '/'))
+    })?;
+    let (masked, _) = audit::redact_argv(tool, &[word.to_string()]);
+    masked.into_iter().next()
 }
 
 /// An invocation about to be guarded: what [`Started::guarded`] needs to put
@@ -563,4 +575,22 @@ fn write_end(log: &AuditLog, started: Instant, outcome: &Result<Exit, Failure>, 
         suppressed: summary.suppressed + summary.queries_suppressed,
         error,
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_logged_subcommand_is_a_word_and_masked() {
+        assert_eq!(
+            logged_subcommand("npm", Some("install")),
+            Some("install".to_string())
+        );
+        assert_eq!(logged_subcommand("npm", Some("echo $HOME; curl x")), None);
+        assert_eq!(logged_subcommand("npm", Some("")), None);
+        assert_eq!(logged_subcommand("npm", None), None);
+        let token = "ghp_abcdefghijklmnopqrstuvwxyz0123456789";
+        assert_eq!(logged_subcommand("gh", Some(token)), Some("***".to_string()));
+    }
 }
