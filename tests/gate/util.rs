@@ -473,12 +473,19 @@ impl Gate {
 
     /// A command for `program` with a clean, private environment: only PATH,
     /// HOME and CLI_GUARD_AUDIT_LOG, so nothing from the machine leaks in.
+    ///
+    /// These tests drive the plain proxy from outside, as a client on the
+    /// host's loopback (the fake tool publishes the URL it was given), so
+    /// they run with `CLI_GUARD_STRICT=off`: in strict mode that listener is
+    /// inside the tool's namespace, out of the test's reach. Strict mode has
+    /// its own tests (`strict`), which set it back with [`Gate::strict`].
     pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
         let mut cmd = command(program);
         cmd.env_clear()
             .env("PATH", self.path_var())
             .env("HOME", &self.home)
             .env("CLI_GUARD_AUDIT_LOG", &self.audit)
+            .env("CLI_GUARD_STRICT", "off")
             .current_dir(&self.work)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
