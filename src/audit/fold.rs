@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{BufRead, BufReader};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -476,7 +477,7 @@ pub fn parse_since(arg: &str, now: std::time::SystemTime) -> Result<String, Stri
 /// record and `bad` for each line that is not one.
 pub fn read_files(
     files: &[PathBuf],
-    mut record: impl FnMut(Row),
+    mut record: impl FnMut(Row) -> ControlFlow<()>,
     mut bad: impl FnMut(BadLine),
 ) -> std::io::Result<()> {
     for path in files {
@@ -485,24 +486,33 @@ pub fn read_files(
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
         };
+        let mut stopped = false;
         read_stream(
             path,
             &mut BufReader::with_capacity(64 * 1024, file),
             0,
-            &mut record,
+            &mut |row| {
+                let flow = record(row);
+                stopped = flow.is_break();
+                flow
+            },
             &mut bad,
         )?;
+        if stopped {
+            break;
+        }
     }
     Ok(())
 }
 
 /// Reads complete lines from `reader` (a partial last line is left for the
-/// caller, for `--follow`); returns how many lines it read.
+/// caller, for `--follow`) until `record` says stop; returns how many lines
+/// it read.
 pub fn read_stream(
     path: &Path,
     reader: &mut impl BufRead,
     first_line: u64,
-    record: &mut impl FnMut(Row),
+    record: &mut impl FnMut(Row) -> ControlFlow<()>,
     bad: &mut impl FnMut(BadLine),
 ) -> std::io::Result<u64> {
     let mut line = Vec::with_capacity(512);
@@ -518,7 +528,11 @@ pub fn read_stream(
             continue;
         }
         match parse_line(content) {
-            Ok(row) => record(row),
+            Ok(row) => {
+                if record(row).is_break() {
+                    return Ok(n - first_line);
+                }
+            }
             Err(why) => bad(BadLine {
                 file: path.to_path_buf(),
                 line: n,
@@ -834,6 +848,28 @@ mod tests {
     }
 
     #[test]
+    fn reading_stops_where_the_consumer_says_so() {
+        let line = "{\"ts\":\"t\",\"kind\":\"start\",\"audit_id\":\"a\"}\n";
+        let data = line.repeat(5);
+        let mut seen = 0;
+        let n = read_stream(
+            Path::new("log"),
+            &mut data.as_bytes(),
+            0,
+            &mut |_| {
+                seen += 1;
+                match seen {
+                    2 => ControlFlow::Break(()),
+                    _ => ControlFlow::Continue(()),
+                }
+            },
+            &mut |_| {},
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((seen, n), (2, 2), "no line is read past the stop");
+    }
+
+    #[test]
     fn bad_lines_are_reported_with_their_number_and_skipped() {
         let data = b"{\"ts\":\"t\",\"kind\":\"start\",\"audit_id\":\"a\"}\n{\"ts\":\"t\",\"kind\":\"eg\ngarbage\n\xff\xfe\n{\"other\":\"json\"}\n\n{\"ts\":\"t\",\"kind\":\"end\",\"audit_id\":\"a\"}\n";
         let mut records = Vec::new();
@@ -842,7 +878,10 @@ mod tests {
             Path::new("log"),
             &mut &data[..],
             0,
-            &mut |r| records.push(r),
+            &mut |r| {
+                records.push(r);
+                ControlFlow::Continue(())
+            },
             &mut |b| bad.push(b),
         )
         .unwrap_or_else(|e| panic!("{e}"));

@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 use std::io::Write;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -70,7 +71,15 @@ pub fn show(opts: &ShowOptions) -> Result<(), ShowError> {
     let mut bad = BadLines::default();
     if let Some(tool) = &opts.suggest {
         let mut gathered = Gathered::new(tool);
-        read_files(&files, |r| gathered.push(&r), |b| bad.report(b)).map_err(ShowError::Read)?;
+        read_files(
+            &files,
+            |r| {
+                gathered.push(&r);
+                ControlFlow::Continue(())
+            },
+            |b| bad.report(b),
+        )
+        .map_err(ShowError::Read)?;
         bad.finish();
         print!("{}", suggest::render(&gathered));
         return Ok(());
@@ -85,8 +94,13 @@ pub fn show(opts: &ShowOptions) -> Result<(), ShowError> {
         return follow(path, folder, out, bad);
     }
     read_files(&files, |r| out.take(folder.push(r)), |b| bad.report(b)).map_err(ShowError::Read)?;
-    out.take(folder.finish());
-    out.flush_last();
+    if out.closed {
+        // Whoever read stdout has gone: nothing more to say, on stderr either.
+        return Ok(());
+    }
+    if out.take(folder.finish()).is_continue() {
+        out.flush_last();
+    }
     bad.finish();
     Ok(())
 }
@@ -114,7 +128,9 @@ impl Output {
         }
     }
 
-    fn take(&mut self, done: Vec<Invocation>) {
+    /// Takes finished invocations; `Break` once stdout has closed, so the
+    /// reader stops there (`cli-guard audit | head` reads no further).
+    fn take(&mut self, done: Vec<Invocation>) -> ControlFlow<()> {
         for tree in done {
             // JSON is one flat object per invocation, selected on its own;
             // the text view shows trees.
@@ -126,6 +142,10 @@ impl Output {
             for inv in shown {
                 self.hold_or_print(inv);
             }
+        }
+        match self.closed {
+            true => ControlFlow::Break(()),
+            false => ControlFlow::Continue(()),
         }
     }
 

@@ -2,6 +2,7 @@
 //! across rotations; a row still being written waits for its newline.
 
 use std::fs::File;
+use std::ops::ControlFlow;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -31,7 +32,12 @@ impl Tail {
 
     /// Reads what has been appended, in bounded chunks, folding whole lines
     /// as it goes; a row still being written waits in `partial`.
-    pub fn read(&mut self, path: &Path, record: &mut impl FnMut(Row), bad: &mut impl FnMut(BadLine)) {
+    pub fn read(
+        &mut self,
+        path: &Path,
+        record: &mut impl FnMut(Row) -> ControlFlow<()>,
+        bad: &mut impl FnMut(BadLine),
+    ) {
         let Some((file, _)) = self.file.as_mut() else {
             *self = Tail::open(path);
             return;
@@ -94,9 +100,14 @@ mod tests {
     /// numbers.
     fn read(tail: &mut Tail, path: &Path) -> (Vec<String>, Vec<u64>) {
         let (mut ids, mut bad) = (Vec::new(), Vec::new());
-        tail.read(path, &mut |r: Row| ids.push(r.audit_id), &mut |b: BadLine| {
-            bad.push(b.line)
-        });
+        tail.read(
+            path,
+            &mut |r: Row| {
+                ids.push(r.audit_id);
+                ControlFlow::Continue(())
+            },
+            &mut |b: BadLine| bad.push(b.line),
+        );
         (ids, bad)
     }
 
