@@ -5,11 +5,12 @@
 //! - `cli/`: dispatch on `argv[0]`; one file per `cli-guard` subcommand, one parser.
 //! - `env`: every environment variable cli-guard reads, read once.
 //! - `policy/`: the pinned table, name and port matching, address ranges: deny or not.
-//! - `gate/`: the CONNECT proxy: accept loop, one handler per connection, dial, relay.
+//! - `gate/`: the CONNECT proxy (accept loop, one handler per connection, dial, relay)
+//!   and strict mode's DNS responder and transparent path.
 //! - `credential`: the per-invocation proxy credential: mint, forms, compare, scrub.
 //! - `audit/`: the records (written and read by one schema), the writer, the reader.
-//! - `shim/`: one guarded invocation: find the tool, run it behind the gate, exit.
-//! - `sys/`: the Linux-only primitives: pipes and splice, signalfd, the spawn.
+//! - `shim/`: one guarded invocation: find the tool, isolate it (strict mode), run it behind the gate.
+//! - `sys/`: the Linux-only primitives: pipes and splice, signalfd, the spawn, the namespaces.
 //! - `exit`: exit codes and passing a child's death by signal on.
 //!
 //! The items re-exported below are the surface that `main`, the fuzz

@@ -5,11 +5,16 @@
 //! makes its environment, [`signals`] forwards signals, [`summary`] prints
 //! the refusals, and the gate itself is `crate::gate`.
 //!
-//! Order matters and fails closed: the audit `start` row and the proxy's
-//! listener exist before the child does; if the listener, the credential,
-//! signal handling or the runtime cannot be set up, the tool is not run
-//! (exit 125). Every invocation that wrote a `start` row writes exactly one
-//! `end` row, on one path: [`run`] after [`guarded`] returns.
+//! Order matters and fails closed: the gate's sockets and the audit `start`
+//! row exist before the tool runs; if the listener, the credential, signal
+//! handling or the runtime cannot be set up, the tool is not run (exit
+//! 125). A strict invocation ([`strict`]) first makes the tool's process
+//! inside a network namespace that holds the gate's sockets (`sys::netns`),
+//! which waits there until the `start` row, with its `isolation`, is
+//! written; where the kernel refuses, the tool runs behind the plain proxy
+//! instead, and the row says why. Every invocation writes exactly one
+//! `start` and one `end` row, each on one path: [`Started::write_start`]
+//! and [`run`]'s `write_end`.
 
 mod child_env;
 mod hand_through;
