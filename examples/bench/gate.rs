@@ -1,6 +1,8 @@
 //! The gate: one guarded invocation, `cli-guard run --as npm -- holder.sh`,
 //! where the holder publishes the proxy URL it was given and waits for a
-//! stop file.
+//! stop file. It runs the plain proxy (`CLI_GUARD_STRICT=off`), whose
+//! listener the benchmark's clients reach from the host. Also the command
+//! line and proxy URL helpers that section 6's guarded client shares.
 
 use std::fs;
 use std::net::SocketAddr;

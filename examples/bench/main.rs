@@ -2,7 +2,7 @@
 //! user would otherwise have in its place, in one run on one machine.
 //!
 //! ```sh
-//! cargo run --release --example bench                  # the full run (about 70 s)
+//! cargo run --release --example bench                  # the full run (about 100 s)
 //! cargo run --release --example bench -- --quick       # a smoke run with small sizes
 //! cargo run --release --example bench -- --only scale  # one section
 //! cargo run --release --example bench -- --only strict # strict mode beside the plain proxy

@@ -1,7 +1,10 @@
 //! Section 1, start-up: a trivial real `npm` (a copy of /bin/true) run
 //! directly, vs through the shim, vs `cli-guard --version`: wall time from
 //! spawn to reap, and peak RSS from separate runs spawned by this executable
-//! in its `--peak-rss` mode (see `startup` for why).
+//! in its `--peak-rss` mode (see `startup` for why). The shim runs the plain
+//! proxy (`CLI_GUARD_STRICT=off`; section 6 measures strict mode), and
+//! section 6 starts its own trivial `npm` through the same [`ShimDir`] and
+//! [`Spawner`].
 
 use std::fmt::Write as _;
 use std::fs;
