@@ -1,6 +1,8 @@
 //! The gate: one guarded invocation, `cli-guard run --as npm -- holder.sh`,
 //! where the holder publishes the proxy URL it was given and waits for a
-//! stop file.
+//! stop file. It runs the plain proxy (`CLI_GUARD_STRICT=off`), whose
+//! listener the benchmark's clients reach from the host. Also the command
+//! line and proxy URL helpers that section 6's guarded client shares.
 
 use std::fs;
 use std::net::SocketAddr;
@@ -34,6 +36,57 @@ pub(crate) fn write_holder(work: &Path) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// `cli-guard run --as npm --`, to be followed by the tool and its
+/// arguments: a clean environment, the audit log at `audit_log`, the
+/// allowed host resolved to `sink`, and `CLI_GUARD_STRICT` set to `strict`.
+pub(crate) fn guarded_command(
+    b: &Bench,
+    home: &Path,
+    audit_log: &Path,
+    sink: SocketAddr,
+    strict: &str,
+) -> Command {
+    let mut cmd = Command::new(&b.bin);
+    cmd.args(["run", "--as", TOOL, "--"])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", home)
+        .env("CLI_GUARD_AUDIT_LOG", audit_log)
+        .env("CLI_GUARD_RESOLVE", format!("{ALLOWED}={sink}"))
+        .env("CLI_GUARD_STRICT", strict)
+        .stderr(Stdio::inherit());
+    cmd
+}
+
+/// The proxy address and the `Proxy-Authorization` value in a gate's
+/// `HTTPS_PROXY` (`http://cli-guard:TOKEN@HOST:PORT`).
+pub(crate) fn parse_proxy_url(url: &str) -> Result<(SocketAddr, String)> {
+    let (userinfo, hostport) = url
+        .trim()
+        .strip_prefix("http://")
+        .and_then(|rest| rest.rsplit_once('@'))
+        .with_context(|| format!("unexpected proxy URL {url:?}"))?;
+    let proxy = hostport
+        .trim_end_matches('/')
+        .parse()
+        .with_context(|| format!("unexpected proxy address in {url:?}"))?;
+    Ok((proxy, format!("Basic {}", cli_guard::base64(userinfo.as_bytes()))))
+}
+
+/// `CONNECT registry.npmjs.org:443` through the proxy at `proxy`.
+pub(crate) fn connect_target(name: &str, proxy: SocketAddr, authorization: &str) -> Target {
+    Target {
+        name: name.into(),
+        dial: proxy,
+        request: Some(
+            format!(
+                "CONNECT {ALLOWED} HTTP/1.1\r\nHost: {ALLOWED}\r\nProxy-Authorization: {authorization}\r\n\r\n"
+            )
+            .into_bytes(),
+        ),
+    }
+}
+
 /// One guarded invocation, `cli-guard run --as npm -- holder.sh`, held open
 /// until `stop`.
 pub(crate) struct Gate {
@@ -55,19 +108,15 @@ impl Gate {
         fs::create_dir_all(&dir)?;
         let url_file = dir.join("proxy-url");
         let stop_file = dir.join("stop");
-        let mut cmd = Command::new(&b.bin);
-        cmd.args(["run", "--as", TOOL, "--"])
-            .arg(&b.holder)
+        // The plain proxy: these sections drive its listener from the host,
+        // which a strict invocation's listener (in the tool's namespace)
+        // cannot be reached from. Section 6 measures strict mode.
+        let mut cmd = guarded_command(b, &dir, audit_log, sink, "off");
+        cmd.arg(&b.holder)
             .arg(&url_file)
             .arg(&stop_file)
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("HOME", &dir)
-            .env("CLI_GUARD_AUDIT_LOG", audit_log)
-            .env("CLI_GUARD_RESOLVE", format!("{ALLOWED}={sink}"))
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stdout(Stdio::null());
         let mut proc = Proc::spawn(cmd, &format!("cli-guard ({label})"), nofile)?;
         let until = Instant::now() + PROC_LIMIT;
         let url = loop {
@@ -81,17 +130,11 @@ impl Gate {
             );
             thread::sleep(Duration::from_millis(5));
         };
-        let (userinfo, hostport) = url
-            .trim()
-            .strip_prefix("http://")
-            .and_then(|rest| rest.rsplit_once('@'))
-            .with_context(|| format!("unexpected proxy URL {url:?}"))?;
+        let (proxy, authorization) = parse_proxy_url(&url)?;
         Ok(Gate {
             proc,
-            proxy: hostport
-                .parse()
-                .with_context(|| format!("unexpected proxy address in {url:?}"))?,
-            authorization: format!("Basic {}", cli_guard::base64(userinfo.as_bytes())),
+            proxy,
+            authorization,
             stop_file,
         })
     }
@@ -101,17 +144,7 @@ impl Gate {
     }
 
     pub(crate) fn target(&self, name: &str) -> Target {
-        Target {
-            name: name.into(),
-            dial: self.proxy,
-            request: Some(
-                format!(
-                    "CONNECT {ALLOWED} HTTP/1.1\r\nHost: {ALLOWED}\r\nProxy-Authorization: {}\r\n\r\n",
-                    self.authorization
-                )
-                .into_bytes(),
-            ),
-        }
+        connect_target(name, self.proxy, &self.authorization)
     }
 
     /// Tells the holder to exit and waits for the gate to finish.

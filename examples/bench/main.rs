@@ -2,9 +2,10 @@
 //! user would otherwise have in its place, in one run on one machine.
 //!
 //! ```sh
-//! cargo run --release --example bench                  # the full run (about 70 s)
+//! cargo run --release --example bench                  # the full run (about 100 s)
 //! cargo run --release --example bench -- --quick       # a smoke run with small sizes
 //! cargo run --release --example bench -- --only scale  # one section
+//! cargo run --release --example bench -- --only strict # strict mode beside the plain proxy
 //! ```
 //!
 //! It drives the real release binary, `target/release/cli-guard` (found next
@@ -17,6 +18,9 @@
 //! loopback sink (a thread here that reads and discards). squid and tinyproxy
 //! are started with configs written to a temp dir, listening on 127.0.0.1
 //! only, and get `CONNECT 127.0.0.1:SINK`. Everything stays on loopback.
+//! Sections 1 to 5 run the plain proxy (`CLI_GUARD_STRICT=off`: their clients
+//! are on the host, and a strict gate's listener is inside the tool's
+//! network namespace); section 6 sets strict mode beside it.
 //!
 //! Sections (`--only NAME`), each interleaving its contenders round by round
 //! so that machine drift falls on all of them alike:
@@ -36,6 +40,15 @@
 //!    cannot be raised that far, it holds what fits and extrapolates.
 //! 5. `audit`: section 3's measurements for cli-guard with its audit log on a
 //!    real file vs on /dev/null (rows still built, never stored).
+//! 6. `strict`: strict mode (`CLI_GUARD_STRICT=require`) vs the plain proxy
+//!    (`off`): start-up of `npm install`, direct vs plain shim vs strict
+//!    shim, then 500 strict start-ups in a row (first vs last 50); one
+//!    tunnel's throughput and the time to 200 from a client run as the tool
+//!    (this executable in its hidden `--guarded-client` mode, so that under
+//!    the strict gate it connects from inside the namespace): the plain
+//!    gate's host listener vs the in-namespace listener vs, for throughput,
+//!    the transparent path (a plain connect to the pool address the
+//!    namespace's DNS gave for registry.npmjs.org).
 //!
 //! It prints one table per section, each followed by how much CPU other
 //! processes on the machine took meanwhile (from /proc/stat, less this
@@ -47,10 +60,15 @@
 //! Layout (each file's top comment says more):
 //! - `main.rs`: this comment, the arguments and sizes, and the driver that
 //!   runs the sections in turn, prints their tables and writes the JSON.
-//! - `startup.rs`: section 1, and the hidden `--peak-rss` helper mode.
+//! - `startup.rs`: section 1, and the hidden `--peak-rss` helper mode; the
+//!   shim directory and the start-up spawner, which section 6 uses too.
 //! - `throughput.rs`: section 2.
 //! - `connect.rs`: sections 3 and 5, which share one pass of measurements.
 //! - `scale.rs`: section 4.
+//! - `strict.rs`: section 6.
+//! - `guarded.rs`: the hidden `--guarded-client` mode (the client run as the
+//!   tool under a gate, answering commands on stdin) and the benchmark's
+//!   handle on it.
 //! - `client.rs`: what a client dials and asks (`Target`), opening a tunnel
 //!   (blocking and async), and the order of the contenders in each round.
 //! - `sink.rs`: the loopback "upstream" every tunnel ends at.
@@ -65,6 +83,7 @@
 mod client;
 mod connect;
 mod gate;
+mod guarded;
 mod interference;
 mod machine;
 mod procs;
@@ -74,6 +93,7 @@ mod scale;
 mod sink;
 mod startup;
 mod stats;
+mod strict;
 mod throughput;
 
 use std::fs;
@@ -87,12 +107,14 @@ use serde_json::{json, Value};
 
 use connect::connect_section;
 use gate::write_holder;
+use guarded::{client_mode, CLIENT_ARG};
 use interference::{CpuSnapshot, Interference};
 use machine::{describe_machine, load_average, machine_line};
 use proxies::Competitor;
 use report::{targets_table, Verdict};
 use scale::scale;
 use startup::{peak_rss_helper, startup, PEAK_RSS_ARG};
+use strict::strict;
 use throughput::throughput;
 
 /// The name every gate runs as, and the host its allowlist lets through.
@@ -107,20 +129,29 @@ const PROC_LIMIT: Duration = Duration::from_secs(15);
 const USAGE: &str = "\
 usage: cargo run --release --example bench -- [--quick] [--json PATH] [--only SECTION] [--no-build]
 
-  --quick         small sizes, for a smoke run (64 MiB, 50 start-up runs, 1,000 idle tunnels)
+  --quick         small sizes, for a smoke run (64 MiB, 50 start-up runs, 1,000 idle tunnels,
+                  100 strict start-ups in a row)
   --json PATH     where to write the results (default: target/bench.json)
-  --only SECTION  run one section: startup, throughput, connect, scale or audit
+  --only SECTION  run one section: startup, throughput, connect, scale, audit or strict
   --no-build      measure target/release/cli-guard as it is (by default, when run
                   through cargo, it is rebuilt first so that a stale binary is never measured)
 ";
 
+/// A hidden mode of this executable, given the arguments after its flag.
+type HelperMode = fn(std::iter::Skip<std::env::Args>) -> Result<()>;
+
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
-    if args.next().as_deref() == Some(PEAK_RSS_ARG) {
-        return match peak_rss_helper(args) {
+    let helper: Option<(&str, HelperMode)> = match args.next().as_deref() {
+        Some(PEAK_RSS_ARG) => Some((PEAK_RSS_ARG, peak_rss_helper)),
+        Some(CLIENT_ARG) => Some((CLIENT_ARG, client_mode)),
+        _ => None,
+    };
+    if let Some((mode, helper)) = helper {
+        return match helper(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("bench {PEAK_RSS_ARG}: {e:#}");
+                eprintln!("bench {mode}: {e:#}");
                 ExitCode::FAILURE
             }
         };
@@ -144,15 +175,17 @@ enum Section {
     Connect,
     Scale,
     Audit,
+    Strict,
 }
 
 impl Section {
-    const ALL: [Section; 5] = [
+    const ALL: [Section; 6] = [
         Section::Startup,
         Section::Throughput,
         Section::Connect,
         Section::Scale,
         Section::Audit,
+        Section::Strict,
     ];
 
     fn name(self) -> &'static str {
@@ -162,6 +195,7 @@ impl Section {
             Section::Connect => "connect",
             Section::Scale => "scale",
             Section::Audit => "audit",
+            Section::Strict => "strict",
         }
     }
 }
@@ -223,6 +257,8 @@ struct Sizes {
     rate_round: Duration,
     idle_tunnels: usize,
     idle_probes: usize,
+    strict_chain_runs: usize,
+    strict_chain_block: usize,
 }
 
 impl Sizes {
@@ -240,6 +276,8 @@ impl Sizes {
                 rate_round: Duration::from_millis(500),
                 idle_tunnels: 1_000,
                 idle_probes: 50,
+                strict_chain_runs: 100,
+                strict_chain_block: 20,
             }
         } else {
             Sizes {
@@ -254,6 +292,8 @@ impl Sizes {
                 rate_round: Duration::from_secs(1),
                 idle_tunnels: 10_000,
                 idle_probes: 200,
+                strict_chain_runs: 500,
+                strict_chain_block: 50,
             }
         }
     }
@@ -269,6 +309,8 @@ impl Sizes {
             "rate_seconds": self.rate_round.as_secs_f64() * self.rate_rounds as f64,
             "idle_tunnels": self.idle_tunnels,
             "idle_probes": self.idle_probes,
+            "strict_in_a_row": self.strict_chain_runs,
+            "strict_in_a_row_block": self.strict_chain_block,
         })
     }
 }
@@ -380,6 +422,9 @@ fn run() -> Result<()> {
     drop(competitors);
     if opts.wants(Section::Scale) {
         outcomes.push(timed("scale", &mut others, || scale(&bench))?);
+    }
+    if opts.wants(Section::Strict) {
+        outcomes.push(timed("strict", &mut others, || strict(&bench))?);
     }
 
     let verdicts: Vec<&Verdict> = outcomes.iter().flat_map(|o| &o.verdicts).collect();

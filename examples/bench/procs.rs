@@ -1,11 +1,11 @@
-//! Child processes (the gates, squid, tinyproxy, the peak RSS helper): each
+//! Child processes (the gates, squid, tinyproxy, the helpers): each
 //! killed when dropped, or by the kernel if the benchmark dies first; and
 //! what /proc says about a process.
 
 use std::fs;
 use std::io;
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, ExitStatus};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -48,6 +48,12 @@ impl Proc {
             child,
             done: None,
         })
+    }
+
+    /// The pipes to the child's stdin and from its stdout, where the
+    /// command asked for them.
+    pub(crate) fn take_pipes(&mut self) -> (Option<ChildStdin>, Option<ChildStdout>) {
+        (self.child.stdin.take(), self.child.stdout.take())
     }
 
     pub(crate) fn pid(&self) -> i32 {

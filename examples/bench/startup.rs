@@ -1,14 +1,17 @@
 //! Section 1, start-up: a trivial real `npm` (a copy of /bin/true) run
 //! directly, vs through the shim, vs `cli-guard --version`: wall time from
 //! spawn to reap, and peak RSS from separate runs spawned by this executable
-//! in its `--peak-rss` mode (see `startup` for why).
+//! in its `--peak-rss` mode (see `startup` for why). The shim runs the plain
+//! proxy (`CLI_GUARD_STRICT=off`; section 6 measures strict mode), and
+//! section 6 starts its own trivial `npm` through the same [`ShimDir`] and
+//! [`Spawner`].
 
 use std::fmt::Write as _;
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{mpsc, Arc};
@@ -32,35 +35,65 @@ const RSS_RUNS: usize = 20;
 /// The hidden mode in which this executable measures one program's peak RSS.
 pub(crate) const PEAK_RSS_ARG: &str = "--peak-rss";
 
-pub(crate) fn startup(b: &Bench) -> Result<Outcome> {
-    let dir = b.work.join("startup");
-    let real = dir.join("real");
-    let shims = dir.join("shims");
-    fs::create_dir_all(&real)?;
-    fs::create_dir_all(&shims)?;
-    let real_tool = real.join(TOOL);
-    fs::copy("/bin/true", &real_tool).context("cannot copy /bin/true")?;
-    fs::set_permissions(&real_tool, fs::Permissions::from_mode(0o755))?;
-    let shim = shims.join(TOOL);
-    std::os::unix::fs::symlink(&b.bin, &shim)?;
-    let audit = dir.join("audit.jsonl");
-    let path_var = format!("{}:{}:/usr/bin:/bin", shims.display(), real.display());
-    let command = |program: &Path, args: &[&str]| {
+/// A trivial real `npm` (a copy of /bin/true) and a shim symlink
+/// `npm -> cli-guard` in front of it on PATH, with an audit log of their own.
+pub(crate) struct ShimDir {
+    dir: PathBuf,
+    pub(crate) real_tool: PathBuf,
+    pub(crate) shim: PathBuf,
+    pub(crate) audit: PathBuf,
+    path_var: String,
+}
+
+impl ShimDir {
+    pub(crate) fn create(b: &Bench, name: &str) -> Result<ShimDir> {
+        let dir = b.work.join(name);
+        let real = dir.join("real");
+        let shims = dir.join("shims");
+        fs::create_dir_all(&real)?;
+        fs::create_dir_all(&shims)?;
+        let real_tool = real.join(TOOL);
+        fs::copy("/bin/true", &real_tool).context("cannot copy /bin/true")?;
+        fs::set_permissions(&real_tool, fs::Permissions::from_mode(0o755))?;
+        let shim = shims.join(TOOL);
+        std::os::unix::fs::symlink(&b.bin, &shim)?;
+        Ok(ShimDir {
+            audit: dir.join("audit.jsonl"),
+            path_var: format!("{}:{}:/usr/bin:/bin", shims.display(), real.display()),
+            dir,
+            real_tool,
+            shim,
+        })
+    }
+
+    /// `program args` in a clean environment with the shims first on PATH
+    /// and `CLI_GUARD_STRICT` set to `strict`.
+    pub(crate) fn command(&self, program: &Path, args: &[&str], strict: &str) -> Command {
         let mut cmd = Command::new(program);
         cmd.args(args)
             .env_clear()
-            .env("PATH", &path_var)
-            .env("HOME", &dir)
-            .env("CLI_GUARD_AUDIT_LOG", &audit)
+            .env("PATH", &self.path_var)
+            .env("HOME", &self.dir)
+            .env("CLI_GUARD_AUDIT_LOG", &self.audit)
+            .env("CLI_GUARD_STRICT", strict)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         cmd
-    };
+    }
+}
+
+pub(crate) fn startup(b: &Bench) -> Result<Outcome> {
+    let shims = ShimDir::create(b, "startup")?;
+    let dir = &shims.dir;
+    let (real_tool, shim) = (&shims.real_tool, &shims.shim);
+    // The plain shim: bare `npm` names no subcommand, which strict mode
+    // would isolate (enforced, failing safe); section 6 measures that.
+    let command = |program: &Path, args: &[&str]| shims.command(program, args, "off");
     let contenders: [(&str, &Path, &[&str]); 3] = [
-        ("npm, direct", &real_tool, &[]),
+        ("npm, direct", real_tool, &[]),
         ("cli-guard --version", &b.bin, &["--version"]),
-        ("npm, through the shim", &shim, &[]),
+        ("npm, through the shim", shim, &[]),
     ];
     let spawner = Spawner::new()?;
     let mut walls: [Vec<Duration>; 3] = Default::default();
@@ -95,7 +128,7 @@ pub(crate) fn startup(b: &Bench) -> Result<Outcome> {
         for (i, (name, program, args)) in contenders.iter().enumerate() {
             let mut cmd = command(&exe, &[PEAK_RSS_ARG]);
             cmd.arg(program).args(*args);
-            let (maxrss, helper) = peak_rss(cmd, &dir).with_context(|| format!("peak RSS of {name}"))?;
+            let (maxrss, helper) = peak_rss(cmd, dir).with_context(|| format!("peak RSS of {name}"))?;
             rss[i].push(maxrss);
             floor = floor.max(helper);
         }
@@ -177,16 +210,16 @@ pub(crate) fn startup(b: &Bench) -> Result<Outcome> {
 }
 
 /// One timed run: wall time from spawn to reap.
-struct TimedRun {
-    wall: Duration,
-    status: ExitStatus,
+pub(crate) struct TimedRun {
+    pub(crate) wall: Duration,
+    pub(crate) status: ExitStatus,
 }
 
 /// Spawns and reaps start-up runs on a thread of its own, so the main thread
 /// can give up on one that hangs (and kill it) without putting a poll loop
 /// inside the timed window. Commands are spawned without `pre_exec`, so std
 /// uses posix_spawn, as a shell would use fork+exec: the cheapest way in.
-struct Spawner {
+pub(crate) struct Spawner {
     jobs: Option<mpsc::Sender<Command>>,
     results: mpsc::Receiver<io::Result<TimedRun>>,
     current: Arc<AtomicI32>,
@@ -194,7 +227,7 @@ struct Spawner {
 }
 
 impl Spawner {
-    fn new() -> Result<Spawner> {
+    pub(crate) fn new() -> Result<Spawner> {
         let (job_tx, job_rx) = mpsc::channel::<Command>();
         let (result_tx, result_rx) = mpsc::channel();
         let current = Arc::new(AtomicI32::new(0));
@@ -217,7 +250,7 @@ impl Spawner {
         })
     }
 
-    fn run(&self, cmd: Command) -> Result<TimedRun> {
+    pub(crate) fn run(&self, cmd: Command) -> Result<TimedRun> {
         let program = cmd.get_program().to_string_lossy().into_owned();
         self.jobs
             .as_ref()
