@@ -2,16 +2,23 @@
 # install.sh: build cli-guard and put its shims in front of your tools.
 #
 #   ./install.sh [--prefix DIR] [--rc]     install (default prefix: ~/.local)
+#   sudo ./install.sh --prefix DIR --apparmor
+#                                          let DIR/bin/cli-guard make user namespaces
 #   ./install.sh [--prefix DIR] --uninstall
 #
 # POSIX sh. All logic is in functions and `main "$@"` is the last line, so a
 # truncated download runs nothing. Everything install creates is listed in
 # DIR/share/cli-guard/manifest; uninstall removes exactly that (and the one
 # line --rc added), and install never overwrites a file it did not create.
+#
+# CLI_GUARD_INSTALL_APPARMOR_DIR replaces /etc/apparmor.d, for the tests
+# only (tests/gate/install.rs), so that --apparmor can write into a
+# directory of theirs; nothing else reads it.
 set -eu
 
 PROG=install.sh
 RC_MARK='# added by cli-guard install.sh'
+APPARMOR_DIR=${CLI_GUARD_INSTALL_APPARMOR_DIR:-/etc/apparmor.d}
 
 say() {
     printf '%s: %s\n' "$PROG" "$*"
@@ -29,6 +36,7 @@ die() {
 usage() {
     cat <<EOF
 usage: $PROG [--prefix DIR] [--rc]
+       $PROG [--prefix DIR] --apparmor
        $PROG [--prefix DIR] --uninstall
 
 Builds cli-guard (cargo build --release --locked) and installs:
@@ -41,7 +49,13 @@ options:
   --prefix DIR   where to install (default: \$HOME/.local)
   --rc           also add that line to your shell's start-up file
                  (bash: ~/.bashrc, zsh: ~/.zshrc, fish: config.fish), once
+  --apparmor     after installing, as root: let DIR/bin/cli-guard make the user
+                 namespaces strict mode needs where AppArmor restricts them
+                 (Ubuntu 23.10 and later): writes $APPARMOR_DIR/cli-guard and
+                 loads it with apparmor_parser. Builds nothing; without
+                 AppArmor it is not needed and does nothing
   --uninstall    remove exactly what install put there, nothing else
+                 (the AppArmor profile too, when run as root)
   -h, --help     this help
 EOF
 }
@@ -261,10 +275,11 @@ install_all() {
 uninstall_all() {
     [ -f "$manifest" ] || die "nothing to uninstall: no manifest at $manifest (was cli-guard installed with --prefix $prefix?)"
     recorded=$(cat "$manifest")
+    remove_apparmor
     while IFS= read -r path; do
         [ -n "$path" ] || continue
         [ "$path" = "$manifest" ] && continue
-        case $path in dir:*) continue ;; esac
+        case $path in dir:* | apparmor:*) continue ;; esac
         if [ -L "$path" ]; then
             target=$(readlink "$path")
             if [ "$target" = "$bin_dir/cli-guard" ] || [ "$target" = cli-guard ]; then
@@ -278,7 +293,17 @@ uninstall_all() {
     done <<EOF
 $recorded
 EOF
-    rm -f "$manifest"
+    if [ -n "$apparmor_left" ]; then
+        # Keep listing what is left, for the uninstall as root.
+        {
+            printf '%s\n' "$recorded" | grep '^dir:' || true
+            printf '%s\n' "$apparmor_left" | sed '/^$/d'
+            printf '%s\n' "$manifest"
+        } >"$manifest.new"
+        mv -f "$manifest.new" "$manifest"
+    else
+        rm -f "$manifest"
+    fi
     rmdir "$shims_dir" "$share_dir" 2>/dev/null || true
     # The directories install created, deepest first, if nothing else is in them.
     printf '%s\n' "$recorded" | sed -n 's/^dir://p' | sort -r | while IFS= read -r dir; do
@@ -286,6 +311,92 @@ EOF
     done
     remove_rc_lines
     say "uninstalled cli-guard from $prefix"
+}
+
+# The AppArmor profile that lets the binary at $1 make user namespaces and
+# confines it in nothing else: the AppArmor 4 form Ubuntu 24.04 ships for
+# the programs that need them (chrome, for one).
+apparmor_profile() {
+    cat <<PROFILE
+# Written by cli-guard's install.sh --apparmor; removed by its --uninstall.
+# Lets cli-guard's strict mode make its user and network namespace where
+# kernel.apparmor_restrict_unprivileged_userns is 1. Nothing else is confined.
+abi <abi/4.0>,
+include <tunables/global>
+
+profile cli-guard "$1" flags=(unconfined) {
+  userns,
+
+  include if exists <local/cli-guard>
+}
+PROFILE
+}
+
+apparmor_all() {
+    profile=$APPARMOR_DIR/cli-guard
+    if [ ! -d "$APPARMOR_DIR" ] || ! command -v apparmor_parser >/dev/null 2>&1; then
+        say "AppArmor is not installed here ($APPARMOR_DIR or apparmor_parser is missing), so no profile is needed; 'cli-guard doctor' says whether strict mode works"
+        return 0
+    fi
+    binary=$bin_dir/cli-guard
+    if ! is_ours "$binary" || [ ! -x "$binary" ]; then
+        die "$binary was not installed by $PROG: install first ($0 --prefix $prefix), then run --apparmor"
+    fi
+    # AppArmor attaches a profile to the executable's own path, symlinks
+    # resolved (the shims are symlinks to it).
+    real=$(cd "$bin_dir" && pwd -P)/cli-guard
+    case $real in
+        *[\"\\*?{}^#]* | *\[* | *\]* | *"
+"*) die "$real has a character an AppArmor profile path cannot take literally; install with another --prefix" ;;
+    esac
+    if [ "$(id -u)" != 0 ]; then
+        say "writing $profile needs root; run:"
+        printf '\n    sudo %s --prefix %s --apparmor\n\n' "$0" "$prefix"
+        exit 1
+    fi
+    if [ -e "$profile" ] && ! is_ours "apparmor:$profile"; then
+        die "$profile exists and was not written by $PROG; not overwriting it"
+    fi
+    tmp=$profile.install.$$
+    if ! { apparmor_profile "$real" >"$tmp" && chmod 0644 "$tmp" && mv -f "$tmp" "$profile"; }; then
+        rm -f "$tmp"
+        die "cannot write $profile"
+    fi
+    remember "apparmor:$profile"
+    apparmor_parser -r "$profile" ||
+        die "apparmor_parser could not load $profile (see its message above); it stays listed for --uninstall"
+    say "wrote and loaded $profile: $real may make user namespaces"
+    restrict=$(cat /proc/sys/kernel/apparmor_restrict_unprivileged_userns 2>/dev/null || true)
+    if [ "$restrict" != 1 ]; then
+        say "(kernel.apparmor_restrict_unprivileged_userns is not 1 here, so strict mode does not need the profile yet; it will if that is turned on)"
+    fi
+}
+
+# Removes the AppArmor profiles the manifest lists (unloading them first),
+# as root; as anyone else, leaves them and says what to run. Sets
+# $apparmor_left to the manifest lines still needed for them.
+remove_apparmor() {
+    apparmor_left=
+    entries=$(sed -n 's/^apparmor://p' "$manifest")
+    while IFS= read -r entry; do
+        if [ -z "$entry" ] || [ ! -e "$entry" ]; then
+            continue
+        fi
+        if [ "$(id -u)" != 0 ]; then
+            warn "left $entry: removing an AppArmor profile needs root; run: sudo $0 --prefix $prefix --uninstall"
+            apparmor_left="$apparmor_left
+apparmor:$entry"
+            continue
+        fi
+        if command -v apparmor_parser >/dev/null 2>&1; then
+            apparmor_parser -R "$entry" >/dev/null 2>&1 ||
+                warn "apparmor_parser could not unload $entry; removing the file anyway"
+        fi
+        rm -f "$entry"
+        say "removed the AppArmor profile $entry"
+    done <<LIST
+$entries
+LIST
 }
 
 main() {
@@ -309,6 +420,10 @@ main() {
                 ;;
             --uninstall)
                 action=uninstall
+                shift
+                ;;
+            --apparmor)
+                action=apparmor
                 shift
                 ;;
             -h | --help)
@@ -337,6 +452,7 @@ main() {
     case $action in
         install) install_all ;;
         uninstall) uninstall_all ;;
+        apparmor) apparmor_all ;;
     esac
 }
 

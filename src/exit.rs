@@ -14,6 +14,10 @@ pub const LOG_UNREADABLE: u8 = 1;
 pub const CHECK_DENIED: u8 = 1;
 /// `egress-demo`: the gate did not answer as the demo expects.
 pub const DEMO_UNEXPECTED: u8 = 1;
+/// `cli-guard doctor`: strict mode does not work here (or
+/// `CLI_GUARD_STRICT` is not a setting); `egress-demo strict`: strict mode
+/// is not available, so there is nothing to show.
+pub const STRICT_UNAVAILABLE: u8 = 1;
 /// Bad arguments or an unknown name: nothing was run.
 pub const USAGE: u8 = 2;
 /// The gate could not be put in place (proxy, signals, recursion, bad

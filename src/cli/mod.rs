@@ -10,6 +10,7 @@ mod args;
 mod audit;
 mod check;
 mod demo;
+mod doctor;
 mod print_policy;
 mod run;
 mod shims;
@@ -34,8 +35,12 @@ registries (enforce mode: anything else gets 403); cloud CLIs are forwarded
 and logged (observe mode). Plaintext HTTP through the proxy is refused (405).
 Every decision is an egress row in the audit log.
 
-CONNECT-only: no TLS interception, no CA. Not a sandbox: a process that ignores
-the proxy variables is not stopped, only not helped.
+CONNECT-only: no TLS interception, no CA. Strict mode (Linux, rootless): an
+enforce-mode tool that fetches, installs or builds runs in a network namespace
+of its own whose only way out is the gate, so a client that ignores the proxy
+variables is refused too; where the kernel does not allow that, it runs
+behind the proxy only (`cli-guard doctor` says why). Not a sandbox otherwise:
+files, secrets and local unix sockets stay reachable.
 
 USAGE:
     npm install ...                             (any pinned tool name, via its shim)
@@ -47,7 +52,8 @@ USAGE:
                                                 the audit log, one folded entry per invocation
     cli-guard audit --suggest TOOL              a pinned allowlist entry from what TOOL reached
     cli-guard check --as TOOL HOST[:PORT]       the gate's decision, without dialling
-    cli-guard egress-demo allowed|denied|observe [HOST:PORT ...]
+    cli-guard doctor                            whether strict mode works here, and the fix if not
+    cli-guard egress-demo allowed|denied|observe|strict [HOST:PORT ...]
     cli-guard --help | --version
 
 ENVIRONMENT:
@@ -55,14 +61,18 @@ ENVIRONMENT:
                           else ~/.local/state/cli-guard/audit.jsonl)
     CLI_GUARD_RESOLVE     host:port=ip:port,... where an allowed name is dialled
                           (for tests; never changes a decision)
+    CLI_GUARD_STRICT      auto (default): strict mode where the kernel allows it;
+                          require: else do not run the tool (125); off: never
 
 Every command takes --help.
 
 EXIT CODES:
     the tool's own      passed through; a death by signal is passed on as one
-    0, 1                for audit: shown / the log can't be read; for check: allow / deny
+    0, 1                for audit: shown / the log can't be read; for check: allow / deny;
+                        for doctor: strict mode works / does not
     2                   usage error
-    125                 the gate could not be put in place; the tool was not run
+    125                 the gate could not be put in place (or CLI_GUARD_STRICT=require
+                        and strict mode is not available); the tool was not run
     126                 the real tool is not executable
     127                 the real tool was not found on PATH
 ";
@@ -75,6 +85,7 @@ enum Command {
     Shims,
     Audit,
     Check,
+    Doctor,
     EgressDemo,
 }
 
@@ -125,7 +136,7 @@ pub fn dispatch(args: Vec<OsString>) -> Result<Exit, Failure> {
 fn parse_command(args: &[OsString]) -> Result<Parsed<Subcommand>, Failure> {
     let unknown = |word: &OsStr| {
         Failure::usage(format!(
-            "unknown command {word:?}: expected run, policy, shims, audit, check, egress-demo, --help or --version"
+            "unknown command {word:?}: expected run, policy, shims, audit, check, doctor, egress-demo, --help or --version"
         ))
     };
     let mut parser = args::parser(args);
@@ -147,6 +158,7 @@ fn parse_command(args: &[OsString]) -> Result<Parsed<Subcommand>, Failure> {
         Some("shims") => Command::Shims,
         Some("audit") => Command::Audit,
         Some("check") => Command::Check,
+        Some("doctor") => Command::Doctor,
         Some("egress-demo") => Command::EgressDemo,
         _ => return Err(unknown(&word)),
     };
@@ -176,6 +188,7 @@ fn cli_guard(args: &[OsString], env: &Env) -> Result<Exit, Failure> {
         Command::Shims => shims::print_shims(&args, env),
         Command::Audit => audit::audit(&args, env),
         Command::Check => check::check(&args),
+        Command::Doctor => doctor::doctor(&args, env),
         Command::EgressDemo => demo::main(&args, env),
     }
 }
@@ -199,6 +212,7 @@ mod tests {
             ("shims", Command::Shims),
             ("audit", Command::Audit),
             ("check", Command::Check),
+            ("doctor", Command::Doctor),
             ("egress-demo", Command::EgressDemo),
         ] {
             assert_eq!(

@@ -51,6 +51,7 @@ use crate::sys::{signal, spawn};
 
 pub use self::invocation::{Invocation, Program};
 pub use self::locate::shim_status;
+pub use self::strict::Setting as StrictSetting;
 
 /// Nesting deeper than this is a loop, not a build (a tool whose wrapper
 /// script runs the same name from PATH again, say). Generous on purpose:

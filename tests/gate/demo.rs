@@ -284,3 +284,117 @@ fn demo_exits_1_when_the_gate_did_not_behave_as_the_command_says() {
     out.expect_code(1);
     check_eq!(out, status_of(&dials(&out)[0].2), 502, "the gate allowed it");
 }
+
+#[test]
+fn demo_strict_refuses_a_direct_connection_with_a_row() {
+    let g = Gate::new();
+    let out = demo(&g, &["strict"], "");
+    out.expect_code(0);
+    let d = dials(&out);
+    let direct = d.iter().find(|(mode, _, _)| mode == "direct");
+    let strict = d.iter().find(|(mode, _, _)| mode == "strict");
+    let (Some(direct), Some(strict)) = (direct, strict) else {
+        panic!("a direct line and a strict line\n{}", out.report());
+    };
+    check_eq!(out, direct.1.as_str(), "203.0.113.7:443", "the default target");
+    check_eq!(
+        out,
+        direct.2.as_str(),
+        "connected to 203.0.113.7:443, then closed with nothing received",
+        "the child's connect landed in the namespace and was closed"
+    );
+    check!(
+        out,
+        strict.2.starts_with("deny 403 (transparent): "),
+        "the verdict: {}",
+        strict.2
+    );
+    let rows = rows(&out);
+    let row = row_for(&out, &rows, "203.0.113.7:443");
+    check_eq!(out, row["method"], "transparent", "method");
+    check_eq!(out, row["decision"], "deny", "decision");
+    check_eq!(out, row["status"], 403, "status");
+    check_eq!(out, row["tool"], "egress-demo", "tool");
+    let starts: Vec<Value> = out
+        .stderr_records("egress-demo stderr")
+        .into_iter()
+        .filter(|r| r["kind"] == "start")
+        .collect();
+    check_eq!(out, starts.len(), 1, "one guarded invocation");
+    check_eq!(out, starts[0]["isolation"], "netns", "it ran in the namespace");
+    check!(
+        out,
+        !g.audit.exists(),
+        "the demo's rows go to a log of its own, not CLI_GUARD_AUDIT_LOG"
+    );
+}
+
+#[test]
+fn demo_strict_judges_names_by_the_demo_policy() {
+    // A name not on the demo allowlist is refused at the lookup; a bare
+    // address on a watched port is refused at the connect.
+    let g = Gate::new();
+    let out = demo(&g, &["strict", "exfil.example.net:443", "203.0.113.7:22"], "");
+    out.expect_code(0);
+    let d = dials(&out);
+    let verdict = |target: &str| {
+        d.iter()
+            .find(|(mode, t, _)| mode == "strict" && t == target)
+            .map(|(_, _, v)| v.clone())
+            .unwrap_or_else(|| panic!("no verdict for {target}\n{}", out.report()))
+    };
+    check!(
+        out,
+        verdict("exfil.example.net:443").starts_with("deny 403 (dns): "),
+        "the lookup is refused"
+    );
+    check!(
+        out,
+        verdict("203.0.113.7:22").starts_with("deny 403 (transparent): "),
+        "port 22 is watched"
+    );
+    let rows = rows(&out);
+    check!(
+        out,
+        rows.iter()
+            .any(|r| r["method"] == "dns" && r["host"] == "exfil.example.net" && r["decision"] == "deny"),
+        "a dns deny row for the name"
+    );
+}
+
+#[test]
+fn demo_strict_works_for_an_unprivileged_user() {
+    let g = Gate::new();
+    let link = g.shims.join("egress-demo");
+    symlink(BIN, &link).unwrap();
+    let out = g.run(crate::dispatch::as_nobody(
+        &g,
+        link.to_str().unwrap(),
+        &["strict"],
+    ));
+    out.expect_code(0);
+    let rows = rows(&out);
+    check_eq!(
+        out,
+        row_for(&out, &rows, "203.0.113.7:443")["decision"],
+        "deny",
+        "decision"
+    );
+}
+
+#[test]
+fn demo_strict_where_the_kernel_refuses_points_at_the_doctor() {
+    let g = Gate::new();
+    let mut cmd = crate::dispatch::with_no_namespaces_left(&g, &["egress-demo", "strict"]);
+    // BIN is cli-guard: its `egress-demo` subcommand is the demo.
+    cmd.env("CLI_GUARD_STRICT", "auto");
+    let out = g.run(cmd);
+    out.expect_code(1);
+    check!(
+        out,
+        out.stderr().contains("strict mode is not available here")
+            && out.stderr().contains("`cli-guard doctor`"),
+        "it says so and where to look"
+    );
+    check_eq!(out, out.stdout(), "", "nothing ran, so nothing is shown");
+}

@@ -241,3 +241,175 @@ fn shim_dispatch_uses_the_basename_of_a_full_path() {
     out.expect_code(0);
     check!(out, g.state_path("env").exists(), "the real npm ran");
 }
+
+/// `cli-guard ARGS...` in a user namespace of its own (root in there, as
+/// `unshare --map-root-user` makes it) whose namespace limit is 0, so any
+/// namespace it tries to make is refused with ENOSPC, as on a host where
+/// `user.max_user_namespaces` is 0. The host's settings are untouched.
+pub(crate) fn with_no_namespaces_left(g: &Gate, args: &[&str]) -> std::process::Command {
+    let mut cmd = g.command(require("unshare"));
+    cmd.args([
+        "--user",
+        "--map-root-user",
+        "/bin/sh",
+        "-c",
+        "echo 0 >/proc/sys/user/max_user_namespaces && exec \"$@\"",
+        "sh",
+        BIN,
+    ])
+    .args(args);
+    cmd
+}
+
+/// `cli-guard ARGS...` as uid and gid 65534 (nobody), with no groups.
+pub(crate) fn as_nobody(g: &Gate, program: &str, args: &[&str]) -> std::process::Command {
+    let mut cmd = g.command(require("setpriv"));
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", program])
+        .args(args);
+    cmd
+}
+
+#[test]
+fn help_lists_doctor() {
+    let g = Gate::new();
+    let out = g.run(g.cli_guard(["--help"]));
+    out.expect_code(0);
+    check!(
+        out,
+        out.stdout().contains("cli-guard doctor"),
+        "--help must list doctor"
+    );
+}
+
+#[test]
+fn doctor_says_strict_mode_works_here_and_what_it_checked() {
+    let g = Gate::new();
+    let out = g.run(g.cli_guard(["doctor"]));
+    out.expect_code(0);
+    let text = out.stdout();
+    check_eq!(
+        out,
+        text.lines().next().unwrap_or_default(),
+        "strict mode: works (user and network namespaces, rootless)",
+        "the verdict comes first"
+    );
+    for knob in [
+        "kernel.unprivileged_userns_clone = ",
+        "user.max_user_namespaces = ",
+        "user.max_net_namespaces = ",
+        "kernel.apparmor_restrict_unprivileged_userns = ",
+        "container: ",
+    ] {
+        check!(out, text.contains(knob), "doctor must show {knob}");
+    }
+    check!(out, !text.contains("cause:"), "no cause when it works");
+    // Gate::command sets CLI_GUARD_STRICT=off.
+    check!(
+        out,
+        text.contains("CLI_GUARD_STRICT=\"off\": off"),
+        "doctor must show CLI_GUARD_STRICT"
+    );
+}
+
+#[test]
+fn doctor_works_for_an_unprivileged_user() {
+    let g = Gate::new();
+    let out = g.run(as_nobody(&g, BIN, &["doctor"]));
+    out.expect_code(0);
+    check!(
+        out,
+        out.stdout()
+            .starts_with("strict mode: works (user and network namespaces, rootless)\n"),
+        "strict mode is rootless"
+    );
+}
+
+#[test]
+fn doctor_names_a_namespace_limit_of_zero_and_its_fix() {
+    let g = Gate::new();
+    let out = g.run(with_no_namespaces_left(&g, &["doctor"]));
+    out.expect_code(1);
+    let text = out.stdout();
+    let lines: Vec<&str> = text.lines().collect();
+    check_eq!(
+        out,
+        lines.first().copied().unwrap_or_default(),
+        "strict mode: not available: unshare(CLONE_NEWUSER|CLONE_NEWNET): No space left on device (ENOSPC)",
+        "what refused, and the errno"
+    );
+    check!(
+        out,
+        lines
+            .iter()
+            .any(|l| l.starts_with("cause: user.max_user_namespaces is 0")),
+        "the cause names the limit"
+    );
+    check!(
+        out,
+        lines.contains(&"fix: sudo sysctl -w user.max_user_namespaces=15000"),
+        "the fix is the exact command"
+    );
+    check!(
+        out,
+        lines
+            .iter()
+            .any(|l| l.starts_with("fix: ") && l.contains("/etc/sysctl.d/")),
+        "and how to keep it"
+    );
+    check!(
+        out,
+        lines.contains(&"  user.max_user_namespaces = 0"),
+        "what it read"
+    );
+}
+
+#[test]
+fn doctor_shows_the_strict_setting_and_refuses_a_bad_one() {
+    let g = Gate::new();
+    let mut cmd = g.cli_guard(["doctor"]);
+    cmd.env("CLI_GUARD_STRICT", "require");
+    let out = g.run(cmd);
+    out.expect_code(0);
+    check!(
+        out,
+        out.stdout().contains("CLI_GUARD_STRICT=\"require\": require"),
+        "require is shown"
+    );
+    let mut cmd = g.cli_guard(["doctor"]);
+    cmd.env("CLI_GUARD_STRICT", "yes");
+    let out = g.run(cmd);
+    out.expect_code(1);
+    check!(
+        out,
+        out.stdout().contains("is not a setting") && out.stdout().contains("(exit 125)"),
+        "a value that is not a setting fails every guarded tool, and doctor says so"
+    );
+    let mut cmd = g.cli_guard(["doctor"]);
+    cmd.env_remove("CLI_GUARD_STRICT");
+    let out = g.run(cmd);
+    out.expect_code(0);
+    check!(
+        out,
+        out.stdout().contains("CLI_GUARD_STRICT is not set: auto"),
+        "unset is auto"
+    );
+}
+
+#[test]
+fn doctor_help_and_bad_arguments() {
+    let g = Gate::new();
+    let out = g.run(g.cli_guard(["doctor", "--help"]));
+    out.expect_code(0);
+    check!(
+        out,
+        out.stdout().starts_with("usage: cli-guard doctor\n"),
+        "doctor --help"
+    );
+    let out = g.run(g.cli_guard(["doctor", "now"]));
+    out.expect_code(2);
+    check!(
+        out,
+        out.stderr().contains("see cli-guard doctor --help"),
+        "the usage error points at the help"
+    );
+}

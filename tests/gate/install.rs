@@ -444,3 +444,219 @@ fn cli_guard_shims_reports_what_path_finds_for_each_tool() {
     let brew = line("brew");
     assert!(brew.ends_with("not installed"), "{brew}");
 }
+
+/// A stand-in for apparmor_parser (the real one needs AppArmor in the
+/// kernel): it records each call's arguments in `calls` beside itself.
+/// With `CLI_GUARD_INSTALL_APPARMOR_DIR` (install.sh's directory for the
+/// tests), `--apparmor` writes into a directory of the test's.
+struct AppArmor {
+    dir: PathBuf,
+    bin: PathBuf,
+}
+
+impl AppArmor {
+    fn new(s: &Setup) -> AppArmor {
+        let dir = s.tmp.path().join("apparmor.d");
+        let bin = s.tmp.path().join("fakebin");
+        fs::create_dir_all(&dir).unwrap();
+        fs::create_dir_all(&bin).unwrap();
+        let parser = bin.join("apparmor_parser");
+        fs::write(
+            &parser,
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >>\"$(dirname \"$0\")/calls\"\n",
+        )
+        .unwrap();
+        fs::set_permissions(&parser, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        AppArmor { dir, bin }
+    }
+
+    fn profile(&self) -> PathBuf {
+        self.dir.join("cli-guard")
+    }
+
+    fn calls(&self) -> String {
+        fs::read_to_string(self.bin.join("calls")).unwrap_or_default()
+    }
+
+    /// `cmd` with the stand-in first on PATH and the test's directory.
+    fn apply(&self, cmd: &mut Command) {
+        let path = std::env::var("PATH").unwrap_or_default();
+        cmd.env("PATH", format!("{}:{path}", self.bin.display()))
+            .env("CLI_GUARD_INSTALL_APPARMOR_DIR", &self.dir);
+    }
+
+    /// `install.sh --prefix PREFIX ARGS...` with the stand-in, as root or
+    /// (through setpriv) as uid 65534.
+    fn run(&self, s: &Setup, args: &[&str], as_nobody: bool) -> Outcome {
+        let prefix = s.prefix();
+        let mut all = vec!["--prefix", prefix.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let mut cmd = if as_nobody {
+            let mut cmd = command(require("setpriv"));
+            cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "sh"])
+                .arg(Path::new(REPO).join("install.sh"))
+                .args(&all)
+                .env("HOME", s.home())
+                .current_dir(REPO)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            cmd
+        } else {
+            install_cmd(&s.home(), "/bin/bash", &all)
+        };
+        self.apply(&mut cmd);
+        run_install(cmd)
+    }
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+#[test]
+fn apparmor_without_apparmor_says_it_is_not_needed() {
+    let s = Setup::new();
+    let prefix = s.prefix();
+    let mut cmd = install_cmd(
+        &s.home(),
+        "/bin/bash",
+        &["--prefix", prefix.to_str().unwrap(), "--apparmor"],
+    );
+    cmd.env(
+        "CLI_GUARD_INSTALL_APPARMOR_DIR",
+        s.tmp.path().join("no-apparmor.d"),
+    );
+    let out = run_install(cmd);
+    check_eq!(out, out.code(), Some(0), "not needed is no failure");
+    check!(
+        out,
+        out.stdout().contains("AppArmor is not installed here")
+            && out.stdout().contains("no profile is needed"),
+        "it says so"
+    );
+    check!(out, !prefix.exists(), "it builds and installs nothing");
+}
+
+#[test]
+fn apparmor_profile_is_written_loaded_and_removed_by_uninstall() {
+    assert!(is_root(), "this test writes as root, as CI runs it");
+    let s = Setup::new();
+    let aa = AppArmor::new(&s);
+    // Before an install there is no binary to write a profile for.
+    let out = aa.run(&s, &["--apparmor"], false);
+    check_eq!(out, out.code(), Some(1), "nothing installed yet");
+    check!(out, out.stderr().contains("install first"), "it says what to do");
+    s.install("/bin/bash", &[]).expect_code(0);
+    let out = aa.run(&s, &["--apparmor"], false);
+    check_eq!(out, out.code(), Some(0), "--apparmor failed");
+    let bin = fs::canonicalize(s.prefix().join("bin/cli-guard")).unwrap();
+    let text = fs::read_to_string(aa.profile()).unwrap();
+    for line in [
+        "abi <abi/4.0>,".to_string(),
+        "include <tunables/global>".to_string(),
+        format!("profile cli-guard \"{}\" flags=(unconfined) {{", bin.display()),
+        "  userns,".to_string(),
+        "  include if exists <local/cli-guard>".to_string(),
+        "}".to_string(),
+    ] {
+        check!(
+            out,
+            text.lines().any(|l| l == line),
+            "the profile must have {line:?}:\n{text}"
+        );
+    }
+    check_eq!(
+        out,
+        aa.calls(),
+        format!("-r {}\n", aa.profile().display()),
+        "loaded with apparmor_parser -r"
+    );
+    let manifest = s.prefix().join("share/cli-guard/manifest");
+    let listed = fs::read_to_string(&manifest).unwrap();
+    check!(
+        out,
+        listed
+            .lines()
+            .any(|l| l == format!("apparmor:{}", aa.profile().display())),
+        "the manifest lists it:\n{listed}"
+    );
+    // Again: the same file, replaced, listed once.
+    aa.run(&s, &["--apparmor"], false).expect_code(0);
+    assert_eq!(fs::read_to_string(&manifest).unwrap(), listed);
+    let out = aa.run(&s, &["--uninstall"], false);
+    check_eq!(out, out.code(), Some(0), "uninstall failed");
+    check!(out, !aa.profile().exists(), "the profile is removed");
+    check!(
+        out,
+        aa.calls().ends_with(&format!("-R {}\n", aa.profile().display())),
+        "and unloaded first: {}",
+        aa.calls()
+    );
+    check!(out, !manifest.exists(), "nothing is left listed");
+}
+
+#[test]
+fn apparmor_without_root_says_what_to_run_and_uninstall_keeps_it_listed() {
+    assert!(
+        is_root(),
+        "this test installs as root and then drops to uid 65534"
+    );
+    let s = Setup::new();
+    let aa = AppArmor::new(&s);
+    s.install("/bin/bash", &[]).expect_code(0);
+    // The user's own install, as the user's.
+    let out = command("chown")
+        .args(["-R", "65534:65534"])
+        .arg(s.prefix())
+        .arg(s.home())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "chown: {out:?}");
+    let out = aa.run(&s, &["--apparmor"], true);
+    check_eq!(out, out.code(), Some(1), "without root it cannot write");
+    let install_sh = Path::new(REPO).join("install.sh");
+    let sudo = format!(
+        "sudo {} --prefix {} --apparmor",
+        install_sh.display(),
+        s.prefix().display()
+    );
+    check!(
+        out,
+        out.stdout().contains(&sudo),
+        "it says exactly what to run: {sudo}"
+    );
+    check!(out, !aa.profile().exists(), "and writes nothing");
+    aa.run(&s, &["--apparmor"], false).expect_code(0);
+
+    let out = aa.run(&s, &["--uninstall"], true);
+    check_eq!(out, out.code(), Some(0), "the user's uninstall");
+    check!(
+        out,
+        !s.prefix().join("bin/cli-guard").exists(),
+        "the user's files are removed"
+    );
+    check!(out, aa.profile().exists(), "the profile needs root to remove");
+    check!(
+        out,
+        out.stderr().contains(&format!(
+            "sudo {} --prefix {} --uninstall",
+            install_sh.display(),
+            s.prefix().display()
+        )),
+        "and it says how"
+    );
+    let manifest = s.prefix().join("share/cli-guard/manifest");
+    let listed = fs::read_to_string(&manifest).unwrap_or_default();
+    check!(
+        out,
+        listed
+            .lines()
+            .any(|l| l == format!("apparmor:{}", aa.profile().display())),
+        "it stays listed:\n{listed}"
+    );
+    let out = aa.run(&s, &["--uninstall"], false);
+    check_eq!(out, out.code(), Some(0), "root's uninstall");
+    check!(out, !aa.profile().exists(), "the profile is removed");
+    check!(out, !manifest.exists(), "nothing is left listed");
+}
