@@ -55,24 +55,14 @@ pub fn plan(policy: &ToolPolicy, pool: &Pool, dialled: SocketAddr) -> Plan {
         // IPv4-mapped addresses reach a dual-stack socket as IPv6.
         IpAddr::V6(v6) => v6.to_ipv4_mapped().and_then(|v4| pool.name_of(v4)),
     };
-    let Some(name) = name else {
-        let target = Authority {
-            host: Host::Ip(dialled.ip()),
-            port,
-        };
-        return Plan::Refuse {
-            reason: format!(
-                "a direct connection to {target}, ignoring the proxy: not an address this invocation \
-                 looked up by name, so strict mode refused it"
-            ),
-            target,
-            status: 403,
-        };
+    let host = match &name {
+        Some(name) => Host::Name(name.to_string()),
+        None => Host::Ip(dialled.ip()),
     };
-    let target = Authority {
-        host: Host::Name(name.to_string()),
-        port,
-    };
+    let target = Authority { host, port };
+    // Plaintext is answered 405 whoever it was for, as the proxy answers
+    // it: a plaintext client can read that, where a closed connection
+    // looks like a network fault.
     if port == 80 {
         return Plan::Refuse {
             reason: format!(
@@ -81,6 +71,16 @@ pub fn plan(policy: &ToolPolicy, pool: &Pool, dialled: SocketAddr) -> Plan {
             ),
             target,
             status: 405,
+        };
+    }
+    if name.is_none() {
+        return Plan::Refuse {
+            reason: format!(
+                "a direct connection to {target}, ignoring the proxy: not an address this invocation \
+                 looked up by name, so strict mode refused it"
+            ),
+            target,
+            status: 403,
         };
     }
     match policy.decide(&target) {
@@ -237,4 +237,32 @@ fn datagram_destination(fd: std::os::fd::RawFd, buf: &mut [u8]) -> nix::Result<O
         }
     }
     Ok(dst)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::lookup;
+
+    fn refused_status(plan: Plan) -> u16 {
+        match plan {
+            Plan::Refuse { status, .. } => status,
+            Plan::Dial { target, .. } => panic!("dialled {target}"),
+        }
+    }
+
+    #[test]
+    fn port_80_is_answered_405_for_a_pool_name_and_a_bare_address_alike() {
+        let npm = lookup("npm").unwrap_or_else(|| panic!("npm is pinned"));
+        let pool = Pool::new();
+        let pooled = pool
+            .assign("registry.npmjs.org")
+            .unwrap_or_else(|_| panic!("pool"));
+        let at = |ip: IpAddr, port| plan(npm, &pool, SocketAddr::new(ip, port));
+        assert_eq!(refused_status(at(IpAddr::V4(pooled), 80)), 405);
+        let bare = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1));
+        assert_eq!(refused_status(at(bare, 80)), 405);
+        assert_eq!(refused_status(at(bare, 443)), 403);
+        assert!(matches!(at(IpAddr::V4(pooled), 443), Plan::Dial { .. }));
+    }
 }

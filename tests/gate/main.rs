@@ -25,6 +25,9 @@
 //!   `CLI_GUARD_RESOLVE` held to loopback.
 //! - `operator`: `cli-guard audit` and `check`, and log rotation.
 //! - `install`: install.sh and the shims/ folder.
+//! - `strict`: strict mode from inside the tool's namespace: every escape
+//!   past the proxy refused with a row, the transparent relay, DNS, the
+//!   subcommand split, the fallback, nesting, signals, as nobody.
 //! - `clients`: the real npm, pip, cargo, curl, aws and kubectl through
 //!   install.sh's shims, against the registries this machine reaches
 //!   (`#[ignore]`d: `.ci/run` runs them with `cargo test -- --ignored`).
@@ -52,3 +55,4 @@ mod operator;
 mod proxy;
 mod shim;
 mod signals;
+mod strict;

@@ -16,7 +16,7 @@ use crate::util::*;
 /// of a signal that arrive during one `sleep` would show up as one, hiding
 /// exactly the double delivery these tests look for. The loop is bounded
 /// (a few seconds of spinning) and ends when the sandbox is gone.
-const TRAP_TOOL: &str = r#"for s in TERM HUP INT QUIT USR1 USR2 WINCH; do
+pub(crate) const TRAP_TOOL: &str = r#"for s in TERM HUP INT QUIT USR1 USR2 WINCH; do
   trap "echo $s >> '$S/sig.log'" "$s"
 done
 rec "$@"
@@ -28,7 +28,7 @@ done
 exit "$(code)"
 "#;
 
-fn count(g: &Gate, name: &str) -> usize {
+pub(crate) fn count(g: &Gate, name: &str) -> usize {
     fs::read_to_string(g.state_path("sig.log"))
         .unwrap_or_default()
         .lines()
@@ -38,7 +38,7 @@ fn count(g: &Gate, name: &str) -> usize {
 
 /// Waits until the child logged `name`, keeps watching a little longer, and
 /// asserts it arrived exactly once.
-fn expect_once(g: &Gate, run: &Running, name: &str) {
+pub(crate) fn expect_once(g: &Gate, run: &Running, name: &str) {
     let arrived = wait_until(WAIT, || count(g, name) >= 1);
     check!(run, arrived, "SIG{name} never reached the child");
     thread::sleep(SETTLE);
@@ -52,7 +52,7 @@ fn expect_once(g: &Gate, run: &Running, name: &str) {
 
 /// Runs `cmd` as the leader of a new session whose controlling terminal,
 /// and stdin, stdout and stderr, are a fresh pty.
-fn at_terminal(g: &Gate, mut cmd: std::process::Command) -> (Pty, Running) {
+pub(crate) fn at_terminal(g: &Gate, mut cmd: std::process::Command) -> (Pty, Running) {
     let mut pty = Pty::open();
     pty.attach(&mut cmd);
     let run = Running::spawn(cmd, Some(g.audit.clone()), Some(pty.transcript.clone()));

@@ -493,6 +493,13 @@ impl Gate {
         cmd
     }
 
+    /// Sets `CLI_GUARD_STRICT` on `cmd` (made by [`Gate::command`], which
+    /// turns strict mode off): `auto` (the default a user gets), `require`
+    /// or `off`.
+    pub fn strict<'c>(cmd: &'c mut Command, setting: &str) -> &'c mut Command {
+        cmd.env("CLI_GUARD_STRICT", setting)
+    }
+
     /// `NAME ARGS...` as a shell would run it: the shim `shims/NAME`, with
     /// argv[0] = NAME as typed.
     pub fn shim_cmd<I, A>(&self, name: &str, args: I) -> Command

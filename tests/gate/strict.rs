@@ -1,0 +1,1201 @@
+//! Strict mode from outside: the shim runs an enforce-mode tool in a network
+//! namespace of its own, and these tests play the tool. Fake tools (sh
+//! scripts) run through the shim try every way past the proxy, Node's own
+//! `https.get` and `fetch`, `curl --noproxy`, curl without the proxy
+//! variables, a raw socket, a forward proxy left on the host's loopback,
+//! and talk DNS to the namespace's resolver; the audit log and the
+//! tool's own view say what happened. Then the allowed path (a direct
+//! connection to an allowed name, relayed byte for byte to a loopback
+//! server by `CLI_GUARD_RESOLVE`), bare addresses and ports, the
+//! subcommand split (`npm start` is observed, not isolated), the fallback
+//! where the kernel refuses the namespace (made to, inside a user
+//! namespace of the test's own whose namespace limit is 0), nesting,
+//! signals, and all of it as an unprivileged user.
+//!
+//! Inside the tool's namespace every address is local, so a fake tool may
+//! dial any address (203.0.113.7, a name the namespace's DNS answered): it
+//! lands on the gate's sockets there or is refused, and never reaches a
+//! network. The gate itself dials only `CLI_GUARD_RESOLVE`'s loopback
+//! servers. The fake tools' network work is done by a small Python script
+//! ([`NET_PY`]) that prints one JSON line per step.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use nix::sys::signal::Signal;
+use serde_json::Value;
+
+use crate::signals::{at_terminal, expect_once, TRAP_TOOL};
+use crate::util::*;
+
+/// The fake tools' network client: `echo HOST PORT N` (connect, send N
+/// bytes, half-close, read to EOF), `proxy-echo HOST PORT N` (the same
+/// through a CONNECT to `$HTTPS_PROXY`, with its credential), `http HOST
+/// PORT` (one GET, the status line back), `dns udp|tcp SERVER NAME TYPE`
+/// and `dns-junk udp|tcp SERVER` (a raw query, the answer's rcode and
+/// addresses). Each prints one JSON object.
+const NET_PY: &str = r#"import errno, json, os, socket, struct, sys
+from urllib.parse import unquote, urlsplit
+
+
+def out(**d):
+    print(json.dumps(d))
+
+
+def err(e):
+    if isinstance(e, socket.gaierror):
+        return "gaierror"
+    if isinstance(e, socket.timeout):
+        return "timeout"
+    return errno.errorcode.get(e.errno, str(e))
+
+
+def payload(n):
+    return bytes((i * 7 + i // 251 + 3) % 256 for i in range(n))
+
+
+def dial(host, port):
+    s = socket.create_connection((host, int(port)), 5)
+    s.settimeout(5)
+    return s
+
+
+def exchange(s, data):
+    """Send data, half-close, read to EOF: (bytes back, how it ended)."""
+    sent = "ok"
+    try:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+    except OSError as e:
+        sent = err(e)
+    back = b""
+    try:
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            back += d
+        end = "eof"
+    except OSError as e:
+        end = err(e)
+    return sent, back, end
+
+
+def echo(host, port, n):
+    try:
+        s = dial(host, port)
+    except OSError as e:
+        return out(connect=err(e))
+    peer = s.getpeername()[0]
+    data = payload(int(n))
+    sent, back, end = exchange(s, data)
+    out(connect="ok", peer=peer, sent=sent, back=len(back), same=back == data, end=end)
+
+
+def proxy_echo(host, port, n):
+    url = urlsplit(os.environ["HTTPS_PROXY"])
+    try:
+        s = dial(url.hostname, url.port)
+    except OSError as e:
+        return out(connect=err(e))
+    auth = ""
+    if url.username is not None:
+        import base64
+        cred = f"{unquote(url.username)}:{unquote(url.password or '')}".encode()
+        auth = "Proxy-Authorization: Basic " + base64.b64encode(cred).decode() + "\r\n"
+    s.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n{auth}\r\n".encode())
+    head = b""
+    try:
+        while not head.endswith(b"\r\n\r\n"):
+            b = s.recv(1)
+            if not b:
+                break
+            head += b
+    except OSError as e:
+        return out(connect="ok", status=0, error=err(e))
+    line = head.split(b"\r\n", 1)[0].decode("latin-1")
+    status = int(line.split(" ")[1]) if line.count(" ") >= 1 and line.split(" ")[1].isdigit() else 0
+    if status != 200:
+        return out(connect="ok", status=status)
+    data = payload(int(n))
+    sent, back, end = exchange(s, data)
+    out(connect="ok", status=status, sent=sent, back=len(back), same=back == data, end=end)
+
+
+def http(host, port):
+    try:
+        s = dial(host, port)
+    except OSError as e:
+        return out(connect=err(e))
+    sent, back, end = exchange(s, f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    out(connect="ok", line=back.split(b"\r\n", 1)[0].decode("latin-1"), end=end)
+
+
+def question(name, qtype):
+    qname = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
+    return qname + struct.pack("!HH", qtype, 1)
+
+
+def ask(proto, server, msg):
+    if proto == "udp":
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(2)
+        s.sendto(msg, (server, 53))
+        try:
+            return s.recv(65535)
+        except socket.timeout:
+            return None
+    s = dial(server, 53)
+    s.sendall(struct.pack("!H", len(msg)) + msg)
+    head = b""
+    try:
+        while len(head) < 2:
+            d = s.recv(2 - len(head))
+            if not d:
+                return None
+            head += d
+        (n,) = struct.unpack("!H", head)
+        body = b""
+        while len(body) < n:
+            d = s.recv(n - len(body))
+            if not d:
+                return None
+            body += d
+        return body
+    except socket.timeout:
+        return None
+
+
+def parse(reply, qlen):
+    if reply is None:
+        return out(answer=None)
+    _id, flags, qd, an, _ns, _ar = struct.unpack("!HHHHHH", reply[:12])
+    addrs = []
+    pos = 12 + qlen if qd else 12
+    for _ in range(an):
+        # answers use a compressed pointer to the question (2 bytes) or a full name
+        if reply[pos] & 0xC0 == 0xC0:
+            pos += 2
+        else:
+            while reply[pos]:
+                pos += reply[pos] + 1
+            pos += 1
+        rtype, _cls, _ttl, rdlen = struct.unpack("!HHIH", reply[pos : pos + 10])
+        pos += 10
+        if rtype == 1 and rdlen == 4:
+            addrs.append(socket.inet_ntoa(reply[pos : pos + 4]))
+        pos += rdlen
+    out(answer=True, id=_id, qr=bool(flags & 0x8000), rcode=flags & 0xF, ancount=an, addrs=addrs)
+
+
+TYPES = {"A": 1, "AAAA": 28, "TXT": 16, "MX": 15}
+
+
+def dns(proto, server, name, qtype):
+    q = question(name, TYPES[qtype])
+    msg = struct.pack("!HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0) + q
+    parse(ask(proto, server, msg), len(q))
+
+
+def dns_junk(proto, server):
+    # A header announcing one question, then a label that runs past the end.
+    msg = struct.pack("!HHHHHH", 0x4321, 0x0100, 1, 0, 0, 0) + b"\x3fabc"
+    parse(ask(proto, server, msg), 0)
+
+
+cmd, args = sys.argv[1], sys.argv[2:]
+{"echo": echo, "proxy-echo": proxy_echo, "http": http, "dns": dns, "dns-junk": dns_junk}[cmd](*args)
+"#;
+
+/// A sandbox with [`NET_PY`] in it; returns the shell words that run it.
+fn sandbox() -> (Gate, String) {
+    let g = Gate::new();
+    let path = g.dir("bin").join("net.py");
+    fs::write(&path, NET_PY).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+    let net = format!("python3 {}", path.display());
+    // $NET is split on spaces by the shell, unquoted: the path has none.
+    assert!(!path.to_string_lossy().contains([' ', '\'', '"', '\\']), "{net}");
+    (g, net)
+}
+
+/// `TOOL ARGS...` through its shim with `CLI_GUARD_STRICT=setting`.
+fn strict_cmd(g: &Gate, tool: &str, args: &[&str], setting: &str) -> Command {
+    let mut cmd = g.shim_cmd(tool, args);
+    Gate::strict(&mut cmd, setting);
+    cmd
+}
+
+/// The JSON line the fake tool's step wrote to `state/NAME`.
+fn step(g: &Gate, out: &Outcome, name: &str) -> Value {
+    let text = fs::read_to_string(g.state_path(name)).unwrap_or_default();
+    let line = text.lines().last().unwrap_or_default();
+    match serde_json::from_str::<Value>(line) {
+        Ok(v) if v.is_object() => v,
+        _ => panic!(
+            "the fake tool's step {name} wrote {text:?}, not a JSON line\n\n{}",
+            out.report()
+        ),
+    }
+}
+
+/// The text the fake tool wrote to `state/NAME`, trimmed.
+fn state_text(g: &Gate, name: &str) -> String {
+    fs::read_to_string(g.state_path(name))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// The one start row of `tool`.
+fn start_of<'a>(out: &Outcome, recs: &'a [Value], tool: &str) -> &'a Value {
+    let starts: Vec<&Value> = recs
+        .iter()
+        .filter(|r| r["kind"] == "start" && r["tool"] == tool)
+        .collect();
+    check_eq!(out, starts.len(), 1, "one start row for {tool}");
+    starts[0]
+}
+
+fn id_of(start: &Value) -> String {
+    start["audit_id"].as_str().unwrap().to_string()
+}
+
+/// The egress rows of invocation `id` for `host`.
+fn rows_for<'a>(recs: &'a [Value], id: &str, host: &str) -> Vec<&'a Value> {
+    records_of(recs, id, "egress")
+        .into_iter()
+        .filter(|r| r["host"] == host)
+        .collect()
+}
+
+fn expect_isolated(out: &Outcome, start: &Value) {
+    check_eq!(
+        out,
+        start["isolation"],
+        "netns",
+        "the start row says the tool ran isolated"
+    );
+    check!(
+        out,
+        start["isolation_reason"].is_null(),
+        "no reason when isolated: {start}"
+    );
+}
+
+/// The invocation ran isolated, every row for `host` is a deny by `method`
+/// (DNS: the query refused, 403; transparent: naming `port`), and the
+/// stderr summary names the host and the audit ID.
+fn expect_refused(g: &Gate, out: &Outcome, host: &str, method: &str, port: Option<u16>) {
+    let recs = g.records();
+    let start = start_of(out, &recs, "npm");
+    expect_isolated(out, start);
+    let id = id_of(start);
+    let rows = rows_for(&recs, &id, host);
+    check!(out, !rows.is_empty(), "no row for {host} under npm's audit ID");
+    for row in &rows {
+        check_eq!(out, row["decision"], "deny", "{row}");
+        check_eq!(out, row["method"], method, "{row}");
+        check_eq!(out, row["status"], 403, "{row}");
+        match port {
+            Some(port) => check_eq!(out, row["port"], port, "{row}"),
+            None => check!(
+                out,
+                row["port"].is_null() && row["qtype"].is_string(),
+                "a DNS row: {row}"
+            ),
+        }
+    }
+    let named = match port {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    };
+    check!(
+        out,
+        out.guard_lines()
+            .iter()
+            .any(|l| l.contains(&format!("reach {named} directly")) && l.contains(&id)),
+        "the stderr summary names {named} and the audit ID"
+    );
+}
+
+/// Runs `npm install` whose fake tool runs `body` (with `$NET` set).
+fn npm_install(g: &Gate, net: &str, body: &str, env: &[(&str, &str)]) -> Outcome {
+    g.tool("npm", &format!("NET=\"{net}\"\n{body}\nexit 0\n"));
+    let mut cmd = strict_cmd(g, "npm", &["install"], "auto");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = g.run(cmd);
+    out.expect_code(0);
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Escapes
+
+/// Node runs `js` (which prints `error CODE` or `status N`) without
+/// NODE_USE_ENV_PROXY, which a newer Node obeys: the escape. It must fail,
+/// with DNS rows refusing `host`.
+fn node_escape(js: &str, host: &str) {
+    require("node");
+    let (g, net) = sandbox();
+    let body = format!("env -u NODE_USE_ENV_PROXY node -e '{js}' > \"$S/node\" 2>&1");
+    let out = npm_install(&g, &net, &body, &[]);
+    let said = state_text(&g, "node");
+    check!(
+        out,
+        said.starts_with("error"),
+        "node must fail to reach {host}: {said:?}"
+    );
+    expect_refused(&g, &out, host, "dns", None);
+}
+
+#[test]
+fn node_https_get_ignoring_the_proxy_is_refused_with_a_dns_row() {
+    node_escape(
+        r#"require("https").get("https://pypi.org/", r => console.log("status", r.statusCode)).on("error", e => console.log("error", e.code))"#,
+        "pypi.org",
+    );
+}
+
+#[test]
+fn node_fetch_ignoring_the_proxy_is_refused_with_a_dns_row() {
+    node_escape(
+        r#"fetch("https://fetch.example.com/").then(r => console.log("status", r.status), e => console.log("error", e.cause && e.cause.code))"#,
+        "fetch.example.com",
+    );
+}
+
+/// `curl` (run as `curl_words`) fetches `https://HOST/` directly: it
+/// cannot resolve the name (exit 6), and DNS rows refuse it.
+fn curl_escape(curl_words: &str, host: &str) {
+    require("curl");
+    let (g, net) = sandbox();
+    let body = format!("{curl_words} -sS -m 5 -o /dev/null https://{host}/; echo $? > \"$S/rc\"");
+    let out = npm_install(&g, &net, &body, &[]);
+    check_eq!(
+        out,
+        state_text(&g, "rc"),
+        "6",
+        "curl cannot resolve the name (exit 6)"
+    );
+    expect_refused(&g, &out, host, "dns", None);
+}
+
+#[test]
+fn curl_noproxy_is_refused_with_a_dns_row() {
+    curl_escape("curl --noproxy '*'", "noproxy.example.com");
+}
+
+#[test]
+fn curl_with_the_proxy_variables_unset_is_refused_with_a_dns_row() {
+    let unset = PROXY_VARS.map(|v| format!("-u {v}")).join(" ");
+    curl_escape(&format!("env {unset} curl"), "unset.example.com");
+}
+
+#[test]
+fn a_raw_socket_to_an_address_is_refused_with_a_transparent_row() {
+    let (g, net) = sandbox();
+    let out = npm_install(&g, &net, "$NET echo 203.0.113.7 443 64 > \"$S/raw\"", &[]);
+    let raw = step(&g, &out, "raw");
+    // The gate's listener takes the connection, then closes it unanswered.
+    check_eq!(out, raw["back"], 0, "nothing came back: {raw}");
+    check!(
+        out,
+        raw["end"] == "eof" || raw["end"] == "ECONNRESET",
+        "closed: {raw}"
+    );
+    expect_refused(&g, &out, "203.0.113.7", "transparent", Some(443));
+}
+
+#[test]
+fn a_forward_proxy_on_the_hosts_loopback_is_out_of_reach() {
+    require("curl");
+    let host_proxy = Upstream::start(|_| {});
+    let (g, net) = sandbox();
+    let out = npm_install(
+        &g,
+        &net,
+        &format!(
+            "curl -sS -m 5 -x http://127.0.0.1:{} -o /dev/null https://example.org/; echo $? > \"$S/rc\"",
+            host_proxy.addr.port()
+        ),
+        &[],
+    );
+    check_eq!(
+        out,
+        state_text(&g, "rc"),
+        "7",
+        "the namespace's 127.0.0.1 refuses the connection (curl exit 7)"
+    );
+    check_eq!(
+        out,
+        host_proxy.accepted(),
+        0,
+        "the host's listener saw no connection"
+    );
+    let recs = g.records();
+    expect_isolated(&out, start_of(&out, &recs, "npm"));
+}
+
+// ---------------------------------------------------------------------------
+// The allowed path
+
+#[test]
+fn a_direct_connection_to_an_allowed_name_is_relayed_byte_for_byte() {
+    const N: usize = 200_000;
+    let up = Upstream::echo();
+    let (g, net) = sandbox();
+    let resolve = Gate::resolve(&[(NPM_REGISTRY, up.addr)]);
+    let out = npm_install(
+        &g,
+        &net,
+        &format!("$NET echo registry.npmjs.org 443 {N} > \"$S/echo\""),
+        &[("CLI_GUARD_RESOLVE", &resolve)],
+    );
+    let echo = step(&g, &out, "echo");
+    let peer = echo["peer"].as_str().unwrap_or_default().to_string();
+    check!(
+        out,
+        peer.starts_with("198.18.") || peer.starts_with("198.19."),
+        "the name resolved to the private pool 198.18.0.0/15: {echo}"
+    );
+    check_eq!(out, echo["same"], true, "every byte came back as sent: {echo}");
+    check_eq!(out, echo["back"], N, "{echo}");
+    check_eq!(out, up.accepted(), 1, "the gate dialled the loopback server once");
+    let recs = g.records();
+    let start = start_of(&out, &recs, "npm");
+    expect_isolated(&out, start);
+    let id = id_of(start);
+    let rows = rows_for(&recs, &id, "registry.npmjs.org");
+    check!(
+        out,
+        rows.iter()
+            .any(|r| r["method"] == "dns" && r["qtype"] == "A" && r["decision"] == "allow"),
+        "a dns allow row for the A query"
+    );
+    let relayed: Vec<&&Value> = rows.iter().filter(|r| r["method"] == "transparent").collect();
+    check_eq!(out, relayed.len(), 1, "one transparent row");
+    let row = relayed[0];
+    check_eq!(
+        out,
+        (
+            row["decision"].clone(),
+            row["status"].clone(),
+            row["port"].clone()
+        ),
+        (Value::from("allow"), Value::from(200), Value::from(443)),
+        "{row}"
+    );
+    let closes: Vec<&Value> = records_of(&recs, &id, "egress_close")
+        .into_iter()
+        .filter(|c| c["conn"] == row["conn"])
+        .collect();
+    check_eq!(out, closes.len(), 1, "one egress_close for the connection");
+    check_eq!(out, closes[0]["bytes_up"], N, "{}", closes[0]);
+    check_eq!(out, closes[0]["bytes_down"], N, "{}", closes[0]);
+}
+
+// ---------------------------------------------------------------------------
+// DNS
+
+#[test]
+fn dns_from_inside_answers_allowed_names_from_the_pool_and_refuses_the_rest() {
+    let (g, net) = sandbox();
+    let queries = [
+        ("udp-a", "dns udp 10.0.0.53 registry.npmjs.org A"),
+        ("tcp-a", "dns tcp 192.0.2.1 registry.npmjs.org A"),
+        ("aaaa", "dns udp 10.0.0.53 registry.npmjs.org AAAA"),
+        ("txt", "dns udp 10.0.0.53 registry.npmjs.org TXT"),
+        ("off-list", "dns udp 10.0.0.53 off-list.example.com A"),
+        ("tcp-off-list", "dns tcp 10.0.0.53 off-list.example.com A"),
+        ("junk", "dns-junk udp 10.0.0.53"),
+        ("tcp-junk", "dns-junk tcp 10.0.0.53"),
+    ];
+    let body: String = queries
+        .iter()
+        .map(|(name, q)| format!("$NET {q} > \"$S/{name}\"\n"))
+        .collect();
+    let out = npm_install(&g, &net, &body, &[]);
+    let answer = |name: &str| step(&g, &out, name);
+    let (udp_a, tcp_a) = (answer("udp-a"), answer("tcp-a"));
+    check_eq!(out, udp_a["rcode"], 0, "{udp_a}");
+    let addr = udp_a["addrs"][0].as_str().unwrap_or_default().to_string();
+    check!(
+        out,
+        addr.starts_with("198.18.") || addr.starts_with("198.19."),
+        "A from the pool: {udp_a}"
+    );
+    check_eq!(
+        out,
+        tcp_a["addrs"][0],
+        addr.as_str(),
+        "over TCP, the same address: one per name per invocation"
+    );
+    let aaaa = answer("aaaa");
+    check_eq!(
+        out,
+        (aaaa["rcode"].clone(), aaaa["ancount"].clone()),
+        (Value::from(0), Value::from(0)),
+        "AAAA: NODATA: {aaaa}"
+    );
+    for name in ["txt", "off-list", "tcp-off-list"] {
+        let a = answer(name);
+        check_eq!(out, a["rcode"], 5, "{name}: REFUSED: {a}");
+    }
+    for name in ["junk", "tcp-junk"] {
+        let a = answer(name);
+        check!(
+            out,
+            a["answer"].is_null() || a["rcode"] == 1,
+            "{name}: FORMERR or no answer: {a}"
+        );
+    }
+    let recs = g.records();
+    let start = start_of(&out, &recs, "npm");
+    let id = id_of(start);
+    let dns: Vec<(String, String, String, u64)> = records_of(&recs, &id, "egress")
+        .iter()
+        .map(|r| {
+            check_eq!(out, r["method"], "dns", "only DNS rows: {r}");
+            let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
+            (
+                s("host"),
+                s("qtype"),
+                s("decision"),
+                r["status"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    let row = |h: &str, t: &str, d: &str, st: u64| (h.to_string(), t.to_string(), d.to_string(), st);
+    let npm = "registry.npmjs.org";
+    let off = "off-list.example.com";
+    check_eq!(
+        out,
+        dns,
+        vec![
+            row(npm, "A", "allow", 200),
+            row(npm, "A", "allow", 200),
+            row(npm, "AAAA", "allow", 200),
+            row(npm, "TXT", "deny", 501),
+            row(off, "A", "deny", 403),
+            row(off, "A", "deny", 403),
+            row("-", "-", "deny", 400),
+            row("-", "-", "deny", 400),
+        ],
+        "one row per query, in order, with its qtype"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Bare addresses and ports
+
+#[test]
+fn a_bare_address_is_refused_with_a_row_naming_it() {
+    let (g, net) = sandbox();
+    let out = npm_install(&g, &net, "$NET echo 198.51.100.1 443 16 > \"$S/bare\"", &[]);
+    let bare = step(&g, &out, "bare");
+    check_eq!(out, bare["back"], 0, "nothing came back: {bare}");
+    expect_refused(&g, &out, "198.51.100.1", "transparent", Some(443));
+}
+
+#[test]
+fn a_watched_port_is_refused_with_a_row() {
+    let (g, net) = sandbox();
+    let out = npm_install(
+        &g,
+        &net,
+        "$NET echo 198.51.100.1 22 16 > \"$S/ssh\"\n$NET echo registry.npmjs.org 22 16 > \"$S/pooled\"",
+        &[],
+    );
+    for name in ["ssh", "pooled"] {
+        let s = step(&g, &out, name);
+        check_eq!(
+            out,
+            (s["connect"].clone(), s["back"].clone()),
+            (Value::from("ok"), Value::from(0)),
+            "{name}: taken, then closed: {s}"
+        );
+    }
+    expect_refused(&g, &out, "198.51.100.1", "transparent", Some(22));
+    let recs = g.records();
+    let id = id_of(start_of(&out, &recs, "npm"));
+    let pooled: Vec<&Value> = rows_for(&recs, &id, "registry.npmjs.org")
+        .into_iter()
+        .filter(|r| r["method"] == "transparent")
+        .collect();
+    check!(
+        out,
+        pooled.len() == 1
+            && pooled[0]["port"] == 22
+            && pooled[0]["decision"] == "deny"
+            && pooled[0]["status"] == 403,
+        "an allowed name on a port its rule does not name is denied: {pooled:?}"
+    );
+}
+
+#[test]
+fn a_port_nobody_watches_is_refused_at_once_without_a_row() {
+    let (g, net) = sandbox();
+    let out = npm_install(
+        &g,
+        &net,
+        "$NET echo 198.51.100.1 4444 16 > \"$S/bare\"\n$NET echo registry.npmjs.org 4444 16 > \"$S/pooled\"",
+        &[],
+    );
+    for name in ["bare", "pooled"] {
+        let s = step(&g, &out, name);
+        check_eq!(out, s["connect"], "ECONNREFUSED", "{name}: {s}");
+    }
+    let recs = g.records();
+    let id = id_of(start_of(&out, &recs, "npm"));
+    let transparent: Vec<&Value> = records_of(&recs, &id, "egress")
+        .into_iter()
+        .filter(|r| r["method"] != "dns")
+        .collect();
+    check!(out, transparent.is_empty(), "no row but DNS: {transparent:?}");
+}
+
+#[test]
+fn port_80_is_answered_405() {
+    let (g, net) = sandbox();
+    let out = npm_install(
+        &g,
+        &net,
+        "$NET http registry.npmjs.org 80 > \"$S/pooled\"\n$NET http 198.51.100.1 80 > \"$S/bare\"",
+        &[],
+    );
+    for name in ["pooled", "bare"] {
+        let s = step(&g, &out, name);
+        let line = s["line"].as_str().unwrap_or_default();
+        check!(out, line.starts_with("HTTP/1.1 405"), "{name}: {s}");
+    }
+    let recs = g.records();
+    let id = id_of(start_of(&out, &recs, "npm"));
+    for host in ["registry.npmjs.org", "198.51.100.1"] {
+        let rows: Vec<&Value> = rows_for(&recs, &id, host)
+            .into_iter()
+            .filter(|r| r["method"] == "transparent")
+            .collect();
+        check!(
+            out,
+            rows.len() == 1
+                && rows[0]["port"] == 80
+                && rows[0]["status"] == 405
+                && rows[0]["decision"] == "deny",
+            "{host}:80: one deny row, 405: {rows:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The subcommand split
+
+/// A fake npm that reaches an unlisted host through the proxy and a
+/// service on loopback directly; `npm SUB` through the shim.
+fn split_run(sub: &str) -> (Gate, Outcome, Upstream, Upstream) {
+    let (g, net) = sandbox();
+    let unlisted = Upstream::echo();
+    let service = Upstream::echo();
+    g.tool(
+        "npm",
+        &format!(
+            "NET=\"{net}\"\n$NET proxy-echo unlisted.example.com 443 1000 > \"$S/proxied\"\n\
+             $NET echo 127.0.0.1 {} 1000 > \"$S/local\"\nexit 0\n",
+            service.addr.port()
+        ),
+    );
+    let mut cmd = strict_cmd(&g, "npm", &[sub], "auto");
+    cmd.env(
+        "CLI_GUARD_RESOLVE",
+        Gate::resolve(&[("unlisted.example.com:443", unlisted.addr)]),
+    );
+    let out = g.run(cmd);
+    out.expect_code(0);
+    (g, out, unlisted, service)
+}
+
+#[test]
+fn npm_start_is_observed_and_not_isolated() {
+    let (g, out, unlisted, service) = split_run("start");
+    let proxied = step(&g, &out, "proxied");
+    check!(
+        out,
+        proxied["status"] == 200 && proxied["same"] == true,
+        "the unlisted host is reached: {proxied}"
+    );
+    check_eq!(out, unlisted.accepted(), 1, "dialled once");
+    let local = step(&g, &out, "local");
+    check_eq!(
+        out,
+        local["same"],
+        true,
+        "the host's loopback service is reached: {local}"
+    );
+    check_eq!(out, service.accepted(), 1, "the service saw the connection");
+    let recs = g.records();
+    let start = start_of(&out, &recs, "npm");
+    check_eq!(out, start["isolation"], "none", "{start}");
+    check_eq!(out, start["mode"], "observe", "{start}");
+    let reason = start["isolation_reason"].as_str().unwrap_or_default();
+    check!(
+        out,
+        reason.contains("npm start"),
+        "the reason names `npm start`: {reason}"
+    );
+    let rows = rows_for(&recs, &id_of(start), "unlisted.example.com");
+    check!(
+        out,
+        rows.len() == 1 && rows[0]["mode"] == "observe" && rows[0]["decision"] == "allow",
+        "one observed allow row: {rows:?}"
+    );
+}
+
+#[test]
+fn npm_install_of_the_same_tool_is_isolated() {
+    let (g, out, unlisted, service) = split_run("install");
+    let proxied = step(&g, &out, "proxied");
+    check_eq!(
+        out,
+        proxied["status"],
+        403,
+        "the unlisted host is denied: {proxied}"
+    );
+    check_eq!(out, unlisted.accepted(), 0, "never dialled");
+    let local = step(&g, &out, "local");
+    check_eq!(
+        out,
+        local["connect"],
+        "ECONNREFUSED",
+        "the host's loopback is out of reach: {local}"
+    );
+    check_eq!(out, service.accepted(), 0, "the service saw nothing");
+    let recs = g.records();
+    let start = start_of(&out, &recs, "npm");
+    expect_isolated(&out, start);
+    check_eq!(out, start["mode"], "enforce", "{start}");
+}
+
+// ---------------------------------------------------------------------------
+// Fallback where the kernel refuses
+
+/// `npm install` through its shim, from inside a user namespace of the
+/// test's own where `max_user_namespaces` is 0, so the shim's unshare
+/// fails with ENOSPC. The fake tool records that it ran and reaches the
+/// npm registry through the proxy.
+fn refused_namespace_run(setting: &str) -> (Gate, Outcome, Upstream) {
+    let (g, net) = sandbox();
+    let up = Upstream::echo();
+    g.tool(
+        "npm",
+        &format!("NET=\"{net}\"\n: > \"$S/ran\"\nrec \"$@\"\n$NET proxy-echo registry.npmjs.org 443 1000 > \"$S/proxied\"\nexit 0\n"),
+    );
+    let mut cmd = g.command(require("unshare"));
+    cmd.args(["--user", "--map-root-user", "sh", "-c"])
+        .arg("echo 0 > /proc/sys/user/max_user_namespaces || exit 97; exec \"$0\" \"$@\"")
+        .arg(g.shim("npm"))
+        .arg("install")
+        .env("CLI_GUARD_RESOLVE", Gate::resolve(&[(NPM_REGISTRY, up.addr)]));
+    Gate::strict(&mut cmd, setting);
+    let out = g.run(cmd);
+    check!(
+        out,
+        out.code() != Some(97),
+        "the namespace limit could not be set to 0"
+    );
+    (g, out, up)
+}
+
+const UNAVAILABLE: &str = "strict mode is not available here";
+
+#[test]
+fn where_the_kernel_refuses_the_namespace_auto_runs_behind_the_proxy_and_says_so() {
+    let (g, out, up) = refused_namespace_run("auto");
+    out.expect_code(0);
+    let proxied = step(&g, &out, "proxied");
+    check!(
+        out,
+        proxied["status"] == 200 && proxied["same"] == true,
+        "behind the plain proxy: {proxied}"
+    );
+    check_eq!(out, up.accepted(), 1, "dialled");
+    let recs = g.records();
+    let start = start_of(&out, &recs, "npm");
+    check_eq!(out, start["isolation"], "none", "{start}");
+    let reason = start["isolation_reason"].as_str().unwrap_or_default();
+    check!(
+        out,
+        reason.contains("ENOSPC"),
+        "the reason names the errno: {reason}"
+    );
+    let said: Vec<String> = out
+        .guard_lines()
+        .into_iter()
+        .filter(|l| l.contains(UNAVAILABLE))
+        .collect();
+    check!(
+        out,
+        said.len() == 1 && said[0].contains("ENOSPC"),
+        "one stderr line says so, naming ENOSPC"
+    );
+}
+
+#[test]
+fn where_the_kernel_refuses_the_namespace_require_exits_125_without_running_the_tool() {
+    let (g, out, up) = refused_namespace_run("require");
+    out.expect_code(125);
+    check!(out, !g.state_path("ran").exists(), "the tool must not run");
+    check_eq!(out, up.accepted(), 0, "nothing dialled");
+    let recs = g.records();
+    let start = start_of(&out, &recs, "npm");
+    check_eq!(out, start["isolation"], "none", "{start}");
+    let id = id_of(start);
+    let ends = records_of(&recs, &id, "end");
+    check_eq!(out, ends.len(), 1, "one end row");
+    check_eq!(out, ends[0]["exit_code"], 125, "{}", ends[0]);
+    let error = ends[0]["error"].as_str().unwrap_or_default();
+    check!(
+        out,
+        error.contains("CLI_GUARD_STRICT=require") && error.contains("ENOSPC"),
+        "the end row says why: {error}"
+    );
+    check!(out, records_of(&recs, &id, "egress").is_empty(), "no egress");
+}
+
+#[test]
+fn strict_off_runs_behind_the_proxy_and_the_start_row_says_so() {
+    let (g, net) = sandbox();
+    g.tool("npm", &format!("NET=\"{net}\"\nrec \"$@\"\nexit 0\n"));
+    let out = g.run(strict_cmd(&g, "npm", &["install"], "off"));
+    out.expect_code(0);
+    let env = ChildEnv::parse(&fs::read(g.state_path("env")).unwrap());
+    check!(
+        out,
+        env.get("CLI_GUARD_NETNS").is_none(),
+        "not marked as inside a namespace"
+    );
+    let recs = g.records();
+    let start = start_of(&out, &recs, "npm");
+    check_eq!(out, start["isolation"], "none", "{start}");
+    let reason = start["isolation_reason"].as_str().unwrap_or_default();
+    check!(out, reason.contains("CLI_GUARD_STRICT=off"), "{reason}");
+    check!(
+        out,
+        !out.stderr().contains(UNAVAILABLE),
+        "off is no fallback: nothing to warn about"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Nesting
+
+#[test]
+fn a_guarded_tool_inside_a_strict_one_is_isolated_too_and_its_rows_link_up() {
+    let up = Upstream::echo();
+    let (g, net) = sandbox();
+    g.shim("pip");
+    g.shim("pnpm");
+    g.tool(
+        "npm",
+        "pip install six > /dev/null 2>&1; echo $? > \"$S/pip-rc\"\npnpm install > /dev/null 2>&1; echo $? > \"$S/pnpm-rc\"\nexit 0\n",
+    );
+    // pip may not reach the npm registry; pnpm may, but pypi.org is not
+    // npm's, so the outer gate refuses pip's pypi.org.
+    g.tool(
+        "pip",
+        &format!(
+            "NET=\"{net}\"\n$NET proxy-echo registry.npmjs.org 443 100 > \"$S/pip-npm\"\n\
+             $NET proxy-echo pypi.org 443 100 > \"$S/pip-pypi\"\n\
+             $NET echo 203.0.113.7 443 16 > \"$S/pip-raw\"\nexit 0\n"
+        ),
+    );
+    g.tool(
+        "pnpm",
+        &format!(
+            "NET=\"{net}\"\n$NET proxy-echo registry.npmjs.org 443 5000 > \"$S/pnpm-proxied\"\n\
+             $NET echo registry.npmjs.org 443 5000 > \"$S/pnpm-direct\"\nexit 0\n"
+        ),
+    );
+    let mut cmd = strict_cmd(&g, "npm", &["install"], "auto");
+    cmd.env("CLI_GUARD_RESOLVE", Gate::resolve(&[(NPM_REGISTRY, up.addr)]));
+    let out = g.run(cmd);
+    out.expect_code(0);
+    let s = |name: &str| step(&g, &out, name);
+    check_eq!(
+        out,
+        s("pip-npm")["status"],
+        403,
+        "pip's gate refuses the npm registry"
+    );
+    check!(
+        out,
+        s("pip-pypi")["status"] != 200,
+        "npm's gate refuses pypi.org: {}",
+        s("pip-pypi")
+    );
+    check_eq!(out, s("pip-raw")["back"], 0, "pip's direct connection is refused");
+    for name in ["pnpm-proxied", "pnpm-direct"] {
+        check_eq!(
+            out,
+            s(name)["same"],
+            true,
+            "{name}: relayed through both gates: {}",
+            s(name)
+        );
+    }
+    check_eq!(
+        out,
+        up.accepted(),
+        2,
+        "the outer gate dialled the registry twice, for pnpm"
+    );
+
+    let recs = g.records();
+    let outer = start_of(&out, &recs, "npm");
+    expect_isolated(&out, outer);
+    let outer_id = id_of(outer);
+    let pip = start_of(&out, &recs, "pip");
+    let pnpm = start_of(&out, &recs, "pnpm");
+    for inner in [pip, pnpm] {
+        expect_isolated(&out, inner);
+        check_eq!(
+            out,
+            inner["parent_audit_id"],
+            outer_id.as_str(),
+            "linked to npm's: {inner}"
+        );
+    }
+    let (pip_id, pnpm_id) = (id_of(pip), id_of(pnpm));
+    let has = |id: &str, host: &str, method: &str, decision: &str| {
+        rows_for(&recs, id, host)
+            .iter()
+            .any(|r| r["method"] == method && r["decision"] == decision)
+    };
+    let expected = [
+        (&pip_id, "registry.npmjs.org", "CONNECT", "deny", true),
+        (&pip_id, "pypi.org", "CONNECT", "allow", true),
+        (&outer_id, "pypi.org", "CONNECT", "deny", true),
+        (&pip_id, "203.0.113.7", "transparent", "deny", true),
+        (&outer_id, "203.0.113.7", "transparent", "deny", false),
+        (&pnpm_id, "registry.npmjs.org", "CONNECT", "allow", true),
+        (&pnpm_id, "registry.npmjs.org", "dns", "allow", true),
+        (&pnpm_id, "registry.npmjs.org", "transparent", "allow", true),
+        (&outer_id, "registry.npmjs.org", "CONNECT", "allow", true),
+        (&outer_id, "registry.npmjs.org", "dns", "allow", false),
+    ];
+    for (id, host, method, decision, present) in expected {
+        let who = if *id == outer_id {
+            "npm"
+        } else if *id == pip_id {
+            "pip"
+        } else {
+            "pnpm"
+        };
+        check_eq!(
+            out,
+            has(id, host, method, decision),
+            present,
+            "{who}: {method} {host} {decision}"
+        );
+    }
+    let outer_allowed = rows_for(&recs, &outer_id, "registry.npmjs.org")
+        .iter()
+        .filter(|r| r["method"] == "CONNECT" && r["decision"] == "allow")
+        .count();
+    check_eq!(
+        out,
+        outer_allowed,
+        2,
+        "the outer gate carried both of pnpm's connections"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Signals
+
+fn isolated_start(g: &Gate, run: &Running) {
+    let recs = g.records();
+    let start = recs.iter().find(|r| r["kind"] == "start");
+    check!(
+        run,
+        start.is_some_and(|s| s["isolation"] == "netns"),
+        "the tool runs isolated"
+    );
+}
+
+#[test]
+fn sigterm_at_a_strict_shim_reaches_the_tool_once_and_its_exit_code_passes_through() {
+    let g = Gate::new();
+    g.tool("npm", TRAP_TOOL);
+    let mut run = g.start(strict_cmd(&g, "npm", &["install"], "auto"));
+    g.wait_env(&mut run);
+    isolated_start(&g, &run);
+    send(run.pid(), Signal::SIGTERM);
+    expect_once(&g, &run, "TERM");
+    check!(
+        run,
+        run.poll().is_none(),
+        "the shim outlives the SIGTERM it forwarded"
+    );
+    g.finish(run, 3);
+}
+
+#[test]
+fn ctrl_c_at_a_terminal_reaches_a_strict_tool_once() {
+    let g = Gate::new();
+    g.tool("npm", TRAP_TOOL);
+    let (pty, mut run) = at_terminal(&g, strict_cmd(&g, "npm", &["install"], "auto"));
+    g.wait_env(&mut run);
+    isolated_start(&g, &run);
+    let child = g.child_pid(&mut run);
+    check_eq!(
+        run,
+        tpgid_of(run.pid()),
+        Some(child),
+        "the tool's group has the terminal"
+    );
+    pty.type_bytes(b"\x03");
+    expect_once(&g, &run, "INT");
+    check!(
+        run,
+        run.poll().is_none(),
+        "Ctrl-C does not kill the shim before the tool decides"
+    );
+    g.release(7);
+    run.wait().expect_code(7);
+}
+
+#[test]
+fn a_sigkilled_strict_shim_takes_its_tool_with_it() {
+    let g = Gate::new();
+    g.tool("npm", TRAP_TOOL);
+    let mut run = g.start(strict_cmd(&g, "npm", &["install"], "auto"));
+    g.wait_env(&mut run);
+    isolated_start(&g, &run);
+    let child = g.child_pid(&mut run);
+    send(run.pid(), Signal::SIGKILL);
+    let out = run.wait();
+    check_eq!(out, out.signal(), Some(9), "the shim was SIGKILLed");
+    check!(
+        out,
+        wait_until(WAIT, || is_dead(child)),
+        "the tool (pid {child}) dies with its shim: state {:?}",
+        proc_state(child)
+    );
+}
+
+#[test]
+fn a_strict_tool_killed_by_a_signal_kills_the_shim_by_the_same_signal() {
+    let g = Gate::new();
+    g.tool("npm", "kill -s USR1 $$\nsleep 2\nexit 99\n");
+    let out = g.run(strict_cmd(&g, "npm", &["install"], "auto"));
+    check_eq!(
+        out,
+        out.signal(),
+        Some(Signal::SIGUSR1 as i32),
+        "the shim dies by the tool's signal"
+    );
+    let recs = g.records();
+    let start = start_of(&out, &recs, "npm");
+    expect_isolated(&out, start);
+    let ends = records_of(&recs, &id_of(start), "end");
+    check!(
+        out,
+        ends.len() == 1 && ends[0]["signal"] == "SIGUSR1",
+        "the end row names the signal: {ends:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Unprivileged
+
+/// Makes `dir` writable by anyone, so the unprivileged user can use it.
+fn open_up(dir: &Path) {
+    fs::create_dir_all(dir).unwrap();
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o777)).unwrap();
+}
+
+#[test]
+fn as_an_unprivileged_user_strict_mode_refuses_an_escape_and_relays_an_allowed_name() {
+    const NOBODY: u32 = 65534;
+    const N: usize = 50_000;
+    let up = Upstream::echo();
+    let (g, net) = sandbox();
+    for dir in [
+        &g.state,
+        &g.home,
+        &g.work,
+        &g.audit.parent().unwrap().to_path_buf(),
+    ] {
+        open_up(dir);
+    }
+    g.tool(
+        "npm",
+        &format!(
+            "NET=\"{net}\"\nid -u > \"$S/uid\"\n\
+             $NET echo 203.0.113.7 443 16 > \"$S/raw\"\n\
+             curl -sS -m 5 --noproxy '*' -o /dev/null https://noproxy.example.com/; echo $? > \"$S/rc\"\n\
+             $NET echo registry.npmjs.org 443 {N} > \"$S/echo\"\nexit 0\n"
+        ),
+    );
+    let mut cmd = g.command(require("setpriv"));
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(g.shim("npm"))
+        .arg("install")
+        .env("CLI_GUARD_RESOLVE", Gate::resolve(&[(NPM_REGISTRY, up.addr)]));
+    Gate::strict(&mut cmd, "auto");
+    let out = g.run(cmd);
+    out.expect_code(0);
+    check_eq!(
+        out,
+        state_text(&g, "uid"),
+        NOBODY.to_string(),
+        "the tool ran as nobody"
+    );
+    let raw = step(&g, &out, "raw");
+    check_eq!(out, raw["back"], 0, "the raw connection is refused: {raw}");
+    check_eq!(
+        out,
+        state_text(&g, "rc"),
+        "6",
+        "curl --noproxy cannot resolve the name"
+    );
+    let echo = step(&g, &out, "echo");
+    check!(
+        out,
+        echo["same"] == true && echo["back"] == N,
+        "the allowed name is relayed: {echo}"
+    );
+    check_eq!(out, up.accepted(), 1, "dialled once");
+    let recs = g.records();
+    let start = start_of(&out, &recs, "npm");
+    expect_isolated(&out, start);
+    let id = id_of(start);
+    let denied = |host: &str, method: &str| {
+        let rows = rows_for(&recs, &id, host);
+        !rows.is_empty()
+            && rows
+                .iter()
+                .all(|r| r["method"] == method && r["decision"] == "deny")
+    };
+    check!(
+        out,
+        denied("203.0.113.7", "transparent"),
+        "a transparent deny row for the address"
+    );
+    check!(
+        out,
+        denied("noproxy.example.com", "dns"),
+        "a dns deny row for the name"
+    );
+    check!(
+        out,
+        rows_for(&recs, &id, "registry.npmjs.org")
+            .iter()
+            .any(|r| r["method"] == "transparent" && r["decision"] == "allow"),
+        "a transparent allow row for the registry"
+    );
+}
