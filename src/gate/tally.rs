@@ -18,6 +18,10 @@ const STRANGER_ROWS: u64 = 1000;
 /// they are only counted (in the `end` row's `suppressed`), so a tool that
 /// asks for a million names cannot grow the log without bound.
 const QUERY_ROWS: u64 = 1000;
+/// Refused direct connections (strict mode's transparent path and QUIC)
+/// that get a row each; past this, only counted, as for DNS queries: a
+/// payload that loops on connect() cannot grow the log without bound.
+const DIRECT_ROWS: u64 = 1000;
 /// Distinct refusals kept for the summary printed after the child exits.
 const LISTED_DENIALS: usize = 20;
 
@@ -45,6 +49,8 @@ pub struct Tally {
     /// DNS queries answered so far, and those of them past [`QUERY_ROWS`].
     queries: AtomicU64,
     queries_suppressed: AtomicU64,
+    /// Refused direct connections so far.
+    direct_refusals: AtomicU64,
 }
 
 /// Refusals for the summary, bounded whatever a flood of requests holds.
@@ -83,8 +89,9 @@ pub struct Summary {
     pub strangers: u64,
     /// Of those, how many got no row of their own (see [`STRANGER_ROWS`]).
     pub suppressed: u64,
-    /// DNS queries that got no row of their own (see [`QUERY_ROWS`]). The
-    /// `end` row's `suppressed` is this plus `suppressed`.
+    /// DNS queries and refused direct connections that got no row of their
+    /// own (see [`QUERY_ROWS`], [`DIRECT_ROWS`]). The `end` row's
+    /// `suppressed` is this plus `suppressed`.
     pub queries_suppressed: u64,
 }
 
@@ -111,12 +118,12 @@ impl Tally {
             _ if row.status == 407 => denials.count_stranger(),
             None => denials.count_stranger(),
             Some(target) => {
-                denials.list(
-                    target.to_string(),
-                    row.status,
-                    &row.reason,
-                    row.method.is_some_and(is_direct),
-                );
+                let direct = row.method.is_some_and(is_direct);
+                denials.list(target.to_string(), row.status, &row.reason, direct);
+                if direct && self.direct_refusals.fetch_add(1, Ordering::Relaxed) >= DIRECT_ROWS {
+                    self.queries_suppressed.fetch_add(1, Ordering::Relaxed);
+                    return false;
+                }
                 true
             }
         }
@@ -307,6 +314,23 @@ mod tests {
         let s = tally.summary();
         assert_eq!(s.denied, 1);
         assert_eq!(s.denials.len(), 1, "and is listed: {s:?}");
+    }
+
+    #[test]
+    fn refused_direct_connections_get_rows_up_to_their_cap() {
+        let tally = Tally::default();
+        let target = parse_authority("203.0.113.7:443").ok();
+        let direct = |t| Row {
+            method: Some("transparent"),
+            ..refusal(t, 403)
+        };
+        for i in 0..DIRECT_ROWS + 2 {
+            assert_eq!(tally.count(&direct(target.as_ref())), i < DIRECT_ROWS, "{i}");
+        }
+        let s = tally.summary();
+        assert_eq!((s.denied, s.queries_suppressed), (DIRECT_ROWS + 2, 2));
+        assert_eq!(s.denials.len(), 1, "listed once: {s:?}");
+        assert!(s.denials[0].direct);
     }
 
     #[test]

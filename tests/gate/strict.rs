@@ -205,8 +205,37 @@ def dns_junk(proto, server):
     parse(ask(proto, server, msg), 0)
 
 
+def quic(host, port, n):
+    """Send n UDP datagrams to host:port (a QUIC Initial's first byte, 0xC0);
+    wait briefly for any answer."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(1)
+    for _ in range(int(n)):
+        s.sendto(b"\xc0" + payload(1199), (host, int(port)))
+    try:
+        s.recv(2048)
+        out(sent=int(n), answer=True)
+    except socket.timeout:
+        out(sent=int(n), answer=False)
+    except OSError as e:
+        out(sent=int(n), answer=err(e))
+
+
+def flood(host, port, n):
+    """Connect n times, as a payload looping on connect() would."""
+    refused = 0
+    for _ in range(int(n)):
+        try:
+            s = dial(host, port)
+            s.recv(1)
+            s.close()
+        except OSError:
+            refused += 1
+    out(tried=int(n), refused=refused)
+
+
 cmd, args = sys.argv[1], sys.argv[2:]
-{"echo": echo, "proxy-echo": proxy_echo, "http": http, "dns": dns, "dns-junk": dns_junk}[cmd](*args)
+{"echo": echo, "proxy-echo": proxy_echo, "http": http, "dns": dns, "dns-junk": dns_junk, "quic": quic, "flood": flood}[cmd](*args)
 "#;
 
 /// A sandbox with [`NET_PY`] in it; returns the shell words that run it.
@@ -409,6 +438,51 @@ fn a_raw_socket_to_an_address_is_refused_with_a_transparent_row() {
         "closed: {raw}"
     );
     expect_refused(&g, &out, "203.0.113.7", "transparent", Some(443));
+}
+
+#[test]
+fn quic_is_refused_unanswered_with_one_row_per_destination() {
+    let (g, net) = sandbox();
+    let out = npm_install(&g, &net, "$NET quic 203.0.113.9 443 5 > \"$S/quic\"", &[]);
+    let quic = step(&g, &out, "quic");
+    check_eq!(
+        out,
+        quic["answer"],
+        false,
+        "no answer, so a client falls back to TCP: {quic}"
+    );
+    expect_refused(&g, &out, "203.0.113.9", "quic", Some(443));
+    let recs = g.records();
+    let id = id_of(start_of(&out, &recs, "npm"));
+    check_eq!(
+        out,
+        rows_for(&recs, &id, "203.0.113.9").len(),
+        1,
+        "five datagrams to one destination are one attempt, one row"
+    );
+}
+
+#[test]
+fn a_payload_looping_on_connect_cannot_flood_the_log() {
+    let (g, net) = sandbox();
+    let out = npm_install(&g, &net, "$NET flood 203.0.113.7 443 1100 > \"$S/loop\"", &[]);
+    let flood = step(&g, &out, "loop");
+    check_eq!(out, flood["tried"], 1100, "the loop ran: {flood}");
+    let recs = g.records();
+    let id = id_of(start_of(&out, &recs, "npm"));
+    let rows = rows_for(&recs, &id, "203.0.113.7");
+    check_eq!(out, rows.len(), 1000, "rows are capped at 1,000");
+    let end = recs
+        .iter()
+        .find(|r| r["kind"] == "end" && r["audit_id"] == id.as_str())
+        .unwrap_or_else(|| panic!("no end row"));
+    check_eq!(out, end["denied"], 1100, "every refusal is counted: {end}");
+    check_eq!(
+        out,
+        end["suppressed"],
+        100,
+        "and the ones past the cap say so: {end}"
+    );
 }
 
 #[test]
