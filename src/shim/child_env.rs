@@ -93,7 +93,7 @@ pub fn child_env(policy: &ToolPolicy, proxy_url: &str, audit_id: &str) -> Vec<(&
         }
         Family::Python => env.push(("PIP_PROXY", proxy_url.to_string())),
         Family::Cargo => env.push(("CARGO_HTTP_PROXY", proxy_url.to_string())),
-        Family::Plain => {}
+        Family::Maven | Family::Gradle | Family::Plain => {}
     }
     env.push((AUDIT_ID_VAR, audit_id.to_string()));
     env
