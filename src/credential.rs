@@ -6,6 +6,11 @@
 //! child (a URL) and for the wire (a `Basic` header), compared in constant
 //! time, and kept out of everything that is logged. Also here: Basic
 //! credentials and base64, which upstream proxies' userinfo uses too.
+//!
+//! bun before mid-2026 (oven-sh/bun#31782) spells the Basic value in
+//! base64url (`-`, `_` for `+`, `/`). A minted token never needs either
+//! character (see [`Credential::mint`]), but a request carrying the
+//! base64url spelling of the same bytes is accepted all the same.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -21,14 +26,18 @@ const REDACTED: &str = "<redacted>";
 pub struct Credential {
     /// The password in the child's proxy URL.
     token: String,
-    /// `Basic base64(cli-guard:token)`: the exact `Proxy-Authorization`
-    /// value a request must carry.
+    /// `Basic base64(cli-guard:token)`: the `Proxy-Authorization` value a
+    /// request must carry.
     header: String,
+    /// The same bytes in base64url, as bun spells them: also accepted.
+    header_url: String,
 }
 
 impl Credential {
     /// A fresh credential: 128 random bits as 32 hex digits (no character
-    /// that needs escaping in a URL).
+    /// that needs escaping in a URL). `cli-guard:` and hex digits never put
+    /// five one-bits in a row where a base64 sextet starts, so the header
+    /// has no `+` or `/` and reads the same in base64 and base64url.
     pub fn mint() -> Result<Credential, getrandom::Error> {
         let mut random = [0u8; 16];
         getrandom::fill(&mut random)?;
@@ -39,7 +48,12 @@ impl Credential {
     /// The credential for a given token (tests, and a token minted elsewhere).
     pub fn from_token(token: String) -> Credential {
         let header = basic_authorization(CREDENTIAL_USER.as_bytes(), token.as_bytes());
-        Credential { token, header }
+        let header_url = header.replace('+', "-").replace('/', "_");
+        Credential {
+            token,
+            header,
+            header_url,
+        }
     }
 
     /// The proxy URL the child gets: `http://cli-guard:TOKEN@ADDR`. Holds
@@ -55,16 +69,25 @@ impl Credential {
     }
 
     /// Whether a presented `Proxy-Authorization` value is this credential,
-    /// in time that does not depend on where they first differ.
+    /// in base64 or in base64url, in time that does not depend on where
+    /// they first differ (both spellings are always compared).
     pub fn matches(&self, presented: &[u8]) -> bool {
-        constant_time_eq(presented, self.header.as_bytes())
+        let standard = constant_time_eq(presented, self.header.as_bytes());
+        let url = constant_time_eq(presented, self.header_url.as_bytes());
+        standard | url
     }
 
     /// The forms of the secret a client could paste: the token and its
-    /// base64 (the header without `Basic `).
-    fn forms(&self) -> [&str; 2] {
-        let encoded = self.header.strip_prefix("Basic ").unwrap_or(&self.header);
-        [self.token.as_str(), encoded]
+    /// base64 and base64url (the headers without `Basic `).
+    fn forms(&self) -> [&str; 3] {
+        fn encoded(header: &str) -> &str {
+            header.strip_prefix("Basic ").unwrap_or(header)
+        }
+        [
+            self.token.as_str(),
+            encoded(&self.header),
+            encoded(&self.header_url),
+        ]
     }
 
     /// `text` with every form of the secret blanked out.
@@ -200,10 +223,57 @@ mod tests {
         assert!(!constant_time_eq(b"Basic abd", b"Basic abc"));
     }
 
+    /// bun's base64url spelling of the same bytes passes; a different
+    /// secret in either spelling does not.
+    #[test]
+    fn the_base64url_spelling_of_the_credential_is_accepted() {
+        // `~` is 0x7e: its bytes encode with sextets 62 and 63.
+        let c = Credential::from_token("~~~~~~".into());
+        let standard = c.header().to_string();
+        assert!(standard.contains('+') || standard.contains('/'), "{standard}");
+        let url = standard.replace('+', "-").replace('/', "_");
+        assert_ne!(url, standard);
+        assert!(c.matches(standard.as_bytes()));
+        assert!(c.matches(url.as_bytes()));
+        let other = Credential::from_token("~~~~~}".into());
+        let other_url = other.header().replace('+', "-").replace('/', "_");
+        assert!(!c.matches(other.header().as_bytes()));
+        assert!(!c.matches(other_url.as_bytes()));
+        let [_, encoded, encoded_url] = c.forms();
+        assert_eq!(
+            c.scrub(format!("{encoded} {encoded_url}")),
+            "<redacted> <redacted>"
+        );
+    }
+
+    /// Every sextet of `base64(cli-guard:TOKEN)` lies within two adjacent
+    /// bytes, each `:` or a hex digit past the fixed prefix: checking every
+    /// such pair at every bit offset covers every 32-hex-digit token.
+    #[test]
+    fn minted_tokens_read_the_same_in_both_alphabets() {
+        let prefix = format!("{CREDENTIAL_USER}:");
+        assert!(!base64(prefix.as_bytes()).contains(['+', '/']));
+        let bytes: Vec<u8> = b":0123456789abcdef".to_vec();
+        for a in &bytes {
+            for b in b"0123456789abcdef" {
+                let pair = u16::from(*a) << 8 | u16::from(*b);
+                for shift in 0..=10 {
+                    let sextet = (pair >> shift) & 63;
+                    assert!(sextet < 62, "{} {} at {shift}", char::from(*a), char::from(*b));
+                }
+            }
+        }
+        for _ in 0..64 {
+            let c = Credential::mint().unwrap_or_else(|e| panic!("{e}"));
+            assert!(!c.header().contains(['+', '/']), "{}", c.header());
+            assert_eq!(c.header, c.header_url);
+        }
+    }
+
     #[test]
     fn scrub_blanks_every_form() {
         let c = credential();
-        let [token, encoded] = c.forms();
+        let [token, encoded, _] = c.forms();
         let text = format!("a {token} b {encoded} c");
         assert_eq!(c.scrub(text), "a <redacted> b <redacted> c");
         assert!(c.in_request_line("CONNECT", &format!("cli-guard:{token}@a.com:443")));

@@ -347,6 +347,7 @@ fn strict(targets: &[String], env: &Env) -> Result<Exit, Failure> {
             args,
             program: Program::Path(exe),
             as_shim: false,
+            tool_args_from: 0,
         },
         &inner,
     );

@@ -14,18 +14,13 @@
 
 mod addr;
 pub mod authority;
-// The shim's start-up calls these; until it does, only the tests do.
-#[allow(dead_code)]
 mod scripts;
-#[allow(dead_code)]
 mod split;
 mod table;
 
 pub use addr::AddressCheck;
-#[allow(unused_imports)]
 pub use scripts::script_names;
-#[allow(unused_imports)]
-pub use split::{find_subcommand, invocation_policy, InvocationPolicy, SubcommandRule};
+pub use split::{invocation_policy, InvocationPolicy, SubcommandRule};
 pub use table::{lookup, observe_twin, tool_names, TOOLS};
 
 use std::fmt;
@@ -146,12 +141,23 @@ pub struct ToolPolicy {
 /// override it from the environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
-    /// npm, npx, pnpm, yarn: `npm_config_*`, `YARN_*`, `NODE_USE_ENV_PROXY`.
+    /// npm, npx, pnpm, pnpx, yarn, bun, corepack: `npm_config_*` (pnpm 10),
+    /// `pnpm_config_*` (pnpm 11), `YARN_*`, `NODE_USE_ENV_PROXY` (node, and
+    /// corepack >= 0.35).
     Node,
-    /// pip, pip3, uv: `PIP_PROXY`.
+    /// pip, pip3, pipx, poetry, pdm, hatch, uv, uvx: `PIP_PROXY` (for pip,
+    /// and pip children of the others).
     Python,
     /// cargo: `CARGO_HTTP_PROXY`.
     Cargo,
+    /// mvn: no proxy variable at all; the JVM's system properties through
+    /// `JAVA_TOOL_OPTIONS`, and `MAVEN_OPTS` telling Maven 3.9's resolver
+    /// to read them.
+    Maven,
+    /// gradle: the JVM's system properties through `JAVA_TOOL_OPTIONS`, and
+    /// `GRADLE_OPTS` turning the long-lived daemon off so that the JVM
+    /// that downloads is one that read them.
+    Gradle,
     /// Tools that read only the standard variables.
     Plain,
 }

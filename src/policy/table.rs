@@ -6,6 +6,17 @@
 use crate::policy::{Family, Mode, Rule, SubcommandRule, ToolPolicy};
 
 const NPM_REGISTRY: &[Rule] = &[Rule::https("registry.npmjs.org")];
+/// Maven Central as Maven and Gradle name it (the super POM's `central`;
+/// Gradle's `mavenCentral()`).
+const MAVEN_CENTRAL: Rule = Rule::https("repo.maven.apache.org");
+/// The conda channels of a default install: `defaults` (pkgs/main, pkgs/r)
+/// on repo.anaconda.com, and named channels such as conda-forge through
+/// the channel_alias conda.anaconda.org (conda/conda
+/// `conda/base/constants.py`).
+const CONDA_CHANNELS: &[Rule] = &[
+    Rule::https("repo.anaconda.com"),
+    Rule::https("conda.anaconda.org"),
+];
 const PYPI: &[Rule] = &[Rule::https("pypi.org"), Rule::https("files.pythonhosted.org")];
 const RUBYGEMS: &[Rule] = &[Rule::https("rubygems.org"), Rule::https("index.rubygems.org")];
 
@@ -355,6 +366,97 @@ const KUBECTL: SubcommandRule = SubcommandRule {
     ..SubcommandRule::PLAIN
 };
 
+// bun: `bun run` and `bun test` run the project's code, and so does a bare
+// word naming a package.json script (`bun dev`) unless it is one of bun's
+// own commands (oven-sh/bun `src/cli.zig`, Command.Tag and its aliases).
+// A file path (`bun index.ts`) is no script: enforced, which fails safe.
+const BUN: SubcommandRule = SubcommandRule {
+    value_options: &[
+        "--cwd",
+        "-c",
+        "--config",
+        "--env-file",
+        "-r",
+        "--preload",
+        "--filter",
+        "-F",
+    ],
+    toolchain: false,
+    package_scripts: true,
+    builtins: &[
+        "add",
+        "a",
+        "audit",
+        "build",
+        "completions",
+        "create",
+        "c",
+        "discord",
+        "exec",
+        "getcompletes",
+        "help",
+        "i",
+        "info",
+        "init",
+        "install",
+        "link",
+        "outdated",
+        "patch",
+        "patch-commit",
+        "pm",
+        "publish",
+        "remove",
+        "rm",
+        "repl",
+        "unlink",
+        "update",
+        "upgrade",
+        "why",
+        "x",
+    ],
+};
+// bunx (`bun x`): -p/--package names the package to fetch.
+const BUNX: SubcommandRule = SubcommandRule {
+    value_options: &["-p", "--package"],
+    ..SubcommandRule::PLAIN
+};
+// deno's global options come after the subcommand; only the shared ones
+// that take a value are listed.
+const DENO: SubcommandRule = SubcommandRule {
+    value_options: &["-L", "--log-level"],
+    ..SubcommandRule::PLAIN
+};
+const POETRY: SubcommandRule = SubcommandRule {
+    value_options: &["-C", "--directory", "-P", "--project"],
+    ..SubcommandRule::PLAIN
+};
+const PDM: SubcommandRule = SubcommandRule {
+    value_options: &["-c", "--config"],
+    ..SubcommandRule::PLAIN
+};
+const HATCH: SubcommandRule = SubcommandRule {
+    value_options: &[
+        "-e",
+        "--env",
+        "-p",
+        "--project",
+        "--data-dir",
+        "--cache-dir",
+        "--config",
+        "--color",
+    ],
+    ..SubcommandRule::PLAIN
+};
+const CONDA: SubcommandRule = SubcommandRule {
+    value_options: &["--json-format", "--log-level", "-r", "--root-prefix", "--rc-file"],
+    ..SubcommandRule::PLAIN
+};
+const PIXI: SubcommandRule = SubcommandRule {
+    value_options: &["--color"],
+    ..SubcommandRule::PLAIN
+};
+const DOTNET: SubcommandRule = SubcommandRule::PLAIN;
+
 const fn enforce(name: &'static str, family: Family, allow: &'static [Rule]) -> ToolPolicy {
     ToolPolicy {
         name,
@@ -448,7 +550,17 @@ const TABLE: &[ToolPolicy] = &[
             Rule::https("pkg-containers.githubusercontent.com"),
         ],
     ),
+    // bun's own client: the npm registry (bun docs `guides/install/
+    // custom-registry`). `bun upgrade` and `bun create` from GitHub reach
+    // api.github.com and GitHub's release hosts, which serve anyone's
+    // content: left out, so they are denied and named. Node family: a
+    // lifecycle script bun hands to node needs NODE_USE_ENV_PROXY.
+    enforce("bun", Family::Node, NPM_REGISTRY)
+        .runs_project_code(&["run", "test"])
+        .subcommands(BUN),
     enforce("bundle", Family::Plain, RUBYGEMS),
+    // bunx (`bun x`) runs freshly fetched packages: always enforced.
+    enforce("bunx", Family::Node, NPM_REGISTRY).subcommands(BUNX),
     enforce(
         "cargo",
         Family::Cargo,
@@ -471,6 +583,48 @@ const TABLE: &[ToolPolicy] = &[
         ],
     )
     .subcommands(COMPOSER),
+    // conda: `defaults` and named channels (see CONDA_CHANNELS). `conda run`
+    // runs the project's code in an environment. A .condarc
+    // `proxy_servers` entry keyed `https://HOST` beats HTTPS_PROXY with no
+    // variable to override it: strict mode still gates it; without strict
+    // mode the shim warns (`shim::overrides`).
+    enforce("conda", Family::Plain, CONDA_CHANNELS)
+        .runs_project_code(&["run"])
+        .subcommands(CONDA),
+    // corepack fetches package managers: npm and pnpm tarballs and yarn 1
+    // from the registries, yarn >= 2 from repo.yarnpkg.com (nodejs/corepack
+    // `config.json`). It then runs the fetched manager: always enforced.
+    enforce(
+        "corepack",
+        Family::Node,
+        &[
+            Rule::https("registry.npmjs.org"),
+            Rule::https("registry.yarnpkg.com"),
+            Rule::https("repo.yarnpkg.com"),
+        ],
+    ),
+    // deno: `npm:` specifiers from the npm registry, `jsr:` from jsr.io
+    // (denoland/deno `cli/args/mod.rs`, npm_registry_url and jsr_url).
+    // Plain `https:` imports (deno.land, esm.sh) name hosts of their own:
+    // left out. run, test, task, bench and serve run the project's code
+    // (and fetch its imports, observed, as `cargo run` builds).
+    enforce(
+        "deno",
+        Family::Plain,
+        &[Rule::https("registry.npmjs.org"), Rule::https("jsr.io")],
+    )
+    .runs_project_code(&["run", "test", "task", "bench", "serve"])
+    .subcommands(DENO),
+    // dotnet restore, tool and new: NuGet's service index and the resources
+    // it lists, all on api.nuget.org (learn.microsoft.com `nuget/api/
+    // service-index`); search hosts and telemetry are left out. run, test
+    // and watch run the project's code (after an implicit restore, as
+    // `cargo run` builds first). NuGet.Config `http_proxy` beats the
+    // environment with no variable to override it: strict mode still gates
+    // it; without strict mode the shim warns.
+    enforce("dotnet", Family::Plain, &[Rule::https("api.nuget.org")])
+        .runs_project_code(&["run", "test", "watch"])
+        .subcommands(DOTNET),
     enforce("gem", Family::Plain, RUBYGEMS),
     // Go: the module proxy, the checksum database, and storage.googleapis.com,
     // where proxy.golang.org redirects module zips. The latter is a shared
@@ -485,6 +639,45 @@ const TABLE: &[ToolPolicy] = &[
             Rule::https("storage.googleapis.com"),
         ],
     ),
+    // Gradle: the plugin portal and where it redirects artifacts, and Maven
+    // Central for `mavenCentral()` (docs.gradle.org `userguide/
+    // networking.html`; gradle/gradle `ArtifactRepositoryContainer.java`).
+    // services.gradle.org is left out: a `gradle` invocation never
+    // downloads a distribution (`./gradlew` does, and no shim sees it), nor
+    // is dl.google.com (`google()`, Android builds) in a default build.
+    // Always enforced: the arguments are a list of tasks, any of which may
+    // resolve and download dependencies.
+    enforce(
+        "gradle",
+        Family::Gradle,
+        &[
+            Rule::https("plugins.gradle.org"),
+            Rule::https("plugins-artifacts.gradle.org"),
+            MAVEN_CENTRAL,
+        ],
+    ),
+    // hatch installs through pip (or its bundled uv): PyPI. `hatch python
+    // install` fetches python-build-standalone from GitHub release assets,
+    // which serve anyone's content: left out. run, test and shell run the
+    // project's code.
+    enforce("hatch", Family::Python, PYPI)
+        .runs_project_code(&["run", "test", "shell"])
+        .subcommands(HATCH),
+    // mamba reads .condarc as conda does: the same channels.
+    enforce("mamba", Family::Plain, CONDA_CHANNELS)
+        .runs_project_code(&["run"])
+        .subcommands(CONDA),
+    // micromamba has no default channels: named ones (`-c conda-forge`)
+    // resolve through channel_alias conda.anaconda.org (mamba-org/mamba
+    // `libmamba/src/api/configuration.cpp`). `defaults` (repo.anaconda.com)
+    // is left out: it must be named, and it is then denied and named.
+    enforce("micromamba", Family::Plain, &[Rule::https("conda.anaconda.org")])
+        .runs_project_code(&["run"])
+        .subcommands(CONDA),
+    // Maven: central in the super POM (apache/maven `pom-4.0.0.xml`).
+    // Always enforced: the arguments are a list of phases and goals, any of
+    // which may resolve and download plugins and dependencies.
+    enforce("mvn", Family::Maven, &[MAVEN_CENTRAL]),
     // npm's run-script (aliases run, rum, urn), test (t, tst), start, stop
     // and restart run package.json scripts; exec, install-test and the rest
     // fetch or run fetched packages.
@@ -506,13 +699,47 @@ const TABLE: &[ToolPolicy] = &[
     enforce("npx", Family::Node, NPM_REGISTRY).subcommands(NPX),
     enforce("pip", Family::Python, PYPI).subcommands(PIP),
     enforce("pip3", Family::Python, PYPI).subcommands(PIP),
+    // pipx installs through pip or uv: PyPI. `pipx run` runs a freshly
+    // fetched package: always enforced. `--fetch-missing-python` reaches
+    // GitHub release assets (python-build-standalone): left out.
+    enforce("pipx", Family::Python, PYPI),
+    // pixi: the default channel conda-forge on conda.anaconda.org
+    // (prefix-dev/pixi `docs/reference/pixi_configuration.md`). A manifest
+    // with pypi-dependencies also needs PyPI and conda-mapping.prefix.dev:
+    // left out of a default install, so denied and named. run and shell run
+    // the project's tasks; `pixi exec` runs fetched packages: enforced.
+    enforce("pixi", Family::Plain, &[Rule::https("conda.anaconda.org")])
+        .runs_project_code(&["run", "shell"])
+        .subcommands(PIXI),
     // pnpm: also any script of ./package.json by name (see PNPM).
     enforce("pnpm", Family::Node, NPM_REGISTRY)
         .runs_project_code(&["run", "run-script", "start", "test", "t", "tst", "restart"])
         .subcommands(PNPM),
+    // pnpx and pnx (pnpm 11) are `pnpm dlx`: run freshly fetched
+    // packages, always enforced (pnpm/pnpm `pnpm11/pnpm/package.json`).
+    enforce("pnpx", Family::Node, NPM_REGISTRY),
+    enforce("pnx", Family::Node, NPM_REGISTRY),
+    // poetry: PyPI's simple and JSON APIs and its file host (python-poetry/
+    // poetry `src/poetry/repositories/pypi_repository.py`).
+    enforce("poetry", Family::Python, PYPI)
+        .runs_project_code(&["run"])
+        .subcommands(POETRY),
+    // pdm: `pypi.url` https://pypi.org/simple (pdm-project/pdm
+    // `src/pdm/project/config.py`). `pdm python install` reaches GitHub
+    // release assets: left out.
+    enforce("pdm", Family::Python, PYPI)
+        .runs_project_code(&["run"])
+        .subcommands(PDM),
+    // uv: PyPI (astral-sh/uv `crates/uv-distribution-types/src/
+    // index_url.rs`); releases.astral.sh and github.com (python installs,
+    // self update) are left out. A uv.toml `https-proxy` drops the
+    // environment's proxy with no variable to override it: strict mode
+    // still gates it; without strict mode the shim warns.
     enforce("uv", Family::Python, PYPI)
         .runs_project_code(&["run"])
         .subcommands(UV),
+    // uvx (`uv tool run`) runs a freshly fetched tool: always enforced.
+    enforce("uvx", Family::Python, PYPI),
     // Yarn: its own registry front, plus registry.npmjs.org because lockfiles
     // written by npm (and many yarn.lock files) carry its URLs.
     enforce(
@@ -527,10 +754,22 @@ const TABLE: &[ToolPolicy] = &[
     .runs_project_code(&["run", "start", "test"])
     .subcommands(YARN),
     observe("aws", AWS_METADATA).subcommands(AWS),
+    // Azure CLI: management.azure.com, login.microsoftonline.com and every
+    // service endpoint: too broad to enumerate.
+    observe("az", &[]),
     observe("docker", &[]).subcommands(DOCKER),
+    // gcloud: *.googleapis.com and accounts.google.com.
+    observe("gcloud", &[]),
     observe("gh", &[]),
+    // helm: whatever chart repos and OCI registries were added, and the
+    // cluster through kubeconfig, as kubectl.
+    observe("helm", &[]),
     observe("kubectl", &[]).subcommands(KUBECTL),
     observe("tailscale", &[]),
+    // terraform: registry.terraform.io, provider zips wherever the
+    // registry's download_url points, and every API its providers (child
+    // processes with the same environment) call.
+    observe("terraform", &[]),
 ];
 
 /// The policy for a tool name, if cli-guard guards it.
@@ -551,16 +790,60 @@ mod tests {
     #[test]
     fn table_has_the_required_tools() {
         for name in [
-            "brew", "npm", "npx", "pnpm", "yarn", "pip", "pip3", "uv", "cargo", "gem", "bundle", "go",
+            "brew",
+            "npm",
+            "npx",
+            "pnpm",
+            "yarn",
+            "pip",
+            "pip3",
+            "uv",
+            "cargo",
+            "gem",
+            "bundle",
+            "go",
             "composer",
+            "bun",
+            "bunx",
+            "pnpx",
+            "pnx",
+            "deno",
+            "corepack",
+            "uvx",
+            "poetry",
+            "pipx",
+            "pdm",
+            "hatch",
+            "conda",
+            "mamba",
+            "micromamba",
+            "pixi",
+            "mvn",
+            "gradle",
+            "dotnet",
         ] {
             assert_eq!(lookup(name).map(|t| t.mode), Some(Mode::Enforce), "{name}");
         }
-        for name in ["aws", "gh", "kubectl", "docker", "tailscale"] {
+        for name in [
+            "aws",
+            "gh",
+            "kubectl",
+            "docker",
+            "tailscale",
+            "helm",
+            "terraform",
+            "gcloud",
+            "az",
+        ] {
             assert_eq!(lookup(name).map(|t| t.mode), Some(Mode::Observe), "{name}");
         }
         assert_eq!(lookup("cli-guard"), None);
         assert_eq!(lookup("egress-demo"), None);
+        // The python names are shims, not tools: `-m pip` runs under pip's
+        // policy, anything else is the interpreter itself.
+        for name in ["python", "python3", "python3.12"] {
+            assert_eq!(lookup(name), None, "{name}");
+        }
     }
 
     #[test]
@@ -649,7 +932,10 @@ mod tests {
                 );
             }
         }
-        for name in ["npx", "pip", "pip3", "brew", "gem", "bundle", "go", "composer"] {
+        for name in [
+            "npx", "pip", "pip3", "brew", "gem", "bundle", "go", "composer", "bunx", "pnpx", "pnx", "uvx",
+            "pipx", "corepack", "mvn", "gradle",
+        ] {
             assert_eq!(lookup(name).map(|t| t.runs_project_code.len()), Some(0), "{name}");
         }
     }

@@ -1,9 +1,10 @@
 //! The child's environment: the proxy variables, each tool family's
-//! override of its own config, git's proxy, and cli-guard's own markers, on
-//! top of the inherited environment. Pure.
+//! override of its own config, the JVM's proxy properties for Maven and
+//! Gradle (which read no proxy variable), git's proxy, and cli-guard's own
+//! markers, on top of the inherited environment. Pure.
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 
 use crate::env::{Env, AUDIT_ID_VAR, DEPTH_VAR, NETNS_VAR, REAL_TOOL_VAR, SKIP_VAR};
 use crate::policy::{Family, ToolPolicy};
@@ -35,6 +36,9 @@ pub fn for_child(
     marks: ChildMarks<'_>,
 ) -> BTreeMap<OsString, OsString> {
     let mut env: BTreeMap<OsString, OsString> = inherited.vars().collect();
+    for (key, value) in jvm_env(policy, marks.proxy_url, &|key| env.get(OsStr::new(key)).cloned()) {
+        env.insert(OsString::from(key), value);
+    }
     let mut put = |key: &str, value: String| {
         env.insert(OsString::from(key), OsString::from(value));
     };
@@ -44,6 +48,7 @@ pub fn for_child(
     for (key, value) in git_proxy_env(inherited.git_config_count(), marks.proxy_url) {
         put(&key, value);
     }
+
     put(DEPTH_VAR, marks.depth.to_string());
     put(SKIP_VAR, marks.skip.to_string());
     put(REAL_TOOL_VAR, marks.real_tool.to_string());
@@ -82,20 +87,126 @@ pub fn child_env(policy: &ToolPolicy, proxy_url: &str, audit_id: &str) -> Vec<(&
     env.push(("no_proxy", no_proxy.clone()));
     match policy.family {
         Family::Node => {
+            // pnpm 10 and npm read npm_config_*; pnpm 11 reads only
+            // pnpm_config_* over its .npmrc and workspace file.
             env.push(("npm_config_https_proxy", proxy_url.to_string()));
             env.push(("npm_config_proxy", proxy_url.to_string()));
-            env.push(("npm_config_noproxy", no_proxy));
+            env.push(("npm_config_noproxy", no_proxy.clone()));
+            env.push(("pnpm_config_https_proxy", proxy_url.to_string()));
+            env.push(("pnpm_config_proxy", proxy_url.to_string()));
+            env.push(("pnpm_config_noproxy", no_proxy));
             env.push(("YARN_HTTPS_PROXY", proxy_url.to_string()));
             env.push(("YARN_HTTP_PROXY", proxy_url.to_string()));
             // Node itself ignores the proxy variables unless asked, so an
-            // install script's own fetch() would go around the gate.
+            // install script's own fetch() would go around the gate; so
+            // does corepack >= 0.35.
             env.push(("NODE_USE_ENV_PROXY", "1".to_string()));
         }
         Family::Python => env.push(("PIP_PROXY", proxy_url.to_string())),
         Family::Cargo => env.push(("CARGO_HTTP_PROXY", proxy_url.to_string())),
-        Family::Plain => {}
+        // JVM tools: see jvm_env, which appends to the user's options.
+        Family::Maven | Family::Gradle | Family::Plain => {}
     }
     env.push((AUDIT_ID_VAR, audit_id.to_string()));
+    env
+}
+
+/// The gate's address and secret, out of the proxy URL the credential
+/// spells (`http://cli-guard:TOKEN@HOST:PORT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ProxyParts<'a> {
+    host: &'a str,
+    port: &'a str,
+    user: &'a str,
+    password: &'a str,
+}
+
+fn proxy_parts(proxy_url: &str) -> Option<ProxyParts<'_>> {
+    let rest = proxy_url.strip_prefix("http://")?;
+    let (userinfo, authority) = rest.rsplit_once('@')?;
+    let (user, password) = userinfo.split_once(':')?;
+    let (host, port) = authority.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (!host.is_empty() && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())).then_some(ProxyParts {
+        host,
+        port,
+        user,
+        password,
+    })
+}
+
+/// For Maven and Gradle: no JVM reads a proxy variable, so the gate goes
+/// into `JAVA_TOOL_OPTIONS` as system properties (read by every JVM the
+/// tool starts: Gradle's daemon, Surefire's forks, the wrapper), appended
+/// to the user's own options so that ours win. Basic is re-enabled for
+/// CONNECT (the JDK disables it by default) and the credential goes into
+/// `http(s).proxyUser`/`proxyPassword`, which Maven's and Gradle's clients
+/// answer a 407 with. `MAVEN_OPTS` tells Maven 3.9's resolver to read the
+/// system properties at all; `GRADLE_OPTS` turns the long-lived daemon off,
+/// as a daemon started by an earlier invocation holds that one's gate.
+/// `existing` reads the inherited value of a variable. Pure.
+///
+/// The JVM prints `Picked up JAVA_TOOL_OPTIONS: …` on stderr, secret
+/// included; the secret is as visible in /proc/PID/environ as HTTPS_PROXY
+/// is, and dies with the invocation's gate.
+pub fn jvm_env(
+    policy: &ToolPolicy,
+    proxy_url: &str,
+    existing: &dyn Fn(&str) -> Option<OsString>,
+) -> Vec<(&'static str, OsString)> {
+    if !matches!(policy.family, Family::Maven | Family::Gradle) {
+        return Vec::new();
+    }
+    // The URL is the credential's own spelling; should it ever not parse,
+    // point the JVM at a port nothing listens on: fail closed, not around.
+    let parts = proxy_parts(proxy_url).unwrap_or(ProxyParts {
+        host: "127.0.0.1",
+        port: "9",
+        user: "",
+        password: "",
+    });
+    let mut non_proxy = "localhost|127.0.0.1|[::1]".to_string();
+    for extra in policy.no_proxy {
+        non_proxy.push('|');
+        non_proxy.push_str(extra);
+    }
+    let mut properties = Vec::with_capacity(16);
+    for scheme in ["https", "http"] {
+        properties.push(format!("-D{scheme}.proxyHost={}", parts.host));
+        properties.push(format!("-D{scheme}.proxyPort={}", parts.port));
+        properties.push(format!("-D{scheme}.proxyUser={}", parts.user));
+        properties.push(format!("-D{scheme}.proxyPassword={}", parts.password));
+    }
+    properties.push(format!("-Dhttp.nonProxyHosts={non_proxy}"));
+    properties.push("-Djdk.http.auth.tunneling.disabledSchemes=".to_string());
+    properties.push("-Djdk.http.auth.proxying.disabledSchemes=".to_string());
+    let append = |key: &str, ours: &[String]| {
+        let mut value = existing(key).unwrap_or_default();
+        for option in ours {
+            if !value.is_empty() {
+                value.push(" ");
+            }
+            value.push(option);
+        }
+        value
+    };
+    let mut env = vec![("JAVA_TOOL_OPTIONS", append("JAVA_TOOL_OPTIONS", &properties))];
+    match policy.family {
+        Family::Maven => {
+            let resolver = [
+                // Maven 3.9 (resolver 1.9, Apache HttpClient transport).
+                "-Daether.connector.http.useSystemProperties=true".to_string(),
+                // Maven 4 (resolver 2) when its Apache transport is chosen.
+                "-Daether.transport.apache.useSystemProperties=true".to_string(),
+            ];
+            env.push(("MAVEN_OPTS", append("MAVEN_OPTS", &resolver)));
+        }
+        Family::Gradle => {
+            let daemon = ["-Dorg.gradle.daemon=false".to_string()];
+            env.push(("GRADLE_OPTS", append("GRADLE_OPTS", &daemon)));
+        }
+        _ => {}
+    }
     env
 }
 
@@ -166,6 +277,145 @@ mod tests {
         );
         assert_eq!(get(&child_env(policy("pip3"), "u", "i"), "PIP_PROXY"), Some("u"));
         assert_eq!(get(&child_env(policy("gh"), "u", "i"), "PIP_PROXY"), None);
+    }
+
+    #[test]
+    fn pnpm_11_gets_its_own_override() {
+        for name in ["pnpm", "pnpx", "pnx"] {
+            let env = child_env(policy(name), "u", "i");
+            assert_eq!(get(&env, "pnpm_config_https_proxy"), Some("u"), "{name}");
+            assert_eq!(get(&env, "pnpm_config_proxy"), Some("u"), "{name}");
+            assert_eq!(get(&env, "npm_config_https_proxy"), Some("u"), "{name}");
+        }
+        for name in ["corepack", "bun", "bunx"] {
+            let env = child_env(policy(name), "u", "i");
+            assert_eq!(get(&env, "NODE_USE_ENV_PROXY"), Some("1"), "{name}");
+            assert_eq!(get(&env, "https_proxy"), Some("u"), "{name}");
+            assert_eq!(get(&env, "HTTPS_PROXY"), Some("u"), "{name}");
+        }
+    }
+
+    const URL: &str = "http://cli-guard:0123456789abcdef0123456789abcdef@127.0.0.1:4321";
+
+    fn jvm(name: &str, inherited: &[(&str, &str)]) -> Vec<(&'static str, String)> {
+        let existing = |key: &str| {
+            inherited
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| OsString::from(v))
+        };
+        jvm_env(policy(name), URL, &existing)
+            .into_iter()
+            .map(|(k, v)| (k, v.to_string_lossy().into_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn the_credentials_proxy_url_parses() {
+        let credential = crate::credential::Credential::from_token("abc".into());
+        let url = credential.proxy_url("127.0.0.1:3128".parse().unwrap_or_else(|e| panic!("{e}")));
+        assert_eq!(
+            proxy_parts(&url),
+            Some(ProxyParts {
+                host: "127.0.0.1",
+                port: "3128",
+                user: "cli-guard",
+                password: "abc",
+            })
+        );
+        let v6 = credential.proxy_url("[::1]:9".parse().unwrap_or_else(|e| panic!("{e}")));
+        assert_eq!(proxy_parts(&v6).map(|p| (p.host, p.port)), Some(("::1", "9")));
+        assert_eq!(proxy_parts("http://127.0.0.1:1"), None);
+        assert_eq!(proxy_parts("socks5://a:b@h:1"), None);
+    }
+
+    #[test]
+    fn maven_and_gradle_get_the_proxy_as_jvm_properties() {
+        for name in ["mvn", "gradle"] {
+            let env = jvm(name, &[]);
+            let opts = get(&env, "JAVA_TOOL_OPTIONS").unwrap_or_else(|| panic!("{name}"));
+            for property in [
+                "-Dhttps.proxyHost=127.0.0.1",
+                "-Dhttps.proxyPort=4321",
+                "-Dhttp.proxyHost=127.0.0.1",
+                "-Dhttp.proxyPort=4321",
+                "-Dhttps.proxyUser=cli-guard",
+                "-Dhttps.proxyPassword=0123456789abcdef0123456789abcdef",
+                "-Dhttp.nonProxyHosts=localhost|127.0.0.1|[::1]",
+            ] {
+                assert!(
+                    opts.split(' ').any(|o| o == property),
+                    "{name}: {property} in {opts}"
+                );
+            }
+            // Basic over CONNECT, which the JDK disables by default.
+            assert!(opts
+                .split(' ')
+                .any(|o| o == "-Djdk.http.auth.tunneling.disabledSchemes="));
+        }
+        let mvn = jvm("mvn", &[]);
+        assert_eq!(
+            get(&mvn, "MAVEN_OPTS").map(|o| o.contains("-Daether.connector.http.useSystemProperties=true")),
+            Some(true)
+        );
+        assert_eq!(get(&mvn, "GRADLE_OPTS"), None);
+        let gradle = jvm("gradle", &[]);
+        assert_eq!(get(&gradle, "GRADLE_OPTS"), Some("-Dorg.gradle.daemon=false"));
+        assert_eq!(get(&gradle, "MAVEN_OPTS"), None);
+    }
+
+    #[test]
+    fn jvm_options_are_appended_to_the_users() {
+        let env = jvm(
+            "mvn",
+            &[
+                ("JAVA_TOOL_OPTIONS", "-Xmx2g -Dhttps.proxyHost=corp"),
+                ("MAVEN_OPTS", "-Xss4m"),
+            ],
+        );
+        let opts = get(&env, "JAVA_TOOL_OPTIONS").unwrap_or_default();
+        assert!(opts.starts_with("-Xmx2g -Dhttps.proxyHost=corp -D"), "{opts}");
+        // The last -D of a name wins: ours.
+        let last_host = opts.split(' ').rfind(|o| o.starts_with("-Dhttps.proxyHost="));
+        assert_eq!(last_host, Some("-Dhttps.proxyHost=127.0.0.1"));
+        assert!(get(&env, "MAVEN_OPTS").is_some_and(|o| o.starts_with("-Xss4m -D")));
+        let gradle = jvm("gradle", &[("GRADLE_OPTS", "-Xmx1g")]);
+        assert_eq!(
+            get(&gradle, "GRADLE_OPTS"),
+            Some("-Xmx1g -Dorg.gradle.daemon=false")
+        );
+    }
+
+    #[test]
+    fn other_families_get_no_jvm_options() {
+        for name in ["npm", "pip", "cargo", "dotnet", "aws"] {
+            assert!(jvm(name, &[("JAVA_TOOL_OPTIONS", "-Xmx1g")]).is_empty(), "{name}");
+        }
+    }
+
+    #[test]
+    fn the_childs_environment_carries_the_jvm_options() {
+        let inherited = Env::from_pairs([("JAVA_TOOL_OPTIONS", "-Xmx1g")]);
+        let marks = ChildMarks {
+            proxy_url: URL,
+            audit_id: "id",
+            depth: 1,
+            skip: "",
+            real_tool: "3:4",
+            in_netns: false,
+        };
+        let env = for_child(&inherited, policy("gradle"), marks);
+        let get = |k: &str| env.get(&OsString::from(k)).and_then(|v| v.to_str());
+        assert!(
+            get("JAVA_TOOL_OPTIONS").is_some_and(|o| o.starts_with("-Xmx1g -Dhttps.proxyHost=127.0.0.1 "))
+        );
+        assert_eq!(get("GRADLE_OPTS"), Some("-Dorg.gradle.daemon=false"));
+        let npm = for_child(&inherited, policy("npm"), marks);
+        assert_eq!(
+            npm.get(&OsString::from("JAVA_TOOL_OPTIONS"))
+                .and_then(|v| v.to_str()),
+            Some("-Xmx1g")
+        );
     }
 
     #[test]

@@ -20,6 +20,8 @@ mod child_env;
 mod hand_through;
 mod invocation;
 mod locate;
+mod overrides;
+pub mod python;
 mod signals;
 mod strict;
 mod summary;
@@ -88,7 +90,8 @@ pub fn run(inv: Invocation, env: &Env) -> Result<Exit, Failure> {
     // Fetching and building are enforced; running the project's own code
     // (`npm test`, `cargo run`) is observed. ./package.json is read only for
     // a yarn or pnpm word that may name one of its scripts.
-    let split = policy::invocation_policy(inv.policy, &inv.args, &|| {
+    let tool_args = inv.args.get(inv.tool_args_from..).unwrap_or_default();
+    let split = policy::invocation_policy(inv.policy, tool_args, &|| {
         std::fs::read_to_string("package.json")
             .ok()
             .map(|json| policy::script_names(&json))
@@ -310,6 +313,13 @@ impl<'a> Started<'a> {
                 }
             }
         };
+        // Behind the plain proxy, a config file of the tool's own that beats
+        // the environment would send it around the gate: say so.
+        if self.split.policy.mode == policy::Mode::Enforce {
+            for warning in self.config_overrides() {
+                eprintln!("{warning}");
+            }
+        }
         // Fail closed: no listener, no child.
         let (listener, addr) = gate::bind_loopback()
             .context("cannot start the proxy on 127.0.0.1")
@@ -327,6 +337,22 @@ impl<'a> Started<'a> {
             strict: None,
         };
         Ok((setup, sockets, signals, runtime, plain))
+    }
+
+    /// The tool's config files that would beat the plain proxy (read only
+    /// when the invocation is not isolated).
+    fn config_overrides(&self) -> Vec<String> {
+        let env = self.env;
+        let path = |key: &str| env.var_os(key).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let places = overrides::Places {
+            cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+            home: path("HOME"),
+            xdg_config_home: path("XDG_CONFIG_HOME"),
+            gradle_user_home: path("GRADLE_USER_HOME"),
+        };
+        overrides::config_overrides(self.inv.policy.name, &places, &|file| {
+            std::fs::read_to_string(file).ok()
+        })
     }
 
     /// The async half's state, without its child yet.

@@ -5,11 +5,7 @@
 //! and network namespace of the tool's own (with the rtnetlink bytes it
 //! sends).
 
-// Strict mode's shim side, its first caller, is merged separately; drop
-// these two allows with it.
-#[allow(dead_code)]
 pub mod netlink;
-#[allow(dead_code)]
 pub mod netns;
 pub mod pipe;
 pub mod signal;
