@@ -337,6 +337,14 @@ pub fn spawn_isolated(
     isolate(Some((program, steps)), sockets)
 }
 
+/// Makes this process not dumpable (`PR_SET_DUMPABLE` 0): no process
+/// without CAP_SYS_PTRACE in its user namespace can ptrace it, read its
+/// memory or take its descriptors (pidfd_getfd), same user or not. A
+/// child's execve makes the child dumpable again.
+pub fn not_dumpable() -> nix::Result<()> {
+    nix::sys::prctl::set_dumpable(false)
+}
+
 /// Whether this process can make the namespaces and routes (for
 /// `cli-guard doctor`): a child goes as far as the go, then is killed.
 /// Any thread: it never execs.

@@ -425,6 +425,30 @@ fn curl_with_the_proxy_variables_unset_is_refused_with_a_dns_row() {
     curl_escape(&format!("env {unset} curl"), "unset.example.com");
 }
 
+/// The tool is the shim's child and the same user: were the shim
+/// traceable, the tool could read its memory or take its sockets (ptrace,
+/// pidfd_getfd) and dial from the host's namespace through it. The shim
+/// makes itself not dumpable; kernels may refuse for reasons of their own
+/// as well (this one does, across the user namespace), so this asserts the
+/// property, not which check gives it.
+#[test]
+fn the_tool_cannot_reach_into_the_shim() {
+    let (g, net) = sandbox();
+    let body = "cat /proc/$PPID/environ > /dev/null 2>&1; echo $? > \"$S/environ\"\n\
+                python3 -c 'import sys; open(\"/proc/%s/mem\" % sys.argv[1], \"rb\")' $PPID 2>/dev/null; echo $? > \"$S/mem\"";
+    let out = npm_install(&g, &net, body, &[]);
+    check!(
+        out,
+        state_text(&g, "environ") != "0",
+        "the shim's environment is not readable"
+    );
+    check!(
+        out,
+        state_text(&g, "mem") != "0",
+        "the shim's memory is not readable"
+    );
+}
+
 #[test]
 fn a_raw_socket_to_an_address_is_refused_with_a_transparent_row() {
     let (g, net) = sandbox();
