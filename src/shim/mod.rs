@@ -286,20 +286,22 @@ impl<'a> Started<'a> {
                 let layout = strict::layout(self.split.policy);
                 let proxy_url = credential.proxy_url(strict::PROXY_IN_NAMESPACE);
                 let prepared = prepare_child(&proxy_url, true)?;
-                // The tool runs as the same user: without this, it could
-                // ptrace the shim (or take its sockets with pidfd_getfd)
-                // wherever Yama does not forbid tracing a parent, and dial
-                // from the host's namespace through it. Not dumpable, the
-                // shim is out of reach of anything without CAP_SYS_PTRACE
-                // in the host's user namespace; the tool execs and is
-                // dumpable again.
-                netns::not_dumpable().map_err(|e| {
-                    Failure::gate(anyhow::anyhow!(
-                        "strict mode: cannot keep the tool from tracing the shim: {e}"
-                    ))
-                })?;
                 match netns::spawn_isolated(&prepared, steps, &layout.sockets) {
                     Ok(isolated) => {
+                        // The tool runs as the same user: without this, it could
+                        // ptrace the shim (or take its sockets with pidfd_getfd)
+                        // wherever Yama does not forbid tracing a parent, and dial
+                        // from the host's namespace through it. Not dumpable, the
+                        // shim is out of reach of anything without CAP_SYS_PTRACE
+                        // in the host's user namespace; the tool execs and is
+                        // dumpable again. Only now: the child wrote its own
+                        // uid_map, which a non-dumpable parent's fork could not.
+                        netns::not_dumpable().map_err(|e| {
+                            Failure::gate(anyhow::anyhow!(
+                                "strict mode: cannot keep the tool from tracing the shim: {e}"
+                            ))
+                        })?;
+
                         // The gate dials from the host's namespace, where
                         // the in-namespace listener cannot be reached: it
                         // has no own listener there to avoid.
