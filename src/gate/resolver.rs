@@ -271,11 +271,13 @@ pub async fn serve_udp<F: Future>(socket: UdpSocket, gate: Arc<Gate>, pool: Arc<
             },
         };
         let answered = answer_query(gate.policy, &pool, buf.get(..len).unwrap_or_default());
+        // The row is on disk before the answer leaves: a tool that then
+        // kills the shim cannot hide the query.
+        record(&gate, answered.row);
         if let Some(reply) = &answered.reply {
             // Lost answers are the client's to retry, as on any network.
             let _ = socket.send_to(reply, peer).await;
         }
-        record(&gate, answered.row);
     }
 }
 
@@ -343,6 +345,8 @@ async fn serve_connection(mut stream: TcpStream, gate: &Gate, pool: &Pool) {
             return;
         };
         let answered = answer_query(gate.policy, pool, &msg);
+        // The row first, as over UDP.
+        record(gate, answered.row);
         if let Some(reply) = &answered.reply {
             let Ok(prefix) = u16::try_from(reply.len()) else {
                 return;
@@ -351,12 +355,9 @@ async fn serve_connection(mut stream: TcpStream, gate: &Gate, pool: &Pool) {
             framed.extend_from_slice(&prefix.to_be_bytes());
             framed.extend_from_slice(reply);
             let written = timeout_at(deadline, stream.write_all(&framed)).await;
-            record(gate, answered.row);
             if !matches!(written, Ok(Ok(()))) {
                 return;
             }
-        } else {
-            record(gate, answered.row);
         }
     }
 }

@@ -24,6 +24,10 @@ const QUERY_ROWS: u64 = 1000;
 const DIRECT_ROWS: u64 = 1000;
 /// Distinct refusals kept for the summary printed after the child exits.
 const LISTED_DENIALS: usize = 20;
+/// Distinct refusals remembered, to list each once: past this, a new one is
+/// counted as unlisted without being remembered, so a flood of random
+/// names or addresses cannot grow the gate's memory without bound.
+const SEEN_LIMIT: usize = 4096;
 
 /// One `egress` row's worth of outcome.
 #[derive(Debug)]
@@ -192,7 +196,9 @@ impl Denials {
         } else {
             self.unlisted += 1;
         }
-        self.seen.insert(key);
+        if self.seen.len() < SEEN_LIMIT {
+            self.seen.insert(key);
+        }
     }
 
     /// Counts a stranger's refusal; `false` once past the row cap.
@@ -331,6 +337,22 @@ mod tests {
         assert_eq!((s.denied, s.queries_suppressed), (DIRECT_ROWS + 2, 2));
         assert_eq!(s.denials.len(), 1, "listed once: {s:?}");
         assert!(s.denials[0].direct);
+    }
+
+    #[test]
+    fn a_flood_of_distinct_refusals_is_remembered_only_up_to_a_bound() {
+        let tally = Tally::default();
+        let targets: Vec<_> = (0..SEEN_LIMIT + 50)
+            .filter_map(|i| parse_authority(&format!("h{i}.example:443")).ok())
+            .collect();
+        for target in &targets {
+            tally.count(&refusal(Some(target), 403));
+        }
+        let seen = tally.denials.lock().map(|d| d.seen.len()).unwrap_or_default();
+        assert_eq!(seen, SEEN_LIMIT);
+        let s = tally.summary();
+        assert_eq!(s.denials.len(), LISTED_DENIALS);
+        assert_eq!(s.unlisted as usize, targets.len() - LISTED_DENIALS);
     }
 
     #[test]

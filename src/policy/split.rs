@@ -19,8 +19,12 @@ use crate::policy::{observe_twin, Mode, ToolPolicy};
 pub struct SubcommandRule {
     /// Options before the subcommand that take the next argument as their
     /// value (`npm --prefix DIR run x`). `--opt=value` is one argument
-    /// whatever the option; any other option is taken to stand alone.
+    /// whatever the option.
     pub value_options: &'static [&'static str],
+    /// Options known to stand alone (`--silent`, `--locked`). Any option in
+    /// neither list may have taken the next argument as its value, so a
+    /// run word after it is not trusted: the invocation stays enforced.
+    pub flags: &'static [&'static str],
     /// A first argument `+toolchain` is skipped (rustup's `cargo +nightly`).
     pub toolchain: bool,
     /// A subcommand naming a script in ./package.json runs that script
@@ -35,6 +39,7 @@ impl SubcommandRule {
     /// Options never take a separate value; no scripts.
     pub const PLAIN: SubcommandRule = SubcommandRule {
         value_options: &[],
+        flags: &[],
         toolchain: false,
         package_scripts: false,
         builtins: &[],
@@ -63,29 +68,52 @@ pub const WHY_NO_SUBCOMMAND: &str = "no subcommand: enforced (fails safe)";
 pub const WHY_ENFORCED: &str =
     "fetches, installs, builds or is not a subcommand that runs the project's code: enforced";
 
+/// What [`scan`] found.
+struct Scan<'a> {
+    /// The subcommand: the first argument that is not an option. `None`
+    /// when there is none, when `--` comes first, or when an argument
+    /// before it is not UTF-8.
+    word: Option<&'a str>,
+    /// An option the rule does not know came before it: it may have taken
+    /// the next argument as its value (`npm --user-agent test install`),
+    /// so the word may be that value, not the subcommand.
+    after_unknown_option: bool,
+}
+
 /// The subcommand in `args` (the tool's arguments, without argv[0]) by
-/// `rule`: the first argument that is not an option. `None` when there is
-/// none, when `--` comes first, or when an argument before it is not UTF-8.
-pub fn find_subcommand<'a>(rule: &SubcommandRule, args: &'a [OsString]) -> Option<&'a str> {
+/// `rule`, skipping the values of its value options.
+fn scan<'a>(rule: &SubcommandRule, args: &'a [OsString]) -> Scan<'a> {
     let mut args = args.iter().map(|a| a.to_str());
     let mut first = true;
+    let mut after_unknown_option = false;
+    let none = |after_unknown_option| Scan {
+        word: None,
+        after_unknown_option,
+    };
     while let Some(arg) = args.next() {
-        let arg = arg?;
+        let Some(arg) = arg else {
+            return none(after_unknown_option);
+        };
         if std::mem::take(&mut first) && rule.toolchain && arg.starts_with('+') {
             continue;
         }
         if arg == "--" {
-            return None;
+            return none(after_unknown_option);
         }
         if arg.len() > 1 && arg.starts_with('-') {
             if rule.value_options.contains(&arg) {
                 args.next();
+            } else if !arg.contains('=') && !rule.flags.contains(&arg) {
+                after_unknown_option = true;
             }
             continue;
         }
-        return Some(arg);
+        return Scan {
+            word: Some(arg),
+            after_unknown_option,
+        };
     }
-    None
+    none(after_unknown_option)
 }
 
 /// The mode of `tool` run with `args`. Observe-mode tools are observed.
@@ -97,7 +125,8 @@ pub fn invocation_policy(
     args: &[OsString],
     package_json_scripts: &dyn Fn() -> Option<Vec<String>>,
 ) -> InvocationPolicy {
-    let found = find_subcommand(&tool.subcommand_rule, args);
+    let scanned = scan(&tool.subcommand_rule, args);
+    let found = scanned.word;
     let as_tool = |why| InvocationPolicy {
         subcommand: found.map(str::to_string),
         mode: tool.mode,
@@ -111,6 +140,12 @@ pub fn invocation_policy(
     let Some(sub) = found else {
         return as_tool(WHY_NO_SUBCOMMAND);
     };
+    // Observing instead of enforcing is the one way an argument can loosen
+    // the policy, so it must be certain the word is the subcommand: after
+    // an option whose arity the rule does not know, it is enforced.
+    if scanned.after_unknown_option {
+        return as_tool(WHY_ENFORCED);
+    }
     let why = if tool.runs_project_code.contains(&sub) {
         WHY_RUNS_PROJECT_CODE
     } else if is_script(tool, sub, package_json_scripts) {
@@ -166,7 +201,9 @@ mod tests {
     }
 
     fn sub(name: &str, args: &[&str]) -> Option<String> {
-        find_subcommand(&tool(name).subcommand_rule, &os(args)).map(str::to_string)
+        scan(&tool(name).subcommand_rule, &os(args))
+            .word
+            .map(str::to_string)
     }
 
     #[track_caller]
@@ -271,6 +308,21 @@ mod tests {
         // The value of --prefix is not the subcommand.
         assert_enforced(&of("npm", &["--prefix", "test", "install"]));
         assert_eq!(sub("npm", &["--loglevel", "silly", "ci"]).as_deref(), Some("ci"));
+    }
+
+    #[test]
+    fn a_run_word_after_an_option_of_unknown_arity_stays_enforced() {
+        // Its value could be the word: `--user-agent test install` installs.
+        assert_enforced(&of("npm", &["--user-agent", "test", "install"]));
+        assert_enforced(&of("npm", &["--heading", "t", "install", "evil"]));
+        assert_enforced(&with_scripts(
+            "pnpm",
+            &["--modules-dir", "dev", "add", "x"],
+            Some(&["dev"]),
+        ));
+        // Known flags and `--opt=value` are fine.
+        assert_observed(&of("npm", &["--silent", "test"]), "test");
+        assert_observed(&of("npm", &["--user-agent=x", "test"]), "test");
     }
 
     #[test]

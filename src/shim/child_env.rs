@@ -215,11 +215,14 @@ pub fn jvm_env(
 /// composer run: pin it to the gate through git's environment config,
 /// appended after any entries the user already passes that way. Pure.
 pub fn git_proxy_env(existing_count: Option<&str>, proxy_url: &str) -> Vec<(String, String)> {
-    let n = existing_count
+    // A count that cannot be one more is not a real one: git would fail on
+    // it anyway. Start afresh rather than wrap (and lose the pin).
+    let (n, count) = existing_count
         .and_then(|c| c.trim().parse::<u32>().ok())
-        .unwrap_or(0);
+        .and_then(|n| Some((n, n.checked_add(1)?)))
+        .unwrap_or((0, 1));
     vec![
-        ("GIT_CONFIG_COUNT".to_string(), (n + 1).to_string()),
+        ("GIT_CONFIG_COUNT".to_string(), count.to_string()),
         (format!("GIT_CONFIG_KEY_{n}"), "http.proxy".to_string()),
         (format!("GIT_CONFIG_VALUE_{n}"), proxy_url.to_string()),
     ]
@@ -431,6 +434,9 @@ mod tests {
         assert_eq!(after_two[0].1, "3");
         assert_eq!(after_two[1].0, "GIT_CONFIG_KEY_2");
         assert_eq!(git_proxy_env(Some("bogus"), "u")[0].1, "1");
+        let overflow = git_proxy_env(Some("4294967295"), "u");
+        assert_eq!(overflow[0].1, "1", "no wrap: {overflow:?}");
+        assert_eq!(overflow[1].0, "GIT_CONFIG_KEY_0");
     }
 
     #[test]

@@ -256,6 +256,9 @@ impl<'a> Started<'a> {
             .map_err(Failure::gate)?;
         let terminal = Terminal::open();
         let setting = strict::Setting::parse(env.strict()).map_err(|e| Failure::gate(anyhow::anyhow!(e)))?;
+        // Inside an enclosing strict invocation's namespace: its marker,
+        // checked, since any process can set a variable.
+        let inside = env.in_netns() && netns::outside_init_netns();
         let argv: Vec<&OsStr> = std::iter::once(&self.inv.argv0)
             .chain(&self.inv.args)
             .map(OsString::as_os_str)
@@ -286,6 +289,7 @@ impl<'a> Started<'a> {
                 let layout = strict::layout(self.split.policy);
                 let proxy_url = credential.proxy_url(strict::PROXY_IN_NAMESPACE);
                 let prepared = prepare_child(&proxy_url, true)?;
+                netns::keep_inherited_sockets_from_the_tool();
                 match netns::spawn_isolated(&prepared, steps, &layout.sockets) {
                     Ok(isolated) => {
                         // The tool runs as the same user: without this, it could
@@ -317,7 +321,7 @@ impl<'a> Started<'a> {
                         return Ok((setup, sockets, signals, runtime, Isolation::Netns));
                     }
                     Err(refused) => {
-                        let isolation = strict::fallback(&refused, setting, env.in_netns())
+                        let isolation = strict::fallback(&refused, setting, inside)
                             .map_err(|e| Failure::gate(anyhow::anyhow!(e)))?;
                         if isolation != Isolation::Netns {
                             eprintln!("{}", strict::fallback_warning(self.inv.policy.name, &refused));
@@ -340,7 +344,7 @@ impl<'a> Started<'a> {
             .map_err(Failure::gate)?;
         let settings = Settings::from_env(Some(addr), &credential, env)
             .map_err(|e| Failure::gate(anyhow::anyhow!("{e}")))?;
-        let prepared = prepare_child(&credential.proxy_url(addr), env.in_netns())?;
+        let prepared = prepare_child(&credential.proxy_url(addr), inside)?;
         let runtime = runtime()?;
         let setup = Supervised {
             child: Some(Child::Plain(prepared)),
@@ -538,10 +542,14 @@ impl Supervised<'_> {
             }
             Child::Isolated(isolated) => {
                 let pid = isolated.child;
-                isolated
-                    .go
-                    .start()
-                    .map_err(|e| spawn_failure(self.inv, &self.real_path, &e))?;
+                isolated.go.start().map_err(|e| {
+                    // The child may have taken the terminal before its exec
+                    // failed: the shell must get it back.
+                    if let Some(terminal) = terminal {
+                        terminal.take_back_from(pid);
+                    }
+                    spawn_failure(self.inv, &self.real_path, &e)
+                })?;
                 (pid, terminal.is_some_and(|t| t.foreground() == Some(pid)))
             }
         };

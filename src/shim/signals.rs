@@ -177,6 +177,14 @@ impl Terminal {
     /// watched), so this works from outside the foreground group too;
     /// callers only move the terminal between the shim's and the tool's
     /// groups, never take it from anyone else.
+    /// Gives the terminal back to the shim's group if `group` holds it (a
+    /// tool that took it and then failed to exec).
+    pub fn take_back_from(&self, group: Pid) {
+        if self.foreground() == Some(group) {
+            self.give_to(self.shim_group);
+        }
+    }
+
     fn give_to(&self, group: Pid) {
         // EIO, ENOTTY: the terminal hung up; nothing left to hand over.
         let _ = tcsetpgrp(&self.tty, group);

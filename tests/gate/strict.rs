@@ -449,6 +449,50 @@ fn the_tool_cannot_reach_into_the_shim() {
     );
 }
 
+/// A socket the shim inherited (an IDE's, a CI agent's) is in the host's
+/// namespace: passed on to the tool, it would be a way out.
+#[test]
+fn a_socket_the_shim_inherited_does_not_reach_the_tool() {
+    require("python3");
+    let (g, net) = sandbox();
+    g.tool(
+        "npm",
+        &format!(
+            "NET=\"{net}\"\nif [ -e /proc/self/fd/$HELD ]; then echo held > \"$S/fd\"; else echo gone > \"$S/fd\"; fi\n\
+             [ -e /proc/self/fd/$CONTROL ] && echo kept > \"$S/control\"\nexit 0\n"
+        ),
+    );
+    let shim = g.shim("npm");
+    // python3 holds a listening socket and a pipe, both inheritable, and
+    // execs the shim with them open.
+    let launcher = format!(
+        "import os, socket, sys\n\
+         s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\n\
+         r, w = os.pipe()\n\
+         for fd in (s.fileno(), r): os.set_inheritable(fd, True)\n\
+         os.environ['HELD'] = str(s.fileno()); os.environ['CONTROL'] = str(r)\n\
+         os.execv({shim:?}, ['npm', 'install'])\n",
+        shim = shim.display().to_string()
+    );
+    let mut cmd = g.command("python3");
+    cmd.arg("-c").arg(launcher);
+    Gate::strict(&mut cmd, "auto");
+    let out = g.run(cmd);
+    out.expect_code(0);
+    check_eq!(
+        out,
+        state_text(&g, "fd"),
+        "gone",
+        "the inherited socket is not the tool's"
+    );
+    check_eq!(
+        out,
+        state_text(&g, "control"),
+        "kept",
+        "an inherited pipe still is"
+    );
+}
+
 #[test]
 fn a_raw_socket_to_an_address_is_refused_with_a_transparent_row() {
     let (g, net) = sandbox();
