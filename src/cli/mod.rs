@@ -2,8 +2,10 @@
 //! subcommands (each in a file of its own, with its own parser).
 //!
 //! The pinned policy table is the one list of tool names: a name in it runs
-//! as a shim, `egress-demo` runs the demo, `cli-guard` takes subcommands, and
-//! anything else is refused with the list of known names. A shim never
+//! as a shim, `egress-demo` runs the demo, `cli-guard` takes subcommands,
+//! `python`, `python3` and `pythonX.Y` run `shim::python` (`-m pip`
+//! guarded, anything else the interpreter itself), and anything else is
+//! refused with the list of known names. A shim never
 //! parses its arguments: they are all the real tool's.
 
 mod args;
@@ -99,6 +101,9 @@ pub fn dispatch(args: Vec<OsString>) -> Result<Exit, Failure> {
     match name.as_str() {
         "cli-guard" => cli_guard(&rest, &env),
         "egress-demo" => demo::main(&rest, &env),
+        // `python -m pip` guarded as pip; any other python run is the
+        // interpreter itself, exec'd in place.
+        python if shim::python::is_python_name(python) => shim::python::run(python, argv0, rest, &env),
         // A shim: every argument is the real tool's, so none is parsed here.
         _ => match policy::lookup(&name) {
             Some(policy) => shim::run(
@@ -108,6 +113,7 @@ pub fn dispatch(args: Vec<OsString>) -> Result<Exit, Failure> {
                     args: rest,
                     program: Program::Lookup(OsString::from(&name)),
                     as_shim: true,
+                    tool_args_from: 0,
                 },
                 &env,
             ),

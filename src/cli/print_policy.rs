@@ -6,6 +6,7 @@ use std::ffi::OsString;
 use super::args::{self, Parsed, Usage};
 use crate::exit::{Exit, Failure};
 use crate::policy::{self, Mode, ToolPolicy};
+use crate::shim;
 
 const USAGE: Usage = Usage {
     command: "policy",
@@ -15,8 +16,10 @@ const USAGE: Usage = Usage {
 const HELP: &str = "\
 usage: cli-guard policy [NAME | --names]
 
-Prints the pinned policy: every tool, or one. --names prints only the tool
-names, one a line.
+Prints the pinned policy: every tool, or one. --names prints only the names
+that get a shim, one a line: the tools, then python and python3 (whose
+`-m pip`, `-m pipx`, `-m poetry`, `-m pdm` and `-m uv` run under that tool's
+policy).
 ";
 
 /// What `cli-guard policy` prints.
@@ -64,7 +67,9 @@ pub(super) fn print_policy(args: &[OsString]) -> Result<Exit, Failure> {
     };
     let tools: Vec<&ToolPolicy> = match what {
         PolicyArgs::Names => {
-            for name in policy::tool_names() {
+            // Every name that gets a shim: the tools, then the python
+            // names (not tools themselves: `-m pip` runs under pip's policy).
+            for name in policy::tool_names().chain(shim::python::PYTHON_SHIMS.iter().copied()) {
                 println!("{name}");
             }
             return Ok(Exit::SUCCESS);

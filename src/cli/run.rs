@@ -84,6 +84,7 @@ pub(super) fn run(args: &[OsString], env: &Env) -> Result<Exit, Failure> {
             args,
             program,
             as_shim: false,
+            tool_args_from: 0,
         },
         env,
     )

@@ -17,8 +17,10 @@ const USAGE: Usage = Usage {
 const HELP: &str = "\
 usage: cli-guard shims
 
-For each pinned tool: its mode, whether the first `NAME` on PATH is
-cli-guard's shim, and the real binary the shim would run.
+For each pinned tool, and python and python3 (mode -m only: `-m pip` and
+the like are guarded, anything else goes to the interpreter): its mode,
+whether the first `NAME` on PATH is cli-guard's shim, and the real binary
+the shim would run.
 ";
 
 /// Reads the arguments of `cli-guard shims`: none but `--help`.
@@ -41,8 +43,14 @@ pub(super) fn print_shims(args: &[OsString], env: &Env) -> Result<Exit, Failure>
     };
     let path_var = env.path();
     println!("{:<10} {:<8} {:<40} REAL", "TOOL", "MODE", "SHIM FIRST ON PATH");
-    for tool in policy::TOOLS {
-        let status = shim::shim_status(OsStr::new(tool.name), path_var);
+    let tools = policy::TOOLS.iter().map(|t| (t.name, t.mode.to_string()));
+    // The python names: only their `-m pip` (pipx, poetry, pdm, uv) is
+    // guarded; anything else is handed to the interpreter.
+    let pythons = shim::python::PYTHON_SHIMS
+        .iter()
+        .map(|n| (*n, "-m only".to_string()));
+    for (name, mode) in tools.chain(pythons) {
+        let status = shim::shim_status(OsStr::new(name), path_var);
         let first = match &status.first {
             None => "no (nothing on PATH)".to_string(),
             Some(path) if status.first_is_shim => format!("yes ({})", path.display()),
@@ -51,11 +59,7 @@ pub(super) fn print_shims(args: &[OsString], env: &Env) -> Result<Exit, Failure>
         let real = status
             .real
             .map_or_else(|| "not installed".to_string(), |p| p.display().to_string());
-        println!(
-            "{:<10} {:<8} {first:<40} {real}",
-            tool.name,
-            tool.mode.to_string()
-        );
+        println!("{name:<10} {mode:<8} {first:<40} {real}");
     }
     Ok(Exit::SUCCESS)
 }

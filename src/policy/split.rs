@@ -340,6 +340,39 @@ mod tests {
     }
 
     #[test]
+    fn the_new_tools_split_as_pinned() {
+        assert_observed(&with_scripts("bun", &["dev"], Some(&["dev"])), "dev");
+        assert_observed(&of("bun", &["--cwd", "app", "test"]), "test");
+        assert_enforced(&with_scripts("bun", &["install"], Some(&["install"])));
+        assert_enforced(&of("bun", &["index.ts"]));
+        for (name, word) in [
+            ("deno", "task"),
+            ("poetry", "run"),
+            ("pdm", "run"),
+            ("hatch", "test"),
+            ("dotnet", "run"),
+            ("conda", "run"),
+            ("pixi", "run"),
+        ] {
+            assert_observed(&of(name, &[word, "x"]), word);
+        }
+        for (name, args) in [
+            ("mvn", &["test"][..]),
+            ("gradle", &["run"]),
+            ("gradle", &["test"]),
+            ("dotnet", &["restore"]),
+            ("deno", &["install"]),
+            ("poetry", &["install"]),
+            ("bunx", &["run"]),
+            ("uvx", &["run"]),
+            ("pipx", &["run", "x"]),
+            ("pnpx", &["test"]),
+        ] {
+            assert_enforced(&with_scripts(name, args, Some(&["test", "run"])));
+        }
+    }
+
+    #[test]
     fn yarn_and_pnpm_run_a_package_json_script_by_name() {
         for name in ["yarn", "pnpm"] {
             let p = with_scripts(name, &["dev"], Some(&["dev", "lint"]));

@@ -6,7 +6,7 @@
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-use super::invocation::{lookup_failure, spawn_failure, Invocation};
+use super::invocation::{lookup_failure, spawn_failure, Invocation, Program};
 use super::locate::{find_on_path, skip_var, FileId};
 use crate::env::{Env, REAL_TOOL_VAR, SKIP_VAR};
 use crate::exit::Failure;
@@ -15,8 +15,12 @@ use std::ffi::OsStr;
 /// Replaces this process with the next real tool on PATH, skipping every
 /// cli-guard: the outer gate stays in front of it. Returns only on failure.
 pub fn hand_through(inv: &Invocation, skip: &[FileId], env: &Env) -> Failure {
-    let name = inv.policy.name;
-    let real = match find_on_path(OsStr::new(name), env.path(), skip) {
+    // The name looked up: a tool's, or the interpreter of `python -m pip`.
+    let name = match &inv.program {
+        Program::Lookup(name) => name.as_os_str(),
+        Program::Path(_) => OsStr::new(inv.policy.name),
+    };
+    let real = match find_on_path(name, env.path(), skip) {
         Ok(real) => real,
         Err(e) => return lookup_failure(inv, e),
     };

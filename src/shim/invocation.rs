@@ -32,6 +32,9 @@ pub struct Invocation {
     /// True when dispatched by argv[0] (not `cli-guard run`): only then can
     /// finding cli-guard itself as the "real" tool mean a copied shim.
     pub as_shim: bool,
+    /// Where the tool's own arguments start in `args`, for finding its
+    /// subcommand: 0, or past `-m pip` for `python -m pip install`.
+    pub tool_args_from: usize,
 }
 
 /// The failure for a tool that was not found, or is not executable.

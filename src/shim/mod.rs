@@ -15,6 +15,10 @@ mod child_env;
 mod hand_through;
 mod invocation;
 mod locate;
+// The shim calls it when an invocation is not isolated; until then, the tests do.
+#[allow(dead_code)]
+pub mod overrides;
+pub mod python;
 mod signals;
 mod strict;
 mod summary;
@@ -82,7 +86,8 @@ pub fn run(inv: Invocation, env: &Env) -> Result<Exit, Failure> {
     // Fetching and building are enforced; running the project's own code
     // (`npm test`, `cargo run`) is observed. ./package.json is read only for
     // a yarn or pnpm word that may name one of its scripts.
-    let split = policy::invocation_policy(inv.policy, &inv.args, &|| {
+    let tool_args = inv.args.get(inv.tool_args_from..).unwrap_or_default();
+    let split = policy::invocation_policy(inv.policy, tool_args, &|| {
         std::fs::read_to_string("package.json")
             .ok()
             .map(|json| policy::script_names(&json))

@@ -11,6 +11,7 @@
 //! - `dispatch`: argv[0] dispatch, `cli-guard --help/--version/policy/run`.
 //! - `proxy`: every proxy answer, the relay (early bytes, half-close), host
 //!   normalisation and matching, observe mode.
+//! - `python`: the python shims: `-m pip` guarded, anything else exec'd.
 //! - `shim`: the child's environment and argv, PATH lookup, exit codes.
 //! - `signals`: signal forwarding, Ctrl-C and Ctrl-Z through a pty.
 //! - `audit`: the four record kinds, ordering, permissions, a SIGKILLed
@@ -55,5 +56,6 @@ mod install;
 mod load;
 mod operator;
 mod proxy;
+mod python;
 mod shim;
 mod signals;
