@@ -30,7 +30,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-use crate::clients::{invocation, need, only_start, Client};
+use crate::clients::{installed, invocation, need, only_start, Client};
 use crate::util::{command, dump, Outcome};
 
 /// How a client's connections reached the gate.
@@ -41,11 +41,22 @@ enum Via {
     /// Through the proxy URL after the gate's 407 challenge (the JDK sends
     /// the credential only when asked): a 407 row, then `CONNECT` rows.
     ProxyAfter407,
+    /// Only through strict mode's transparent path: the client resolved the
+    /// name itself (a `dns` row) and connected directly (`transparent`).
+    Transparent,
 }
 
 impl Via {
     fn challenged(self) -> bool {
         self == Via::ProxyAfter407
+    }
+
+    /// The `method` of its connection rows.
+    fn method(self) -> &'static str {
+        match self {
+            Via::Proxy | Via::ProxyAfter407 => "CONNECT",
+            Via::Transparent => "transparent",
+        }
     }
 }
 
@@ -139,25 +150,75 @@ fn tunnels<'a>(egress: &[&'a Value]) -> Vec<&'a Value> {
     egress.iter().copied().filter(|r| r["method"] != "dns").collect()
 }
 
-/// The start row says the invocation ran in strict mode's namespace.
-fn assert_strict(recs: &[Value], tool: &str) {
+/// The one invocation of `tool` and the guarded tools it ran: pipx runs
+/// uv when uv is on PATH, and the shims put uv's shim there, so pipx's
+/// installs are nested uv invocations (rows under uv's own audit ID, whose
+/// `parent_audit_id` is pipx's).
+struct Invocations<'a> {
+    /// The audit IDs: `tool`'s first, then its descendants'.
+    ids: Vec<String>,
+    /// The egress rows of all of them, in log order.
+    egress: Vec<&'a Value>,
+    /// `tool`'s end row.
+    end: &'a Value,
+    /// The `denied` counts of all their end rows, added up.
+    denied: u64,
+}
+
+/// `tool`'s invocation and its descendants; `tool` ran in strict mode.
+fn invocations<'a>(recs: &'a [Value], tool: &str) -> Invocations<'a> {
+    let (id, _, end) = invocation(recs, tool);
     let start = only_start(recs, tool);
     assert_eq!(start["isolation"], "netns", "{start}\n{}", dump(recs));
     assert_eq!(start["mode"], "enforce", "{start}");
+    let mut ids = vec![id];
+    let mut grew = true;
+    while grew {
+        grew = false;
+        for r in recs.iter().filter(|r| r["kind"] == "start") {
+            let child = r["audit_id"].as_str().unwrap_or("").to_string();
+            let parent = r["parent_audit_id"].as_str().unwrap_or("");
+            if ids.iter().any(|i| i == parent) && !ids.contains(&child) {
+                ids.push(child);
+                grew = true;
+            }
+        }
+    }
+    let mine = |r: &&Value| r["audit_id"].as_str().is_some_and(|a| ids.iter().any(|i| i == a));
+    let egress = recs
+        .iter()
+        .filter(|r| r["kind"] == "egress")
+        .filter(mine)
+        .collect();
+    let denied = recs
+        .iter()
+        .filter(|r| r["kind"] == "end")
+        .filter(mine)
+        .map(|r| r["denied"].as_u64().unwrap_or(0))
+        .sum();
+    Invocations {
+        ids,
+        egress,
+        end,
+        denied,
+    }
 }
 
-/// A successful fetch: `tool` exited 0; every row of its invocation is
-/// allowed and names one of `hosts`; every connection is a tunnel on 443
-/// answered 200, made through the proxy URL (`CONNECT`), and there is at
-/// least one.
+/// A successful fetch: `tool` exited 0, in strict mode; every row of its
+/// invocation (and of the guarded tools it ran) is allowed and names one of
+/// `hosts`; every connection is a tunnel on 443 answered 200, made through
+/// the proxy URL with the credential (`CONNECT`), and there is at least one.
 fn assert_fetched(c: &Client, out: &Outcome, tool: &str, hosts: &[&str]) {
     check_eq!(out, out.code(), Some(0), "{tool} failed");
     let recs = c.records();
-    assert_strict(&recs, tool);
-    let (_, egress, end) = invocation(&recs, tool);
-    let conns = tunnels(&egress);
-    check!(out, !conns.is_empty(), "{tool} made no connection through the gate");
-    for row in &egress {
+    let run = invocations(&recs, tool);
+    let conns = tunnels(&run.egress);
+    check!(
+        out,
+        !conns.is_empty(),
+        "{tool} made no connection through the gate"
+    );
+    for row in &run.egress {
         let host = row["host"].as_str().unwrap_or("");
         check!(out, hosts.contains(&host), "unexpected host {host}: {row}");
         check_eq!(out, row["decision"], "allow", "{row}");
@@ -167,8 +228,8 @@ fn assert_fetched(c: &Client, out: &Outcome, tool: &str, hosts: &[&str]) {
         check_eq!(out, row["port"], 443, "{row}");
         check_eq!(out, row["status"], 200, "{row}");
     }
-    check_eq!(out, end["exit_code"], 0, "{end}");
-    check_eq!(out, end["denied"], 0, "{end}");
+    check_eq!(out, run.end["exit_code"], 0, "{}", run.end);
+    check_eq!(out, run.denied, 0, "denials");
 }
 
 /// A client whose registry does not resolve here: its connections reach
@@ -182,70 +243,89 @@ fn assert_gated_unreachable(c: &Client, out: &Outcome, tool: &str, hosts: &[&str
         "{tool} cannot succeed against a registry that does not resolve here"
     );
     let recs = c.records();
-    assert_strict(&recs, tool);
-    let (_, egress, end) = invocation(&recs, tool);
-    let conns = tunnels(&egress);
+    let run = invocations(&recs, tool);
+    let conns = tunnels(&run.egress);
     let (challenges, allowed): (Vec<&Value>, Vec<&Value>) =
         conns.iter().copied().partition(|r| r["status"] == 407);
     check!(out, !allowed.is_empty(), "{tool} made no allowed connection");
-    for row in &egress {
+    for row in &run.egress {
         let host = row["host"].as_str().unwrap_or("");
         check!(out, hosts.contains(&host), "unexpected host {host}: {row}");
     }
     for row in &allowed {
-        check_eq!(out, row["method"], "CONNECT", "not through the proxy URL: {row}");
+        check_eq!(out, row["method"], via.method(), "not {via:?}: {row}");
         check_eq!(out, row["port"], 443, "{row}");
         check_eq!(out, row["decision"], "allow", "{row}");
         let status = row["status"].as_u64().unwrap_or(0);
-        check!(out, [502, 504].contains(&status), "not an unreachable dial: {row}");
+        check!(
+            out,
+            [502, 504].contains(&status),
+            "not an unreachable dial: {row}"
+        );
     }
+    assert_challenges(out, tool, &challenges, via);
+    check_eq!(
+        out,
+        run.end["exit_code"].as_i64(),
+        out.code().map(i64::from),
+        "the shim's exit is {tool}'s"
+    );
+}
+
+/// The 407 rows are there exactly when `via` says the client waits for
+/// the challenge, and are the gate's own refusals of a CONNECT.
+fn assert_challenges(out: &Outcome, tool: &str, challenges: &[&Value], via: Via) {
     check_eq!(
         out,
         !challenges.is_empty(),
         via.challenged(),
         "whether {tool} waited for the 407 challenge"
     );
-    for row in &challenges {
+    for row in challenges {
         check_eq!(out, row["method"], "CONNECT", "{row}");
         check_eq!(out, row["decision"], "deny", "{row}");
     }
-    check_eq!(
-        out,
-        end["exit_code"].as_i64(),
-        out.code().map(i64::from),
-        "the shim's exit is {tool}'s"
-    );
 }
 
 /// A denial: `tool`, pointed at `host`, failed; the rows naming `host` sit
-/// under its audit ID and are all refusals (403), on 443 for connections;
-/// the shim's summary line names the host and the audit ID.
-fn assert_denied(c: &Client, out: &Outcome, tool: &str, host: &str) {
+/// under its audit ID (or a guarded child's) and are refusals, 403 (after
+/// the 407 challenge for a JVM client, `via`), on 443 for connections; a
+/// `cli-guard:` line names the host and that audit ID.
+fn assert_denied(c: &Client, out: &Outcome, tool: &str, host: &str, via: Via) {
     check!(
         out,
         out.code().is_some_and(|code| code != 0),
         "{tool} must fail when its registry is denied"
     );
     let recs = c.records();
-    assert_strict(&recs, tool);
-    let (id, egress, end) = invocation(&recs, tool);
-    let denied: Vec<&&Value> = egress.iter().filter(|r| r["host"] == host).collect();
-    check!(out, !denied.is_empty(), "no row for {host} under {tool}'s audit id");
+    let run = invocations(&recs, tool);
+    let rows: Vec<&Value> = run.egress.iter().copied().filter(|r| r["host"] == host).collect();
+    let (challenges, denied): (Vec<&Value>, Vec<&Value>) =
+        rows.iter().copied().partition(|r| r["status"] == 407);
+    check!(
+        out,
+        !denied.is_empty(),
+        "no row for {host} under {tool}'s audit id"
+    );
     for row in &denied {
         check_eq!(out, row["decision"], "deny", "{row}");
         check_eq!(out, row["status"], 403, "{row}");
-        check_eq!(out, row["tool"], tool, "{row}");
         if row["method"] != "dns" {
             check_eq!(out, row["port"], 443, "{row}");
         }
     }
-    check!(out, end["denied"].as_u64().unwrap_or(0) >= 1, "{end}");
+    assert_challenges(out, tool, &challenges, via);
+    check!(out, run.denied >= 1, "no denial counted: {}", run.end);
+    let ids: Vec<&String> = denied
+        .iter()
+        .filter_map(|r| run.ids.iter().find(|i| r["audit_id"] == i.as_str()))
+        .collect();
     check!(
         out,
-        out.guard_lines()
-            .iter()
-            .any(|l| l.contains(host) && l.contains(&id)),
-        "the shim's cli-guard: line must name {host} and the audit id"
+        out.stderr().lines().any(|l| l.contains("cli-guard:")
+            && l.contains(host)
+            && ids.iter().any(|id| l.contains(id.as_str()))),
+        "no cli-guard: line names {host} and the audit id of its rows"
     );
 }
 
@@ -270,9 +350,15 @@ fn pnpm_pointed_at_an_unlisted_registry_is_denied() {
     let c = Client::new();
     let proj = project(&c, &[PACKAGE_JSON]);
     let registry = format!("https://{UNLISTED_NPM}/");
-    let args = ["add", "is-number", "--registry", &registry, "--config.fetch-retries=0"];
+    let args = [
+        "add",
+        "is-number",
+        "--registry",
+        &registry,
+        "--config.fetch-retries=0",
+    ];
     let out = c.run(client_cmd(&c, &proj, "pnpm", &args));
-    assert_denied(&c, &out, "pnpm", UNLISTED_NPM);
+    assert_denied(&c, &out, "pnpm", UNLISTED_NPM, Via::Proxy);
 }
 
 #[test]
@@ -304,8 +390,13 @@ fn bun_pointed_at_an_unlisted_registry_is_denied() {
     let c = Client::new();
     let proj = project(&c, &[PACKAGE_JSON]);
     let registry = format!("https://{UNLISTED_NPM}/");
-    let out = c.run(client_cmd(&c, &proj, "bun", &["add", "is-number", "--registry", &registry]));
-    assert_denied(&c, &out, "bun", UNLISTED_NPM);
+    let out = c.run(client_cmd(
+        &c,
+        &proj,
+        "bun",
+        &["add", "is-number", "--registry", &registry],
+    ));
+    assert_denied(&c, &out, "bun", UNLISTED_NPM, Via::Proxy);
 }
 
 #[test]
@@ -340,7 +431,7 @@ fn deno_pointed_at_an_unlisted_registry_is_denied() {
     let mut cmd = client_cmd(&c, &proj, "deno", &["add", "npm:is-number@7.0.0"]);
     cmd.env("NPM_CONFIG_REGISTRY", format!("https://{UNLISTED_NPM}/"));
     let out = c.run(cmd);
-    assert_denied(&c, &out, "deno", UNLISTED_NPM);
+    assert_denied(&c, &out, "deno", UNLISTED_NPM, Via::Proxy);
 }
 
 /// The yarn that corepack fetches: yarn 4, the project's packageManager.
@@ -391,16 +482,15 @@ fn corepack_pointed_at_an_unlisted_registry_is_denied() {
     let mut cmd = client_cmd(&c, &proj, "corepack", &[&spec, "--version"]);
     corepack_env(&mut cmd, &format!("https://{UNLISTED_NPM}"));
     let out = c.run(cmd);
-    assert_denied(&c, &out, "corepack", UNLISTED_NPM);
+    assert_denied(&c, &out, "corepack", UNLISTED_NPM, Via::Proxy);
 }
 
 /// A yarn 4 project: corepack's `yarn` runs the packageManager's yarn,
 /// fetched (under yarn's shim) from the npm registry; yarn's own registry
 /// is `registry` (registry.yarnpkg.com does not serve this machine).
 fn yarn_4_cmd(c: &Client, registry: &str) -> Command {
-    let manifest = format!(
-        r#"{{"name":"proj","version":"1.0.0","private":true,"packageManager":"yarn@{YARN_4}"}}"#
-    );
+    let manifest =
+        format!(r#"{{"name":"proj","version":"1.0.0","private":true,"packageManager":"yarn@{YARN_4}"}}"#);
     let proj = project(c, &[("package.json", &manifest), ("yarn.lock", "")]);
     let mut cmd = client_cmd(c, &proj, "yarn", &["add", "is-number"]);
     corepack_env(&mut cmd, "https://registry.npmjs.org");
@@ -428,7 +518,7 @@ fn yarn_4_pointed_at_an_unlisted_registry_is_denied() {
     need("yarn");
     let c = Client::new();
     let out = c.run(yarn_4_cmd(&c, &format!("https://{UNLISTED_NPM}")));
-    assert_denied(&c, &out, "yarn", UNLISTED_NPM);
+    assert_denied(&c, &out, "yarn", UNLISTED_NPM, Via::Proxy);
 }
 
 // ---------------------------------------------------------------------------
@@ -444,7 +534,13 @@ fn unlisted_index() -> String {
 fn uv_pip_install(c: &Client, args: &[&str]) -> Command {
     let proj = project(c, &[]);
     let venv = proj.join(".venv");
-    let made = command("python3").arg("-m").arg("venv").arg("--without-pip").arg(&venv).status().unwrap();
+    let made = command("python3")
+        .arg("-m")
+        .arg("venv")
+        .arg("--without-pip")
+        .arg(&venv)
+        .status()
+        .unwrap();
     assert!(made.success(), "python3 -m venv failed");
     let mut all = vec!["pip", "install", "--python", venv.to_str().unwrap()];
     all.extend(args);
@@ -469,7 +565,7 @@ fn uv_pointed_at_an_unlisted_index_is_denied() {
     let mut cmd = uv_pip_install(&c, &["--index-url", &index, "six"]);
     cmd.env("UV_HTTP_RETRIES", "0");
     let out = c.run(cmd);
-    assert_denied(&c, &out, "uv", UNLISTED_PYPI);
+    assert_denied(&c, &out, "uv", UNLISTED_PYPI, Via::Proxy);
 }
 
 #[test]
@@ -488,7 +584,8 @@ fn uvx_runs_a_tool_from_pypi() {
     check!(out, out.stdout().contains("moo"), "pycowsay did not run");
 }
 
-const PYPROJECT: &str = "[project]\nname = \"proj\"\nversion = \"0.1.0\"\nrequires-python = \">=3.11\"\ndependencies = []\n";
+const PYPROJECT: &str =
+    "[project]\nname = \"proj\"\nversion = \"0.1.0\"\nrequires-python = \">=3.11\"\ndependencies = []\n";
 
 fn poetry_cmd(c: &Client, extra: &str) -> Command {
     let pyproject = format!("{PYPROJECT}\n[tool.poetry]\npackage-mode = false\n{extra}");
@@ -519,7 +616,7 @@ fn poetry_pointed_at_an_unlisted_source_is_denied() {
         unlisted_index()
     );
     let out = c.run(poetry_cmd(&c, &source));
-    assert_denied(&c, &out, "poetry", UNLISTED_PYPI);
+    assert_denied(&c, &out, "poetry", UNLISTED_PYPI, Via::Proxy);
 }
 
 fn pipx_cmd(c: &Client, args: &[&str]) -> Command {
@@ -542,7 +639,10 @@ fn pipx_install_reaches_only_pypi() {
     let c = Client::new();
     let out = c.run(pipx_cmd(&c, &[]));
     assert_fetched(&c, &out, "pipx", PYPI);
-    assert!(c.tmp.path().join("pipx-bin/pycowsay").exists(), "pycowsay not installed");
+    assert!(
+        c.tmp.path().join("pipx-bin/pycowsay").exists(),
+        "pycowsay not installed"
+    );
 }
 
 #[test]
@@ -552,7 +652,7 @@ fn pipx_pointed_at_an_unlisted_index_is_denied() {
     let c = Client::new();
     let index = unlisted_index();
     let out = c.run(pipx_cmd(&c, &["--index-url", &index]));
-    assert_denied(&c, &out, "pipx", UNLISTED_PYPI);
+    assert_denied(&c, &out, "pipx", UNLISTED_PYPI, Via::Proxy);
 }
 
 fn pdm_cmd(c: &Client) -> Command {
@@ -580,7 +680,7 @@ fn pdm_pointed_at_an_unlisted_index_is_denied() {
     let mut cmd = pdm_cmd(&c);
     cmd.env("PDM_PYPI_URL", unlisted_index());
     let out = c.run(cmd);
-    assert_denied(&c, &out, "pdm", UNLISTED_PYPI);
+    assert_denied(&c, &out, "pdm", UNLISTED_PYPI, Via::Proxy);
 }
 
 /// `hatch env create`: the default environment with six in it, the
@@ -615,36 +715,63 @@ fn hatch_pointed_at_an_unlisted_index_is_denied() {
         .env("PIP_RETRIES", "0")
         .env("UV_HTTP_RETRIES", "0");
     let out = c.run(cmd);
-    assert_denied(&c, &out, "hatch", UNLISTED_PYPI);
+    assert_denied(&c, &out, "hatch", UNLISTED_PYPI, Via::Proxy);
+}
+
+/// install.sh gave python a shim: the runs below go through it.
+fn assert_python_is_shimmed() {
+    let shim = installed().join("share/cli-guard/shims/python");
+    assert!(shim.is_symlink(), "{} is not a shim", shim.display());
 }
 
 #[test]
 #[ignore = "real clients and the registries: run by .ci/run (cargo test -- --ignored)"]
 fn python_m_pip_download_runs_under_pips_policy() {
     need("python");
+    assert_python_is_shimmed();
     let c = Client::new();
     let dl = c.dir("dl");
     let proj = project(&c, &[]);
-    let args = ["-m", "pip", "download", "six", "--no-deps", "--no-cache-dir", "-d", dl.to_str().unwrap()];
+    let into = dl.to_str().unwrap();
+    let args = [
+        "-m",
+        "pip",
+        "download",
+        "six",
+        "--no-deps",
+        "--no-cache-dir",
+        "-d",
+        into,
+    ];
     let out = c.run(client_cmd(&c, &proj, "python", &args));
     assert_fetched(&c, &out, "pip", PYPI);
     let got: Vec<String> = fs::read_dir(&dl)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    check!(out, got.iter().any(|f| f.starts_with("six-")), "no six in {got:?}");
+    check!(
+        out,
+        got.iter().any(|f| f.starts_with("six-")),
+        "no six in {got:?}"
+    );
 }
 
 #[test]
 #[ignore = "real clients and the registries: run by .ci/run (cargo test -- --ignored)"]
 fn python_c_runs_with_no_gate_and_no_row() {
     need("python");
+    assert_python_is_shimmed();
     let c = Client::new();
     let proj = project(&c, &[]);
     let code = "import os; print(1, os.environ.get('HTTPS_PROXY'), os.environ.get('CLI_GUARD_AUDIT_ID'))";
     let out = c.run(client_cmd(&c, &proj, "python", &["-c", code]));
     check_eq!(out, out.code(), Some(0), "python -c failed");
-    check_eq!(out, out.stdout().trim(), "1 None None", "no gate in the interpreter's environment");
+    check_eq!(
+        out,
+        out.stdout().trim(),
+        "1 None None",
+        "no gate in the interpreter's environment"
+    );
     check!(out, out.guard_lines().is_empty(), "cli-guard said something");
     let log = fs::read_to_string(&c.audit).unwrap_or_default();
     check!(out, log.is_empty(), "python -c wrote rows:\n{log}");
@@ -679,7 +806,7 @@ fn go_pointed_at_an_unlisted_proxy_is_denied() {
     let mut cmd = go_cmd(&c);
     cmd.env("GOPROXY", "https://goproxy.example.net");
     let out = c.run(cmd);
-    assert_denied(&c, &out, "go", "goproxy.example.net");
+    assert_denied(&c, &out, "go", "goproxy.example.net", Via::Proxy);
 }
 
 const RUBYGEMS: &[&str] = &["rubygems.org", "index.rubygems.org"];
@@ -700,9 +827,15 @@ fn gem_pointed_at_an_unlisted_source_is_denied() {
     need("gem");
     let c = Client::new();
     let proj = project(&c, &[]);
-    let args = ["fetch", "rake", "--clear-sources", "--source", "https://gems.example.net/"];
+    let args = [
+        "fetch",
+        "rake",
+        "--clear-sources",
+        "--source",
+        "https://gems.example.net/",
+    ];
     let out = c.run(client_cmd(&c, &proj, "gem", &args));
-    assert_denied(&c, &out, "gem", "gems.example.net");
+    assert_denied(&c, &out, "gem", "gems.example.net", Via::Proxy);
 }
 
 fn bundle_cmd(c: &Client, source: &str) -> Command {
@@ -728,12 +861,17 @@ fn bundle_pointed_at_an_unlisted_source_is_denied() {
     need("bundle");
     let c = Client::new();
     let out = c.run(bundle_cmd(&c, "https://gems.example.net"));
-    assert_denied(&c, &out, "bundle", "gems.example.net");
+    assert_denied(&c, &out, "bundle", "gems.example.net", Via::Proxy);
 }
 
 fn composer_cmd(c: &Client, manifest: &str) -> Command {
     let proj = project(c, &[("composer.json", manifest)]);
-    client_cmd(c, &proj, "composer", &["install", "--no-interaction", "--no-progress"])
+    client_cmd(
+        c,
+        &proj,
+        "composer",
+        &["install", "--no-interaction", "--no-progress"],
+    )
 }
 
 #[test]
@@ -753,7 +891,7 @@ fn composer_pointed_at_an_unlisted_repository_is_denied() {
     let manifest = r#"{"repositories":[{"type":"composer","url":"https://packages.example.net"},{"packagist.org":false}],
         "require":{"psr/log":"^3.0"}}"#;
     let out = c.run(composer_cmd(&c, manifest));
-    assert_denied(&c, &out, "composer", "packages.example.net");
+    assert_denied(&c, &out, "composer", "packages.example.net", Via::Proxy);
 }
 
 const MAVEN_CENTRAL: &str = "repo.maven.apache.org";
@@ -782,7 +920,7 @@ fn mvn_resolve_goes_through_the_gate() {
     need("mvn");
     let c = Client::new();
     let out = c.run(mvn_cmd(&c, ""));
-    assert_gated_unreachable(&c, &out, "mvn", &[MAVEN_CENTRAL], Via::ProxyAfter407);
+    assert_gated_unreachable(&c, &out, "mvn", &[MAVEN_CENTRAL], Via::Transparent);
 }
 
 #[test]
@@ -791,12 +929,15 @@ fn mvn_pointed_at_an_unlisted_repository_is_denied() {
     need("mvn");
     let c = Client::new();
     // The same id replaces central, for plugins too.
-    let central = |kind: &str| {
-        format!("<{kind}s><{kind}><id>central</id><url>https://maven.example.net/maven2</url></{kind}></{kind}s>")
-    };
-    let repositories = format!("{}{}", central("repository"), central("pluginRepository"));
+    let central =
+        |kind: &str| format!("<{kind}><id>central</id><url>https://maven.example.net/maven2</url></{kind}>");
+    let repositories = format!(
+        "<repositories>{}</repositories><pluginRepositories>{}</pluginRepositories>",
+        central("repository"),
+        central("pluginRepository")
+    );
     let out = c.run(mvn_cmd(&c, &repositories));
-    assert_denied(&c, &out, "mvn", "maven.example.net");
+    assert_denied(&c, &out, "mvn", "maven.example.net", Via::Transparent);
 }
 
 /// `gradle resolve`: a task that resolves one dependency from
@@ -807,7 +948,10 @@ fn gradle_cmd(c: &Client, repositories: &str) -> Command {
     );
     let proj = project(
         c,
-        &[("build.gradle", &build), ("settings.gradle", "rootProject.name = 'probe'\n")],
+        &[
+            ("build.gradle", &build),
+            ("settings.gradle", "rootProject.name = 'probe'\n"),
+        ],
     );
     client_cmd(c, &proj, "gradle", &["--no-daemon", "-q", "resolve"])
 }
@@ -827,5 +971,5 @@ fn gradle_pointed_at_an_unlisted_repository_is_denied() {
     need("gradle");
     let c = Client::new();
     let out = c.run(gradle_cmd(&c, "maven { url 'https://maven.example.net/maven2' }"));
-    assert_denied(&c, &out, "gradle", "maven.example.net");
+    assert_denied(&c, &out, "gradle", "maven.example.net", Via::ProxyAfter407);
 }
