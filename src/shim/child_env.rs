@@ -36,7 +36,14 @@ pub fn for_child(
     marks: ChildMarks<'_>,
 ) -> BTreeMap<OsString, OsString> {
     let mut env: BTreeMap<OsString, OsString> = inherited.vars().collect();
-    for (key, value) in jvm_env(policy, marks.proxy_url, &|key| env.get(OsStr::new(key)).cloned()) {
+    // Maven 3.8's wagon transport (Debian's mvn) takes the proxy from the
+    // JVM properties but never answers the 407 with their credential: in a
+    // namespace, strict mode's transparent path carries Maven instead.
+    let jvm_props = !(marks.in_netns && policy.family == Family::Maven);
+    for (key, value) in jvm_env(policy, marks.proxy_url, &|key| env.get(OsStr::new(key)).cloned())
+        .into_iter()
+        .filter(|_| jvm_props)
+    {
         env.insert(OsString::from(key), value);
     }
     let mut put = |key: &str, value: String| {
@@ -396,17 +403,22 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_childs_environment_carries_the_jvm_options() {
-        let inherited = Env::from_pairs([("JAVA_TOOL_OPTIONS", "-Xmx1g")]);
-        let marks = ChildMarks {
+    /// The marks of a first-level child outside a namespace.
+    fn jvm_marks() -> ChildMarks<'static> {
+        ChildMarks {
             proxy_url: URL,
             audit_id: "id",
             depth: 1,
             skip: "",
             real_tool: "3:4",
             in_netns: false,
-        };
+        }
+    }
+
+    #[test]
+    fn the_childs_environment_carries_the_jvm_options() {
+        let inherited = Env::from_pairs([("JAVA_TOOL_OPTIONS", "-Xmx1g")]);
+        let marks = jvm_marks();
         let env = for_child(&inherited, policy("gradle"), marks);
         let get = |k: &str| env.get(&OsString::from(k)).and_then(|v| v.to_str());
         assert!(
@@ -419,6 +431,34 @@ mod tests {
                 .and_then(|v| v.to_str()),
             Some("-Xmx1g")
         );
+    }
+
+    #[test]
+    fn maven_in_a_namespace_gets_no_jvm_options() {
+        let inherited = Env::from_pairs([("JAVA_TOOL_OPTIONS", "-Xmx1g")]);
+        let marks = ChildMarks {
+            in_netns: true,
+            ..jvm_marks()
+        };
+        let get = |env: &BTreeMap<OsString, OsString>, k: &str| {
+            env.get(&OsString::from(k))
+                .and_then(|v| v.to_str())
+                .map(str::to_string)
+        };
+        let mvn = for_child(&inherited, policy("mvn"), marks);
+        assert_eq!(get(&mvn, "JAVA_TOOL_OPTIONS").as_deref(), Some("-Xmx1g"));
+        assert_eq!(get(&mvn, "MAVEN_OPTS"), None);
+        let gradle = for_child(&inherited, policy("gradle"), marks);
+        assert!(get(&gradle, "JAVA_TOOL_OPTIONS").is_some_and(|o| o.contains("-Dhttps.proxyUser=")));
+        let plain = for_child(
+            &inherited,
+            policy("mvn"),
+            ChildMarks {
+                in_netns: false,
+                ..marks
+            },
+        );
+        assert!(get(&plain, "JAVA_TOOL_OPTIONS").is_some_and(|o| o.contains("-Dhttps.proxyHost=")));
     }
 
     #[test]

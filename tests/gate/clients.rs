@@ -24,10 +24,10 @@ use crate::install::{install_cmd, run_install};
 use crate::util::{closed_port, command, dump, read_records, records_of, require, Outcome, Running, TempDir};
 
 /// Real network round trips, retries included.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(180);
+pub(crate) const CLIENT_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// The prefix install.sh installed into, once for this test binary.
-fn installed() -> &'static Path {
+pub(crate) fn installed() -> &'static Path {
     static PREFIX: OnceLock<PathBuf> = OnceLock::new();
     PREFIX.get_or_init(|| {
         let prefix =
@@ -46,14 +46,14 @@ fn installed() -> &'static Path {
 
 /// One client run's sandbox: a work dir, a private audit log, and a PATH
 /// with install.sh's shims first, then the machine's own PATH.
-struct Client {
-    tmp: TempDir,
-    audit: PathBuf,
+pub(crate) struct Client {
+    pub(crate) tmp: TempDir,
+    pub(crate) audit: PathBuf,
     path: OsString,
 }
 
 impl Client {
-    fn new() -> Client {
+    pub(crate) fn new() -> Client {
         let shims = installed().join("share/cli-guard/shims");
         let tmp = TempDir::new();
         let audit = tmp.path().join("audit.jsonl");
@@ -68,7 +68,7 @@ impl Client {
         }
     }
 
-    fn dir(&self, name: &str) -> PathBuf {
+    pub(crate) fn dir(&self, name: &str) -> PathBuf {
         let dir = self.tmp.path().join(name);
         fs::create_dir_all(&dir).unwrap();
         dir
@@ -77,7 +77,7 @@ impl Client {
     /// `program ARGS…` as a user types it, found on PATH (so through its
     /// shim), with no proxy settings of the machine's, and nothing of a gate
     /// this test process may run behind, leaking in (`util::hermetic`).
-    fn cmd(&self, program: &str, args: &[&str]) -> Command {
+    pub(crate) fn cmd(&self, program: &str, args: &[&str]) -> Command {
         let mut cmd = command(program);
         cmd.args(args)
             .env("PATH", &self.path)
@@ -89,18 +89,18 @@ impl Client {
         cmd
     }
 
-    fn run(&self, cmd: Command) -> Outcome {
+    pub(crate) fn run(&self, cmd: Command) -> Outcome {
         Running::spawn(cmd, Some(self.audit.clone()), None).wait_for(CLIENT_TIMEOUT)
     }
 
-    fn records(&self) -> Vec<Value> {
+    pub(crate) fn records(&self) -> Vec<Value> {
         read_records(&self.audit)
     }
 }
 
 /// Fails the test, naming `name`, unless the real client is on this
 /// machine's PATH: a missing client fails its test, it never skips it.
-fn need(name: &str) {
+pub(crate) fn need(name: &str) {
     let path = std::env::var_os("PATH").unwrap_or_default();
     assert!(
         std::env::split_paths(&path).any(|dir| dir.join(name).is_file()),
@@ -109,7 +109,7 @@ fn need(name: &str) {
 }
 
 /// The one invocation of `tool` in the log: its start row.
-fn only_start<'a>(recs: &'a [Value], tool: &str) -> &'a Value {
+pub(crate) fn only_start<'a>(recs: &'a [Value], tool: &str) -> &'a Value {
     let starts: Vec<&Value> = recs
         .iter()
         .filter(|r| r["kind"] == "start" && r["tool"] == tool)
@@ -119,7 +119,7 @@ fn only_start<'a>(recs: &'a [Value], tool: &str) -> &'a Value {
 }
 
 /// The egress rows, end row and audit ID of the one `tool` invocation.
-fn invocation<'a>(recs: &'a [Value], tool: &str) -> (String, Vec<&'a Value>, &'a Value) {
+pub(crate) fn invocation<'a>(recs: &'a [Value], tool: &str) -> (String, Vec<&'a Value>, &'a Value) {
     let id = only_start(recs, tool)["audit_id"].as_str().unwrap().to_string();
     let egress = records_of(recs, &id, "egress");
     let ends = records_of(recs, &id, "end");

@@ -32,6 +32,10 @@
 //! - `clients`: the real npm, pip, cargo, curl, aws and kubectl through
 //!   install.sh's shims, against the registries this machine reaches
 //!   (`#[ignore]`d: `.ci/run` runs them with `cargo test -- --ignored`).
+//! - `ecosystem`: the other pinned real clients (pnpm, bun, deno, corepack
+//!   and yarn 4, uv, poetry, pipx, pdm, hatch, `python -m pip`, go, gem,
+//!   bundle, composer, mvn, gradle) in strict mode: a fetch, a denial, and
+//!   how each reaches the gate (`#[ignore]`d, installed by `.ci/run`).
 //!
 //! Every process a test starts is made by `util::command`, which removes
 //! the proxy and gate variables this test process may have inherited (when
@@ -48,6 +52,7 @@ mod clients;
 mod demo;
 mod dial;
 mod dispatch;
+mod ecosystem;
 mod faults;
 mod hostile;
 mod install;
