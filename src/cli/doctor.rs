@@ -71,6 +71,9 @@ struct Knobs {
     max_net: Option<u64>,
     /// `kernel.apparmor_restrict_unprivileged_userns` (Ubuntu 23.10 on).
     apparmor_restrict: Option<u64>,
+    /// `kernel.yama.ptrace_scope`: 0 or absent lets a tool ptrace any other
+    /// process of the same user, around the namespace.
+    ptrace_scope: Option<u64>,
     /// Whether the kernel has user namespaces at all (`/proc/self/ns/user`).
     has_userns: bool,
     /// What says this runs in a container, if anything does.
@@ -101,6 +104,7 @@ impl Knobs {
             max_user: number("/proc/sys/user/max_user_namespaces"),
             max_net: number("/proc/sys/user/max_net_namespaces"),
             apparmor_restrict: number("/proc/sys/kernel/apparmor_restrict_unprivileged_userns"),
+            ptrace_scope: number("/proc/sys/kernel/yama/ptrace_scope"),
             has_userns: Path::new("/proc/self/ns/user").exists(),
             container,
             root: nix::unistd::geteuid().is_root(),
@@ -123,6 +127,15 @@ impl Knobs {
                 "container: {}",
                 self.container.as_deref().unwrap_or("none detected")
             ),
+            match self.ptrace_scope {
+                Some(scope) if scope > 0 => format!("kernel.yama.ptrace_scope = {scope}"),
+                scope => format!(
+                    "kernel.yama.ptrace_scope = {}: note: a tool may ptrace any other process of yours, \
+                     outside its namespace, and act through it; `sudo sysctl -w kernel.yama.ptrace_scope=1` \
+                     closes that",
+                    scope.map_or_else(|| "absent".to_string(), |s| s.to_string())
+                ),
+            },
         ]
     }
 }
@@ -453,6 +466,7 @@ mod tests {
             max_user: Some(63000),
             max_net: Some(63000),
             apparmor_restrict: None,
+            ptrace_scope: Some(1),
             has_userns: true,
             container: None,
             root: false,
@@ -538,6 +552,7 @@ mod tests {
     fn ubuntu_apparmor_restriction() {
         let knobs = Knobs {
             apparmor_restrict: Some(1),
+            ptrace_scope: Some(1),
             ..open()
         };
         // AppArmor lets the unshare through and refuses what needs a
@@ -568,6 +583,7 @@ mod tests {
     fn apparmor_set_to_zero_is_not_blamed() {
         let knobs = Knobs {
             apparmor_restrict: Some(0),
+            ptrace_scope: Some(1),
             ..open()
         };
         assert!(diagnose(Errno::EPERM, &knobs)
@@ -724,6 +740,7 @@ mod tests {
         let knobs = Knobs {
             root: true,
             apparmor_restrict: Some(1),
+            ptrace_scope: Some(1),
             ..open()
         };
         let (text, code) = report(&Ok(()), &knobs, None, false);
