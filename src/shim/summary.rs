@@ -3,7 +3,7 @@
 //! network fault, and what to do next.
 
 use crate::gate::{Denial, Summary};
-use crate::policy::ToolPolicy;
+use crate::policy::{Family, ToolPolicy};
 
 /// One stderr line per distinct refusal, after the child exits, worded so
 /// that neither a person nor an agent mistakes it for a network fault; at
@@ -28,11 +28,29 @@ pub fn print_denials(policy: &ToolPolicy, summary: &Summary, audit_id: &str) {
             ),
         };
         eprintln!(
-            "cli-guard: {} requests without {tool}'s proxy credential were refused (407 or malformed): \
-             another local process tried to use this gate{unlogged} (audit id {audit_id}).",
-            summary.strangers
+            "{}",
+            strangers_line(policy, summary.strangers, &unlogged, audit_id)
         );
     }
+}
+
+/// The line for requests without the credential. From a JVM tool they are
+/// most likely its own: the JDK sends the credential only after a 407, and
+/// some transports (Maven 3.8's wagon) never do.
+fn strangers_line(policy: &ToolPolicy, strangers: u64, unlogged: &str, audit_id: &str) -> String {
+    let tool = policy.name;
+    let why = match policy.family {
+        Family::Maven | Family::Gradle => format!(
+            "most likely {tool}'s own: its Java transport did not answer the 407 with the credential, so \
+             it could reach nothing through the gate. Run it where strict mode works (`cli-guard doctor`): \
+             there its connections are gated by name without a credential"
+        ),
+        _ => "another local process tried to use this gate".to_string(),
+    };
+    format!(
+        "cli-guard: {strangers} requests without {tool}'s proxy credential were refused (407 or malformed): \
+         {why}{unlogged} (audit id {audit_id})."
+    )
 }
 
 /// The summary line for one refusal: what to do next depends on why.
@@ -64,4 +82,22 @@ fn denial_line(policy: &ToolPolicy, denial: &Denial, audit_id: &str) -> String {
         ),
     };
     format!("cli-guard: {tool} was refused {target} ({status}): {next} (audit id {audit_id}).")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::lookup;
+
+    #[test]
+    fn requests_without_the_credential_from_a_jvm_tool_are_named_as_its_own() {
+        let pinned = |name| lookup(name).unwrap_or_else(|| panic!("{name} is pinned"));
+        let mvn = strangers_line(pinned("mvn"), 3, "", "id");
+        assert!(
+            mvn.contains("mvn's own") && mvn.contains("cli-guard doctor"),
+            "{mvn}"
+        );
+        let npm = strangers_line(pinned("npm"), 3, "", "id");
+        assert!(npm.contains("another local process"), "{npm}");
+    }
 }
