@@ -28,6 +28,7 @@ mod summary;
 
 use std::ffi::{OsStr, OsString};
 use std::net::{TcpListener, UdpSocket};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -291,7 +292,7 @@ impl<'a> Started<'a> {
                 let prepared = prepare_child(&proxy_url, true)?;
                 netns::keep_inherited_sockets_from_the_tool();
                 match netns::spawn_isolated(&prepared, steps, &layout.sockets) {
-                    Ok(isolated) => {
+                    Ok(mut isolated) => {
                         // The tool runs as the same user: without this, it could
                         // ptrace the shim (or take its sockets with pidfd_getfd)
                         // wherever Yama does not forbid tracing a parent, and dial
@@ -311,7 +312,7 @@ impl<'a> Started<'a> {
                         // has no own listener there to avoid.
                         let settings = Settings::from_env(None, &credential, env)
                             .map_err(|e| Failure::gate(anyhow::anyhow!("{e}")))?;
-                        let sockets = strict_sockets(&layout, &isolated)?;
+                        let sockets = strict_sockets(&layout, &mut isolated)?;
                         let setup = self.supervised(real_path.clone(), nofile, settings, terminal);
                         let runtime = runtime()?;
                         let setup = Supervised {
@@ -404,39 +405,41 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .map_err(Failure::gate)
 }
 
-/// The isolated child's sockets as the gate uses them, by the layout.
-fn strict_sockets(layout: &strict::Layout, isolated: &Isolated) -> Result<Sockets, Failure> {
-    let tcp = |i: usize| -> Result<TcpListener, Failure> {
-        let fd = isolated
-            .tcp
-            .get(i)
-            .and_then(|fd| fd.try_clone().ok())
-            .ok_or_else(|| {
-                Failure::gate(anyhow::anyhow!(
-                    "strict mode: the namespace's socket {i} is missing"
-                ))
-            })?;
-        Ok(TcpListener::from(fd))
+/// The isolated child's sockets as the gate uses them, by the layout. They
+/// are moved out of `isolated`, which keeps only the child and the go.
+fn strict_sockets(layout: &strict::Layout, isolated: &mut Isolated) -> Result<Sockets, Failure> {
+    let mut tcp: Vec<Option<OwnedFd>> = std::mem::take(&mut isolated.tcp).into_iter().map(Some).collect();
+    let mut udp: Vec<Option<OwnedFd>> = std::mem::take(&mut isolated.udp).into_iter().map(Some).collect();
+    fn take(list: &mut [Option<OwnedFd>], i: usize) -> Result<OwnedFd, Failure> {
+        list.get_mut(i).and_then(Option::take).ok_or_else(|| {
+            Failure::gate(anyhow::anyhow!(
+                "strict mode: the namespace's socket {i} is missing"
+            ))
+        })
+    }
+    let mut tcp_range = |range: std::ops::Range<usize>| -> Result<Vec<TcpListener>, Failure> {
+        range.map(|i| take(&mut tcp, i).map(TcpListener::from)).collect()
     };
-    let udp = |i: usize| -> Result<UdpSocket, Failure> {
-        let fd = isolated
-            .udp
-            .get(i)
-            .and_then(|fd| fd.try_clone().ok())
-            .ok_or_else(|| {
-                Failure::gate(anyhow::anyhow!(
-                    "strict mode: the namespace's socket {i} is missing"
-                ))
-            })?;
-        Ok(UdpSocket::from(fd))
+    let proxy = tcp_range(layout.proxy..layout.proxy + 1)?;
+    let transparent = tcp_range(layout.transparent.clone())?;
+    let dns_tcp = tcp_range(layout.dns_tcp.clone())?;
+    let mut udp_range = |range: std::ops::Range<usize>| -> Result<Vec<UdpSocket>, Failure> {
+        range.map(|i| take(&mut udp, i).map(UdpSocket::from)).collect()
     };
+    let dns_udp = udp_range(layout.dns_udp.clone())?;
+    let quic = udp_range(layout.quic.clone())?;
+    let proxy = proxy.into_iter().next().ok_or_else(|| {
+        Failure::gate(anyhow::anyhow!(
+            "strict mode: the namespace's proxy listener is missing"
+        ))
+    })?;
     Ok(Sockets {
-        proxy: tcp(layout.proxy)?,
+        proxy,
         strict: Some(StrictSockets {
-            transparent: layout.transparent.clone().map(tcp).collect::<Result<_, _>>()?,
-            dns_tcp: layout.dns_tcp.clone().map(tcp).collect::<Result<_, _>>()?,
-            dns_udp: layout.dns_udp.clone().map(udp).collect::<Result<_, _>>()?,
-            quic: layout.quic.clone().map(udp).collect::<Result<_, _>>()?,
+            transparent,
+            dns_tcp,
+            dns_udp,
+            quic,
         }),
     })
 }
