@@ -419,11 +419,26 @@ impl Shell {
 
 #[test]
 fn ctrl_z_and_fg_at_an_interactive_bash_stop_and_resume_the_tool_in_the_foreground() {
+    ctrl_z_and_fg_at_an_interactive_bash(false);
+}
+
+/// The same in strict mode: the tool in its network namespace is a job of
+/// the shell's like any other.
+#[test]
+fn ctrl_z_and_fg_at_an_interactive_bash_work_in_strict_mode_too() {
+    ctrl_z_and_fg_at_an_interactive_bash(true);
+}
+
+fn ctrl_z_and_fg_at_an_interactive_bash(strict: bool) {
     let g = Gate::new();
     g.tool("npm", TRAP_TOOL);
     let mut sh = Shell::start(&g);
     let bash = sh.pid();
-    sh.line("npm install");
+    sh.line(if strict {
+        "CLI_GUARD_STRICT=require npm install"
+    } else {
+        "npm install"
+    });
     g.wait_env(&mut sh.run);
     let child = g.child_pid(&mut sh.run);
     let shim = ppid_of(&g, &mut sh.run);
@@ -484,6 +499,17 @@ fn ctrl_z_and_fg_at_an_interactive_bash_stop_and_resume_the_tool_in_the_foregrou
         tpgid_of(bash),
         Some(bash),
         "after the job the terminal is bash's"
+    );
+    let isolation = g
+        .records()
+        .iter()
+        .find(|r| r["kind"] == "start")
+        .map(|r| r["isolation"].clone());
+    let want = if strict { "netns" } else { "none" };
+    check!(
+        sh,
+        isolation.as_ref().is_some_and(|i| i == want),
+        "the start row says isolation {want}: {isolation:?}"
     );
     sh.exit();
 }
