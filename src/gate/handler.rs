@@ -113,6 +113,15 @@ impl Handler {
                 "the request line carries this gate's proxy credential; it belongs in Proxy-Authorization",
             ));
         }
+        // In strict mode, a client that resolved a name through the
+        // namespace's DNS may CONNECT to the address it got: judge the name.
+        let head = match (head.method.as_str(), gate.pool()) {
+            ("CONNECT", Some(pool)) => RequestHead {
+                target: crate::gate::transparent::named_target(pool, &head.target).unwrap_or(head.target),
+                ..head
+            },
+            _ => head,
+        };
         let judged = judge(gate.policy, &head);
         // A malformed target is a 400 whoever asks (it reveals nothing);
         // every other answer, the policy's included, is for the credential

@@ -47,6 +47,16 @@ pub enum Plan {
     },
 }
 
+/// A CONNECT target `198.18.x.y:port` that the pool gave out, as
+/// `name:port`; `None` for anything else (which is then judged as sent).
+pub fn named_target(pool: &Pool, target: &str) -> Option<String> {
+    let authority = crate::policy::authority::parse_authority(target).ok()?;
+    let Host::Ip(IpAddr::V4(v4)) = authority.host else {
+        return None;
+    };
+    pool.name_of(v4).map(|name| format!("{name}:{}", authority.port))
+}
+
 /// Decides a transparent connection by the address it dialled.
 pub fn plan(policy: &ToolPolicy, pool: &Pool, dialled: SocketAddr) -> Plan {
     let port = dialled.port();
@@ -264,5 +274,20 @@ mod tests {
         assert_eq!(refused_status(at(bare, 80)), 405);
         assert_eq!(refused_status(at(bare, 443)), 403);
         assert!(matches!(at(IpAddr::V4(pooled), 443), Plan::Dial { .. }));
+    }
+
+    #[test]
+    fn a_connect_to_a_pool_address_is_judged_by_its_name() {
+        let pool = Pool::new();
+        let pooled = pool
+            .assign("registry.npmjs.org")
+            .unwrap_or_else(|_| panic!("pool"));
+        assert_eq!(
+            named_target(&pool, &format!("{pooled}:443")).as_deref(),
+            Some("registry.npmjs.org:443")
+        );
+        assert_eq!(named_target(&pool, "198.51.100.1:443"), None);
+        assert_eq!(named_target(&pool, "registry.npmjs.org:443"), None);
+        assert_eq!(named_target(&pool, "junk"), None);
     }
 }

@@ -586,6 +586,46 @@ fn a_forward_proxy_on_the_hosts_loopback_is_out_of_reach() {
 // ---------------------------------------------------------------------------
 // The allowed path
 
+/// A client that resolved the name through the namespace's DNS and then
+/// asks the proxy for the address it got is judged by the name.
+#[test]
+fn a_connect_to_a_pool_address_is_judged_by_its_name() {
+    let up = Upstream::echo();
+    let (g, net) = sandbox();
+    let resolve = Gate::resolve(&[(NPM_REGISTRY, up.addr)]);
+    let out = npm_install(
+        &g,
+        &net,
+        "ip=$(getent hosts registry.npmjs.org | cut -d' ' -f1)\n\
+         echo \"$ip\" > \"$S/ip\"\n\
+         $NET proxy-echo \"$ip\" 443 1000 > \"$S/connect\"",
+        &[("CLI_GUARD_RESOLVE", &resolve)],
+    );
+    let ip = state_text(&g, "ip");
+    check!(
+        out,
+        ip.starts_with("198.1"),
+        "the name resolved to the pool: {ip:?}"
+    );
+    let connect = step(&g, &out, "connect");
+    check_eq!(
+        out,
+        connect["status"],
+        200,
+        "the CONNECT to {ip}:443 was allowed: {connect}"
+    );
+    check_eq!(out, connect["same"], true, "and relayed: {connect}");
+    let recs = g.records();
+    let id = id_of(start_of(&out, &recs, "npm"));
+    let rows = rows_for(&recs, &id, "registry.npmjs.org");
+    check!(
+        out,
+        rows.iter()
+            .any(|r| r["method"] == "CONNECT" && r["decision"] == "allow"),
+        "the CONNECT row names registry.npmjs.org: {rows:?}"
+    );
+}
+
 #[test]
 fn a_direct_connection_to_an_allowed_name_is_relayed_byte_for_byte() {
     const N: usize = 200_000;
