@@ -11,6 +11,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::IO_LIMIT;
 
+/// Writes `bytes` to `stream` in `chunk`-sized writes, then shuts the
+/// write side: one side of a measured transfer.
+pub(crate) fn write_all_then_shutdown(stream: &mut TcpStream, bytes: u64, chunk: &[u8]) -> Result<()> {
+    let mut left = bytes;
+    while left > 0 {
+        let n = usize::try_from(left).unwrap_or(usize::MAX).min(chunk.len());
+        stream.write_all(&chunk[..n]).context("writing")?;
+        left -= n as u64;
+    }
+    stream.shutdown(std::net::Shutdown::Write)?;
+    Ok(())
+}
+
 /// Where a client connects and what it asks there (`None`: nothing, a
 /// direct connection to the sink).
 #[derive(Debug, Clone)]

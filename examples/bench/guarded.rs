@@ -21,7 +21,7 @@
 //! The benchmark's side is [`GuardedClient`].
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Stdio};
 use std::sync::mpsc;
@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 
-use crate::client::{open_std, Target};
+use crate::client::{open_std, write_all_then_shutdown, Target};
 use crate::gate::{connect_target, guarded_command, parse_proxy_url};
 use crate::procs::Proc;
 use crate::{Bench, IO_LIMIT, PROC_LIMIT};
@@ -130,13 +130,7 @@ fn dial(addr: SocketAddr) -> Result<TcpStream> {
 /// the first byte written to that EOF.
 fn send(mut stream: TcpStream, bytes: u64, chunk: &[u8]) -> Result<f64> {
     let started = Instant::now();
-    let mut left = bytes;
-    while left > 0 {
-        let n = usize::try_from(left).unwrap_or(usize::MAX).min(chunk.len());
-        stream.write_all(&chunk[..n]).context("writing")?;
-        left -= n as u64;
-    }
-    stream.shutdown(Shutdown::Write)?;
+    write_all_then_shutdown(&mut stream, bytes, chunk)?;
     let mut buf = [0u8; 512];
     let n = stream
         .read(&mut buf)

@@ -2,14 +2,12 @@
 //! the sink, direct loopback TCP vs cli-guard vs squid vs tinyproxy.
 
 use std::fmt::Write as _;
-use std::io::Write;
-use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use serde_json::{json, Value};
 
-use crate::client::{open_std, rotated, Target};
+use crate::client::{open_std, rotated, write_all_then_shutdown, Target};
 use crate::gate::Gate;
 use crate::proxies::Competitor;
 use crate::report::{human_bytes, Verdict};
@@ -107,13 +105,7 @@ fn transfer(target: &Target, sink: &Sink, bytes: u64, chunk: &[u8]) -> Result<f6
     while sink.reports.try_recv().is_ok() {}
     let (mut stream, _) = open_std(target)?;
     let started = Instant::now();
-    let mut left = bytes;
-    while left > 0 {
-        let n = usize::try_from(left).unwrap_or(usize::MAX).min(chunk.len());
-        stream.write_all(&chunk[..n]).context("writing")?;
-        left -= n as u64;
-    }
-    stream.shutdown(Shutdown::Write)?;
+    write_all_then_shutdown(&mut stream, bytes, chunk)?;
     let (got, ended) = sink
         .reports
         .recv_timeout(Duration::from_secs(120))

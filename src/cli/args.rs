@@ -101,6 +101,20 @@ impl Usage {
             .map_err(|arg| self.lexopt(lexopt::Error::NonUnicodeValue(arg)))
     }
 
+    /// The arguments of a command that takes none but `--help` (`shims`,
+    /// `doctor`).
+    pub(super) fn no_arguments(self, args: &[OsString]) -> Result<Parsed<()>, Failure> {
+        let mut parser = parser(args);
+        match self.next(&mut parser)? {
+            None => Ok(Parsed::Args(())),
+            Some(lexopt::Arg::Short('h') | lexopt::Arg::Long("help")) => Ok(Parsed::Help),
+            Some(lexopt::Arg::Value(arg)) => {
+                Err(self.error(format_args!("unexpected argument {arg:?}: it takes none")))
+            }
+            Some(other) => Err(self.lexopt(other.unexpected())),
+        }
+    }
+
     /// The next of the arguments `run` and `check` share: `--help`, `--as
     /// NAME`, and the first positional argument.
     pub(super) fn next_as_or_value(self, parser: &mut lexopt::Parser) -> Result<Option<AsOrValue>, Failure> {

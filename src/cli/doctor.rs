@@ -47,15 +47,7 @@ const NAMESPACE_LIMIT: u64 = 15000;
 
 /// Reads the arguments of `cli-guard doctor`: none but `--help`.
 fn parse_doctor_args(args: &[OsString]) -> Result<Parsed<()>, Failure> {
-    let mut parser = args::parser(args);
-    match USAGE.next(&mut parser)? {
-        None => Ok(Parsed::Args(())),
-        Some(lexopt::Arg::Short('h') | lexopt::Arg::Long("help")) => Ok(Parsed::Help),
-        Some(lexopt::Arg::Value(arg)) => {
-            Err(USAGE.error(format_args!("unexpected argument {arg:?}: it takes none")))
-        }
-        Some(other) => Err(USAGE.lexopt(other.unexpected())),
-    }
+    USAGE.no_arguments(args)
 }
 
 /// The kernel's settings and the signs of a container, as read (`None`: the

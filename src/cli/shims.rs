@@ -25,15 +25,7 @@ the shim would run.
 
 /// Reads the arguments of `cli-guard shims`: none but `--help`.
 pub(super) fn parse_shims_args(args: &[OsString]) -> Result<Parsed<()>, Failure> {
-    let mut parser = args::parser(args);
-    match USAGE.next(&mut parser)? {
-        None => Ok(Parsed::Args(())),
-        Some(lexopt::Arg::Short('h') | lexopt::Arg::Long("help")) => Ok(Parsed::Help),
-        Some(lexopt::Arg::Value(arg)) => {
-            Err(USAGE.error(format_args!("unexpected argument {arg:?}: it takes none")))
-        }
-        Some(other) => Err(USAGE.lexopt(other.unexpected())),
-    }
+    USAGE.no_arguments(args)
 }
 
 /// `cli-guard shims`.

@@ -252,8 +252,12 @@ fn record(gate: &Gate, row: QueryRow) {
     }));
 }
 
-/// Answers DNS over UDP on `socket` until `stop` completes.
-pub async fn serve_udp<F: Future>(socket: UdpSocket, gate: Arc<Gate>, pool: Arc<Pool>, stop: F) {
+/// Answers DNS over UDP on `socket` until `stop` completes, from the
+/// gate's pool (a gate without one, behind the plain proxy, answers none).
+pub async fn serve_udp<F: Future>(socket: UdpSocket, gate: Arc<Gate>, stop: F) {
+    let Some(pool) = gate.pool() else {
+        return;
+    };
     let mut stop = std::pin::pin!(stop);
     let mut buf = vec![0u8; UDP_BUFFER];
     loop {
@@ -270,7 +274,7 @@ pub async fn serve_udp<F: Future>(socket: UdpSocket, gate: Arc<Gate>, pool: Arc<
                 }
             },
         };
-        let answered = answer_query(gate.policy, &pool, buf.get(..len).unwrap_or_default());
+        let answered = answer_query(gate.policy, pool, buf.get(..len).unwrap_or_default());
         // The row is on disk before the answer leaves: a tool that then
         // kills the shim cannot hide the query.
         record(&gate, answered.row);
@@ -281,9 +285,12 @@ pub async fn serve_udp<F: Future>(socket: UdpSocket, gate: Arc<Gate>, pool: Arc<
     }
 }
 
-/// Answers DNS over TCP on `listener` until `stop` completes; connections
-/// still open then are closed.
-pub async fn serve_tcp<F: Future>(listener: TcpListener, gate: Arc<Gate>, pool: Arc<Pool>, stop: F) {
+/// Answers DNS over TCP on `listener` until `stop` completes, from the
+/// gate's pool, as [`serve_udp`]; connections still open then are closed.
+pub async fn serve_tcp<F: Future>(listener: TcpListener, gate: Arc<Gate>, stop: F) {
+    if gate.pool().is_none() {
+        return;
+    }
     let mut stop = std::pin::pin!(stop);
     let slots = Arc::new(Semaphore::new(TCP_MAX_CONNECTIONS));
     let mut tasks = JoinSet::new();
@@ -298,9 +305,11 @@ pub async fn serve_tcp<F: Future>(listener: TcpListener, gate: Arc<Gate>, pool: 
                     let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
                         continue;
                     };
-                    let (gate, pool) = (Arc::clone(&gate), Arc::clone(&pool));
+                    let gate = Arc::clone(&gate);
                     tasks.spawn(async move {
-                        serve_connection(stream, &gate, &pool).await;
+                        if let Some(pool) = gate.pool() {
+                            serve_connection(stream, &gate, pool).await;
+                        }
                         drop(slot);
                     });
                 }
@@ -567,7 +576,8 @@ mod tests {
             credential: Credential::from_token("00112233445566778899aabbccddeeff".to_string()),
             max_connections: 8,
         };
-        (Arc::new(Gate::new(npm(), Arc::clone(&log), settings)), log)
+        let gate = Gate::new(npm(), Arc::clone(&log), settings).with_pool(Arc::new(Pool::new()));
+        (Arc::new(gate), log)
     }
 
     fn rows(log: &AuditLog) -> Vec<serde_json::Value> {
@@ -601,12 +611,7 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{e}"));
             let addr = server.local_addr().unwrap_or_else(|e| panic!("{e}"));
             let (stop_tx, stop_rx) = oneshot::channel::<()>();
-            let served = tokio::spawn(serve_udp(
-                server,
-                Arc::clone(&gate),
-                Arc::new(Pool::new()),
-                stop_rx,
-            ));
+            let served = tokio::spawn(serve_udp(server, Arc::clone(&gate), stop_rx));
             let client = UdpSocket::bind("127.0.0.1:0")
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
@@ -696,12 +701,7 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{e}"));
             let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
             let (stop_tx, stop_rx) = oneshot::channel::<()>();
-            let served = tokio::spawn(serve_tcp(
-                listener,
-                Arc::clone(&gate),
-                Arc::new(Pool::new()),
-                stop_rx,
-            ));
+            let served = tokio::spawn(serve_tcp(listener, Arc::clone(&gate), stop_rx));
             let mut stream = TcpStream::connect(addr).await.unwrap_or_else(|e| panic!("{e}"));
             let a = tcp_ask(&mut stream, &query("registry.npmjs.org", TYPE_A, false)).await;
             assert_eq!(answered_address(&a), Some(Ipv4Addr::new(198, 18, 0, 1)));
@@ -737,7 +737,7 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{e}"));
             let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
             let (stop_tx, stop_rx) = oneshot::channel::<()>();
-            let served = tokio::spawn(serve_tcp(listener, gate, Arc::new(Pool::new()), stop_rx));
+            let served = tokio::spawn(serve_tcp(listener, gate, stop_rx));
             let mut idle = TcpStream::connect(addr).await.unwrap_or_else(|e| panic!("{e}"));
             // Answered, so the connection is surely accepted before the stop.
             let a = tcp_ask(&mut idle, &query("registry.npmjs.org", TYPE_A, false)).await;

@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use crate::gate::{resolver, transparent};
 use crate::policy::authority::Authority;
 use crate::policy::Verdict;
 
@@ -41,7 +42,7 @@ pub struct Row<'a> {
 
 /// Whether a row's method is one of strict mode's direct paths.
 pub fn is_direct(method: &str) -> bool {
-    matches!(method, "transparent" | "dns" | "quic")
+    [transparent::METHOD, transparent::QUIC_METHOD, resolver::METHOD].contains(&method)
 }
 
 /// The counts so far; shared by every connection task.
@@ -52,7 +53,7 @@ pub struct Tally {
     denials: Mutex<Denials>,
     /// DNS queries answered so far, and those of them past [`QUERY_ROWS`].
     queries: AtomicU64,
-    queries_suppressed: AtomicU64,
+    direct_suppressed: AtomicU64,
     /// Refused direct connections so far.
     direct_refusals: AtomicU64,
 }
@@ -96,7 +97,7 @@ pub struct Summary {
     /// DNS queries and refused direct connections that got no row of their
     /// own (see [`QUERY_ROWS`], [`DIRECT_ROWS`]). The `end` row's
     /// `suppressed` is this plus `suppressed`.
-    pub queries_suppressed: u64,
+    pub direct_suppressed: u64,
 }
 
 impl Tally {
@@ -125,7 +126,7 @@ impl Tally {
                 let direct = row.method.is_some_and(is_direct);
                 denials.list(target.to_string(), row.status, &row.reason, direct);
                 if direct && self.direct_refusals.fetch_add(1, Ordering::Relaxed) >= DIRECT_ROWS {
-                    self.queries_suppressed.fetch_add(1, Ordering::Relaxed);
+                    self.direct_suppressed.fetch_add(1, Ordering::Relaxed);
                     return false;
                 }
                 true
@@ -155,7 +156,7 @@ impl Tally {
             }
         }
         if self.queries.fetch_add(1, Ordering::Relaxed) >= QUERY_ROWS {
-            self.queries_suppressed.fetch_add(1, Ordering::Relaxed);
+            self.direct_suppressed.fetch_add(1, Ordering::Relaxed);
             return false;
         }
         true
@@ -174,7 +175,7 @@ impl Tally {
             unlisted: denials.unlisted,
             strangers: denials.strangers,
             suppressed: denials.suppressed,
-            queries_suppressed: self.queries_suppressed.load(Ordering::Relaxed),
+            direct_suppressed: self.direct_suppressed.load(Ordering::Relaxed),
         }
     }
 }
@@ -275,7 +276,7 @@ mod tests {
             );
         }
         let s = tally.summary();
-        assert_eq!(s.queries_suppressed, 3);
+        assert_eq!(s.direct_suppressed, 3);
         assert_eq!(s.allowed + s.denied, QUERY_ROWS + 3);
         // Not strangers: the tool's own queries.
         assert_eq!((s.strangers, s.suppressed), (0, 0));
@@ -334,7 +335,7 @@ mod tests {
             assert_eq!(tally.count(&direct(target.as_ref())), i < DIRECT_ROWS, "{i}");
         }
         let s = tally.summary();
-        assert_eq!((s.denied, s.queries_suppressed), (DIRECT_ROWS + 2, 2));
+        assert_eq!((s.denied, s.direct_suppressed), (DIRECT_ROWS + 2, 2));
         assert_eq!(s.denials.len(), 1, "listed once: {s:?}");
         assert!(s.denials[0].direct);
     }

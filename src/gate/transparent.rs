@@ -33,6 +33,8 @@ use crate::policy::{Decision, ToolPolicy, Verdict};
 
 /// The method recorded in a transparent connection's rows.
 pub const METHOD: &str = "transparent";
+/// The method recorded in a refused QUIC attempt's row.
+pub const QUIC_METHOD: &str = "quic";
 
 /// What to do with a connection that arrived at `dialled`. Pure.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -215,7 +217,7 @@ pub async fn refuse_quic<F: Future>(socket: UdpSocket, gate: Arc<Gate>, stop: F)
         gate.record(
             0,
             Row {
-                method: Some("quic"),
+                method: Some(QUIC_METHOD),
                 reason: format!(
                     "QUIC (UDP 443) to {target}, directly, ignoring the proxy: refused; strict mode carries TCP \
                      only, and a client falls back to it"

@@ -39,12 +39,9 @@ pub fn for_child(
     // Maven 3.8's wagon transport (Debian's mvn) takes the proxy from the
     // JVM properties but never answers the 407 with their credential: in a
     // namespace, strict mode's transparent path carries Maven instead.
-    let jvm_props = !(marks.in_netns && policy.family == Family::Maven);
-    for (key, value) in jvm_env(policy, marks.proxy_url, &|key| env.get(OsStr::new(key)).cloned())
-        .into_iter()
-        .filter(|_| jvm_props)
-    {
-        env.insert(OsString::from(key), value);
+    if !(marks.in_netns && policy.family == Family::Maven) {
+        let props = jvm_env(policy, marks.proxy_url, &|key| env.get(OsStr::new(key)).cloned());
+        env.extend(props.into_iter().map(|(key, value)| (OsString::from(key), value)));
     }
     let mut put = |key: &str, value: String| {
         env.insert(OsString::from(key), OsString::from(value));
@@ -59,11 +56,11 @@ pub fn for_child(
     put(DEPTH_VAR, marks.depth.to_string());
     put(SKIP_VAR, marks.skip.to_string());
     put(REAL_TOOL_VAR, marks.real_tool.to_string());
-    if marks.in_netns {
-        put(NETNS_VAR, "1".to_string());
-    }
-    if !marks.in_netns {
-        env.remove(&OsString::from(NETNS_VAR));
+    match marks.in_netns {
+        true => put(NETNS_VAR, "1".to_string()),
+        false => {
+            env.remove(OsStr::new(NETNS_VAR));
+        }
     }
     env
 }

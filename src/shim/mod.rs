@@ -489,15 +489,14 @@ impl Supervised<'_> {
     /// then stops the gate. Returns the exit and the gate's tallies.
     async fn supervise(mut self, sockets: Sockets, signals: SignalFd) -> (Result<Exit, Failure>, Summary) {
         let mut gate = Gate::new(self.policy, Arc::clone(&self.log), self.settings.clone());
-        let pool = Arc::new(Pool::new());
         if sockets.strict.is_some() {
-            gate = gate.with_pool(Arc::clone(&pool));
+            gate = gate.with_pool(Arc::new(Pool::new()));
         }
         let gate = Arc::new(gate);
         let (stop_tx, stop_rx) = oneshot::channel();
         let (done_tx, done_rx) = watch::channel(false);
         let mut helpers = tokio::task::JoinSet::new();
-        let served = serve_sockets(sockets, &gate, &pool, &done_rx, &mut helpers);
+        let served = serve_sockets(sockets, &gate, &done_rx, &mut helpers);
         let (proxy, transparent) = match served {
             Ok(served) => served,
             Err(e) => {
@@ -571,7 +570,6 @@ impl Supervised<'_> {
 fn serve_sockets(
     sockets: Sockets,
     gate: &Arc<Gate>,
-    pool: &Arc<Pool>,
     done: &watch::Receiver<bool>,
     helpers: &mut tokio::task::JoinSet<()>,
 ) -> std::io::Result<(tokio::net::TcpListener, Vec<tokio::net::TcpListener>)> {
@@ -587,21 +585,11 @@ fn serve_sockets(
     };
     for socket in strict.dns_udp {
         let socket = tokio::net::UdpSocket::from_std(socket)?;
-        helpers.spawn(gate::serve_dns_udp(
-            socket,
-            Arc::clone(gate),
-            Arc::clone(pool),
-            stopped(done),
-        ));
+        helpers.spawn(gate::serve_dns_udp(socket, Arc::clone(gate), stopped(done)));
     }
     for listener in strict.dns_tcp {
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        helpers.spawn(gate::serve_dns_tcp(
-            listener,
-            Arc::clone(gate),
-            Arc::clone(pool),
-            stopped(done),
-        ));
+        helpers.spawn(gate::serve_dns_tcp(listener, Arc::clone(gate), stopped(done)));
     }
     for socket in strict.quic {
         let socket = tokio::net::UdpSocket::from_std(socket)?;
@@ -629,7 +617,7 @@ fn write_end(log: &AuditLog, started: Instant, outcome: &Result<Exit, Failure>, 
         allowed: summary.allowed,
         denied: summary.denied,
         // Strangers past their row cap, and DNS queries past theirs.
-        suppressed: summary.suppressed + summary.queries_suppressed,
+        suppressed: summary.suppressed + summary.direct_suppressed,
         error,
     }));
 }
