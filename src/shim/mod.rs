@@ -17,6 +17,7 @@
 //! and [`run`]'s `write_end`.
 
 mod child_env;
+mod fetch_run;
 mod hand_through;
 mod invocation;
 mod locate;
@@ -38,6 +39,7 @@ use nix::sys::signalfd::SignalFd;
 use tokio::sync::{oneshot, watch};
 
 use self::child_env::ChildMarks;
+use self::fetch_run::Phase;
 use self::hand_through::hand_through;
 use self::invocation::{lookup_failure, spawn_failure};
 use self::locate::{check_path, find_on_path, own_file_id, skip_list, skip_var, FileId, Found};
@@ -52,6 +54,7 @@ use crate::policy::{self, InvocationPolicy, ToolPolicy};
 use crate::sys::netns::{self, Isolated};
 use crate::sys::{signal, spawn};
 
+pub use self::fetch_run::exec_hook;
 pub use self::invocation::{Invocation, Program};
 pub use self::locate::shim_status;
 pub use self::strict::Setting as StrictSetting;
@@ -61,20 +64,45 @@ pub use self::strict::Setting as StrictSetting;
 /// rustup's counter was once too low and broke legitimate nesting.
 const MAX_DEPTH: u32 = 32;
 
-/// Runs one guarded invocation to the end.
+/// Runs one guarded invocation to the end: a fetch-and-run form
+/// (`npx X`, `uvx X`) as its two phases ([`fetch_run`]), anything else as
+/// one.
 pub fn run(inv: Invocation, env: &Env) -> Result<Exit, Failure> {
-    let started = Instant::now();
     let self_id = own_file_id();
-    let skip = skip_list(env.skip(), self_id);
     // A second copy of cli-guard that an outer one took for the real tool:
     // the gate is already in place, so hand straight through.
     let ran_as_real = env.real_tool().and_then(FileId::from_var);
     if inv.as_shim && self_id.is_some() && ran_as_real == self_id {
-        return Err(hand_through(&inv, &skip, env));
+        return Err(hand_through(&inv, &skip_list(env.skip(), self_id), env));
     }
-    let depth = check_recursion(&inv, env.depth())?;
-    let audit_id = audit::new_audit_id()
-        .map_err(|e| Failure::gate(anyhow::anyhow!("cannot draw a random audit ID: {e}")))?;
+    match fetch_run::plan(&inv, env) {
+        Some(plan) => fetch_run::run(&inv, env, plan),
+        None => guarded(&inv, env, &Phase::default()).outcome,
+    }
+}
+
+/// How one guarded invocation ended, and its audit ID.
+struct Ran {
+    outcome: Result<Exit, Failure>,
+    audit_id: String,
+}
+
+/// Runs one guarded invocation (or one phase of a fetch-and-run) to the end.
+fn guarded(inv: &Invocation, env: &Env, phase: &Phase) -> Ran {
+    let started = Instant::now();
+    let skip = skip_list(env.skip(), own_file_id());
+    let depth = match check_recursion(inv, env.depth()) {
+        Ok(depth) => depth,
+        Err(failure) => return Ran::before_start(failure),
+    };
+    let audit_id = match audit::new_audit_id() {
+        Ok(id) => id,
+        Err(e) => {
+            return Ran::before_start(Failure::gate(anyhow::anyhow!(
+                "cannot draw a random audit ID: {e}"
+            )))
+        }
+    };
     let parent_audit_id = env.parent_audit_id().map(str::to_string);
     let log = Arc::new(AuditLog::open(audit_id, env.audit_log_path().as_deref()));
 
@@ -92,10 +120,12 @@ pub fn run(inv: Invocation, env: &Env) -> Result<Exit, Failure> {
     // (`npm test`, `cargo run`) is observed. ./package.json is read only for
     // a yarn or pnpm word that may name one of its scripts.
     let tool_args = inv.args.get(inv.tool_args_from..).unwrap_or_default();
-    let split = policy::invocation_policy(inv.policy, tool_args, &|| {
-        std::fs::read_to_string("package.json")
-            .ok()
-            .map(|json| policy::script_names(&json))
+    let split = phase.split.clone().unwrap_or_else(|| {
+        policy::invocation_policy(inv.policy, tool_args, &|| {
+            std::fs::read_to_string("package.json")
+                .ok()
+                .map(|json| policy::script_names(&json))
+        })
     });
     let start = audit::Start {
         parent_audit_id,
@@ -111,15 +141,19 @@ pub fn run(inv: Invocation, env: &Env) -> Result<Exit, Failure> {
         pid: std::process::id(),
         isolation: None,
         isolation_reason: None,
+        phase: phase.mark.phase.map(str::to_string),
+        fetch_audit_id: phase.mark.fetch_audit_id.clone(),
+        package: phase.mark.package.clone(),
     };
     let started_gate = Started {
-        inv: &inv,
+        inv,
         split,
         env,
         log: &log,
         depth,
         skip,
         start,
+        phase,
     };
     let (outcome, summary) = match found {
         Ok(found) => started_gate.guarded(found),
@@ -127,12 +161,25 @@ pub fn run(inv: Invocation, env: &Env) -> Result<Exit, Failure> {
             started_gate.write_start(&Isolation::None {
                 reason: "the real tool was not found: nothing ran".to_string(),
             });
-            (Err(lookup_failure(&inv, e)), Summary::default())
+            (Err(lookup_failure(inv, e)), Summary::default())
         }
     };
     write_end(&log, started, &outcome, &summary);
     summary::print_denials(inv.policy, &summary, log.audit_id());
-    outcome
+    Ran {
+        outcome,
+        audit_id: log.audit_id().to_string(),
+    }
+}
+
+impl Ran {
+    /// Refused before any row was written (a loop, no randomness).
+    fn before_start(failure: Failure) -> Ran {
+        Ran {
+            outcome: Err(failure),
+            audit_id: String::new(),
+        }
+    }
 }
 
 /// The subcommand as the start row records it: a word (a script, say, is
@@ -163,6 +210,8 @@ struct Started<'a> {
     /// The `start` row, written once the isolation is known and before the
     /// tool runs.
     start: audit::Start,
+    /// A fetch-and-run phase's arguments and environment, if this is one.
+    phase: &'a Phase,
 }
 
 /// The tool, ready to run: spawned at once (behind the plain proxy), or
@@ -260,8 +309,9 @@ impl<'a> Started<'a> {
         // Inside an enclosing strict invocation's namespace: its marker,
         // checked, since any process can set a variable.
         let inside = env.in_netns() && netns::outside_init_netns();
+        let args = self.phase.args.as_ref().unwrap_or(&self.inv.args);
         let argv: Vec<&OsStr> = std::iter::once(&self.inv.argv0)
-            .chain(&self.inv.args)
+            .chain(args)
             .map(OsString::as_os_str)
             .collect();
         let skip = skip_var(&self.skip);
@@ -275,7 +325,8 @@ impl<'a> Started<'a> {
                 real_tool: &real_tool,
                 in_netns,
             };
-            let child_env = child_env::for_child(env, self.inv.policy, marks);
+            let mut child_env = child_env::for_child(env, self.inv.policy, marks);
+            self.phase.apply_env(&mut child_env);
             spawn::Prepared::new(real_path.as_os_str(), &argv, &child_env)
                 .map_err(|e| spawn_failure(self.inv, &real_path, &e))
         };
@@ -445,10 +496,13 @@ fn strict_sockets(layout: &strict::Layout, isolated: &mut Isolated) -> Result<So
 }
 
 /// Raises the descriptor soft limit to the hard limit; returns the original
-/// (soft, hard) for the child.
+/// (soft, hard) for the child: the limit as the process found it, also for
+/// a fetch-and-run's second phase, after the first raised it.
 fn raise_nofile() -> Option<(u64, u64)> {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    static ORIGINAL: std::sync::OnceLock<Option<(u64, u64)>> = std::sync::OnceLock::new();
+    let original = *ORIGINAL.get_or_init(|| getrlimit(Resource::RLIMIT_NOFILE).ok());
+    let (soft, hard) = original?;
     if soft < hard {
         setrlimit(Resource::RLIMIT_NOFILE, hard, hard).ok()?;
     }
