@@ -159,9 +159,8 @@ pub const WHY_RUNS_INSTALLED: &str =
     "runs a program already installed (nothing to fetch): observed, not isolated";
 pub const WHY_FETCHES_FOR_RUN: &str =
     "fetches a package for a program to run, and runs its install scripts: enforced";
-pub const WHY_YARN_DLX: &str =
-    "yarn dlx installs into a temporary project it deletes when the program exits, \
-     so nothing it fetched can be run offline: observed whole, the fetch included";
+pub const WHY_YARN_DLX: &str = "yarn dlx runs observed as a whole, its fetch included: yarn installs into \
+     a temporary project it deletes when the program exits, so nothing it fetched can be run offline";
 
 /// The fetch-and-run plan for `tool` run with `args` (the tool's own
 /// arguments start at `from`: after `-m pipx` for `python -m pipx`), if the
@@ -781,8 +780,13 @@ fn pipx_run(p: &Parsed<'_>, ctx: &Context<'_>) -> Option<Plan> {
     let mut run = p.head();
     run.extend(tail.options_without(p.args, &["--refresh"]));
     run.extend(p.args.get(at..).unwrap_or_default().iter().cloned());
+    // `pipx run pycowsay==0.2`: the app is the package's name part.
+    let program = match spec {
+        Some(_) => app,
+        None => spec_name(app)?,
+    };
     let wanted = Wanted {
-        command: Some(app.to_string()),
+        command: Some(program.to_string()),
         package: Some(spec.unwrap_or_else(|| app.to_string())),
     };
     Some(Plan::Split(Phases {
@@ -1161,6 +1165,13 @@ mod tests {
         assert_eq!(strs(&p.run), ["run", "pycowsay", "moo"]);
         assert!(p.run_needs_program);
         assert_eq!(p.probe, Probe::Prefix);
+        assert_eq!(
+            split("pipx", &["run", "pycowsay==0.0.0.2"])
+                .wanted
+                .command
+                .as_deref(),
+            Some("pycowsay")
+        );
         let p = split("pipx", &["run", "--spec", "./netcli", "netcli", "a"]);
         assert_eq!(p.wanted.command.as_deref(), Some("netcli"));
         assert_eq!(p.wanted.package.as_deref(), Some("./netcli"));

@@ -113,10 +113,7 @@ pub(super) fn run(inv: &Invocation, env: &Env, planned: Planned) -> Result<Exit,
     let Planned { plan, report_dir } = planned;
     match plan {
         Plan::Whole { why } => {
-            eprintln!(
-                "cli-guard: {} runs observed, its fetch included: {why} (README, \"Fetch and run\")",
-                form_name(inv)
-            );
+            eprintln!("cli-guard: {why} (README, \"Fetch and run\")");
             let phase = Phase {
                 split: Some(observed(inv, why)),
                 mark: Mark {
