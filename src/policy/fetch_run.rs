@@ -155,6 +155,9 @@ pub const PREFIX_PROBE: &str = "import sys; open(sys.argv[1], 'w').write(sys.pre
 
 pub const WHY_RUNS_FETCHED: &str =
     "runs the program the fetch phase fetched (enforced, under fetch_audit_id): observed, not isolated";
+pub const WHY_RUNS_UNNAMED: &str =
+    "runs the program the fetch phase fetched (enforced, under fetch_audit_id); \
+     its package could not be named from the files the fetch left: observed, not isolated";
 pub const WHY_RUNS_INSTALLED: &str =
     "runs a program already installed (nothing to fetch): observed, not isolated";
 pub const WHY_FETCHES_FOR_RUN: &str =

@@ -33,7 +33,9 @@ use super::{guarded, Invocation};
 use crate::audit::Package;
 use crate::env::{Env, EXEC_HOOK_VAR};
 use crate::exit::{Exit, Failure, NOT_FOUND};
-use crate::policy::fetch_run::{spec_name, Context, Phases, Plan, Probe, Wanted, WHY_FETCHES_FOR_RUN};
+use crate::policy::fetch_run::{
+    spec_name, Context, Phases, Plan, Probe, Wanted, WHY_FETCHES_FOR_RUN, WHY_RUNS_FETCHED, WHY_RUNS_UNNAMED,
+};
 use crate::policy::{self, observe_twin, InvocationPolicy, Mode};
 
 /// The most of any one metadata file read to name the program.
@@ -84,6 +86,10 @@ pub(super) struct Planned {
 /// needs is missing: randomness for the report's name, this executable's
 /// path, an observe-mode twin of the tool.
 pub(super) fn plan(inv: &Invocation, env: &Env) -> Option<Planned> {
+    // Every other tool's start-up pays one comparison a line for this.
+    if !policy::FETCH_AND_RUN.iter().any(|f| f.tool == inv.policy.name) {
+        return None;
+    }
     observe_twin(inv.policy)?;
     let hook = std::env::current_exe().ok()?;
     let mut random = [0u8; 12];
@@ -178,9 +184,14 @@ fn two_phases(inv: &Invocation, env: &Env, phases: Phases, report_dir: &Path) ->
         );
         return guarded(inv, env, &Phase::default()).outcome;
     }
+    // The row says so when the program could not be named from the files.
+    let why = match found.package.is_none() && phases.why == WHY_RUNS_FETCHED {
+        true => WHY_RUNS_UNNAMED,
+        false => phases.why,
+    };
     let mut run = Phase {
         args: Some(phases.run),
-        split: Some(observed(inv, phases.why)),
+        split: Some(observed(inv, why)),
         mark: Mark {
             phase: Some("run"),
             fetch_audit_id,
@@ -710,6 +721,125 @@ mod tests {
         assert_eq!(first_word("x;y").as_deref(), Some("x"));
         assert_eq!(first_word(""), None);
         assert_eq!(first_word("''"), None);
+    }
+
+    /// A directory for one test, removed after.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let dir = std::env::temp_dir().join(format!("cli-guard-unit-{name}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap();
+            Scratch(dir)
+        }
+
+        fn write(&self, path: &str, text: &str) -> PathBuf {
+            let path = self.0.join(path);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(&path, text).unwrap();
+            path
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn wanted(command: Option<&str>, package: Option<&str>) -> Wanted {
+        Wanted {
+            command: command.map(str::to_string),
+            package: package.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn an_npm_bin_link_names_its_package_even_a_scoped_one() {
+        let t = Scratch::new("npm-link");
+        t.write("_npx/a/package.json", r#"{"dependencies":{"@s/server":"^2"}}"#);
+        t.write(
+            "_npx/a/node_modules/@s/server/package.json",
+            r#"{"name":"@s/server","version":"2.1.0","bin":{"mcp-server":"dist/index.js"}}"#,
+        );
+        t.write("_npx/a/node_modules/@s/server/dist/index.js", "");
+        fs::create_dir_all(t.0.join("_npx/a/node_modules/.bin")).unwrap();
+        std::os::unix::fs::symlink(
+            "../@s/server/dist/index.js",
+            t.0.join("_npx/a/node_modules/.bin/mcp-server"),
+        )
+        .unwrap();
+        let path = format!("{}:/usr/bin", t.0.join("_npx/a/node_modules/.bin").display());
+        let found = named_on_path(&path, &wanted(Some("mcp-server"), Some("@s/server")));
+        assert_eq!(
+            found.package.map(|p| p.to_string()).as_deref(),
+            Some("@s/server@2.1.0")
+        );
+    }
+
+    #[test]
+    fn a_bin_shim_script_is_named_by_the_install_s_package_json() {
+        // pnpm's .bin entries are scripts, not links.
+        let t = Scratch::new("pnpm-shim");
+        t.write(
+            "dlx/pkg/package.json",
+            r#"{"dependencies":{"cowsay":"1.6.0","other":"1"}}"#,
+        );
+        t.write(
+            "dlx/pkg/node_modules/cowsay/package.json",
+            r#"{"name":"cowsay","version":"1.6.0","bin":{"cowsay":"cli.js","cowthink":"cli.js"}}"#,
+        );
+        t.write(
+            "dlx/pkg/node_modules/other/package.json",
+            r#"{"name":"other","version":"1"}"#,
+        );
+        t.write("dlx/pkg/node_modules/.bin/cowthink", "#!/bin/sh\nexec node ...\n");
+        let bin = t.0.join("dlx/pkg/node_modules/.bin");
+        let by_bin = named_on_path(&bin.display().to_string(), &wanted(Some("cowthink"), None));
+        assert_eq!(by_bin.package.map(|p| p.name).as_deref(), Some("cowsay"));
+        let by_name = named_in_node_modules(&bin, &wanted(None, Some("cowsay@1.6.0")));
+        assert_eq!(by_name.package.map(|p| p.name).as_deref(), Some("cowsay"));
+        // Two packages, neither asked for by name nor providing the command.
+        assert_eq!(
+            named_in_node_modules(&bin, &wanted(Some("nope"), Some("./x.tgz"))).package,
+            None
+        );
+    }
+
+    #[test]
+    fn a_python_environment_names_the_distribution_that_provides_the_program() {
+        let t = Scratch::new("venv");
+        t.write("env/pyvenv.cfg", "home = /usr/bin\n");
+        t.write("env/bin/netcli", "");
+        let site = "env/lib/python3.11/site-packages";
+        t.write(
+            &format!("{site}/netcli-1.0.0.dist-info/METADATA"),
+            "Name: netcli\nVersion: 1.0.0\n\n",
+        );
+        t.write(
+            &format!("{site}/netcli-1.0.0.dist-info/entry_points.txt"),
+            "[console_scripts]\nnetcli = netcli:main\n",
+        );
+        t.write(
+            &format!("{site}/Net_Dep-2.dist-info/METADATA"),
+            "Name: Net_Dep\nVersion: 2\n\n",
+        );
+        let path = format!("{}:/usr/bin", t.0.join("env/bin").display());
+        let found = named_on_path(&path, &wanted(Some("netcli"), Some("./netcli")));
+        assert_eq!(
+            found.package.map(|p| p.to_string()).as_deref(),
+            Some("netcli@1.0.0")
+        );
+        assert!(found.has_program);
+        let by_name = named_in_python_env(&t.0.join("env"), &wanted(Some("x"), Some("net-dep==2")));
+        assert_eq!(by_name.package.map(|p| p.name).as_deref(), Some("Net_Dep"));
+        assert!(!by_name.has_program);
+        // A report that points nowhere names nothing.
+        assert_eq!(
+            named_on_path("/nonexistent/bin:/usr/bin", &wanted(Some("netcli"), None)),
+            Found::default()
+        );
     }
 
     #[test]
