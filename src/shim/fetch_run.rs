@@ -86,31 +86,38 @@ pub(super) struct Planned {
 /// needs is missing: randomness for the report's name, this executable's
 /// path, an observe-mode twin of the tool.
 pub(super) fn plan(inv: &Invocation, env: &Env) -> Option<Planned> {
-    // Every other tool's start-up pays one comparison a line for this.
+    // Every other invocation's start-up pays a parse of its arguments for
+    // this, no system call: the paths are made once the form is known.
     if !policy::FETCH_AND_RUN.iter().any(|f| f.tool == inv.policy.name) {
         return None;
     }
     observe_twin(inv.policy)?;
-    let hook = std::env::current_exe().ok()?;
-    let mut random = [0u8; 12];
-    getrandom::fill(&mut random).ok()?;
-    let name: String = random.iter().map(|b| format!("{b:02x}")).collect();
-    let report_dir = std::env::temp_dir().join(format!("cli-guard-fetch-{name}"));
-    let report = report_dir.join("report");
-    let cwd = std::env::current_dir().ok();
-    let local_bin = |bin: &str| cwd.as_deref().is_some_and(|dir| local_bin(dir, bin).is_some());
+    let local_bin = |bin: &str| {
+        std::env::current_dir()
+            .ok()
+            .is_some_and(|dir| local_bin(&dir, bin).is_some())
+    };
     let npm_env = |key: &str| {
         let wanted = format!("npm_config_{}", key.replace('-', "_"));
         env.vars()
             .any(|(k, _)| k.to_str().is_some_and(|k| k.eq_ignore_ascii_case(&wanted)))
     };
-    let ctx = Context {
-        report: report.to_str()?,
-        hook: hook.to_str()?,
-        local_bin: &local_bin,
-        npm_env: &npm_env,
+    let planned = |report: &str, hook: &str| {
+        let ctx = Context {
+            report,
+            hook,
+            local_bin: &local_bin,
+            npm_env: &npm_env,
+        };
+        policy::fetch_and_run(inv.policy, &inv.args, inv.tool_args_from, &ctx)
     };
-    let plan = policy::fetch_and_run(inv.policy, &inv.args, inv.tool_args_from, &ctx)?;
+    planned("", "")?;
+    let hook = std::env::current_exe().ok()?;
+    let mut random = [0u8; 12];
+    getrandom::fill(&mut random).ok()?;
+    let name: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let report_dir = std::env::temp_dir().join(format!("cli-guard-fetch-{name}"));
+    let plan = planned(report_dir.join("report").to_str()?, hook.to_str()?)?;
     Some(Planned { plan, report_dir })
 }
 
