@@ -144,9 +144,11 @@ pub(super) fn run(inv: &Invocation, env: &Env, planned: Planned) -> Result<Exit,
 fn two_phases(inv: &Invocation, env: &Env, phases: Phases, report_dir: &Path) -> Result<Exit, Failure> {
     let user_shell = env.var_os("npm_config_script_shell").map(OsStr::to_os_string);
     let npm = phases.probe == Probe::ScriptShell;
-    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let (fetch_audit_id, found) = match &phases.fetch {
-        None => (None, named_installed(&cwd, &phases.wanted)),
+        None => {
+            let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+            (None, named_installed(&cwd, &phases.wanted))
+        }
         Some(args) => {
             let report = match ReportDir::create(report_dir) {
                 Ok(report) => report,
@@ -222,8 +224,7 @@ fn two_phases(inv: &Invocation, env: &Env, phases: Phases, report_dir: &Path) ->
 
 /// `npx`, `pnpm dlx`, `uv tool run`: how the form was typed, for messages.
 fn form_name(inv: &Invocation) -> String {
-    let tool_args = inv.args.get(inv.tool_args_from..).unwrap_or_default();
-    let sub = policy::invocation_policy(inv.policy, tool_args, &|| None).subcommand;
+    let sub = typed(inv).subcommand;
     match (inv.policy.name, sub.as_deref()) {
         ("npm" | "pnpm" | "yarn" | "bun" | "pipx", Some(sub)) => format!("{} {sub}", inv.policy.name),
         ("uv", _) => "uv tool run".to_string(),
@@ -231,29 +232,33 @@ fn form_name(inv: &Invocation) -> String {
     }
 }
 
+/// What the typed arguments get on their own (their subcommand, for the
+/// row), never reading ./package.json: no fetch-and-run form runs a script.
+fn typed(inv: &Invocation) -> InvocationPolicy {
+    let tool_args = inv.args.get(inv.tool_args_from..).unwrap_or_default();
+    policy::invocation_policy(inv.policy, tool_args, &|| None)
+}
+
 /// The fetch phase's policy: the tool's own, enforced and strict.
 fn enforced(inv: &Invocation) -> InvocationPolicy {
-    let tool_args = inv.args.get(inv.tool_args_from..).unwrap_or_default();
-    let split = policy::invocation_policy(inv.policy, tool_args, &|| None);
     InvocationPolicy {
         mode: Mode::Enforce,
         strict: true,
         why: WHY_FETCHES_FOR_RUN,
         policy: inv.policy,
-        ..split
+        ..typed(inv)
     }
 }
 
-/// The run phase's (or the whole's) policy: the tool's observe-mode twin.
+/// The run phase's (or the whole's) policy: the tool's observe-mode twin
+/// (which [`plan`] made sure there is).
 fn observed(inv: &Invocation, why: &'static str) -> InvocationPolicy {
-    let tool_args = inv.args.get(inv.tool_args_from..).unwrap_or_default();
-    let split = policy::invocation_policy(inv.policy, tool_args, &|| None);
     InvocationPolicy {
         mode: Mode::Observe,
         strict: false,
         why,
         policy: observe_twin(inv.policy).unwrap_or(inv.policy),
-        ..split
+        ..typed(inv)
     }
 }
 

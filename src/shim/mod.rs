@@ -3,7 +3,8 @@
 //! says what is run (and the 126/127 messages), [`locate`] finds the real
 //! tool, [`hand_through`] passes a copied shim on to it, [`child_env`]
 //! makes its environment, [`signals`] forwards signals, [`summary`] prints
-//! the refusals, and the gate itself is `crate::gate`.
+//! the refusals, [`fetch_run`] makes a fetch-and-run form (`npx X`) two
+//! invocations, and the gate itself is `crate::gate`.
 //!
 //! Order matters and fails closed: the gate's sockets and the audit `start`
 //! row exist before the tool runs; if the listener, the credential, signal
@@ -14,7 +15,7 @@
 //! written; where the kernel refuses, the tool runs behind the plain proxy
 //! instead, and the row says why. Every invocation writes exactly one
 //! `start` and one `end` row, each on one path: [`Started::write_start`]
-//! and [`run`]'s `write_end`.
+//! and [`guarded`]'s `write_end` (a fetch and run is two invocations).
 
 mod child_env;
 mod fetch_run;
