@@ -11,6 +11,7 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use serde_json::Value;
@@ -629,10 +630,14 @@ fn yarn_dlx_is_observed_whole_and_says_so_in_one_line() {
     );
 }
 
-#[test]
-fn the_fetch_is_isolated_and_the_run_is_not() {
-    let (g, api) = npx_sandbox();
-    let mut cmd = with_api(&g, "npx", &["-y", "netcli"], api.addr);
+/// The fake npx through its shim in strict mode (`command`: the shim, or
+/// setpriv running it): the fetch ran in a namespace, where the install
+/// script was refused; the run did not, and the program reached the API.
+fn fetch_isolated_run_not(g: &Gate, mut cmd: std::process::Command, api: &Upstream) -> Outcome {
+    cmd.env(
+        "CLI_GUARD_RESOLVE",
+        Gate::resolve(&[(&format!("{API}:{API_PORT}"), api.addr)]),
+    );
     Gate::strict(&mut cmd, "require");
     let out = g.run(cmd);
     out.expect_code(0);
@@ -643,13 +648,51 @@ fn the_fetch_is_isolated_and_the_run_is_not() {
         "the program reached the API"
     );
     let recs = g.records();
-    let npx = starts(&recs, "npx");
-    check_eq!(out, npx[0]["isolation"], "netns", "the fetch: {}", npx[0]);
-    check_eq!(out, npx[1]["isolation"], "none", "the run: {}", npx[1]);
-    let denied = api_rows(&recs, id(npx[0]));
+    let (fetch, run) = fetch_and_run_phases(&out, &recs, "npx");
+    check_eq!(out, fetch["isolation"], "netns", "the fetch: {fetch}");
+    check_eq!(out, run["isolation"], "none", "the run: {run}");
+    let denied = api_rows(&recs, id(fetch));
     check!(
         out,
         denied.len() == 1 && denied[0]["status"] == 403,
         "refused in the namespace: {denied:?}"
     );
+    out
+}
+
+#[test]
+fn the_fetch_is_isolated_and_the_run_is_not() {
+    let (g, api) = npx_sandbox();
+    let cmd = g.shim_cmd("npx", ["-y", "netcli"]);
+    fetch_isolated_run_not(&g, cmd, &api);
+}
+
+#[test]
+fn as_an_unprivileged_user_the_fetch_is_isolated_and_the_run_is_not() {
+    let (g, api) = npx_sandbox();
+    for dir in [
+        &g.state,
+        &g.home,
+        &g.work,
+        &g.audit.parent().unwrap().to_path_buf(),
+    ] {
+        fs::create_dir_all(dir).unwrap();
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    fs::write(
+        g.state_path("program"),
+        format!(
+            "id -u > '{}/uid'\necho \"program $*\"\necho \"status $({})\"\n",
+            g.state.display(),
+            curl_api()
+        ),
+    )
+    .unwrap();
+    let mut cmd = g.command(require("setpriv"));
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(g.shim("npx"))
+        .args(["-y", "netcli"]);
+    let out = fetch_isolated_run_not(&g, cmd, &api);
+    let uid = fs::read_to_string(g.state_path("uid")).unwrap_or_default();
+    check_eq!(out, uid.trim(), "65534", "the program ran as nobody");
 }
