@@ -696,3 +696,38 @@ fn as_an_unprivileged_user_the_fetch_is_isolated_and_the_run_is_not() {
     let uid = fs::read_to_string(g.state_path("uid")).unwrap_or_default();
     check_eq!(out, uid.trim(), "65534", "the program ran as nobody");
 }
+
+/// At a terminal, the run's program holds the terminal's foreground, as a
+/// guarded tool does, and reads what is typed there (a prompt works); the
+/// fetch before it left the terminal as it found it.
+#[test]
+fn at_a_terminal_the_program_holds_the_foreground_and_reads_what_is_typed() {
+    let g = Gate::new();
+    fake_npx(&g);
+    let state = g.state.display().to_string();
+    fs::write(
+        g.state_path("program"),
+        format!(
+            "cut -d' ' -f5,8 /proc/$$/stat > '{state}/fg.tmp' && mv '{state}/fg.tmp' '{state}/fg'\n\
+             read -r line\necho \"$line\" > '{state}/typed'\n"
+        ),
+    )
+    .unwrap();
+    let mut cmd = g.shim_cmd("npx", ["-y", "prompt"]);
+    let mut pty = Pty::open();
+    pty.attach(&mut cmd);
+    let mut run = Running::spawn(cmd, Some(g.audit.clone()), Some(pty.transcript.clone()));
+    let fg = String::from_utf8_lossy(&g.wait_state(&mut run, "fg")).into_owned();
+    let (pgrp, tpgid) = fg.trim().split_once(' ').unwrap_or_default();
+    check_eq!(run, pgrp, tpgid, "the program's group holds the terminal: {fg}");
+    pty.type_bytes(b"hello from the keyboard\n");
+    let typed = g.wait_state(&mut run, "typed");
+    check_eq!(
+        run,
+        String::from_utf8_lossy(&typed),
+        "hello from the keyboard\n",
+        "the program read the terminal"
+    );
+    let out = run.wait();
+    out.expect_code(0);
+}
