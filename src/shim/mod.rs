@@ -27,7 +27,6 @@ mod strict;
 mod summary;
 
 use std::ffi::{OsStr, OsString};
-use std::net::{TcpListener, UdpSocket};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,7 +34,6 @@ use std::time::Instant;
 
 use anyhow::Context;
 use nix::sys::signalfd::SignalFd;
-use tokio::sync::{oneshot, watch};
 
 use self::child_env::ChildMarks;
 use self::hand_through::hand_through;
@@ -47,7 +45,7 @@ use crate::audit::{self, AuditLog, Record};
 use crate::credential::Credential;
 use crate::env::Env;
 use crate::exit::{Exit, Failure};
-use crate::gate::{self, Gate, Pool, Settings, Summary};
+use crate::gate::{self, Gate, Pool, Settings, Shutdown, Sockets, Summary};
 use crate::policy::{self, InvocationPolicy, ToolPolicy};
 use crate::sys::netns::{self, Isolated};
 use crate::sys::{signal, spawn};
@@ -170,22 +168,6 @@ struct Started<'a> {
 enum Child {
     Plain(spawn::Prepared),
     Isolated(Isolated),
-}
-
-/// The sockets the gate serves: the proxy's listener (on the host's
-/// loopback, or inside the namespace), and in strict mode the namespace's
-/// transparent listeners, DNS and QUIC sockets.
-struct Sockets {
-    proxy: TcpListener,
-    strict: Option<StrictSockets>,
-}
-
-/// Strict mode's sockets, made inside the tool's namespace.
-struct StrictSockets {
-    transparent: Vec<TcpListener>,
-    dns_tcp: Vec<TcpListener>,
-    dns_udp: Vec<UdpSocket>,
-    quic: Vec<UdpSocket>,
 }
 
 impl<'a> Started<'a> {
@@ -351,10 +333,7 @@ impl<'a> Started<'a> {
             child: Some(Child::Plain(prepared)),
             ..self.supervised(real_path.clone(), nofile, settings, terminal)
         };
-        let sockets = Sockets {
-            proxy: listener,
-            strict: None,
-        };
+        let sockets = Sockets::proxy_only(listener);
         Ok((setup, sockets, signals, runtime, plain))
     }
 
@@ -417,14 +396,18 @@ fn strict_sockets(layout: &strict::Layout, isolated: &mut Isolated) -> Result<So
             ))
         })
     }
-    let mut tcp_range = |range: std::ops::Range<usize>| -> Result<Vec<TcpListener>, Failure> {
-        range.map(|i| take(&mut tcp, i).map(TcpListener::from)).collect()
+    let mut tcp_range = |range: std::ops::Range<usize>| -> Result<Vec<std::net::TcpListener>, Failure> {
+        range
+            .map(|i| take(&mut tcp, i).map(std::net::TcpListener::from))
+            .collect()
     };
     let proxy = tcp_range(layout.proxy..layout.proxy + 1)?;
     let transparent = tcp_range(layout.transparent.clone())?;
     let dns_tcp = tcp_range(layout.dns_tcp.clone())?;
-    let mut udp_range = |range: std::ops::Range<usize>| -> Result<Vec<UdpSocket>, Failure> {
-        range.map(|i| take(&mut udp, i).map(UdpSocket::from)).collect()
+    let mut udp_range = |range: std::ops::Range<usize>| -> Result<Vec<std::net::UdpSocket>, Failure> {
+        range
+            .map(|i| take(&mut udp, i).map(std::net::UdpSocket::from))
+            .collect()
     };
     let dns_udp = udp_range(layout.dns_udp.clone())?;
     let quic = udp_range(layout.quic.clone())?;
@@ -435,12 +418,10 @@ fn strict_sockets(layout: &strict::Layout, isolated: &mut Isolated) -> Result<So
     })?;
     Ok(Sockets {
         proxy,
-        strict: Some(StrictSockets {
-            transparent,
-            dns_tcp,
-            dns_udp,
-            quic,
-        }),
+        transparent,
+        dns_tcp,
+        dns_udp,
+        quic,
     })
 }
 
@@ -488,33 +469,23 @@ impl Supervised<'_> {
     /// Starts the gate, runs the child, forwards signals until it exits,
     /// then stops the gate. Returns the exit and the gate's tallies.
     async fn supervise(mut self, sockets: Sockets, signals: SignalFd) -> (Result<Exit, Failure>, Summary) {
+        let strict = !sockets.dns_udp.is_empty();
         let mut gate = Gate::new(self.policy, Arc::clone(&self.log), self.settings.clone());
-        if sockets.strict.is_some() {
+        if strict {
             gate = gate.with_pool(Arc::new(Pool::new()));
         }
         let gate = Arc::new(gate);
-        let (stop_tx, stop_rx) = oneshot::channel();
-        let (done_tx, done_rx) = watch::channel(false);
-        let mut helpers = tokio::task::JoinSet::new();
-        let served = serve_sockets(sockets, &gate, &done_rx, &mut helpers);
-        let (proxy, transparent) = match served {
-            Ok(served) => served,
+        let shutdown = Shutdown::new();
+        let serving = match gate::start(sockets, &gate, &shutdown) {
+            Ok(serving) => serving,
             Err(e) => {
                 let failure = Failure::gate(anyhow::Error::new(e).context("cannot start the proxy"));
                 return (Err(failure), gate.summary());
             }
         };
-        let proxy_task = tokio::spawn(gate::serve_with_transparent(
-            proxy,
-            transparent,
-            Arc::clone(&gate),
-            stop_rx,
-        ));
         let outcome = self.run_child(signals).await;
-        let _ = stop_tx.send(());
-        let _ = done_tx.send(true);
-        let _ = proxy_task.await;
-        while helpers.join_next().await.is_some() {}
+        shutdown.stop();
+        serving.finished().await;
         (outcome, gate.summary())
     }
 
@@ -562,45 +533,6 @@ impl Supervised<'_> {
             .await
             .map_err(|e| Failure::gate(anyhow::Error::new(e).context("lost track of the child")))
     }
-}
-
-/// Starts what serves the gate's sockets besides the proxy's listener (DNS,
-/// QUIC's refusal) as tasks that end when `done` is raised, and returns the
-/// proxy's listener and the transparent ones, ready for the accept loop.
-fn serve_sockets(
-    sockets: Sockets,
-    gate: &Arc<Gate>,
-    done: &watch::Receiver<bool>,
-    helpers: &mut tokio::task::JoinSet<()>,
-) -> std::io::Result<(tokio::net::TcpListener, Vec<tokio::net::TcpListener>)> {
-    let proxy = tokio::net::TcpListener::from_std(sockets.proxy)?;
-    let Some(strict) = sockets.strict else {
-        return Ok((proxy, Vec::new()));
-    };
-    let stopped = |done: &watch::Receiver<bool>| {
-        let mut done = done.clone();
-        async move {
-            let _ = done.wait_for(|done| *done).await;
-        }
-    };
-    for socket in strict.dns_udp {
-        let socket = tokio::net::UdpSocket::from_std(socket)?;
-        helpers.spawn(gate::serve_dns_udp(socket, Arc::clone(gate), stopped(done)));
-    }
-    for listener in strict.dns_tcp {
-        let listener = tokio::net::TcpListener::from_std(listener)?;
-        helpers.spawn(gate::serve_dns_tcp(listener, Arc::clone(gate), stopped(done)));
-    }
-    for socket in strict.quic {
-        let socket = tokio::net::UdpSocket::from_std(socket)?;
-        helpers.spawn(gate::refuse_quic(socket, Arc::clone(gate), stopped(done)));
-    }
-    let transparent = strict
-        .transparent
-        .into_iter()
-        .map(tokio::net::TcpListener::from_std)
-        .collect::<std::io::Result<_>>()?;
-    Ok((proxy, transparent))
 }
 
 /// The invocation's one `end` row: how it ended, the gate's tallies.

@@ -14,7 +14,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::Range;
 
-use crate::policy::{InvocationPolicy, Mode, ToolPolicy};
+use crate::policy::{InvocationPolicy, Mode, ToolPolicy, HTTP_PORT};
 use crate::sys::netns::{NamespaceError, Sockets};
 
 /// The proxy's listener inside the namespace: the child's `HTTPS_PROXY`.
@@ -25,8 +25,6 @@ pub const DNS_PORT: u16 = 53;
 /// alternative HTTP ports, git's own protocol): listened on so that an
 /// attempt is a row, not a silent ECONNREFUSED.
 pub const WATCHED_PORTS: [u16; 5] = [22, 853, 8080, 8443, 9418];
-/// Plaintext HTTP: answered 405, as the proxy answers it.
-pub const HTTP_PORT: u16 = 80;
 /// QUIC: UDP on 443 is refused with a row (clients fall back to TCP).
 pub const QUIC_PORT: u16 = 443;
 
