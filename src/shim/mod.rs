@@ -143,8 +143,10 @@ fn logged_subcommand(tool: &str, subcommand: Option<&str>) -> Option<String> {
     masked.into_iter().next()
 }
 
-/// An invocation about to be guarded: what [`Started::guarded`] needs to put
-/// the gate in place, write the `start` row and run the tool.
+/// An invocation whose real tool was found and whose `start` row is drawn
+/// up but not yet written (it waits for where the tool will run): what
+/// [`Started::guarded`] needs to put the gate in place, write that row and
+/// run the tool.
 struct Started<'a> {
     inv: &'a Invocation,
     /// The policy the invocation got (the gate applies `split.policy`: the
@@ -233,9 +235,9 @@ impl<'a> Started<'a> {
             skip: &skip,
             real_tool: &real_tool,
         };
-        let isolation = match strict::plan(&self.split, setting) {
-            strict::Plan::Plain(isolation) => isolation,
-            strict::Plan::Isolate => {
+        let isolation = match strict::attempt(&self.split, setting) {
+            strict::Attempt::Plain(isolation) => isolation,
+            strict::Attempt::Isolate => {
                 let steps = launch::steps(terminal.as_ref(), nofile);
                 match Launch::isolated(&tool, &credential, steps)? {
                     Ok(launch) => return self.ready(launch, found.path, nofile, terminal, signals),

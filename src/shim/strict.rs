@@ -85,7 +85,7 @@ impl Isolation {
 
 /// What to try for an invocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Plan {
+pub enum Attempt {
     /// Make the namespace.
     Isolate,
     /// Run behind the plain proxy.
@@ -94,7 +94,7 @@ pub enum Plan {
 
 /// Whether to isolate: only a strict invocation (enforce mode, fetching or
 /// building), and not when `CLI_GUARD_STRICT=off`.
-pub fn plan(split: &InvocationPolicy, setting: Setting) -> Plan {
+pub fn attempt(split: &InvocationPolicy, setting: Setting) -> Attempt {
     if !split.strict {
         let why = match (split.mode, &split.subcommand) {
             (Mode::Observe, Some(sub)) if split.policy.mode == Mode::Observe => {
@@ -103,13 +103,13 @@ pub fn plan(split: &InvocationPolicy, setting: Setting) -> Plan {
             (_, Some(sub)) => format!("`{} {sub}` {}", split.policy.name, split.why),
             (_, None) => format!("{}: {}", split.policy.name, split.why),
         };
-        return Plan::Plain(Isolation::None { reason: why });
+        return Attempt::Plain(Isolation::None { reason: why });
     }
     match setting {
-        Setting::Off => Plan::Plain(Isolation::None {
+        Setting::Off => Attempt::Plain(Isolation::None {
             reason: "CLI_GUARD_STRICT=off: the plain proxy only".to_string(),
         }),
-        Setting::Auto | Setting::Require => Plan::Isolate,
+        Setting::Auto | Setting::Require => Attempt::Isolate,
     }
 }
 
@@ -270,21 +270,21 @@ mod tests {
 
     #[test]
     fn only_fetching_enforce_mode_invocations_are_isolated() {
-        assert_eq!(plan(&split("npm", &["install"]), Setting::Auto), Plan::Isolate);
-        assert_eq!(plan(&split("npm", &[]), Setting::Require), Plan::Isolate);
-        let Plan::Plain(Isolation::None { reason }) = plan(&split("npm", &["test"]), Setting::Auto) else {
+        assert_eq!(attempt(&split("npm", &["install"]), Setting::Auto), Attempt::Isolate);
+        assert_eq!(attempt(&split("npm", &[]), Setting::Require), Attempt::Isolate);
+        let Attempt::Plain(Isolation::None { reason }) = attempt(&split("npm", &["test"]), Setting::Auto) else {
             panic!("npm test is not isolated");
         };
         assert!(
             reason.contains("npm test") && reason.contains("project's own code"),
             "{reason}"
         );
-        let Plan::Plain(Isolation::None { reason }) = plan(&split("aws", &["s3", "ls"]), Setting::Require)
+        let Attempt::Plain(Isolation::None { reason }) = attempt(&split("aws", &["s3", "ls"]), Setting::Require)
         else {
             panic!("observe-mode tools are never isolated");
         };
         assert!(reason.contains("observe-mode"), "{reason}");
-        let Plan::Plain(Isolation::None { reason }) = plan(&split("pip", &["install"]), Setting::Off) else {
+        let Attempt::Plain(Isolation::None { reason }) = attempt(&split("pip", &["install"]), Setting::Off) else {
             panic!("off means off");
         };
         assert!(reason.contains("CLI_GUARD_STRICT=off"), "{reason}");
