@@ -270,21 +270,27 @@ mod tests {
 
     #[test]
     fn only_fetching_enforce_mode_invocations_are_isolated() {
-        assert_eq!(attempt(&split("npm", &["install"]), Setting::Auto), Attempt::Isolate);
+        assert_eq!(
+            attempt(&split("npm", &["install"]), Setting::Auto),
+            Attempt::Isolate
+        );
         assert_eq!(attempt(&split("npm", &[]), Setting::Require), Attempt::Isolate);
-        let Attempt::Plain(Isolation::None { reason }) = attempt(&split("npm", &["test"]), Setting::Auto) else {
+        let Attempt::Plain(Isolation::None { reason }) = attempt(&split("npm", &["test"]), Setting::Auto)
+        else {
             panic!("npm test is not isolated");
         };
         assert!(
             reason.contains("npm test") && reason.contains("project's own code"),
             "{reason}"
         );
-        let Attempt::Plain(Isolation::None { reason }) = attempt(&split("aws", &["s3", "ls"]), Setting::Require)
+        let Attempt::Plain(Isolation::None { reason }) =
+            attempt(&split("aws", &["s3", "ls"]), Setting::Require)
         else {
             panic!("observe-mode tools are never isolated");
         };
         assert!(reason.contains("observe-mode"), "{reason}");
-        let Attempt::Plain(Isolation::None { reason }) = attempt(&split("pip", &["install"]), Setting::Off) else {
+        let Attempt::Plain(Isolation::None { reason }) = attempt(&split("pip", &["install"]), Setting::Off)
+        else {
             panic!("off means off");
         };
         assert!(reason.contains("CLI_GUARD_STRICT=off"), "{reason}");
