@@ -4,7 +4,7 @@
 use std::fmt;
 
 use nix::sys::resource::{setrlimit, Resource};
-use nix::sys::signal::{raise, signal, SigHandler, SigSet, Signal};
+use nix::sys::signal::{raise, SigSet, Signal};
 
 /// Done: help or output shown; `check`: the gate would allow.
 pub const SUCCESS: u8 = 0;
@@ -79,10 +79,9 @@ pub fn die_by(sig: Signal) -> u8 {
     // The shim's own core is of no use to anyone; the child's is the one
     // that matters and has already been written.
     let _ = setrlimit(Resource::RLIMIT_CORE, 0, 0);
-    // SAFETY: SIG_DFL installs no handler of ours, so there is no
-    // async-signal-safety contract to uphold; this only undoes the SIGPIPE
-    // ignore that main sets and any other inherited disposition.
-    let _ = unsafe { signal(sig, SigHandler::SigDfl) };
+    // This undoes the SIGPIPE ignore that main sets and any other
+    // inherited disposition.
+    let _ = crate::sys::signal::restore_default(sig);
     let _ = SigSet::from(sig).thread_unblock();
     let _ = raise(sig);
     128u8.saturating_add(u8::try_from(sig as i32).unwrap_or(0))

@@ -16,6 +16,11 @@
 //! The items re-exported below are the surface that `main`, the fuzz
 //! targets, the integration tests and the benchmark use; everything else is
 //! private to the crate.
+//!
+//! `unsafe` lives in `sys/` alone (and in `main`, a crate of its own), where
+//! nix cannot make a call safe; everywhere else the compiler refuses it.
+
+#![deny(unsafe_code)]
 
 mod audit;
 mod cli;

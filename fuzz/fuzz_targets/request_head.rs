@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
     };
     assert!(head.head_len <= data.len());
     for policy in TOOLS {
-        match judge(policy, &head) {
+        match judge(policy, &head, None) {
             Ok(judged) => {
                 // Only a CONNECT is ever dialled, and only to what it named.
                 assert_eq!(head.method, "CONNECT");

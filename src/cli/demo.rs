@@ -30,8 +30,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::net::TcpStream;
 
 use super::args::{self, MissingCommand, Parsed, Usage};
 use crate::audit::{self, AuditLog};
@@ -39,7 +38,7 @@ use crate::credential::Credential;
 use crate::env::{Env, AUDIT_LOG_VAR, STRICT_VAR};
 use crate::exit::{Exit, Failure, DEMO_UNEXPECTED, STRICT_UNAVAILABLE};
 use crate::gate::DIAL_TIMEOUT;
-use crate::gate::{self, bind_loopback, Gate, Settings};
+use crate::gate::{self, bind_loopback, Gate, Settings, Sockets};
 use crate::policy::authority::parse_authority;
 use crate::policy::{Family, Mode, Rule, SubcommandRule, ToolPolicy};
 use crate::shim::{self, Invocation, Program};
@@ -241,7 +240,6 @@ async fn demonstrate(show: Show, targets: &[String], env: &Env) -> Result<Exit, 
         audit::new_audit_id().map_err(|e| Failure::gate(anyhow::anyhow!("cannot draw an audit ID: {e}")))?;
     let log = Arc::new(AuditLog::in_memory(audit_id));
     let (listener, proxy_addr) = bind_loopback()
-        .and_then(|(listener, addr)| Ok((TcpListener::from_std(listener)?, addr)))
         .context("cannot start the proxy on 127.0.0.1")
         .map_err(Failure::gate)?;
     // The same set-up a shim makes: the credential, CLI_GUARD_RESOLVE, and
@@ -252,8 +250,10 @@ async fn demonstrate(show: Show, targets: &[String], env: &Env) -> Result<Exit, 
         .map_err(|e| Failure::gate(anyhow::anyhow!(e)))?;
     let credential = credential.header().to_string();
     let gate = Arc::new(Gate::new(show.policy(), Arc::clone(&log), settings));
-    let (stop_tx, stop_rx) = oneshot::channel();
-    let proxy = tokio::spawn(gate::serve(listener, Arc::clone(&gate), stop_rx));
+    let shutdown = gate::Shutdown::new();
+    let serving = gate::start(Sockets::proxy_only(listener), &gate, &shutdown)
+        .context("cannot start the proxy on 127.0.0.1")
+        .map_err(Failure::gate)?;
 
     let mut statuses = Vec::with_capacity(targets.len());
     for target in targets {
@@ -264,8 +264,8 @@ async fn demonstrate(show: Show, targets: &[String], env: &Env) -> Result<Exit, 
         statuses.push(seen);
     }
     let _ = std::io::stdout().flush();
-    let _ = stop_tx.send(());
-    let _ = proxy.await;
+    shutdown.stop();
+    serving.finished().await;
 
     let mut stderr = std::io::stderr().lock();
     for line in log.take_lines() {

@@ -1,29 +1,27 @@
 //! One connection, from accept to close.
 //!
 //! [`Handler::run`] takes a connection from its first byte to an open
-//! upstream ([`Tunnel`]) or to a [`Refusal`], which every check returns with
+//! upstream ([`Allowed`]) or to a [`Refusal`], which every check returns with
 //! `?`; [`Handler::serve`] then answers the refusal (one place:
 //! [`Gate::refuse`]) or opens the tunnel: the `egress` row, the 200, the
 //! relay, and the `egress_close` row.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 use tokio::time::timeout_at;
 
-use crate::audit::{self, Record};
-use crate::gate::dial::{DialError, Dialled};
+use crate::gate::dial::Dialled;
 use crate::gate::http::{self, RequestHead};
 use crate::gate::judge::{judge, Judged};
+use crate::gate::outcome::Method;
 use crate::gate::refusal::{Closing, Refusal};
-use crate::gate::relay::{relay, RelayOutcome};
-use crate::gate::tally::Row;
-use crate::gate::{Gate, GRACE};
+use crate::gate::shutdown::Shutdown;
+use crate::gate::tunnel::{self, dial_failed, Opened};
+use crate::gate::Gate;
 use crate::policy::authority::Authority;
-use crate::policy::Verdict;
 
 /// The whole request head must arrive within this long of the accept. It is
 /// a deadline, not an idle timeout: a client dripping a byte at a time does
@@ -37,17 +35,18 @@ pub struct Handler {
     client: TcpStream,
     /// The connection's number in the audit rows.
     conn: u64,
-    /// Raised when open connections must end (see `listener`).
-    force: watch::Receiver<bool>,
+    /// Says when open connections must end.
+    shutdown: Shutdown,
     /// What the client has sent so far: the head, then early tunnel bytes.
     buf: Vec<u8>,
     /// [`HEAD_TIMEOUT`], but for tests.
     head_timeout: Duration,
 }
 
-/// An allowed request with its upstream connection open, not yet answered.
+/// An allowed request with its upstream connection open, not yet answered:
+/// what [`Handler::open`] makes a tunnel of.
 #[derive(Debug)]
-pub struct Tunnel {
+pub struct Allowed {
     dialled: Dialled,
     target: Authority,
     /// The policy's reason and the route, for the `egress` row.
@@ -58,14 +57,14 @@ pub struct Tunnel {
 }
 
 impl Handler {
-    /// A handler for connection number `conn`, ended early if `force` is
-    /// raised.
-    pub fn new(gate: Arc<Gate>, client: TcpStream, conn: u64, force: watch::Receiver<bool>) -> Handler {
+    /// A handler for connection number `conn`, ended early if the gate is
+    /// forced closed.
+    pub fn new(gate: Arc<Gate>, client: TcpStream, conn: u64, shutdown: Shutdown) -> Handler {
         Handler {
             gate,
             client,
             conn,
-            force,
+            shutdown,
             buf: Vec::with_capacity(1024),
             head_timeout: HEAD_TIMEOUT,
         }
@@ -93,11 +92,11 @@ impl Handler {
     /// (directly, with the policy's address check, or through an upstream).
     /// `Ok(None)`: nothing to answer (the client left, or the gate was
     /// forced closed, before a full head).
-    pub async fn run(&mut self) -> Result<Option<Tunnel>, Refusal> {
+    pub async fn run(&mut self) -> Result<Option<Allowed>, Refusal> {
         let _ = self.client.set_nodelay(true);
         let head = tokio::select! {
             head = read_head(&mut self.client, &mut self.buf, self.head_timeout) => head?,
-            _ = forced(&mut self.force) => return Ok(None),
+            _ = self.shutdown.forced() => return Ok(None),
         };
         let Some(head) = head else {
             return Ok(None);
@@ -113,16 +112,7 @@ impl Handler {
                 "the request line carries this gate's proxy credential; it belongs in Proxy-Authorization",
             ));
         }
-        // In strict mode, a client that resolved a name through the
-        // namespace's DNS may CONNECT to the address it got: judge the name.
-        let head = match (head.method.as_str(), gate.pool()) {
-            ("CONNECT", Some(pool)) => RequestHead {
-                target: crate::gate::transparent::named_target(pool, &head.target).unwrap_or(head.target),
-                ..head
-            },
-            _ => head,
-        };
-        let judged = judge(gate.policy, &head);
+        let judged = judge(gate.policy, &head, gate.pool());
         // A malformed target is a 400 whoever asks (it reveals nothing);
         // every other answer, the policy's included, is for the credential
         // holder.
@@ -130,125 +120,37 @@ impl Handler {
             authenticate(gate, &head, &judged)?;
         }
         let judged = judged?;
-        let check = gate.policy.address_check(&judged.decision);
-        let dialled = tokio::select! {
-            dialled = gate.settings.dialer.dial(&judged.target, check) => dialled,
-            _ = forced(&mut self.force) => Err(DialError::Stopped),
-        };
-        match dialled {
-            Ok(dialled) => Ok(Some(Tunnel {
+        match tunnel::dial(gate, &judged, &mut self.shutdown).await {
+            Ok(dialled) => Ok(Some(Allowed {
                 reason: format!("{}; {}", judged.reason, dialled.route),
                 dialled,
                 target: judged.target,
                 head_len: head.head_len,
             })),
-            Err(e) => Err(dial_failed(judged, e)),
+            Err(e) => Err(dial_failed(Method::Connect, judged, e)),
         }
     }
 
     /// Writes the `egress` row, answers 200, relays until both sides are
     /// done (or the gate forces it closed), and writes the `egress_close`
     /// row.
-    async fn open(self, tunnel: Tunnel) {
-        let Tunnel {
+    async fn open(self, tunnel: Allowed) {
+        let Allowed {
             dialled,
             target,
             reason,
             head_len,
         } = tunnel;
         let opened = Opened {
-            method: "CONNECT",
+            method: Method::Connect,
             target,
             reason,
             early_up: &self.buf[head_len..],
             answer: http::ESTABLISHED,
         };
         opened
-            .relay(&self.gate, self.client, self.conn, self.force, dialled)
+            .relay(&self.gate, self.client, self.conn, self.shutdown, dialled)
             .await;
-    }
-}
-
-/// A connection the gate allowed and dialled, about to carry bytes.
-pub(super) struct Opened<'a> {
-    /// `CONNECT`, or `transparent` for strict mode's direct connections.
-    pub method: &'a str,
-    pub target: Authority,
-    /// The policy's reason and the route, for the `egress` row.
-    pub reason: String,
-    /// What the client sent after its request, for the upstream first.
-    pub early_up: &'a [u8],
-    /// What the client gets before the tunnel's bytes (the 200), if any.
-    pub answer: &'a [u8],
-}
-
-impl Opened<'_> {
-    /// Writes the `egress` row, answers, relays until both sides are done
-    /// (or the gate forces it closed), and writes the `egress_close` row.
-    pub async fn relay(
-        self,
-        gate: &Gate,
-        mut client: TcpStream,
-        conn: u64,
-        mut force: watch::Receiver<bool>,
-        dialled: Dialled,
-    ) {
-        let Opened {
-            method,
-            target,
-            reason,
-            early_up,
-            answer,
-        } = self;
-        let mut upstream = dialled.stream;
-        let _ = upstream.set_nodelay(true);
-        // The row is on disk before the tunnel carries a byte: a child that
-        // then kills its shim cannot hide the connection.
-        gate.record(
-            conn,
-            Row {
-                method: Some(method),
-                target: Some(&target),
-                verdict: Verdict::Allow,
-                status: 200,
-                reason,
-            },
-        );
-        let opened = Instant::now();
-        let outcome = match client.write_all(answer).await {
-            Ok(()) => {
-                let force = &mut force;
-                let stop = async {
-                    forced(force).await;
-                    format!(
-                        "closed by cli-guard: still open {} s after the tool exited",
-                        GRACE.as_secs()
-                    )
-                };
-                relay(
-                    &mut client,
-                    &mut upstream,
-                    early_up,
-                    &dialled.early_down,
-                    &gate.pipes,
-                    stop,
-                )
-                .await
-            }
-            Err(e) => RelayOutcome {
-                error: Some(format!("writing 200 to the client: {e}")),
-                ..RelayOutcome::default()
-            },
-        };
-        gate.audit.write(&Record::EgressClose(audit::EgressClose {
-            conn,
-            host: target.host_string(),
-            port: target.port,
-            bytes_up: outcome.up,
-            bytes_down: outcome.down,
-            duration_ms: Some(u64::try_from(opened.elapsed().as_millis()).unwrap_or(u64::MAX)),
-            error: outcome.error,
-        }));
     }
 }
 
@@ -273,34 +175,9 @@ fn authenticate(gate: &Gate, head: &RequestHead, judged: &Result<Judged, Refusal
         Err(refusal) => refusal.target.clone(),
     };
     Err(Refusal {
-        method: Some(head.method.clone()),
         target,
-        ..Refusal::deny(status, reason)
+        ..Refusal::deny(status, reason).by(Method::of_request(&head.method))
     })
-}
-
-/// The refusal for an allowed request whose dial failed.
-pub(super) fn dial_failed(judged: Judged, e: DialError) -> Refusal {
-    let forbidden = matches!(e, DialError::Forbidden(_));
-    let status = e.status();
-    let reason = match e {
-        DialError::Forbidden(why) => why,
-        e => format!("{}; dial {}: {e}", judged.reason, judged.target),
-    };
-    Refusal {
-        status,
-        verdict: Verdict::of_failed_dial(forbidden),
-        method: Some("CONNECT".to_string()),
-        target: Some(judged.target),
-        reason,
-    }
-}
-
-/// Resolves when the force-close signal is raised.
-pub(super) async fn forced(force: &mut watch::Receiver<bool>) {
-    // An error means the sender is gone, which only happens after serve
-    // returns; treat it as forced too.
-    let _ = force.wait_for(|forced| *forced).await;
 }
 
 /// Reads a request head into `buf` within `within` of now. `Ok(None)`: the
@@ -352,6 +229,7 @@ mod tests {
     use crate::gate::dial::Dialer;
     use crate::gate::Settings;
     use crate::policy::lookup;
+    use tokio::io::AsyncWriteExt;
     use tokio::net::TcpListener;
 
     const TOKEN: &str = "00112233445566778899aabbccddeeff";
@@ -409,10 +287,10 @@ mod tests {
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
             let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-            let (_force_tx, force_rx) = watch::channel(false);
+            let shutdown = Shutdown::new();
             let server = async {
                 let (stream, _) = listener.accept().await.unwrap_or_else(|e| panic!("{e}"));
-                let mut handler = Handler::new(Arc::clone(&gate), stream, 1, force_rx);
+                let mut handler = Handler::new(Arc::clone(&gate), stream, 1, shutdown);
                 handler.head_timeout = head_timeout;
                 handler.serve().await;
             };

@@ -1,12 +1,14 @@
 //! The accept loop: the bound listener, the connection cap, and the stop.
 //!
-//! [`serve`] takes an already-bound listener, so the shim binds before the
-//! child exists (and fails closed if it can't), and tests and the demo bind
-//! 127.0.0.1:0 and decide when to stop. Each connection under the cap gets a
-//! task of its own (a [`Handler`]); one over it is answered 503 at once. On
-//! stop: no new connections; tunnels still open get [`GRACE`] to finish,
-//! then the force-close signal ends them with their `egress_close` rows
-//! written.
+//! The loop takes an already-bound listener (see `serve`), so the shim
+//! binds before the child exists (and fails closed if it can't), and tests
+//! and the demo bind 127.0.0.1:0 and decide when to stop. Each connection
+//! under the cap gets a task of its own (a [`Handler`], or the transparent
+//! path's); one over it is answered 503 at once. On stop: no new
+//! connections; tunnels still open get [`GRACE`] to finish, then the
+//! shutdown is forced and ends them with their `egress_close` rows
+//! written. Every loop that accepts or receives backs off the same way
+//! after a failure ([`next_connection`], [`back_off`]).
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -14,11 +16,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::gate::handler::Handler;
 use crate::gate::refusal::{Closing, Refusal};
+use crate::gate::shutdown::Shutdown;
 use crate::gate::transparent;
 use crate::gate::Gate;
 
@@ -64,43 +67,64 @@ pub fn connection_cap_for(soft_limit: u64) -> usize {
     usable.clamp(8, 1 << 20)
 }
 
-/// Runs the accept loop until `stop` fires, then drains (see module docs).
-pub async fn serve(listener: TcpListener, gate: Arc<Gate>, stop: oneshot::Receiver<()>) {
-    serve_with_transparent(listener, Vec::new(), gate, stop).await;
-}
-
-/// [`serve`], and strict mode's transparent listeners beside the proxy's:
-/// their connections share the cap, the connection numbers and the stop.
-pub async fn serve_with_transparent(
+/// Accepts on the proxy's listener and the transparent ones until the
+/// gate stops, then drains (see the module doc). Each transparent
+/// listener's accepts reach the one loop through a channel, so the proxy's
+/// own accept stays a direct poll.
+pub async fn accept_and_drain(
     listener: TcpListener,
     transparent: Vec<TcpListener>,
     gate: Arc<Gate>,
-    stop: oneshot::Receiver<()>,
+    shutdown: Shutdown,
 ) {
-    let mut listener = Listener::new(listener, gate);
-    // Each transparent listener's accepts reach the one loop through a
-    // channel, so the proxy's own accept stays a direct poll.
     let (direct_tx, direct_rx) = mpsc::channel(64);
     let mut feeders = JoinSet::new();
     for extra in transparent {
-        feeders.spawn(feed(extra, direct_tx.clone()));
+        feeders.spawn(feed(extra, direct_tx.clone(), shutdown.clone()));
     }
     drop(direct_tx);
-    listener.accept_until(stop, direct_rx).await;
-    feeders.abort_all();
+    let mut listener = Listener::new(listener, gate, shutdown);
+    listener.accept_until_stopped(direct_rx).await;
+    while feeders.join_next().await.is_some() {}
     listener.drain().await;
 }
 
-/// Accepts on one transparent listener for ever, handing each connection on.
-async fn feed(listener: TcpListener, to: mpsc::Sender<TcpStream>) {
+/// Accepts on one transparent listener until the gate stops, handing each
+/// connection on.
+async fn feed(listener: TcpListener, to: mpsc::Sender<TcpStream>, mut shutdown: Shutdown) {
     loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                if to.send(stream).await.is_err() {
-                    return;
-                }
+        let stream = tokio::select! {
+            _ = shutdown.stopping() => return,
+            accepted = next_connection(&listener) => accepted,
+        };
+        if let Some(stream) = stream {
+            if to.send(stream).await.is_err() {
+                return;
             }
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// How long a loop waits after a failed accept or receive before it tries
+/// again.
+const BACK_OFF: Duration = Duration::from_millis(20);
+
+/// Waits [`BACK_OFF`]: after a failed accept or receive (out of
+/// descriptors, a connection reset before it was accepted, an ICMP error
+/// queued on a UDP socket), so that a loop around it never spins and the
+/// socket stays up.
+pub async fn back_off() {
+    tokio::time::sleep(BACK_OFF).await;
+}
+
+/// The next connection on `listener`; `None` after a failed accept, once
+/// the [`back_off`] has passed. Cancel-safe, like `accept`.
+pub async fn next_connection(listener: &TcpListener) -> Option<TcpStream> {
+    match listener.accept().await {
+        Ok((stream, _)) => Some(stream),
+        Err(_) => {
+            back_off().await;
+            None
         }
     }
 }
@@ -114,54 +138,52 @@ enum Kind {
     Transparent,
 }
 
-/// The accept loop's state: the listener, the cap, the force-close signal
-/// and the connection tasks.
+/// The accept loop's state: the listener, the cap, the stop and the
+/// connection tasks.
 #[derive(Debug)]
 struct Listener {
     listener: TcpListener,
     gate: Arc<Gate>,
     /// One permit per connection handled at once.
     slots: Arc<Semaphore>,
-    /// Raised when the grace after the stop runs out.
-    force_tx: watch::Sender<bool>,
-    force_rx: watch::Receiver<bool>,
+    /// Says when to stop accepting; forced by [`Listener::drain`] when the
+    /// grace after the stop runs out, which ends every connection task.
+    shutdown: Shutdown,
     tasks: JoinSet<()>,
     /// The last connection number given (they start at 1).
     next_conn: u64,
 }
 
 impl Listener {
-    fn new(listener: TcpListener, gate: Arc<Gate>) -> Listener {
-        let (force_tx, force_rx) = watch::channel(false);
+    fn new(listener: TcpListener, gate: Arc<Gate>, shutdown: Shutdown) -> Listener {
         Listener {
             listener,
             slots: Arc::new(Semaphore::new(gate.settings.max_connections)),
             gate,
-            force_tx,
-            force_rx,
+            shutdown,
             tasks: JoinSet::new(),
             next_conn: 0,
         }
     }
 
-    /// Accepts until `stop` fires, reaping finished tasks as it goes.
-    async fn accept_until(&mut self, mut stop: oneshot::Receiver<()>, mut direct: mpsc::Receiver<TcpStream>) {
+    /// Accepts until the gate stops, reaping finished tasks as it goes.
+    async fn accept_until_stopped(&mut self, mut direct: mpsc::Receiver<TcpStream>) {
+        let mut stop = self.shutdown.clone();
         let mut direct_open = true;
         loop {
             tokio::select! {
                 biased;
-                _ = &mut stop => return,
+                _ = stop.stopping() => return,
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
                 stream = direct.recv(), if direct_open => match stream {
                     Some(stream) => self.admit(stream, Kind::Transparent),
                     None => direct_open = false,
                 },
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, _)) => self.admit(stream, Kind::Proxy),
-                    // Out of descriptors or a connection reset before accept:
-                    // back off briefly rather than spin; the listener stays up.
-                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-                },
+                accepted = next_connection(&self.listener) => {
+                    if let Some(stream) = accepted {
+                        self.admit(stream, Kind::Proxy);
+                    }
+                }
             }
         }
     }
@@ -170,10 +192,10 @@ impl Listener {
     fn admit(&mut self, stream: TcpStream, kind: Kind) {
         self.next_conn += 1;
         let gate = Arc::clone(&self.gate);
-        let (conn, force) = (self.next_conn, self.force_rx.clone());
+        let (conn, shutdown) = (self.next_conn, self.shutdown.clone());
         match (Arc::clone(&self.slots).try_acquire_owned(), kind) {
             (Ok(slot), Kind::Proxy) => {
-                let handler = Handler::new(gate, stream, conn, force);
+                let handler = Handler::new(gate, stream, conn, shutdown);
                 self.tasks.spawn(async move {
                     handler.serve().await;
                     // The place under the cap is free once the task ends.
@@ -182,7 +204,7 @@ impl Listener {
             }
             (Ok(slot), Kind::Transparent) => {
                 self.tasks.spawn(async move {
-                    transparent::serve(gate, stream, conn, force).await;
+                    transparent::serve(gate, stream, conn, shutdown).await;
                     drop(slot);
                 });
             }
@@ -197,14 +219,14 @@ impl Listener {
     async fn drain(self) {
         let Listener {
             listener,
-            force_tx,
+            shutdown,
             mut tasks,
             ..
         } = self;
         drop(listener);
         let drain = async { while tasks.join_next().await.is_some() {} };
         if tokio::time::timeout(GRACE, drain).await.is_err() {
-            let _ = force_tx.send(true);
+            shutdown.force();
             while tasks.join_next().await.is_some() {}
         }
     }

@@ -1,8 +1,11 @@
-//! The gate: a CONNECT proxy for one invocation.
+//! The gate: a CONNECT proxy for one invocation, and in strict mode the
+//! other ways out of the tool's namespace.
 //!
-//! `listener` accepts (under a connection cap; over it, 503) and stops
-//! (a grace for open tunnels, then a forced close). Each connection is a
-//! `handler` task, which in order:
+//! `serve` starts everything one gate serves (`Sockets`) on the runtime,
+//! with one `Shutdown` for every task. `listener` accepts (under a
+//! connection cap; over it, 503) and, on the stop, gives open tunnels a
+//! grace, then forces them closed. Each proxy connection is a `handler`
+//! task, which in order:
 //!
 //! 1. reads the request head (`http`), bounded in size and by a deadline a
 //!    slow drip cannot extend (400, 431, 408);
@@ -15,17 +18,21 @@
 //! 5. dials (`dial`): directly, with the policy's address check (403 for a
 //!    forbidden address), or through an upstream proxy (`upstream`), under
 //!    a timeout (502, 504; 503 if the gate stops first);
-//! 6. writes the `egress` row, answers 200, and relays (`relay`) until both
-//!    sides are done, then writes the `egress_close` row.
+//! 6. opens the tunnel (`tunnel`): the `egress` row, the 200, the relay
+//!    (`relay`) until both sides are done, then the `egress_close` row.
 //!
-//! Every step's refusal is one `refusal::Refusal`, recorded and answered in
-//! one place ([`Gate::refuse`]); `tally` counts them for the summary.
+//! In strict mode the gate also takes the tool's direct connections
+//! (`transparent`, judged by `judge::judge_direct` and opened by the same
+//! `tunnel`), answers DNS inside its namespace (`resolver`, on the pure
+//! message code in `dns`: allowed names get an address from the private
+//! `pool`, which maps an address a connection lands on back to its name),
+//! and refuses QUIC (`quic`).
 //!
-//! In strict mode the gate also answers DNS inside the tool's namespace
-//! (`resolver`, on the pure message code in `dns`): allowed names get an
-//! address from the private pool (`pool`), which maps an address a
-//! connection lands on back to its name; every query is a row, counted by
-//! `tally` under a cap of its own.
+//! One place decides ([`judge`], asking `policy`); one place writes an
+//! `egress` row ([`Gate::record`], in `outcome`, which names how each
+//! attempt came in with one `Method`) and `tally` counts them, under caps
+//! for strangers, DNS queries and direct connections; every refusal is one
+//! `refusal::Refusal`, answered in one place ([`Gate::refuse`]).
 
 mod dial;
 pub mod dns;
@@ -33,37 +40,42 @@ mod handler;
 mod http;
 mod judge;
 mod listener;
+mod outcome;
 mod pool;
+mod quic;
 mod refusal;
 mod relay;
 mod resolver;
+mod serve;
+mod shutdown;
 mod tally;
 mod transparent;
+mod tunnel;
 mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::audit::{self, AuditLog, Record};
+use crate::audit::AuditLog;
 use crate::credential::Credential;
 use crate::env::{Env, RESOLVE_VAR};
 use crate::gate::dial::{Dialer, Resolve};
 use crate::gate::relay::PipePool;
-use crate::gate::tally::{Row, Tally};
+use crate::gate::tally::Tally;
 use crate::gate::upstream::NoProxy;
-use crate::policy::authority::Authority;
 use crate::policy::ToolPolicy;
 
 pub use dial::DIAL_TIMEOUT;
 pub use http::parse_head;
 pub use judge::{judge, Judged};
-pub use listener::{bind_loopback, connection_cap_for, serve, serve_with_transparent, GRACE};
+pub use listener::{bind_loopback, connection_cap_for, GRACE};
 pub use pool::Pool;
 pub use refusal::Refusal;
 pub use relay::IDLE_PIPES;
-pub use resolver::{answer_query, answered_address, serve_tcp as serve_dns_tcp, serve_udp as serve_dns_udp};
+pub use resolver::{answer_query, answered_address};
+pub use serve::{start, Sockets};
+pub use shutdown::Shutdown;
 pub use tally::{Denial, Summary};
-pub use transparent::refuse_quic;
 
 /// How a gate is set up, beyond its policy and log.
 #[derive(Debug, Clone)]
@@ -150,25 +162,5 @@ impl Gate {
     /// The tallies so far.
     pub fn summary(&self) -> Summary {
         self.tally.summary()
-    }
-
-    /// Counts one answered request and writes its `egress` row (unless it
-    /// is a stranger's past the row cap).
-    fn record(&self, conn: u64, row: Row<'_>) {
-        if !self.tally.count(&row) {
-            return;
-        }
-        self.audit.write(&Record::Egress(audit::Egress {
-            conn,
-            tool: self.policy.name.to_string(),
-            mode: Some(self.policy.mode),
-            method: row.method.map(str::to_string),
-            host: row.target.map(Authority::host_string),
-            port: row.target.map(|t| t.port),
-            decision: Some(row.verdict),
-            status: row.status,
-            reason: row.reason,
-            qtype: None,
-        }));
     }
 }

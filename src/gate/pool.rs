@@ -12,8 +12,10 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::policy::authority::{Authority, Host};
 
 /// The pool's network, 198.18.0.0/15.
 pub const NETWORK: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 0);
@@ -106,6 +108,27 @@ impl Pool {
     pub fn name_of(&self, ip: Ipv4Addr) -> Option<Arc<str>> {
         let index = index_of(ip)?;
         self.lock().names.get(index).cloned()
+    }
+
+    /// `target` with its host named, where it is an address this pool gave
+    /// (IPv4, or IPv4-mapped as it reaches a dual-stack socket); else as
+    /// it is. What strict mode judges a connection to a pool address by.
+    pub fn named(&self, target: Authority) -> Authority {
+        let ip = match target.host {
+            Host::Ip(IpAddr::V4(v4)) => v4,
+            Host::Ip(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+                Some(v4) => v4,
+                None => return target,
+            },
+            Host::Name(_) => return target,
+        };
+        match self.name_of(ip) {
+            Some(name) => Authority {
+                host: Host::Name(name.to_string()),
+                port: target.port,
+            },
+            None => target,
+        }
     }
 
     /// How many names hold an address.

@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tokio::time::timeout_at;
 
 use crate::gate::http;
-use crate::gate::tally::Row;
+use crate::gate::outcome::{Aim, Method, Outcome};
 use crate::gate::Gate;
 use crate::policy::authority::Authority;
 use crate::policy::{ToolPolicy, Verdict};
@@ -33,8 +33,9 @@ pub struct Refusal {
     /// a request this gate allowed and something further on refused (the
     /// network, an upstream proxy): the answer then carries no policy text.
     pub verdict: Verdict,
-    /// The request's method, once there is a request line to name.
-    pub method: Option<String>,
+    /// How the attempt came in, once there is a request line (or a
+    /// direct connection) to name.
+    pub method: Option<Method>,
     /// The normalised target, when there is one to name.
     pub target: Option<Authority>,
     /// Why, for the row and the answer. Scrubbed of the secret before either.
@@ -50,6 +51,14 @@ impl Refusal {
             method: None,
             target: None,
             reason: reason.into(),
+        }
+    }
+
+    /// This refusal, of an attempt that came in by `method`.
+    pub fn by(self, method: Method) -> Refusal {
+        Refusal {
+            method: Some(method),
+            ..self
         }
     }
 
@@ -71,7 +80,7 @@ impl Refusal {
             405 => format!(
                 "cli-guard: plaintext {} to {target} refused: only CONNECT tunnels (HTTPS) pass the gate, \
                  and it never downgrades. Use an https:// URL. audit id {audit_id}",
-                self.method.as_deref().unwrap_or("request")
+                self.method.as_ref().map_or("request", Method::as_str)
             ),
             407 => format!(
                 "cli-guard: {reason}. This proxy serves only the {tool} invocation that started it. audit id {audit_id}"
@@ -125,12 +134,13 @@ impl Gate {
         } = refusal;
         self.record(
             conn,
-            Row {
-                method: method.as_deref(),
-                target: target.as_ref(),
+            Outcome {
+                method,
+                aim: target.as_ref().map_or(Aim::Unknown, Aim::Endpoint),
                 verdict,
                 status,
                 reason,
+                qtype: None,
             },
         );
         if closing == Closing::WithoutAnswer {
@@ -203,10 +213,7 @@ mod tests {
 
     #[test]
     fn plaintext_gets_allow_connect() {
-        let t = text(&Refusal {
-            method: Some("GET".into()),
-            ..Refusal::deny(405, "plaintext")
-        });
+        let t = text(&Refusal::deny(405, "plaintext").by(Method::Plaintext("GET".into())));
         assert!(t.contains("\r\nAllow: CONNECT\r\n"), "{t}");
         assert!(t.contains("plaintext GET to  refused"), "{t}");
     }

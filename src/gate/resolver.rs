@@ -4,7 +4,7 @@
 //! never leaves the machine, not even as a lookup.
 //!
 //! [`answer_query`] is the decision, pure but for the pool: an A query for a
-//! name the allowlist allows on any of its ports ([`name_decision`]) gets the
+//! name the allowlist allows on any of its ports (`ToolPolicy::decide_name`) gets the
 //! name's pool address; AAAA for such a name, no records (NODATA: the pool
 //! is IPv4 only); any other name, type or class, REFUSED; a malformed query,
 //! FORMERR; an opcode other than QUERY, NOTIMP; a response or a message
@@ -23,7 +23,6 @@
 //! Rows are capped per invocation (`tally`); the rest are counted in
 //! `end.suppressed`.
 
-use std::future::Future;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,15 +33,15 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::{timeout_at, Instant};
 
-use crate::audit::{self, Record};
 use crate::gate::dns::{self, Parsed, QName, Query};
+use crate::gate::listener::{back_off, next_connection};
+use crate::gate::outcome::{Aim, Method, Outcome};
 use crate::gate::pool::Pool;
+use crate::gate::shutdown::Shutdown;
 use crate::gate::Gate;
-use crate::policy::authority::{Authority, Host};
-use crate::policy::{Decision, Mode, ToolPolicy, Verdict};
+use crate::policy::authority::Host;
+use crate::policy::{Decision, ToolPolicy, Verdict};
 
-/// The method of every DNS row.
-pub const METHOD: &str = "dns";
 /// The largest DNS message read over TCP; a query is at most a few hundred
 /// bytes (EDNS padding included), so a larger length is junk.
 pub const TCP_MAX_MESSAGE: usize = 4096;
@@ -68,33 +67,12 @@ pub struct Answered {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueryRow {
     /// The normalised name asked; `None` if there is no host name to give.
-    pub host: Option<String>,
+    pub host: Option<Host>,
     /// The query type (`A`, `AAAA`, `TYPE65`); `None` if unreadable.
     pub qtype: Option<String>,
     pub verdict: Verdict,
     pub status: u16,
     pub reason: String,
-}
-
-/// Whether a DNS name is one the tool may reach: allowed on any port of the
-/// rule that names it (a DNS query names no port; the connection that
-/// follows is judged on its own port). In observe mode, every name.
-pub fn name_decision(policy: &ToolPolicy, host: &Host) -> Decision {
-    if policy.mode == Mode::Observe {
-        return Decision::Observed;
-    }
-    policy
-        .allow
-        .iter()
-        .flat_map(|rule| rule.ports.iter())
-        .map(|&port| {
-            policy.decide(&Authority {
-                host: host.clone(),
-                port,
-            })
-        })
-        .find(Decision::is_allow)
-        .unwrap_or(Decision::NotAllowed)
 }
 
 /// Answers one DNS message (see the module docs). Pure but for the pool,
@@ -145,11 +123,8 @@ pub fn answer_query(policy: &ToolPolicy, pool: &Pool, msg: &[u8]) -> Answered {
             )
         }
     };
-    let name = Some(match host {
-        Host::Name(name) => name.clone(),
-        Host::Ip(ip) => ip.to_string(),
-    });
-    let decision = name_decision(policy, host);
+    let name = Some(host.clone());
+    let decision = policy.decide_name(host);
     if !decision.is_allow() {
         let reason = format!("{}; the query is refused", decision.reason(policy));
         return deny(Some(dns::refused(&query)), name, qtype, 403, reason);
@@ -189,11 +164,11 @@ fn answer_a(
     policy: &ToolPolicy,
     pool: &Pool,
     query: &Query<'_>,
-    name: Option<String>,
+    name: Option<Host>,
     decision: &Decision,
 ) -> Answered {
     let qtype = Some(dns::type_name(dns::TYPE_A));
-    let assigned = name.as_deref().map(|n| pool.assign(n));
+    let assigned = name.as_ref().map(|n| pool.assign(&n.logged()));
     let (reply, verdict, status, reason) = match assigned {
         Some(Ok(ip)) => (
             dns::answer_a(query, ip),
@@ -232,44 +207,36 @@ fn answer_a(
 
 /// Counts one query and writes its row (unless past the row cap).
 fn record(gate: &Gate, row: QueryRow) {
-    if !gate
-        .tally
-        .count_query(row.verdict, row.host.as_deref(), row.status, &row.reason)
-    {
-        return;
-    }
-    gate.audit.write(&Record::Egress(audit::Egress {
-        conn: 0,
-        tool: gate.policy.name.to_string(),
-        mode: Some(gate.policy.mode),
-        method: Some(METHOD.to_string()),
-        host: row.host,
-        port: None,
-        decision: Some(row.verdict),
-        status: row.status,
-        reason: row.reason,
-        qtype: row.qtype,
-    }));
+    gate.record(
+        0,
+        Outcome {
+            method: Some(Method::Dns),
+            aim: row.host.as_ref().map_or(Aim::Unknown, Aim::Name),
+            verdict: row.verdict,
+            status: row.status,
+            reason: row.reason,
+            qtype: row.qtype,
+        },
+    );
 }
 
-/// Answers DNS over UDP on `socket` until `stop` completes, from the
-/// gate's pool (a gate without one, behind the plain proxy, answers none).
-pub async fn serve_udp<F: Future>(socket: UdpSocket, gate: Arc<Gate>, stop: F) {
+/// Answers DNS over UDP on `socket` until the gate stops, from the gate's
+/// pool (a gate without one, behind the plain proxy, answers none).
+pub async fn serve_udp(socket: UdpSocket, gate: Arc<Gate>, mut shutdown: Shutdown) {
     let Some(pool) = gate.pool() else {
         return;
     };
-    let mut stop = std::pin::pin!(stop);
     let mut buf = vec![0u8; UDP_BUFFER];
     loop {
         let (len, peer) = tokio::select! {
             biased;
-            _ = &mut stop => return,
+            _ = shutdown.stopping() => return,
             received = socket.recv_from(&mut buf) => match received {
                 Ok(received) => received,
                 // A transient error (out of memory, an ICMP error queued on
                 // the socket): back off briefly rather than spin.
                 Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    back_off().await;
                     continue;
                 }
             },
@@ -285,35 +252,31 @@ pub async fn serve_udp<F: Future>(socket: UdpSocket, gate: Arc<Gate>, stop: F) {
     }
 }
 
-/// Answers DNS over TCP on `listener` until `stop` completes, from the
+/// Answers DNS over TCP on `listener` until the gate stops, from the
 /// gate's pool, as [`serve_udp`]; connections still open then are closed.
-pub async fn serve_tcp<F: Future>(listener: TcpListener, gate: Arc<Gate>, stop: F) {
+pub async fn serve_tcp(listener: TcpListener, gate: Arc<Gate>, mut shutdown: Shutdown) {
     if gate.pool().is_none() {
         return;
     }
-    let mut stop = std::pin::pin!(stop);
     let slots = Arc::new(Semaphore::new(TCP_MAX_CONNECTIONS));
     let mut tasks = JoinSet::new();
     loop {
         tokio::select! {
             biased;
-            _ = &mut stop => break,
+            _ = shutdown.stopping() => break,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    // Over the cap: closed at once; the client retries.
-                    let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-                        continue;
-                    };
-                    let gate = Arc::clone(&gate);
-                    tasks.spawn(async move {
-                        if let Some(pool) = gate.pool() {
-                            serve_connection(stream, &gate, pool).await;
-                        }
-                        drop(slot);
-                    });
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            accepted = next_connection(&listener) => if let Some(stream) = accepted {
+                // Over the cap: closed at once; the client retries.
+                let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                    continue;
+                };
+                let gate = Arc::clone(&gate);
+                tasks.spawn(async move {
+                    if let Some(pool) = gate.pool() {
+                        serve_connection(stream, &gate, pool).await;
+                    }
+                    drop(slot);
+                });
             },
         }
     }
@@ -392,7 +355,10 @@ mod tests {
     use crate::gate::dns::{TYPE_A, TYPE_AAAA};
     use crate::gate::Settings;
     use crate::policy::{lookup, Rule};
-    use tokio::sync::oneshot;
+
+    fn logged(host: &Option<Host>) -> Option<String> {
+        host.as_ref().map(Host::logged)
+    }
 
     fn npm() -> &'static ToolPolicy {
         lookup("npm").unwrap_or_else(|| panic!("npm is pinned"))
@@ -420,7 +386,7 @@ mod tests {
             pool.name_of(Ipv4Addr::new(198, 18, 0, 1)).as_deref(),
             Some("registry.npmjs.org")
         );
-        assert_eq!(row.host.as_deref(), Some("registry.npmjs.org"));
+        assert_eq!(logged(&row.host).as_deref(), Some("registry.npmjs.org"));
         assert_eq!(
             (row.qtype.as_deref(), row.verdict, row.status),
             (Some("A"), Verdict::Allow, 200)
@@ -482,7 +448,7 @@ mod tests {
             let (reply, row) = answered(npm(), &pool, &query("evil.example", qtype, false));
             assert_eq!(rcode(&reply), dns::REFUSED);
             assert_eq!(
-                (row.host.as_deref(), row.verdict, row.status),
+                (logged(&row.host).as_deref(), row.verdict, row.status),
                 (Some("evil.example"), Verdict::Deny, 403)
             );
             assert!(row.reason.starts_with("not on npm's allowlist"), "{}", row.reason);
@@ -535,7 +501,6 @@ mod tests {
     }
 
     const TWO_NAMES: &[Rule] = &[Rule::https("a.example"), Rule::https("b.example")];
-    const ON_8443: &[Rule] = &[Rule::private_registry("npm.corp.example", &[8443])];
 
     #[test]
     fn a_full_pool_refuses_new_names() {
@@ -552,24 +517,8 @@ mod tests {
         assert!(row.reason.contains("exhausted"), "{}", row.reason);
     }
 
-    #[test]
-    fn a_name_is_allowed_on_any_of_its_rules_ports() {
-        let policy = ToolPolicy {
-            allow: ON_8443,
-            ..*npm()
-        };
-        let host = Host::Name("npm.corp.example".into());
-        assert_eq!(name_decision(&policy, &host), Decision::Allowed(ON_8443[0]));
-        assert_eq!(
-            name_decision(&policy, &Host::Name("corp.example".into())),
-            Decision::NotAllowed
-        );
-        let aws = lookup("aws").unwrap_or_else(|| panic!("aws is pinned"));
-        assert_eq!(name_decision(aws, &host), Decision::Observed);
-    }
-
     /// A gate for npm writing to an in-memory log.
-    fn npm_gate() -> (Arc<Gate>, Arc<audit::AuditLog>) {
+    fn npm_gate() -> (Arc<Gate>, Arc<AuditLog>) {
         let log = Arc::new(AuditLog::in_memory("test-audit-id".into()));
         let settings = Settings {
             dialer: Dialer::default(),
@@ -610,8 +559,8 @@ mod tests {
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
             let addr = server.local_addr().unwrap_or_else(|e| panic!("{e}"));
-            let (stop_tx, stop_rx) = oneshot::channel::<()>();
-            let served = tokio::spawn(serve_udp(server, Arc::clone(&gate), stop_rx));
+            let shutdown = Shutdown::new();
+            let served = tokio::spawn(serve_udp(server, Arc::clone(&gate), shutdown.clone()));
             let client = UdpSocket::bind("127.0.0.1:0")
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
@@ -630,7 +579,7 @@ mod tests {
             client.send(&response).await.unwrap_or_else(|e| panic!("{e}"));
             let aaaa = ask(query("registry.npmjs.org", TYPE_AAAA, false)).await;
             assert_eq!(rcode(&aaaa), dns::NOERROR);
-            let _ = stop_tx.send(());
+            shutdown.stop();
             served.await.unwrap_or_else(|e| panic!("{e}"));
 
             let rows = rows(&log);
@@ -700,8 +649,8 @@ mod tests {
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
             let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-            let (stop_tx, stop_rx) = oneshot::channel::<()>();
-            let served = tokio::spawn(serve_tcp(listener, Arc::clone(&gate), stop_rx));
+            let shutdown = Shutdown::new();
+            let served = tokio::spawn(serve_tcp(listener, Arc::clone(&gate), shutdown.clone()));
             let mut stream = TcpStream::connect(addr).await.unwrap_or_else(|e| panic!("{e}"));
             let a = tcp_ask(&mut stream, &query("registry.npmjs.org", TYPE_A, false)).await;
             assert_eq!(answered_address(&a), Some(Ipv4Addr::new(198, 18, 0, 1)));
@@ -717,7 +666,7 @@ mod tests {
             let mut rest = Vec::new();
             let _ = stream.read_to_end(&mut rest).await;
             assert!(rest.is_empty());
-            let _ = stop_tx.send(());
+            shutdown.stop();
             served.await.unwrap_or_else(|e| panic!("{e}"));
 
             let rows = rows(&log);
@@ -736,13 +685,13 @@ mod tests {
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
             let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-            let (stop_tx, stop_rx) = oneshot::channel::<()>();
-            let served = tokio::spawn(serve_tcp(listener, gate, stop_rx));
+            let shutdown = Shutdown::new();
+            let served = tokio::spawn(serve_tcp(listener, gate, shutdown.clone()));
             let mut idle = TcpStream::connect(addr).await.unwrap_or_else(|e| panic!("{e}"));
             // Answered, so the connection is surely accepted before the stop.
             let a = tcp_ask(&mut idle, &query("registry.npmjs.org", TYPE_A, false)).await;
             assert_eq!(rcode(&a), dns::NOERROR);
-            let _ = stop_tx.send(());
+            shutdown.stop();
             served.await.unwrap_or_else(|e| panic!("{e}"));
             let mut rest = Vec::new();
             let _ = idle.read_to_end(&mut rest).await;

@@ -7,8 +7,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use crate::gate::{resolver, transparent};
-use crate::policy::authority::Authority;
+use crate::gate::outcome::{Aim, Method, Outcome};
 use crate::policy::Verdict;
 
 /// Refusals of callers without the credential that get a row each; past
@@ -29,21 +28,6 @@ const LISTED_DENIALS: usize = 20;
 /// counted as unlisted without being remembered, so a flood of random
 /// names or addresses cannot grow the gate's memory without bound.
 const SEEN_LIMIT: usize = 4096;
-
-/// One `egress` row's worth of outcome.
-#[derive(Debug)]
-pub struct Row<'a> {
-    pub method: Option<&'a str>,
-    pub target: Option<&'a Authority>,
-    pub verdict: Verdict,
-    pub status: u16,
-    pub reason: String,
-}
-
-/// Whether a row's method is one of strict mode's direct paths.
-pub fn is_direct(method: &str) -> bool {
-    [transparent::METHOD, transparent::QUIC_METHOD, resolver::METHOD].contains(&method)
-}
 
 /// The counts so far; shared by every connection task.
 #[derive(Debug, Default)]
@@ -101,30 +85,28 @@ pub struct Summary {
 }
 
 impl Tally {
-    /// Counts one answered request. `false` if it is to get no row of its
-    /// own (a stranger's refusal past [`STRANGER_ROWS`]).
-    pub fn count(&self, row: &Row<'_>) -> bool {
-        if row.verdict == Verdict::Allow {
+    /// Counts one outcome. `false` if it is to get no row of its own: a
+    /// stranger's refusal past [`STRANGER_ROWS`], a DNS query past
+    /// [`QUERY_ROWS`], a refused direct connection past [`DIRECT_ROWS`].
+    pub fn count(&self, outcome: &Outcome<'_>) -> bool {
+        if outcome.method == Some(Method::Dns) {
+            return self.count_query(outcome);
+        }
+        if outcome.verdict == Verdict::Allow {
             self.allowed.fetch_add(1, Ordering::Relaxed);
             return true;
         }
         self.denied.fetch_add(1, Ordering::Relaxed);
-        // A panic elsewhere while holding the lock leaves counts at worst
-        // one short; it must never cost the row (an audit path fails
-        // towards writing).
-        let mut denials = self
-            .denials
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        match row.target {
+        let mut denials = self.denials();
+        match outcome.aim.shown() {
             // A refusal with no credential checked (407), or before there
             // was a request to check (503, 408, 431, junk), may come from
             // any local process: counted, not listed by target.
-            _ if row.status == 407 => denials.count_stranger(),
+            _ if outcome.status == 407 => denials.count_stranger(),
             None => denials.count_stranger(),
             Some(target) => {
-                let direct = row.method.is_some_and(is_direct);
-                denials.list(target.to_string(), row.status, &row.reason, direct);
+                let direct = outcome.method.as_ref().is_some_and(Method::is_direct);
+                denials.list(target, outcome.status, &outcome.reason, direct);
                 if direct && self.direct_refusals.fetch_add(1, Ordering::Relaxed) >= DIRECT_ROWS {
                     self.direct_suppressed.fetch_add(1, Ordering::Relaxed);
                     return false;
@@ -137,21 +119,17 @@ impl Tally {
     /// Counts one DNS query, allowed or denied like a request. A refusal of
     /// a name (not on the allowlist: 403; the pool full: 503) is listed for
     /// the summary under the name; other refusals (a type or class not
-    /// answered, malformed) only counted. `false` if it is to get no row of
-    /// its own (past [`QUERY_ROWS`]).
-    pub fn count_query(&self, verdict: Verdict, name: Option<&str>, status: u16, reason: &str) -> bool {
-        match verdict {
+    /// answered, malformed) only counted. `false` past [`QUERY_ROWS`].
+    fn count_query(&self, query: &Outcome<'_>) -> bool {
+        match query.verdict {
             Verdict::Allow => {
                 self.allowed.fetch_add(1, Ordering::Relaxed);
             }
             Verdict::Deny => {
                 self.denied.fetch_add(1, Ordering::Relaxed);
-                if let (Some(name), 403 | 503) = (name, status) {
-                    let mut denials = self
-                        .denials
-                        .lock()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner());
-                    denials.list(name.to_string(), status, reason, true);
+                if let (Aim::Name(name), 403 | 503) = (query.aim, query.status) {
+                    self.denials()
+                        .list(name.logged(), query.status, &query.reason, true);
                 }
             }
         }
@@ -162,12 +140,18 @@ impl Tally {
         true
     }
 
+    /// The refusals so far. A panic elsewhere while holding the lock leaves
+    /// counts at worst one short; it must never cost a row (an audit path
+    /// fails towards writing).
+    fn denials(&self) -> std::sync::MutexGuard<'_, Denials> {
+        self.denials
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// The tallies so far.
     pub fn summary(&self) -> Summary {
-        let denials = self
-            .denials
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let denials = self.denials();
         Summary {
             allowed: self.allowed.load(Ordering::Relaxed),
             denied: self.denied.load(Ordering::Relaxed),
@@ -216,15 +200,27 @@ impl Denials {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::authority::parse_authority;
+    use crate::policy::authority::{parse_authority, Authority, Host};
 
-    fn refusal<'a>(target: Option<&'a Authority>, status: u16) -> Row<'a> {
-        Row {
-            method: Some("CONNECT"),
-            target,
+    fn refusal(target: Option<&Authority>, status: u16) -> Outcome<'_> {
+        Outcome {
+            method: Some(Method::Connect),
+            aim: target.map_or(Aim::Unknown, Aim::Endpoint),
             verdict: Verdict::Deny,
             status,
             reason: "why".into(),
+            qtype: None,
+        }
+    }
+
+    fn query<'a>(verdict: Verdict, name: Option<&'a Host>, status: u16, reason: &str) -> Outcome<'a> {
+        Outcome {
+            method: Some(Method::Dns),
+            aim: name.map_or(Aim::Unknown, Aim::Name),
+            verdict,
+            status,
+            reason: reason.into(),
+            qtype: Some("A".into()),
         }
     }
 
@@ -270,7 +266,7 @@ mod tests {
                 _ => (Verdict::Deny, 400),
             };
             assert_eq!(
-                tally.count_query(verdict, None, status, "why"),
+                tally.count(&query(verdict, None, status, "why")),
                 i < QUERY_ROWS,
                 "{i}"
             );
@@ -286,11 +282,13 @@ mod tests {
     #[test]
     fn refused_names_are_listed_once_and_other_query_refusals_not_at_all() {
         let tally = Tally::default();
+        let evil = Host::Name("evil.example".into());
+        let registry = Host::Name("registry.npmjs.org".into());
         for _ in 0..3 {
-            tally.count_query(Verdict::Deny, Some("evil.example"), 403, "not on the allowlist");
+            tally.count(&query(Verdict::Deny, Some(&evil), 403, "not on the allowlist"));
         }
-        tally.count_query(Verdict::Deny, Some("registry.npmjs.org"), 501, "TXT");
-        tally.count_query(Verdict::Allow, Some("registry.npmjs.org"), 200, "answered");
+        tally.count(&query(Verdict::Deny, Some(&registry), 501, "TXT"));
+        tally.count(&query(Verdict::Allow, Some(&registry), 200, "answered"));
         let s = tally.summary();
         assert_eq!(
             s.denials,
@@ -327,8 +325,8 @@ mod tests {
     fn refused_direct_connections_get_rows_up_to_their_cap() {
         let tally = Tally::default();
         let target = parse_authority("203.0.113.7:443").ok();
-        let direct = |t| Row {
-            method: Some("transparent"),
+        let direct = |t| Outcome {
+            method: Some(Method::Transparent),
             ..refusal(t, 403)
         };
         for i in 0..DIRECT_ROWS + 2 {
@@ -359,7 +357,7 @@ mod tests {
     #[test]
     fn allows_are_counted_and_always_rowed() {
         let tally = Tally::default();
-        let row = Row {
+        let row = Outcome {
             verdict: Verdict::Allow,
             ..refusal(None, 200)
         };

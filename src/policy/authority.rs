@@ -40,13 +40,20 @@ pub struct Authority {
     pub port: u16,
 }
 
-impl Authority {
-    /// The host as it is written in logs: names as-is, IPv6 without brackets.
-    pub fn host_string(&self) -> String {
-        match &self.host {
+impl Host {
+    /// As it is written in logs: names as-is, IPv6 without brackets.
+    pub fn logged(&self) -> String {
+        match self {
             Host::Name(name) => name.clone(),
             Host::Ip(ip) => ip.to_string(),
         }
+    }
+}
+
+impl Authority {
+    /// The host as it is written in logs: names as-is, IPv6 without brackets.
+    pub fn host_string(&self) -> String {
+        self.host.logged()
     }
 }
 

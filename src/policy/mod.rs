@@ -1,6 +1,9 @@
 //! The one place that says deny or not: which tools cli-guard guards, in
 //! which mode, the hosts each enforce-mode tool may reach (the pinned table,
 //! `table`), how a target is matched against it ([`ToolPolicy::decide`]),
+//! strict mode's rules for a name asked over DNS and a connection that
+//! ignored the proxy (`direct`: [`ToolPolicy::decide_name`],
+//! [`ToolPolicy::decide_direct`]),
 //! which addresses an allowed name may land on (`addr`:
 //! [`ToolPolicy::address_check`] and [`AddressCheck::permits`]), and whether
 //! a dial that failed was this gate's refusal ([`Verdict::of_failed_dial`]),
@@ -16,12 +19,14 @@
 
 mod addr;
 pub mod authority;
+mod direct;
 pub mod fetch_run;
 mod scripts;
 mod split;
 mod table;
 
 pub use addr::AddressCheck;
+pub use direct::HTTP_PORT;
 pub use scripts::script_names;
 pub use split::{invocation_policy, InvocationPolicy, SubcommandRule};
 pub use table::{lookup, observe_twin, tool_names, FETCH_AND_RUN, TOOLS};

@@ -21,6 +21,7 @@ mod child_env;
 mod fetch_run;
 mod hand_through;
 mod invocation;
+mod launch;
 mod locate;
 mod overrides;
 pub mod python;
@@ -28,21 +29,17 @@ mod signals;
 mod strict;
 mod summary;
 
-use std::ffi::{OsStr, OsString};
-use std::net::{TcpListener, UdpSocket};
-use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
 use nix::sys::signalfd::SignalFd;
-use tokio::sync::{oneshot, watch};
 
-use self::child_env::ChildMarks;
 use self::fetch_run::Phase;
 use self::hand_through::hand_through;
 use self::invocation::{lookup_failure, spawn_failure};
+use self::launch::{Child, Launch};
 use self::locate::{check_path, find_on_path, own_file_id, skip_list, skip_var, FileId, Found};
 use self::signals::{wait_forwarding, Job, Terminal, WATCHED};
 use self::strict::Isolation;
@@ -50,10 +47,9 @@ use crate::audit::{self, AuditLog, Record};
 use crate::credential::Credential;
 use crate::env::Env;
 use crate::exit::{Exit, Failure};
-use crate::gate::{self, Gate, Pool, Settings, Summary};
+use crate::gate::{self, Gate, Pool, Shutdown, Summary};
 use crate::policy::{self, InvocationPolicy, ToolPolicy};
-use crate::sys::netns::{self, Isolated};
-use crate::sys::{signal, spawn};
+use crate::sys::signal;
 
 pub use self::fetch_run::exec_hook;
 pub use self::invocation::{Invocation, Program};
@@ -195,8 +191,10 @@ fn logged_subcommand(tool: &str, subcommand: Option<&str>) -> Option<String> {
     masked.into_iter().next()
 }
 
-/// An invocation about to be guarded: what [`Started::guarded`] needs to put
-/// the gate in place, write the `start` row and run the tool.
+/// An invocation whose real tool was found and whose `start` row is drawn
+/// up but not yet written (it waits for where the tool will run): what
+/// [`Started::guarded`] needs to put the gate in place, write that row and
+/// run the tool.
 struct Started<'a> {
     inv: &'a Invocation,
     /// The policy the invocation got (the gate applies `split.policy`: the
@@ -215,29 +213,6 @@ struct Started<'a> {
     phase: &'a Phase,
 }
 
-/// The tool, ready to run: spawned at once (behind the plain proxy), or
-/// waiting inside its namespace for the go.
-enum Child {
-    Plain(spawn::Prepared),
-    Isolated(Isolated),
-}
-
-/// The sockets the gate serves: the proxy's listener (on the host's
-/// loopback, or inside the namespace), and in strict mode the namespace's
-/// transparent listeners, DNS and QUIC sockets.
-struct Sockets {
-    proxy: TcpListener,
-    strict: Option<StrictSockets>,
-}
-
-/// Strict mode's sockets, made inside the tool's namespace.
-struct StrictSockets {
-    transparent: Vec<TcpListener>,
-    dns_tcp: Vec<TcpListener>,
-    dns_udp: Vec<UdpSocket>,
-    quic: Vec<UdpSocket>,
-}
-
 impl<'a> Started<'a> {
     /// Writes the `start` row with where the tool runs.
     fn write_start(&self, isolation: &Isolation) {
@@ -253,9 +228,14 @@ impl<'a> Started<'a> {
     /// for the one `end` row.
     fn guarded(self, found: Found) -> (Result<Exit, Failure>, Summary) {
         match self.prepare(found) {
-            Ok((setup, sockets, signals, runtime, isolation)) => {
-                self.write_start(&isolation);
-                let ended = runtime.block_on(setup.supervise(sockets, signals));
+            Ok(Ready {
+                launch,
+                supervisor,
+                signals,
+                runtime,
+            }) => {
+                self.write_start(&launch.isolation);
+                let ended = runtime.block_on(supervisor.supervise(launch, signals));
                 // A DNS lookup still blocking in the runtime's pool must not
                 // hold the exit: its connection is already answered and logged.
                 runtime.shutdown_background();
@@ -273,25 +253,8 @@ impl<'a> Started<'a> {
     /// Everything that must exist before the tool runs; any failure here
     /// means it is not run. In strict mode the tool's process exists at the
     /// end of this, inside its namespace, waiting for the go.
-    #[allow(clippy::type_complexity)]
-    fn prepare(
-        &self,
-        found: Found,
-    ) -> Result<
-        (
-            Supervised<'a>,
-            Sockets,
-            SignalFd,
-            tokio::runtime::Runtime,
-            Isolation,
-        ),
-        Failure,
-    > {
+    fn prepare(&self, found: Found) -> Result<Ready<'a>, Failure> {
         let env = self.env;
-        let Found {
-            path: real_path,
-            id: real_id,
-        } = found;
         // The gate holds two descriptors a tunnel: with a soft limit of 1,024
         // its cap would be 480. Raise it to the hard limit for the gate alone;
         // the child gets the original back.
@@ -309,70 +272,26 @@ impl<'a> Started<'a> {
         let setting = strict::Setting::parse(env.strict()).map_err(|e| Failure::gate(anyhow::anyhow!(e)))?;
         // Inside an enclosing strict invocation's namespace: its marker,
         // checked, since any process can set a variable.
-        let inside = env.in_netns() && netns::outside_init_netns();
-        let args = self.phase.args.as_ref().unwrap_or(&self.inv.args);
-        let argv: Vec<&OsStr> = std::iter::once(&self.inv.argv0)
-            .chain(args)
-            .map(OsString::as_os_str)
-            .collect();
+        let inside = env.in_netns() && crate::sys::procfs::outside_init_netns();
         let skip = skip_var(&self.skip);
-        let real_tool = real_id.to_var();
-        let prepare_child = |proxy_url: &str, in_netns: bool| {
-            let marks = ChildMarks {
-                proxy_url,
-                audit_id: self.log.audit_id(),
-                depth: self.depth,
-                skip: &skip,
-                real_tool: &real_tool,
-                in_netns,
-            };
-            let mut child_env = child_env::for_child(env, self.inv.policy, marks);
-            self.phase.apply_env(&mut child_env);
-            spawn::Prepared::new(real_path.as_os_str(), &argv, &child_env)
-                .map_err(|e| spawn_failure(self.inv, &real_path, &e))
+        let real_tool = found.id.to_var();
+        let tool = launch::Tool {
+            inv: self.inv,
+            policy: self.split.policy,
+            real_path: &found.path,
+            env,
+            audit_id: self.log.audit_id(),
+            depth: self.depth,
+            skip: &skip,
+            real_tool: &real_tool,
+            phase: self.phase,
         };
-        let steps = spawn::Steps {
-            terminal: terminal.as_ref().map(Terminal::handoff),
-            nofile,
-            parent: nix::unistd::getpid(),
-        };
-        let plain = match strict::plan(&self.split, setting) {
-            strict::Plan::Plain(isolation) => isolation,
-            strict::Plan::Isolate => {
-                let layout = strict::layout(self.split.policy);
-                let proxy_url = credential.proxy_url(strict::PROXY_IN_NAMESPACE);
-                let prepared = prepare_child(&proxy_url, true)?;
-                netns::keep_inherited_sockets_from_the_tool();
-                match netns::spawn_isolated(&prepared, steps, &layout.sockets) {
-                    Ok(mut isolated) => {
-                        // The tool runs as the same user: without this, it could
-                        // ptrace the shim (or take its sockets with pidfd_getfd)
-                        // wherever Yama does not forbid tracing a parent, and dial
-                        // from the host's namespace through it. Not dumpable, the
-                        // shim is out of reach of anything without CAP_SYS_PTRACE
-                        // in the host's user namespace; the tool execs and is
-                        // dumpable again. Only now: the child wrote its own
-                        // uid_map, which a non-dumpable parent's fork could not.
-                        netns::not_dumpable().map_err(|e| {
-                            Failure::gate(anyhow::anyhow!(
-                                "strict mode: cannot keep the tool from tracing the shim: {e}"
-                            ))
-                        })?;
-
-                        // The gate dials from the host's namespace, where
-                        // the in-namespace listener cannot be reached: it
-                        // has no own listener there to avoid.
-                        let settings = Settings::from_env(None, &credential, env)
-                            .map_err(|e| Failure::gate(anyhow::anyhow!("{e}")))?;
-                        let sockets = strict_sockets(&layout, &mut isolated)?;
-                        let setup = self.supervised(real_path.clone(), nofile, settings, terminal);
-                        let runtime = runtime()?;
-                        let setup = Supervised {
-                            child: Some(Child::Isolated(isolated)),
-                            ..setup
-                        };
-                        return Ok((setup, sockets, signals, runtime, Isolation::Netns));
-                    }
+        let isolation = match strict::attempt(&self.split, setting) {
+            strict::Attempt::Plain(isolation) => isolation,
+            strict::Attempt::Isolate => {
+                let steps = launch::steps(terminal.as_ref(), nofile);
+                match Launch::isolated(&tool, &credential, steps)? {
+                    Ok(launch) => return self.ready(launch, found.path, nofile, terminal, signals),
                     Err(refused) => {
                         let isolation = strict::fallback(&refused, setting, inside)
                             .map_err(|e| Failure::gate(anyhow::anyhow!(e)))?;
@@ -391,23 +310,8 @@ impl<'a> Started<'a> {
                 eprintln!("{warning}");
             }
         }
-        // Fail closed: no listener, no child.
-        let (listener, addr) = gate::bind_loopback()
-            .context("cannot start the proxy on 127.0.0.1")
-            .map_err(Failure::gate)?;
-        let settings = Settings::from_env(Some(addr), &credential, env)
-            .map_err(|e| Failure::gate(anyhow::anyhow!("{e}")))?;
-        let prepared = prepare_child(&credential.proxy_url(addr), inside)?;
-        let runtime = runtime()?;
-        let setup = Supervised {
-            child: Some(Child::Plain(prepared)),
-            ..self.supervised(real_path.clone(), nofile, settings, terminal)
-        };
-        let sockets = Sockets {
-            proxy: listener,
-            strict: None,
-        };
-        Ok((setup, sockets, signals, runtime, plain))
+        let launch = Launch::plain(&tool, &credential, isolation, inside)?;
+        self.ready(launch, found.path, nofile, terminal, signals)
     }
 
     /// The tool's config files that would beat the plain proxy (read only
@@ -426,25 +330,38 @@ impl<'a> Started<'a> {
         })
     }
 
-    /// The async half's state, without its child yet.
-    fn supervised(
+    /// The launch with what runs it: the supervisor, the signals, the
+    /// runtime.
+    fn ready(
         &self,
+        launch: Launch,
         real_path: PathBuf,
         nofile: Option<(u64, u64)>,
-        settings: Settings,
         terminal: Option<Terminal>,
-    ) -> Supervised<'a> {
-        Supervised {
-            inv: self.inv,
-            policy: self.split.policy,
-            real_path,
-            log: Arc::clone(self.log),
-            settings,
-            terminal,
-            nofile,
-            child: None,
-        }
+        signals: SignalFd,
+    ) -> Result<Ready<'a>, Failure> {
+        Ok(Ready {
+            launch,
+            supervisor: Supervisor {
+                inv: self.inv,
+                policy: self.split.policy,
+                real_path,
+                log: Arc::clone(self.log),
+                terminal,
+                nofile,
+            },
+            signals,
+            runtime: runtime()?,
+        })
     }
+}
+
+/// An invocation whose gate is in place and whose tool is ready to run.
+struct Ready<'a> {
+    launch: Launch,
+    supervisor: Supervisor<'a>,
+    signals: SignalFd,
+    runtime: tokio::runtime::Runtime,
 }
 
 /// A current-thread runtime: one thread starts fastest, and the spawn must
@@ -455,45 +372,6 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .build()
         .context("cannot start the async runtime")
         .map_err(Failure::gate)
-}
-
-/// The isolated child's sockets as the gate uses them, by the layout. They
-/// are moved out of `isolated`, which keeps only the child and the go.
-fn strict_sockets(layout: &strict::Layout, isolated: &mut Isolated) -> Result<Sockets, Failure> {
-    let mut tcp: Vec<Option<OwnedFd>> = std::mem::take(&mut isolated.tcp).into_iter().map(Some).collect();
-    let mut udp: Vec<Option<OwnedFd>> = std::mem::take(&mut isolated.udp).into_iter().map(Some).collect();
-    fn take(list: &mut [Option<OwnedFd>], i: usize) -> Result<OwnedFd, Failure> {
-        list.get_mut(i).and_then(Option::take).ok_or_else(|| {
-            Failure::gate(anyhow::anyhow!(
-                "strict mode: the namespace's socket {i} is missing"
-            ))
-        })
-    }
-    let mut tcp_range = |range: std::ops::Range<usize>| -> Result<Vec<TcpListener>, Failure> {
-        range.map(|i| take(&mut tcp, i).map(TcpListener::from)).collect()
-    };
-    let proxy = tcp_range(layout.proxy..layout.proxy + 1)?;
-    let transparent = tcp_range(layout.transparent.clone())?;
-    let dns_tcp = tcp_range(layout.dns_tcp.clone())?;
-    let mut udp_range = |range: std::ops::Range<usize>| -> Result<Vec<UdpSocket>, Failure> {
-        range.map(|i| take(&mut udp, i).map(UdpSocket::from)).collect()
-    };
-    let dns_udp = udp_range(layout.dns_udp.clone())?;
-    let quic = udp_range(layout.quic.clone())?;
-    let proxy = proxy.into_iter().next().ok_or_else(|| {
-        Failure::gate(anyhow::anyhow!(
-            "strict mode: the namespace's proxy listener is missing"
-        ))
-    })?;
-    Ok(Sockets {
-        proxy,
-        strict: Some(StrictSockets {
-            transparent,
-            dns_tcp,
-            dns_udp,
-            quic,
-        }),
-    })
 }
 
 /// Raises the descriptor soft limit to the hard limit; returns the original
@@ -525,91 +403,60 @@ fn check_recursion(inv: &Invocation, depth: u32) -> Result<u32, Failure> {
     Ok(depth + 1)
 }
 
-/// The parts of an invocation the async half needs.
-struct Supervised<'a> {
+/// The async half: runs the tool behind its gate.
+struct Supervisor<'a> {
     inv: &'a Invocation,
+    /// The policy the gate applies.
     policy: &'static ToolPolicy,
     real_path: PathBuf,
     log: Arc<AuditLog>,
-    settings: Settings,
     terminal: Option<Terminal>,
     /// The descriptor limit as the shim found it, restored for the child.
     nofile: Option<(u64, u64)>,
-    /// The tool, ready to run.
-    child: Option<Child>,
 }
 
-impl Supervised<'_> {
+impl Supervisor<'_> {
     /// Starts the gate, runs the child, forwards signals until it exits,
     /// then stops the gate. Returns the exit and the gate's tallies.
-    async fn supervise(mut self, sockets: Sockets, signals: SignalFd) -> (Result<Exit, Failure>, Summary) {
-        let mut gate = Gate::new(self.policy, Arc::clone(&self.log), self.settings.clone());
-        if sockets.strict.is_some() {
+    async fn supervise(self, launch: Launch, signals: SignalFd) -> (Result<Exit, Failure>, Summary) {
+        let Launch {
+            child,
+            sockets,
+            settings,
+            isolation: _,
+        } = launch;
+        let mut gate = Gate::new(self.policy, Arc::clone(&self.log), settings);
+        // Strict mode's own namespace: names are answered from a pool.
+        if matches!(child, Child::Isolated(_)) {
             gate = gate.with_pool(Arc::new(Pool::new()));
         }
         let gate = Arc::new(gate);
-        let (stop_tx, stop_rx) = oneshot::channel();
-        let (done_tx, done_rx) = watch::channel(false);
-        let mut helpers = tokio::task::JoinSet::new();
-        let served = serve_sockets(sockets, &gate, &done_rx, &mut helpers);
-        let (proxy, transparent) = match served {
-            Ok(served) => served,
+        let shutdown = Shutdown::new();
+        let serving = match gate::start(sockets, &gate, &shutdown) {
+            Ok(serving) => serving,
             Err(e) => {
                 let failure = Failure::gate(anyhow::Error::new(e).context("cannot start the proxy"));
                 return (Err(failure), gate.summary());
             }
         };
-        let proxy_task = tokio::spawn(gate::serve_with_transparent(
-            proxy,
-            transparent,
-            Arc::clone(&gate),
-            stop_rx,
-        ));
-        let outcome = self.run_child(signals).await;
-        let _ = stop_tx.send(());
-        let _ = done_tx.send(true);
-        let _ = proxy_task.await;
-        while helpers.join_next().await.is_some() {}
+        let outcome = self.run_child(child, signals).await;
+        shutdown.stop();
+        serving.finished().await;
         (outcome, gate.summary())
     }
 
-    async fn run_child(&mut self, signals: SignalFd) -> Result<Exit, Failure> {
+    async fn run_child(&self, child: Child, signals: SignalFd) -> Result<Exit, Failure> {
         let signals = signal::watch(signals)
             .map_err(|e| Failure::gate(anyhow::Error::new(e).context("cannot watch signals")))?;
-        let child = self
-            .child
-            .take()
-            .ok_or_else(|| Failure::gate(anyhow::anyhow!("the tool was already started")))?;
         let terminal = self.terminal.as_ref();
         // The spawn (or the go) runs here, on the main thread (the runtime
         // is current-thread): PR_SET_PDEATHSIG fires when the parent
         // *thread* exits, not the process, so spawning from a short-lived
         // thread would kill the tool when that thread ends. `spawn` and
         // `spawn_isolated` refuse any other thread.
-        let (pid, took_terminal) = match child {
-            Child::Plain(prepared) => {
-                let steps = spawn::Steps {
-                    terminal: terminal.map(Terminal::handoff),
-                    nofile: self.nofile,
-                    parent: nix::unistd::getpid(),
-                };
-                let spawned = spawn::spawn(&prepared, steps)
-                    .map_err(|e| spawn_failure(self.inv, &self.real_path, &e))?;
-                (spawned.pid, spawned.took_terminal)
-            }
-            Child::Isolated(isolated) => {
-                let pid = isolated.child;
-                isolated.go.start().map_err(|e| {
-                    // The child may have taken the terminal before its exec
-                    // failed: the shell must get it back.
-                    if let Some(terminal) = terminal {
-                        terminal.take_back_from(pid);
-                    }
-                    spawn_failure(self.inv, &self.real_path, &e)
-                })?;
-                (pid, terminal.is_some_and(|t| t.foreground() == Some(pid)))
-            }
-        };
+        let (pid, took_terminal) = child
+            .start(launch::steps(terminal, self.nofile), terminal)
+            .map_err(|e| spawn_failure(self.inv, &self.real_path, &e))?;
         // Dropped on every way out of here, which gives the terminal back
         // to the shim's group if the tool's held it.
         let mut job = Job::new(pid, terminal, took_terminal);
@@ -617,45 +464,6 @@ impl Supervised<'_> {
             .await
             .map_err(|e| Failure::gate(anyhow::Error::new(e).context("lost track of the child")))
     }
-}
-
-/// Starts what serves the gate's sockets besides the proxy's listener (DNS,
-/// QUIC's refusal) as tasks that end when `done` is raised, and returns the
-/// proxy's listener and the transparent ones, ready for the accept loop.
-fn serve_sockets(
-    sockets: Sockets,
-    gate: &Arc<Gate>,
-    done: &watch::Receiver<bool>,
-    helpers: &mut tokio::task::JoinSet<()>,
-) -> std::io::Result<(tokio::net::TcpListener, Vec<tokio::net::TcpListener>)> {
-    let proxy = tokio::net::TcpListener::from_std(sockets.proxy)?;
-    let Some(strict) = sockets.strict else {
-        return Ok((proxy, Vec::new()));
-    };
-    let stopped = |done: &watch::Receiver<bool>| {
-        let mut done = done.clone();
-        async move {
-            let _ = done.wait_for(|done| *done).await;
-        }
-    };
-    for socket in strict.dns_udp {
-        let socket = tokio::net::UdpSocket::from_std(socket)?;
-        helpers.spawn(gate::serve_dns_udp(socket, Arc::clone(gate), stopped(done)));
-    }
-    for listener in strict.dns_tcp {
-        let listener = tokio::net::TcpListener::from_std(listener)?;
-        helpers.spawn(gate::serve_dns_tcp(listener, Arc::clone(gate), stopped(done)));
-    }
-    for socket in strict.quic {
-        let socket = tokio::net::UdpSocket::from_std(socket)?;
-        helpers.spawn(gate::refuse_quic(socket, Arc::clone(gate), stopped(done)));
-    }
-    let transparent = strict
-        .transparent
-        .into_iter()
-        .map(tokio::net::TcpListener::from_std)
-        .collect::<std::io::Result<_>>()?;
-    Ok((proxy, transparent))
 }
 
 /// The invocation's one `end` row: how it ended, the gate's tallies.

@@ -233,7 +233,7 @@ impl<'t> Job<'t> {
         // resumes the tool when it is read; or the stop was discarded (an
         // orphaned process group ignores the terminal's stop signals), and
         // the tool, stopped where it would not have been, goes on now.
-        if !cont_pending() {
+        if !crate::sys::signal::is_pending(Signal::SIGCONT) {
             self.resume();
         }
     }
@@ -291,19 +291,6 @@ fn stop_self(sig: Signal) {
         let _ = one.thread_unblock();
         let _ = one.thread_block();
     }
-}
-
-/// Whether a SIGCONT waits in the signalfd's (blocked, pending) set.
-fn cont_pending() -> bool {
-    let mut set = std::mem::MaybeUninit::<nix::libc::sigset_t>::uninit();
-    // SAFETY: sigpending writes a whole sigset_t to the pointer it is given,
-    // which points at one; nix has no wrapper for it.
-    if unsafe { nix::libc::sigpending(set.as_mut_ptr()) } != 0 {
-        return false;
-    }
-    // SAFETY: sigpending succeeded, so it initialised the set that
-    // sigismember reads.
-    unsafe { nix::libc::sigismember(set.as_ptr(), nix::libc::SIGCONT) == 1 }
 }
 
 /// Reads signals until the child exits, forwarding what should reach it and

@@ -12,10 +12,11 @@
 //! (refused, with a row). Any other port is refused by the kernel at once.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::ops::Range;
+use std::os::fd::OwnedFd;
 
-use crate::policy::{InvocationPolicy, Mode, ToolPolicy};
-use crate::sys::netns::{NamespaceError, Sockets};
+use crate::gate::Sockets;
+use crate::policy::{InvocationPolicy, Mode, ToolPolicy, HTTP_PORT};
+use crate::sys::netns::{NamespaceError, SocketSpec};
 
 /// The proxy's listener inside the namespace: the child's `HTTPS_PROXY`.
 pub const PROXY_IN_NAMESPACE: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 3128);
@@ -25,8 +26,6 @@ pub const DNS_PORT: u16 = 53;
 /// alternative HTTP ports, git's own protocol): listened on so that an
 /// attempt is a row, not a silent ECONNREFUSED.
 pub const WATCHED_PORTS: [u16; 5] = [22, 853, 8080, 8443, 9418];
-/// Plaintext HTTP: answered 405, as the proxy answers it.
-pub const HTTP_PORT: u16 = 80;
 /// QUIC: UDP on 443 is refused with a row (clients fall back to TCP).
 pub const QUIC_PORT: u16 = 443;
 
@@ -86,7 +85,7 @@ impl Isolation {
 
 /// What to try for an invocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Plan {
+pub enum Attempt {
     /// Make the namespace.
     Isolate,
     /// Run behind the plain proxy.
@@ -95,7 +94,7 @@ pub enum Plan {
 
 /// Whether to isolate: only a strict invocation (enforce mode, fetching or
 /// building), and not when `CLI_GUARD_STRICT=off`.
-pub fn plan(split: &InvocationPolicy, setting: Setting) -> Plan {
+pub fn attempt(split: &InvocationPolicy, setting: Setting) -> Attempt {
     if !split.strict {
         let why = match (split.mode, &split.subcommand) {
             (Mode::Observe, Some(sub)) if split.policy.mode == Mode::Observe => {
@@ -104,13 +103,13 @@ pub fn plan(split: &InvocationPolicy, setting: Setting) -> Plan {
             (_, Some(sub)) => format!("`{} {sub}` {}", split.policy.name, split.why),
             (_, None) => format!("{}: {}", split.policy.name, split.why),
         };
-        return Plan::Plain(Isolation::None { reason: why });
+        return Attempt::Plain(Isolation::None { reason: why });
     }
     match setting {
-        Setting::Off => Plan::Plain(Isolation::None {
+        Setting::Off => Attempt::Plain(Isolation::None {
             reason: "CLI_GUARD_STRICT=off: the plain proxy only".to_string(),
         }),
-        Setting::Auto | Setting::Require => Plan::Isolate,
+        Setting::Auto | Setting::Require => Attempt::Isolate,
     }
 }
 
@@ -142,21 +141,64 @@ pub fn fallback_warning(tool: &str, error: &NamespaceError) -> String {
     )
 }
 
-/// The sockets a strict invocation's namespace holds, and where each kind
-/// sits in [`Sockets`]' lists.
+/// What each socket of the namespace is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The proxy's listener, at [`PROXY_IN_NAMESPACE`].
+    Proxy,
+    /// A listener for connections that ignore the proxy.
+    Transparent,
+    /// The resolver, over TCP.
+    DnsTcp,
+    /// The resolver, over UDP.
+    DnsUdp,
+    /// UDP 443, refused with a row.
+    Quic,
+}
+
+/// The sockets a strict invocation's namespace holds, each with what it is
+/// for: what `sys::netns` is asked to make, and how [`Layout::sockets`]
+/// hands what it made to the gate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
-    pub sockets: Sockets,
-    /// `tcp_listen[0]` is the proxy's listener.
-    pub proxy: usize,
-    /// Transparent listeners, in `tcp_listen`.
-    pub transparent: Range<usize>,
-    /// DNS over TCP, in `tcp_listen`.
-    pub dns_tcp: Range<usize>,
-    /// DNS over UDP, in `udp_bind`.
-    pub dns_udp: Range<usize>,
-    /// QUIC, in `udp_bind`.
-    pub quic: Range<usize>,
+    wanted: Vec<(Role, SocketSpec)>,
+}
+
+impl Layout {
+    /// The sockets to ask the namespace for, in order.
+    pub fn specs(&self) -> Vec<SocketSpec> {
+        self.wanted.iter().map(|&(_, spec)| spec).collect()
+    }
+
+    /// The sockets the namespace made (one per [`Layout::specs`], in the
+    /// same order), sorted out for the gate by what each is for.
+    pub fn sockets(&self, made: Vec<OwnedFd>) -> Result<Sockets, String> {
+        if made.len() != self.wanted.len() {
+            return Err(format!(
+                "strict mode: the namespace made {} sockets, {} were asked for",
+                made.len(),
+                self.wanted.len()
+            ));
+        }
+        let mut proxy = None;
+        let (mut transparent, mut dns_tcp, mut dns_udp, mut quic) = (vec![], vec![], vec![], vec![]);
+        for (&(role, _), fd) in self.wanted.iter().zip(made) {
+            match role {
+                Role::Proxy => proxy = Some(fd.into()),
+                Role::Transparent => transparent.push(fd.into()),
+                Role::DnsTcp => dns_tcp.push(fd.into()),
+                Role::DnsUdp => dns_udp.push(fd.into()),
+                Role::Quic => quic.push(fd.into()),
+            }
+        }
+        Ok(Sockets {
+            proxy: proxy.ok_or("strict mode: the namespace's proxy listener is missing")?,
+            transparent,
+            dns_tcp,
+            dns_udp,
+            quic,
+        })
+    }
 }
 
 /// The ports that get a transparent listener: 443, every port the
@@ -183,30 +225,20 @@ fn both(port: u16) -> [SocketAddr; 2] {
 
 /// The namespace's sockets for `policy`. Pure.
 pub fn layout(policy: &ToolPolicy) -> Layout {
-    let mut tcp = vec![PROXY_IN_NAMESPACE];
-    let start = tcp.len();
-    tcp.extend(transparent_ports(policy).into_iter().flat_map(both));
-    let transparent = start..tcp.len();
-    let start = tcp.len();
-    tcp.extend(both(DNS_PORT));
-    let dns_tcp = start..tcp.len();
-    let mut udp = Vec::new();
-    udp.extend(both(DNS_PORT));
-    let dns_udp = 0..udp.len();
-    let start = udp.len();
-    udp.extend(both(QUIC_PORT));
-    let quic = start..udp.len();
-    Layout {
-        sockets: Sockets {
-            tcp_listen: tcp,
-            udp_bind: udp,
-        },
-        proxy: 0,
-        transparent,
-        dns_tcp,
-        dns_udp,
-        quic,
-    }
+    let tcp = |role| move |addr| (role, SocketSpec::tcp(addr));
+    let udp = |role| move |addr| (role, SocketSpec::udp(addr));
+    let wanted = std::iter::once((Role::Proxy, SocketSpec::tcp(PROXY_IN_NAMESPACE)))
+        .chain(
+            transparent_ports(policy)
+                .into_iter()
+                .flat_map(both)
+                .map(tcp(Role::Transparent)),
+        )
+        .chain(both(DNS_PORT).map(tcp(Role::DnsTcp)))
+        .chain(both(DNS_PORT).map(udp(Role::DnsUdp)))
+        .chain(both(QUIC_PORT).map(udp(Role::Quic)))
+        .collect();
+    Layout { wanted }
 }
 
 #[cfg(test)]
@@ -215,6 +247,7 @@ mod tests {
 
     use super::*;
     use crate::policy::{invocation_policy, lookup};
+    use crate::sys::netns::Proto;
 
     fn split(tool: &str, args: &[&str]) -> InvocationPolicy {
         let policy = lookup(tool).unwrap_or_else(|| panic!("{tool} is pinned"));
@@ -237,21 +270,27 @@ mod tests {
 
     #[test]
     fn only_fetching_enforce_mode_invocations_are_isolated() {
-        assert_eq!(plan(&split("npm", &["install"]), Setting::Auto), Plan::Isolate);
-        assert_eq!(plan(&split("npm", &[]), Setting::Require), Plan::Isolate);
-        let Plan::Plain(Isolation::None { reason }) = plan(&split("npm", &["test"]), Setting::Auto) else {
+        assert_eq!(
+            attempt(&split("npm", &["install"]), Setting::Auto),
+            Attempt::Isolate
+        );
+        assert_eq!(attempt(&split("npm", &[]), Setting::Require), Attempt::Isolate);
+        let Attempt::Plain(Isolation::None { reason }) = attempt(&split("npm", &["test"]), Setting::Auto)
+        else {
             panic!("npm test is not isolated");
         };
         assert!(
             reason.contains("npm test") && reason.contains("project's own code"),
             "{reason}"
         );
-        let Plan::Plain(Isolation::None { reason }) = plan(&split("aws", &["s3", "ls"]), Setting::Require)
+        let Attempt::Plain(Isolation::None { reason }) =
+            attempt(&split("aws", &["s3", "ls"]), Setting::Require)
         else {
             panic!("observe-mode tools are never isolated");
         };
         assert!(reason.contains("observe-mode"), "{reason}");
-        let Plan::Plain(Isolation::None { reason }) = plan(&split("pip", &["install"]), Setting::Off) else {
+        let Attempt::Plain(Isolation::None { reason }) = attempt(&split("pip", &["install"]), Setting::Off)
+        else {
             panic!("off means off");
         };
         assert!(reason.contains("CLI_GUARD_STRICT=off"), "{reason}");
@@ -282,16 +321,90 @@ mod tests {
         let npm = lookup("npm").unwrap_or_else(|| panic!("npm is pinned"));
         assert_eq!(transparent_ports(npm), vec![22, 80, 443, 853, 8080, 8443, 9418]);
         let layout = layout(npm);
-        let tcp = &layout.sockets.tcp_listen;
-        assert_eq!(tcp[layout.proxy], PROXY_IN_NAMESPACE);
-        assert_eq!(layout.transparent.len(), 14, "each port on both families");
-        assert!(tcp[layout.transparent.clone()]
+        let of = |wanted: Role| -> Vec<SocketSpec> {
+            layout
+                .wanted
+                .iter()
+                .filter(|(role, _)| *role == wanted)
+                .map(|&(_, spec)| spec)
+                .collect()
+        };
+        assert_eq!(of(Role::Proxy), [SocketSpec::tcp(PROXY_IN_NAMESPACE)]);
+        let transparent = of(Role::Transparent);
+        assert_eq!(transparent.len(), 14, "each port on both families");
+        assert!(transparent
             .iter()
-            .any(|a| a.port() == 443 && a.is_ipv6()));
-        assert!(tcp[layout.dns_tcp.clone()].iter().all(|a| a.port() == 53));
-        let udp = &layout.sockets.udp_bind;
-        assert!(udp[layout.dns_udp.clone()].iter().all(|a| a.port() == 53));
-        assert!(udp[layout.quic.clone()].iter().all(|a| a.port() == 443));
-        assert!(tcp.len() + udp.len() <= crate::sys::netns::MAX_SOCKETS);
+            .any(|s| s.addr.port() == 443 && s.addr.is_ipv6()));
+        assert!(of(Role::DnsTcp)
+            .iter()
+            .all(|s| s.addr.port() == 53 && s.proto == Proto::Tcp));
+        assert!(of(Role::DnsUdp)
+            .iter()
+            .all(|s| s.addr.port() == 53 && s.proto == Proto::Udp));
+        assert!(of(Role::Quic)
+            .iter()
+            .all(|s| s.addr.port() == 443 && s.proto == Proto::Udp));
+        assert!(layout.specs().len() <= crate::sys::netns::MAX_SOCKETS);
+    }
+
+    #[test]
+    fn the_sockets_made_reach_the_gate_by_what_each_is_for() {
+        let npm = lookup("npm").unwrap_or_else(|| panic!("npm is pinned"));
+        let layout = layout(npm);
+        // Stand-ins on the host's loopback, one per socket asked for, each
+        // told apart by its port.
+        let made: Vec<(SocketSpec, OwnedFd, u16)> = layout
+            .specs()
+            .into_iter()
+            .map(|spec| {
+                let (fd, port): (OwnedFd, u16) = match spec.proto {
+                    Proto::Tcp => {
+                        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+                        let port = l.local_addr().map(|a| a.port()).unwrap_or_default();
+                        (l.into(), port)
+                    }
+                    Proto::Udp => {
+                        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+                        let port = u.local_addr().map(|a| a.port()).unwrap_or_default();
+                        (u.into(), port)
+                    }
+                };
+                (spec, fd, port)
+            })
+            .collect();
+        let ports: Vec<(SocketSpec, u16)> = made.iter().map(|(spec, _, port)| (*spec, *port)).collect();
+        let sockets = layout
+            .sockets(made.into_iter().map(|(_, fd, _)| fd).collect())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let port_of = |spec: SocketSpec| ports.iter().filter(move |(s, _)| *s == spec).map(|(_, p)| *p);
+        let tcp_ports = |list: &[std::net::TcpListener]| -> Vec<u16> {
+            list.iter()
+                .filter_map(|l| l.local_addr().ok())
+                .map(|a| a.port())
+                .collect()
+        };
+        let udp_ports = |list: &[std::net::UdpSocket]| -> Vec<u16> {
+            list.iter()
+                .filter_map(|u| u.local_addr().ok())
+                .map(|a| a.port())
+                .collect()
+        };
+        let expected = |role: Role| -> Vec<u16> {
+            layout
+                .wanted
+                .iter()
+                .filter(|(r, _)| *r == role)
+                .flat_map(|&(_, spec)| port_of(spec))
+                .collect()
+        };
+        assert_eq!(
+            tcp_ports(std::slice::from_ref(&sockets.proxy)),
+            expected(Role::Proxy)
+        );
+        assert_eq!(tcp_ports(&sockets.transparent), expected(Role::Transparent));
+        assert_eq!(tcp_ports(&sockets.dns_tcp), expected(Role::DnsTcp));
+        assert_eq!(udp_ports(&sockets.dns_udp), expected(Role::DnsUdp));
+        assert_eq!(udp_ports(&sockets.quic), expected(Role::Quic));
+        assert!(layout.sockets(Vec::new()).is_err(), "a count that does not match");
     }
 }

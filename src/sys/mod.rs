@@ -3,10 +3,16 @@
 //! signalfd the shim reads signals from, the vfork-style spawn that
 //! arms the death signal before exec, and strict mode's spawn into a user
 //! and network namespace of the tool's own (with the rtnetlink bytes it
-//! sends).
+//! sends), and what the process reads of itself in /proc before it
+//! runs a tool (`procfs`).
+//!
+//! The one module allowed `unsafe` (the crate denies it elsewhere); every
+//! block says why it is sound in a `// SAFETY:` comment.
+#![allow(unsafe_code)]
 
 pub mod netlink;
 pub mod netns;
 pub mod pipe;
+pub mod procfs;
 pub mod signal;
 pub mod spawn;

@@ -1,9 +1,10 @@
 //! Signals read from a signalfd instead of handlers: blocked in every
-//! thread, then read one by one with where each came from.
+//! thread, then read one by one with where each came from; and the two
+//! signal calls nix has no safe wrapper for.
 
 use std::io;
 
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::{signal, SigHandler, SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
@@ -28,4 +29,25 @@ pub fn watch(signals: SignalFd) -> io::Result<AsyncFd<SignalFd>> {
     // same descriptor from as_raw_fd until it is dropped, which happens
     // only when the AsyncFd that now owns it is dropped.
     unsafe { AsyncFd::register_with_interest(signals, Interest::READABLE) }.map_err(io::Error::from)
+}
+
+/// Gives `sig` its default action back (undoing an ignore or a handler
+/// this process inherited or set).
+pub fn restore_default(sig: Signal) -> nix::Result<()> {
+    // SAFETY: SIG_DFL installs no handler of ours, so there is no
+    // async-signal-safety contract to uphold.
+    unsafe { signal(sig, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Whether `sig` waits in this thread's (blocked, pending) set.
+pub fn is_pending(sig: Signal) -> bool {
+    let mut set = std::mem::MaybeUninit::<nix::libc::sigset_t>::uninit();
+    // SAFETY: sigpending writes a whole sigset_t to the pointer it is given,
+    // which points at one; nix has no wrapper for it.
+    if unsafe { nix::libc::sigpending(set.as_mut_ptr()) } != 0 {
+        return false;
+    }
+    // SAFETY: sigpending succeeded, so it initialised the set that
+    // sigismember reads.
+    unsafe { nix::libc::sigismember(set.as_ptr(), sig as nix::libc::c_int) == 1 }
 }

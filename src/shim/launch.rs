@@ -1,0 +1,200 @@
+//! The tool, ready to run behind its gate: one [`Launch`] (its process,
+//! the gate's sockets and settings, where it runs) from each of the two
+//! paths. Behind the plain proxy ([`Launch::plain`]) the gate listens on
+//! the host's loopback and the tool is spawned at the go; in strict mode
+//! ([`Launch::isolated`]) the tool's process already waits inside its
+//! namespace, which made the gate's sockets (`strict::Layout`).
+
+use std::ffi::OsStr;
+use std::path::Path;
+
+use anyhow::Context;
+
+use super::child_env::{self, ChildMarks};
+use super::fetch_run::Phase;
+use super::invocation::spawn_failure;
+use super::signals::Terminal;
+use super::strict::{self, Isolation};
+use crate::credential::Credential;
+use crate::env::Env;
+use crate::exit::Failure;
+use crate::gate::{self, Settings, Sockets};
+use crate::policy::ToolPolicy;
+use crate::shim::Invocation;
+use crate::sys::netns::{self, NamespaceError, Waiting};
+use crate::sys::spawn::{self, Prepared, Steps};
+
+/// The tool, ready to run.
+#[derive(Debug)]
+pub enum Child {
+    /// To be spawned at the go (behind the plain proxy).
+    Plain(Prepared),
+    /// Waiting inside its namespace for the go.
+    Isolated(Waiting),
+}
+
+/// Everything one invocation's run needs from the path it took.
+#[derive(Debug)]
+pub struct Launch {
+    pub child: Child,
+    /// What the gate serves.
+    pub sockets: Sockets,
+    pub settings: Settings,
+    /// Where the tool runs, for the `start` row.
+    pub isolation: Isolation,
+}
+
+/// The tool to run and what its environment is made of, the same on both
+/// paths but for the proxy's URL and whether it runs in a namespace.
+#[derive(Debug)]
+pub struct Tool<'a> {
+    pub inv: &'a Invocation,
+    /// The policy the gate applies to this invocation (the tool's, or its
+    /// observe-mode twin): what strict mode's namespace listens for.
+    pub policy: &'static ToolPolicy,
+    pub real_path: &'a Path,
+    pub env: &'a Env,
+    pub audit_id: &'a str,
+    pub depth: u32,
+    /// `CLI_GUARD_SKIP`'s value for the child.
+    pub skip: &'a str,
+    /// `CLI_GUARD_REAL_TOOL`'s value for the child.
+    pub real_tool: &'a str,
+    /// A fetch-and-run phase's arguments and environment, if this is one.
+    pub phase: &'a Phase,
+}
+
+impl Tool<'_> {
+    /// The tool's argv and environment, ready to exec, with its proxy at
+    /// `proxy_url`.
+    fn prepare(&self, proxy_url: &str, in_netns: bool) -> Result<Prepared, Failure> {
+        let args = self.phase.args.as_ref().unwrap_or(&self.inv.args);
+        let argv: Vec<&OsStr> = std::iter::once(&self.inv.argv0)
+            .chain(args)
+            .map(|a| a.as_os_str())
+            .collect();
+        let marks = ChildMarks {
+            proxy_url,
+            audit_id: self.audit_id,
+            depth: self.depth,
+            skip: self.skip,
+            real_tool: self.real_tool,
+            in_netns,
+        };
+        let mut child_env = child_env::for_child(self.env, self.inv.policy, marks);
+        self.phase.apply_env(&mut child_env);
+        Prepared::new(self.real_path.as_os_str(), &argv, &child_env)
+            .map_err(|e| spawn_failure(self.inv, self.real_path, &e))
+    }
+}
+
+/// What the tool's process does before its first instruction (both paths):
+/// take the terminal where the shim's group had it, restore the descriptor
+/// limit, check that the shim is still its parent.
+pub fn steps(terminal: Option<&Terminal>, nofile: Option<(u64, u64)>) -> Steps<'_> {
+    Steps {
+        terminal: terminal.map(Terminal::handoff),
+        nofile,
+        parent: nix::unistd::getpid(),
+    }
+}
+
+impl Launch {
+    /// Behind the plain proxy: the gate's listener on 127.0.0.1 (fail
+    /// closed: no listener, no tool), the tool to spawn at the go. `inside`:
+    /// the shim runs in an enclosing strict invocation's namespace, which
+    /// the tool's environment says.
+    pub fn plain(
+        tool: &Tool<'_>,
+        credential: &Credential,
+        isolation: Isolation,
+        inside: bool,
+    ) -> Result<Launch, Failure> {
+        let (listener, addr) = gate::bind_loopback()
+            .context("cannot start the proxy on 127.0.0.1")
+            .map_err(Failure::gate)?;
+        let settings = Settings::from_env(Some(addr), credential, tool.env)
+            .map_err(|e| Failure::gate(anyhow::anyhow!("{e}")))?;
+        let prepared = tool.prepare(&credential.proxy_url(addr), inside)?;
+        Ok(Launch {
+            child: Child::Plain(prepared),
+            sockets: Sockets::proxy_only(listener),
+            settings,
+            isolation,
+        })
+    }
+
+    /// In strict mode: the tool's process made inside a new namespace
+    /// holding the gate's sockets, waiting for the go. `Ok(Err(_))`: the
+    /// kernel refused the namespace (the caller may fall back to the plain
+    /// proxy); `Err(_)`: the gate cannot be put in place at all.
+    pub fn isolated(
+        tool: &Tool<'_>,
+        credential: &Credential,
+        steps: Steps<'_>,
+    ) -> Result<Result<Launch, NamespaceError>, Failure> {
+        let layout = strict::layout(tool.policy);
+        let prepared = tool.prepare(&credential.proxy_url(strict::PROXY_IN_NAMESPACE), true)?;
+        crate::sys::procfs::keep_inherited_sockets_from_the_tool();
+        let isolated = match netns::spawn_isolated(&prepared, steps, &layout.specs()) {
+            Ok(isolated) => isolated,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        // The tool runs as the same user: without this, it could ptrace
+        // the shim (or take its sockets with pidfd_getfd) wherever Yama
+        // does not forbid tracing a parent, and dial from the host's
+        // namespace through it. Not dumpable, the shim is out of reach of
+        // anything without CAP_SYS_PTRACE in the host's user namespace; the
+        // tool execs and is dumpable again. Only now: the child wrote its
+        // own uid_map, which a non-dumpable parent's fork could not.
+        netns::not_dumpable().map_err(|e| {
+            Failure::gate(anyhow::anyhow!(
+                "strict mode: cannot keep the tool from tracing the shim: {e}"
+            ))
+        })?;
+        // The gate dials from the host's namespace, where the in-namespace
+        // listener cannot be reached: it has no own listener there to
+        // avoid.
+        let settings = Settings::from_env(None, credential, tool.env)
+            .map_err(|e| Failure::gate(anyhow::anyhow!("{e}")))?;
+        let sockets = layout
+            .sockets(isolated.sockets)
+            .map_err(|e| Failure::gate(anyhow::anyhow!(e)))?;
+        Ok(Ok(Launch {
+            child: Child::Isolated(isolated.waiting),
+            sockets,
+            settings,
+            isolation: Isolation::Netns,
+        }))
+    }
+}
+
+impl Child {
+    /// Runs the tool: spawns it, or lets it exec in its namespace. Returns
+    /// its pid and whether it took the terminal. From the main thread only
+    /// (`sys::spawn`'s and `sys::netns`' rule: PR_SET_PDEATHSIG follows the
+    /// thread).
+    pub fn start(
+        self,
+        steps: Steps<'_>,
+        terminal: Option<&Terminal>,
+    ) -> std::io::Result<(nix::unistd::Pid, bool)> {
+        match self {
+            Child::Plain(prepared) => {
+                let spawned = spawn::spawn(&prepared, steps)?;
+                Ok((spawned.pid, spawned.took_terminal))
+            }
+            Child::Isolated(waiting) => {
+                let pid = waiting.pid();
+                waiting.start().inspect_err(|_| {
+                    // The child may have taken the terminal before its
+                    // exec failed: the shell must get it back.
+                    if let Some(terminal) = terminal {
+                        terminal.take_back_from(pid);
+                    }
+                })?;
+                Ok((pid, terminal.is_some_and(|t| t.foreground() == Some(pid))))
+            }
+        }
+    }
+}

@@ -1,0 +1,562 @@
+//! Strict mode's primitive: start a tool inside a new user and network
+//! namespace where every address is local, and hand the sockets made in
+//! there to the parent, which stays in the host's namespace.
+//!
+//! [`spawn_isolated`] forks a child that, before the tool runs:
+//! 1. unshares a user and a network namespace (`CLONE_NEWUSER |
+//!    CLONE_NEWNET`) and maps the effective uid and gid onto themselves
+//!    (`setgroups` "deny", one-line `uid_map` and `gid_map`), so the tool
+//!    sees the ids it would have seen outside; this works unprivileged;
+//! 2. brings `lo` up and adds `local 0.0.0.0/0 dev lo table local` and
+//!    `local ::/0 dev lo table local` over rtnetlink (`sys::netlink`), so a
+//!    connect to any address lands on a socket bound there or is refused
+//!    at once;
+//! 3. creates the sockets asked for ([`SocketSpec`]: TCP listening, UDP bound; all
+//!    nonblocking and close-on-exec; IPv6 ones `IPV6_V6ONLY`, so `[::]:443`
+//!    and `0.0.0.0:443` coexist);
+//! 4. unshares a second user namespace with the same one-line maps: the
+//!    network namespace belongs to the first, so the tool, in the second,
+//!    holds no capability over it (it cannot add routes, addresses or
+//!    links), even as root;
+//! 5. sends every socket to the parent in one message (SCM_RIGHTS) and
+//!    waits for [`Waiting::start`]; EOF instead (the parent is gone or
+//!    dropped the [`Waiting`]) ends it without running the tool;
+//! 6. makes `sys::spawn`'s steps (death signal and parent check, process
+//!    group, descriptor limit, signal mask and SIGPIPE) and execs.
+//!
+//! A step that fails is reported to the parent with its errno, and the
+//! child exits: the parent reaps it and returns a [`NamespaceError`],
+//! which names what refused, so the caller can run the tool behind the
+//! plain proxy instead. An exec that fails comes back from
+//! [`Waiting::start`] as its errno, as `sys::spawn::spawn` reports it.
+//!
+//! The child is a fork(2), not the vfork-style clone `sys::spawn` uses:
+//! it must outlive the parent's return from [`spawn_isolated`], waiting
+//! for the go. It allocates nothing and takes no lock (every buffer, map
+//! line, netlink message and socket address is prepared before the fork,
+//! in `plan`), so it is sound even in a process with other threads (the
+//! tests).
+//!
+//! By side, as youki lays it out: `plan` (what is prepared before the
+//! fork), `parent` (the fork, the sockets received, the child waiting for
+//! the go), `child` (the only code that runs after the fork, alone in its
+//! file), and `message` (the bytes between them).
+
+mod child;
+mod message;
+mod parent;
+mod plan;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+
+use nix::errno::Errno;
+
+use super::spawn::{self, Prepared, Steps};
+
+pub use parent::Waiting;
+
+/// At most this many sockets per namespace (the kernel's limit for one
+/// SCM_RIGHTS message is 253); strict mode asks for a few dozen at most.
+pub const MAX_SOCKETS: usize = 64;
+
+/// The step named when the spawn is asked for off the main thread.
+const MAIN_THREAD: &str = "spawn from the main thread";
+
+/// One socket to create inside the namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketSpec {
+    pub proto: Proto,
+    /// TCP: bound here and listening (backlog SOMAXCONN), e.g.
+    /// 127.0.0.1:3128, 0.0.0.0:443, `[::]:443`. UDP: bound here, e.g.
+    /// 0.0.0.0:53.
+    pub addr: SocketAddr,
+}
+
+impl SocketSpec {
+    /// A TCP socket listening on `addr`.
+    pub fn tcp(addr: SocketAddr) -> SocketSpec {
+        SocketSpec {
+            proto: Proto::Tcp,
+            addr,
+        }
+    }
+
+    /// A UDP socket bound to `addr`.
+    pub fn udp(addr: SocketAddr) -> SocketSpec {
+        SocketSpec {
+            proto: Proto::Udp,
+            addr,
+        }
+    }
+}
+
+/// Which kind of socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+/// A child waiting inside its namespaces, and the sockets it made there
+/// (nonblocking and close-on-exec in this process too).
+#[derive(Debug)]
+pub struct Isolated {
+    /// The child, waiting for the go.
+    pub waiting: Waiting,
+    /// One socket per [`SocketSpec`] asked for, in the same order.
+    pub sockets: Vec<OwnedFd>,
+}
+
+/// What refused, and why: the start row's `isolation_reason` and the one
+/// line on stderr (via Display).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NamespaceError {
+    /// The step, e.g. "unshare(CLONE_NEWUSER|CLONE_NEWNET)", "uid_map".
+    pub step: &'static str,
+    /// The errno it failed with.
+    pub errno: Errno,
+    /// The socket the step was for, if it was for one.
+    pub socket: Option<(Proto, SocketAddr)>,
+}
+
+impl fmt::Display for NamespaceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.step)?;
+        if let Some((proto, addr)) = self.socket {
+            let proto = match proto {
+                Proto::Tcp => "tcp",
+                Proto::Udp => "udp",
+            };
+            write!(f, " {proto} {addr}")?;
+        }
+        write!(f, ": {} ({:?})", self.errno.desc(), self.errno)
+    }
+}
+
+impl std::error::Error for NamespaceError {}
+
+/// Forks a child that makes the namespaces and `sockets` (see the module
+/// doc), and returns once they are in this process's hands; the tool runs
+/// on [`Waiting::start`]. Every refusal before that is a
+/// [`NamespaceError`] and the child is gone.
+///
+/// Only from the main thread, as `sys::spawn::spawn`: the death signal the
+/// child arms follows the thread that forked it.
+pub fn spawn_isolated(
+    program: &Prepared,
+    steps: Steps<'_>,
+    sockets: &[SocketSpec],
+) -> Result<Isolated, NamespaceError> {
+    if !spawn::on_main_thread() {
+        return Err(NamespaceError {
+            step: MAIN_THREAD,
+            errno: Errno::EINVAL,
+            socket: None,
+        });
+    }
+    parent::isolate(Some((program, steps)), sockets)
+}
+
+/// Makes this process not dumpable (`PR_SET_DUMPABLE` 0): no process
+/// without CAP_SYS_PTRACE in its user namespace can ptrace it, read its
+/// memory or take its descriptors (pidfd_getfd), same user or not. A
+/// child's execve makes the child dumpable again.
+pub fn not_dumpable() -> nix::Result<()> {
+    nix::sys::prctl::set_dumpable(false)
+}
+
+/// Whether this process can make the namespaces and routes (for
+/// `cli-guard doctor`): a child goes as far as the go, then is killed.
+/// Any thread: it never execs.
+pub fn probe() -> Result<(), NamespaceError> {
+    parent::isolate(None, &[]).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::child::write_file;
+    use super::message::{encode_failure, Step, STEPS};
+    use super::parent::isolate;
+    use super::plan::{map_line, Plan, TOO_MANY};
+    use super::*;
+    use nix::fcntl::OFlag;
+    use nix::libc;
+    use nix::sched::{unshare, CloneFlags};
+    use nix::sys::wait::waitpid;
+    use std::collections::BTreeMap;
+    use std::ffi::{OsStr, OsString};
+    use std::io;
+    use std::io::Read;
+    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::os::unix::process::CommandExt;
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use nix::sys::wait::WaitStatus;
+
+    #[test]
+    fn map_lines_map_an_id_onto_itself() {
+        assert_eq!(map_line(1000), "1000 1000 1\n");
+        assert_eq!(map_line(0), "0 0 1\n");
+        assert_eq!(map_line(u32::MAX), "4294967295 4294967295 1\n");
+    }
+
+    #[test]
+    fn errors_name_the_step_the_socket_and_the_errno() {
+        let err = NamespaceError {
+            step: Step::Unshare.name(),
+            errno: Errno::ENOSPC,
+            socket: None,
+        };
+        assert_eq!(
+            err.to_string(),
+            "unshare(CLONE_NEWUSER|CLONE_NEWNET): No space left on device (ENOSPC)"
+        );
+        let err = NamespaceError {
+            step: Step::Bind.name(),
+            errno: Errno::EADDRINUSE,
+            socket: Some((Proto::Udp, "[::]:53".parse().unwrap())),
+        };
+        assert_eq!(
+            err.to_string(),
+            "bind udp [::]:53: Address already in use (EADDRINUSE)"
+        );
+    }
+
+    #[test]
+    fn a_failure_report_round_trips_with_its_socket() {
+        let plan = Plan::new(&[
+            SocketSpec::tcp("0.0.0.0:443".parse().unwrap()),
+            SocketSpec::udp("0.0.0.0:53".parse().unwrap()),
+        ])
+        .unwrap();
+        let decode = |report: &[u8]| message::decode_failure(report).and_then(|f| plan.error(f));
+        for step in STEPS {
+            let report = encode_failure((step, Some(1), Errno::EACCES));
+            let err = decode(&report).unwrap();
+            assert_eq!(err.step, step.name());
+            assert_eq!(err.errno, Errno::EACCES);
+            assert_eq!(err.socket, Some((Proto::Udp, "0.0.0.0:53".parse().unwrap())));
+        }
+        let report = encode_failure((Step::GidMap, None, Errno::EPERM));
+        assert_eq!(decode(&report).unwrap().socket, None);
+        let mut bad = report;
+        bad[1] = STEPS.len() as u8;
+        assert_eq!(decode(&bad), None, "no such step");
+        assert_eq!(decode(&report[..7]), None);
+        let no_such_socket = encode_failure((Step::Bind, Some(2), Errno::EACCES));
+        assert_eq!(decode(&no_such_socket), None, "no such socket");
+    }
+
+    #[test]
+    fn too_many_sockets_are_refused_before_any_fork() {
+        let sockets: Vec<SocketSpec> = (0..=MAX_SOCKETS as u16)
+            .map(|p| SocketSpec::tcp(SocketAddr::from(([0; 4], p))))
+            .collect();
+        let err = isolate(None, &sockets).unwrap_err();
+        assert_eq!((err.step, err.errno), (TOO_MANY, Errno::E2BIG));
+    }
+
+    // What follows spawns for real: each child makes its namespaces.
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn steps() -> Steps<'static> {
+        Steps {
+            terminal: None,
+            nofile: None,
+            parent: nix::unistd::getpid(),
+        }
+    }
+
+    fn bash(script: &str, out: &std::path::Path) -> Prepared {
+        let env: BTreeMap<OsString, OsString> = [("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into())]
+            .into_iter()
+            .collect();
+        let argv = [
+            OsStr::new("bash"),
+            OsStr::new("-c"),
+            OsStr::new(script),
+            OsStr::new("bash"),
+            out.as_os_str(),
+        ];
+        Prepared::new(OsStr::new("/bin/bash"), &argv, &env).unwrap()
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        std::env::temp_dir().join(format!("cli-guard-netns-{}-{n}-{name}", std::process::id()))
+    }
+
+    struct Ran {
+        /// One per socket asked for, in order.
+        sockets: Vec<OwnedFd>,
+        /// The script's stdout and stderr.
+        out: String,
+    }
+
+    /// Runs `script` (its output goes to "$1") in the namespaces with
+    /// `sockets`, to its end: whatever it sent waits in the sockets' queues.
+    fn run(script: &str, sockets: &[SocketSpec]) -> Ran {
+        let out = scratch("out");
+        let program = bash(&format!("exec >\"$1\" 2>&1\n{script}"), &out);
+        let Isolated { waiting, sockets } = isolate(Some((&program, steps())), sockets).unwrap();
+        let child = waiting.pid();
+        waiting.start().unwrap();
+        assert_eq!(waitpid(child, None).unwrap(), WaitStatus::Exited(child, 0));
+        let text = std::fs::read_to_string(&out).unwrap();
+        let _ = std::fs::remove_file(&out);
+        Ran { sockets, out: text }
+    }
+
+    fn accept(listener: &OwnedFd) -> std::net::TcpStream {
+        let fd = nix::sys::socket::accept(listener.as_raw_fd()).expect("a connection waiting");
+        // SAFETY: the descriptor accept just returned, owned by nothing else.
+        std::net::TcpStream::from(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    #[test]
+    fn the_tool_sees_its_own_uid_and_gid() {
+        let ran = run("cat /proc/self/uid_map /proc/self/gid_map; id -u; id -g", &[]);
+        let (uid, gid) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+        let fields: Vec<&str> = ran.out.split_whitespace().collect();
+        let expected = [uid, uid, 1, gid, gid, 1, uid, gid].map(|n| n.to_string());
+        assert_eq!(fields, expected, "{}", ran.out);
+    }
+
+    #[test]
+    fn a_connect_to_any_address_lands_on_the_passed_listener() {
+        let sockets = ["0.0.0.0:443", "[::]:443", "127.0.0.1:3128"].map(|a| SocketSpec::tcp(addr(a)));
+        let ran = run(
+            "for to in 203.0.113.80/443 2001:db8::1/443 127.0.0.1/3128; do
+                 exec 3<>/dev/tcp/$to && echo \"to $to\" >&3 && exec 3>&-
+             done",
+            &sockets,
+        );
+        assert_eq!(ran.out, "");
+        let dialled = [
+            ("203.0.113.80:443", "to 203.0.113.80/443\n"),
+            ("[2001:db8::1]:443", "to 2001:db8::1/443\n"),
+            ("127.0.0.1:3128", "to 127.0.0.1/3128\n"),
+        ];
+        for (listener, (local, said)) in ran.sockets.iter().zip(dialled) {
+            let flags = nix::fcntl::fcntl(listener, nix::fcntl::FcntlArg::F_GETFL).unwrap();
+            assert!(OFlag::from_bits_retain(flags).contains(OFlag::O_NONBLOCK));
+            let fd_flags = nix::fcntl::fcntl(listener, nix::fcntl::FcntlArg::F_GETFD).unwrap();
+            assert!(nix::fcntl::FdFlag::from_bits_retain(fd_flags).contains(nix::fcntl::FdFlag::FD_CLOEXEC));
+            let mut stream = accept(listener);
+            assert_eq!(
+                stream.local_addr().unwrap(),
+                addr(local),
+                "getsockname: the dialled address"
+            );
+            let mut text = String::new();
+            stream.read_to_string(&mut text).unwrap();
+            assert_eq!(text, said);
+        }
+    }
+
+    #[test]
+    fn a_port_nobody_listens_on_is_refused_at_once() {
+        let sockets = [SocketSpec::tcp(addr("0.0.0.0:443"))];
+        let ran = run(
+            "(exec 3<>/dev/tcp/203.0.113.80/444); echo \"exit $?\"
+             (exec 3<>/dev/tcp/2001:db8::1/443); echo \"exit $?\"",
+            &sockets,
+        );
+        assert_eq!(
+            ran.out.matches("connect: Connection refused").count(),
+            2,
+            "{}",
+            ran.out
+        );
+        assert_eq!(ran.out.matches("exit 1").count(), 2, "{}", ran.out);
+    }
+
+    #[test]
+    fn the_tool_cannot_change_its_network() {
+        let ran = run(
+            "ip route add 192.0.2.0/24 dev lo; echo \"route $?\"
+             ip route del local default dev lo table local; echo \"del $?\"
+             ip addr add 192.0.2.1/32 dev lo; echo \"addr $?\"
+             ip link add cgtest0 type dummy; echo \"link $?\"
+             ip link set lo down; echo \"down $?\"
+             ip -4 route show table local; ip -6 route show table local",
+            &[],
+        );
+        for refused in ["route 2", "del 2", "addr 2", "link 2", "down 2"] {
+            assert!(ran.out.contains(refused), "{refused}: {}", ran.out);
+        }
+        assert_eq!(
+            ran.out.matches("Operation not permitted").count(),
+            5,
+            "{}",
+            ran.out
+        );
+        assert_eq!(
+            ran.out.matches("local default dev lo").count(),
+            2,
+            "v4 and v6: {}",
+            ran.out
+        );
+    }
+
+    #[test]
+    fn a_datagram_to_any_resolver_address_arrives_on_the_passed_socket() {
+        let sockets = [
+            SocketSpec::tcp(addr("0.0.0.0:53")),
+            SocketSpec::udp(addr("0.0.0.0:53")),
+            SocketSpec::udp(addr("[::]:53")),
+        ];
+        let ran = run(
+            "printf q4 >/dev/udp/10.255.255.53/53
+             printf q6 >/dev/udp/2001:db8::53/53
+             exec 3<>/dev/tcp/10.255.255.53/53 && printf t4 >&3",
+            &sockets,
+        );
+        assert_eq!(ran.out, "");
+        let mut sockets = ran.sockets.into_iter();
+        let tcp = sockets.next().unwrap();
+        for (socket, sent) in sockets.zip(["q4", "q6"]) {
+            let socket = std::net::UdpSocket::from(socket);
+            let mut buf = [0u8; 16];
+            let (n, _) = socket.recv_from(&mut buf).expect("a datagram waiting");
+            assert_eq!(&buf[..n], sent.as_bytes());
+        }
+        let mut text = String::new();
+        accept(&tcp).read_to_string(&mut text).unwrap();
+        assert_eq!(text, "t4");
+    }
+
+    #[test]
+    fn a_failed_exec_comes_back_as_its_errno_and_the_child_is_reaped() {
+        let program = Prepared::new(
+            OsStr::new("/nonexistent/tool"),
+            &[OsStr::new("tool")],
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        let waiting = isolate(Some((&program, steps())), &[]).unwrap().waiting;
+        let child = waiting.pid();
+        let err = waiting.start().unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+        assert_eq!(waitpid(child, None), Err(Errno::ECHILD));
+    }
+
+    #[test]
+    fn without_the_go_the_tool_never_runs() {
+        let out = scratch("ran");
+        let program = bash("touch \"$1\"", &out);
+        let isolated = isolate(Some((&program, steps())), &[]).unwrap();
+        let child = isolated.waiting.pid();
+        drop(isolated);
+        assert_eq!(waitpid(child, None), Err(Errno::ECHILD), "reaped");
+        assert!(!out.exists(), "the tool ran");
+    }
+
+    #[test]
+    fn a_socket_that_cannot_be_made_is_named_in_the_error() {
+        let sockets = [SocketSpec::tcp(addr("0.0.0.0:443")); 2];
+        let err = isolate(None, &sockets).unwrap_err();
+        assert_eq!(
+            err,
+            NamespaceError {
+                step: "bind",
+                errno: Errno::EADDRINUSE,
+                socket: Some((Proto::Tcp, addr("0.0.0.0:443"))),
+            }
+        );
+    }
+
+    #[test]
+    fn the_probe_succeeds_where_namespaces_are_allowed() {
+        assert_eq!(probe(), Ok(()));
+    }
+
+    #[test]
+    fn spawning_off_the_main_thread_is_refused() {
+        let err = std::thread::spawn(|| {
+            let program = Prepared::new(OsStr::new("/bin/true"), &[OsStr::new("true")], &BTreeMap::new())?;
+            spawn_isolated(&program, steps(), &[])
+                .map(drop)
+                .map_err(io::Error::other)
+        })
+        .join()
+        .unwrap()
+        .unwrap_err();
+        assert!(err.to_string().starts_with(MAIN_THREAD), "{err}");
+    }
+
+    /// Set in the environment of this test binary re-run by
+    /// `a_namespace_limit_of_zero_refuses_with_enospc`.
+    const LIMITED: &str = "NETNS_TEST_LIMITED";
+
+    /// Runs this test binary's [`limited_helper`] in a user namespace of
+    /// its own where `limit` (under /proc/sys/user) is 0.
+    fn run_limited(limit: &str) -> std::process::Output {
+        let uid_map = map_line_to_root(nix::unistd::geteuid().as_raw());
+        let gid_map = map_line_to_root(nix::unistd::getegid().as_raw());
+        let path = std::ffi::CString::new(format!("/proc/sys/user/{limit}")).unwrap();
+        let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+        command
+            .args(["--exact", "sys::netns::tests::limited_helper", "--nocapture"])
+            .env(LIMITED, limit);
+        // SAFETY: the hook runs in the forked child before exec and makes
+        // only system calls on buffers built above, allocating nothing
+        // (io::Error from an errno does not allocate).
+        unsafe {
+            command.pre_exec(move || {
+                unshare(CloneFlags::CLONE_NEWUSER)?;
+                // Both ids mapped: a user namespace cannot be made by a
+                // process whose uid or gid has no mapping (EPERM).
+                write_file(c"/proc/self/setgroups", b"deny")?;
+                write_file(c"/proc/self/uid_map", uid_map.as_bytes())?;
+                write_file(c"/proc/self/gid_map", gid_map.as_bytes())?;
+                write_file(&path, b"0\n")?;
+                Ok(())
+            });
+        }
+        command.output().unwrap()
+    }
+
+    /// `0 ID 1`: root inside, `id` outside, which may write the namespace
+    /// limits there.
+    fn map_line_to_root(id: u32) -> String {
+        format!("0 {id} 1\n")
+    }
+
+    #[test]
+    fn a_namespace_limit_of_zero_refuses_with_enospc() {
+        for limit in ["max_user_namespaces", "max_net_namespaces"] {
+            let output = run_limited(limit);
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            assert!(
+                output.status.success(),
+                "{limit}: {stdout}{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let expected = "refused: unshare(CLONE_NEWUSER|CLONE_NEWNET): No space left on device (ENOSPC)";
+            assert!(stdout.contains(expected), "{limit}: {stdout}");
+        }
+    }
+
+    /// Does its work only when re-run by
+    /// `a_namespace_limit_of_zero_refuses_with_enospc`.
+    #[test]
+    fn limited_helper() {
+        if std::env::var_os(LIMITED).is_none() {
+            return;
+        }
+        let program =
+            Prepared::new(OsStr::new("/bin/true"), &[OsStr::new("true")], &BTreeMap::new()).unwrap();
+        let err = isolate(Some((&program, steps())), &[]).unwrap_err();
+        assert_eq!((err.step, err.errno), (Step::Unshare.name(), Errno::ENOSPC));
+        assert_eq!(probe(), Err(err));
+        println!("refused: {err}");
+    }
+}
