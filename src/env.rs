@@ -30,6 +30,11 @@ pub const STRICT_VAR: &str = "CLI_GUARD_STRICT";
 /// Set for a tool that runs in a strict invocation's namespace, so that a
 /// guarded tool it starts knows its gate is already the only way out.
 pub const NETNS_VAR: &str = "CLI_GUARD_NETNS";
+/// Set by a fetch-and-run phase of npm's for cli-guard run as npm's script
+/// shell (`shim::fetch_run`): what to do at the program (report where npm
+/// put it; or clean the environment and run it). Removed for every guarded
+/// tool started below it.
+pub const EXEC_HOOK_VAR: &str = "CLI_GUARD_EXEC_HOOK";
 
 /// PATH when the environment has none (glibc's default for execvp). The
 /// shim and `cli-guard shims` both use it, so they agree on what runs.

@@ -8,6 +8,11 @@
 //! audit record (torn, foreign, not JSON) is reported with its file and line
 //! number and skipped; it never stops the pass.
 //!
+//! A fetch-and-run's two phases (`npx X`: a fetch, enforced, then a run,
+//! observed; see `shim::fetch_run`) are one entry: a fetch phase that ended
+//! well is held until the run phase naming it in `fetch_audit_id` starts,
+//! and rides in that invocation's `fetch`.
+//!
 //! Pure apart from reading lines: `Folder` and `Filter` take records and
 //! give invocations, and tests drive them directly.
 
@@ -77,8 +82,8 @@ impl Tunnel {
 }
 
 /// One guarded invocation, folded: its `start` and `end` rows, its egress
-/// rows with each tunnel's close merged in, and the invocations nested
-/// under it.
+/// rows with each tunnel's close merged in, the invocations nested under
+/// it, and for a fetch-and-run's run phase, its fetch phase.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Invocation {
     pub audit_id: String,
@@ -86,6 +91,8 @@ pub struct Invocation {
     pub end: Option<Stamped<End>>,
     pub egress: Vec<Tunnel>,
     pub children: Vec<Invocation>,
+    /// The fetch phase of a run phase: one entry with it.
+    pub fetch: Option<Box<Invocation>>,
     /// The first timestamp seen for it (its start's, normally).
     pub first_ts: String,
     /// Order of first appearance in the log.
@@ -124,27 +131,50 @@ impl Invocation {
         self.start.as_ref()?.parent_audit_id.as_deref()
     }
 
-    /// Allowed and denied egress rows of this invocation alone.
-    pub fn counts(&self) -> (usize, usize) {
-        let denied = self.egress.iter().filter(|e| e.denied()).count();
-        (self.egress.len() - denied, denied)
+    /// A fetch-and-run phase: `fetch`, `run` or `fetch+run`.
+    pub fn phase(&self) -> Option<&str> {
+        self.start.as_ref()?.phase.as_deref()
     }
 
-    /// This invocation and everything nested under it, depth first.
+    /// When the entry began: its fetch phase's start, if it has one.
+    pub fn entry_ts(&self) -> &str {
+        self.fetch.as_ref().map_or(&self.first_ts, |f| &f.first_ts)
+    }
+
+    /// Allowed and denied egress rows of this entry: the invocation's own
+    /// and its fetch phase's, not those nested under it.
+    pub fn counts(&self) -> (usize, usize) {
+        let (allowed, denied) = tally(&self.egress);
+        match &self.fetch {
+            Some(fetch) => {
+                let (a, d) = tally(&fetch.egress);
+                (allowed + a, denied + d)
+            }
+            None => (allowed, denied),
+        }
+    }
+
+    /// This invocation and everything nested under it (its fetch phase and
+    /// what is nested under that included), depth first.
     pub fn walk(&self) -> Vec<&Invocation> {
         let mut out = vec![self];
-        for child in &self.children {
-            out.extend(child.walk());
+        for inner in self.fetch.iter().flat_map(|f| &f.children).chain(&self.children) {
+            out.extend(inner.walk());
         }
         out
     }
 
-    /// This invocation and everything nested under it as invocations of
-    /// their own, depth first, each parent before its children, each with
-    /// no children left (its start's `parent_audit_id` still names its
-    /// parent).
+    /// This invocation and everything nested under it as entries of their
+    /// own, depth first, each parent before its children, each with no
+    /// children left (its start's `parent_audit_id` still names its
+    /// parent). A fetch phase stays in its run phase's entry.
     pub fn flatten(mut self) -> Vec<Invocation> {
-        let children = std::mem::take(&mut self.children);
+        let mut children = self
+            .fetch
+            .as_mut()
+            .map(|f| std::mem::take(&mut f.children))
+            .unwrap_or_default();
+        children.append(&mut self.children);
         let mut out = vec![self];
         for child in children {
             out.extend(child.flatten());
@@ -162,7 +192,14 @@ impl Invocation {
     }
 }
 
-/// `Invocation::to_json`'s shape.
+/// Allowed and denied rows among `egress`.
+fn tally(egress: &[Tunnel]) -> (usize, usize) {
+    let denied = egress.iter().filter(|e| e.denied()).count();
+    (egress.len() - denied, denied)
+}
+
+/// `Invocation::to_json`'s shape. A run phase carries its fetch phase's
+/// object in `fetch` (absent on every other invocation).
 #[derive(Serialize)]
 struct InvocationJson<'a> {
     audit_id: &'a str,
@@ -173,6 +210,8 @@ struct InvocationJson<'a> {
     #[serde(flatten)]
     end: Option<&'a End>,
     egress: Vec<TunnelJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fetch: Option<Box<InvocationJson<'a>>>,
 }
 
 impl<'a> From<&'a Invocation> for InvocationJson<'a> {
@@ -184,6 +223,7 @@ impl<'a> From<&'a Invocation> for InvocationJson<'a> {
             end_ts: inv.end.as_ref().map(|e| e.ts.as_str()),
             end: inv.end.as_ref().map(|e| &e.record),
             egress: inv.egress.iter().map(TunnelJson::from).collect(),
+            fetch: inv.fetch.as_deref().map(|f| Box::new(InvocationJson::from(f))),
         }
     }
 }
@@ -267,6 +307,9 @@ pub struct Folder {
     /// The open invocations by order of first appearance, so the oldest is
     /// found without a scan.
     order: BTreeMap<u64, String>,
+    /// Fetch phases that ended well, waiting for their run phase's start.
+    held: HashMap<String, Invocation>,
+    held_order: BTreeMap<u64, String>,
     next_seq: u64,
 }
 
@@ -295,7 +338,12 @@ impl Folder {
         match record {
             Record::Start(start) => {
                 inv.first_ts = ts;
+                let fetched = start.fetch_audit_id.clone();
                 inv.start = Some(start);
+                if let Some(fetch) = fetched.and_then(|f| self.held.remove(&f)) {
+                    self.held_order.remove(&fetch.seq);
+                    inv.fetch = Some(Box::new(fetch));
+                }
             }
             Record::Egress(request) => inv.egress.push(Tunnel::Request {
                 request: Stamped { ts, record: request },
@@ -306,18 +354,45 @@ impl Folder {
                 inv.end = Some(Stamped { ts, record: end });
                 if let Some(done) = self.open.remove(&id) {
                     self.order.remove(&done.seq);
-                    match done
-                        .parent()
-                        .map(str::to_string)
-                        .and_then(|p| self.open.get_mut(&p))
+                    match done.phase() == Some("fetch")
+                        && done.end.as_ref().and_then(|e| e.record.exit_code) == Some(0)
                     {
-                        Some(parent) => parent.children.push(done),
-                        None => out.push(done),
+                        // Its run phase starts next: they are one entry.
+                        true => self.hold(done, &mut out),
+                        false => self.settle(done, &mut out),
                     }
                 }
             }
         }
         out
+    }
+
+    /// A finished invocation goes under its parent while that runs, else out.
+    fn settle(&mut self, done: Invocation, out: &mut Vec<Invocation>) {
+        match done
+            .parent()
+            .map(str::to_string)
+            .and_then(|p| self.open.get_mut(&p))
+        {
+            Some(parent) => parent.children.push(done),
+            None => out.push(done),
+        }
+    }
+
+    /// Holds a fetch phase for its run phase (the oldest held one goes on
+    /// alone when too many wait).
+    fn hold(&mut self, fetch: Invocation, out: &mut Vec<Invocation>) {
+        if self.held.len() >= MAX_OPEN {
+            if let Some(oldest) = self
+                .held_order
+                .pop_first()
+                .and_then(|(_, id)| self.held.remove(&id))
+            {
+                self.settle(oldest, out);
+            }
+        }
+        self.held_order.insert(fetch.seq, fetch.audit_id.clone());
+        self.held.insert(fetch.audit_id.clone(), fetch);
     }
 
     /// Emits the invocation open longest.
@@ -330,10 +405,13 @@ impl Folder {
     /// shim was killed), oldest first, each nested under its parent when
     /// the parent is open too.
     pub fn finish(mut self) -> Vec<Invocation> {
-        let mut all: Vec<Invocation> = Vec::with_capacity(self.open.len());
+        let mut all: Vec<Invocation> = Vec::with_capacity(self.open.len() + self.held.len());
         while let Some(inv) = self.evict_oldest() {
             all.push(inv);
         }
+        // Fetch phases whose run never started (the shim was killed between).
+        all.extend(self.held.into_values());
+        all.sort_by_key(|inv| inv.seq);
         // Bottom-up, so a grandchild joins its parent before that parent
         // joins its own.
         for i in (0..all.len()).rev() {
@@ -419,15 +497,25 @@ impl Filter {
     fn since_ok(&self, inv: &Invocation) -> bool {
         self.since
             .as_ref()
-            .is_none_or(|since| inv.first_ts.as_str() >= since.as_str())
+            .is_none_or(|since| inv.entry_ts() >= since.as_str())
     }
 }
 
-fn find_subtree(inv: Invocation, id: &str) -> Option<Invocation> {
-    if inv.audit_id == id {
+/// The entry with audit ID `id` in `inv`'s tree: a run phase's entry also
+/// by its fetch phase's ID.
+fn find_subtree(mut inv: Invocation, id: &str) -> Option<Invocation> {
+    if inv.audit_id == id || inv.fetch.as_ref().is_some_and(|f| f.audit_id == id) {
         return Some(inv);
     }
-    inv.children.into_iter().find_map(|child| find_subtree(child, id))
+    let under_fetch = inv
+        .fetch
+        .as_mut()
+        .map(|f| std::mem::take(&mut f.children))
+        .unwrap_or_default();
+    under_fetch
+        .into_iter()
+        .chain(inv.children)
+        .find_map(|child| find_subtree(child, id))
 }
 
 /// Parses `--since`: a duration back from `now` (`90s`, `15m`, `1h`, `2d`)
@@ -823,6 +911,168 @@ mod tests {
             ..id("p")
         };
         assert_eq!(selected(both), ["g"], "then the other filters select among them");
+    }
+
+    /// A fetch phase's start row, and a run phase's naming it.
+    fn phase_start(id: &str, ts: &str, phase: &str, fetch: Option<&str>, parent: Option<&str>) -> Row {
+        let fetch = fetch.map_or(String::new(), |f| {
+            format!(r#","fetch_audit_id":"{f}","package":{{"name":"netcli","version":"1.0.0"}}"#)
+        });
+        let parent = parent.map_or("null".to_string(), |p| format!("\"{p}\""));
+        let mode = if phase == "fetch" { "enforce" } else { "observe" };
+        rec(&format!(
+            r#"{{"ts":"{ts}","kind":"start","audit_id":"{id}","parent_audit_id":{parent},"tool":"npx","mode":"{mode}","argv":["npx","-y","netcli"],"pid":1,"isolation":"netns","phase":"{phase}"{fetch}}}"#
+        ))
+    }
+
+    /// npx's fetch (f: registry allowed, a postinstall denied) and run (r:
+    /// the program's host allowed), with another invocation (o) between.
+    fn npx_pair(f: &mut Folder) -> Vec<Invocation> {
+        let mut out = Vec::new();
+        out.extend(f.push(phase_start("f", "2026-11-24T00:00:00.000Z", "fetch", None, None)));
+        out.extend(f.push(egress("f", 1, "registry.npmjs.org", "allow", 200)));
+        out.extend(f.push(egress("f", 2, "pypi.org", "deny", 403)));
+        out.extend(f.push(start("o", "2026-11-24T00:00:00.500Z", "pip", None)));
+        out.extend(f.push(end("f", 0)));
+        out.extend(f.push(phase_start(
+            "r",
+            "2026-11-24T00:00:01.000Z",
+            "run",
+            Some("f"),
+            None,
+        )));
+        out.extend(f.push(end("o", 0)));
+        out.extend(f.push(egress("r", 1, "pypi.org", "allow", 200)));
+        out.extend(f.push(end("r", 0)));
+        out
+    }
+
+    #[test]
+    fn a_fetch_and_its_run_are_one_entry() {
+        let mut f = Folder::default();
+        let out = npx_pair(&mut f);
+        let ids: Vec<&str> = out.iter().map(|i| i.audit_id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["o", "r"],
+            "the fetch waits for its run, the pip between goes on"
+        );
+        let pair = &out[1];
+        let fetch = pair
+            .fetch
+            .as_deref()
+            .unwrap_or_else(|| panic!("no fetch: {pair:?}"));
+        assert_eq!(fetch.audit_id, "f");
+        assert_eq!(pair.counts(), (2, 1), "both phases' rows");
+        assert_eq!(
+            pair.entry_ts(),
+            "2026-11-24T00:00:00.000Z",
+            "it began with the fetch"
+        );
+        let json = pair.to_json();
+        assert_eq!(json["phase"], "run");
+        assert_eq!(json["fetch_audit_id"], "f");
+        assert_eq!(json["package"]["name"], "netcli");
+        assert_eq!(json["package"]["version"], "1.0.0");
+        assert_eq!(json["fetch"]["audit_id"], "f");
+        assert_eq!(json["fetch"]["phase"], "fetch");
+        assert_eq!(json["fetch"]["mode"], "enforce");
+        assert_eq!(json["fetch"]["egress"][1]["status"], 403);
+        assert_eq!(json["egress"][0]["host"], "pypi.org");
+        assert!(f.finish().is_empty());
+    }
+
+    #[test]
+    fn a_pair_is_one_json_object_found_by_either_id_and_filtered_whole() {
+        let mut f = Folder::default();
+        let pair = npx_pair(&mut f).remove(1);
+        let all = Filter::default().select(pair.clone());
+        assert_eq!(all.len(), 1, "the fetch is not an object of its own");
+        for id in ["f", "r"] {
+            let by_id = Filter {
+                id: Some(id.into()),
+                ..Filter::default()
+            };
+            assert_eq!(by_id.select(pair.clone()).len(), 1, "{id}");
+            assert!(by_id.apply(pair.clone()).is_some(), "{id}");
+        }
+        let denied = Filter {
+            denied: true,
+            ..Filter::default()
+        };
+        assert_eq!(
+            denied.select(pair.clone()).len(),
+            1,
+            "the fetch's denial is the entry's"
+        );
+        let since = Filter {
+            since: Some("2026-11-24T00:00:00.500Z".into()),
+            ..Filter::default()
+        };
+        assert!(since.apply(pair).is_none(), "it began with its fetch");
+    }
+
+    #[test]
+    fn a_failed_fetch_is_an_entry_of_its_own() {
+        let mut f = Folder::default();
+        f.push(phase_start("f", "2026-11-24T00:00:00.000Z", "fetch", None, None));
+        let out = f.push(end("f", 1));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].phase(), Some("fetch"));
+        assert_eq!(out[0].fetch, None);
+    }
+
+    #[test]
+    fn a_fetch_whose_run_never_came_is_shown_at_the_end() {
+        let mut f = Folder::default();
+        f.push(phase_start("f", "2026-11-24T00:00:00.000Z", "fetch", None, None));
+        assert!(f.push(end("f", 0)).is_empty());
+        f.push(start("later", "2026-11-24T00:00:01.000Z", "pip", None));
+        let left = f.finish();
+        let ids: Vec<&str> = left.iter().map(|i| i.audit_id.as_str()).collect();
+        assert_eq!(ids, ["f", "later"], "in log order");
+    }
+
+    #[test]
+    fn a_pair_under_a_running_parent_nests_there() {
+        let mut f = Folder::default();
+        f.push(start("p", "2026-11-24T00:00:00.000Z", "npm", None));
+        f.push(phase_start(
+            "f",
+            "2026-11-24T00:00:00.100Z",
+            "fetch",
+            None,
+            Some("p"),
+        ));
+        f.push(start("g", "2026-11-24T00:00:00.200Z", "npm", Some("f")));
+        f.push(end("g", 0));
+        assert!(f.push(end("f", 0)).is_empty());
+        f.push(phase_start(
+            "r",
+            "2026-11-24T00:00:01.000Z",
+            "run",
+            Some("f"),
+            Some("p"),
+        ));
+        assert!(f.push(end("r", 0)).is_empty());
+        let out = f.push(end("p", 0));
+        assert_eq!(out[0].children.len(), 1);
+        let pair = &out[0].children[0];
+        assert_eq!(
+            (
+                pair.audit_id.as_str(),
+                pair.fetch.as_ref().map(|x| x.audit_id.as_str())
+            ),
+            ("r", Some("f"))
+        );
+        let walked: Vec<&str> = out[0].walk().iter().map(|i| i.audit_id.as_str()).collect();
+        assert_eq!(walked, ["p", "r", "g"], "what ran under the fetch is in the tree");
+        let flat: Vec<String> = Filter::default()
+            .select(out[0].clone())
+            .into_iter()
+            .map(|i| i.audit_id)
+            .collect();
+        assert_eq!(flat, ["p", "r", "g"]);
     }
 
     #[test]

@@ -14,6 +14,6 @@ mod tail;
 
 pub use fold::{parse_since, Filter};
 pub use log::{files_oldest_first, log_path, AuditLog};
-pub use record::{new_audit_id, rfc3339_millis, Egress, EgressClose, End, Record, Start};
+pub use record::{new_audit_id, rfc3339_millis, Egress, EgressClose, End, Package, Record, Start};
 pub use redact::redact_argv;
 pub use show::{show, ShowOptions};

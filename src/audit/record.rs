@@ -97,6 +97,38 @@ pub struct Start {
     /// Why `none`: what refused the namespace, or why the invocation is
     /// not strict.
     pub isolation_reason: Option<String>,
+    /// A fetch-and-run invocation's phase (`npx X`, `uvx X`): `fetch`
+    /// (enforced: fetches the package and runs its tree's install
+    /// scripts), `run` (observed: runs the program asked for from what the
+    /// fetch left), or `fetch+run` (a tool that cannot run from what it
+    /// fetched, observed whole). Absent, not `null`, on every other start
+    /// row, as are the two fields below, so those rows are as before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// A run phase's fetch phase: the invocation that fetched what it runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fetch_audit_id: Option<String>,
+    /// A run phase's program: the package it came from, as read from the
+    /// files the fetch left (its package.json, its dist-info), not argv.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub package: Option<Package>,
+}
+
+/// A package as its own metadata names it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Package {
+    pub name: String,
+    pub version: Option<String>,
+}
+
+impl std::fmt::Display for Package {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.version {
+            Some(version) => write!(f, "{}@{version}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
 }
 
 /// One per request the proxy answers, written once the answer is known and
@@ -346,6 +378,7 @@ mod tests {
                     pid: 42,
                     isolation: Some("netns".into()),
                     isolation_reason: None,
+                    ..Start::default()
                 }),
                 r#"{"ts":"2026-11-24T00:00:00.123Z","kind":"start","audit_id":"019ab1c2d3e4-00000000000000000000000000000001","parent_audit_id":null,"tool":"npm","mode":"enforce","subcommand":"i","argv":["npm","i \"x\"\n"],"argv_redacted":false,"cwd":"/w","real_path":null,"pid":42,"isolation":"netns","isolation_reason":null}"#,
             ),
@@ -362,6 +395,7 @@ mod tests {
                     pid: 1,
                     isolation: Some("none".into()),
                     isolation_reason: Some("CLI_GUARD_STRICT=off".into()),
+                    ..Start::default()
                 }),
                 r#"{"ts":"2026-11-24T00:00:00.123Z","kind":"start","audit_id":"019ab1c2d3e4-00000000000000000000000000000001","parent_audit_id":"p","tool":"pip","mode":"observe","subcommand":null,"argv":[],"argv_redacted":true,"cwd":null,"real_path":"/usr/bin/pip","pid":1,"isolation":"none","isolation_reason":"CLI_GUARD_STRICT=off"}"#,
             ),
@@ -498,6 +532,48 @@ mod tests {
                 ..EgressClose::default()
             })
         );
+    }
+
+    /// A fetch-and-run pair's start rows: the new fields come last, and
+    /// only on them.
+    #[test]
+    fn fetch_and_run_start_rows_carry_their_phase_and_package() {
+        let run = Record::Start(Start {
+            tool: "npx".into(),
+            mode: Some(Mode::Observe),
+            argv: vec!["npx".into(), "-y".into(), "netcli".into()],
+            pid: 7,
+            isolation: Some("none".into()),
+            isolation_reason: Some("runs the program".into()),
+            phase: Some("run".into()),
+            fetch_audit_id: Some("f1".into()),
+            package: Some(Package {
+                name: "netcli".into(),
+                version: Some("1.0.0".into()),
+            }),
+            ..Start::default()
+        });
+        let line = to_line(ID, &run, golden_time());
+        assert_eq!(
+            String::from_utf8_lossy(&line),
+            concat!(
+                r#"{"ts":"2026-11-24T00:00:00.123Z","kind":"start","audit_id":"019ab1c2d3e4-00000000000000000000000000000001","#,
+                r#""parent_audit_id":null,"tool":"npx","mode":"observe","subcommand":null,"argv":["npx","-y","netcli"],"#,
+                r#""argv_redacted":false,"cwd":null,"real_path":null,"pid":7,"isolation":"none","isolation_reason":"runs the program","#,
+                r#""phase":"run","fetch_audit_id":"f1","package":{"name":"netcli","version":"1.0.0"}}"#,
+                "\n"
+            )
+        );
+        let row = parse_line(line.strip_suffix(b"\n").unwrap_or(&line)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(row.record, run);
+        // An odd package reads as absent, the rest of the row as written.
+        let row =
+            parse_line(br#"{"ts":"t","kind":"start","audit_id":"a","tool":"npx","phase":"run","package":7}"#)
+                .unwrap_or_else(|e| panic!("{e}"));
+        let Record::Start(start) = row.record else {
+            panic!("not a start: {row:?}");
+        };
+        assert_eq!((start.phase.as_deref(), start.package), (Some("run"), None));
     }
 
     #[test]

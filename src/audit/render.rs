@@ -1,5 +1,7 @@
 //! Human output for `cli-guard audit`: one line per invocation, its egress
-//! rows under it, nested invocations indented beneath their parent.
+//! rows under it, nested invocations indented beneath their parent. A
+//! fetch-and-run is one entry: its line, then the fetch phase and the run
+//! phase, each with its own rows.
 //!
 //! Columns have fixed widths so that output streams (and `--follow`s)
 //! aligned without a second pass. Colour only on a terminal, and never when
@@ -83,26 +85,119 @@ fn render_at(inv: &Invocation, depth: usize, style: Style, out: &mut String) {
     let _ = writeln!(
         out,
         "{indent}{branch}{}  {:<9} {:<7} {outcome_cell} {:>8}  {allowed:>3} allowed {denied_cell}  {}  {}",
-        display_time(&inv.first_ts),
+        display_time(inv.entry_ts()),
         clean(inv.tool()),
-        inv.start
-            .as_ref()
-            .and_then(|s| s.mode)
-            .map_or("?".to_string(), |m| m.to_string()),
-        inv.end
-            .as_ref()
-            .and_then(|e| e.record.duration_ms)
-            .map_or("-".to_string(), duration),
+        mode(inv),
+        entry_duration(inv).map_or("-".to_string(), duration),
         clean(&inv.audit_id),
         command_line(inv),
     );
     let row_indent = format!("{indent}{}", if depth > 0 { "      " } else { "    " });
-    for row in &inv.egress {
-        out.push_str(&egress_line(row, &row_indent, style));
+    match &inv.fetch {
+        Some(fetch) => {
+            // The pair: the fetch, then the run, each line with its rows.
+            let phase_rows = format!("{row_indent}    ");
+            let _ = writeln!(
+                out,
+                "{row_indent}fetched under {}: {}",
+                clean(&fetch.audit_id),
+                phase_summary(fetch)
+            );
+            for row in &fetch.egress {
+                out.push_str(&egress_line(row, &phase_rows, style));
+            }
+            for child in &fetch.children {
+                render_at(child, depth + 1, style, out);
+            }
+            let _ = writeln!(out, "{row_indent}ran {}: {}", program(inv), phase_summary(inv));
+            for row in &inv.egress {
+                out.push_str(&egress_line(row, &phase_rows, style));
+            }
+        }
+        None => {
+            if let Some(note) = phase_note(inv) {
+                let _ = writeln!(out, "{row_indent}{note}");
+            }
+            for row in &inv.egress {
+                out.push_str(&egress_line(row, &row_indent, style));
+            }
+        }
     }
     for child in &inv.children {
         render_at(child, depth + 1, style, out);
     }
+}
+
+fn mode(inv: &Invocation) -> String {
+    inv.start
+        .as_ref()
+        .and_then(|s| s.mode)
+        .map_or("?".to_string(), |m| m.to_string())
+}
+
+/// The entry's time: its fetch phase's and its own, added.
+fn entry_duration(inv: &Invocation) -> Option<u64> {
+    let own = |inv: &Invocation| inv.end.as_ref().and_then(|e| e.record.duration_ms);
+    match &inv.fetch {
+        Some(fetch) => Some(own(fetch)?.saturating_add(own(inv)?)),
+        None => own(inv),
+    }
+}
+
+/// One phase in a word each: its mode, isolation, outcome, time and rows.
+fn phase_summary(inv: &Invocation) -> String {
+    let isolation = inv
+        .start
+        .as_ref()
+        .and_then(|s| s.isolation.as_deref())
+        .map_or("?".to_string(), clean);
+    let time = inv
+        .end
+        .as_ref()
+        .and_then(|e| e.record.duration_ms)
+        .map_or("-".to_string(), duration);
+    let (allowed, denied) = (
+        inv.egress.len() - inv.egress.iter().filter(|e| e.denied()).count(),
+        inv.egress.iter().filter(|e| e.denied()).count(),
+    );
+    format!(
+        "{}, isolation {isolation}, {}, {time}, {allowed} allowed, {denied} denied",
+        mode(inv),
+        outcome(inv)
+    )
+}
+
+/// The package a run phase ran, as its start row names it.
+fn program(inv: &Invocation) -> String {
+    match inv.start.as_ref().and_then(|s| s.package.as_ref()) {
+        Some(package) => clean(&package.to_string()),
+        None => "the program (its package was not named)".to_string(),
+    }
+}
+
+/// What a fetch-and-run phase that is not in a pair says about itself.
+fn phase_note(inv: &Invocation) -> Option<String> {
+    let start = inv.start.as_ref()?;
+    let note = match start.phase.as_deref()? {
+        "fetch" if outcome(inv) == "exit 0" || outcome(inv) == "running?" => {
+            "fetch phase (its run phase did not start, or is not in this log)".to_string()
+        }
+        "fetch" => "fetch phase: it failed, so the run phase did not start".to_string(),
+        "run" => match &start.fetch_audit_id {
+            Some(fetch) => format!(
+                "ran {} (its fetch phase {} is not in this log)",
+                program(inv),
+                clean(fetch)
+            ),
+            None => format!("ran {}, already installed: nothing was fetched", program(inv)),
+        },
+        other => format!(
+            "{}: {}",
+            clean(other),
+            clean(start.isolation_reason.as_deref().unwrap_or(""))
+        ),
+    };
+    Some(note)
 }
 
 fn egress_line(tunnel: &Tunnel, indent: &str, style: Style) -> String {
@@ -257,6 +352,45 @@ mod tests {
         assert_eq!(clean("plain"), "plain");
         assert_eq!(clean("\u{1b}[1A\u{1b}[2K\rgone"), "\\u{1b}[1A\\u{1b}[2K\\rgone");
         assert!(!shell_word("\u{1b}[2Kx").contains('\u{1b}'));
+    }
+
+    #[test]
+    fn a_fetch_and_run_pair_shows_both_phases_under_one_line() {
+        use crate::audit::fold::Folder;
+        let rows = [
+            r#"{"ts":"2026-11-24T00:00:00.000Z","kind":"start","audit_id":"f","tool":"npx","mode":"enforce","argv":["npx","-y","netcli"],"isolation":"netns","phase":"fetch"}"#,
+            r#"{"ts":"2026-11-24T00:00:00.500Z","kind":"egress","audit_id":"f","conn":1,"tool":"npx","mode":"enforce","method":"CONNECT","host":"pypi.org","port":443,"decision":"deny","status":403,"reason":"not on npx's allowlist"}"#,
+            r#"{"ts":"2026-11-24T00:00:01.000Z","kind":"end","audit_id":"f","exit_code":0,"duration_ms":1000}"#,
+            r#"{"ts":"2026-11-24T00:00:01.100Z","kind":"start","audit_id":"r","tool":"npx","mode":"observe","argv":["npx","-y","netcli"],"isolation":"none","phase":"run","fetch_audit_id":"f","package":{"name":"netcli","version":"1.0.0"}}"#,
+            r#"{"ts":"2026-11-24T00:00:01.500Z","kind":"egress","audit_id":"r","conn":1,"tool":"npx","mode":"observe","method":"CONNECT","host":"pypi.org","port":443,"decision":"allow","status":200,"reason":"observe mode"}"#,
+            r#"{"ts":"2026-11-24T00:00:02.000Z","kind":"end","audit_id":"r","exit_code":0,"duration_ms":900}"#,
+        ];
+        let mut folder = Folder::default();
+        let mut done = Vec::new();
+        for row in rows {
+            done.extend(
+                folder
+                    .push(crate::audit::record::parse_line(row.as_bytes()).unwrap_or_else(|e| panic!("{e}"))),
+            );
+        }
+        let text = render(&done[0], Style { colour: false });
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 5, "{text}");
+        assert!(lines[0].starts_with("2026-11-24 00:00:00Z  npx       observe exit 0       1.9 s    1 allowed   1 denied  r  npx -y netcli"), "{text}");
+        assert_eq!(
+            lines[1],
+            "    fetched under f: enforce, isolation netns, exit 0, 1.0 s, 0 allowed, 1 denied"
+        );
+        assert!(
+            lines[2].starts_with("        deny  403  pypi.org:443")
+                && lines[2].ends_with("not on npx's allowlist"),
+            "{text}"
+        );
+        assert_eq!(
+            lines[3],
+            "    ran netcli@1.0.0: observe, isolation none, exit 0, 900 ms, 1 allowed, 0 denied"
+        );
+        assert!(lines[4].starts_with("        allow 200  pypi.org:443"), "{text}");
     }
 
     #[test]

@@ -110,7 +110,8 @@ pub fn dispatch(args: Vec<OsString>) -> Result<Exit, Failure> {
         .to_string();
     let env = Env::from_process();
     match name.as_str() {
-        "cli-guard" => cli_guard(&rest, &env),
+        // npm's script shell in a fetch-and-run phase (`cli-guard -c …`).
+        "cli-guard" => shim::exec_hook(&rest, &env).unwrap_or_else(|| cli_guard(&rest, &env)),
         "egress-demo" => demo::main(&rest, &env),
         // `python -m pip` guarded as pip; any other python run is the
         // interpreter itself, exec'd in place.

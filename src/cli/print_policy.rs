@@ -127,8 +127,29 @@ fn tool_lines(tool: &ToolPolicy) -> Vec<String> {
                 &format!("when running the project's code: {runs} (not isolated)"),
             ));
         }
+        if let Some(line) = fetch_run_line(tool) {
+            lines.push(row(tool.name, &Mode::Observe.to_string(), &line));
+        }
     }
     lines
+}
+
+/// How a tool's fetch-and-run form splits (`policy::FETCH_AND_RUN`).
+fn fetch_run_line(tool: &ToolPolicy) -> Option<String> {
+    let form = policy::FETCH_AND_RUN.iter().find(|f| f.tool == tool.name)?;
+    let words: Vec<String> = form.words.iter().map(|w| format!("`{}`", w.join(" "))).collect();
+    let which = match words.is_empty() {
+        true => String::new(),
+        false => format!("{}: ", words.join(", ")),
+    };
+    Some(match form.grammar {
+        policy::fetch_run::Grammar::YarnDlx => {
+            format!("{which}observed whole, fetch included (yarn cannot run from what it fetched)")
+        }
+        _ => format!(
+            "{which}when running the program it fetched (not isolated; the fetch stays enforced and strict)"
+        ),
+    })
 }
 
 #[cfg(test)]
@@ -193,6 +214,7 @@ mod tests {
                 "                    strict (isolated in a network namespace where the kernel allows)",
                 "npm        observe  when running the project's code: \
                  run, run-script, rum, urn, start, test, t, tst, stop, restart (not isolated)",
+                "npm        observe  `exec`, `x`: when running the program it fetched (not isolated; the fetch stays enforced and strict)",
             ]
         );
     }
@@ -201,7 +223,7 @@ mod tests {
     fn yarn_and_pnpm_also_run_scripts_by_name() {
         for name in ["yarn", "pnpm"] {
             let lines = tool_lines(policy::lookup(name).unwrap());
-            let last = lines.last().unwrap();
+            let last = &lines[lines.len() - 2];
             assert!(last.starts_with(&format!("{name:<10} observe  ")), "{last}");
             assert!(
                 last.ends_with("or a script of ./package.json by name (not isolated)"),
@@ -212,9 +234,23 @@ mod tests {
 
     #[test]
     fn a_tool_without_runs_is_only_enforced() {
-        let lines = tool_lines(policy::lookup("npx").unwrap());
+        let lines = tool_lines(policy::lookup("corepack").unwrap());
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert!(lines.iter().all(|l| !l.contains("observe")), "{lines:?}");
+    }
+
+    #[test]
+    fn fetch_and_run_tools_show_which_runs_are_observed() {
+        assert_eq!(
+            tool_lines(policy::lookup("npx").unwrap())[2],
+            "npx        observe  when running the program it fetched (not isolated; the fetch stays enforced and strict)"
+        );
+        assert_eq!(
+            tool_lines(policy::lookup("uv").unwrap())[3],
+            "uv         observe  `tool run`: when running the program it fetched (not isolated; the fetch stays enforced and strict)"
+        );
+        let yarn = tool_lines(policy::lookup("yarn").unwrap());
+        assert!(yarn.last().unwrap().contains("`dlx`: observed whole"), "{yarn:?}");
     }
 
     #[test]

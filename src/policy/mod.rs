@@ -9,7 +9,9 @@
 //! a dial that failed was this gate's refusal ([`Verdict::of_failed_dial`]),
 //! and which subcommands run the project's own code and so are observed,
 //! not enforced or isolated (`split`: [`invocation_policy`], reading
-//! ./package.json's script names with `scripts`: [`script_names`]).
+//! ./package.json's script names with `scripts`: [`script_names`]), and
+//! how a fetch-and-run form (`npx X`, `uvx X`) splits into a fetch,
+//! enforced, and a run, observed (`fetch_run`: [`fetch_and_run`]).
 //! All pure: the gate asks, and does the I/O.
 //!
 //! An allowlist change is a code change: there is deliberately no flag,
@@ -18,6 +20,7 @@
 mod addr;
 pub mod authority;
 mod direct;
+pub mod fetch_run;
 mod scripts;
 mod split;
 mod table;
@@ -26,7 +29,18 @@ pub use addr::AddressCheck;
 pub use direct::HTTP_PORT;
 pub use scripts::script_names;
 pub use split::{invocation_policy, InvocationPolicy, SubcommandRule};
-pub use table::{lookup, observe_twin, tool_names, TOOLS};
+pub use table::{lookup, observe_twin, tool_names, FETCH_AND_RUN, TOOLS};
+
+/// The fetch-and-run plan for `tool` run with `args` (its own from
+/// `from`), if they are one of the pinned forms ([`FETCH_AND_RUN`]).
+pub fn fetch_and_run(
+    tool: &ToolPolicy,
+    args: &[std::ffi::OsString],
+    from: usize,
+    ctx: &fetch_run::Context<'_>,
+) -> Option<fetch_run::Plan> {
+    fetch_run::plan_in(FETCH_AND_RUN, tool, args, from, ctx)
+}
 
 use std::fmt;
 

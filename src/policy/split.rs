@@ -69,28 +69,31 @@ pub const WHY_ENFORCED: &str =
     "fetches, installs, builds or is not a subcommand that runs the project's code: enforced";
 
 /// What [`scan`] found.
-struct Scan<'a> {
+pub(crate) struct Scan<'a> {
     /// The subcommand: the first argument that is not an option. `None`
     /// when there is none, when `--` comes first, or when an argument
     /// before it is not UTF-8.
-    word: Option<&'a str>,
+    pub(crate) word: Option<&'a str>,
+    /// Where the subcommand is in the arguments.
+    pub(crate) at: usize,
     /// An option the rule does not know came before it: it may have taken
     /// the next argument as its value (`npm --user-agent test install`),
     /// so the word may be that value, not the subcommand.
-    after_unknown_option: bool,
+    pub(crate) after_unknown_option: bool,
 }
 
 /// The subcommand in `args` (the tool's arguments, without argv[0]) by
 /// `rule`, skipping the values of its value options.
-fn scan<'a>(rule: &SubcommandRule, args: &'a [OsString]) -> Scan<'a> {
-    let mut args = args.iter().map(|a| a.to_str());
+pub(crate) fn scan<'a>(rule: &SubcommandRule, args: &'a [OsString]) -> Scan<'a> {
+    let mut args = args.iter().map(|a| a.to_str()).enumerate();
     let mut first = true;
     let mut after_unknown_option = false;
     let none = |after_unknown_option| Scan {
         word: None,
+        at: 0,
         after_unknown_option,
     };
-    while let Some(arg) = args.next() {
+    while let Some((at, arg)) = args.next() {
         let Some(arg) = arg else {
             return none(after_unknown_option);
         };
@@ -110,6 +113,7 @@ fn scan<'a>(rule: &SubcommandRule, args: &'a [OsString]) -> Scan<'a> {
         }
         return Scan {
             word: Some(arg),
+            at,
             after_unknown_option,
         };
     }

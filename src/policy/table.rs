@@ -3,6 +3,7 @@
 //! project's own code (observed, not enforced). Sources for every host are
 //! in `docs/registries.md` of the shared docs (the tools' own code).
 
+use crate::policy::fetch_run::{FetchRun, Grammar};
 use crate::policy::{Family, Mode, Rule, SubcommandRule, ToolPolicy};
 
 const NPM_REGISTRY: &[Rule] = &[Rule::https("registry.npmjs.org")];
@@ -865,6 +866,27 @@ const TABLE: &[ToolPolicy] = &[
     // registry's download_url points, and every API its providers (child
     // processes with the same environment) call.
     observe("terraform", &[]),
+];
+
+/// The fetch-and-run forms (`policy::fetch_run`): each line splits that
+/// form of its tool into a fetch, enforced and strict like `npm install`,
+/// then a run of the program asked for, observed and not isolated like
+/// `npm run`, from what the fetch left and without fetching again.
+/// Deleting a line makes that tool's form enforced whole again, as every
+/// invocation of it was before. yarn dlx cannot run from what it fetched
+/// (a temporary project, deleted as the program exits): observed whole.
+pub static FETCH_AND_RUN: &[FetchRun] = &[
+    FetchRun::whole("npx", Grammar::NpmExec),
+    FetchRun::after("npm", &[&["exec"], &["x"]], Grammar::NpmExec),
+    FetchRun::after("pnpm", &[&["dlx"]], Grammar::PnpmDlx),
+    FetchRun::whole("pnpx", Grammar::PnpmDlx),
+    FetchRun::whole("pnx", Grammar::PnpmDlx),
+    FetchRun::after("yarn", &[&["dlx"]], Grammar::YarnDlx),
+    FetchRun::whole("bunx", Grammar::BunX),
+    FetchRun::after("bun", &[&["x"]], Grammar::BunX),
+    FetchRun::whole("uvx", Grammar::UvToolRun),
+    FetchRun::after("uv", &[&["tool", "run"]], Grammar::UvToolRun),
+    FetchRun::after("pipx", &[&["run"]], Grammar::PipxRun),
 ];
 
 /// The policy for a tool name, if cli-guard guards it.

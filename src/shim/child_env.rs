@@ -36,6 +36,9 @@ pub fn for_child(
     marks: ChildMarks<'_>,
 ) -> BTreeMap<OsString, OsString> {
     let mut env: BTreeMap<OsString, OsString> = inherited.vars().collect();
+    // Under an npm fetch phase (an install script's guarded tool): not its
+    // script-shell hook.
+    super::fetch_run::undo_hook(&mut env);
     // Maven 3.8's wagon transport (Debian's mvn) takes the proxy from the
     // JVM properties but never answers the 407 with their credential: in a
     // namespace, strict mode's transparent path carries Maven instead.

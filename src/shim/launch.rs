@@ -11,6 +11,7 @@ use std::path::Path;
 use anyhow::Context;
 
 use super::child_env::{self, ChildMarks};
+use super::fetch_run::Phase;
 use super::invocation::spawn_failure;
 use super::signals::Terminal;
 use super::strict::{self, Isolation};
@@ -59,14 +60,17 @@ pub struct Tool<'a> {
     pub skip: &'a str,
     /// `CLI_GUARD_REAL_TOOL`'s value for the child.
     pub real_tool: &'a str,
+    /// A fetch-and-run phase's arguments and environment, if this is one.
+    pub phase: &'a Phase,
 }
 
 impl Tool<'_> {
     /// The tool's argv and environment, ready to exec, with its proxy at
     /// `proxy_url`.
     fn prepare(&self, proxy_url: &str, in_netns: bool) -> Result<Prepared, Failure> {
+        let args = self.phase.args.as_ref().unwrap_or(&self.inv.args);
         let argv: Vec<&OsStr> = std::iter::once(&self.inv.argv0)
-            .chain(&self.inv.args)
+            .chain(args)
             .map(|a| a.as_os_str())
             .collect();
         let marks = ChildMarks {
@@ -77,7 +81,8 @@ impl Tool<'_> {
             real_tool: self.real_tool,
             in_netns,
         };
-        let child_env = child_env::for_child(self.env, self.inv.policy, marks);
+        let mut child_env = child_env::for_child(self.env, self.inv.policy, marks);
+        self.phase.apply_env(&mut child_env);
         Prepared::new(self.real_path.as_os_str(), &argv, &child_env)
             .map_err(|e| spawn_failure(self.inv, self.real_path, &e))
     }

@@ -3,7 +3,8 @@
 //! says what is run (and the 126/127 messages), [`locate`] finds the real
 //! tool, [`hand_through`] passes a copied shim on to it, [`child_env`]
 //! makes its environment, [`signals`] forwards signals, [`summary`] prints
-//! the refusals, and the gate itself is `crate::gate`.
+//! the refusals, [`fetch_run`] makes a fetch-and-run form (`npx X`) two
+//! invocations, and the gate itself is `crate::gate`.
 //!
 //! Order matters and fails closed: the gate's sockets and the audit `start`
 //! row exist before the tool runs; if the listener, the credential, signal
@@ -14,9 +15,10 @@
 //! written; where the kernel refuses, the tool runs behind the plain proxy
 //! instead, and the row says why. Every invocation writes exactly one
 //! `start` and one `end` row, each on one path: [`Started::write_start`]
-//! and [`run`]'s `write_end`.
+//! and [`guarded`]'s `write_end` (a fetch and run is two invocations).
 
 mod child_env;
+mod fetch_run;
 mod hand_through;
 mod invocation;
 mod launch;
@@ -34,6 +36,7 @@ use std::time::Instant;
 use anyhow::Context;
 use nix::sys::signalfd::SignalFd;
 
+use self::fetch_run::Phase;
 use self::hand_through::hand_through;
 use self::invocation::{lookup_failure, spawn_failure};
 use self::launch::{Child, Launch};
@@ -48,6 +51,7 @@ use crate::gate::{self, Gate, Pool, Shutdown, Summary};
 use crate::policy::{self, InvocationPolicy, ToolPolicy};
 use crate::sys::signal;
 
+pub use self::fetch_run::exec_hook;
 pub use self::invocation::{Invocation, Program};
 pub use self::locate::shim_status;
 pub use self::strict::Setting as StrictSetting;
@@ -57,20 +61,45 @@ pub use self::strict::Setting as StrictSetting;
 /// rustup's counter was once too low and broke legitimate nesting.
 const MAX_DEPTH: u32 = 32;
 
-/// Runs one guarded invocation to the end.
+/// Runs one guarded invocation to the end: a fetch-and-run form
+/// (`npx X`, `uvx X`) as its two phases ([`fetch_run`]), anything else as
+/// one.
 pub fn run(inv: Invocation, env: &Env) -> Result<Exit, Failure> {
-    let started = Instant::now();
     let self_id = own_file_id();
-    let skip = skip_list(env.skip(), self_id);
     // A second copy of cli-guard that an outer one took for the real tool:
     // the gate is already in place, so hand straight through.
     let ran_as_real = env.real_tool().and_then(FileId::from_var);
     if inv.as_shim && self_id.is_some() && ran_as_real == self_id {
-        return Err(hand_through(&inv, &skip, env));
+        return Err(hand_through(&inv, &skip_list(env.skip(), self_id), env));
     }
-    let depth = check_recursion(&inv, env.depth())?;
-    let audit_id = audit::new_audit_id()
-        .map_err(|e| Failure::gate(anyhow::anyhow!("cannot draw a random audit ID: {e}")))?;
+    match fetch_run::plan(&inv, env) {
+        Some(plan) => fetch_run::run(&inv, env, plan),
+        None => guarded(&inv, env, &Phase::default()).outcome,
+    }
+}
+
+/// How one guarded invocation ended, and its audit ID.
+struct Ran {
+    outcome: Result<Exit, Failure>,
+    audit_id: String,
+}
+
+/// Runs one guarded invocation (or one phase of a fetch-and-run) to the end.
+fn guarded(inv: &Invocation, env: &Env, phase: &Phase) -> Ran {
+    let started = Instant::now();
+    let skip = skip_list(env.skip(), own_file_id());
+    let depth = match check_recursion(inv, env.depth()) {
+        Ok(depth) => depth,
+        Err(failure) => return Ran::before_start(failure),
+    };
+    let audit_id = match audit::new_audit_id() {
+        Ok(id) => id,
+        Err(e) => {
+            return Ran::before_start(Failure::gate(anyhow::anyhow!(
+                "cannot draw a random audit ID: {e}"
+            )))
+        }
+    };
     let parent_audit_id = env.parent_audit_id().map(str::to_string);
     let log = Arc::new(AuditLog::open(audit_id, env.audit_log_path().as_deref()));
 
@@ -88,10 +117,12 @@ pub fn run(inv: Invocation, env: &Env) -> Result<Exit, Failure> {
     // (`npm test`, `cargo run`) is observed. ./package.json is read only for
     // a yarn or pnpm word that may name one of its scripts.
     let tool_args = inv.args.get(inv.tool_args_from..).unwrap_or_default();
-    let split = policy::invocation_policy(inv.policy, tool_args, &|| {
-        std::fs::read_to_string("package.json")
-            .ok()
-            .map(|json| policy::script_names(&json))
+    let split = phase.split.clone().unwrap_or_else(|| {
+        policy::invocation_policy(inv.policy, tool_args, &|| {
+            std::fs::read_to_string("package.json")
+                .ok()
+                .map(|json| policy::script_names(&json))
+        })
     });
     let start = audit::Start {
         parent_audit_id,
@@ -107,15 +138,19 @@ pub fn run(inv: Invocation, env: &Env) -> Result<Exit, Failure> {
         pid: std::process::id(),
         isolation: None,
         isolation_reason: None,
+        phase: phase.mark.phase.map(str::to_string),
+        fetch_audit_id: phase.mark.fetch_audit_id.clone(),
+        package: phase.mark.package.clone(),
     };
     let started_gate = Started {
-        inv: &inv,
+        inv,
         split,
         env,
         log: &log,
         depth,
         skip,
         start,
+        phase,
     };
     let (outcome, summary) = match found {
         Ok(found) => started_gate.guarded(found),
@@ -123,12 +158,25 @@ pub fn run(inv: Invocation, env: &Env) -> Result<Exit, Failure> {
             started_gate.write_start(&Isolation::None {
                 reason: "the real tool was not found: nothing ran".to_string(),
             });
-            (Err(lookup_failure(&inv, e)), Summary::default())
+            (Err(lookup_failure(inv, e)), Summary::default())
         }
     };
     write_end(&log, started, &outcome, &summary);
     summary::print_denials(inv.policy, &summary, log.audit_id());
-    outcome
+    Ran {
+        outcome,
+        audit_id: log.audit_id().to_string(),
+    }
+}
+
+impl Ran {
+    /// Refused before any row was written (a loop, no randomness).
+    fn before_start(failure: Failure) -> Ran {
+        Ran {
+            outcome: Err(failure),
+            audit_id: String::new(),
+        }
+    }
 }
 
 /// The subcommand as the start row records it: a word (a script, say, is
@@ -161,6 +209,8 @@ struct Started<'a> {
     /// The `start` row, written once the isolation is known and before the
     /// tool runs.
     start: audit::Start,
+    /// A fetch-and-run phase's arguments and environment, if this is one.
+    phase: &'a Phase,
 }
 
 impl<'a> Started<'a> {
@@ -234,6 +284,7 @@ impl<'a> Started<'a> {
             depth: self.depth,
             skip: &skip,
             real_tool: &real_tool,
+            phase: self.phase,
         };
         let isolation = match strict::attempt(&self.split, setting) {
             strict::Attempt::Plain(isolation) => isolation,
@@ -324,10 +375,13 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 }
 
 /// Raises the descriptor soft limit to the hard limit; returns the original
-/// (soft, hard) for the child.
+/// (soft, hard) for the child: the limit as the process found it, also for
+/// a fetch-and-run's second phase, after the first raised it.
 fn raise_nofile() -> Option<(u64, u64)> {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    static ORIGINAL: std::sync::OnceLock<Option<(u64, u64)>> = std::sync::OnceLock::new();
+    let original = *ORIGINAL.get_or_init(|| getrlimit(Resource::RLIMIT_NOFILE).ok());
+    let (soft, hard) = original?;
     if soft < hard {
         setrlimit(Resource::RLIMIT_NOFILE, hard, hard).ok()?;
     }

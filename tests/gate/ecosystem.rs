@@ -31,7 +31,7 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 use crate::clients::{installed, invocation, need, only_start, Client};
-use crate::util::{command, dump, Outcome};
+use crate::util::{command, dump, fetch_and_run_phases, Outcome};
 
 /// How a client's connections reached the gate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,10 +167,19 @@ struct Invocations<'a> {
 
 /// `tool`'s invocation and its descendants; `tool` ran in strict mode.
 fn invocations<'a>(recs: &'a [Value], tool: &str) -> Invocations<'a> {
-    let (id, _, end) = invocation(recs, tool);
+    let (id, _, _) = invocation(recs, tool);
     let start = only_start(recs, tool);
     assert_eq!(start["isolation"], "netns", "{start}\n{}", dump(recs));
     assert_eq!(start["mode"], "enforce", "{start}");
+    descendants(recs, id)
+}
+
+/// The invocation `id` and its descendants.
+fn descendants(recs: &[Value], id: String) -> Invocations<'_> {
+    let end = recs
+        .iter()
+        .find(|r| r["kind"] == "end" && r["audit_id"] == id.as_str())
+        .unwrap_or_else(|| panic!("no end row for {id}:\n{}", dump(recs)));
     let mut ids = vec![id];
     let mut grew = true;
     while grew {
@@ -230,6 +239,66 @@ fn assert_fetched(c: &Client, out: &Outcome, tool: &str, hosts: &[&str]) {
     }
     check_eq!(out, run.end["exit_code"], 0, "{}", run.end);
     check_eq!(out, run.denied, 0, "denials");
+}
+
+/// A fetch and run (issue 18): `tool`'s fetch phase fetched from `hosts`
+/// only, in strict mode, exactly as `assert_fetched` says of an install;
+/// then its run phase, observed and not isolated, named its fetch and the
+/// package `package`, and made no connection at all: it ran offline from
+/// what the fetch left.
+fn assert_fetched_then_ran_offline(c: &Client, out: &Outcome, tool: &str, hosts: &[&str], package: &str) {
+    check_eq!(out, out.code(), Some(0), "{tool} failed");
+    let recs = c.records();
+    let (fetch, run) = phases(out, &recs, tool);
+    let fetch_run = invocations_from(&recs, fetch);
+    check!(
+        out,
+        !tunnels(&fetch_run.egress).is_empty(),
+        "the fetch made no connection"
+    );
+    for row in &fetch_run.egress {
+        let host = row["host"].as_str().unwrap_or("");
+        check!(out, hosts.contains(&host), "unexpected host {host}: {row}");
+        check_eq!(out, row["decision"], "allow", "{row}");
+    }
+    check_eq!(out, run["package"]["name"], package, "{run}");
+    let ran = invocations_from(&recs, run);
+    check!(
+        out,
+        ran.egress.is_empty(),
+        "the run went online: {:?}",
+        ran.egress
+    );
+}
+
+/// The top-level fetch and run phases of `tool`, in that order, checked
+/// (`fetch_and_run_phases`), the fetch in strict mode, both ended well.
+fn phases<'a>(out: &Outcome, recs: &'a [Value], tool: &str) -> (&'a Value, &'a Value) {
+    let (fetch, run) = fetch_and_run_phases(out, recs, tool);
+    check_eq!(
+        out,
+        fetch["isolation"],
+        "netns",
+        "the fetch ran isolated: {fetch}"
+    );
+    let ends: Vec<&Value> = recs
+        .iter()
+        .filter(|r| {
+            r["kind"] == "end" && (r["audit_id"] == fetch["audit_id"] || r["audit_id"] == run["audit_id"])
+        })
+        .collect();
+    check!(
+        out,
+        ends.len() == 2 && ends.iter().all(|e| e["exit_code"] == 0),
+        "both phases ended well: {ends:?}"
+    );
+    (fetch, run)
+}
+
+/// The invocation that `start` opens and those nested under it.
+fn invocations_from<'a>(recs: &'a [Value], start: &Value) -> Invocations<'a> {
+    let id = start["audit_id"].as_str().unwrap_or("").to_string();
+    descendants(recs, id)
 }
 
 /// A client whose registry does not resolve here: its connections reach
@@ -368,7 +437,7 @@ fn pnpx_runs_a_package_from_the_npm_registry() {
     let c = Client::new();
     let proj = project(&c, &[PACKAGE_JSON]);
     let out = c.run(client_cmd(&c, &proj, "pnpx", &["cowsay@1.6.0", "moo"]));
-    assert_fetched(&c, &out, "pnpx", &["registry.npmjs.org"]);
+    assert_fetched_then_ran_offline(&c, &out, "pnpx", &["registry.npmjs.org"], "cowsay");
     check!(out, out.stdout().contains("moo"), "cowsay did not run");
 }
 
@@ -406,7 +475,7 @@ fn bunx_runs_a_package_from_the_npm_registry() {
     let c = Client::new();
     let proj = project(&c, &[PACKAGE_JSON]);
     let out = c.run(client_cmd(&c, &proj, "bunx", &["cowsay@1.6.0", "moo"]));
-    assert_fetched(&c, &out, "bunx", &["registry.npmjs.org"]);
+    assert_fetched_then_ran_offline(&c, &out, "bunx", &["registry.npmjs.org"], "cowsay");
     check!(out, out.stdout().contains("moo"), "cowsay did not run");
 }
 
@@ -580,7 +649,7 @@ fn uvx_runs_a_tool_from_pypi() {
         "uvx",
         &["--python", python(), "pycowsay==0.0.0.2", "moo"],
     ));
-    assert_fetched(&c, &out, "uvx", PYPI);
+    assert_fetched_then_ran_offline(&c, &out, "uvx", PYPI, "pycowsay");
     check!(out, out.stdout().contains("moo"), "pycowsay did not run");
 }
 
@@ -972,4 +1041,402 @@ fn gradle_pointed_at_an_unlisted_repository_is_denied() {
     let c = Client::new();
     let out = c.run(gradle_cmd(&c, "maven { url 'https://maven.example.net/maven2' }"));
     assert_denied(&c, &out, "gradle", "maven.example.net", Via::ProxyAfter407);
+}
+
+// ---------------------------------------------------------------------------
+// Fetch and run: npx, npm exec, pnpm dlx, yarn dlx, bunx, uvx, pipx run
+//
+// Each fetches a local package made here whose program reaches a host that
+// its tool's allowlist does not name, and whose install script (or build
+// script) tries the same host. The fetch phase runs in strict mode and the
+// install script is refused with a row; the run phase runs the program
+// observed, and it gets its 200 with an observe row. The host is
+// pypi.org for the npm registry's clients and registry.npmjs.org for
+// PyPI's: both reachable here and in CI.
+
+/// What the npm registry's clients may not reach, and their programs do.
+const NODE_TARGET: &str = "pypi.org";
+/// What PyPI's clients may not reach, and their programs do.
+const PYTHON_TARGET: &str = "registry.npmjs.org";
+
+/// A shell command that tries `https://HOST/` through the proxy and
+/// writes `CONNECT-STATUS HTTP-STATUS` (`403 000` refused, `200 200`
+/// through) to `mark`.
+fn curl_mark(host: &str, mark: &Path) -> String {
+    format!(
+        "curl -s -o /dev/null -w '%{{http_connect}} %{{http_code}}' https://{host}/simple/six/ > '{}'; true",
+        mark.display()
+    )
+}
+
+/// `netcli-1.0.0.tgz`: a bin `netcli` (Node, which every client can run)
+/// that reaches NODE_TARGET with curl and prints the statuses, a
+/// postinstall that tries the same (`netcli.mark`), and a dependency,
+/// `netdep-1.0.0.tgz`, whose postinstall does too (`netdep.mark`).
+/// pnpm 12 and bun 1.4 run no tarball dependency's scripts even when told
+/// to trust them, so for them the fetched package's own postinstall is the
+/// install script under test (the tool's temporary project depends on it).
+fn node_packages(c: &Client) -> PathBuf {
+    let marks = c.dir("marks");
+    let pack = |name: &str, manifest: String, files: &[(&str, &str)]| -> PathBuf {
+        let dir = c.dir(&format!("{name}-src/package"));
+        fs::write(dir.join("package.json"), manifest).unwrap();
+        for (file, text) in files {
+            fs::write(dir.join(file), text).unwrap();
+        }
+        let tarball = c.tmp.path().join(format!("{name}-1.0.0.tgz"));
+        let tar = command("tar")
+            .arg("czf")
+            .arg(&tarball)
+            .arg("-C")
+            .arg(dir.parent().unwrap())
+            .arg("package")
+            .status()
+            .unwrap();
+        assert!(tar.success(), "tar");
+        tarball
+    };
+    let postinstall = |name: &str| {
+        serde_json::to_string(&curl_mark(NODE_TARGET, &marks.join(format!("{name}.mark")))).unwrap()
+    };
+    let netdep = pack(
+        "netdep",
+        format!(
+            r#"{{"name":"netdep","version":"1.0.0","scripts":{{"postinstall":{}}}}}"#,
+            postinstall("netdep")
+        ),
+        &[],
+    );
+    let cli = format!(
+        "#!/usr/bin/env node\n\
+         const {{ execFileSync }} = require('child_process');\n\
+         const got = execFileSync('curl', ['-s', '-o', '/dev/null', '-w', '%{{http_connect}} %{{http_code}}', 'https://{NODE_TARGET}/simple/six/'], {{ encoding: 'utf8' }});\n\
+         console.log('status ' + got);\n"
+    );
+    pack(
+        "netcli",
+        format!(
+            r#"{{"name":"netcli","version":"1.0.0","bin":{{"netcli":"cli.js"}},"scripts":{{"postinstall":{}}},"dependencies":{{"netdep":"file:{}"}}}}"#,
+            postinstall("netcli"),
+            netdep.display()
+        ),
+        &[("cli.js", &cli)],
+    )
+}
+
+/// What an install script wrote, if it ran.
+fn mark(c: &Client, name: &str) -> String {
+    fs::read_to_string(c.tmp.path().join("marks").join(format!("{name}.mark"))).unwrap_or_default()
+}
+
+/// A fetch and run of the local package: the program got its 200 through
+/// the gate, observed, under the run phase; the install script `script`
+/// (`netdep` or `netcli`) was refused in the fetch phase, with a row; the
+/// run names the fetched package, read from its files.
+fn assert_program_observed_install_refused(
+    c: &Client,
+    out: &Outcome,
+    tool: &str,
+    target: &str,
+    script: &str,
+) {
+    check_eq!(out, out.code(), Some(0), "{tool} failed");
+    check!(
+        out,
+        out.stdout()
+            .lines()
+            .any(|l| l.trim() == "status 200 200" || l.trim() == "status 200"),
+        "the program did not get its 200"
+    );
+    let recs = c.records();
+    let (fetch, run) = phases(out, &recs, tool);
+    check_eq!(
+        out,
+        run["package"],
+        serde_json::json!({"name": "netcli", "version": "1.0.0"}),
+        "the run names what it ran"
+    );
+    let ran = invocations_from(&recs, run);
+    let observed: Vec<&&Value> = ran.egress.iter().filter(|r| r["host"] == target).collect();
+    check!(
+        out,
+        !observed.is_empty()
+            && observed
+                .iter()
+                .all(|r| r["decision"] == "allow" && r["mode"] == "observe" && r["status"] == 200),
+        "the program's request: observe rows under the run: {observed:?}"
+    );
+    let fetched = invocations_from(&recs, fetch);
+    let refused: Vec<&&Value> = fetched.egress.iter().filter(|r| r["host"] == target).collect();
+    check!(
+        out,
+        !refused.is_empty()
+            && refused
+                .iter()
+                .all(|r| r["decision"] == "deny" && r["status"] == 403),
+        "the install script's request: refused under the fetch: {refused:?}"
+    );
+    let wrote = mark(c, script);
+    check!(
+        out,
+        wrote.contains("403") && !wrote.contains("200"),
+        "{script}'s install script was not refused: {wrote:?}"
+    );
+}
+
+#[test]
+#[ignore = "real clients and the registries: run by .ci/run (cargo test -- --ignored)"]
+fn npx_y_runs_a_fetched_program_observed_and_refuses_its_dependencys_postinstall() {
+    need("npx");
+    let c = Client::new();
+    let tarball = node_packages(&c);
+    let proj = project(&c, &[PACKAGE_JSON]);
+    let package = format!("--package={}", tarball.display());
+    let out = c.run(client_cmd(&c, &proj, "npx", &["-y", &package, "netcli"]));
+    assert_program_observed_install_refused(&c, &out, "npx", NODE_TARGET, "netdep");
+}
+
+#[test]
+#[ignore = "real clients and the registries: run by .ci/run (cargo test -- --ignored)"]
+fn npm_exec_runs_a_fetched_program_observed_and_refuses_its_dependencys_postinstall() {
+    need("npm");
+    let c = Client::new();
+    let tarball = node_packages(&c);
+    let proj = project(&c, &[PACKAGE_JSON]);
+    let package = format!("--package={}", tarball.display());
+    let out = c.run(client_cmd(
+        &c,
+        &proj,
+        "npm",
+        &["exec", "--yes", &package, "--", "netcli"],
+    ));
+    assert_program_observed_install_refused(&c, &out, "npm", NODE_TARGET, "netdep");
+}
+
+#[test]
+#[ignore = "real clients and the registries: run by .ci/run (cargo test -- --ignored)"]
+fn pnpm_dlx_runs_a_fetched_program_observed_and_refuses_its_postinstall() {
+    need("pnpm");
+    let c = Client::new();
+    let tarball = node_packages(&c);
+    let proj = project(&c, &[PACKAGE_JSON]);
+    let package = format!("--package={}", tarball.display());
+    let args = ["dlx", "--allow-build=netcli", &package, "netcli"];
+    let out = c.run(client_cmd(&c, &proj, "pnpm", &args));
+    assert_program_observed_install_refused(&c, &out, "pnpm", NODE_TARGET, "netcli");
+}
+
+#[test]
+#[ignore = "real clients and the registries: run by .ci/run (cargo test -- --ignored)"]
+fn bunx_runs_a_fetched_program_observed_and_refuses_its_postinstall() {
+    need("bunx");
+    let c = Client::new();
+    let tarball = node_packages(&c);
+    let proj = project(&c, &[PACKAGE_JSON]);
+    let tarball = tarball.display().to_string();
+    let out = c.run(client_cmd(
+        &c,
+        &proj,
+        "bunx",
+        &["--trust", "-p", &tarball, "netcli"],
+    ));
+    assert_program_observed_install_refused(&c, &out, "bunx", NODE_TARGET, "netcli");
+}
+
+/// yarn dlx installs into a temporary project it deletes as the program
+/// exits, so it cannot run from what it fetched: it runs observed whole,
+/// says so in one line, and its start row says why. With scripts enabled
+/// (yarn 4 runs none by default), the dependency's postinstall then
+/// reaches the host too: the trade-off the README states.
+#[test]
+#[ignore = "real clients and the registries: run by .ci/run (cargo test -- --ignored)"]
+fn yarn_dlx_runs_observed_whole_and_says_so() {
+    need("yarn");
+    let c = Client::new();
+    let tarball = node_packages(&c);
+    let manifest =
+        format!(r#"{{"name":"proj","version":"1.0.0","private":true,"packageManager":"yarn@{YARN_4}"}}"#);
+    let proj = project(&c, &[("package.json", &manifest)]);
+    let tarball = tarball.display().to_string();
+    let mut cmd = client_cmd(&c, &proj, "yarn", &["dlx", "-q", "-p", &tarball, "netcli"]);
+    corepack_env(&mut cmd, "https://registry.npmjs.org");
+    cmd.env("YARN_NPM_REGISTRY_SERVER", "https://registry.npmjs.org")
+        .env("YARN_ENABLE_TELEMETRY", "0")
+        .env("YARN_ENABLE_SCRIPTS", "1");
+    let out = c.run(cmd);
+    check_eq!(out, out.code(), Some(0), "yarn dlx failed");
+    check!(
+        out,
+        out.stdout().lines().any(|l| l.trim() == "status 200 200"),
+        "the program did not get its 200"
+    );
+    let said: Vec<String> = out
+        .guard_lines()
+        .into_iter()
+        .filter(|l| l.contains("yarn dlx"))
+        .collect();
+    check!(
+        out,
+        said.len() == 1 && said[0].contains("observed"),
+        "one line says it: {said:?}"
+    );
+    let recs = c.records();
+    let start = only_start(&recs, "yarn");
+    check_eq!(out, start["phase"], "fetch+run", "{start}");
+    check_eq!(out, start["mode"], "observe", "{start}");
+    check!(
+        out,
+        start["isolation_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("temporary project")),
+        "{start}"
+    );
+    let rows = invocations_from(&recs, start);
+    check!(
+        out,
+        rows.egress
+            .iter()
+            .any(|r| r["host"] == NODE_TARGET && r["mode"] == "observe" && r["status"] == 200),
+        "observe rows for the program"
+    );
+    check_eq!(
+        out,
+        mark(&c, "netdep"),
+        "200 200",
+        "observed whole: the postinstall got through too"
+    );
+}
+
+/// `netcli`, a Python project whose console script reaches PYTHON_TARGET
+/// and prints `status 200`, depending on `netdep`, an sdist whose setup.py
+/// tries the same host when it is built (`netdep.mark`).
+fn python_packages(c: &Client) -> PathBuf {
+    let marks = c.dir("marks");
+    let fetch = |what: &str, on_error: &str| {
+        format!(
+            "import urllib.request\n\
+             try:\n    with urllib.request.urlopen('https://{PYTHON_TARGET}/', timeout=30) as r:\n        got = str(r.status)\n\
+             except Exception as e:\n    got = {on_error}\n{what}"
+        )
+    };
+    let netdep = c.dir("netdep");
+    let mark = marks.join("netdep.mark");
+    fs::write(
+        netdep.join("setup.py"),
+        format!(
+            "{}\nfrom setuptools import setup\nsetup(name='netdep', version='1.0.0', py_modules=[])\n",
+            fetch(
+                &format!(
+                    "with open('{}', 'a') as m:\n    m.write(got + '\\n')",
+                    mark.display()
+                ),
+                "'refused ' + str(e)"
+            )
+        ),
+    )
+    .unwrap();
+    let netcli = c.dir("netcli");
+    fs::write(
+        netcli.join("pyproject.toml"),
+        format!(
+            "[build-system]\nrequires = [\"setuptools>=61\"]\nbuild-backend = \"setuptools.build_meta\"\n\n\
+             [project]\nname = \"netcli\"\nversion = \"1.0.0\"\ndependencies = [\"netdep @ file://{}\"]\n\n\
+             [project.scripts]\nnetcli = \"netcli:main\"\n",
+            netdep.display()
+        ),
+    )
+    .unwrap();
+    fs::create_dir_all(netcli.join("netcli")).unwrap();
+    fs::write(
+        netcli.join("netcli/__init__.py"),
+        format!(
+            "def main():\n    {}\n",
+            fetch("print('status ' + got)", "'blocked ' + str(e)").replace('\n', "\n    ")
+        ),
+    )
+    .unwrap();
+    netcli
+}
+
+#[test]
+#[ignore = "real clients and the registries: run by .ci/run (cargo test -- --ignored)"]
+fn uvx_runs_a_fetched_program_observed_and_refuses_its_dependencys_build_script() {
+    need("uvx");
+    let c = Client::new();
+    let netcli = python_packages(&c);
+    let proj = project(&c, &[]);
+    let from = netcli.display().to_string();
+    let args = ["--python", python(), "--from", &from, "netcli"];
+    let out = c.run(client_cmd(&c, &proj, "uvx", &args));
+    assert_program_observed_install_refused(&c, &out, "uvx", PYTHON_TARGET, "netdep");
+}
+
+#[test]
+#[ignore = "real clients and the registries: run by .ci/run (cargo test -- --ignored)"]
+fn pipx_run_runs_a_fetched_program_observed_and_refuses_its_dependencys_build_script() {
+    need("pipx");
+    let c = Client::new();
+    let netcli = python_packages(&c);
+    let proj = project(&c, &[]);
+    let spec = netcli.display().to_string();
+    let mut cmd = client_cmd(&c, &proj, "pipx", &["run", "--spec", &spec, "netcli"]);
+    cmd.env("PIPX_HOME", c.dir("pipx-home"))
+        .env("PIPX_BIN_DIR", c.dir("pipx-bin"))
+        .env("PIPX_MAN_DIR", c.dir("pipx-man"))
+        .env("PIPX_DEFAULT_PYTHON", python());
+    let out = c.run(cmd);
+    assert_program_observed_install_refused(&c, &out, "pipx", PYTHON_TARGET, "netdep");
+}
+
+/// The MCP filesystem server, pinned, from the npm registry.
+const MCP_SERVER: &str = "@modelcontextprotocol/server-filesystem";
+const MCP_SERVER_VERSION: &str = "2026.8.31";
+
+/// A real MCP server started as agents start it, `npx -y SERVER`, through
+/// the shim: it answers `initialize` over stdio, and nothing of the fetch
+/// reaches its stdout.
+#[test]
+#[ignore = "real clients and the registries: run by .ci/run (cargo test -- --ignored)"]
+fn an_mcp_server_started_with_npx_y_answers_initialize_over_stdio() {
+    need("npx");
+    let c = Client::new();
+    let proj = project(&c, &[PACKAGE_JSON]);
+    let shared = c.dir("shared");
+    let request = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"cli-guard-test","version":"1.0.0"}}}"#;
+    let input = c.tmp.path().join("initialize.jsonl");
+    fs::write(&input, format!("{request}\n")).unwrap();
+    let server = format!("{MCP_SERVER}@{MCP_SERVER_VERSION}");
+    let shared_arg = shared.display().to_string();
+    let mut cmd = client_cmd(&c, &proj, "npx", &["-y", &server, &shared_arg]);
+    cmd.stdin(fs::File::open(&input).unwrap());
+    let out = c.run(cmd);
+    check_eq!(
+        out,
+        out.code(),
+        Some(0),
+        "the server did not exit when stdin closed"
+    );
+    let stdout = out.stdout();
+    let first = stdout.lines().next().unwrap_or_default();
+    let answer: Value = serde_json::from_str(first).unwrap_or(Value::Null);
+    check_eq!(
+        out,
+        answer["jsonrpc"],
+        "2.0",
+        "stdout's first line is not the answer: {first:?}"
+    );
+    check_eq!(out, answer["id"], 1, "{answer}");
+    check!(
+        out,
+        answer["result"]["serverInfo"]["name"].is_string() && answer["result"]["protocolVersion"].is_string(),
+        "not an initialize result: {answer}"
+    );
+    let recs = c.records();
+    let (_, run) = phases(&out, &recs, "npx");
+    check_eq!(
+        out,
+        run["package"],
+        serde_json::json!({"name": MCP_SERVER, "version": MCP_SERVER_VERSION}),
+        "the run names the server"
+    );
 }

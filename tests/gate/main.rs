@@ -26,6 +26,10 @@
 //!   `CLI_GUARD_RESOLVE` held to loopback.
 //! - `operator`: `cli-guard audit` and `check`, and log rotation.
 //! - `install`: install.sh and the shims/ folder.
+//! - `fetch_run`: fetch and run (`npx X`, `uvx X`) with fake tools: the
+//!   fetch enforced and the run observed, each phase's arguments, the
+//!   record and `cli-guard audit`'s one entry, the program's environment,
+//!   stdio, exit and signals, a failed fetch, the fallbacks.
 //! - `strict`: strict mode from inside the tool's namespace: every escape
 //!   past the proxy refused with a row, the transparent relay, DNS, the
 //!   subcommand split, the fallback, nesting, signals, as nobody.
@@ -54,6 +58,7 @@ mod dial;
 mod dispatch;
 mod ecosystem;
 mod faults;
+mod fetch_run;
 mod hostile;
 mod install;
 mod load;

@@ -1314,6 +1314,32 @@ pub fn records_of<'a>(recs: &'a [Value], audit_id: &str, kind: &str) -> Vec<&'a 
         .collect()
 }
 
+/// A fetch and run's two top-level invocations of `tool`, in order,
+/// checked: the fetch phase enforced, then the run phase observed, not
+/// isolated, naming the fetch in `fetch_audit_id`. Where the fetch ran
+/// (strict mode or not) is the caller's to check.
+pub fn fetch_and_run_phases<'a>(out: &Outcome, recs: &'a [Value], tool: &str) -> (&'a Value, &'a Value) {
+    let starts: Vec<&Value> = recs
+        .iter()
+        .filter(|r| r["kind"] == "start" && r["tool"] == tool && r["parent_audit_id"].is_null())
+        .collect();
+    check_eq!(out, starts.len(), 2, "{tool}: a fetch and a run:\n{}", dump(recs));
+    let (fetch, run) = (starts[0], starts[1]);
+    check_eq!(out, fetch["phase"], "fetch", "{fetch}");
+    check_eq!(out, fetch["mode"], "enforce", "{fetch}");
+    check!(out, fetch.get("fetch_audit_id").is_none(), "{fetch}");
+    check_eq!(out, run["phase"], "run", "{run}");
+    check_eq!(out, run["mode"], "observe", "{run}");
+    check_eq!(out, run["isolation"], "none", "{run}");
+    check_eq!(
+        out,
+        run["fetch_audit_id"],
+        fetch["audit_id"],
+        "the run names its fetch"
+    );
+    (fetch, run)
+}
+
 /// A printable dump of records, for failure messages.
 pub fn dump(recs: &[Value]) -> String {
     recs.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("\n")
