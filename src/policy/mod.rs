@@ -21,6 +21,7 @@ mod addr;
 pub mod authority;
 mod direct;
 pub mod fetch_run;
+mod grammar;
 mod scripts;
 mod split;
 mod table;

@@ -1,0 +1,532 @@
+//! How each tool's arguments name its subcommand: the options that come
+//! before it and take a separate value (`npm --prefix DIR run x`, `cargo -C
+//! DIR test`), the ones known to stand alone, and the tool's own commands
+//! that a same-named package.json script never shadows. Data for
+//! `split::SubcommandRule`, kept apart from the table of hosts (`table`)
+//! that an operator reviews. An option missing here makes its value look
+//! like the subcommand: enforced, unless the value is itself a run word.
+
+use crate::policy::SubcommandRule;
+
+const NPM_OPTIONS: &[&str] = &[
+    "--prefix",
+    "-C",
+    "--workspace",
+    "-w",
+    "--registry",
+    "--cache",
+    "--userconfig",
+    "--globalconfig",
+    "--loglevel",
+    "--tag",
+    "--otp",
+    "--scope",
+    "--before",
+    "--omit",
+    "--include",
+    "--location",
+    "-L",
+    "--script-shell",
+    "--node-options",
+    "--install-strategy",
+];
+/// Options of npm's that take no value (npm/cli's boolean definitions that
+/// appear before a subcommand in practice).
+const NPM_FLAGS: &[&str] = &[
+    "--silent",
+    "-s",
+    "--quiet",
+    "-q",
+    "--verbose",
+    "-d",
+    "-dd",
+    "-ddd",
+    "--yes",
+    "-y",
+    "--no",
+    "--json",
+    "--parseable",
+    "--global",
+    "-g",
+    "--workspaces",
+    "-ws",
+    "--include-workspace-root",
+    "--if-present",
+    "--ignore-scripts",
+    "--no-color",
+    "--color",
+    "--offline",
+    "--prefer-offline",
+    "--prefer-online",
+    "--foreground-scripts",
+    "--force",
+    "-f",
+    "--production",
+    "--dry-run",
+];
+
+pub const NPM: SubcommandRule = SubcommandRule {
+    value_options: NPM_OPTIONS,
+    flags: NPM_FLAGS,
+    ..SubcommandRule::PLAIN
+};
+// npx's -p is --package (npm's is --parseable).
+pub const NPX: SubcommandRule = SubcommandRule {
+    value_options: &[
+        "--package",
+        "-p",
+        "--call",
+        "-c",
+        "--prefix",
+        "-C",
+        "--registry",
+        "--cache",
+        "--userconfig",
+        "--loglevel",
+    ],
+    ..SubcommandRule::PLAIN
+};
+// pnpm runs a script by name when the name is none of its own commands
+// (pnpm/src/cmd/index.ts, with aliases; the not-implemented ones too, which
+// fail safe). pnpm's -w is --workspace-root and takes no value.
+pub const PNPM: SubcommandRule = SubcommandRule {
+    value_options: &[
+        "-C",
+        "--dir",
+        "--prefix",
+        "--filter",
+        "-F",
+        "--filter-prod",
+        "--test-pattern",
+        "--changed-files-ignore-pattern",
+        "--reporter",
+        "--loglevel",
+        "--color",
+        "--store-dir",
+        "--registry",
+    ],
+    flags: &[
+        "-r",
+        "--recursive",
+        "-w",
+        "--workspace-root",
+        "--silent",
+        "-s",
+        "--reporter=silent",
+        "--offline",
+        "--prefer-offline",
+        "--frozen-lockfile",
+        "--shamefully-hoist",
+        "--stream",
+        "--parallel",
+        "--aggregate-output",
+        "--if-present",
+        "--no-bail",
+        "--color",
+        "--no-color",
+        "-g",
+        "--global",
+    ],
+    toolchain: false,
+    package_scripts: true,
+    builtins: &[
+        "add",
+        "approve-builds",
+        "audit",
+        "bin",
+        "cache",
+        "ci",
+        "clean-install",
+        "ic",
+        "install-clean",
+        "clean",
+        "purge",
+        "config",
+        "c",
+        "get",
+        "set",
+        "create",
+        "dedupe",
+        "deploy",
+        "dlx",
+        "doctor",
+        "env",
+        "exec",
+        "runtime",
+        "rt",
+        "fetch",
+        "completion",
+        "completion-server",
+        "ignored-builds",
+        "import",
+        "self-update",
+        "setup",
+        "init",
+        "install",
+        "i",
+        "install-test",
+        "it",
+        "link",
+        "ln",
+        "list",
+        "ls",
+        "ll",
+        "la",
+        "licenses",
+        "outdated",
+        "pack",
+        "patch",
+        "patch-commit",
+        "patch-remove",
+        "peers",
+        "prune",
+        "publish",
+        "rebuild",
+        "rb",
+        "recursive",
+        "m",
+        "multi",
+        "remove",
+        "rm",
+        "uninstall",
+        "un",
+        "uni",
+        "root",
+        "sbom",
+        "store",
+        "cat-file",
+        "cat-index",
+        "find-hash",
+        "unlink",
+        "dislink",
+        "update",
+        "up",
+        "upgrade",
+        "version",
+        "why",
+        "help",
+        "access",
+        "adduser",
+        "bugs",
+        "deprecate",
+        "dist-tag",
+        "docs",
+        "edit",
+        "find",
+        "home",
+        "info",
+        "issues",
+        "login",
+        "logout",
+        "owner",
+        "ping",
+        "profile",
+        "pkg",
+        "repo",
+        "s",
+        "se",
+        "search",
+        "set-script",
+        "show",
+        "star",
+        "stars",
+        "team",
+        "token",
+        "unpublish",
+        "unstar",
+        "v",
+        "view",
+        "whoami",
+        "xmas",
+    ],
+};
+// yarn (1 and berry) runs a script by name when the name is none of its
+// own commands.
+pub const YARN: SubcommandRule = SubcommandRule {
+    value_options: &[
+        "--cwd",
+        "--modules-folder",
+        "--cache-folder",
+        "--global-folder",
+        "--link-folder",
+        "--mutex",
+        "--network-timeout",
+        "--network-concurrency",
+        "--child-concurrency",
+        "--registry",
+        "--otp",
+        "--preferred-cache-folder",
+        "--use-yarnrc",
+    ],
+    flags: &[
+        "--silent",
+        "-s",
+        "--verbose",
+        "--offline",
+        "--prefer-offline",
+        "--frozen-lockfile",
+        "--immutable",
+        "--no-progress",
+        "--non-interactive",
+        "--json",
+        "--production",
+        "--ignore-scripts",
+    ],
+    toolchain: false,
+    package_scripts: true,
+    builtins: &[
+        "access",
+        "add",
+        "audit",
+        "autoclean",
+        "bin",
+        "cache",
+        "check",
+        "config",
+        "constraints",
+        "create",
+        "dedupe",
+        "dlx",
+        "exec",
+        "explain",
+        "generate-lock-entry",
+        "global",
+        "help",
+        "import",
+        "info",
+        "init",
+        "install",
+        "licenses",
+        "link",
+        "list",
+        "login",
+        "logout",
+        "node",
+        "npm",
+        "outdated",
+        "owner",
+        "pack",
+        "patch",
+        "patch-commit",
+        "plugin",
+        "policies",
+        "publish",
+        "rebuild",
+        "remove",
+        "sdks",
+        "search",
+        "set",
+        "stage",
+        "tag",
+        "team",
+        "unlink",
+        "unplug",
+        "up",
+        "upgrade",
+        "upgrade-interactive",
+        "version",
+        "versions",
+        "why",
+        "workspace",
+        "workspaces",
+    ],
+};
+// rustup's proxy takes `+toolchain` first; -C, --config, -Z, --color and
+// --explain take a value before the subcommand.
+pub const CARGO: SubcommandRule = SubcommandRule {
+    value_options: &["-C", "--config", "-Z", "--color", "--explain"],
+    flags: &[
+        "--locked",
+        "--frozen",
+        "--offline",
+        "-q",
+        "--quiet",
+        "-v",
+        "-vv",
+        "--verbose",
+        "-V",
+        "--version",
+        "--list",
+    ],
+    toolchain: true,
+    ..SubcommandRule::PLAIN
+};
+pub const PIP: SubcommandRule = SubcommandRule {
+    value_options: &[
+        "--proxy",
+        "--log",
+        "--log-file",
+        "--cache-dir",
+        "--timeout",
+        "--retries",
+        "--python",
+        "--cert",
+        "--client-cert",
+        "--exists-action",
+        "--trusted-host",
+        "--keyring-provider",
+        "--use-feature",
+        "--use-deprecated",
+    ],
+    ..SubcommandRule::PLAIN
+};
+pub const UV: SubcommandRule = SubcommandRule {
+    value_options: &[
+        "--directory",
+        "--project",
+        "--config-file",
+        "--cache-dir",
+        "--color",
+        "--python-preference",
+        "--allow-insecure-host",
+    ],
+    ..SubcommandRule::PLAIN
+};
+pub const COMPOSER: SubcommandRule = SubcommandRule {
+    value_options: &["-d", "--working-dir"],
+    ..SubcommandRule::PLAIN
+};
+pub const AWS: SubcommandRule = SubcommandRule {
+    value_options: &[
+        "--region",
+        "--profile",
+        "--output",
+        "--endpoint-url",
+        "--query",
+        "--ca-bundle",
+        "--color",
+        "--cli-read-timeout",
+        "--cli-connect-timeout",
+    ],
+    ..SubcommandRule::PLAIN
+};
+pub const DOCKER: SubcommandRule = SubcommandRule {
+    value_options: &[
+        "-H",
+        "--host",
+        "--context",
+        "-c",
+        "--config",
+        "-l",
+        "--log-level",
+        "--tlscacert",
+        "--tlscert",
+        "--tlskey",
+    ],
+    ..SubcommandRule::PLAIN
+};
+pub const KUBECTL: SubcommandRule = SubcommandRule {
+    value_options: &[
+        "-n",
+        "--namespace",
+        "--context",
+        "--kubeconfig",
+        "-s",
+        "--server",
+        "--cluster",
+        "--user",
+        "--token",
+    ],
+    ..SubcommandRule::PLAIN
+};
+
+// bun: `bun run` and `bun test` run the project's code, and so does a bare
+// word naming a package.json script (`bun dev`) unless it is one of bun's
+// own commands (oven-sh/bun `src/cli.zig`, Command.Tag and its aliases).
+// A file path (`bun index.ts`) is no script: enforced, which fails safe.
+pub const BUN: SubcommandRule = SubcommandRule {
+    value_options: &[
+        "--cwd",
+        "-c",
+        "--config",
+        "--env-file",
+        "-r",
+        "--preload",
+        "--filter",
+        "-F",
+    ],
+    flags: &[
+        "--silent",
+        "--bun",
+        "--hot",
+        "--watch",
+        "--smol",
+        "--no-install",
+        "--if-present",
+        "--verbose",
+    ],
+    toolchain: false,
+    package_scripts: true,
+    builtins: &[
+        "add",
+        "a",
+        "audit",
+        "build",
+        "completions",
+        "create",
+        "c",
+        "discord",
+        "exec",
+        "getcompletes",
+        "help",
+        "i",
+        "info",
+        "init",
+        "install",
+        "link",
+        "outdated",
+        "patch",
+        "patch-commit",
+        "pm",
+        "publish",
+        "remove",
+        "rm",
+        "repl",
+        "unlink",
+        "update",
+        "upgrade",
+        "why",
+        "x",
+    ],
+};
+// bunx (`bun x`): -p/--package names the package to fetch.
+pub const BUNX: SubcommandRule = SubcommandRule {
+    value_options: &["-p", "--package"],
+    ..SubcommandRule::PLAIN
+};
+// deno's global options come after the subcommand; only the shared ones
+// that take a value are listed.
+pub const DENO: SubcommandRule = SubcommandRule {
+    value_options: &["-L", "--log-level"],
+    ..SubcommandRule::PLAIN
+};
+pub const POETRY: SubcommandRule = SubcommandRule {
+    value_options: &["-C", "--directory", "-P", "--project"],
+    ..SubcommandRule::PLAIN
+};
+pub const PDM: SubcommandRule = SubcommandRule {
+    value_options: &["-c", "--config"],
+    ..SubcommandRule::PLAIN
+};
+pub const HATCH: SubcommandRule = SubcommandRule {
+    value_options: &[
+        "-e",
+        "--env",
+        "-p",
+        "--project",
+        "--data-dir",
+        "--cache-dir",
+        "--config",
+        "--color",
+    ],
+    ..SubcommandRule::PLAIN
+};
+pub const CONDA: SubcommandRule = SubcommandRule {
+    value_options: &["--json-format", "--log-level", "-r", "--root-prefix", "--rc-file"],
+    ..SubcommandRule::PLAIN
+};
+pub const PIXI: SubcommandRule = SubcommandRule {
+    value_options: &["--color"],
+    ..SubcommandRule::PLAIN
+};
+pub const DOTNET: SubcommandRule = SubcommandRule::PLAIN;
