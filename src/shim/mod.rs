@@ -53,7 +53,7 @@ use crate::sys::netns::{self, Isolated};
 use crate::sys::{signal, spawn};
 
 pub use self::invocation::{Invocation, Program};
-pub use self::locate::shim_status;
+pub use self::locate::{shim_names, shim_status, ShimStatus};
 pub use self::strict::Setting as StrictSetting;
 
 /// Nesting deeper than this is a loop, not a build (a tool whose wrapper
@@ -260,9 +260,8 @@ impl<'a> Started<'a> {
         // Inside an enclosing strict invocation's namespace: its marker,
         // checked, since any process can set a variable.
         let inside = env.in_netns() && netns::outside_init_netns();
-        let argv: Vec<&OsStr> = std::iter::once(&self.inv.argv0)
-            .chain(&self.inv.args)
-            .map(OsString::as_os_str)
+        let argv: Vec<&OsStr> = std::iter::once(self.inv.child_argv0(&real_path))
+            .chain(self.inv.args.iter().map(OsString::as_os_str))
             .collect();
         let skip = skip_var(&self.skip);
         let real_tool = real_id.to_var();

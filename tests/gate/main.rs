@@ -32,6 +32,11 @@
 //! - `clients`: the real npm, pip, cargo, curl, aws and kubectl through
 //!   install.sh's shims, against the registries this machine reaches
 //!   (`#[ignore]`d: `.ci/run` runs them with `cargo test -- --ignored`).
+//! - `shells`: interactive bash, zsh and fish with `cli-guard init`'s line
+//!   as install.sh --rc writes it: the functions, the prompt hook, doctor;
+//!   virtualenvs, nvm-style node directories, child shells, make, Python's
+//!   subprocess, uvx, pipx, virtualenv (offline with fake tools in bash;
+//!   zsh, fish and the real clients `#[ignore]`d).
 //! - `ecosystem`: the other pinned real clients (pnpm, bun, deno, corepack
 //!   and yarn 4, uv, poetry, pipx, pdm, hatch, `python -m pip`, go, gem,
 //!   bundle, composer, mvn, gradle) in strict mode: a fetch, a denial, and
@@ -60,6 +65,7 @@ mod load;
 mod operator;
 mod proxy;
 mod python;
+mod shells;
 mod shim;
 mod signals;
 mod strict;
