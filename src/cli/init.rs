@@ -1,8 +1,9 @@
 //! `cli-guard init bash|zsh|fish`: prints the shell code that puts the gate
 //! in front of every guarded name in that shell, whatever comes first on
-//! PATH (a virtualenv, nvm, a version manager): a function for each name
-//! that runs its shim, and a prompt hook that moves the shims directory back
-//! to the front of PATH. The shell text lives in `init/init.{bash,zsh,fish}`
+//! PATH (a virtualenv, nvm, a version manager): in bash and zsh a function
+//! for each name that runs its shim, and a hook that moves the shims
+//! directory back to the front of PATH (fish: that hook alone, run on every
+//! change of PATH). The shell text lives in `init/init.{bash,zsh,fish}`
 //! (shellcheck reads the bash one); this file fills in the shims directory,
 //! quoted for the shell, and the names, from the pinned table.
 //!
@@ -35,14 +36,15 @@ line):
     fish, in ~/.config/fish/config.fish: cli-guard init fish | source
 
 What it defines, in pure shell (nothing is started at a prompt):
-  - a function for each guarded name (npm, pip, python, ...) that runs its
-    shim, which then runs what PATH would have given (an activated
-    virtualenv's pip, nvm's npm). bash exports them (export -f), so a child
-    `bash -c` has them; every zsh reads ~/.zshenv and every fish config.fish;
-  - a hook (bash: PROMPT_COMMAND; zsh: precmd and preexec; fish: a change of
-    PATH) that moves the shims directory back to the front of PATH, so that
-    programs which look names up themselves (make, Python's subprocess) meet
-    the shims too;
+  - bash and zsh: a function for each guarded name (npm, pip, python, ...)
+    that runs its shim, which then runs what PATH would have given (an
+    activated virtualenv's pip, nvm's npm). bash exports them (export -f), so
+    a child `bash -c` has them; every zsh reads ~/.zshenv;
+  - a hook (bash: PROMPT_COMMAND; zsh: precmd and preexec; fish: every change
+    of PATH, the moment it happens) that moves the shims directory back to
+    the front of PATH, so that programs which look names up themselves
+    (make, Python's subprocess) meet the shims too. In fish that is all it
+    needs: every fish reads config.fish, and the names meet the shims on PATH;
   - CLI_GUARD_SHELL_INIT, which `cli-guard doctor` reads.
 
 options:
@@ -256,20 +258,32 @@ mod tests {
     fn the_directory_is_one_quoted_word_in_each_shell() {
         let dir = Path::new("/home/o'neil/my shims");
         let bash = render(Shell::Bash, dir, ["npm"]).unwrap();
-        assert!(bash.contains(r"dir='/home/o'\''neil/my shims'"), "{bash}");
+        assert!(
+            bash.contains(r"local dir='/home/o'\''neil/my shims' rest"),
+            "{bash}"
+        );
         assert!(!bash.contains("@SHIMS@") && !bash.contains("@NAMES@"));
         let fish = render(Shell::Fish, dir, ["npm"]).unwrap();
-        assert!(fish.contains(r"set -l dir '/home/o\'neil/my shims'"), "{fish}");
+        assert!(
+            fish.contains(r"set -gx PATH '/home/o\'neil/my shims' $rest"),
+            "{fish}"
+        );
         let fish = render(Shell::Fish, Path::new(r"/a\b"), ["npm"]).unwrap();
-        assert!(fish.contains(r"set -l dir '/a\\b'"), "{fish}");
+        assert!(fish.contains(r"set -gx PATH '/a\\b' $rest"), "{fish}");
     }
 
     #[test]
-    fn every_name_gets_a_function() {
-        for shell in Shell::ALL {
+    fn every_name_gets_a_function_in_bash_and_zsh() {
+        for shell in [Shell::Bash, Shell::Zsh] {
             let text = render(shell, Path::new("/s"), ["npm", "pip3", "python3"]).unwrap();
             assert!(text.contains(" in npm pip3 python3"), "{}: {text}", shell.name());
         }
+        // fish: the PATH handler alone (a function cannot run in the background there).
+        let fish = render(Shell::Fish, Path::new("/s"), ["npm"]).unwrap();
+        assert!(
+            fish.contains("--on-variable PATH") && !fish.contains("function npm"),
+            "{fish}"
+        );
     }
 
     #[test]
@@ -287,7 +301,7 @@ mod tests {
             Err(BadDir::Unspeakable)
         );
         let text = render(Shell::Bash, Path::new("/s/"), ["npm"]).unwrap();
-        assert!(text.contains("dir='/s' "), "{text}");
+        assert!(text.contains("'/s' | '/s':*) return ;;"), "{text}");
     }
 
     #[test]

@@ -12,6 +12,10 @@
 //! - `proxy`: every proxy answer, the relay (early bytes, half-close), host
 //!   normalisation and matching, observe mode.
 //! - `python`: the python shims: `-m pip` guarded, anything else exec'd.
+//! - `interpreters`: the python shims without side effects: argv[0] the
+//!   interpreter's path, a version manager's shim that hands python back,
+//!   the hard-linked shim run by its own path, a virtualenv that survives
+//!   an uninstall.
 //! - `shim`: the child's environment and argv, PATH lookup, exit codes.
 //! - `signals`: signal forwarding, Ctrl-C and Ctrl-Z through a pty.
 //! - `audit`: the four record kinds, ordering, permissions, a SIGKILLed
@@ -61,6 +65,7 @@ mod ecosystem;
 mod faults;
 mod hostile;
 mod install;
+mod interpreters;
 mod load;
 mod operator;
 mod proxy;

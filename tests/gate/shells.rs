@@ -309,6 +309,12 @@ impl Session {
     /// `sh -i` in `home`, with `env` added.
     fn start(sh: Sh, home: &Home, env: &[(&str, &OsString)]) -> Session {
         let program = sh.program();
+        if sh == Sh::Fish {
+            // fish's first interactive start in a HOME generates completions
+            // from the man pages with python, as a background job of about
+            // 25 s that `exit` would then wait for: as if done before.
+            fs::create_dir_all(home.home.join(".local/share/fish/generated_completions")).unwrap();
+        }
         let mut cmd = home.command(&program);
         cmd.arg("-i").env("SHELL", &program);
         for (key, value) in env {
@@ -567,7 +573,11 @@ fn fake_venv(dir: &Path) {
     .unwrap();
     fs::write(
         bin.join("activate.fish"),
-        format!("set -gx VIRTUAL_ENV '{d}'\nset -gx PATH \"$VIRTUAL_ENV/bin\" $PATH\n"),
+        format!(
+            "function deactivate; set -gx PATH $_OLD_VIRTUAL_PATH; set -e VIRTUAL_ENV _OLD_VIRTUAL_PATH; end\n\
+             set -gx VIRTUAL_ENV '{d}'\nset -gx _OLD_VIRTUAL_PATH $PATH\n\
+             set -gx PATH \"$VIRTUAL_ENV/bin\" $PATH\n"
+        ),
     )
     .unwrap();
     executable(&bin.join("pip"), FAKE_TOOL);
@@ -612,11 +622,7 @@ fn fake_tools_meet_the_gate(sh: Sh) {
         "pip",
         &venv_pip,
     );
-    if sh != Sh::Fish {
-        s.ok("deactivate", LOCAL);
-    } else {
-        s.ok("set -e VIRTUAL_ENV", LOCAL);
-    }
+    s.ok("deactivate", LOCAL);
     let child = sh.child(&format!("{activate} && pip install six"));
     step(
         &mut s,
@@ -659,6 +665,35 @@ fn fake_tools_meet_the_gate(sh: Sh) {
         "pip",
         &venv_pip,
     );
+    // A program that looks pip up in the same line as the activation: the
+    // shims are first again only in fish, whose hook runs as PATH changes;
+    // bash's and zsh's run before the next prompt, too late (the README's
+    // table says so), and the fake pip says it ran without a gate.
+    s.ok("deactivate", LOCAL);
+    let said = home.path("same-line.out");
+    s.ok(
+        &format!("{activate} && sh -c 'pip install six' > '{}'", said.display()),
+        LOCAL,
+    );
+    let recs = home.new_records();
+    let out = fs::read_to_string(&said).unwrap_or_default();
+    if sh == Sh::Fish {
+        assert_gated(
+            &s,
+            &recs,
+            "sh -c in the same line",
+            "pip",
+            &["denied.example"],
+            403,
+        );
+    } else {
+        check!(
+            s,
+            out.trim() == "FAKE-pip: no gate" && gated(&recs, "pip").starts.is_empty(),
+            "{}: sh -c in the same line as the activation is not gated (README): {out:?}",
+            sh.name()
+        );
+    }
     let nvm = home.path("nvm/bin");
     let npm = nvm.join("npm");
     let prepend = sh.prepend(nvm.to_str().unwrap());
@@ -694,8 +729,9 @@ offline_in_each_shell! {
 }
 
 /// In `sh`: a function for every name that gets a shim (`cli-guard policy
-/// --names`), the hook registered once, CLI_GUARD_SHELL_INIT naming this
-/// shell, and the shims first on PATH; after a directory is put in front,
+/// --names`; in fish, the shim first on PATH for each), the hook
+/// registered once, CLI_GUARD_SHELL_INIT naming this shell, and the shims
+/// first on PATH; after a directory is put in front,
 /// the hook moves the shims back at the next prompt, keeping every other
 /// entry in its order and dropping duplicates of the shims; a PATH already
 /// right is left as it is.
@@ -712,11 +748,13 @@ fn integration_is_in_place(sh: Sh) {
             .stdout,
     )
     .unwrap();
+    // bash and zsh: a function for each name; fish: each name is the shim
+    // on PATH (fish gets no functions: it cannot run one in the background).
     let missing: Vec<&str> = names
         .lines()
         .filter(|name| {
             let probe = match sh {
-                Sh::Fish => format!("functions -q {name}"),
+                Sh::Fish => format!("test (command -s {name}) = '{shims}/{name}'"),
                 Sh::Zsh => format!("(( $+functions[{name}] ))"),
                 Sh::Bash => format!("declare -F {name} >/dev/null"),
             };
@@ -726,9 +764,17 @@ fn integration_is_in_place(sh: Sh) {
     check!(
         s,
         missing.is_empty(),
-        "{}: no function for {missing:?}",
+        "{}: not through the shim: {missing:?}",
         sh.name()
     );
+    if sh == Sh::Fish {
+        let functions = s.value(&home, "(functions -a | string join ' ')");
+        check!(
+            s,
+            !functions.split(' ').any(|f| f == "npm"),
+            "no function npm in fish"
+        );
+    }
     let path = s.value(&home, "\"$PATH\"");
     check!(
         s,

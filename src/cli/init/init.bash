@@ -26,21 +26,32 @@ function __cli_guard_call {
     fi
 }
 
-# The prompt hook: the shims directory first on PATH, every other entry kept
-# in its order. Keeps the exit status the prompt may show.
+# The prompt hook: returns at once, the exit status untouched, when the
+# shims directory leads PATH (no local variable, no expansion but PATH's);
+# else puts it first.
 function __cli_guard_front {
-    local status=$? dir='@SHIMS@' rest
     case ${PATH-} in
-        "$dir" | "$dir":*) return "$status" ;;
-        '') PATH=$dir && return "$status" ;;
+        '@SHIMS@' | '@SHIMS@':*) return ;;
+        *) __cli_guard_repath "$?" ;;
     esac
+}
+
+# STATUS: the shims directory first on PATH, every other entry kept in its
+# order (a second copy of the shims dropped); returns STATUS, so that what
+# runs after the hook sees the command's.
+function __cli_guard_repath {
+    local dir='@SHIMS@' rest
+    if [[ -z ${PATH-} ]]; then
+        PATH=$dir
+        return "$1"
+    fi
     rest=:$PATH:
     while [[ $rest == *:"$dir":* ]]; do
         rest=${rest//:"$dir":/:}
     done
     rest=${rest#:}
     PATH=$dir:${rest%:}
-    return "$status"
+    return "$1"
 }
 
 for __cli_guard_name in @NAMES@; do

@@ -30,18 +30,25 @@ function __cli_guard_call {
     fi
 }
 
-# The hook: the shims directory first on PATH, every other entry kept in its
-# order. Keeps the exit status.
+# The hook: returns at once, the exit status untouched, when the shims
+# directory leads PATH (a pattern on PATH's text, whatever the user's
+# options); else puts it first.
 function __cli_guard_front {
-    local ret=$?
+    case ${PATH-} in
+        '@SHIMS@' | '@SHIMS@':*) return ;;
+        *) __cli_guard_repath $? ;;
+    esac
+}
+
+# STATUS: the shims directory first on PATH, every other entry kept in its
+# order (a second copy of the shims dropped); returns STATUS.
+function __cli_guard_repath {
     emulate -L zsh
     local dir='@SHIMS@'
-    if [[ ${path[1]-} != "$dir" ]]; then
-        # ${array:#pattern} drops every entry equal to $dir: without
-        # GLOB_SUBST, a parameter's value in a pattern matches literally.
-        path=("$dir" "${(@)path:#$dir}")
-    fi
-    return ret
+    # ${array:#pattern} drops every entry equal to $dir: without GLOB_SUBST
+    # (emulate -L zsh), a parameter's value in a pattern matches literally.
+    path=("$dir" "${(@)path:#$dir}")
+    return $1
 }
 
 () {
