@@ -23,7 +23,6 @@
 //! The README's coverage table cites these tests cell by cell.
 
 use std::collections::BTreeSet;
-use std::ffi::OsString;
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -306,8 +305,23 @@ struct Session {
 }
 
 impl Session {
-    /// `sh -i` in `home`, with `env` added.
-    fn start(sh: Sh, home: &Home, env: &[(&str, &OsString)]) -> Session {
+    /// `sh -i` in `home`.
+    fn start(sh: Sh, home: &Home) -> Session {
+        Session::spawn(sh, home, false)
+    }
+
+    /// `sh -i` in `home`, as uid 65534 (setpriv), `home` handed to it.
+    fn start_as_nobody(sh: Sh, home: &Home) -> Session {
+        let out = command("chown")
+            .args(["-R", "65534:65534"])
+            .arg(home.tmp.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "chown: {out:?}");
+        Session::spawn(sh, home, true)
+    }
+
+    fn spawn(sh: Sh, home: &Home, as_nobody: bool) -> Session {
         let program = sh.program();
         if sh == Sh::Fish {
             // fish's first interactive start in a HOME generates completions
@@ -315,11 +329,15 @@ impl Session {
             // 25 s that `exit` would then wait for: as if done before.
             fs::create_dir_all(home.home.join(".local/share/fish/generated_completions")).unwrap();
         }
-        let mut cmd = home.command(&program);
+        let mut cmd = if as_nobody {
+            let mut cmd = home.command(&require("setpriv"));
+            cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(&program);
+            cmd
+        } else {
+            home.command(&program)
+        };
         cmd.arg("-i").env("SHELL", &program);
-        for (key, value) in env {
-            cmd.env(key, value);
-        }
         let mut pty = Pty::open();
         pty.attach(&mut cmd);
         let run = Running::spawn(cmd, Some(home.audit.clone()), Some(pty.transcript.clone()));
@@ -600,7 +618,7 @@ fn fake_tools_meet_the_gate(sh: Sh) {
     let mut home = Home::with_rc(sh);
     fake_venv(&home.path("venv"));
     fake_node_dir(&home.path("nvm/bin"));
-    let mut s = Session::start(sh, &home, &[]);
+    let mut s = Session::start(sh, &home);
     let venv_pip = home.path("venv/bin/pip");
     let activate = sh.activate("venv");
     let step = |s: &mut Session, home: &mut Home, what: &str, line: &str, tool: &str, real: &Path| {
@@ -662,6 +680,14 @@ fn fake_tools_meet_the_gate(sh: Sh) {
         &mut home,
         "pip looked up by sh -c (a make recipe, a subprocess)",
         "sh -c 'pip install six'",
+        "pip",
+        &venv_pip,
+    );
+    step(
+        &mut s,
+        &mut home,
+        "pip looked up by sh -c in a child shell",
+        &sh.child("sh -c \"pip install six\""),
         "pip",
         &venv_pip,
     );
@@ -738,7 +764,7 @@ offline_in_each_shell! {
 fn integration_is_in_place(sh: Sh) {
     let inst = installed();
     let home = Home::with_rc(sh);
-    let mut s = Session::start(sh, &home, &[]);
+    let mut s = Session::start(sh, &home);
     let shims = inst.shims().display().to_string();
     let names = String::from_utf8(
         command(inst.bin())
@@ -837,7 +863,7 @@ offline_in_each_shell! {
 fn bash_integration_is_idempotent_under_set_u_and_keeps_the_users_prompt_command() {
     let inst = installed();
     let home = Home::with_rc(Sh::Bash);
-    let mut s = Session::start(Sh::Bash, &home, &[]);
+    let mut s = Session::start(Sh::Bash, &home);
     let marker = home.path("user-hook-ran");
     let (_, rc) = inst.rc(Sh::Bash);
     let line = rc
@@ -955,7 +981,7 @@ fn doctor_and_shims_say_where_the_gate_is_not_and_the_line_that_fixes_it() {
     // With the integration: loaded here, and every name typed is gated.
     let home = Home::with_rc(Sh::Bash);
     fake_venv(&home.path("venv"));
-    let mut s = Session::start(Sh::Bash, &home, &[]);
+    let mut s = Session::start(Sh::Bash, &home);
     s.ok(". venv/bin/activate", LOCAL);
     let report = home.path("doctor.txt");
     s.run(
@@ -973,6 +999,26 @@ fn doctor_and_shims_say_where_the_gate_is_not_and_the_line_that_fixes_it() {
         text.contains("every one of the") && text.contains("meets the gate here"),
         "every name is gated here:\n{text}"
     );
+    s.exit();
+}
+
+/// bash as uid 65534: the integration loads, and after a (fake)
+/// virtualenv is activated, `pip` typed at the next prompt and in a child
+/// bash meets the gate (strict mode where the kernel allows it, as for
+/// any user).
+#[test]
+fn bash_as_an_unprivileged_user_meets_the_gate() {
+    let mut home = Home::with_rc(Sh::Bash);
+    fake_venv(&home.path("venv"));
+    let mut s = Session::start_as_nobody(Sh::Bash, &home);
+    let uid = s.value(&home, "\"$(id -u)\"");
+    check_eq!(s, uid, "65534", "the shell runs as nobody");
+    s.ok(". venv/bin/activate", LOCAL);
+    for line in ["pip install six", "bash -c 'pip install six'"] {
+        s.ok(line, LOCAL);
+        let recs = home.new_records();
+        assert_gated(&s, &recs, line, "pip", &["denied.example"], 403);
+    }
     s.exit();
 }
 
@@ -1000,7 +1046,7 @@ enum VenvKind {
 /// rows. The virtualenv's python reports its own path.
 fn real_virtualenv(sh: Sh, kind: VenvKind) {
     let mut home = Home::with_rc(sh);
-    let mut s = Session::start(sh, &home, &[]);
+    let mut s = Session::start(sh, &home);
     let make = match kind {
         VenvKind::PythonMVenv => "python3 -m venv .venv",
         VenvKind::UvVenv => "uv venv --seed .venv",
@@ -1109,7 +1155,7 @@ fn real_node_dir_first(sh: Sh) {
         r#"{"name":"proj","version":"1.0.0","private":true}"#,
     )
     .unwrap();
-    let mut s = Session::start(sh, &home, &[]);
+    let mut s = Session::start(sh, &home);
     let mut n = 0;
     let mut install = || {
         n += 1;
@@ -1144,7 +1190,7 @@ per_shell! {
 fn programs_that_look_names_up(sh: Sh) {
     let mut home = Home::with_rc(sh);
     fs::write(home.path("Makefile"), format!("install:\n\t{PIP_INSTALL}\n")).unwrap();
-    let mut s = Session::start(sh, &home, &[]);
+    let mut s = Session::start(sh, &home);
     s.ok("python3 -m venv .venv", NETWORK);
     s.ok(&sh.activate(".venv"), LOCAL);
     let _ = home.new_records();
@@ -1176,7 +1222,7 @@ per_shell! {
 /// pip meets the gate.
 fn python_tools_with_the_python_shims_first(sh: Sh) {
     let mut home = Home::with_rc(sh);
-    let mut s = Session::start(sh, &home, &[]);
+    let mut s = Session::start(sh, &home);
     s.ok("python3 -m venv uv-env", NETWORK);
     s.ok(&sh.activate("uv-env"), LOCAL);
     // uv in the virtualenv, as `pip install uv` puts it there (the version
