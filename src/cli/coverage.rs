@@ -62,8 +62,9 @@ impl Loaded {
         }
     }
 
-    /// Whether a name typed in this shell meets the gate whatever PATH says.
-    fn functions_here(&self) -> bool {
+    /// Whether a name typed in this shell meets the gate whatever PATH said
+    /// before: bash's and zsh's functions, fish's handler on PATH.
+    fn covers_typed_names(&self) -> bool {
         matches!(self, Loaded::Here { .. } | Loaded::Exported { .. })
     }
 }
@@ -187,7 +188,7 @@ impl NameReport {
     /// through cli-guard's function, or its shim first on PATH (or nothing
     /// at all to run).
     pub(super) fn typed_is_gated(&self, loaded: &Loaded) -> bool {
-        loaded.functions_here() || self.status.first_is_shim || self.status.first.is_none()
+        loaded.covers_typed_names() || self.status.first_is_shim || self.status.first.is_none()
     }
 
     /// Whether a program that looks the name up on PATH (make, subprocess)
@@ -367,7 +368,7 @@ pub(super) fn doctor_section(ctx: &Context, names: &[NameReport]) -> String {
         ));
         lines.extend(typed.iter().map(|n| name_line(n)));
     }
-    if !(typed.is_empty() && by_path.is_empty() && ctx.loaded.functions_here()) {
+    if !(typed.is_empty() && by_path.is_empty() && ctx.loaded.covers_typed_names()) {
         lines.push(format!("fix: {}", ctx.fix()));
     }
     if let Some(home) = &ctx.venv_bound_to {
