@@ -312,6 +312,10 @@ impl Session {
 
     /// `sh -i` in `home`, as uid 65534 (setpriv), `home` handed to it.
     fn start_as_nobody(sh: Sh, home: &Home) -> Session {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test runs as root, as CI does, to drop to uid 65534"
+        );
         let out = command("chown")
             .args(["-R", "65534:65534"])
             .arg(home.tmp.path())
@@ -814,13 +818,32 @@ fn integration_is_in_place(sh: Sh) {
         init.starts_with(&format!("{} ", sh.name())),
         "CLI_GUARD_SHELL_INIT={init:?}"
     );
-    let hooks = match sh {
-        Sh::Bash => "\"${PROMPT_COMMAND[*]}\"",
-        Sh::Zsh => "\"${precmd_functions[*]} / ${preexec_functions[*]}\"",
-        Sh::Fish => "(functions --handlers-type variable | string join ' ')",
+    // Loaded a second time (the start-up line again), under the strictest
+    // options each shell has: the hook is still registered once per list.
+    let (_, rc) = inst.rc(sh);
+    let line = rc
+        .lines()
+        .last()
+        .unwrap()
+        .replace(" # added by cli-guard install.sh", "");
+    match sh {
+        Sh::Bash => s.ok("set -u", LOCAL),
+        Sh::Zsh => s.ok("setopt nounset ksh_arrays sh_word_split glob_subst", LOCAL),
+        Sh::Fish => {}
+    }
+    s.ok(&line, LOCAL);
+    let (hooks, lists) = match sh {
+        Sh::Bash => ("\"${PROMPT_COMMAND[*]}\"", 1),
+        Sh::Zsh => ("\"${precmd_functions[*]} / ${preexec_functions[*]}\"", 2),
+        Sh::Fish => ("(functions --handlers-type variable | string join ' ')", 1),
     };
     let hooks = s.value(&home, hooks);
-    check!(s, hooks.contains("__cli_guard_front"), "hook registered: {hooks}");
+    check_eq!(
+        s,
+        hooks.matches("__cli_guard_front").count(),
+        lists,
+        "the hook, registered once: {hooks}"
+    );
     // Something prepends (twice the same dir, and the shims once more in
     // the middle); the next prompt puts the shims first, once.
     let before = s.value(&home, "\"$PATH\"");
@@ -1313,6 +1336,45 @@ fn init_bash_is_shellcheck_clean() {
             String::from_utf8_lossy(&res.stderr)
         );
     }
+}
+
+/// A shell that outlived its shims (cli-guard uninstalled under it): the
+/// function says so and runs the name without the gate, rather than
+/// failing with a missing file.
+#[test]
+fn bash_function_whose_shim_is_gone_says_so_and_runs_the_tool() {
+    let inst = installed();
+    let home = Home::bare();
+    let gone = home.path("gone shims");
+    fs::create_dir_all(&gone).unwrap();
+    executable(&home.path("real/npm"), "#!/bin/sh\necho real-npm-ran \"$@\"\n");
+    let mut cmd = home.command(&require("bash"));
+    cmd.arg("-c")
+        .arg(format!(
+            "eval \"$('{}' init bash --shims '{}')\"; npm install",
+            inst.bin().display(),
+            gone.display()
+        ))
+        .env("PATH", format!("{}:/usr/bin:/bin", home.path("real").display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = Running::spawn(cmd, None, None).wait_for(LOCAL);
+    check_eq!(out, out.code(), Some(0), "the tool ran");
+    check_eq!(
+        out,
+        out.stdout().trim(),
+        "real-npm-ran install",
+        "the real npm, unguarded"
+    );
+    check!(
+        out,
+        out.stderr().contains(&format!(
+            "cli-guard: {}/npm is gone, so npm runs without the gate",
+            gone.display()
+        )),
+        "it says so"
+    );
 }
 
 #[test]

@@ -14,16 +14,12 @@
 # Pure bash: no process is started at a prompt, and the hook returns at once
 # when the shims already lead PATH. Safe under `set -u`, and to load twice.
 
-# NAME ARGS...: NAME's shim with argv[0] = NAME, as typed. `exec -a` in a
-# subshell is one fork and one exec, what running any command costs.
-function __cli_guard_call {
-    if [[ -x '@SHIMS@'/"$1" ]]; then
-        (exec -a "$1" '@SHIMS@'/"$1" "${@:2}")
-    else
-        printf 'cli-guard: %s is gone, so %s runs without the gate; open a new shell (cli-guard was uninstalled?)\n' \
-            '@SHIMS@'/"$1" "$1" >&2
-        command "$@"
-    fi
+# NAME ARGS...: NAME without the gate, for a shell that outlived its shims
+# (cli-guard uninstalled under it), saying so.
+function __cli_guard_gone {
+    printf 'cli-guard: %s is gone, so %s runs without the gate; open a new shell (cli-guard was uninstalled?)\n' \
+        '@SHIMS@'/"$1" "$1" >&2
+    command "$@"
 }
 
 # The prompt hook: returns at once, the exit status untouched, when the
@@ -54,14 +50,25 @@ function __cli_guard_repath {
     return "$1"
 }
 
+# Each name: its shim with argv[0] = the name, as typed. `exec -a` in a
+# subshell is one fork and one exec, what running any command costs (and
+# `jobs` shows which shim runs). `function NAME` rather than `NAME()`: an
+# alias of that name (alias pip=pip3) is not expanded in it. The shims
+# directory is spelled out in each body, so that an exported function
+# works in a child bash without any variable.
+printf -v __cli_guard_shims %q '@SHIMS@'
 for __cli_guard_name in @NAMES@; do
-    # `function NAME` rather than `NAME()`: an alias of that name (alias
-    # pip=pip3) is not expanded in it.
-    eval "function $__cli_guard_name { __cli_guard_call $__cli_guard_name \"\$@\"; }"
+    eval "function $__cli_guard_name {
+        if [[ -x $__cli_guard_shims/$__cli_guard_name ]]; then
+            (exec -a $__cli_guard_name $__cli_guard_shims/$__cli_guard_name \"\$@\")
+        else
+            __cli_guard_gone $__cli_guard_name \"\$@\"
+        fi
+    }"
     export -f "${__cli_guard_name?}"
 done
-unset __cli_guard_name
-export -f __cli_guard_call
+unset __cli_guard_name __cli_guard_shims
+export -f __cli_guard_gone
 
 # PROMPT_COMMAND is an array since bash 5.1: the hook is one more element,
 # after those of tools that put theirs first (direnv, mise), so it runs last.
