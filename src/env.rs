@@ -24,6 +24,9 @@ pub const SKIP_VAR: &str = "CLI_GUARD_SKIP";
 /// (`src/shim/python.rs`: a version manager's shim in front of the system
 /// python finds the python shim again); never taken again for it.
 pub const PYTHON_HOPS_VAR: &str = "CLI_GUARD_PYTHON_HOPS";
+/// `SHELL PID`, exported by the code `cli-guard init` prints: the shell
+/// that loaded it. Read by `doctor` and `shims` only.
+pub const SHELL_INIT_VAR: &str = "CLI_GUARD_SHELL_INIT";
 /// The audit log's path.
 pub const AUDIT_LOG_VAR: &str = "CLI_GUARD_AUDIT_LOG";
 /// `host:port=ip:port,…`: where an allowed name is dialled (for tests).

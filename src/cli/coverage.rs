@@ -15,12 +15,8 @@ use std::path::{Path, PathBuf};
 
 use super::init::Shell;
 use super::layout;
-use crate::env::Env;
+use crate::env::{Env, SHELL_INIT_VAR};
 use crate::shim::{self, ShimStatus};
-
-/// The variable `cli-guard init`'s code exports: `SHELL PID`, the shell
-/// that loaded it and its pid.
-pub(super) const SHELL_INIT_VAR: &str = "CLI_GUARD_SHELL_INIT";
 
 /// Whether the shell integration (`cli-guard init`) is loaded in the shell
 /// that ran this process.

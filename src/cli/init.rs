@@ -212,6 +212,7 @@ pub(super) fn init(args: &[OsString]) -> Result<Exit, Failure> {
 mod tests {
     use super::*;
     use crate::cli::args::testing::{args_of, os, usage_text};
+    use crate::env::SHELL_INIT_VAR;
 
     fn parse(args: &[&str]) -> Result<Parsed<InitArgs>, Failure> {
         parse_init_args(&os(args))
@@ -302,6 +303,17 @@ mod tests {
         );
         let text = render(Shell::Bash, Path::new("/s/"), ["npm"]).unwrap();
         assert!(text.contains("'/s' | '/s':*) return ;;"), "{text}");
+    }
+
+    #[test]
+    fn every_shell_says_it_loaded_the_integration() {
+        for shell in Shell::ALL {
+            let text = render(shell, Path::new("/s"), ["npm"]).unwrap();
+            let said = text
+                .lines()
+                .any(|line| line.contains(SHELL_INIT_VAR) && line.contains(&format!("\"{} $", shell.name())));
+            assert!(said, "{}: {text}", shell.name());
+        }
     }
 
     #[test]
