@@ -1,7 +1,9 @@
 #!/bin/sh
 # install.sh: build cli-guard and put its shims in front of your tools.
 #
-#   ./install.sh [--prefix DIR] [--rc]     install (default prefix: ~/.local)
+#   ./install.sh [--prefix DIR] [--rc]     install (default prefix: ~/.local);
+#                                          --rc: load the shell integration from
+#                                          your shell's start-up file
 #   sudo ./install.sh --prefix DIR --apparmor
 #                                          let DIR/bin/cli-guard make user namespaces
 #   ./install.sh [--prefix DIR] --uninstall
@@ -42,13 +44,17 @@ usage: $PROG [--prefix DIR] [--rc]
 Builds cli-guard (cargo build --release --locked) and installs:
   DIR/bin/cli-guard                  the binary
   DIR/bin/egress-demo                a link to it
-  DIR/share/cli-guard/shims/NAME     a link to it for every guarded tool
-Then prints the line that puts the shims directory first on PATH.
+  DIR/share/cli-guard/shims/NAME     a link to it for every guarded tool (a hard
+                                     link for python and python3)
+Then prints the line that loads cli-guard's shell integration (cli-guard init:
+a function for each guarded name, and a prompt hook that keeps the shims first
+on PATH, so that an activated virtualenv or nvm's node still meets the gate).
 
 options:
   --prefix DIR   where to install (default: \$HOME/.local)
-  --rc           also add that line to your shell's start-up file
-                 (bash: ~/.bashrc, zsh: ~/.zshrc, fish: config.fish), once
+  --rc           also add that line to your shell's start-up file, once
+                 (bash: ~/.bashrc; zsh: ~/.zshenv, which every zsh reads;
+                 fish: ~/.config/fish/config.fish)
   --apparmor     after installing, as root: let DIR/bin/cli-guard make the user
                  namespaces strict mode needs where AppArmor restricts them
                  (Ubuntu 23.10 and later): writes $APPARMOR_DIR/cli-guard and
@@ -102,6 +108,46 @@ place_link() {
     remember "$path"
 }
 
+# Creates (or repairs) PATH as a hard link to the installed binary (a copy
+# where the two are on different filesystems), unless PATH is something
+# install.sh did not create. The python shims are hard links, not symlinks:
+# a program that resolves an interpreter's links and runs what it finds (uv,
+# virtualenv, pdm's findpython) then runs the shim by its own name, which
+# stays `python3`, rather than cli-guard under its own.
+place_hardlink() {
+    path=$1
+    binary=$bin_dir/cli-guard
+    if { [ -e "$path" ] || [ -L "$path" ]; } && ! is_ours "$path"; then
+        die "$path exists and was not created by $PROG; not overwriting it. Remove it, or choose another --prefix."
+    fi
+    # Made again on every install, since the binary was just replaced by a
+    # new file; by rename, as the binary is, so that a shim running right
+    # now keeps its old file.
+    tmp=$shims_dir/.${path##*/}.install.$$
+    if ln "$binary" "$tmp" 2>/dev/null; then
+        :
+    elif cp "$binary" "$tmp"; then
+        warn "$shims_dir and $bin_dir are on different filesystems: ${path##*/} is a copy of cli-guard, not a hard link ('cli-guard shims' will not recognise it as a shim)"
+    else
+        rm -f "$tmp"
+        die "cannot install $path"
+    fi
+    if ! mv -f "$tmp" "$path"; then
+        rm -f "$tmp"
+        die "cannot install $path"
+    fi
+    remember "$path"
+}
+
+# Whether NAME's shim is a hard link: the python names (PYTHON_SHIMS in
+# src/shim/python.rs, and any pythonX.Y).
+is_interpreter() {
+    case $1 in
+        python | python[0-9] | python[0-9].[0-9]*) return 0 ;;
+        *) return 1 ;;
+    esac
+}
+
 need_cargo() {
     command -v cargo >/dev/null 2>&1 ||
         die "cargo not found on PATH. Install Rust (https://rustup.rs or your package manager), then run $PROG again."
@@ -152,7 +198,7 @@ install_binary() {
 # Shims for names the policy no longer has, left by an older install.
 remove_stale_shims() {
     for path in "$shims_dir"/* "$shims_dir"/.[!.]*; do
-        [ -L "$path" ] || continue
+        [ -L "$path" ] || [ -f "$path" ] || continue
         name=${path##*/}
         printf '%s\n' "$names" | grep -Fqx -- "$name" && continue
         if is_ours "$path"; then
@@ -162,7 +208,9 @@ remove_stale_shims() {
     done
 }
 
-# The line that puts the shims first on PATH, in the syntax of SHELL_NAME.
+# The line that puts the shims first on PATH, in the syntax of SHELL_NAME:
+# for a shell without cli-guard's integration, and the line --rc wrote
+# before it had one (which --rc and --uninstall still remove).
 path_line() {
     # $PATH is meant literally: it is expanded by the user's shell later.
     # shellcheck disable=SC2016
@@ -172,49 +220,93 @@ path_line() {
     esac
 }
 
+# The line that loads cli-guard's shell integration (`cli-guard init`) in
+# SHELL_NAME: what --rc writes. The prefix has no quote or backslash (main
+# refuses them), so single quotes hold it as it is.
+init_line() {
+    # $(...) is meant literally: the user's shell runs it later.
+    # shellcheck disable=SC2016
+    case $1 in
+        fish) printf "'%s' init fish | source\n" "$bin_dir/cli-guard" ;;
+        *) printf 'eval "$('"'%s'"' init %s)"\n' "$bin_dir/cli-guard" "$1" ;;
+    esac
+}
+
 shell_name() {
     printf '%s\n' "${SHELL:-sh}" | sed 's|.*/||'
 }
 
-# The start-up file of SHELL_NAME, or nothing for a shell we don't know.
+# The start-up file of SHELL_NAME, or nothing for a shell we don't know:
+# bash's for interactive shells; zsh's that every zsh reads, `zsh -c`
+# included; fish's, which every fish reads.
 rc_file() {
     case $1 in
         bash) printf '%s\n' "$HOME/.bashrc" ;;
-        zsh) printf '%s\n' "${ZDOTDIR:-$HOME}/.zshrc" ;;
+        zsh) printf '%s\n' "${ZDOTDIR:-$HOME}/.zshenv" ;;
         fish) printf '%s\n' "${XDG_CONFIG_HOME:-$HOME/.config}/fish/config.fish" ;;
     esac
+}
+
+# Where an earlier install.sh --rc put its PATH line.
+old_rc_file() {
+    case $1 in
+        zsh) printf '%s\n' "${ZDOTDIR:-$HOME}/.zshrc" ;;
+        *) rc_file "$1" ;;
+    esac
+}
+
+# Removes the line LINE from FILE, if it is there, keeping everything else
+# byte for byte.
+remove_line() {
+    if [ ! -f "$2" ] || ! grep -Fqx -- "$1" "$2"; then
+        return 1
+    fi
+    tmp=$2.cli-guard.$$
+    grep -Fvx -- "$1" "$2" >"$tmp" || true
+    cat "$tmp" >"$2" && rm -f "$tmp"
 }
 
 add_rc_line() {
     shell=$(shell_name)
     rc=$(rc_file "$shell")
     [ -n "$rc" ] || die "--rc knows bash, zsh and fish, not '$shell'. Add this line to your shell's start-up file yourself: $(path_line sh)"
-    line="$(path_line "$shell") $RC_MARK"
+    # An earlier install's PATH line: the integration takes its place.
+    if remove_line "$(path_line "$shell") $RC_MARK" "$(old_rc_file "$shell")"; then
+        say "removed the PATH line an earlier install.sh --rc wrote to $(old_rc_file "$shell")"
+    fi
+    line="$(init_line "$shell") $RC_MARK"
     if [ -f "$rc" ] && grep -Fqx -- "$line" "$rc"; then
-        say "$rc already puts the shims on PATH"
+        say "$rc already loads cli-guard's shell integration"
         return 0
     fi
     mkdir -p "$(dirname "$rc")"
+    # A start-up file install made, uninstall removes again once it is empty.
+    [ -e "$rc" ] || remember "rc:$rc"
     # Only a file without a final newline needs one before our line; adding
     # nothing else keeps --uninstall able to restore it byte for byte.
     if [ -s "$rc" ] && [ -n "$(tail -c 1 "$rc")" ]; then
         printf '\n' >>"$rc"
     fi
     printf '%s\n' "$line" >>"$rc"
-    say "added the PATH line to $rc (open a new shell, or run: $(path_line "$shell"))"
+    say "added the line that loads cli-guard's shell integration to $rc; open a new shell (or run: $(init_line "$shell"))"
 }
 
 remove_rc_lines() {
     for shell in bash zsh fish; do
         rc=$(rc_file "$shell")
-        line="$(path_line "$shell") $RC_MARK"
-        if [ ! -f "$rc" ] || ! grep -Fqx -- "$line" "$rc"; then
-            continue
+        if remove_line "$(init_line "$shell") $RC_MARK" "$rc"; then
+            say "removed the shell integration's line from $rc"
         fi
-        tmp=$rc.cli-guard.$$
-        grep -Fvx -- "$line" "$rc" >"$tmp" || true
-        cat "$tmp" >"$rc" && rm -f "$tmp"
-        say "removed the PATH line from $rc"
+        old=$(old_rc_file "$shell")
+        if remove_line "$(path_line "$shell") $RC_MARK" "$old"; then
+            say "removed the PATH line from $old"
+        fi
+    done
+    # The start-up files install created, if nothing else was written to them.
+    printf '%s\n' "$recorded" | sed -n 's/^rc://p' | while IFS= read -r rc; do
+        if [ -f "$rc" ] && [ ! -s "$rc" ]; then
+            rm -f "$rc"
+        fi
     done
 }
 
@@ -224,8 +316,16 @@ check_path_order() {
     case ":${PATH:-}:" in
         *":$shims_dir:"*) ;;
         *)
-            say "to use the shims, put them first on PATH (add this to your shell's start-up file, or rerun with --rc):"
-            printf '\n    %s\n\n' "$(path_line "$(shell_name)")"
+            shell=$(shell_name)
+            rc=$(rc_file "$shell")
+            if [ -n "$rc" ] && [ "$rc_wanted" != 1 ]; then
+                say "to put the gate in front of your tools in every $shell, add this line to $rc (or rerun with --rc):"
+                printf '\n    %s\n\n' "$(init_line "$shell")"
+                say "or, for this shell only: $(path_line "$shell")"
+            elif [ -z "$rc" ]; then
+                say "to use the shims, put them first on PATH (add this to your shell's start-up file):"
+                printf '\n    %s\n\n' "$(path_line "$shell")"
+            fi
             return 0
             ;;
     esac
@@ -258,7 +358,11 @@ install_all() {
     names=$("$bin_dir/cli-guard" policy --names) || die "$bin_dir/cli-guard does not run"
     place_link "$bin_dir/egress-demo" cli-guard
     for name in $names; do
-        place_link "$shims_dir/$name" "$bin_dir/cli-guard"
+        if is_interpreter "$name"; then
+            place_hardlink "$shims_dir/$name"
+        else
+            place_link "$shims_dir/$name" "$bin_dir/cli-guard"
+        fi
     done
     remove_stale_shims
     printf '%s\n' "$created" | while IFS= read -r dir; do
@@ -279,7 +383,7 @@ uninstall_all() {
     while IFS= read -r path; do
         [ -n "$path" ] || continue
         [ "$path" = "$manifest" ] && continue
-        case $path in dir:* | apparmor:*) continue ;; esac
+        case $path in dir:* | apparmor:* | rc:*) continue ;; esac
         if [ -L "$path" ]; then
             target=$(readlink "$path")
             if [ "$target" = "$bin_dir/cli-guard" ] || [ "$target" = cli-guard ]; then

@@ -19,6 +19,14 @@ pub const REAL_TOOL_VAR: &str = "CLI_GUARD_REAL_TOOL";
 /// `dev:ino,…` of every cli-guard binary above this one: never taken for a
 /// real tool, whichever copy of cli-guard finds it.
 pub const SKIP_VAR: &str = "CLI_GUARD_SKIP";
+/// `exec|spawn PID HASH DEV:INO,…`: the interpreters a python shim handed a
+/// command line to, for the one that finds it coming back unchanged
+/// (`src/shim/python.rs`: a version manager's shim in front of the system
+/// python finds the python shim again); never taken again for it.
+pub const PYTHON_HOPS_VAR: &str = "CLI_GUARD_PYTHON_HOPS";
+/// `SHELL PID`, exported by the code `cli-guard init` prints: the shell
+/// that loaded it. Read by `doctor` and `shims` only.
+pub const SHELL_INIT_VAR: &str = "CLI_GUARD_SHELL_INIT";
 /// The audit log's path.
 pub const AUDIT_LOG_VAR: &str = "CLI_GUARD_AUDIT_LOG";
 /// `host:port=ip:port,…`: where an allowed name is dialled (for tests).
@@ -68,6 +76,14 @@ impl Env {
         Env {
             vars: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
         }
+    }
+
+    /// This environment with `key` set to `value` (replacing it if set).
+    pub fn with(&self, key: &str, value: impl Into<OsString>) -> Env {
+        let mut vars: Vec<(OsString, OsString)> =
+            self.vars.iter().filter(|(k, _)| k != key).cloned().collect();
+        vars.push((OsString::from(key), value.into()));
+        Env { vars }
     }
 
     /// A variable's raw value (the first, as getenv returns, if a variable

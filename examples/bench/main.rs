@@ -49,6 +49,9 @@
 //!    gate's host listener vs the in-namespace listener vs, for throughput,
 //!    the transparent path (a plain connect to the pool address the
 //!    namespace's DNS gave for registry.npmjs.org).
+//! 7. `hook`: the prompt hook `cli-guard init` installs, in bash, zsh and
+//!    fish (those installed): one evaluation when the shims already lead
+//!    PATH, and when a virtualenv's `bin` was put in front of them.
 //!
 //! It prints one table per section, each followed by how much CPU other
 //! processes on the machine took meanwhile (from /proc/stat, less this
@@ -66,6 +69,7 @@
 //! - `connect.rs`: sections 3 and 5, which share one pass of measurements.
 //! - `scale.rs`: section 4.
 //! - `strict.rs`: section 6.
+//! - `hook.rs`: section 7.
 //! - `guarded.rs`: the hidden `--guarded-client` mode (the client run as the
 //!   tool under a gate, answering commands on stdin) and the benchmark's
 //!   handle on it.
@@ -84,6 +88,7 @@ mod client;
 mod connect;
 mod gate;
 mod guarded;
+mod hook;
 mod interference;
 mod machine;
 mod procs;
@@ -108,6 +113,7 @@ use serde_json::{json, Value};
 use connect::connect_section;
 use gate::write_holder;
 use guarded::{client_mode, CLIENT_ARG};
+use hook::hook;
 use interference::{CpuSnapshot, Interference};
 use machine::{describe_machine, load_average, machine_line};
 use proxies::Competitor;
@@ -130,9 +136,9 @@ const USAGE: &str = "\
 usage: cargo run --release --example bench -- [--quick] [--json PATH] [--only SECTION] [--no-build]
 
   --quick         small sizes, for a smoke run (64 MiB, 50 start-up runs, 1,000 idle tunnels,
-                  100 strict start-ups in a row)
+                  100 strict start-ups in a row, 1,000 hook calls)
   --json PATH     where to write the results (default: target/bench.json)
-  --only SECTION  run one section: startup, throughput, connect, scale, audit or strict
+  --only SECTION  run one section: startup, throughput, connect, scale, audit, strict or hook
   --no-build      measure target/release/cli-guard as it is (by default, when run
                   through cargo, it is rebuilt first so that a stale binary is never measured)
 ";
@@ -176,16 +182,18 @@ enum Section {
     Scale,
     Audit,
     Strict,
+    Hook,
 }
 
 impl Section {
-    const ALL: [Section; 6] = [
+    const ALL: [Section; 7] = [
         Section::Startup,
         Section::Throughput,
         Section::Connect,
         Section::Scale,
         Section::Audit,
         Section::Strict,
+        Section::Hook,
     ];
 
     fn name(self) -> &'static str {
@@ -196,6 +204,7 @@ impl Section {
             Section::Scale => "scale",
             Section::Audit => "audit",
             Section::Strict => "strict",
+            Section::Hook => "hook",
         }
     }
 }
@@ -259,6 +268,7 @@ struct Sizes {
     idle_probes: usize,
     strict_chain_runs: usize,
     strict_chain_block: usize,
+    hook_calls: usize,
 }
 
 impl Sizes {
@@ -278,6 +288,7 @@ impl Sizes {
                 idle_probes: 50,
                 strict_chain_runs: 100,
                 strict_chain_block: 20,
+                hook_calls: 1_000,
             }
         } else {
             Sizes {
@@ -294,6 +305,7 @@ impl Sizes {
                 idle_probes: 200,
                 strict_chain_runs: 500,
                 strict_chain_block: 50,
+                hook_calls: 10_000,
             }
         }
     }
@@ -311,6 +323,7 @@ impl Sizes {
             "idle_probes": self.idle_probes,
             "strict_in_a_row": self.strict_chain_runs,
             "strict_in_a_row_block": self.strict_chain_block,
+            "hook_calls": self.hook_calls,
         })
     }
 }
@@ -425,6 +438,9 @@ fn run() -> Result<()> {
     }
     if opts.wants(Section::Strict) {
         outcomes.push(timed("strict", &mut others, || strict(&bench))?);
+    }
+    if opts.wants(Section::Hook) {
+        outcomes.push(timed("hook", &mut others, || hook(&bench))?);
     }
 
     let verdicts: Vec<&Verdict> = outcomes.iter().flat_map(|o| &o.verdicts).collect();

@@ -348,6 +348,7 @@ fn strict(targets: &[String], env: &Env) -> Result<Exit, Failure> {
             program: Program::Path(exe),
             as_shim: false,
             tool_args_from: 0,
+            argv0_is_path: false,
         },
         &inner,
     );

@@ -1,5 +1,6 @@
 //! `cli-guard doctor`: whether strict mode works on this machine, and if
-//! not, what blocks it and the exact remedy.
+//! not, what blocks it and the exact remedy; then whether this shell meets
+//! the gate for every guarded name (`coverage`).
 //!
 //! It makes the namespaces a strict invocation makes (`sys::netns::probe`:
 //! user and network namespace, `lo` up, the local routes, the second user
@@ -14,6 +15,7 @@ use std::path::Path;
 use nix::errno::Errno;
 
 use super::args::{self, Parsed, Usage};
+use super::{coverage, layout};
 use crate::env::{Env, NETNS_VAR, STRICT_VAR};
 use crate::exit::{Exit, Failure, STRICT_UNAVAILABLE, SUCCESS};
 use crate::shim::StrictSetting;
@@ -35,8 +37,14 @@ kernel.apparmor_restrict_unprivileged_userns, signs of a container). When it
 does not work, prints what refused, the cause and the command that fixes it.
 Also shows CLI_GUARD_STRICT.
 
+Then the shell integration: whether `cli-guard init` is loaded in the shell
+that ran doctor, each guarded name that does not meet the gate there (typed,
+or looked up on PATH by a program such as make), what comes before the
+shims on PATH for it (an active virtualenv, nvm, volta, mise, asdf, pyenv,
+conda, corepack, a project's node_modules/.bin), and the line that fixes it.
+
 exit: 0 strict mode works, 1 it does not (or CLI_GUARD_STRICT is not a
-setting), 2 usage error.
+setting), 2 usage error. The shell integration does not change it.
 ";
 
 /// What a fix persists into, so that it survives a reboot.
@@ -100,7 +108,9 @@ impl Knobs {
             has_userns: Path::new("/proc/self/ns/user").exists(),
             container,
             root: nix::unistd::geteuid().is_root(),
-            prefix: std::env::current_exe().ok().and_then(|exe| install_prefix(&exe)),
+            prefix: std::env::current_exe()
+                .ok()
+                .and_then(|exe| layout::install_prefix(&exe).map(|p| p.display().to_string())),
         }
     }
 
@@ -130,14 +140,6 @@ impl Knobs {
             },
         ]
     }
-}
-
-/// `PREFIX` when `exe` is `PREFIX/bin/cli-guard`, as install.sh lays it out.
-fn install_prefix(exe: &Path) -> Option<String> {
-    let bin = exe.parent()?;
-    (exe.file_name()? == "cli-guard" && bin.file_name()? == "bin")
-        .then(|| bin.parent().map(|p| p.display().to_string()))
-        .flatten()
 }
 
 /// What says this process runs in a container: Docker's and Podman's marker
@@ -443,6 +445,8 @@ pub(super) fn doctor(args: &[OsString], env: &Env) -> Result<Exit, Failure> {
     let probe = netns::probe();
     let (text, code) = report(&probe, &Knobs::read(), env.strict(), env.in_netns());
     print!("{text}");
+    let shell = coverage::Context::read(env);
+    print!("{}", coverage::doctor_section(&shell, &shell.look_up(env)));
     Ok(Exit::Code(code))
 }
 
@@ -661,16 +665,6 @@ mod tests {
             Some("/proc/1/cgroup mentions kubepods")
         );
         assert_eq!(container_hint(false, false, None, Some("0::/\n")), None);
-    }
-
-    #[test]
-    fn install_prefix_of_the_binary() {
-        assert_eq!(
-            install_prefix(Path::new("/home/u/.local/bin/cli-guard")).as_deref(),
-            Some("/home/u/.local")
-        );
-        assert_eq!(install_prefix(Path::new("/work/target/debug/cli-guard")), None);
-        assert_eq!(install_prefix(Path::new("/usr/bin/npm")), None);
     }
 
     #[test]

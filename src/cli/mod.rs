@@ -11,8 +11,11 @@
 mod args;
 mod audit;
 mod check;
+mod coverage;
 mod demo;
 mod doctor;
+mod init;
+mod layout;
 mod print_policy;
 mod run;
 mod shims;
@@ -54,7 +57,10 @@ USAGE:
                                                 the audit log, one folded entry per invocation
     cli-guard audit --suggest TOOL              a pinned allowlist entry from what TOOL reached
     cli-guard check --as TOOL HOST[:PORT]       the gate's decision, without dialling
-    cli-guard doctor                            whether strict mode works here, and the fix if not
+    cli-guard doctor                            whether strict mode works here, and the fix if not;
+                                                whether this shell meets the gate for every name
+    cli-guard init bash|zsh|fish                the shell code that keeps the gate in front of every
+                                                guarded name (eval \"$(cli-guard init bash)\")
     cli-guard egress-demo allowed|denied|observe|strict [HOST:PORT ...]
     cli-guard --help | --version
 
@@ -88,6 +94,7 @@ enum Command {
     Audit,
     Check,
     Doctor,
+    Init,
     EgressDemo,
 }
 
@@ -126,6 +133,7 @@ pub fn dispatch(args: Vec<OsString>) -> Result<Exit, Failure> {
                     program: Program::Lookup(OsString::from(&name)),
                     as_shim: true,
                     tool_args_from: 0,
+                    argv0_is_path: false,
                 },
                 &env,
             ),
@@ -143,7 +151,9 @@ pub fn dispatch(args: Vec<OsString>) -> Result<Exit, Failure> {
 fn parse_command(args: &[OsString]) -> Result<Parsed<Subcommand>, Failure> {
     let unknown = |word: &OsStr| {
         Failure::usage(format!(
-            "unknown command {word:?}: expected run, policy, shims, audit, check, doctor, egress-demo, --help or --version"
+            "unknown command {word:?}: expected run, policy, shims, audit, check, doctor, init, egress-demo, --help or \
+             --version{}",
+            python_hint(word)
         ))
     };
     let mut parser = args::parser(args);
@@ -166,6 +176,7 @@ fn parse_command(args: &[OsString]) -> Result<Parsed<Subcommand>, Failure> {
         Some("audit") => Command::Audit,
         Some("check") => Command::Check,
         Some("doctor") => Command::Doctor,
+        Some("init") => Command::Init,
         Some("egress-demo") => Command::EgressDemo,
         _ => return Err(unknown(&word)),
     };
@@ -177,6 +188,26 @@ fn parse_command(args: &[OsString]) -> Result<Parsed<Subcommand>, Failure> {
         command,
         args: args.collect(),
     }))
+}
+
+/// What to add to the usage error for a first argument that a python
+/// command line starts with (`-I`, `-c`, `-Es`, …, the interpreter options
+/// tools run one with): maybe something resolved a python shim's symlink
+/// to this binary and ran it under its own name.
+/// cli-guard does not guess which interpreter was meant; the python shims
+/// install.sh makes are hard links, which resolve to themselves.
+fn python_hint(word: &OsStr) -> &'static str {
+    let letters = word.to_str().and_then(|w| w.strip_prefix('-')).unwrap_or("");
+    let python_only = !letters.is_empty()
+        && !letters.starts_with('-')
+        && letters.bytes().all(|b| b"BcEImOsSuWX".contains(&b));
+    if python_only {
+        ". If this is a python command line, a program resolved a python shim's symlink to cli-guard and \
+         ran cli-guard under its own name: run the interpreter by its own path, or use the python shims \
+         install.sh makes (hard links, which resolve to themselves)"
+    } else {
+        ""
+    }
 }
 
 /// `cli-guard ARGS...`.
@@ -196,6 +227,7 @@ fn cli_guard(args: &[OsString], env: &Env) -> Result<Exit, Failure> {
         Command::Audit => audit::audit(&args, env),
         Command::Check => check::check(&args),
         Command::Doctor => doctor::doctor(&args, env),
+        Command::Init => init::init(&args),
         Command::EgressDemo => demo::main(&args, env),
     }
 }
@@ -220,6 +252,7 @@ mod tests {
             ("audit", Command::Audit),
             ("check", Command::Check),
             ("doctor", Command::Doctor),
+            ("init", Command::Init),
             ("egress-demo", Command::EgressDemo),
         ] {
             assert_eq!(
@@ -280,6 +313,24 @@ mod tests {
                 text.contains("expected run, policy, shims, audit, check"),
                 "{text}"
             );
+            assert!(!text.contains("python command line"), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_python_command_line_under_cli_guards_name_says_what_happened() {
+        for args in [
+            &["-I", "-c", "1"][..],
+            &["-IBs", "x.py"],
+            &["-c", "print(1)"],
+            &["-m", "pip"],
+        ] {
+            let text = usage_text(parse(args));
+            assert!(text.contains(&format!("unknown command {:?}", args[0])), "{text}");
+            assert!(text.contains("If this is a python command line"), "{text}");
+        }
+        for word in ["-h", "--version", "-z", "-x", "-", "--", "-Iz"] {
+            assert_eq!(python_hint(OsStr::new(word)), "", "{word}");
         }
     }
 }

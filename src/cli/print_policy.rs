@@ -67,9 +67,7 @@ pub(super) fn print_policy(args: &[OsString]) -> Result<Exit, Failure> {
     };
     let tools: Vec<&ToolPolicy> = match what {
         PolicyArgs::Names => {
-            // Every name that gets a shim: the tools, then the python
-            // names (not tools themselves: `-m pip` runs under pip's policy).
-            for name in policy::tool_names().chain(shim::python::PYTHON_SHIMS.iter().copied()) {
+            for name in shim::shim_names() {
                 println!("{name}");
             }
             return Ok(Exit::SUCCESS);

@@ -85,6 +85,7 @@ pub(super) fn run(args: &[OsString], env: &Env) -> Result<Exit, Failure> {
             program,
             as_shim: false,
             tool_args_from: 0,
+            argv0_is_path: false,
         },
         env,
     )

@@ -1,13 +1,15 @@
-//! `cli-guard shims`: for each pinned tool, whether PATH finds its shim
-//! first, and the real binary the shim would run.
+//! `cli-guard shims`: for each guarded name, whether PATH finds its shim
+//! first and the real binary the shim would run; under a name whose shim
+//! does not come first, what comes before it, whether it is gated when
+//! typed in this shell, and the fix (`coverage`).
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 
 use super::args::{self, Parsed, Usage};
+use super::coverage;
 use crate::env::Env;
 use crate::exit::{Exit, Failure};
 use crate::policy;
-use crate::shim;
 
 const USAGE: Usage = Usage {
     command: "shims",
@@ -20,7 +22,10 @@ usage: cli-guard shims
 For each pinned tool, and python and python3 (mode -m only: `-m pip` and
 the like are guarded, anything else goes to the interpreter): its mode,
 whether the first `NAME` on PATH is cli-guard's shim, and the real binary
-the shim would run.
+the shim would run. Under a name whose shim is not first: what comes before
+it (an active virtualenv, nvm, volta, mise, asdf, pyenv, conda, corepack, a
+project's node_modules/.bin), whether the name typed in this shell still
+meets the gate (it does where `cli-guard init` is loaded), and the fix.
 ";
 
 /// Reads the arguments of `cli-guard shims`: none but `--help`.
@@ -33,16 +38,13 @@ pub(super) fn print_shims(args: &[OsString], env: &Env) -> Result<Exit, Failure>
     let Some(()) = parse_shims_args(args)?.or_print(HELP, args::VERSION) else {
         return Ok(Exit::SUCCESS);
     };
-    let path_var = env.path();
+    let shell = coverage::Context::read(env);
     println!("{:<10} {:<8} {:<40} REAL", "TOOL", "MODE", "SHIM FIRST ON PATH");
-    let tools = policy::TOOLS.iter().map(|t| (t.name, t.mode.to_string()));
-    // The python names: only their `-m pip` (pipx, poetry, pdm, uv) is
-    // guarded; anything else is handed to the interpreter.
-    let pythons = shim::python::PYTHON_SHIMS
-        .iter()
-        .map(|n| (*n, "-m only".to_string()));
-    for (name, mode) in tools.chain(pythons) {
-        let status = shim::shim_status(OsStr::new(name), path_var);
+    for report in shell.look_up(env) {
+        // The python names: only their `-m pip` (pipx, poetry, pdm, uv) is
+        // guarded; anything else is handed to the interpreter.
+        let mode = policy::lookup(report.name).map_or_else(|| "-m only".to_string(), |t| t.mode.to_string());
+        let status = &report.status;
         let first = match &status.first {
             None => "no (nothing on PATH)".to_string(),
             Some(path) if status.first_is_shim => format!("yes ({})", path.display()),
@@ -50,8 +52,12 @@ pub(super) fn print_shims(args: &[OsString], env: &Env) -> Result<Exit, Failure>
         };
         let real = status
             .real
+            .as_ref()
             .map_or_else(|| "not installed".to_string(), |p| p.display().to_string());
-        println!("{name:<10} {mode:<8} {first:<40} {real}");
+        println!("{:<10} {mode:<8} {first:<40} {real}", report.name);
+        for line in coverage::shims_detail(&shell, &report) {
+            println!("{line}");
+        }
     }
     Ok(Exit::SUCCESS)
 }

@@ -26,7 +26,7 @@ pub fn hand_through(inv: &Invocation, skip: &[FileId], env: &Env) -> Failure {
     };
     // If it is yet another copy, it hands through in turn.
     let e = Command::new(&real.path)
-        .arg0(&inv.argv0)
+        .arg0(inv.child_argv0(&real.path))
         .args(&inv.args)
         .env(SKIP_VAR, skip_var(skip))
         .env(REAL_TOOL_VAR, real.id.to_var())

@@ -2,7 +2,7 @@
 //! how to find the program; and the messages for a tool that cannot be
 //! found or run (127, 126, or 125 when the fault is cli-guard's).
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -35,6 +35,23 @@ pub struct Invocation {
     /// Where the tool's own arguments start in `args`, for finding its
     /// subcommand: 0, or past `-m pip` for `python -m pip install`.
     pub tool_args_from: usize,
+    /// True for an interpreter (`python -m pip`): the child gets the path it
+    /// was found at as argv[0], not the name as typed, because CPython
+    /// derives `sys.executable` from argv[0] (a bare name is looked up on
+    /// PATH, where it would find the shim). The start row still logs argv[0]
+    /// as typed.
+    pub argv0_is_path: bool,
+}
+
+impl Invocation {
+    /// The child's argv[0]: as typed, or the path the tool was found at.
+    pub fn child_argv0<'a>(&'a self, real_path: &'a Path) -> &'a OsStr {
+        if self.argv0_is_path {
+            real_path.as_os_str()
+        } else {
+            &self.argv0
+        }
+    }
 }
 
 /// The failure for a tool that was not found, or is not executable.

@@ -69,9 +69,8 @@ impl Tool<'_> {
     /// `proxy_url`.
     fn prepare(&self, proxy_url: &str, in_netns: bool) -> Result<Prepared, Failure> {
         let args = self.phase.args.as_ref().unwrap_or(&self.inv.args);
-        let argv: Vec<&OsStr> = std::iter::once(&self.inv.argv0)
-            .chain(args)
-            .map(|a| a.as_os_str())
+        let argv: Vec<&OsStr> = std::iter::once(self.inv.child_argv0(self.real_path))
+            .chain(args.iter().map(|a| a.as_os_str()))
             .collect();
         let marks = ChildMarks {
             proxy_url,

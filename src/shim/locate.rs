@@ -1,6 +1,6 @@
 //! Finding the real tool: PATH lookup that skips every cli-guard binary by
 //! file identity, the check of an explicit path, and what `cli-guard shims`
-//! reports.
+//! reports (every name that gets a shim, and what PATH finds for it).
 
 use std::ffi::OsStr;
 use std::io;
@@ -111,6 +111,14 @@ pub fn shim_status(name: &OsStr, path_var: &OsStr) -> ShimStatus {
             .ok()
             .map(|f| f.path),
     }
+}
+
+/// Every name that gets a shim: the pinned tools, then the python names
+/// (not tools themselves: `-m pip` runs under pip's policy). install.sh,
+/// `shims/`, `cli-guard init`'s functions and `cli-guard shims` all take
+/// this list.
+pub fn shim_names() -> impl Iterator<Item = &'static str> {
+    crate::policy::tool_names().chain(super::python::PYTHON_SHIMS.iter().copied())
 }
 
 /// This binary's identity, to recognise it behind any link.

@@ -53,7 +53,7 @@ use crate::sys::signal;
 
 pub use self::fetch_run::exec_hook;
 pub use self::invocation::{Invocation, Program};
-pub use self::locate::shim_status;
+pub use self::locate::{shim_names, shim_status, ShimStatus};
 pub use self::strict::Setting as StrictSetting;
 
 /// Nesting deeper than this is a loop, not a build (a tool whose wrapper

@@ -8,6 +8,12 @@
 //!
 //! The python names are shims, not tools: they are not in the pinned
 //! table, and an interpreter is never guarded as itself.
+//!
+//! Without side effects: the interpreter gets the path it was found at as
+//! argv[0], so its `sys.executable` is its own (a virtualenv made through
+//! the shim, and anything uv, virtualenv or pipx records, never names
+//! cli-guard); and a version manager's shim that hands the command line
+//! straight back to this one ([`Hops`]) is skipped rather than looped with.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -15,8 +21,8 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 use super::invocation::{Invocation, Program};
-use super::locate::{find_on_path, own_file_id, skip_list, skip_var, LookupError};
-use crate::env::{Env, SKIP_VAR};
+use super::locate::{find_on_path, own_file_id, skip_list, skip_var, FileId, LookupError};
+use crate::env::{Env, PYTHON_HOPS_VAR, SKIP_VAR};
 use crate::exit::{Exit, Failure, GATE_FAILED, NOT_EXECUTABLE, NOT_FOUND};
 use crate::policy;
 
@@ -109,9 +115,19 @@ pub fn guarded_tool(module: &OsStr) -> Option<&'static str> {
 /// A python shim: `-m pip …` guarded under pip's policy, anything else
 /// the real interpreter in this process's place.
 pub fn run(name: &str, argv0: OsString, args: Vec<OsString>, env: &Env) -> Result<Exit, Failure> {
+    let me = std::process::id();
+    let hash = args_hash(&args);
+    // A version manager's shim the interpreter was handed to brought the
+    // command line straight back: skip what it was, run the next one in
+    // place. For `-m pip`, the guarded parent's gate already holds.
+    if let Some(hops) = env.var(PYTHON_HOPS_VAR).and_then(Hops::parse) {
+        if hops.came_back(me, &argv0, hash, &parent_of) {
+            return Err(exec_interpreter(name, &args, env, me, hash, &hops.tried));
+        }
+    }
     let guarded = module_of(&args).and_then(|(module, from)| Some((guarded_tool(module)?, from)));
     let Some((tool, tool_args_from)) = guarded else {
-        return Err(exec_interpreter(name, &argv0, &args, env));
+        return Err(exec_interpreter(name, &args, env, me, hash, &[]));
     };
     let policy = policy::lookup(tool).ok_or_else(|| {
         Failure::new(
@@ -119,6 +135,22 @@ pub fn run(name: &str, argv0: OsString, args: Vec<OsString>, env: &Env) -> Resul
             anyhow::anyhow!("{name} -m: {tool} has no pinned policy"),
         )
     })?;
+    // The interpreter the guarded run will find, so that the one it is
+    // handed to can tell if that brings it back. A lookup that fails is
+    // reported by the run itself.
+    let skip = skip_list(env.skip(), own_file_id());
+    let env = match find_on_path(OsStr::new(name), env.path(), &skip) {
+        Ok(found) => {
+            let hops = Hops {
+                via: Via::Spawn,
+                pid: me,
+                args: hash,
+                tried: vec![found.id],
+            };
+            env.with(PYTHON_HOPS_VAR, hops.to_string())
+        }
+        Err(_) => env.clone(),
+    };
     super::run(
         Invocation {
             policy,
@@ -127,24 +159,39 @@ pub fn run(name: &str, argv0: OsString, args: Vec<OsString>, env: &Env) -> Resul
             program: Program::Lookup(OsString::from(name)),
             as_shim: true,
             tool_args_from,
+            argv0_is_path: true,
         },
-        env,
+        &env,
     )
 }
 
 /// Replaces this process with the real interpreter: the first `name` on
-/// PATH that is not cli-guard, with argv as given. Returns only on failure.
-fn exec_interpreter(name: &str, argv0: &OsStr, args: &[OsString], env: &Env) -> Failure {
+/// PATH that is neither cli-guard nor one of `tried`, with the arguments as
+/// given. Returns only on failure.
+fn exec_interpreter(
+    name: &str,
+    args: &[OsString],
+    env: &Env,
+    me: u32,
+    hash: u64,
+    tried: &[FileId],
+) -> Failure {
     let self_id = own_file_id();
-    let skip = skip_list(env.skip(), self_id);
+    let mut skip = skip_list(env.skip(), self_id);
+    skip.extend_from_slice(tried);
     let real = match find_on_path(OsStr::new(name), env.path(), &skip) {
         Ok(real) => real,
         Err(LookupError::NotFound) => {
             return Failure::new(
                 NOT_FOUND,
                 anyhow::anyhow!(
-                    "{name}: the real {name} was not found on PATH (after skipping cli-guard's own shims). \
-                     Install {name}, or put its directory on PATH after the shims directory."
+                    "{name}: the real {name} was not found on PATH (after skipping cli-guard's own shims{}). \
+                     Install {name}, or put its directory on PATH after the shims directory.",
+                    if tried.is_empty() {
+                        ""
+                    } else {
+                        ", and the version manager's shims that handed it back to cli-guard"
+                    }
                 ),
             )
         }
@@ -158,14 +205,28 @@ fn exec_interpreter(name: &str, argv0: &OsStr, args: &[OsString], env: &Env) -> 
             )
         }
     };
+    // argv[0] is the path the interpreter was found at, not the name as
+    // typed: CPython looks a bare argv[0] up on PATH to set sys.executable,
+    // and would find this shim. With the path, the interpreter reports where
+    // it really lives (a virtualenv's python its own bin/, so the venv stays
+    // active), and a virtualenv, uv or pip that reads sys.executable never
+    // records cli-guard.
     let mut command = Command::new(&real.path);
-    command.arg0(argv0).args(args);
+    command.arg0(&real.path).args(args);
     // A copy of cli-guard later on PATH must skip this one in turn, or two
     // copies would hand the call back and forth; a link needs nothing.
     let inherited = skip_list(env.skip(), None);
     if self_id.is_some_and(|id| !inherited.contains(&id)) {
+        let skip = skip_list(env.skip(), self_id);
         command.env(SKIP_VAR, skip_var(&skip));
     }
+    let hops = Hops {
+        via: Via::Exec,
+        pid: me,
+        args: hash,
+        tried: tried.iter().copied().chain([real.id]).collect(),
+    };
+    command.env(PYTHON_HOPS_VAR, hops.to_string());
     let e = command.exec();
     let code = match e.raw_os_error().map(nix::errno::Errno::from_raw) {
         Some(nix::errno::Errno::ENOENT) => NOT_FOUND,
@@ -175,6 +236,126 @@ fn exec_interpreter(name: &str, argv0: &OsStr, args: &[OsString], env: &Env) -> 
         code,
         anyhow::anyhow!("{name}: cannot run {}: {e}", real.path.display()),
     )
+}
+
+/// The parent of `pid`, from /proc (field 4 of its stat line).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.get(stat.rfind(')')? + 1..)?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Whether `ancestor` is `pid`'s parent, grandparent, … within a few
+/// generations (a version manager's wrapper may run the interpreter as a
+/// child: pyenv's pip-rehash hook does, to rehash after it).
+fn descends_from(pid: u32, ancestor: u32, parent_of: &dyn Fn(u32) -> Option<u32>) -> bool {
+    let mut at = pid;
+    for _ in 0..16 {
+        match parent_of(at) {
+            Some(parent) if parent == ancestor => return true,
+            Some(parent) if parent > 1 => at = parent,
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// How a python shim handed a command line to an interpreter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// By exec, in place: the same pid runs what it found.
+    Exec,
+    /// As the guarded child of a `-m pip` gate: the shim is an ancestor of
+    /// whatever that child runs.
+    Spawn,
+}
+
+/// `CLI_GUARD_PYTHON_HOPS`: a python shim handed this command line to the
+/// interpreters `tried` (the last one found on PATH, after those before it
+/// that came back). A version manager's shim in front of the system python
+/// (pyenv's with `system`, asdf's, mise's) looks python up on PATH without
+/// its own shims, finds cli-guard's first and execs it with the same
+/// arguments, in the same process: without this, the two would hand the
+/// command line back and forth for ever.
+///
+/// It came back when this process is the one the shim exec'd (for `Spawn`:
+/// a descendant of the guarding shim, whose gate then already holds it),
+/// run by path as such a shim runs it (a program that execs `python3` by
+/// name is not taken for one), with the same arguments. The variable stays
+/// in the interpreter's environment; after an exec its children have pids
+/// of their own, so it never applies to them, and under a gate the same
+/// command line nested in itself would be a loop anyway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Hops {
+    via: Via,
+    pid: u32,
+    /// [`args_hash`] of the command line handed on.
+    args: u64,
+    tried: Vec<FileId>,
+}
+
+impl Hops {
+    /// `exec|spawn PID HASH DEV:INO,…`; `None` for anything else.
+    fn parse(text: &str) -> Option<Hops> {
+        let mut words = text.split(' ');
+        let via = match words.next()? {
+            "exec" => Via::Exec,
+            "spawn" => Via::Spawn,
+            _ => return None,
+        };
+        let pid = words.next()?.parse().ok()?;
+        let args = u64::from_str_radix(words.next()?, 16).ok()?;
+        let tried = words
+            .next()?
+            .split(',')
+            .map(FileId::from_var)
+            .collect::<Option<Vec<_>>>()?;
+        (words.next().is_none() && !tried.is_empty()).then_some(Hops {
+            via,
+            pid,
+            args,
+            tried,
+        })
+    }
+
+    /// Whether process `pid`, run as `argv0` with arguments hashing to
+    /// `hash`, is this command line come back from what it was handed to.
+    /// Pure but for `parent_of`.
+    fn came_back(&self, pid: u32, argv0: &OsStr, hash: u64, parent_of: &dyn Fn(u32) -> Option<u32>) -> bool {
+        let same_process = match self.via {
+            Via::Exec => pid == self.pid,
+            Via::Spawn => descends_from(pid, self.pid, parent_of),
+        };
+        same_process && hash == self.args && argv0.as_bytes().contains(&b'/')
+    }
+}
+
+impl std::fmt::Display for Hops {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let via = match self.via {
+            Via::Exec => "exec",
+            Via::Spawn => "spawn",
+        };
+        let tried: Vec<String> = self.tried.iter().map(|id| id.to_var()).collect();
+        write!(f, "{via} {} {:016x} {}", self.pid, self.args, tried.join(","))
+    }
+}
+
+/// FNV-1a over the arguments (not argv[0]), each ended by a byte no UTF-8
+/// text holds. Pure.
+fn args_hash(args: &[OsString]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in args
+        .iter()
+        .flat_map(|a| a.as_bytes().iter().copied().chain([0xff]))
+    {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
 }
 
 #[cfg(test)]
@@ -283,6 +464,88 @@ mod tests {
         ] {
             assert_eq!(tool(&["-m", other]), None, "{other}");
         }
+    }
+
+    #[test]
+    fn hops_round_trip_and_refuse_anything_else() {
+        let hops = Hops {
+            via: Via::Spawn,
+            pid: 42,
+            args: 0xabc,
+            tried: vec![
+                FileId::from_var("2049:77").unwrap(),
+                FileId::from_var("1:2").unwrap(),
+            ],
+        };
+        let text = hops.to_string();
+        assert_eq!(text, "spawn 42 0000000000000abc 2049:77,1:2");
+        assert_eq!(Hops::parse(&text), Some(hops));
+        for bad in [
+            "",
+            "exec",
+            "exec 1 2",
+            "exec 1 2 ",
+            "fork 1 2 3:4",
+            "exec x 2 3:4",
+            "exec 1 zz 3:4",
+            "exec 1 2 3:4 extra",
+            "exec 1 2 3:x",
+        ] {
+            assert_eq!(Hops::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn only_the_same_command_line_in_the_same_process_comes_back() {
+        let args: Vec<OsString> = ["-m", "pip", "install", "six"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        let hash = args_hash(&args);
+        let exec = Hops {
+            via: Via::Exec,
+            pid: 10,
+            args: hash,
+            tried: vec![FileId::from_var("1:2").unwrap()],
+        };
+        // 12 is a child of 11, a child of 10, a child of init.
+        let tree = |pid: u32| match pid {
+            12 => Some(11),
+            11 => Some(10),
+            10 => Some(1),
+            _ => None,
+        };
+        let by_path = OsStr::new("/home/u/.local/share/cli-guard/shims/python3");
+        assert!(exec.came_back(10, by_path, hash, &tree));
+        // A child of the interpreter, another command line, or a program
+        // that execs python3 by name: not a forwarder.
+        assert!(!exec.came_back(11, by_path, hash, &tree));
+        assert!(!exec.came_back(10, by_path, args_hash(&args[..2]), &tree));
+        assert!(!exec.came_back(10, OsStr::new("python3"), hash, &tree));
+        let spawn = Hops {
+            via: Via::Spawn,
+            ..exec
+        };
+        assert!(spawn.came_back(11, by_path, hash, &tree));
+        assert!(spawn.came_back(12, by_path, hash, &tree));
+        assert!(!spawn.came_back(10, by_path, hash, &tree));
+        assert!(!spawn.came_back(99, by_path, hash, &tree));
+    }
+
+    #[test]
+    fn ancestry_is_bounded() {
+        // A parent chain that never reaches the ancestor (or loops).
+        assert!(!descends_from(5, 1000, &|pid| Some(pid + 1)));
+        assert!(!descends_from(5, 1000, &|_| Some(5)));
+        assert!(descends_from(5, 7, &|pid| Some(pid + 1)));
+    }
+
+    #[test]
+    fn the_hash_tells_argument_boundaries_apart() {
+        let a: Vec<OsString> = ["ab", "c"].iter().map(OsString::from).collect();
+        let b: Vec<OsString> = ["a", "bc"].iter().map(OsString::from).collect();
+        assert_ne!(args_hash(&a), args_hash(&b));
+        assert_eq!(args_hash(&a), args_hash(&a.clone()));
     }
 
     #[test]

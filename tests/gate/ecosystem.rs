@@ -787,10 +787,17 @@ fn hatch_pointed_at_an_unlisted_index_is_denied() {
     assert_denied(&c, &out, "hatch", UNLISTED_PYPI, Via::Proxy);
 }
 
-/// install.sh gave python a shim: the runs below go through it.
+/// install.sh gave python a shim (a hard link to the binary): the runs
+/// below go through it.
 fn assert_python_is_shimmed() {
+    use std::os::unix::fs::MetadataExt;
     let shim = installed().join("share/cli-guard/shims/python");
-    assert!(shim.is_symlink(), "{} is not a shim", shim.display());
+    let id = |p: &Path| fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
+    assert!(
+        id(&shim).is_some() && id(&shim) == id(&installed().join("bin/cli-guard")),
+        "{} is not a shim",
+        shim.display()
+    );
 }
 
 #[test]

@@ -89,6 +89,13 @@ fn policy_names() -> Vec<String> {
         .collect()
 }
 
+/// A file's device and inode.
+fn file_id(path: &Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (meta.dev(), meta.ino())
+}
+
 /// Every entry of a directory, sorted.
 fn entries(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
@@ -168,15 +175,41 @@ fn install_puts_the_binary_the_demo_and_every_shim_in_place() {
     let mut names = policy_names();
     names.sort();
     assert_eq!(entries(&s.shims()), names);
+    let bin_id = file_id(&bin);
     for name in &names {
-        assert_eq!(fs::read_link(s.shims().join(name)).unwrap(), bin, "shim {name}");
+        let shim = s.shims().join(name);
+        if name.starts_with("python") {
+            // A hard link: a program that resolves an interpreter's links
+            // and runs what it finds still runs the shim as `python3`.
+            assert!(!shim.is_symlink(), "shim {name} is a hard link");
+            assert_eq!(file_id(&shim), bin_id, "shim {name} is the binary");
+        } else {
+            assert_eq!(fs::read_link(&shim).unwrap(), bin, "shim {name}");
+        }
     }
+    let init = format!("eval \"$('{}' init bash)\"", bin.display());
+    check!(
+        out,
+        out.stdout().contains(&init),
+        "install must print the line that loads the shell integration {init:?}"
+    );
     let line = format!("export PATH=\"{}:$PATH\"", s.shims().display());
     check!(
         out,
         out.stdout().contains(&line),
-        "install must print the PATH line {line:?}"
+        "and the PATH line for this shell only {line:?}"
     );
+    // Installed again (an upgrade replaces the binary by a new file): the
+    // python shims are linked to the new one.
+    s.install("/bin/bash", &[]).expect_code(0);
+    let bin_id = file_id(&bin);
+    for name in names.iter().filter(|n| n.starts_with("python")) {
+        assert_eq!(
+            file_id(&s.shims().join(name)),
+            bin_id,
+            "shim {name} after a reinstall"
+        );
+    }
 }
 
 #[test]
@@ -241,7 +274,7 @@ fn install_never_overwrites_a_file_it_did_not_create() {
 fn rc_line_is_added_once_and_uninstall_restores_the_file() {
     for (shell, rc) in [
         ("bash", ".bashrc"),
-        ("zsh", ".zshrc"),
+        ("zsh", ".zshenv"),
         ("fish", ".config/fish/config.fish"),
     ] {
         let s = Setup::new();
@@ -254,19 +287,17 @@ fn rc_line_is_added_once_and_uninstall_restores_the_file() {
         let out = s.install(&shell_path, &["--rc"]);
         check_eq!(out, out.code(), Some(0), "second --rc install failed");
         let text = fs::read_to_string(&rc).unwrap();
-        let shims = s.shims().display().to_string();
+        let bin = s.prefix().join("bin/cli-guard").display().to_string();
+        let line = if shell == "fish" {
+            format!("'{bin}' init fish | source # added by cli-guard install.sh\n")
+        } else {
+            format!("eval \"$('{bin}' init {shell})\" # added by cli-guard install.sh\n")
+        };
         assert_eq!(
-            text.matches(shims.as_str()).count(),
-            1,
-            "{shell}: the line must be added once:\n{text}"
+            text,
+            format!("{original}{line}"),
+            "{shell}: the line, added once after the user's lines"
         );
-        assert!(
-            text.starts_with(&original),
-            "{shell}: the user's lines must stay:\n{text}"
-        );
-        if shell == "fish" {
-            assert!(text.contains(&format!("set -gx PATH {shims} $PATH")), "{text}");
-        }
         let out = s.install(&shell_path, &["--uninstall"]);
         check_eq!(out, out.code(), Some(0), "uninstall failed");
         assert_eq!(
@@ -275,6 +306,39 @@ fn rc_line_is_added_once_and_uninstall_restores_the_file() {
             "{shell}: uninstall must restore the rc file"
         );
     }
+}
+
+/// A start-up file --rc created is gone again after --uninstall; the PATH
+/// line an earlier install.sh --rc wrote (zsh: in ~/.zshrc) gives way to
+/// the shell integration's line, and --uninstall removes either.
+#[test]
+fn rc_files_install_made_go_and_an_earlier_path_line_is_replaced() {
+    let s = Setup::new();
+    s.install("/bin/zsh", &["--rc"]).expect_code(0);
+    let zshenv = s.home().join(".zshenv");
+    assert!(zshenv.is_file());
+    s.install("/bin/zsh", &["--uninstall"]).expect_code(0);
+    assert!(!zshenv.exists(), "the .zshenv install created is removed");
+
+    let s = Setup::new();
+    let zshrc = s.home().join(".zshrc");
+    let old = format!(
+        "export PATH=\"{}:$PATH\" # added by cli-guard install.sh\n",
+        s.shims().display()
+    );
+    fs::write(&zshrc, format!("setopt autocd\n{old}")).unwrap();
+    let out = s.install("/bin/zsh", &["--rc"]);
+    check_eq!(out, out.code(), Some(0), "--rc failed");
+    assert_eq!(fs::read_to_string(&zshrc).unwrap(), "setopt autocd\n");
+    let text = fs::read_to_string(s.home().join(".zshenv")).unwrap();
+    assert!(
+        text.contains(" init zsh)\" # added by cli-guard install.sh"),
+        "{text}"
+    );
+    fs::write(&zshrc, format!("setopt autocd\n{old}")).unwrap();
+    s.install("/bin/zsh", &["--uninstall"]).expect_code(0);
+    assert_eq!(fs::read_to_string(&zshrc).unwrap(), "setopt autocd\n");
+    assert!(!s.home().join(".zshenv").exists());
 }
 
 #[test]

@@ -12,6 +12,10 @@
 //! - `proxy`: every proxy answer, the relay (early bytes, half-close), host
 //!   normalisation and matching, observe mode.
 //! - `python`: the python shims: `-m pip` guarded, anything else exec'd.
+//! - `interpreters`: the python shims without side effects: argv[0] the
+//!   interpreter's path, a version manager's shim that hands python back,
+//!   the hard-linked shim run by its own path, a virtualenv that survives
+//!   an uninstall.
 //! - `shim`: the child's environment and argv, PATH lookup, exit codes.
 //! - `signals`: signal forwarding, Ctrl-C and Ctrl-Z through a pty.
 //! - `audit`: the four record kinds, ordering, permissions, a SIGKILLed
@@ -36,6 +40,11 @@
 //! - `clients`: the real npm, pip, cargo, curl, aws and kubectl through
 //!   install.sh's shims, against the registries this machine reaches
 //!   (`#[ignore]`d: `.ci/run` runs them with `cargo test -- --ignored`).
+//! - `shells`: interactive bash, zsh and fish with `cli-guard init`'s line
+//!   as install.sh --rc writes it: the functions, the prompt hook, doctor;
+//!   virtualenvs, nvm-style node directories, child shells, make, Python's
+//!   subprocess, uvx, pipx, virtualenv (offline with fake tools in bash;
+//!   zsh, fish and the real clients `#[ignore]`d).
 //! - `ecosystem`: the other pinned real clients (pnpm, bun, deno, corepack
 //!   and yarn 4, uv, poetry, pipx, pdm, hatch, `python -m pip`, go, gem,
 //!   bundle, composer, mvn, gradle) in strict mode: a fetch, a denial, and
@@ -61,10 +70,12 @@ mod faults;
 mod fetch_run;
 mod hostile;
 mod install;
+mod interpreters;
 mod load;
 mod operator;
 mod proxy;
 mod python;
+mod shells;
 mod shim;
 mod signals;
 mod strict;

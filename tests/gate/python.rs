@@ -18,7 +18,9 @@ fn bash() -> &'static str {
 }
 
 /// `python3 -c SCRIPT ARGS` with bash as the "interpreter": the same
-/// process (exec in place), the same argv, no proxy, no audit log.
+/// process (exec in place), the same arguments after argv[0], which is the
+/// path the interpreter was found at (CPython sets sys.executable from it),
+/// no proxy, no audit log.
 #[test]
 fn any_other_python_run_is_the_interpreter_itself_exec_in_place() {
     let g = Gate::new();
@@ -35,7 +37,8 @@ fn any_other_python_run_is_the_interpreter_itself_exec_in_place() {
     let out = run.wait();
     out.expect_code(3);
     let got = split_nul(&fs::read(&dump).unwrap_or_default());
-    let want: Vec<Vec<u8>> = ["python3", "-c", script.as_str(), "x y", "-m", "pip"]
+    let real = g.real.join("python3");
+    let want: Vec<Vec<u8>> = [real.to_str().unwrap(), "-c", script.as_str(), "x y", "-m", "pip"]
         .iter()
         .map(|a| a.as_bytes().to_vec())
         .collect();
