@@ -29,19 +29,17 @@ pub(super) enum Parsed<T> {
 
 impl<T> Parsed<T> {
     /// The arguments to act on, or `None` once the help or version line that
-    /// was asked for instead is printed on stdout.
+    /// was asked for instead is printed on stdout (a reader that left early,
+    /// `cli-guard --help | head -1`, is no error).
     pub(super) fn or_print(self, help: &str, version: &str) -> Option<T> {
-        match self {
-            Parsed::Args(args) => Some(args),
-            Parsed::Help => {
-                print!("{help}");
-                None
-            }
-            Parsed::Version => {
-                println!("{version}");
-                None
-            }
-        }
+        use std::io::Write;
+        let text = match self {
+            Parsed::Args(args) => return Some(args),
+            Parsed::Help => help.to_string(),
+            Parsed::Version => format!("{version}\n"),
+        };
+        let _ = std::io::stdout().write_all(text.as_bytes());
+        None
     }
 }
 

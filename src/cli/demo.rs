@@ -219,7 +219,11 @@ pub fn main(args: &[OsString], env: &Env) -> Result<Exit, Failure> {
         Show::Strict => return strict(&targets, env),
         Show::DirectConnect => {
             for target in &targets {
-                println!("{:<8} {target} -> {}", show.name(), connect_directly(target));
+                say(format_args!(
+                    "{:<8} {target} -> {}",
+                    show.name(),
+                    connect_directly(target)
+                ));
             }
             return Ok(Exit::SUCCESS);
         }
@@ -260,7 +264,7 @@ async fn demonstrate(show: Show, targets: &[String], env: &Env) -> Result<Exit, 
         let seen = connect_through(proxy_addr, &credential, target)
             .await
             .unwrap_or_else(|e| format!("(no answer: {e:#})"));
-        println!("{:<8} {target} -> {seen}", show.name());
+        say(format_args!("{:<8} {target} -> {seen}", show.name()));
         statuses.push(seen);
     }
     let _ = std::io::stdout().flush();
@@ -366,7 +370,7 @@ fn strict(targets: &[String], env: &Env) -> Result<Exit, Failure> {
     let mut behaved = exit == Exit::SUCCESS;
     for target in targets {
         let (line, as_expected) = verdict(target, &rows);
-        println!("{:<8} {target} -> {line}", Show::Strict.name());
+        say(format_args!("{:<8} {target} -> {line}", Show::Strict.name()));
         behaved &= as_expected;
     }
     Ok(if behaved {
@@ -469,6 +473,12 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
     }
+}
+
+/// One line of what the demo saw, on stdout. The demo runs a gate, so it
+/// keeps SIGPIPE ignored: a reader that left early is no error.
+fn say(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stdout(), "{line}");
 }
 
 #[cfg(test)]

@@ -98,6 +98,22 @@ enum Command {
     EgressDemo,
 }
 
+impl Command {
+    /// Whether the command only reads and prints: no gate of its own, no
+    /// tool behind one.
+    fn only_prints(self) -> bool {
+        match self {
+            Command::Policy
+            | Command::Shims
+            | Command::Audit
+            | Command::Check
+            | Command::Doctor
+            | Command::Init => true,
+            Command::Run | Command::EgressDemo => false,
+        }
+    }
+}
+
 /// A subcommand and its own arguments, still unparsed.
 #[derive(Debug, PartialEq, Eq)]
 struct Subcommand {
@@ -220,6 +236,13 @@ fn cli_guard(args: &[OsString], env: &Env) -> Result<Exit, Failure> {
     let Some(Subcommand { command, args }) = parsed.or_print(HELP, args::VERSION) else {
         return Ok(Exit::SUCCESS);
     };
+    if command.only_prints() {
+        // main ignores SIGPIPE, which a gate needs; a command that only
+        // prints dies of it quietly like any filter when its reader leaves
+        // (`cli-guard policy | head`, `cli-guard audit --follow | grep -m1`)
+        // instead of failing on every later line.
+        let _ = crate::sys::signal::restore_default(nix::sys::signal::Signal::SIGPIPE);
+    }
     match command {
         Command::Run => run::run(&args, env),
         Command::Policy => print_policy::print_policy(&args),

@@ -413,3 +413,36 @@ fn doctor_help_and_bad_arguments() {
         "the usage error points at the help"
     );
 }
+
+#[test]
+fn a_reader_that_leaves_early_is_no_panic() {
+    // stdout is a pipe whose reader is already gone: every write fails
+    // with EPIPE (or raises SIGPIPE, for the commands that only print).
+    let g = Gate::new();
+    let cases: [&[&str]; 5] = [
+        &["policy"],
+        &["--help"],
+        &["--version"],
+        &["audit", "--help"],
+        &["egress-demo", "--help"],
+    ];
+    for args in cases {
+        let (read, write) = nix::unistd::pipe().unwrap();
+        drop(read);
+        let mut cmd = g.cli_guard(args);
+        cmd.stdout(std::process::Stdio::from(write));
+        let out = g.run(cmd);
+        check!(
+            out,
+            !out.stderr().contains("panicked"),
+            "cli-guard {args:?} must not panic on a closed stdout"
+        );
+        let code = out.status.code();
+        let signal = std::os::unix::process::ExitStatusExt::signal(&out.status);
+        check!(
+            out,
+            code == Some(0) || signal == Some(nix::libc::SIGPIPE),
+            "cli-guard {args:?}: exit 0 or death by SIGPIPE, not an abort"
+        );
+    }
+}
