@@ -73,6 +73,7 @@ mod install;
 mod interpreters;
 mod load;
 mod operator;
+mod policy;
 mod proxy;
 mod python;
 mod shells;
