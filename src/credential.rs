@@ -16,14 +16,14 @@ use std::fmt;
 use std::net::SocketAddr;
 
 /// The user name in the child's proxy URL; the password is the secret.
-pub const CREDENTIAL_USER: &str = "cli-guard";
+pub(crate) const CREDENTIAL_USER: &str = "cli-guard";
 
 /// What a scrubbed secret is replaced with.
 const REDACTED: &str = "<redacted>";
 
 /// This invocation's proxy credential. Its `Debug` never shows the secret.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Credential {
+pub(crate) struct Credential {
     /// The password in the child's proxy URL.
     token: String,
     /// `Basic base64(cli-guard:token)`: the `Proxy-Authorization` value a
@@ -38,7 +38,7 @@ impl Credential {
     /// that needs escaping in a URL). `cli-guard:` and hex digits never put
     /// five one-bits in a row where a base64 sextet starts, so the header
     /// has no `+` or `/` and reads the same in base64 and base64url.
-    pub fn mint() -> Result<Credential, getrandom::Error> {
+    pub(crate) fn mint() -> Result<Credential, getrandom::Error> {
         let mut random = [0u8; 16];
         getrandom::fill(&mut random)?;
         let token = random.iter().map(|b| format!("{b:02x}")).collect();
@@ -46,7 +46,7 @@ impl Credential {
     }
 
     /// The credential for a given token (tests, and a token minted elsewhere).
-    pub fn from_token(token: String) -> Credential {
+    pub(crate) fn from_token(token: String) -> Credential {
         let header = basic_authorization(CREDENTIAL_USER.as_bytes(), token.as_bytes());
         let header_url = header.replace('+', "-").replace('/', "_");
         Credential {
@@ -58,20 +58,20 @@ impl Credential {
 
     /// The proxy URL the child gets: `http://cli-guard:TOKEN@ADDR`. Holds
     /// the secret: never log it.
-    pub fn proxy_url(&self, addr: SocketAddr) -> String {
+    pub(crate) fn proxy_url(&self, addr: SocketAddr) -> String {
         format!("http://{CREDENTIAL_USER}:{}@{addr}", self.token)
     }
 
     /// The `Proxy-Authorization` value: `Basic base64(cli-guard:TOKEN)`.
     /// Holds the secret: never log it.
-    pub fn header(&self) -> &str {
+    pub(crate) fn header(&self) -> &str {
         &self.header
     }
 
     /// Whether a presented `Proxy-Authorization` value is this credential,
     /// in base64 or in base64url, in time that does not depend on where
     /// they first differ (both spellings are always compared).
-    pub fn matches(&self, presented: &[u8]) -> bool {
+    pub(crate) fn matches(&self, presented: &[u8]) -> bool {
         let standard = constant_time_eq(presented, self.header.as_bytes());
         let url = constant_time_eq(presented, self.header_url.as_bytes());
         standard | url
@@ -91,7 +91,7 @@ impl Credential {
     }
 
     /// `text` with every form of the secret blanked out.
-    pub fn scrub(&self, text: String) -> String {
+    pub(crate) fn scrub(&self, text: String) -> String {
         self.forms()
             .into_iter()
             .filter(|secret| !secret.is_empty())
@@ -101,7 +101,7 @@ impl Credential {
     /// Whether a request line (its method or target) carries a form of the
     /// secret: a confused client pasting its proxy URL. Such a request is
     /// refused before it is judged, so the secret is never logged.
-    pub fn in_request_line(&self, method: &str, target: &str) -> bool {
+    pub(crate) fn in_request_line(&self, method: &str, target: &str) -> bool {
         self.forms()
             .into_iter()
             .any(|s| !s.is_empty() && (target.contains(s) || method.contains(s)))
@@ -127,7 +127,7 @@ fn constant_time_eq(presented: &[u8], expected: &[u8]) -> bool {
 }
 
 /// `Basic base64(user:pass)`.
-pub fn basic_authorization(user: &[u8], pass: &[u8]) -> String {
+pub(crate) fn basic_authorization(user: &[u8], pass: &[u8]) -> String {
     let mut raw = user.to_vec();
     raw.push(b':');
     raw.extend_from_slice(pass);

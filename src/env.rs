@@ -10,65 +10,65 @@ use std::path::PathBuf;
 
 /// Carries the audit ID to the child; set, it also marks a nested
 /// invocation (the gate then routes everything through the outer one).
-pub const AUDIT_ID_VAR: &str = "CLI_GUARD_AUDIT_ID";
+pub(crate) const AUDIT_ID_VAR: &str = "CLI_GUARD_AUDIT_ID";
 /// How many guarded invocations deep this one is.
-pub const DEPTH_VAR: &str = "CLI_GUARD_DEPTH";
+pub(crate) const DEPTH_VAR: &str = "CLI_GUARD_DEPTH";
 /// `dev:ino` of the file a shim is about to run as the real tool: if that
 /// file turns out to be cli-guard itself (a copied shim), hand through.
-pub const REAL_TOOL_VAR: &str = "CLI_GUARD_REAL_TOOL";
+pub(crate) const REAL_TOOL_VAR: &str = "CLI_GUARD_REAL_TOOL";
 /// `dev:ino,…` of every cli-guard binary above this one: never taken for a
 /// real tool, whichever copy of cli-guard finds it.
-pub const SKIP_VAR: &str = "CLI_GUARD_SKIP";
+pub(crate) const SKIP_VAR: &str = "CLI_GUARD_SKIP";
 /// `exec|spawn PID HASH DEV:INO,…`: the interpreters a python shim handed a
 /// command line to, for the one that finds it coming back unchanged
 /// (`src/shim/python.rs`: a version manager's shim in front of the system
 /// python finds the python shim again); never taken again for it.
-pub const PYTHON_HOPS_VAR: &str = "CLI_GUARD_PYTHON_HOPS";
+pub(crate) const PYTHON_HOPS_VAR: &str = "CLI_GUARD_PYTHON_HOPS";
 /// `SHELL PID`, exported by the code `cli-guard init` prints: the shell
 /// that loaded it. Read by `doctor` and `shims` only.
-pub const SHELL_INIT_VAR: &str = "CLI_GUARD_SHELL_INIT";
+pub(crate) const SHELL_INIT_VAR: &str = "CLI_GUARD_SHELL_INIT";
 /// The audit log's path.
-pub const AUDIT_LOG_VAR: &str = "CLI_GUARD_AUDIT_LOG";
+pub(crate) const AUDIT_LOG_VAR: &str = "CLI_GUARD_AUDIT_LOG";
 /// `host:port=ip:port,…`: where an allowed name is dialled (for tests).
-pub const RESOLVE_VAR: &str = "CLI_GUARD_RESOLVE";
+pub(crate) const RESOLVE_VAR: &str = "CLI_GUARD_RESOLVE";
 
 /// `auto` (the default), `require` or `off`: whether an enforce-mode
 /// invocation runs in a network namespace whose only way out is the gate.
-pub const STRICT_VAR: &str = "CLI_GUARD_STRICT";
+pub(crate) const STRICT_VAR: &str = "CLI_GUARD_STRICT";
 /// Set for a tool that runs in a strict invocation's namespace, so that a
 /// guarded tool it starts knows its gate is already the only way out.
-pub const NETNS_VAR: &str = "CLI_GUARD_NETNS";
+pub(crate) const NETNS_VAR: &str = "CLI_GUARD_NETNS";
 /// Set by a fetch-and-run phase of npm's for cli-guard run as npm's script
 /// shell (`shim::fetch_run`): what to do at the program (report where npm
 /// put it; or clean the environment and run it). Removed for every guarded
 /// tool started below it.
-pub const EXEC_HOOK_VAR: &str = "CLI_GUARD_EXEC_HOOK";
+pub(crate) const EXEC_HOOK_VAR: &str = "CLI_GUARD_EXEC_HOOK";
 
 /// PATH when the environment has none (glibc's default for execvp). The
 /// shim and `cli-guard shims` both use it, so they agree on what runs.
-pub const DEFAULT_PATH: &str = "/bin:/usr/bin";
+pub(crate) const DEFAULT_PATH: &str = "/bin:/usr/bin";
 
 /// The proxy variables that apply to a CONNECT (HTTPS) request, in the order
 /// clients consult them (lowercase first, as curl, pip and botocore do).
-pub const PROXY_VARS: [&str; 4] = ["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"];
+pub(crate) const PROXY_VARS: [&str; 4] = ["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"];
 /// NO_PROXY, lowercase first, as for [`PROXY_VARS`].
-pub const NO_PROXY_VARS: [&str; 2] = ["no_proxy", "NO_PROXY"];
+pub(crate) const NO_PROXY_VARS: [&str; 2] = ["no_proxy", "NO_PROXY"];
 
 /// The process's environment as cli-guard uses it.
 #[derive(Debug, Clone, Default)]
-pub struct Env {
+pub(crate) struct Env {
     /// Every variable, as inherited: the base of the child's environment.
     vars: Vec<(OsString, OsString)>,
 }
 
 impl Env {
     /// Reads this process's environment, once.
-    pub fn from_process() -> Env {
+    pub(crate) fn from_process() -> Env {
         Env::from_pairs(std::env::vars_os())
     }
 
     /// An environment made of these pairs (tests; the demo's own).
-    pub fn from_pairs<K, V>(pairs: impl IntoIterator<Item = (K, V)>) -> Env
+    pub(crate) fn from_pairs<K, V>(pairs: impl IntoIterator<Item = (K, V)>) -> Env
     where
         K: Into<OsString>,
         V: Into<OsString>,
@@ -79,7 +79,7 @@ impl Env {
     }
 
     /// This environment with `key` set to `value` (replacing it if set).
-    pub fn with(&self, key: &str, value: impl Into<OsString>) -> Env {
+    pub(crate) fn with(&self, key: &str, value: impl Into<OsString>) -> Env {
         let mut vars: Vec<(OsString, OsString)> =
             self.vars.iter().filter(|(k, _)| k != key).cloned().collect();
         vars.push((OsString::from(key), value.into()));
@@ -88,7 +88,7 @@ impl Env {
 
     /// A variable's raw value (the first, as getenv returns, if a variable
     /// appears twice).
-    pub fn var_os(&self, key: &str) -> Option<&OsStr> {
+    pub(crate) fn var_os(&self, key: &str) -> Option<&OsStr> {
         self.vars
             .iter()
             .find(|(k, _)| k == key)
@@ -96,7 +96,7 @@ impl Env {
     }
 
     /// A variable as UTF-8; `None` if unset or not UTF-8.
-    pub fn var(&self, key: &str) -> Option<&str> {
+    pub(crate) fn var(&self, key: &str) -> Option<&str> {
         self.var_os(key).and_then(OsStr::to_str)
     }
 
@@ -106,74 +106,74 @@ impl Env {
     }
 
     /// Every variable, for the child's environment.
-    pub fn vars(&self) -> impl Iterator<Item = (OsString, OsString)> + '_ {
+    pub(crate) fn vars(&self) -> impl Iterator<Item = (OsString, OsString)> + '_ {
         self.vars.iter().cloned()
     }
 
     /// PATH, or [`DEFAULT_PATH`] when unset.
-    pub fn path(&self) -> &OsStr {
+    pub(crate) fn path(&self) -> &OsStr {
         self.var_os("PATH").unwrap_or(OsStr::new(DEFAULT_PATH))
     }
 
     /// The enclosing invocation's audit ID, if this one is nested.
-    pub fn parent_audit_id(&self) -> Option<&str> {
+    pub(crate) fn parent_audit_id(&self) -> Option<&str> {
         self.non_empty(AUDIT_ID_VAR)
     }
 
     /// How deep the enclosing invocations go (0 at the top).
-    pub fn depth(&self) -> u32 {
+    pub(crate) fn depth(&self) -> u32 {
         self.var(DEPTH_VAR)
             .and_then(|d| d.parse::<u32>().ok())
             .unwrap_or(0)
     }
 
     /// `CLI_GUARD_SKIP`, empty when unset.
-    pub fn skip(&self) -> &str {
+    pub(crate) fn skip(&self) -> &str {
         self.var(SKIP_VAR).unwrap_or_default()
     }
 
     /// `CLI_GUARD_REAL_TOOL`.
-    pub fn real_tool(&self) -> Option<&str> {
+    pub(crate) fn real_tool(&self) -> Option<&str> {
         self.var(REAL_TOOL_VAR)
     }
 
     /// `CLI_GUARD_RESOLVE`, empty when unset.
-    pub fn resolve(&self) -> &str {
+    pub(crate) fn resolve(&self) -> &str {
         self.var(RESOLVE_VAR).unwrap_or_default()
     }
 
     /// `CLI_GUARD_STRICT`, if set.
-    pub fn strict(&self) -> Option<&str> {
+    pub(crate) fn strict(&self) -> Option<&str> {
         self.var(STRICT_VAR)
     }
 
     /// Whether this process runs inside an enclosing strict invocation's
     /// network namespace (`CLI_GUARD_NETNS`, set by that invocation's shim).
     /// It only labels the start row: the enclosing gate holds either way.
-    pub fn in_netns(&self) -> bool {
+    pub(crate) fn in_netns(&self) -> bool {
         self.var(NETNS_VAR) == Some("1") && self.parent_audit_id().is_some()
     }
 
     /// `GIT_CONFIG_COUNT`: how many config entries the user already passes
     /// to git through the environment.
-    pub fn git_config_count(&self) -> Option<&str> {
+    pub(crate) fn git_config_count(&self) -> Option<&str> {
         self.var("GIT_CONFIG_COUNT")
     }
 
     /// The first proxy variable that is set and not blank, with its name.
-    pub fn upstream_proxy(&self) -> Option<(&'static str, &str)> {
+    pub(crate) fn upstream_proxy(&self) -> Option<(&'static str, &str)> {
         PROXY_VARS
             .iter()
             .find_map(|&k| self.var(k).filter(|v| !v.trim().is_empty()).map(|v| (k, v)))
     }
 
     /// NO_PROXY (lowercase first), if set.
-    pub fn no_proxy(&self) -> Option<&str> {
+    pub(crate) fn no_proxy(&self) -> Option<&str> {
         NO_PROXY_VARS.iter().find_map(|&k| self.var(k))
     }
 
     /// Whether colour is turned off (https://no-color.org: set and not empty).
-    pub fn no_color(&self) -> bool {
+    pub(crate) fn no_color(&self) -> bool {
         self.var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
     }
 
@@ -182,7 +182,7 @@ impl Env {
     /// `~/.local/state/cli-guard/audit.jsonl` (HOME, else the password
     /// database's home). Empty or relative state dirs are ignored, as the
     /// XDG spec says.
-    pub fn audit_log_path(&self) -> Option<PathBuf> {
+    pub(crate) fn audit_log_path(&self) -> Option<PathBuf> {
         let home = self.var_os("HOME").map(OsStr::to_os_string).or_else(|| {
             nix::unistd::User::from_uid(nix::unistd::getuid())
                 .ok()

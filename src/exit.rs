@@ -7,26 +7,26 @@ use nix::sys::resource::{setrlimit, Resource};
 use nix::sys::signal::{raise, SigSet, Signal};
 
 /// Done: help or output shown; `check`: the gate would allow.
-pub const SUCCESS: u8 = 0;
+pub(crate) const SUCCESS: u8 = 0;
 /// `cli-guard audit`: the audit log cannot be found or read.
-pub const LOG_UNREADABLE: u8 = 1;
+pub(crate) const LOG_UNREADABLE: u8 = 1;
 /// `cli-guard check`: the gate would refuse.
-pub const CHECK_DENIED: u8 = 1;
+pub(crate) const CHECK_DENIED: u8 = 1;
 /// `egress-demo`: the gate did not answer as the demo expects.
-pub const DEMO_UNEXPECTED: u8 = 1;
+pub(crate) const DEMO_UNEXPECTED: u8 = 1;
 /// `cli-guard doctor`: strict mode does not work here (or
 /// `CLI_GUARD_STRICT` is not a setting); `egress-demo strict`: strict mode
 /// is not available, so there is nothing to show.
-pub const STRICT_UNAVAILABLE: u8 = 1;
+pub(crate) const STRICT_UNAVAILABLE: u8 = 1;
 /// Bad arguments or an unknown name: nothing was run.
-pub const USAGE: u8 = 2;
+pub(crate) const USAGE: u8 = 2;
 /// The gate could not be put in place (proxy, signals, recursion, bad
 /// configuration): the tool was not run. The gate fails closed.
 pub const GATE_FAILED: u8 = 125;
 /// The real tool was found but could not be executed.
-pub const NOT_EXECUTABLE: u8 = 126;
+pub(crate) const NOT_EXECUTABLE: u8 = 126;
 /// The real tool was not found on PATH.
-pub const NOT_FOUND: u8 = 127;
+pub(crate) const NOT_FOUND: u8 = 127;
 
 /// How a guarded run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,12 +15,13 @@
 //!
 //! The items re-exported below are the surface that `main`, the fuzz
 //! targets, the integration tests and the benchmark use; everything else is
-//! private to the crate.
+//! `pub(crate)` at most, and `unreachable_pub` keeps it so.
 //!
 //! `unsafe` lives in `sys/` alone (and in `main`, a crate of its own), where
 //! nix cannot make a call safe; everywhere else the compiler refuses it.
 
 #![deny(unsafe_code)]
+#![warn(unreachable_pub)]
 
 mod audit;
 mod cli;

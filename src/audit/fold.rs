@@ -34,7 +34,7 @@ const MAX_OPEN: usize = 10_000;
 
 /// A record with the time its line was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stamped<T> {
+pub(crate) struct Stamped<T> {
     pub ts: String,
     pub record: T,
 }
@@ -43,7 +43,7 @@ pub struct Stamped<T> {
 /// close merged in, or a close alone when its request's row was in a file
 /// rotated away.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Tunnel {
+pub(crate) enum Tunnel {
     Request {
         request: Stamped<Egress>,
         close: Option<Stamped<EgressClose>>,
@@ -53,7 +53,7 @@ pub enum Tunnel {
 
 impl Tunnel {
     /// The request's row, if it was read.
-    pub fn request(&self) -> Option<&Egress> {
+    pub(crate) fn request(&self) -> Option<&Egress> {
         match self {
             Tunnel::Request { request, .. } => Some(&request.record),
             Tunnel::Orphan(_) => None,
@@ -61,7 +61,7 @@ impl Tunnel {
     }
 
     /// The tunnel's close, if it has closed.
-    pub fn close(&self) -> Option<&EgressClose> {
+    pub(crate) fn close(&self) -> Option<&EgressClose> {
         match self {
             Tunnel::Request { close, .. } => close.as_ref().map(|c| &c.record),
             Tunnel::Orphan(close) => Some(&close.record),
@@ -69,7 +69,7 @@ impl Tunnel {
     }
 
     /// Whether the gate refused it.
-    pub fn denied(&self) -> bool {
+    pub(crate) fn denied(&self) -> bool {
         self.request().and_then(|r| r.decision) == Some(Verdict::Deny)
     }
 
@@ -85,7 +85,7 @@ impl Tunnel {
 /// rows with each tunnel's close merged in, the invocations nested under
 /// it, and for a fetch-and-run's run phase, its fetch phase.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Invocation {
+pub(crate) struct Invocation {
     pub audit_id: String,
     pub start: Option<Start>,
     pub end: Option<Stamped<End>>,
@@ -111,7 +111,7 @@ impl Invocation {
 
     /// The tool's name, from its start row or else its first egress row;
     /// `?` when neither says.
-    pub fn tool(&self) -> &str {
+    pub(crate) fn tool(&self) -> &str {
         let named = |tool: &str| !tool.is_empty();
         self.start
             .as_ref()
@@ -127,23 +127,23 @@ impl Invocation {
             .unwrap_or("?")
     }
 
-    pub fn parent(&self) -> Option<&str> {
+    pub(crate) fn parent(&self) -> Option<&str> {
         self.start.as_ref()?.parent_audit_id.as_deref()
     }
 
     /// A fetch-and-run phase: `fetch`, `run` or `fetch+run`.
-    pub fn phase(&self) -> Option<&str> {
+    pub(crate) fn phase(&self) -> Option<&str> {
         self.start.as_ref()?.phase.as_deref()
     }
 
     /// When the entry began: its fetch phase's start, if it has one.
-    pub fn entry_ts(&self) -> &str {
+    pub(crate) fn entry_ts(&self) -> &str {
         self.fetch.as_ref().map_or(&self.first_ts, |f| &f.first_ts)
     }
 
     /// Allowed and denied egress rows of this entry: the invocation's own
     /// and its fetch phase's, not those nested under it.
-    pub fn counts(&self) -> (usize, usize) {
+    pub(crate) fn counts(&self) -> (usize, usize) {
         let (allowed, denied) = tally(&self.egress);
         match &self.fetch {
             Some(fetch) => {
@@ -156,7 +156,7 @@ impl Invocation {
 
     /// This invocation and everything nested under it (its fetch phase and
     /// what is nested under that included), depth first.
-    pub fn walk(&self) -> Vec<&Invocation> {
+    pub(crate) fn walk(&self) -> Vec<&Invocation> {
         let mut out = vec![self];
         for inner in self.fetch.iter().flat_map(|f| &f.children).chain(&self.children) {
             out.extend(inner.walk());
@@ -168,7 +168,7 @@ impl Invocation {
     /// own, depth first, each parent before its children, each with no
     /// children left (its start's `parent_audit_id` still names its
     /// parent). A fetch phase stays in its run phase's entry.
-    pub fn flatten(mut self) -> Vec<Invocation> {
+    pub(crate) fn flatten(mut self) -> Vec<Invocation> {
         let mut children = self
             .fetch
             .as_mut()
@@ -186,7 +186,7 @@ impl Invocation {
     /// (`parent_audit_id` among them), the end fields (`ts` renamed
     /// `end_ts`) and `egress`; what is nested under it is not in it. Its
     /// keys come out sorted, as a `serde_json` map keeps them.
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         // Plain structs of strings and numbers always serialise.
         serde_json::to_value(InvocationJson::from(self)).unwrap_or(Value::Null)
     }
@@ -288,7 +288,7 @@ impl<'a> From<&'a Tunnel> for TunnelJson<'a> {
 
 /// A line that is not an audit record.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BadLine {
+pub(super) struct BadLine {
     pub file: PathBuf,
     pub line: u64,
     pub why: String,
@@ -302,7 +302,7 @@ impl std::fmt::Display for BadLine {
 
 /// Folds records into invocations as they stream past.
 #[derive(Debug, Default)]
-pub struct Folder {
+pub(super) struct Folder {
     open: HashMap<String, Invocation>,
     /// The open invocations by order of first appearance, so the oldest is
     /// found without a scan.
@@ -316,7 +316,7 @@ pub struct Folder {
 impl Folder {
     /// Takes one row; returns the invocations it finished (at most one,
     /// plus any evicted to keep memory bounded).
-    pub fn push(&mut self, row: Row) -> Vec<Invocation> {
+    pub(super) fn push(&mut self, row: Row) -> Vec<Invocation> {
         let Row {
             ts,
             audit_id: id,
@@ -404,7 +404,7 @@ impl Folder {
     /// The invocations still open at the end of the log (running, or their
     /// shim was killed), oldest first, each nested under its parent when
     /// the parent is open too.
-    pub fn finish(mut self) -> Vec<Invocation> {
+    pub(super) fn finish(mut self) -> Vec<Invocation> {
         let mut all: Vec<Invocation> = Vec::with_capacity(self.open.len() + self.held.len());
         while let Some(inv) = self.evict_oldest() {
             all.push(inv);
@@ -440,7 +440,7 @@ fn merge_close(inv: &mut Invocation, closed: Stamped<EgressClose>) {
 
 /// Which folded invocations to show.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Filter {
+pub(crate) struct Filter {
     pub denied: bool,
     pub tool: Option<String>,
     /// RFC 3339 UTC in the log's own format; compared as strings.
@@ -452,7 +452,7 @@ impl Filter {
     /// The tree to show of `inv`'s, if any, for the human view: `--id` may
     /// pick a nested subtree; `--tool` and `--denied` keep a tree if any
     /// invocation in it matches; `--since` looks at its top.
-    pub fn apply(&self, inv: Invocation) -> Option<Invocation> {
+    pub(crate) fn apply(&self, inv: Invocation) -> Option<Invocation> {
         let inv = match &self.id {
             Some(id) => find_subtree(inv, id)?,
             None => inv,
@@ -477,7 +477,7 @@ impl Filter {
     /// other filters then select invocations by their own start, tool and
     /// denials, never by what is nested under them. Parents come before
     /// their children.
-    pub fn select(&self, inv: Invocation) -> Vec<Invocation> {
+    pub(crate) fn select(&self, inv: Invocation) -> Vec<Invocation> {
         let Some(inv) = (match &self.id {
             Some(id) => find_subtree(inv, id),
             None => Some(inv),
@@ -521,7 +521,7 @@ fn find_subtree(mut inv: Invocation, id: &str) -> Option<Invocation> {
 /// Parses `--since`: a duration back from `now` (`90s`, `15m`, `1h`, `2d`)
 /// or a UTC time (`2026-11-23`, `2026-11-23T10:00Z`, `…T10:00:00Z`, with
 /// or without the `Z`), into the log's timestamp format.
-pub fn parse_since(arg: &str, now: std::time::SystemTime) -> Result<String, String> {
+pub(crate) fn parse_since(arg: &str, now: std::time::SystemTime) -> Result<String, String> {
     let arg = arg.trim();
     if let Some(unit) = arg.chars().last().filter(|c| "smhd".contains(*c)) {
         if let Ok(n) = arg[..arg.len() - 1].parse::<u64>() {
@@ -563,7 +563,7 @@ pub fn parse_since(arg: &str, now: std::time::SystemTime) -> Result<String, Stri
 
 /// Reads every line of `files` in order, calling `record` for each audit
 /// record and `bad` for each line that is not one.
-pub fn read_files(
+pub(super) fn read_files(
     files: &[PathBuf],
     mut record: impl FnMut(Row) -> ControlFlow<()>,
     mut bad: impl FnMut(BadLine),
@@ -596,7 +596,7 @@ pub fn read_files(
 /// Reads complete lines from `reader` (a partial last line is left for the
 /// caller, for `--follow`) until `record` says stop; returns how many lines
 /// it read.
-pub fn read_stream(
+pub(super) fn read_stream(
     path: &Path,
     reader: &mut impl BufRead,
     first_line: u64,

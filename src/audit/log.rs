@@ -25,12 +25,12 @@ use crate::audit::record::{to_line, Record};
 /// Where the log goes when nothing says otherwise, under the state dir.
 const LOG_RELATIVE: &str = "cli-guard/audit.jsonl";
 /// A log at or over this size is rotated before the next row is written.
-pub const ROTATE_AT: u64 = 32 * 1024 * 1024;
+pub(super) const ROTATE_AT: u64 = 32 * 1024 * 1024;
 /// How many rotated files are kept (audit.jsonl.1 … audit.jsonl.5).
-pub const KEEP: u32 = 5;
+pub(super) const KEEP: u32 = 5;
 
 /// The rotated file `n` of `path` (`audit.jsonl.n`).
-pub fn rotated(path: &Path, n: u32) -> PathBuf {
+pub(super) fn rotated(path: &Path, n: u32) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(format!(".{n}"));
     PathBuf::from(name)
@@ -38,7 +38,7 @@ pub fn rotated(path: &Path, n: u32) -> PathBuf {
 
 /// The log's files, oldest first: the rotated ones that exist, then the
 /// live one (whether or not it exists yet).
-pub fn files_oldest_first(path: &Path) -> Vec<PathBuf> {
+pub(crate) fn files_oldest_first(path: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = (1..=KEEP)
         .rev()
         .map(|n| rotated(path, n))
@@ -52,7 +52,7 @@ pub fn files_oldest_first(path: &Path) -> Vec<PathBuf> {
 /// `$CLI_GUARD_AUDIT_LOG`, else `$XDG_STATE_HOME/cli-guard/audit.jsonl`,
 /// else `~/.local/state/cli-guard/audit.jsonl`. Empty or relative state
 /// dirs are ignored, as the XDG spec says. Pure.
-pub fn log_path(
+pub(crate) fn log_path(
     audit_log: Option<OsString>,
     xdg_state_home: Option<OsString>,
     home: Option<OsString>,
@@ -78,7 +78,7 @@ enum Target {
 
 /// The append-only writer for one invocation. Cheap to share behind an `Arc`.
 #[derive(Debug)]
-pub struct AuditLog {
+pub(crate) struct AuditLog {
     audit_id: String,
     target: Mutex<Target>,
 }
@@ -86,7 +86,7 @@ pub struct AuditLog {
 impl AuditLog {
     /// Opens (creating if needed) the log at `path`. Never fails: if the log
     /// can't be opened, warns once on stderr and writes records there.
-    pub fn open(audit_id: String, path: Option<&Path>) -> AuditLog {
+    pub(crate) fn open(audit_id: String, path: Option<&Path>) -> AuditLog {
         let target = match path {
             None => {
                 warn_fallback("no audit log path (HOME is unset)", "set CLI_GUARD_AUDIT_LOG");
@@ -113,20 +113,20 @@ impl AuditLog {
     }
 
     /// A log that keeps its lines in memory (for egress-demo).
-    pub fn in_memory(audit_id: String) -> AuditLog {
+    pub(crate) fn in_memory(audit_id: String) -> AuditLog {
         AuditLog {
             audit_id,
             target: Mutex::new(Target::Memory(Vec::new())),
         }
     }
 
-    pub fn audit_id(&self) -> &str {
+    pub(crate) fn audit_id(&self) -> &str {
         &self.audit_id
     }
 
     /// Appends one record. A write failure switches to stderr (warning
     /// once) and the record goes there, so it is never lost.
-    pub fn write(&self, record: &Record) {
+    pub(crate) fn write(&self, record: &Record) {
         let line = to_line(&self.audit_id, record, SystemTime::now());
         let mut target = self
             .target
@@ -146,7 +146,7 @@ impl AuditLog {
     }
 
     /// The lines kept by an in-memory log (empty for the others).
-    pub fn take_lines(&self) -> Vec<Vec<u8>> {
+    pub(crate) fn take_lines(&self) -> Vec<Vec<u8>> {
         let mut target = self
             .target
             .lock()

@@ -12,8 +12,8 @@ mod show;
 mod suggest;
 mod tail;
 
-pub use fold::{parse_since, Filter};
-pub use log::{files_oldest_first, log_path, AuditLog};
-pub use record::{new_audit_id, rfc3339_millis, Egress, EgressClose, End, Package, Record, Start};
-pub use redact::redact_argv;
-pub use show::{show, ShowOptions};
+pub(crate) use fold::{parse_since, Filter};
+pub(crate) use log::{files_oldest_first, log_path, AuditLog};
+pub(crate) use record::{new_audit_id, rfc3339_millis, Egress, EgressClose, End, Package, Record, Start};
+pub(crate) use redact::redact_argv;
+pub(crate) use show::{show, ShowOptions};

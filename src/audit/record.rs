@@ -21,7 +21,7 @@ use crate::policy::{Mode, Verdict};
 
 /// A new audit ID: 12 hex digits of Unix milliseconds, a dash, then 128
 /// random bits as 32 hex digits. Sorts by creation time as a plain string.
-pub fn new_audit_id() -> Result<String, getrandom::Error> {
+pub(crate) fn new_audit_id() -> Result<String, getrandom::Error> {
     let mut random = [0u8; 16];
     getrandom::fill(&mut random)?;
     let millis = unix_millis(SystemTime::now());
@@ -39,7 +39,7 @@ fn unix_millis(t: SystemTime) -> u64 {
 }
 
 /// RFC 3339 UTC with milliseconds, e.g. `2026-11-24T00:10:00.123Z`.
-pub fn rfc3339_millis(t: SystemTime) -> String {
+pub(crate) fn rfc3339_millis(t: SystemTime) -> String {
     let millis = unix_millis(t);
     let secs = millis / 1000;
     let (year, month, day) = civil_from_days(secs / 86_400);
@@ -71,7 +71,7 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 /// Written before the child is spawned.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct Start {
+pub(crate) struct Start {
     pub parent_audit_id: Option<String>,
     pub tool: String,
     /// Always written; `None` only when a row read back lacks it. The mode
@@ -117,7 +117,7 @@ pub struct Start {
 /// A package as its own metadata names it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct Package {
+pub(crate) struct Package {
     pub name: String,
     pub version: Option<String>,
 }
@@ -135,7 +135,7 @@ impl std::fmt::Display for Package {
 /// before the tunnel carries a byte.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct Egress {
+pub(crate) struct Egress {
     pub conn: u64,
     pub tool: String,
     /// Always written; `None` only when a row read back lacks it.
@@ -158,7 +158,7 @@ pub struct Egress {
 /// One per tunnel that was opened, when it closes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct EgressClose {
+pub(crate) struct EgressClose {
     pub conn: u64,
     pub host: String,
     pub port: u16,
@@ -172,7 +172,7 @@ pub struct EgressClose {
 /// Written after the child exits and the proxy has stopped.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct End {
+pub(crate) struct End {
     pub exit_code: Option<i32>,
     pub signal: Option<String>,
     /// Always written; `None` only when a row read back lacks it.
@@ -188,7 +188,7 @@ pub struct End {
 /// The body of one audit line, tagged by its `kind`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Record {
+pub(crate) enum Record {
     Start(Start),
     Egress(Egress),
     EgressClose(EgressClose),
@@ -197,7 +197,7 @@ pub enum Record {
 
 impl Record {
     /// The `kind` this record is written under.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Record::Start(_) => "start",
             Record::Egress(_) => "egress",
@@ -210,7 +210,7 @@ impl Record {
 /// One line of the log as read back: the record and the two fields every
 /// line carries besides its kind.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Row {
+pub(super) struct Row {
     pub ts: String,
     pub audit_id: String,
     #[serde(flatten)]
@@ -244,7 +244,7 @@ impl Serialize for Fields<'_> {
 }
 
 /// Serialises one record as a JSON line, newline included.
-pub fn to_line(audit_id: &str, record: &Record, at: SystemTime) -> Vec<u8> {
+pub(super) fn to_line(audit_id: &str, record: &Record, at: SystemTime) -> Vec<u8> {
     let line = Line {
         ts: rfc3339_millis(at),
         kind: record.kind(),
@@ -262,7 +262,7 @@ pub fn to_line(audit_id: &str, record: &Record, at: SystemTime) -> Vec<u8> {
 }
 
 /// Parses one log line into a row, or says why it is not an audit record.
-pub fn parse_line(line: &[u8]) -> Result<Row, String> {
+pub(super) fn parse_line(line: &[u8]) -> Result<Row, String> {
     let text = std::str::from_utf8(line).map_err(|_| "not UTF-8 (a torn or foreign line)".to_string())?;
     // Nearly every line is well-formed and takes this one pass; the rest
     // are explained, or read leniently, below.

@@ -149,7 +149,7 @@ const SHAPES: &[Shape] = &[
 
 /// `argv` as it may be logged for `tool` (the policy name), and whether
 /// anything was replaced.
-pub fn redact_argv(tool: &str, argv: &[String]) -> (Vec<String>, bool) {
+pub(crate) fn redact_argv(tool: &str, argv: &[String]) -> (Vec<String>, bool) {
     let mut out = Vec::with_capacity(argv.len());
     let mut value_next = false;
     for (i, arg) in argv.iter().enumerate() {

@@ -19,7 +19,7 @@ const REASON_WIDTH: usize = 100;
 /// `text` safe for a terminal: control characters (escape sequences,
 /// carriage returns) are shown escaped, so a logged argv or reason cannot
 /// move the cursor or erase the lines around it.
-pub fn clean(text: &str) -> String {
+pub(super) fn clean(text: &str) -> String {
     if !text.chars().any(char::is_control) {
         return text.to_string();
     }
@@ -36,13 +36,13 @@ pub fn clean(text: &str) -> String {
 
 /// Whether to colour, decided once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Style {
+pub(super) struct Style {
     pub colour: bool,
 }
 
 impl Style {
     /// Colour when stdout is a terminal and NO_COLOR is unset or empty.
-    pub fn detect(no_color: bool) -> Style {
+    pub(super) fn detect(no_color: bool) -> Style {
         use std::io::IsTerminal;
         Style {
             colour: std::io::stdout().is_terminal() && !no_color,
@@ -59,7 +59,7 @@ impl Style {
 }
 
 /// Renders one folded invocation (and its children) as text lines.
-pub fn render(inv: &Invocation, style: Style) -> String {
+pub(super) fn render(inv: &Invocation, style: Style) -> String {
     let mut out = String::new();
     render_at(inv, 0, style, &mut out);
     out
@@ -299,7 +299,7 @@ fn shorten(text: &str, width: usize) -> String {
 }
 
 /// Bytes as B, KiB, MiB or GiB.
-pub fn size(bytes: u64) -> String {
+pub(super) fn size(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
     let mut value = bytes as f64;
     let mut unit = 0;
@@ -315,7 +315,7 @@ pub fn size(bytes: u64) -> String {
 }
 
 /// Milliseconds as `135 ms`, `1.2 s` or `3.5 min`.
-pub fn duration(ms: u64) -> String {
+pub(super) fn duration(ms: u64) -> String {
     match ms {
         0..=999 => format!("{ms} ms"),
         1000..=59_999 => format!("{:.1} s", ms as f64 / 1000.0),

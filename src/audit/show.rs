@@ -23,7 +23,7 @@ const FOLLOW_POLL: Duration = Duration::from_millis(200);
 
 /// What `cli-guard audit` was asked to show.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ShowOptions {
+pub(crate) struct ShowOptions {
     /// The live log file; its rotated files are read before it.
     pub path: PathBuf,
     pub filter: Filter,
@@ -38,7 +38,7 @@ pub struct ShowOptions {
 
 /// Why the log could not be shown.
 #[derive(Debug)]
-pub enum ShowError {
+pub(crate) enum ShowError {
     /// Neither the live file nor a rotated one exists.
     NoLog(PathBuf),
     /// A file exists but cannot be read.
@@ -62,7 +62,7 @@ impl std::error::Error for ShowError {}
 
 /// Shows the log as `opts` asks; with `follow`, returns only when stdout
 /// closes or a read fails.
-pub fn show(opts: &ShowOptions) -> Result<(), ShowError> {
+pub(crate) fn show(opts: &ShowOptions) -> Result<(), ShowError> {
     let path = &opts.path;
     let files = files_oldest_first(path);
     if !files.iter().any(|f| f.exists()) {

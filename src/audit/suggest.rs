@@ -44,7 +44,7 @@ const COUNTRY_SECOND_LEVELS: &[&str] = &["ac", "co", "com", "edu", "gov", "ne", 
 
 /// How often, and when, one host:port was reached.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Seen {
+pub(super) struct Seen {
     pub count: u64,
     pub first: String,
     pub last: String,
@@ -52,7 +52,7 @@ pub struct Seen {
 
 /// Everything `--suggest` gathers for one tool, in a bounded map.
 #[derive(Debug, Default)]
-pub struct Gathered {
+pub(super) struct Gathered {
     pub tool: String,
     /// (host, port) → seen, for tunnels that opened (status 200); names
     /// and IP literals alike.
@@ -64,7 +64,7 @@ pub struct Gathered {
 }
 
 impl Gathered {
-    pub fn new(tool: &str) -> Gathered {
+    pub(super) fn new(tool: &str) -> Gathered {
         Gathered {
             tool: tool.to_string(),
             ..Gathered::default()
@@ -72,7 +72,7 @@ impl Gathered {
     }
 
     /// Takes one audit row; only the tool's allowed egress rows count.
-    pub fn push(&mut self, row: &Row) {
+    pub(super) fn push(&mut self, row: &Row) {
         let Record::Egress(egress) = &row.record else {
             return;
         };
@@ -105,7 +105,7 @@ impl Gathered {
 }
 
 /// The registrable domain of a name, approximately (see the module doc).
-pub fn registrable(name: &str) -> &str {
+pub(super) fn registrable(name: &str) -> &str {
     let labels: Vec<&str> = name.split('.').collect();
     let keep = match labels.as_slice() {
         [.., second, tld] if tld.len() == 2 && COUNTRY_SECOND_LEVELS.contains(second) => 3,
@@ -158,7 +158,7 @@ struct Entry {
 }
 
 /// The suggestion as Rust to paste into `TOOLS` in src/policy/table.rs.
-pub fn render(g: &Gathered) -> String {
+pub(super) fn render(g: &Gathered) -> String {
     let mut out = String::new();
     for ((host, port, status), count) in &g.unreached {
         let _ = writeln!(

@@ -11,14 +11,14 @@ use crate::audit::record::Row;
 
 /// The live log as `--follow` reads it: whole lines only, a row still being
 /// written stays in `partial` until its newline arrives.
-pub struct Tail {
+pub(super) struct Tail {
     file: Option<(File, u64)>,
     partial: Vec<u8>,
     line_no: u64,
 }
 
 impl Tail {
-    pub fn open(path: &Path) -> Tail {
+    pub(super) fn open(path: &Path) -> Tail {
         let file = File::open(path).ok().and_then(|f| {
             let ino = f.metadata().ok()?.ino();
             Some((f, ino))
@@ -32,7 +32,7 @@ impl Tail {
 
     /// Reads what has been appended, in bounded chunks, folding whole lines
     /// as it goes; a row still being written waits in `partial`.
-    pub fn read(
+    pub(super) fn read(
         &mut self,
         path: &Path,
         record: &mut impl FnMut(Row) -> ControlFlow<()>,
@@ -61,7 +61,7 @@ impl Tail {
     }
 
     /// Whether the path now names another file than the one being read.
-    pub fn rotated(&self, path: &Path) -> bool {
+    pub(super) fn rotated(&self, path: &Path) -> bool {
         match &self.file {
             Some((_, ino)) => std::fs::metadata(path).is_ok_and(|m| m.ino() != *ino),
             None => false,

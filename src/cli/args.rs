@@ -189,12 +189,12 @@ pub(super) mod testing {
     use crate::exit::{Failure, USAGE};
 
     /// `args` as a command line.
-    pub fn os(args: &[&str]) -> Vec<OsString> {
+    pub(crate) fn os(args: &[&str]) -> Vec<OsString> {
         args.iter().map(OsString::from).collect()
     }
 
     /// The arguments parsed, or a panic naming what came instead.
-    pub fn args_of<T: Debug>(parsed: Result<Parsed<T>, Failure>) -> T {
+    pub(crate) fn args_of<T: Debug>(parsed: Result<Parsed<T>, Failure>) -> T {
         match parsed {
             Ok(Parsed::Args(args)) => args,
             other => panic!("not arguments: {other:?}"),
@@ -202,7 +202,7 @@ pub(super) mod testing {
     }
 
     /// The usage error's text, or a panic if it is no usage error.
-    pub fn usage_text<T: Debug>(parsed: Result<Parsed<T>, Failure>) -> String {
+    pub(crate) fn usage_text<T: Debug>(parsed: Result<Parsed<T>, Failure>) -> String {
         match parsed {
             Err(failure) if failure.code == USAGE => failure.to_string(),
             other => panic!("not a usage error: {other:?}"),

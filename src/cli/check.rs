@@ -12,7 +12,7 @@ const USAGE: Usage = Usage {
     next_step: "usage: cli-guard check --as TOOL HOST[:PORT]; see cli-guard check --help",
 };
 
-pub const CHECK_HELP: &str = "\
+pub(super) const CHECK_HELP: &str = "\
 usage: cli-guard check --as TOOL HOST[:PORT]
 
 Prints the decision the gate would make for a CONNECT to HOST:PORT (port 443

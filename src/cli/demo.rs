@@ -202,7 +202,7 @@ fn parse_demo_args(args: &[OsString]) -> Result<Parsed<DemoArgs>, Failure> {
 }
 
 /// `egress-demo ARGS…` (argv[0] already removed).
-pub fn main(args: &[OsString], env: &Env) -> Result<Exit, Failure> {
+pub(super) fn main(args: &[OsString], env: &Env) -> Result<Exit, Failure> {
     let parsed = parse_demo_args(args).inspect_err(|failure| {
         if MissingCommand::is(failure) {
             eprint!("{HELP}");

@@ -36,16 +36,16 @@ use crate::policy::AddressCheck;
 
 /// How long a dial (lookup, connect, and an upstream's answer) may take
 /// before the answer is 504.
-pub const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// RFC 8305's Connection Attempt Delay: how long an attempt runs alone
 /// before the next address is tried alongside it.
-pub const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+pub(super) const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
 /// Largest response head accepted from an upstream proxy.
 const MAX_UPSTREAM_HEAD: usize = 16 * 1024;
 
 /// Dial overrides: normalised (host, port) → loopback addresses, in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Resolve(HashMap<(String, u16), Vec<SocketAddr>>);
+pub(crate) struct Resolve(HashMap<(String, u16), Vec<SocketAddr>>);
 
 impl Resolve {
     /// Parses `host:port=ip:port[|ip:port…][,…]`. Host names are normalised
@@ -57,7 +57,7 @@ impl Resolve {
     /// accepted: the overrides skip the address check, and a seam for tests
     /// without internet must not be a way to point an allowed name at cloud
     /// metadata or the LAN.
-    pub fn parse(spec: &str) -> Result<Resolve, String> {
+    pub(crate) fn parse(spec: &str) -> Result<Resolve, String> {
         let mut map = HashMap::new();
         for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
             let (from, to) = entry
@@ -74,7 +74,7 @@ impl Resolve {
     }
 
     /// The override for a target, if any.
-    pub fn get(&self, target: &Authority) -> Option<&[SocketAddr]> {
+    pub(crate) fn get(&self, target: &Authority) -> Option<&[SocketAddr]> {
         self.0
             .get(&(target.host_string(), target.port))
             .map(Vec::as_slice)
@@ -98,7 +98,7 @@ fn parse_loopback(entry: &str, to: &str) -> Result<SocketAddr, String> {
 
 /// Everything that decides how a target is reached.
 #[derive(Debug, Clone, Default)]
-pub struct Dialer {
+pub(crate) struct Dialer {
     pub resolve: Resolve,
     pub upstream: Option<Upstream>,
     /// The user's original NO_PROXY: targets dialled directly even when
@@ -110,7 +110,7 @@ pub struct Dialer {
 
 /// An open connection to the target (or to the upstream, tunnelled to it).
 #[derive(Debug)]
-pub struct Dialled {
+pub(crate) struct Dialled {
     pub stream: TcpStream,
     /// Bytes the upstream sent behind its `200`: the tunnel's first bytes.
     pub early_down: Vec<u8>,
@@ -120,7 +120,7 @@ pub struct Dialled {
 
 /// Why a dial failed; maps to the status the child gets.
 #[derive(Debug)]
-pub enum DialError {
+pub(crate) enum DialError {
     /// 504: no answer within [`DIAL_TIMEOUT`].
     Timeout,
     /// 502: the name did not resolve, or every address refused.
@@ -135,7 +135,7 @@ pub enum DialError {
 }
 
 impl DialError {
-    pub fn status(&self) -> u16 {
+    pub(crate) fn status(&self) -> u16 {
         match self {
             DialError::Timeout => 504,
             DialError::Failed(_) => 502,
@@ -161,12 +161,12 @@ impl std::fmt::Display for DialError {
 
 impl Dialer {
     /// Whether `target` goes through the upstream proxy.
-    pub fn via_upstream(&self, target: &Authority) -> Option<&Upstream> {
+    pub(crate) fn via_upstream(&self, target: &Authority) -> Option<&Upstream> {
         self.upstream.as_ref().filter(|_| !self.no_proxy.bypasses(target))
     }
 
     /// Dials `target` by its route, under [`DIAL_TIMEOUT`].
-    pub async fn dial(&self, target: &Authority, check: AddressCheck) -> Result<Dialled, DialError> {
+    pub(crate) async fn dial(&self, target: &Authority, check: AddressCheck) -> Result<Dialled, DialError> {
         let attempt = async {
             match self.via_upstream(target) {
                 Some(upstream) => self.through(upstream, target).await,
@@ -295,7 +295,7 @@ fn via_route(upstream: &Upstream, addr: SocketAddr) -> String {
 /// The order in which addresses are tried (RFC 8305 §4): families
 /// interleaved, starting with the family of the first address, each
 /// family's addresses in the order they came. Pure.
-pub fn eyeballs_order(addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
+pub(super) fn eyeballs_order(addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
     let Some(first) = addrs.first() else {
         return addrs;
     };
@@ -318,7 +318,7 @@ pub fn eyeballs_order(addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
 /// first connection wins; the other attempts are aborted and their sockets
 /// closed when this returns (or when the caller gives up on it). Returns
 /// the connection and the address it reached.
-pub async fn connect_first(addrs: Vec<SocketAddr>) -> Result<(TcpStream, SocketAddr), String> {
+pub(super) async fn connect_first(addrs: Vec<SocketAddr>) -> Result<(TcpStream, SocketAddr), String> {
     let mut pending = eyeballs_order(addrs).into_iter().peekable();
     let mut attempts = JoinSet::new();
     let mut failures: Vec<String> = Vec::new();

@@ -26,11 +26,11 @@ use crate::policy::authority::Authority;
 /// The whole request head must arrive within this long of the accept. It is
 /// a deadline, not an idle timeout: a client dripping a byte at a time does
 /// not reset it.
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One accepted connection and what it needs.
 #[derive(Debug)]
-pub struct Handler {
+pub(super) struct Handler {
     gate: Arc<Gate>,
     client: TcpStream,
     /// The connection's number in the audit rows.
@@ -46,7 +46,7 @@ pub struct Handler {
 /// An allowed request with its upstream connection open, not yet answered:
 /// what [`Handler::open`] makes a tunnel of.
 #[derive(Debug)]
-pub struct Allowed {
+pub(super) struct Allowed {
     dialled: Dialled,
     target: Authority,
     /// The policy's reason and the route, for the `egress` row.
@@ -59,7 +59,7 @@ pub struct Allowed {
 impl Handler {
     /// A handler for connection number `conn`, ended early if the gate is
     /// forced closed.
-    pub fn new(gate: Arc<Gate>, client: TcpStream, conn: u64, shutdown: Shutdown) -> Handler {
+    pub(super) fn new(gate: Arc<Gate>, client: TcpStream, conn: u64, shutdown: Shutdown) -> Handler {
         Handler {
             gate,
             client,
@@ -71,7 +71,7 @@ impl Handler {
     }
 
     /// Handles the connection to its end.
-    pub async fn serve(mut self) {
+    pub(super) async fn serve(mut self) {
         match self.run().await {
             Ok(Some(tunnel)) => self.open(tunnel).await,
             // The client left, or the gate stopped, before a request.
@@ -92,7 +92,7 @@ impl Handler {
     /// (directly, with the policy's address check, or through an upstream).
     /// `Ok(None)`: nothing to answer (the client left, or the gate was
     /// forced closed, before a full head).
-    pub async fn run(&mut self) -> Result<Option<Allowed>, Refusal> {
+    pub(super) async fn run(&mut self) -> Result<Option<Allowed>, Refusal> {
         let _ = self.client.set_nodelay(true);
         let head = tokio::select! {
             head = read_head(&mut self.client, &mut self.buf, self.head_timeout) => head?,

@@ -7,9 +7,9 @@
 use crate::policy::authority::{parse_authority, parse_host, Authority};
 
 /// Largest request head we read, request line and headers included.
-pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+pub(super) const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// Most headers we accept in one request head.
-pub const MAX_HEADERS: usize = 64;
+pub(super) const MAX_HEADERS: usize = 64;
 
 /// A complete, syntactically valid request head.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,7 +100,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<RequestHead>, HeadError> {
 /// The authority named by an absolute-form target (`http://host[:port]/…`),
 /// for the audit row of a refused plaintext request. `None` if it has none
 /// we can name.
-pub fn absolute_form_authority(target: &str) -> Option<Authority> {
+pub(super) fn absolute_form_authority(target: &str) -> Option<Authority> {
     let (scheme, rest) = target.split_once("://")?;
     let default_port = match scheme.to_ascii_lowercase().as_str() {
         "http" | "ws" => 80,
@@ -119,7 +119,7 @@ pub fn absolute_form_authority(target: &str) -> Option<Authority> {
 }
 
 /// The reason phrase for each status the proxy sends.
-pub fn reason_phrase(status: u16) -> &'static str {
+pub(super) fn reason_phrase(status: u16) -> &'static str {
     match status {
         200 => "Connection established",
         400 => "Bad Request",
@@ -137,11 +137,11 @@ pub fn reason_phrase(status: u16) -> &'static str {
 }
 
 /// The response that opens a tunnel.
-pub const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection established\r\n\r\n";
+pub(super) const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection established\r\n\r\n";
 
 /// A complete error response with a plain-text body and any `headers`;
 /// the connection closes after it.
-pub fn error_response(status: u16, headers: &[(&str, &str)], body: &str) -> Vec<u8> {
+pub(super) fn error_response(status: u16, headers: &[(&str, &str)], body: &str) -> Vec<u8> {
     let mut out = format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n",
         reason_phrase(status),

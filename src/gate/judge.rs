@@ -93,7 +93,7 @@ pub fn judge(policy: &ToolPolicy, head: &RequestHead, names: Option<&Pool>) -> R
 /// (the accepted socket's own): mapped back to its name where the pool
 /// gave it, then the policy's rule for direct connections (405 on port
 /// 80, 403 for a bare address or a name off the allowlist).
-pub fn judge_direct(policy: &ToolPolicy, pool: &Pool, dialled: SocketAddr) -> Result<Judged, Refusal> {
+pub(super) fn judge_direct(policy: &ToolPolicy, pool: &Pool, dialled: SocketAddr) -> Result<Judged, Refusal> {
     let target = pool.named(Authority {
         host: Host::Ip(dialled.ip()),
         port: dialled.port(),
@@ -115,7 +115,7 @@ pub fn judge_direct(policy: &ToolPolicy, pool: &Pool, dialled: SocketAddr) -> Re
 }
 
 /// A raw client string made safe to log: escaped and truncated.
-pub fn quote(raw: &str) -> String {
+pub(super) fn quote(raw: &str) -> String {
     let escaped: String = raw.escape_debug().take(QUOTE_LIMIT).collect();
     if escaped.len() < raw.escape_debug().count() {
         format!("\"{escaped}…\"")

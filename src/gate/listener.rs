@@ -26,7 +26,7 @@ use crate::gate::transparent;
 use crate::gate::Gate;
 
 /// How long open tunnels may outlive the stop (the child's exit).
-pub const GRACE: Duration = Duration::from_secs(2);
+pub(crate) const GRACE: Duration = Duration::from_secs(2);
 
 /// Binds the gate's listener on 127.0.0.1 at a port of the kernel's
 /// choosing, non-blocking and close-on-exec, with the largest accept queue
@@ -50,7 +50,7 @@ pub fn bind_loopback() -> std::io::Result<(std::net::TcpListener, SocketAddr)> {
 }
 
 /// The connection cap under this process's descriptor soft limit.
-pub fn connection_cap() -> usize {
+pub(super) fn connection_cap() -> usize {
     let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .map(|(soft, _)| soft)
         .unwrap_or(1024);
@@ -71,7 +71,7 @@ pub fn connection_cap_for(soft_limit: u64) -> usize {
 /// gate stops, then drains (see the module doc). Each transparent
 /// listener's accepts reach the one loop through a channel, so the proxy's
 /// own accept stays a direct poll.
-pub async fn accept_and_drain(
+pub(super) async fn accept_and_drain(
     listener: TcpListener,
     transparent: Vec<TcpListener>,
     gate: Arc<Gate>,
@@ -113,13 +113,13 @@ const BACK_OFF: Duration = Duration::from_millis(20);
 /// descriptors, a connection reset before it was accepted, an ICMP error
 /// queued on a UDP socket), so that a loop around it never spins and the
 /// socket stays up.
-pub async fn back_off() {
+pub(super) async fn back_off() {
     tokio::time::sleep(BACK_OFF).await;
 }
 
 /// The next connection on `listener`; `None` after a failed accept, once
 /// the [`back_off`] has passed. Cancel-safe, like `accept`.
-pub async fn next_connection(listener: &TcpListener) -> Option<TcpStream> {
+pub(super) async fn next_connection(listener: &TcpListener) -> Option<TcpStream> {
     match listener.accept().await {
         Ok((stream, _)) => Some(stream),
         Err(_) => {

@@ -65,21 +65,22 @@ use crate::gate::tally::Tally;
 use crate::gate::upstream::NoProxy;
 use crate::policy::ToolPolicy;
 
-pub use dial::DIAL_TIMEOUT;
+pub(crate) use dial::DIAL_TIMEOUT;
 pub use http::parse_head;
 pub use judge::{judge, Judged};
-pub use listener::{bind_loopback, connection_cap_for, GRACE};
+pub(crate) use listener::GRACE;
+pub use listener::{bind_loopback, connection_cap_for};
 pub use pool::Pool;
 pub use refusal::Refusal;
 pub use relay::IDLE_PIPES;
 pub use resolver::{answer_query, answered_address};
-pub use serve::{start, Sockets};
-pub use shutdown::Shutdown;
-pub use tally::{Denial, Summary};
+pub(crate) use serve::{start, Sockets};
+pub(crate) use shutdown::Shutdown;
+pub(crate) use tally::{Denial, Summary};
 
 /// How a gate is set up, beyond its policy and log.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub(crate) struct Settings {
     pub dialer: Dialer,
     /// What a request must carry in `Proxy-Authorization`; a request line
     /// holding it is refused, and refusal reasons are scrubbed of it.
@@ -93,7 +94,11 @@ impl Settings {
     /// The settings a real invocation uses: the environment's upstream proxy
     /// and NO_PROXY, `CLI_GUARD_RESOLVE`, the invocation's credential, and a
     /// cap under the descriptor limit. `own` is the gate's listener.
-    pub fn from_env(own: Option<SocketAddr>, credential: &Credential, env: &Env) -> Result<Settings, String> {
+    pub(crate) fn from_env(
+        own: Option<SocketAddr>,
+        credential: &Credential,
+        env: &Env,
+    ) -> Result<Settings, String> {
         let resolve = Resolve::parse(env.resolve()).map_err(|e| format!("{RESOLVE_VAR}: {e}"))?;
         let upstream = upstream::from_env(env)?;
         // Nested inside another cli-guard, NO_PROXY is the outer gate's
@@ -121,7 +126,7 @@ impl Settings {
 /// What every connection task shares: the policy, the log, the settings,
 /// the tallies for the `end` record, and the relay's pipes.
 #[derive(Debug)]
-pub struct Gate {
+pub(crate) struct Gate {
     pub policy: &'static ToolPolicy,
     pub audit: Arc<AuditLog>,
     settings: Settings,
@@ -135,7 +140,7 @@ pub struct Gate {
 
 impl Gate {
     /// A gate for one tool's invocation, with empty tallies.
-    pub fn new(policy: &'static ToolPolicy, audit: Arc<AuditLog>, settings: Settings) -> Gate {
+    pub(crate) fn new(policy: &'static ToolPolicy, audit: Arc<AuditLog>, settings: Settings) -> Gate {
         Gate {
             policy,
             audit,
@@ -147,7 +152,7 @@ impl Gate {
     }
 
     /// The gate of a strict-mode invocation: names are looked up in `pool`.
-    pub fn with_pool(self, pool: Arc<Pool>) -> Gate {
+    pub(crate) fn with_pool(self, pool: Arc<Pool>) -> Gate {
         Gate {
             pool: Some(pool),
             ..self
@@ -155,12 +160,12 @@ impl Gate {
     }
 
     /// Strict mode's pool, if this gate has one.
-    pub fn pool(&self) -> Option<&Pool> {
+    pub(crate) fn pool(&self) -> Option<&Pool> {
         self.pool.as_deref()
     }
 
     /// The tallies so far.
-    pub fn summary(&self) -> Summary {
+    pub(crate) fn summary(&self) -> Summary {
         self.tally.summary()
     }
 }

@@ -61,7 +61,7 @@ impl fmt::Display for Method {
 
 /// What an attempt was aimed at, as far as the gate could tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Aim<'a> {
+pub(crate) enum Aim<'a> {
     /// Nothing to name: no request line, or a target that did not parse.
     Unknown,
     /// A host and port.
@@ -72,7 +72,7 @@ pub enum Aim<'a> {
 
 impl Aim<'_> {
     /// As a refusal is listed for the summary: `host:port`, or the name.
-    pub fn shown(&self) -> Option<String> {
+    pub(crate) fn shown(&self) -> Option<String> {
         match self {
             Aim::Unknown => None,
             Aim::Endpoint(target) => Some(target.to_string()),
@@ -83,7 +83,7 @@ impl Aim<'_> {
 
 /// One `egress` row's worth of what became of an attempt.
 #[derive(Debug)]
-pub struct Outcome<'a> {
+pub(crate) struct Outcome<'a> {
     /// `None` before there was a request line to name one.
     pub method: Option<Method>,
     pub aim: Aim<'a>,
@@ -99,7 +99,7 @@ impl Gate {
     /// its row cap (a stranger's refusal, a DNS query or a refused direct
     /// connection past theirs: counted in the `end` row instead). `conn` is
     /// the connection's number; 0 for what opens no tunnel (DNS, QUIC).
-    pub fn record(&self, conn: u64, outcome: Outcome<'_>) {
+    pub(crate) fn record(&self, conn: u64, outcome: Outcome<'_>) {
         if !self.tally.count(&outcome) {
             return;
         }

@@ -18,12 +18,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::policy::authority::{Authority, Host};
 
 /// The pool's network, 198.18.0.0/15.
-pub const NETWORK: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 0);
+pub(super) const NETWORK: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 0);
 /// The network's prefix length.
-pub const PREFIX: u32 = 15;
+pub(super) const PREFIX: u32 = 15;
 /// Names the pool can give an address: every address of the /15 but its
 /// first and last.
-pub const CAPACITY: usize = (1 << (32 - PREFIX)) - 2;
+pub(super) const CAPACITY: usize = (1 << (32 - PREFIX)) - 2;
 
 /// The pool is full: a new name gets no address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -22,7 +22,7 @@ use crate::policy::Verdict;
 const QUIC_ROWS: usize = 256;
 
 /// Refuses QUIC on `socket` until the gate stops (see the module doc).
-pub async fn refuse(socket: UdpSocket, gate: Arc<Gate>, mut shutdown: Shutdown) {
+pub(super) async fn refuse(socket: UdpSocket, gate: Arc<Gate>, mut shutdown: Shutdown) {
     // Which address a datagram was sent to comes with it as packet info.
     let _ = setsockopt(&socket, sockopt::Ipv4PacketInfo, &true);
     let _ = setsockopt(&socket, sockopt::Ipv6RecvPacketInfo, &true);

@@ -106,7 +106,7 @@ impl Refusal {
 
 /// How the connection closes after the answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Closing {
+pub(crate) enum Closing {
     /// Read and discard what the client sent for up to [`LINGER`], so the
     /// close does not reset the answer away.
     Linger,
@@ -119,7 +119,7 @@ pub enum Closing {
 
 impl Gate {
     /// Records a refusal and answers it.
-    pub async fn refuse(&self, mut client: TcpStream, conn: u64, refusal: Refusal, closing: Closing) {
+    pub(crate) async fn refuse(&self, mut client: TcpStream, conn: u64, refusal: Refusal, closing: Closing) {
         let refusal = Refusal {
             reason: self.settings.credential.scrub(refusal.reason),
             ..refusal

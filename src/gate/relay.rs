@@ -28,7 +28,7 @@ use crate::sys::pipe::Pipe;
 /// Pipes in existence at once, lent or idle (two descriptors each): past
 /// this, a direction copies through a buffer. The gate's connection cap
 /// keeps descriptors in reserve for all of them.
-pub const MAX_PIPES: usize = 32;
+pub(super) const MAX_PIPES: usize = 32;
 /// Empty pipes kept for reuse; past this, a returned pipe is closed.
 pub const IDLE_PIPES: usize = 8;
 /// How many lent pipes may be grown to [`LARGE_PIPE`] at once. The kernel
@@ -44,7 +44,7 @@ const LARGE_PIPE: usize = 1 << 20;
 const COPY_BUF: usize = 64 * 1024;
 /// Bytes each way and how the tunnel ended.
 #[derive(Debug, Default)]
-pub struct RelayOutcome {
+pub(super) struct RelayOutcome {
     pub up: u64,
     pub down: u64,
     pub error: Option<String>,
@@ -53,7 +53,7 @@ pub struct RelayOutcome {
 /// Pipes for the relay: at most [`MAX_PIPES`] in existence, idle ones kept
 /// empty and at their default size, a few grown while lent.
 #[derive(Debug)]
-pub struct PipePool {
+pub(super) struct PipePool {
     idle: Mutex<Vec<PooledPipe>>,
     /// Pipes in existence, lent or idle.
     live: AtomicUsize,
@@ -103,7 +103,7 @@ impl PipePool {
     /// A pool that never hands out a pipe, so every byte takes the copy
     /// path, as when descriptors run out.
     #[cfg(test)]
-    pub fn without_pipes() -> PipePool {
+    pub(super) fn without_pipes() -> PipePool {
         PipePool {
             enabled: false,
             ..PipePool::default()
@@ -236,7 +236,7 @@ enum Flow {
 /// not a fault: many servers answer a FIN with a reset (a TLS server that
 /// got no handshake does), and a client that has closed resets the bytes
 /// still coming its way. A reset before the client's EOF is an error.
-pub async fn relay(
+pub(super) async fn relay(
     client: &mut TcpStream,
     upstream: &mut TcpStream,
     early_up: &[u8],

@@ -44,10 +44,10 @@ use crate::policy::{Decision, ToolPolicy, Verdict};
 
 /// The largest DNS message read over TCP; a query is at most a few hundred
 /// bytes (EDNS padding included), so a larger length is junk.
-pub const TCP_MAX_MESSAGE: usize = 4096;
+pub(super) const TCP_MAX_MESSAGE: usize = 4096;
 /// Each TCP message must arrive whole within this long of the connection's
 /// accept or the previous answer: a deadline a slow drip cannot extend.
-pub const TCP_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const TCP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Queries answered on one TCP connection before it is closed.
 const TCP_MAX_QUERIES: usize = 100;
 /// TCP connections served at once; one over it is closed at once.
@@ -222,7 +222,7 @@ fn record(gate: &Gate, row: QueryRow) {
 
 /// Answers DNS over UDP on `socket` until the gate stops, from the gate's
 /// pool (a gate without one, behind the plain proxy, answers none).
-pub async fn serve_udp(socket: UdpSocket, gate: Arc<Gate>, mut shutdown: Shutdown) {
+pub(super) async fn serve_udp(socket: UdpSocket, gate: Arc<Gate>, mut shutdown: Shutdown) {
     let Some(pool) = gate.pool() else {
         return;
     };
@@ -254,7 +254,7 @@ pub async fn serve_udp(socket: UdpSocket, gate: Arc<Gate>, mut shutdown: Shutdow
 
 /// Answers DNS over TCP on `listener` until the gate stops, from the
 /// gate's pool, as [`serve_udp`]; connections still open then are closed.
-pub async fn serve_tcp(listener: TcpListener, gate: Arc<Gate>, mut shutdown: Shutdown) {
+pub(super) async fn serve_tcp(listener: TcpListener, gate: Arc<Gate>, mut shutdown: Shutdown) {
     if gate.pool().is_none() {
         return;
     }

@@ -13,7 +13,7 @@ use crate::gate::{listener, quic, resolver, Gate};
 /// The sockets a gate serves. Bound before the tool runs, so that a gate
 /// that cannot be put in place means a tool that is not run.
 #[derive(Debug)]
-pub struct Sockets {
+pub(crate) struct Sockets {
     /// The proxy's listener: the child's `HTTPS_PROXY`.
     pub proxy: std::net::TcpListener,
     /// Strict mode: listeners for connections that ignored the proxy.
@@ -27,7 +27,7 @@ pub struct Sockets {
 
 impl Sockets {
     /// The plain proxy's: its listener alone.
-    pub fn proxy_only(proxy: std::net::TcpListener) -> Sockets {
+    pub(crate) fn proxy_only(proxy: std::net::TcpListener) -> Sockets {
         Sockets {
             proxy,
             transparent: Vec::new(),
@@ -40,14 +40,14 @@ impl Sockets {
 
 /// A gate being served: its tasks, which end after its [`Shutdown`] stops.
 #[derive(Debug)]
-pub struct Serving {
+pub(crate) struct Serving {
     tasks: JoinSet<()>,
 }
 
 /// Starts serving `sockets` on the current runtime, every task stopping with
 /// `shutdown`. Fails (with nothing started) if a socket cannot join the
 /// runtime.
-pub fn start(sockets: Sockets, gate: &Arc<Gate>, shutdown: &Shutdown) -> std::io::Result<Serving> {
+pub(crate) fn start(sockets: Sockets, gate: &Arc<Gate>, shutdown: &Shutdown) -> std::io::Result<Serving> {
     use tokio::net::{TcpListener, UdpSocket};
     let tcp = |list: Vec<std::net::TcpListener>| -> std::io::Result<Vec<TcpListener>> {
         list.into_iter().map(TcpListener::from_std).collect()
@@ -83,7 +83,7 @@ pub fn start(sockets: Sockets, gate: &Arc<Gate>, shutdown: &Shutdown) -> std::io
 impl Serving {
     /// Resolves once every task has ended: after the stop, the accept
     /// loops' drain (open tunnels' grace, then their forced close).
-    pub async fn finished(mut self) {
+    pub(crate) async fn finished(mut self) {
         while self.tasks.join_next().await.is_some() {}
     }
 }

@@ -22,7 +22,7 @@ enum Phase {
 
 /// A handle on the gate's stop, cloned into every task.
 #[derive(Debug, Clone)]
-pub struct Shutdown {
+pub(crate) struct Shutdown {
     tx: Arc<watch::Sender<Phase>>,
     rx: watch::Receiver<Phase>,
 }
@@ -35,18 +35,18 @@ impl Default for Shutdown {
 
 impl Shutdown {
     /// A gate that is running.
-    pub fn new() -> Shutdown {
+    pub(crate) fn new() -> Shutdown {
         let (tx, rx) = watch::channel(Phase::Running);
         Shutdown { tx: Arc::new(tx), rx }
     }
 
     /// Stops taking new work.
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.advance(Phase::Stopping);
     }
 
     /// Ends what is still open.
-    pub fn force(&self) {
+    pub(crate) fn force(&self) {
         self.advance(Phase::Forced);
     }
 
@@ -61,12 +61,12 @@ impl Shutdown {
     }
 
     /// Resolves once the gate is stopping (or forced).
-    pub async fn stopping(&mut self) {
+    pub(crate) async fn stopping(&mut self) {
         self.reached(Phase::Stopping).await;
     }
 
     /// Resolves once open connections must end.
-    pub async fn forced(&mut self) {
+    pub(crate) async fn forced(&mut self) {
         self.reached(Phase::Forced).await;
     }
 

@@ -31,7 +31,7 @@ const SEEN_LIMIT: usize = 4096;
 
 /// The counts so far; shared by every connection task.
 #[derive(Debug, Default)]
-pub struct Tally {
+pub(super) struct Tally {
     allowed: AtomicU64,
     denied: AtomicU64,
     denials: Mutex<Denials>,
@@ -54,7 +54,7 @@ struct Denials {
 
 /// A refused request, for the summary printed after the child exits.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Denial {
+pub(crate) struct Denial {
     /// `host:port`; for a refused DNS query, the name alone.
     pub target: String,
     pub status: u16,
@@ -66,7 +66,7 @@ pub struct Denial {
 
 /// Totals after the proxy stops.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Summary {
+pub(crate) struct Summary {
     pub allowed: u64,
     pub denied: u64,
     /// Distinct refusals of the credential holder, in the order first seen,
@@ -88,7 +88,7 @@ impl Tally {
     /// Counts one outcome. `false` if it is to get no row of its own: a
     /// stranger's refusal past [`STRANGER_ROWS`], a DNS query past
     /// [`QUERY_ROWS`], a refused direct connection past [`DIRECT_ROWS`].
-    pub fn count(&self, outcome: &Outcome<'_>) -> bool {
+    pub(super) fn count(&self, outcome: &Outcome<'_>) -> bool {
         if outcome.method == Some(Method::Dns) {
             return self.count_query(outcome);
         }
@@ -150,7 +150,7 @@ impl Tally {
     }
 
     /// The tallies so far.
-    pub fn summary(&self) -> Summary {
+    pub(super) fn summary(&self) -> Summary {
         let denials = self.denials();
         Summary {
             allowed: self.allowed.load(Ordering::Relaxed),

@@ -25,7 +25,7 @@ use crate::gate::Gate;
 
 /// Handles one transparent connection to its end: the refusal (its row, and
 /// for port 80 a `405`), or the dial, the row, and the relay.
-pub async fn serve(gate: Arc<Gate>, client: TcpStream, conn: u64, mut shutdown: Shutdown) {
+pub(super) async fn serve(gate: Arc<Gate>, client: TcpStream, conn: u64, mut shutdown: Shutdown) {
     let _ = client.set_nodelay(true);
     // The accepted socket's own address is the one the client dialled.
     let Ok(dialled) = client.local_addr() else {

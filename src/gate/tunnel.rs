@@ -22,7 +22,7 @@ use crate::policy::Verdict;
 
 /// A connection the gate allowed and dialled, about to carry bytes.
 #[derive(Debug)]
-pub struct Opened<'a> {
+pub(super) struct Opened<'a> {
     /// [`Method::Connect`], or [`Method::Transparent`] for strict mode's
     /// direct connections.
     pub method: Method,
@@ -38,7 +38,7 @@ pub struct Opened<'a> {
 impl Opened<'_> {
     /// Writes the `egress` row, answers, relays until both sides are done
     /// (or the gate forces it closed), and writes the `egress_close` row.
-    pub async fn relay(
+    pub(super) async fn relay(
         self,
         gate: &Gate,
         mut client: TcpStream,
@@ -107,7 +107,7 @@ impl Opened<'_> {
 
 /// The refusal for an allowed connection (arrived by `method`) whose dial
 /// failed.
-pub fn dial_failed(method: Method, judged: Judged, e: DialError) -> Refusal {
+pub(super) fn dial_failed(method: Method, judged: Judged, e: DialError) -> Refusal {
     let forbidden = matches!(e, DialError::Forbidden(_));
     let status = e.status();
     let reason = match e {
@@ -124,7 +124,11 @@ pub fn dial_failed(method: Method, judged: Judged, e: DialError) -> Refusal {
 }
 
 /// Dials an allowed target, unless the gate is forced closed first.
-pub async fn dial(gate: &Gate, judged: &Judged, shutdown: &mut Shutdown) -> Result<Dialled, DialError> {
+pub(super) async fn dial(
+    gate: &Gate,
+    judged: &Judged,
+    shutdown: &mut Shutdown,
+) -> Result<Dialled, DialError> {
     let check = gate.policy.address_check(&judged.decision);
     tokio::select! {
         dialled = gate.settings.dialer.dial(&judged.target, check) => dialled,

@@ -19,7 +19,7 @@ use crate::policy::authority::{parse_authority, parse_host, parse_port, Authorit
 
 /// An upstream HTTP proxy the gate dials through.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Upstream {
+pub(crate) struct Upstream {
     pub proxy: Authority,
     /// `Basic …`, from the URL's userinfo. Never logged.
     pub authorization: Option<String>,
@@ -47,7 +47,7 @@ impl fmt::Display for Upstream {
 /// Parses a proxy URL: `[http://][user[:pass]@]host[:port][/]`. Only plain
 /// HTTP proxies can carry a CONNECT here; an `https://` or SOCKS proxy is an
 /// error (the gate would rather not run than silently go around it).
-pub fn parse_proxy_url(url: &str) -> Result<Upstream, String> {
+pub(super) fn parse_proxy_url(url: &str) -> Result<Upstream, String> {
     let url = url.trim();
     let rest = match url.split_once("://") {
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
@@ -88,7 +88,7 @@ pub fn parse_proxy_url(url: &str) -> Result<Upstream, String> {
 }
 
 /// The upstream named by the environment, if any.
-pub fn from_env(env: &Env) -> Result<Option<Upstream>, String> {
+pub(super) fn from_env(env: &Env) -> Result<Option<Upstream>, String> {
     match env.upstream_proxy() {
         Some((var, url)) => parse_proxy_url(url)
             .map(Some)
@@ -117,7 +117,7 @@ fn percent_decode(s: &str) -> Option<Vec<u8>> {
 
 /// The user's NO_PROXY: which targets skip the upstream proxy.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NoProxy(Vec<Bypass>);
+pub(crate) struct NoProxy(Vec<Bypass>);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Bypass {
@@ -137,13 +137,13 @@ enum Bypass {
 impl NoProxy {
     /// Parses a comma-separated NO_PROXY. Entries that make no sense are
     /// skipped, as clients do.
-    pub fn parse(list: &str) -> NoProxy {
+    pub(crate) fn parse(list: &str) -> NoProxy {
         NoProxy(list.split(',').filter_map(|e| parse_bypass(e.trim())).collect())
     }
 
     /// Whether `target` should be dialled directly rather than through the
     /// upstream proxy.
-    pub fn bypasses(&self, target: &Authority) -> bool {
+    pub(crate) fn bypasses(&self, target: &Authority) -> bool {
         self.0.iter().any(|entry| match (entry, &target.host) {
             (Bypass::All, _) => true,
             (Bypass::Name { name, port }, Host::Name(host)) => {

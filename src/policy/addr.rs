@@ -41,7 +41,7 @@ impl AddressCheck {
 }
 
 /// Why an address is refused, or `None` if it may be dialled.
-pub fn forbidden(ip: IpAddr) -> Option<&'static str> {
+pub(super) fn forbidden(ip: IpAddr) -> Option<&'static str> {
     match ip {
         IpAddr::V4(v4) => forbidden_v4(v4),
         IpAddr::V6(v6) => match embedded_v4(v6) {
@@ -54,7 +54,7 @@ pub fn forbidden(ip: IpAddr) -> Option<&'static str> {
 /// Whether `ip` is in a private range (RFC 1918, fc00::/7, CGNAT), the only
 /// ranges a policy entry's pinned private-registry exception opens. Loopback,
 /// link-local (cloud metadata) and the rest stay refused even then.
-pub fn is_private(ip: IpAddr) -> bool {
+pub(super) fn is_private(ip: IpAddr) -> bool {
     let v4_private = |v4: Ipv4Addr| {
         let [a, b, ..] = v4.octets();
         v4.is_private() || (a == 100 && (64..128).contains(&b))

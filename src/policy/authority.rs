@@ -142,7 +142,7 @@ pub fn parse_authority(target: &str) -> Result<Authority, AuthorityError> {
 }
 
 /// Parses a port: 1 to 5 ASCII digits, 1..=65535. No sign, no spaces.
-pub fn parse_port(s: &str) -> Result<u16, AuthorityError> {
+pub(crate) fn parse_port(s: &str) -> Result<u16, AuthorityError> {
     if s.is_empty() {
         return Err(AuthorityError::MissingPort);
     }
@@ -156,7 +156,7 @@ pub fn parse_port(s: &str) -> Result<u16, AuthorityError> {
 }
 
 /// Parses and normalises a bare host (no port, no brackets).
-pub fn parse_host(host: &str) -> Result<Host, AuthorityError> {
+pub(crate) fn parse_host(host: &str) -> Result<Host, AuthorityError> {
     if let Some(c) = host
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))

@@ -9,7 +9,7 @@ use crate::policy::{Decision, Mode, ToolPolicy};
 
 /// Plaintext HTTP, answered 405 on every path (the proxy's and strict
 /// mode's direct one alike): cli-guard carries only TLS.
-pub const HTTP_PORT: u16 = 80;
+pub(crate) const HTTP_PORT: u16 = 80;
 
 /// A direct connection strict mode refuses: the row's status, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -23,7 +23,7 @@ use crate::policy::ToolPolicy;
 
 /// Which tool's grammar reads a fetch-and-run form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Grammar {
+pub(crate) enum Grammar {
     /// `npx`, `npm exec`, `npm x` (npm/cli `lib/commands/exec.js`, libnpmexec).
     NpmExec,
     /// `pnpm dlx`, `pnpx`, `pnx`.
@@ -40,7 +40,7 @@ pub enum Grammar {
 
 /// One line of the table: a tool's fetch-and-run form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FetchRun {
+pub(crate) struct FetchRun {
     pub tool: &'static str,
     /// The subcommand words that make the form, each alternative in turn
     /// (npm's `exec` or `x`; uv's `tool run`); none for a tool that is
@@ -51,7 +51,7 @@ pub struct FetchRun {
 
 impl FetchRun {
     /// Every invocation of `tool` is the form.
-    pub const fn whole(tool: &'static str, grammar: Grammar) -> FetchRun {
+    pub(crate) const fn whole(tool: &'static str, grammar: Grammar) -> FetchRun {
         FetchRun {
             tool,
             words: &[],
@@ -60,7 +60,7 @@ impl FetchRun {
     }
 
     /// The form is `tool`'s subcommand `words` (one alternative each).
-    pub const fn after(
+    pub(crate) const fn after(
         tool: &'static str,
         words: &'static [&'static [&'static str]],
         grammar: Grammar,
@@ -71,7 +71,7 @@ impl FetchRun {
 
 /// What a recognised invocation becomes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Plan {
+pub(crate) enum Plan {
     /// A fetch (`phases.fetch`), then the run; or the run alone when there
     /// is nothing to fetch (`phases.fetch` is `None`).
     Split(Phases),
@@ -83,7 +83,7 @@ pub enum Plan {
 
 /// The two phases of a split invocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Phases {
+pub(crate) struct Phases {
     /// The fetch's arguments (after argv[0]); `None`: nothing to fetch (a
     /// program the project already has, or the user's own no-install).
     pub fetch: Option<Vec<OsString>>,
@@ -107,7 +107,7 @@ pub struct Phases {
 
 /// How the fetch phase reports where the tool put what it fetched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Probe {
+pub(crate) enum Probe {
     /// npm: cli-guard is npm's script shell; at the `npx` event it writes
     /// the PATH npm made and the command, and runs nothing.
     ScriptShell,
@@ -124,7 +124,7 @@ pub enum Probe {
 
 /// What the user asked to run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Wanted {
+pub(crate) struct Wanted {
     /// The program's name when the form names it apart from the package
     /// (`npx -p pkg cmd`, `uvx --from pkg cmd`), or the package's own name
     /// part when the tool runs the program named like the package.
@@ -134,7 +134,7 @@ pub struct Wanted {
 }
 
 /// What the pure planner needs from outside.
-pub struct Context<'a> {
+pub(crate) struct Context<'a> {
     /// Where the fetch phase's probe writes its report.
     pub report: &'a str,
     /// cli-guard's own executable: npm's script shell in both phases.
@@ -148,27 +148,28 @@ pub struct Context<'a> {
 
 /// The probe the fetch runs in place of the program (`sh -c PATH_PROBE sh
 /// REPORT`): the tool put what it fetched first on PATH.
-pub const PATH_PROBE: &str = r#"printf '%s' "$PATH" > "$1""#;
+pub(crate) const PATH_PROBE: &str = r#"printf '%s' "$PATH" > "$1""#;
 /// pipx's probe, run by the fetched environment's python (`python -c
 /// PREFIX_PROBE REPORT`): that environment's directory.
-pub const PREFIX_PROBE: &str = "import sys; open(sys.argv[1], 'w').write(sys.prefix)";
+pub(crate) const PREFIX_PROBE: &str = "import sys; open(sys.argv[1], 'w').write(sys.prefix)";
 
-pub const WHY_RUNS_FETCHED: &str =
+pub(crate) const WHY_RUNS_FETCHED: &str =
     "runs the program the fetch phase fetched (enforced, under fetch_audit_id): observed, not isolated";
-pub const WHY_RUNS_UNNAMED: &str =
+pub(crate) const WHY_RUNS_UNNAMED: &str =
     "runs the program the fetch phase fetched (enforced, under fetch_audit_id); \
      its package could not be named from the files the fetch left: observed, not isolated";
-pub const WHY_RUNS_INSTALLED: &str =
+pub(crate) const WHY_RUNS_INSTALLED: &str =
     "runs a program already installed (nothing to fetch): observed, not isolated";
-pub const WHY_FETCHES_FOR_RUN: &str =
+pub(crate) const WHY_FETCHES_FOR_RUN: &str =
     "fetches a package for a program to run, and runs its install scripts: enforced";
-pub const WHY_YARN_DLX: &str = "yarn dlx runs observed as a whole, its fetch included: yarn installs into \
+pub(crate) const WHY_YARN_DLX: &str =
+    "yarn dlx runs observed as a whole, its fetch included: yarn installs into \
      a temporary project it deletes when the program exits, so nothing it fetched can be run offline";
 
 /// The fetch-and-run plan for `tool` run with `args` (the tool's own
 /// arguments start at `from`: after `-m pipx` for `python -m pipx`), if the
 /// arguments are one of `table`'s forms.
-pub fn plan_in(
+pub(crate) fn plan_in(
     table: &[FetchRun],
     tool: &ToolPolicy,
     args: &[OsString],
@@ -354,7 +355,7 @@ fn scan_form<'a>(p: &Parsed<'a>, opts: &Options) -> Option<(Tail, &'a str, Vec<S
 /// A package spec's name: `cowsay@1.6.0` → `cowsay`, `@scope/x@1` →
 /// `@scope/x`, `ruff==0.5` → `ruff`, `pkg[extra]` → `pkg`. A path or URL
 /// names no package by itself: `None`.
-pub fn spec_name(spec: &str) -> Option<&str> {
+pub(crate) fn spec_name(spec: &str) -> Option<&str> {
     if spec.contains('/') && !spec.starts_with('@') || spec.contains(':') || spec.starts_with('.') {
         return None;
     }

@@ -65,13 +65,13 @@ const NPM_FLAGS: &[&str] = &[
     "--dry-run",
 ];
 
-pub const NPM: SubcommandRule = SubcommandRule {
+pub(super) const NPM: SubcommandRule = SubcommandRule {
     value_options: NPM_OPTIONS,
     flags: NPM_FLAGS,
     ..SubcommandRule::PLAIN
 };
 // npx's -p is --package (npm's is --parseable).
-pub const NPX: SubcommandRule = SubcommandRule {
+pub(super) const NPX: SubcommandRule = SubcommandRule {
     value_options: &[
         "--package",
         "-p",
@@ -89,7 +89,7 @@ pub const NPX: SubcommandRule = SubcommandRule {
 // pnpm runs a script by name when the name is none of its own commands
 // (pnpm/src/cmd/index.ts, with aliases; the not-implemented ones too, which
 // fail safe). pnpm's -w is --workspace-root and takes no value.
-pub const PNPM: SubcommandRule = SubcommandRule {
+pub(super) const PNPM: SubcommandRule = SubcommandRule {
     value_options: &[
         "-C",
         "--dir",
@@ -242,7 +242,7 @@ pub const PNPM: SubcommandRule = SubcommandRule {
 };
 // yarn (1 and berry) runs a script by name when the name is none of its
 // own commands.
-pub const YARN: SubcommandRule = SubcommandRule {
+pub(super) const YARN: SubcommandRule = SubcommandRule {
     value_options: &[
         "--cwd",
         "--modules-folder",
@@ -333,7 +333,7 @@ pub const YARN: SubcommandRule = SubcommandRule {
 };
 // rustup's proxy takes `+toolchain` first; -C, --config, -Z, --color and
 // --explain take a value before the subcommand.
-pub const CARGO: SubcommandRule = SubcommandRule {
+pub(super) const CARGO: SubcommandRule = SubcommandRule {
     value_options: &["-C", "--config", "-Z", "--color", "--explain"],
     flags: &[
         "--locked",
@@ -351,7 +351,7 @@ pub const CARGO: SubcommandRule = SubcommandRule {
     toolchain: true,
     ..SubcommandRule::PLAIN
 };
-pub const PIP: SubcommandRule = SubcommandRule {
+pub(super) const PIP: SubcommandRule = SubcommandRule {
     value_options: &[
         "--proxy",
         "--log",
@@ -370,7 +370,7 @@ pub const PIP: SubcommandRule = SubcommandRule {
     ],
     ..SubcommandRule::PLAIN
 };
-pub const UV: SubcommandRule = SubcommandRule {
+pub(super) const UV: SubcommandRule = SubcommandRule {
     value_options: &[
         "--directory",
         "--project",
@@ -382,11 +382,11 @@ pub const UV: SubcommandRule = SubcommandRule {
     ],
     ..SubcommandRule::PLAIN
 };
-pub const COMPOSER: SubcommandRule = SubcommandRule {
+pub(super) const COMPOSER: SubcommandRule = SubcommandRule {
     value_options: &["-d", "--working-dir"],
     ..SubcommandRule::PLAIN
 };
-pub const AWS: SubcommandRule = SubcommandRule {
+pub(super) const AWS: SubcommandRule = SubcommandRule {
     value_options: &[
         "--region",
         "--profile",
@@ -400,7 +400,7 @@ pub const AWS: SubcommandRule = SubcommandRule {
     ],
     ..SubcommandRule::PLAIN
 };
-pub const DOCKER: SubcommandRule = SubcommandRule {
+pub(super) const DOCKER: SubcommandRule = SubcommandRule {
     value_options: &[
         "-H",
         "--host",
@@ -415,7 +415,7 @@ pub const DOCKER: SubcommandRule = SubcommandRule {
     ],
     ..SubcommandRule::PLAIN
 };
-pub const KUBECTL: SubcommandRule = SubcommandRule {
+pub(super) const KUBECTL: SubcommandRule = SubcommandRule {
     value_options: &[
         "-n",
         "--namespace",
@@ -434,7 +434,7 @@ pub const KUBECTL: SubcommandRule = SubcommandRule {
 // word naming a package.json script (`bun dev`) unless it is one of bun's
 // own commands (oven-sh/bun `src/cli.zig`, Command.Tag and its aliases).
 // A file path (`bun index.ts`) is no script: enforced, which fails safe.
-pub const BUN: SubcommandRule = SubcommandRule {
+pub(super) const BUN: SubcommandRule = SubcommandRule {
     value_options: &[
         "--cwd",
         "-c",
@@ -490,25 +490,25 @@ pub const BUN: SubcommandRule = SubcommandRule {
     ],
 };
 // bunx (`bun x`): -p/--package names the package to fetch.
-pub const BUNX: SubcommandRule = SubcommandRule {
+pub(super) const BUNX: SubcommandRule = SubcommandRule {
     value_options: &["-p", "--package"],
     ..SubcommandRule::PLAIN
 };
 // deno's global options come after the subcommand; only the shared ones
 // that take a value are listed.
-pub const DENO: SubcommandRule = SubcommandRule {
+pub(super) const DENO: SubcommandRule = SubcommandRule {
     value_options: &["-L", "--log-level"],
     ..SubcommandRule::PLAIN
 };
-pub const POETRY: SubcommandRule = SubcommandRule {
+pub(super) const POETRY: SubcommandRule = SubcommandRule {
     value_options: &["-C", "--directory", "-P", "--project"],
     ..SubcommandRule::PLAIN
 };
-pub const PDM: SubcommandRule = SubcommandRule {
+pub(super) const PDM: SubcommandRule = SubcommandRule {
     value_options: &["-c", "--config"],
     ..SubcommandRule::PLAIN
 };
-pub const HATCH: SubcommandRule = SubcommandRule {
+pub(super) const HATCH: SubcommandRule = SubcommandRule {
     value_options: &[
         "-e",
         "--env",
@@ -521,12 +521,12 @@ pub const HATCH: SubcommandRule = SubcommandRule {
     ],
     ..SubcommandRule::PLAIN
 };
-pub const CONDA: SubcommandRule = SubcommandRule {
+pub(super) const CONDA: SubcommandRule = SubcommandRule {
     value_options: &["--json-format", "--log-level", "-r", "--root-prefix", "--rc-file"],
     ..SubcommandRule::PLAIN
 };
-pub const PIXI: SubcommandRule = SubcommandRule {
+pub(super) const PIXI: SubcommandRule = SubcommandRule {
     value_options: &["--color"],
     ..SubcommandRule::PLAIN
 };
-pub const DOTNET: SubcommandRule = SubcommandRule::PLAIN;
+pub(super) const DOTNET: SubcommandRule = SubcommandRule::PLAIN;

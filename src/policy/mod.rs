@@ -18,23 +18,24 @@
 //! variable or file that widens these lists at run time.
 
 mod addr;
-pub mod authority;
+pub(crate) mod authority;
 mod direct;
-pub mod fetch_run;
+pub(crate) mod fetch_run;
 mod grammar;
 mod scripts;
 mod split;
 mod table;
 
-pub use addr::AddressCheck;
-pub use direct::HTTP_PORT;
-pub use scripts::script_names;
-pub use split::{invocation_policy, InvocationPolicy, SubcommandRule};
-pub use table::{lookup, observe_twin, tool_names, FETCH_AND_RUN, TOOLS};
+pub(crate) use addr::AddressCheck;
+pub(crate) use direct::HTTP_PORT;
+pub(crate) use scripts::script_names;
+pub(crate) use split::{invocation_policy, InvocationPolicy, SubcommandRule};
+pub use table::TOOLS;
+pub(crate) use table::{lookup, observe_twin, tool_names, FETCH_AND_RUN};
 
 /// The fetch-and-run plan for `tool` run with `args` (its own from
 /// `from`), if they are one of the pinned forms ([`FETCH_AND_RUN`]).
-pub fn fetch_and_run(
+pub(crate) fn fetch_and_run(
     tool: &ToolPolicy,
     args: &[std::ffi::OsString],
     from: usize,
@@ -126,7 +127,7 @@ impl fmt::Display for Rule {
 ///
 /// `*.suffix` matches `a.suffix` and `a.b.suffix`, never `suffix` itself and
 /// never `evilsuffix`: the character before the suffix must be a dot.
-pub fn pattern_matches(pattern: &str, name: &str) -> bool {
+pub(crate) fn pattern_matches(pattern: &str, name: &str) -> bool {
     match pattern.strip_prefix("*.") {
         Some(suffix) => name
             .strip_suffix(suffix)

@@ -4,7 +4,7 @@
 /// The names under `"scripts"` whose value is a command string, in
 /// name order. Anything else (not JSON, no `scripts`, not an object, a value
 /// that is not a string) gives no names for it: never an error.
-pub fn script_names(json: &str) -> Vec<String> {
+pub(crate) fn script_names(json: &str) -> Vec<String> {
     let json = json.strip_prefix('\u{feff}').unwrap_or(json);
     let Ok(serde_json::Value::Object(package)) = serde_json::from_str::<serde_json::Value>(json) else {
         return Vec::new();

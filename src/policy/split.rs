@@ -48,7 +48,7 @@ impl SubcommandRule {
 
 /// The mode one invocation gets, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InvocationPolicy {
+pub(crate) struct InvocationPolicy {
     /// The subcommand as found (`test`, a script name, `install`), if any.
     pub subcommand: Option<String>,
     pub mode: Mode,
@@ -61,11 +61,11 @@ pub struct InvocationPolicy {
     pub policy: &'static ToolPolicy,
 }
 
-pub const WHY_OBSERVE_TOOL: &str = "an observe-mode tool: forwarded and logged, never isolated";
-pub const WHY_RUNS_PROJECT_CODE: &str = "runs the project's own code: observed, not isolated";
-pub const WHY_PACKAGE_SCRIPT: &str = "names a script in ./package.json: observed, not isolated";
-pub const WHY_NO_SUBCOMMAND: &str = "no subcommand: enforced (fails safe)";
-pub const WHY_ENFORCED: &str =
+pub(super) const WHY_OBSERVE_TOOL: &str = "an observe-mode tool: forwarded and logged, never isolated";
+pub(super) const WHY_RUNS_PROJECT_CODE: &str = "runs the project's own code: observed, not isolated";
+pub(super) const WHY_PACKAGE_SCRIPT: &str = "names a script in ./package.json: observed, not isolated";
+pub(super) const WHY_NO_SUBCOMMAND: &str = "no subcommand: enforced (fails safe)";
+pub(super) const WHY_ENFORCED: &str =
     "fetches, installs, builds or is not a subcommand that runs the project's code: enforced";
 
 /// What [`scan`] found.
@@ -124,7 +124,7 @@ pub(crate) fn scan<'a>(rule: &SubcommandRule, args: &'a [OsString]) -> Scan<'a> 
 /// An enforce-mode tool is enforced (and strict) unless its subcommand is
 /// one of `runs_project_code`, or, for yarn and pnpm, names a script that
 /// `package_json_scripts` (called at most once, only then) lists.
-pub fn invocation_policy(
+pub(crate) fn invocation_policy(
     tool: &'static ToolPolicy,
     args: &[OsString],
     package_json_scripts: &dyn Fn() -> Option<Vec<String>>,

@@ -105,7 +105,7 @@ const fn observe_twins<const N: usize>(tools: &[ToolPolicy]) -> [ToolPolicy; N] 
 
 /// The observe-mode twin of a tool of [`TOOLS`] (the tool itself if it is
 /// in observe mode); `None` for a policy that is not in the table.
-pub fn observe_twin(tool: &'static ToolPolicy) -> Option<&'static ToolPolicy> {
+pub(crate) fn observe_twin(tool: &'static ToolPolicy) -> Option<&'static ToolPolicy> {
     let i = TOOLS.iter().position(|t| t.name == tool.name)?;
     match tool.mode {
         Mode::Observe => Some(tool),
@@ -356,7 +356,7 @@ const TABLE: &[ToolPolicy] = &[
 /// Deleting a line makes that tool's form enforced whole again, as every
 /// invocation of it was before. yarn dlx cannot run from what it fetched
 /// (a temporary project, deleted as the program exits): observed whole.
-pub static FETCH_AND_RUN: &[FetchRun] = &[
+pub(crate) static FETCH_AND_RUN: &[FetchRun] = &[
     FetchRun::whole("npx", Grammar::NpmExec),
     FetchRun::after("npm", &[&["exec"], &["x"]], Grammar::NpmExec),
     FetchRun::after("pnpm", &[&["dlx"]], Grammar::PnpmDlx),
@@ -371,12 +371,12 @@ pub static FETCH_AND_RUN: &[FetchRun] = &[
 ];
 
 /// The policy for a tool name, if cli-guard guards it.
-pub fn lookup(name: &str) -> Option<&'static ToolPolicy> {
+pub(crate) fn lookup(name: &str) -> Option<&'static ToolPolicy> {
     TOOLS.iter().find(|t| t.name == name)
 }
 
 /// Every guarded tool name, in table order.
-pub fn tool_names() -> impl Iterator<Item = &'static str> {
+pub(crate) fn tool_names() -> impl Iterator<Item = &'static str> {
     TOOLS.iter().map(|t| t.name)
 }
 

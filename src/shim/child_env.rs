@@ -14,7 +14,7 @@ const LOOPBACK_NO_PROXY: &str = "localhost,127.0.0.1,::1";
 
 /// What the child's environment is made of, beyond the inherited one.
 #[derive(Debug, Clone, Copy)]
-pub struct ChildMarks<'a> {
+pub(super) struct ChildMarks<'a> {
     /// The gate's URL, credential included. Never logged.
     pub proxy_url: &'a str,
     pub audit_id: &'a str,
@@ -30,7 +30,7 @@ pub struct ChildMarks<'a> {
 }
 
 /// The child's whole environment: `inherited` with every override applied.
-pub fn for_child(
+pub(super) fn for_child(
     inherited: &Env,
     policy: &ToolPolicy,
     marks: ChildMarks<'_>,
@@ -73,7 +73,7 @@ pub fn for_child(
 /// All four proxy variables are set alike (clients disagree on which case
 /// wins), the user's NO_PROXY is replaced so it cannot open a silent hole,
 /// and each tool family gets the override that beats its own config file.
-pub fn child_env(policy: &ToolPolicy, proxy_url: &str, audit_id: &str) -> Vec<(&'static str, String)> {
+pub(super) fn child_env(policy: &ToolPolicy, proxy_url: &str, audit_id: &str) -> Vec<(&'static str, String)> {
     let mut no_proxy = LOOPBACK_NO_PROXY.to_string();
     for extra in policy.no_proxy {
         no_proxy.push(',');
@@ -156,7 +156,7 @@ fn proxy_parts(proxy_url: &str) -> Option<ProxyParts<'_>> {
 /// The JVM prints `Picked up JAVA_TOOL_OPTIONS: …` on stderr, secret
 /// included; the secret is as visible in /proc/PID/environ as HTTPS_PROXY
 /// is, and dies with the invocation's gate.
-pub fn jvm_env(
+pub(super) fn jvm_env(
     policy: &ToolPolicy,
     proxy_url: &str,
     existing: &dyn Fn(&str) -> Option<OsString>,
@@ -221,7 +221,7 @@ pub fn jvm_env(
 /// dependencies, cargo's `git-fetch-with-cli`, go's direct mode, brew and
 /// composer run: pin it to the gate through git's environment config,
 /// appended after any entries the user already passes that way. Pure.
-pub fn git_proxy_env(existing_count: Option<&str>, proxy_url: &str) -> Vec<(String, String)> {
+pub(super) fn git_proxy_env(existing_count: Option<&str>, proxy_url: &str) -> Vec<(String, String)> {
     // A count that cannot be one more is not a real one: git would fail on
     // it anyway. Start afresh rather than wrap (and lose the pin).
     let (n, count) = existing_count

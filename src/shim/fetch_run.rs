@@ -334,7 +334,7 @@ struct NpmReport {
 /// not that, so the caller goes on as `cli-guard`. Otherwise it becomes the
 /// shell (returning only if that fails); in the fetch, at the program, it
 /// reports where npm put it and exits 0 instead.
-pub fn exec_hook(args: &[OsString], env: &Env) -> Option<Result<Exit, Failure>> {
+pub(crate) fn exec_hook(args: &[OsString], env: &Env) -> Option<Result<Exit, Failure>> {
     let marker = env.var(EXEC_HOOK_VAR)?;
     if args.first().map(OsString::as_os_str) != Some(OsStr::new("-c")) {
         return None;

@@ -14,7 +14,7 @@ use std::ffi::OsStr;
 
 /// Replaces this process with the next real tool on PATH, skipping every
 /// cli-guard: the outer gate stays in front of it. Returns only on failure.
-pub fn hand_through(inv: &Invocation, skip: &[FileId], env: &Env) -> Failure {
+pub(super) fn hand_through(inv: &Invocation, skip: &[FileId], env: &Env) -> Failure {
     // The name looked up: a tool's, or the interpreter of `python -m pip`.
     let name = match &inv.program {
         Program::Lookup(name) => name.as_os_str(),

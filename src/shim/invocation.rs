@@ -14,7 +14,7 @@ use crate::policy::ToolPolicy;
 
 /// What to run.
 #[derive(Debug, Clone)]
-pub enum Program {
+pub(crate) enum Program {
     /// A name to look up on PATH, skipping this binary.
     Lookup(OsString),
     /// An explicit path (`cli-guard run --as npm -- ./bin/tool`).
@@ -23,7 +23,7 @@ pub enum Program {
 
 /// One guarded invocation.
 #[derive(Debug, Clone)]
-pub struct Invocation {
+pub(crate) struct Invocation {
     pub policy: &'static ToolPolicy,
     /// argv[0] as the user typed it; the child gets it unchanged.
     pub argv0: OsString,
@@ -45,7 +45,7 @@ pub struct Invocation {
 
 impl Invocation {
     /// The child's argv[0]: as typed, or the path the tool was found at.
-    pub fn child_argv0<'a>(&'a self, real_path: &'a Path) -> &'a OsStr {
+    pub(crate) fn child_argv0<'a>(&'a self, real_path: &'a Path) -> &'a OsStr {
         if self.argv0_is_path {
             real_path.as_os_str()
         } else {
@@ -55,7 +55,7 @@ impl Invocation {
 }
 
 /// The failure for a tool that was not found, or is not executable.
-pub fn lookup_failure(inv: &Invocation, e: LookupError) -> Failure {
+pub(super) fn lookup_failure(inv: &Invocation, e: LookupError) -> Failure {
     let name = match &inv.program {
         Program::Lookup(name) => name.to_string_lossy().into_owned(),
         Program::Path(path) => path.display().to_string(),
@@ -79,7 +79,7 @@ pub fn lookup_failure(inv: &Invocation, e: LookupError) -> Failure {
 }
 
 /// The failure for a spawn that did not reach the tool.
-pub fn spawn_failure(inv: &Invocation, path: &Path, e: &io::Error) -> Failure {
+pub(super) fn spawn_failure(inv: &Invocation, path: &Path, e: &io::Error) -> Failure {
     let name = inv.policy.name;
     // 126 and 127 speak of the tool; anything else (out of descriptors or
     // memory, say) is cli-guard failing to run it, and fails closed as 125.

@@ -26,7 +26,7 @@ use crate::sys::spawn::{self, Prepared, Steps};
 
 /// The tool, ready to run.
 #[derive(Debug)]
-pub enum Child {
+pub(super) enum Child {
     /// To be spawned at the go (behind the plain proxy).
     Plain(Prepared),
     /// Waiting inside its namespace for the go.
@@ -35,7 +35,7 @@ pub enum Child {
 
 /// Everything one invocation's run needs from the path it took.
 #[derive(Debug)]
-pub struct Launch {
+pub(super) struct Launch {
     pub child: Child,
     /// What the gate serves.
     pub sockets: Sockets,
@@ -47,7 +47,7 @@ pub struct Launch {
 /// The tool to run and what its environment is made of, the same on both
 /// paths but for the proxy's URL and whether it runs in a namespace.
 #[derive(Debug)]
-pub struct Tool<'a> {
+pub(super) struct Tool<'a> {
     pub inv: &'a Invocation,
     /// The policy the gate applies to this invocation (the tool's, or its
     /// observe-mode twin): what strict mode's namespace listens for.
@@ -90,7 +90,7 @@ impl Tool<'_> {
 /// What the tool's process does before its first instruction (both paths):
 /// take the terminal where the shim's group had it, restore the descriptor
 /// limit, check that the shim is still its parent.
-pub fn steps(terminal: Option<&Terminal>, nofile: Option<(u64, u64)>) -> Steps<'_> {
+pub(super) fn steps(terminal: Option<&Terminal>, nofile: Option<(u64, u64)>) -> Steps<'_> {
     Steps {
         terminal: terminal.map(Terminal::handoff),
         nofile,
@@ -103,7 +103,7 @@ impl Launch {
     /// closed: no listener, no tool), the tool to spawn at the go. `inside`:
     /// the shim runs in an enclosing strict invocation's namespace, which
     /// the tool's environment says.
-    pub fn plain(
+    pub(super) fn plain(
         tool: &Tool<'_>,
         credential: &Credential,
         isolation: Isolation,
@@ -127,7 +127,7 @@ impl Launch {
     /// holding the gate's sockets, waiting for the go. `Ok(Err(_))`: the
     /// kernel refused the namespace (the caller may fall back to the plain
     /// proxy); `Err(_)`: the gate cannot be put in place at all.
-    pub fn isolated(
+    pub(super) fn isolated(
         tool: &Tool<'_>,
         credential: &Credential,
         steps: Steps<'_>,
@@ -173,7 +173,7 @@ impl Child {
     /// its pid and whether it took the terminal. From the main thread only
     /// (`sys::spawn`'s and `sys::netns`' rule: PR_SET_PDEATHSIG follows the
     /// thread).
-    pub fn start(
+    pub(super) fn start(
         self,
         steps: Steps<'_>,
         terminal: Option<&Terminal>,

@@ -12,7 +12,7 @@ use nix::unistd::{access, AccessFlags};
 /// A file's identity: same device and inode means the same file, whatever
 /// path (symlink, hardlink, repeated PATH entry) leads to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileId {
+pub(super) struct FileId {
     dev: u64,
     ino: u64,
 }
@@ -26,11 +26,11 @@ impl FileId {
         })
     }
 
-    pub fn to_var(self) -> String {
+    pub(super) fn to_var(self) -> String {
         format!("{}:{}", self.dev, self.ino)
     }
 
-    pub fn from_var(s: &str) -> Option<FileId> {
+    pub(super) fn from_var(s: &str) -> Option<FileId> {
         let (dev, ino) = s.split_once(':')?;
         Some(FileId {
             dev: dev.parse().ok()?,
@@ -41,7 +41,7 @@ impl FileId {
 
 /// Why the real tool could not be found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LookupError {
+pub(super) enum LookupError {
     /// Nothing of that name on PATH but this binary (exit 127).
     NotFound,
     /// Found, but not an executable regular file (exit 126).
@@ -53,7 +53,7 @@ pub enum LookupError {
 /// canonicalised: the real tool may itself dispatch on argv[0] (rustup's
 /// proxies, pyenv's shims). Empty PATH entries mean the current directory,
 /// as in the shell.
-pub fn find_on_path(name: &OsStr, path_var: &OsStr, skip: &[FileId]) -> Result<Found, LookupError> {
+pub(super) fn find_on_path(name: &OsStr, path_var: &OsStr, skip: &[FileId]) -> Result<Found, LookupError> {
     let mut not_executable = None;
     for dir in std::env::split_paths(path_var) {
         let dir = if dir.as_os_str().is_empty() {
@@ -83,14 +83,14 @@ pub fn find_on_path(name: &OsStr, path_var: &OsStr, skip: &[FileId]) -> Result<F
 /// A real tool found on PATH (or given as a path): where, and which file,
 /// as read by the one stat that checked it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Found {
+pub(super) struct Found {
     pub path: PathBuf,
     pub id: FileId,
 }
 
 /// What PATH makes of one tool name, for `cli-guard shims`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShimStatus {
+pub(crate) struct ShimStatus {
     /// The first executable `name` on PATH, shim or not.
     pub first: Option<PathBuf>,
     /// Whether that first one is this binary.
@@ -101,7 +101,7 @@ pub struct ShimStatus {
 
 /// Looks `name` up on `path_var` both ways: as the shell would, and as the
 /// shim would (skipping this binary).
-pub fn shim_status(name: &OsStr, path_var: &OsStr) -> ShimStatus {
+pub(crate) fn shim_status(name: &OsStr, path_var: &OsStr) -> ShimStatus {
     let self_id = own_file_id();
     let first = find_on_path(name, path_var, &[]).ok();
     ShimStatus {
@@ -117,19 +117,19 @@ pub fn shim_status(name: &OsStr, path_var: &OsStr) -> ShimStatus {
 /// (not tools themselves: `-m pip` runs under pip's policy). install.sh,
 /// `shims/`, `cli-guard init`'s functions and `cli-guard shims` all take
 /// this list.
-pub fn shim_names() -> impl Iterator<Item = &'static str> {
+pub(crate) fn shim_names() -> impl Iterator<Item = &'static str> {
     crate::policy::tool_names().chain(super::python::PYTHON_SHIMS.iter().copied())
 }
 
 /// This binary's identity, to recognise it behind any link.
-pub fn own_file_id() -> Option<FileId> {
+pub(super) fn own_file_id() -> Option<FileId> {
     FileId::of(Path::new("/proc/self/exe"))
         .or_else(|_| std::env::current_exe().and_then(|p| FileId::of(&p)))
         .ok()
 }
 
 /// Checks an explicit path the way `find_on_path` checks a candidate.
-pub fn check_path(path: &Path) -> Result<Found, LookupError> {
+pub(super) fn check_path(path: &Path) -> Result<Found, LookupError> {
     match std::fs::metadata(path) {
         Err(_) => Err(LookupError::NotFound),
         Ok(meta) if meta.is_file() && access(path, AccessFlags::X_OK).is_ok() => Ok(Found {
@@ -144,13 +144,13 @@ pub fn check_path(path: &Path) -> Result<Found, LookupError> {
 }
 
 /// The cli-guard binaries to skip on PATH: this one and every one above it.
-pub fn skip_list(inherited: &str, self_id: Option<FileId>) -> Vec<FileId> {
+pub(super) fn skip_list(inherited: &str, self_id: Option<FileId>) -> Vec<FileId> {
     let mut skip: Vec<FileId> = inherited.split(',').filter_map(FileId::from_var).collect();
     skip.extend(self_id);
     skip
 }
 
-pub fn skip_var(skip: &[FileId]) -> String {
+pub(super) fn skip_var(skip: &[FileId]) -> String {
     skip.iter().map(|id| id.to_var()).collect::<Vec<_>>().join(",")
 }
 

@@ -24,7 +24,7 @@ mod invocation;
 mod launch;
 mod locate;
 mod overrides;
-pub mod python;
+pub(crate) mod python;
 mod signals;
 mod strict;
 mod summary;
@@ -51,10 +51,10 @@ use crate::gate::{self, Gate, Pool, Shutdown, Summary};
 use crate::policy::{self, InvocationPolicy, ToolPolicy};
 use crate::sys::signal;
 
-pub use self::fetch_run::exec_hook;
-pub use self::invocation::{Invocation, Program};
-pub use self::locate::{shim_names, shim_status, ShimStatus};
-pub use self::strict::Setting as StrictSetting;
+pub(crate) use self::fetch_run::exec_hook;
+pub(crate) use self::invocation::{Invocation, Program};
+pub(crate) use self::locate::{shim_names, shim_status, ShimStatus};
+pub(crate) use self::strict::Setting as StrictSetting;
 
 /// Nesting deeper than this is a loop, not a build (a tool whose wrapper
 /// script runs the same name from PATH again, say). Generous on purpose:
@@ -64,7 +64,7 @@ const MAX_DEPTH: u32 = 32;
 /// Runs one guarded invocation to the end: a fetch-and-run form
 /// (`npx X`, `uvx X`) as its two phases ([`fetch_run`]), anything else as
 /// one.
-pub fn run(inv: Invocation, env: &Env) -> Result<Exit, Failure> {
+pub(crate) fn run(inv: Invocation, env: &Env) -> Result<Exit, Failure> {
     let self_id = own_file_id();
     // A second copy of cli-guard that an outer one took for the real tool:
     // the gate is already in place, so hand straight through.

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 /// Where config files are looked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Places {
+pub(super) struct Places {
     /// The invocation's working directory; project files are looked for in
     /// it and every directory above it.
     pub cwd: PathBuf,
@@ -28,7 +28,11 @@ pub struct Places {
 
 /// One line per config file that would send `tool` around the gate: the
 /// file, the setting, and what to do. Empty when none does.
-pub fn config_overrides(tool: &str, places: &Places, files: &dyn Fn(&Path) -> Option<String>) -> Vec<String> {
+pub(super) fn config_overrides(
+    tool: &str,
+    places: &Places,
+    files: &dyn Fn(&Path) -> Option<String>,
+) -> Vec<String> {
     let mut found = Vec::new();
     let mut check = |path: PathBuf, setting: Option<String>, what: &str| {
         if let Some(setting) = setting {

@@ -28,7 +28,7 @@ use crate::policy;
 
 /// The python names `cli-guard policy --names` (and so install.sh and
 /// shims/) give a shim. Any `pythonX.Y` works as a link name too.
-pub const PYTHON_SHIMS: &[&str] = &["python", "python3"];
+pub(crate) const PYTHON_SHIMS: &[&str] = &["python", "python3"];
 
 /// Modules that fetch packages, and the pinned tool each runs under.
 const GUARDED_MODULES: &[(&str, &str)] = &[
@@ -45,7 +45,7 @@ const GUARDED_MODULES: &[(&str, &str)] = &[
 const FLAGS: &[u8] = b"bBdEhiIOPqRsSuvVx";
 
 /// Whether a basename is a python shim: `python`, `pythonN` or `pythonN.M`.
-pub fn is_python_name(name: &str) -> bool {
+pub(crate) fn is_python_name(name: &str) -> bool {
     let Some(version) = name.strip_prefix("python") else {
         return false;
     };
@@ -61,7 +61,7 @@ pub fn is_python_name(name: &str) -> bool {
 /// reads its options: grouped flags, `-W`/`-X` and their values, `-mMOD`.
 /// `None` for anything else: `-c`, a script, `-`, no arguments, or an
 /// option CPython would refuse anyway. Pure.
-pub fn module_of(args: &[OsString]) -> Option<(&OsStr, usize)> {
+pub(crate) fn module_of(args: &[OsString]) -> Option<(&OsStr, usize)> {
     let mut i = 0;
     while let Some(arg) = args.get(i) {
         let bytes = arg.as_bytes();
@@ -104,7 +104,7 @@ pub fn module_of(args: &[OsString]) -> Option<(&OsStr, usize)> {
 }
 
 /// The pinned tool a module runs under: `pip` and `pip.x` are pip's.
-pub fn guarded_tool(module: &OsStr) -> Option<&'static str> {
+pub(crate) fn guarded_tool(module: &OsStr) -> Option<&'static str> {
     let module = module.to_str()?;
     GUARDED_MODULES.iter().find_map(|(name, tool)| {
         let sub = module.strip_prefix(name)?;
@@ -114,7 +114,7 @@ pub fn guarded_tool(module: &OsStr) -> Option<&'static str> {
 
 /// A python shim: `-m pip …` guarded under pip's policy, anything else
 /// the real interpreter in this process's place.
-pub fn run(name: &str, argv0: OsString, args: Vec<OsString>, env: &Env) -> Result<Exit, Failure> {
+pub(crate) fn run(name: &str, argv0: OsString, args: Vec<OsString>, env: &Env) -> Result<Exit, Failure> {
     let me = std::process::id();
     let hash = args_hash(&args);
     // A version manager's shim the interpreter was handed to brought the

@@ -40,7 +40,7 @@ use crate::exit::Exit;
 /// Signals another process may send the shim, forwarded to the child. The
 /// stop signals among them, forwarded, stop the tool, and the stop is then
 /// relayed to the shim.
-pub const FORWARDED: [Signal; 10] = [
+pub(super) const FORWARDED: [Signal; 10] = [
     Signal::SIGTERM,
     Signal::SIGHUP,
     Signal::SIGINT,
@@ -55,7 +55,7 @@ pub const FORWARDED: [Signal; 10] = [
 
 /// Every signal the shim reads from its signalfd (SIGCHLD aside): the
 /// forwarded ones, and SIGCONT, which resumes the tool.
-pub const WATCHED: [Signal; FORWARDED.len() + 1] = {
+pub(super) const WATCHED: [Signal; FORWARDED.len() + 1] = {
     let mut all = [Signal::SIGCONT; FORWARDED.len() + 1];
     let mut i = 0;
     while i < FORWARDED.len() {
@@ -67,7 +67,7 @@ pub const WATCHED: [Signal; FORWARDED.len() + 1] = {
 
 /// Where a signal came from, as far as the decision to forward it goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
+pub(super) enum Origin {
     /// Sent by the kernel: the terminal driver (Ctrl-C, Ctrl-\\, Ctrl-Z,
     /// a resize) when the shim's group is the foreground group, which the
     /// tool's then is not, or a hangup to a shim that leads its session.
@@ -82,7 +82,7 @@ pub enum Origin {
 /// never in the shim's process group, so whatever reached the shim did not
 /// also reach the child: the terminal signals the foreground group, and a
 /// group kill aimed at the shim's group misses the child's.
-pub fn should_forward(origin: Origin) -> bool {
+pub(super) fn should_forward(origin: Origin) -> bool {
     match origin {
         Origin::Kernel | Origin::Other => true,
         // Echoing the child's own signal back would loop.
@@ -141,7 +141,7 @@ fn parse_stat_ppid(stat: &[u8]) -> Option<Pid> {
 /// The shim's controlling terminal, and the process group the shim was in
 /// when it started, whose place in the foreground the tool's group takes.
 #[derive(Debug)]
-pub struct Terminal {
+pub(super) struct Terminal {
     tty: File,
     shim_group: Pid,
 }
@@ -150,7 +150,7 @@ impl Terminal {
     /// The controlling terminal, if the shim has one (`/dev/tty` is it,
     /// whatever the standard descriptors are redirected to). Close-on-exec:
     /// the tool does not inherit this descriptor.
-    pub fn open() -> Option<Terminal> {
+    pub(super) fn open() -> Option<Terminal> {
         let tty = OpenOptions::new()
             .read(true)
             .custom_flags(OFlag::O_NOCTTY.bits())
@@ -163,13 +163,13 @@ impl Terminal {
     }
 
     /// What the spawn needs to hand the foreground to the tool's group.
-    pub fn handoff(&self) -> (std::os::fd::BorrowedFd<'_>, Pid) {
+    pub(super) fn handoff(&self) -> (std::os::fd::BorrowedFd<'_>, Pid) {
         use std::os::fd::AsFd;
         (self.tty.as_fd(), self.shim_group)
     }
 
     /// The terminal's foreground process group.
-    pub fn foreground(&self) -> Option<Pid> {
+    pub(super) fn foreground(&self) -> Option<Pid> {
         tcgetpgrp(&self.tty).ok()
     }
 
@@ -179,7 +179,7 @@ impl Terminal {
     /// groups, never take it from anyone else.
     /// Gives the terminal back to the shim's group if `group` holds it (a
     /// tool that took it and then failed to exec).
-    pub fn take_back_from(&self, group: Pid) {
+    pub(super) fn take_back_from(&self, group: Pid) {
         if self.foreground() == Some(group) {
             self.give_to(self.shim_group);
         }
@@ -195,7 +195,7 @@ impl Terminal {
 /// terminal. Dropping it gives the terminal back to the shim's group if the
 /// tool's group held it, on every path out, the tool's death included.
 #[derive(Debug)]
-pub struct Job<'t> {
+pub(super) struct Job<'t> {
     child: Pid,
     terminal: Option<&'t Terminal>,
     /// The tool's group holds the terminal in the shim's group's place.
@@ -203,7 +203,7 @@ pub struct Job<'t> {
 }
 
 impl<'t> Job<'t> {
-    pub fn new(child: Pid, terminal: Option<&'t Terminal>, took_terminal: bool) -> Job<'t> {
+    pub(super) fn new(child: Pid, terminal: Option<&'t Terminal>, took_terminal: bool) -> Job<'t> {
         Job {
             child,
             terminal,
@@ -295,7 +295,7 @@ fn stop_self(sig: Signal) {
 
 /// Reads signals until the child exits, forwarding what should reach it and
 /// relaying its stops.
-pub async fn wait_forwarding(signals: &AsyncFd<SignalFd>, job: &mut Job<'_>) -> io::Result<Exit> {
+pub(super) async fn wait_forwarding(signals: &AsyncFd<SignalFd>, job: &mut Job<'_>) -> io::Result<Exit> {
     loop {
         let mut ready = signals.readable().await?;
         while let Some(info) = ready.get_inner().read_signal().map_err(io::Error::from)? {

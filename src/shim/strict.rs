@@ -19,19 +19,19 @@ use crate::policy::{InvocationPolicy, Mode, ToolPolicy, HTTP_PORT};
 use crate::sys::netns::{NamespaceError, SocketSpec};
 
 /// The proxy's listener inside the namespace: the child's `HTTPS_PROXY`.
-pub const PROXY_IN_NAMESPACE: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 3128);
+pub(super) const PROXY_IN_NAMESPACE: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 3128);
 /// DNS, on every address of the namespace.
-pub const DNS_PORT: u16 = 53;
+pub(super) const DNS_PORT: u16 = 53;
 /// Ports a payload tries when 443 is watched (ssh, DNS over TLS, the
 /// alternative HTTP ports, git's own protocol): listened on so that an
 /// attempt is a row, not a silent ECONNREFUSED.
-pub const WATCHED_PORTS: [u16; 5] = [22, 853, 8080, 8443, 9418];
+pub(super) const WATCHED_PORTS: [u16; 5] = [22, 853, 8080, 8443, 9418];
 /// QUIC: UDP on 443 is refused with a row (clients fall back to TCP).
-pub const QUIC_PORT: u16 = 443;
+pub(super) const QUIC_PORT: u16 = 443;
 
 /// `CLI_GUARD_STRICT`: whether strict mode is wanted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Setting {
+pub(crate) enum Setting {
     /// The default: isolate where the kernel allows, else run behind the
     /// plain proxy and say so.
     Auto,
@@ -43,7 +43,7 @@ pub enum Setting {
 
 impl Setting {
     /// Reads `CLI_GUARD_STRICT`'s value (unset or empty: [`Setting::Auto`]).
-    pub fn parse(value: Option<&str>) -> Result<Setting, String> {
+    pub(crate) fn parse(value: Option<&str>) -> Result<Setting, String> {
         match value.map(str::trim) {
             None | Some("" | "auto") => Ok(Setting::Auto),
             Some("require") => Ok(Setting::Require),
@@ -57,7 +57,7 @@ impl Setting {
 
 /// Where an invocation's tool runs, as the start row records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Isolation {
+pub(super) enum Isolation {
     /// In a network namespace whose only way out is the gate: its own, or
     /// the enclosing invocation's.
     Netns,
@@ -67,7 +67,7 @@ pub enum Isolation {
 
 impl Isolation {
     /// The start row's `isolation`.
-    pub fn label(&self) -> &'static str {
+    pub(super) fn label(&self) -> &'static str {
         match self {
             Isolation::Netns => "netns",
             Isolation::None { .. } => "none",
@@ -75,7 +75,7 @@ impl Isolation {
     }
 
     /// The start row's `isolation_reason`.
-    pub fn reason(&self) -> Option<&str> {
+    pub(super) fn reason(&self) -> Option<&str> {
         match self {
             Isolation::Netns => None,
             Isolation::None { reason } => Some(reason),
@@ -85,7 +85,7 @@ impl Isolation {
 
 /// What to try for an invocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Attempt {
+pub(super) enum Attempt {
     /// Make the namespace.
     Isolate,
     /// Run behind the plain proxy.
@@ -94,7 +94,7 @@ pub enum Attempt {
 
 /// Whether to isolate: only a strict invocation (enforce mode, fetching or
 /// building), and not when `CLI_GUARD_STRICT=off`.
-pub fn attempt(split: &InvocationPolicy, setting: Setting) -> Attempt {
+pub(super) fn attempt(split: &InvocationPolicy, setting: Setting) -> Attempt {
     if !split.strict {
         let why = match (split.mode, &split.subcommand) {
             (Mode::Observe, Some(sub)) if split.policy.mode == Mode::Observe => {
@@ -116,7 +116,7 @@ pub fn attempt(split: &InvocationPolicy, setting: Setting) -> Attempt {
 /// When the namespace could not be made: what the start row says, or the
 /// failure if strict mode is required. `inside` says that this invocation
 /// already runs in an enclosing invocation's namespace.
-pub fn fallback(error: &NamespaceError, setting: Setting, inside: bool) -> Result<Isolation, String> {
+pub(super) fn fallback(error: &NamespaceError, setting: Setting, inside: bool) -> Result<Isolation, String> {
     if setting == Setting::Require && !inside {
         return Err(format!(
             "strict mode is required (CLI_GUARD_STRICT=require) but the kernel refused the namespace: {error}; \
@@ -134,7 +134,7 @@ pub fn fallback(error: &NamespaceError, setting: Setting, inside: bool) -> Resul
 }
 
 /// The one stderr line when strict mode falls back to the plain proxy.
-pub fn fallback_warning(tool: &str, error: &NamespaceError) -> String {
+pub(super) fn fallback_warning(tool: &str, error: &NamespaceError) -> String {
     format!(
         "cli-guard: strict mode is not available here ({error}); {tool} runs behind the proxy only, so a \
          client that ignores HTTPS_PROXY is not stopped. `cli-guard doctor` says why and how to fix it."
@@ -143,7 +143,7 @@ pub fn fallback_warning(tool: &str, error: &NamespaceError) -> String {
 
 /// What each socket of the namespace is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
+pub(super) enum Role {
     /// The proxy's listener, at [`PROXY_IN_NAMESPACE`].
     Proxy,
     /// A listener for connections that ignore the proxy.
@@ -160,19 +160,19 @@ pub enum Role {
 /// for: what `sys::netns` is asked to make, and how [`Layout::sockets`]
 /// hands what it made to the gate.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Layout {
+pub(super) struct Layout {
     wanted: Vec<(Role, SocketSpec)>,
 }
 
 impl Layout {
     /// The sockets to ask the namespace for, in order.
-    pub fn specs(&self) -> Vec<SocketSpec> {
+    pub(super) fn specs(&self) -> Vec<SocketSpec> {
         self.wanted.iter().map(|&(_, spec)| spec).collect()
     }
 
     /// The sockets the namespace made (one per [`Layout::specs`], in the
     /// same order), sorted out for the gate by what each is for.
-    pub fn sockets(&self, made: Vec<OwnedFd>) -> Result<Sockets, String> {
+    pub(super) fn sockets(&self, made: Vec<OwnedFd>) -> Result<Sockets, String> {
         if made.len() != self.wanted.len() {
             return Err(format!(
                 "strict mode: the namespace made {} sockets, {} were asked for",
@@ -203,7 +203,7 @@ impl Layout {
 
 /// The ports that get a transparent listener: 443, every port the
 /// allowlist names, 80, and the watched escape ports. Sorted, once each.
-pub fn transparent_ports(policy: &ToolPolicy) -> Vec<u16> {
+pub(super) fn transparent_ports(policy: &ToolPolicy) -> Vec<u16> {
     let mut ports: Vec<u16> = std::iter::once(443)
         .chain(policy.allow.iter().flat_map(|rule| rule.ports.iter().copied()))
         .chain([HTTP_PORT])
@@ -224,7 +224,7 @@ fn both(port: u16) -> [SocketAddr; 2] {
 }
 
 /// The namespace's sockets for `policy`. Pure.
-pub fn layout(policy: &ToolPolicy) -> Layout {
+pub(super) fn layout(policy: &ToolPolicy) -> Layout {
     let tcp = |role| move |addr| (role, SocketSpec::tcp(addr));
     let udp = |role| move |addr| (role, SocketSpec::udp(addr));
     let wanted = std::iter::once((Role::Proxy, SocketSpec::tcp(PROXY_IN_NAMESPACE)))

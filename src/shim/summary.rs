@@ -8,7 +8,7 @@ use crate::policy::{Family, ToolPolicy};
 /// One stderr line per distinct refusal, after the child exits, worded so
 /// that neither a person nor an agent mistakes it for a network fault; at
 /// most a screenful, however many requests were refused.
-pub fn print_denials(policy: &ToolPolicy, summary: &Summary, audit_id: &str) {
+pub(super) fn print_denials(policy: &ToolPolicy, summary: &Summary, audit_id: &str) {
     for denial in &summary.denials {
         eprintln!("{}", denial_line(policy, denial, audit_id));
     }

@@ -10,9 +10,9 @@
 //! block says why it is sound in a `// SAFETY:` comment.
 #![allow(unsafe_code)]
 
-pub mod netlink;
-pub mod netns;
-pub mod pipe;
-pub mod procfs;
-pub mod signal;
-pub mod spawn;
+pub(crate) mod netlink;
+pub(crate) mod netns;
+pub(crate) mod pipe;
+pub(crate) mod procfs;
+pub(crate) mod signal;
+pub(crate) mod spawn;

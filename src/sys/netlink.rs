@@ -9,13 +9,13 @@ use nix::libc;
 
 /// The loopback device's index: always 1 in a new network namespace
 /// (`LOOPBACK_IFINDEX` in the kernel).
-pub const LO_INDEX: u32 = 1;
+pub(crate) const LO_INDEX: u32 = 1;
 
 /// The sequence numbers of the three requests in [`SETUP`], in order, so
 /// that a refusal names the request it answers.
-pub const SEQ_LINK_UP: u32 = 1;
-pub const SEQ_ROUTE_V4: u32 = 2;
-pub const SEQ_ROUTE_V6: u32 = 3;
+pub(crate) const SEQ_LINK_UP: u32 = 1;
+pub(crate) const SEQ_ROUTE_V4: u32 = 2;
+pub(crate) const SEQ_ROUTE_V6: u32 = 3;
 
 const NLMSG_HDR: usize = 16;
 const IFINFOMSG: usize = 16;
@@ -27,11 +27,11 @@ const ROUTE_LEN: usize = NLMSG_HDR + RTMSG + RTATTR_U32;
 /// All three requests, one datagram: the kernel handles them in order and
 /// acknowledges each (NLM_F_ACK), an error included, so the link is up
 /// before the routes are added.
-pub const SETUP_LEN: usize = LINK_LEN + 2 * ROUTE_LEN;
+pub(crate) const SETUP_LEN: usize = LINK_LEN + 2 * ROUTE_LEN;
 
 /// The bytes of [`SETUP_LEN`]: built once, before the fork, so the child
 /// only sends them.
-pub fn setup() -> [u8; SETUP_LEN] {
+pub(crate) fn setup() -> [u8; SETUP_LEN] {
     let mut out = [0u8; SETUP_LEN];
     out[..LINK_LEN].copy_from_slice(&link_up(SEQ_LINK_UP, LO_INDEX));
     out[LINK_LEN..LINK_LEN + ROUTE_LEN].copy_from_slice(&local_route(SEQ_ROUTE_V4, libc::AF_INET as u8));
@@ -91,13 +91,13 @@ fn local_route(seq: u32, family: u8) -> [u8; ROUTE_LEN] {
 /// error): error 0 is success, otherwise a positive errno. `Err(())` for
 /// bytes that are not netlink messages; messages of other types (none are
 /// expected) are skipped. Allocates nothing: the child calls it.
-pub fn acks(buf: &[u8]) -> Acks<'_> {
+pub(crate) fn acks(buf: &[u8]) -> Acks<'_> {
     Acks { rest: buf }
 }
 
 /// The iterator [`acks`] returns.
 #[derive(Debug)]
-pub struct Acks<'a> {
+pub(crate) struct Acks<'a> {
     rest: &'a [u8],
 }
 

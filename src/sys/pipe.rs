@@ -12,7 +12,7 @@ use nix::fcntl::{fcntl, splice, FcntlArg, OFlag, SpliceFFlags};
 
 /// Both ends of one pipe (two descriptors, closed on drop).
 #[derive(Debug)]
-pub struct Pipe {
+pub(crate) struct Pipe {
     read: OwnedFd,
     write: OwnedFd,
 }
@@ -22,20 +22,20 @@ const FLAGS: SpliceFFlags = SpliceFFlags::SPLICE_F_MOVE.union(SpliceFFlags::SPLI
 
 impl Pipe {
     /// A new empty pipe at the kernel's default capacity.
-    pub fn open() -> io::Result<Pipe> {
+    pub(crate) fn open() -> io::Result<Pipe> {
         let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
         Ok(Pipe { read, write })
     }
 
     /// How many bytes the pipe can hold.
-    pub fn capacity(&self) -> io::Result<usize> {
+    pub(crate) fn capacity(&self) -> io::Result<usize> {
         let size = fcntl(&self.write, FcntlArg::F_GETPIPE_SZ)?;
         Ok(usize::try_from(size).unwrap_or(0))
     }
 
     /// Asks for a capacity of `size` bytes; returns what the kernel granted
     /// (it rounds up to a power of two pages, or refuses).
-    pub fn set_capacity(&self, size: usize) -> io::Result<usize> {
+    pub(crate) fn set_capacity(&self, size: usize) -> io::Result<usize> {
         let size = i32::try_from(size).unwrap_or(i32::MAX);
         let granted = fcntl(&self.write, FcntlArg::F_SETPIPE_SZ(size))?;
         Ok(usize::try_from(granted).unwrap_or(0))
@@ -43,18 +43,18 @@ impl Pipe {
 
     /// Moves up to `len` bytes from `from` (a socket) into the pipe. `Ok(0)`
     /// is the socket's EOF.
-    pub fn fill_from(&self, from: BorrowedFd<'_>, len: usize) -> io::Result<usize> {
+    pub(crate) fn fill_from(&self, from: BorrowedFd<'_>, len: usize) -> io::Result<usize> {
         Ok(splice(from, None, &self.write, None, len, FLAGS)?)
     }
 
     /// Moves up to `len` bytes from the pipe into `to` (a socket).
-    pub fn drain_into(&self, to: BorrowedFd<'_>, len: usize) -> io::Result<usize> {
+    pub(crate) fn drain_into(&self, to: BorrowedFd<'_>, len: usize) -> io::Result<usize> {
         Ok(splice(&self.read, None, to, None, len, FLAGS)?)
     }
 
     /// The read end, for tests that look inside.
     #[cfg(test)]
-    pub fn read_end(&self) -> BorrowedFd<'_> {
+    pub(crate) fn read_end(&self) -> BorrowedFd<'_> {
         use std::os::fd::AsFd;
         self.read.as_fd()
     }

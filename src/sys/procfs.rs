@@ -9,7 +9,7 @@ use std::os::fd::RawFd;
 /// the host's namespace (an IDE's, a CI agent's, systemd's `LISTEN_FDS`)
 /// would be a way out. Pipes, files and terminals are left as inherited.
 /// Returns how many it marked.
-pub fn keep_inherited_sockets_from_the_tool() -> usize {
+pub(crate) fn keep_inherited_sockets_from_the_tool() -> usize {
     use nix::fcntl::{fcntl, FcntlArg, FdFlag};
     use nix::sys::stat::{fstat, SFlag};
     use std::os::fd::BorrowedFd;
@@ -45,7 +45,7 @@ pub fn keep_inherited_sockets_from_the_tool() -> usize {
 /// any process can set) is checked against before it labels a row. `false`
 /// when init's cannot be read (another user's init, as an unprivileged
 /// user in most containers): then the claim is not taken.
-pub fn outside_init_netns() -> bool {
+pub(crate) fn outside_init_netns() -> bool {
     use std::os::unix::fs::MetadataExt;
     let id = |path: &str| std::fs::metadata(path).map(|m| (m.dev(), m.ino())).ok();
     match (id("/proc/self/ns/net"), id("/proc/1/ns/net")) {

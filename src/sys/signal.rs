@@ -13,7 +13,7 @@ use tokio::io::Interest;
 /// created after) and returns a signalfd that reads them. Must run before
 /// any other thread exists, or a thread that does not block them could
 /// take one.
-pub fn block_into_signalfd(signals: &[Signal]) -> nix::Result<SignalFd> {
+pub(crate) fn block_into_signalfd(signals: &[Signal]) -> nix::Result<SignalFd> {
     let mut mask = SigSet::empty();
     for &sig in signals {
         mask.add(sig);
@@ -24,7 +24,7 @@ pub fn block_into_signalfd(signals: &[Signal]) -> nix::Result<SignalFd> {
 }
 
 /// Registers the signalfd with the async runtime, to await its signals.
-pub fn watch(signals: SignalFd) -> io::Result<AsyncFd<SignalFd>> {
+pub(crate) fn watch(signals: SignalFd) -> io::Result<AsyncFd<SignalFd>> {
     // SAFETY: SignalFd owns its descriptor (an OwnedFd) and returns that
     // same descriptor from as_raw_fd until it is dropped, which happens
     // only when the AsyncFd that now owns it is dropped.
@@ -33,14 +33,14 @@ pub fn watch(signals: SignalFd) -> io::Result<AsyncFd<SignalFd>> {
 
 /// Gives `sig` its default action back (undoing an ignore or a handler
 /// this process inherited or set).
-pub fn restore_default(sig: Signal) -> nix::Result<()> {
+pub(crate) fn restore_default(sig: Signal) -> nix::Result<()> {
     // SAFETY: SIG_DFL installs no handler of ours, so there is no
     // async-signal-safety contract to uphold.
     unsafe { signal(sig, SigHandler::SigDfl) }.map(drop)
 }
 
 /// Whether `sig` waits in this thread's (blocked, pending) set.
-pub fn is_pending(sig: Signal) -> bool {
+pub(crate) fn is_pending(sig: Signal) -> bool {
     let mut set = std::mem::MaybeUninit::<nix::libc::sigset_t>::uninit();
     // SAFETY: sigpending writes a whole sigset_t to the pointer it is given,
     // which points at one; nix has no wrapper for it.

@@ -43,7 +43,7 @@ const CHILD_STACK: usize = 64 * 1024;
 /// A program prepared to run: path, argv and environment, as C strings with the
 /// NULL-terminated pointer arrays execve(2) takes.
 #[derive(Debug)]
-pub struct Prepared {
+pub(crate) struct Prepared {
     path: CString,
     _argv: Vec<CString>,
     _envp: Vec<CString>,
@@ -61,7 +61,11 @@ impl Prepared {
     /// `argv` includes argv[0]. `env` is the whole environment the child
     /// gets. Fails (InvalidInput) if any string holds a NUL byte, which no
     /// C string can carry.
-    pub fn new(path: &OsStr, argv: &[&OsStr], env: &BTreeMap<OsString, OsString>) -> io::Result<Prepared> {
+    pub(crate) fn new(
+        path: &OsStr,
+        argv: &[&OsStr],
+        env: &BTreeMap<OsString, OsString>,
+    ) -> io::Result<Prepared> {
         let c =
             |bytes: Vec<u8>| CString::new(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e));
         let path = c(path.as_bytes().to_vec())?;
@@ -105,7 +109,7 @@ impl Prepared {
 /// gets a process group of its own, so that a signal aimed at the shim's
 /// group reaches the tool once, through the shim, and never also directly.
 #[derive(Debug, Clone, Copy)]
-pub struct Steps<'a> {
+pub(crate) struct Steps<'a> {
     /// The controlling terminal and the shim's process group: if that group
     /// is the terminal's foreground group, the child makes its own group the
     /// foreground group before it execs, as sudo does, so the terminal's
@@ -121,7 +125,7 @@ pub struct Steps<'a> {
 
 /// A started child.
 #[derive(Debug, Clone, Copy)]
-pub struct Spawned {
+pub(crate) struct Spawned {
     pub pid: Pid,
     /// The child's group took the terminal's foreground from the shim's.
     pub took_terminal: bool,
@@ -136,7 +140,7 @@ pub struct Spawned {
 /// spawned from a short-lived thread (a runtime's blocking pool, say)
 /// would be killed when that thread ends. The main thread lives as long
 /// as the shim, which is what the death signal is meant to follow.
-pub fn spawn(program: &Prepared, steps: Steps<'_>) -> io::Result<Spawned> {
+pub(crate) fn spawn(program: &Prepared, steps: Steps<'_>) -> io::Result<Spawned> {
     if !on_main_thread() {
         return Err(io::Error::other(NOT_MAIN_THREAD));
     }

@@ -28,7 +28,7 @@ use crate::sys::spawn::{self, Prepared, Steps};
 
 /// The child: the namespace steps, the report, the go, exec. Never
 /// returns.
-pub fn child_main(plan: &Plan, chan: &OwnedFd, exec: Option<(&Prepared, Steps<'_>)>) -> ! {
+pub(super) fn child_main(plan: &Plan, chan: &OwnedFd, exec: Option<(&Prepared, Steps<'_>)>) -> ! {
     let send_all = |bytes: &[u8]| {
         while let Err(Errno::EINTR) = send(chan.as_raw_fd(), bytes, MsgFlags::MSG_NOSIGNAL) {}
     };
@@ -95,7 +95,7 @@ fn write_maps(plan: &Plan, [setgroups, uid, gid]: [Step; 3]) -> Result<(), Failu
     Ok(())
 }
 
-pub fn write_file(path: &CStr, bytes: &[u8]) -> Result<(), Errno> {
+pub(super) fn write_file(path: &CStr, bytes: &[u8]) -> Result<(), Errno> {
     let fd = open(path, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())?;
     match nix::unistd::write(&fd, bytes)? {
         n if n == bytes.len() => Ok(()),

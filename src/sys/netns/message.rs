@@ -7,25 +7,25 @@
 use nix::errno::Errno;
 
 /// The sockets are ready (the message carries them).
-pub const READY: u8 = b'R';
+pub(super) const READY: u8 = b'R';
 /// A step failed: `FAILED`, the step's index, the socket's index (or
 /// [`NO_SOCKET`]) as u16, the errno as i32.
-pub const FAILED: u8 = b'F';
+pub(super) const FAILED: u8 = b'F';
 /// The parent's go: exec the tool.
-pub const GO: u8 = b'G';
+pub(super) const GO: u8 = b'G';
 /// No socket: the failed step was not for one.
-pub const NO_SOCKET: u16 = u16::MAX;
+pub(super) const NO_SOCKET: u16 = u16::MAX;
 /// The length of a failure report.
-pub const FAILURE_LEN: usize = 8;
+pub(super) const FAILURE_LEN: usize = 8;
 /// An exec that failed comes back as its errno (i32); one that succeeded
 /// as EOF (the channel is close-on-exec).
-pub const EXEC_ERRNO_LEN: usize = 4;
+pub(super) const EXEC_ERRNO_LEN: usize = 4;
 
 /// The steps, in the order the child makes them; the child reports a
 /// failure as the step's index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
-pub enum Step {
+pub(super) enum Step {
     Unshare,
     Setgroups,
     UidMap,
@@ -49,7 +49,7 @@ pub enum Step {
     SendSockets,
 }
 
-pub const STEPS: [Step; 21] = [
+pub(super) const STEPS: [Step; 21] = [
     Step::Unshare,
     Step::Setgroups,
     Step::UidMap,
@@ -75,7 +75,7 @@ pub const STEPS: [Step; 21] = [
 
 impl Step {
     /// The step as an error names it.
-    pub fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Step::Unshare => "unshare(CLONE_NEWUSER|CLONE_NEWNET)",
             Step::Setgroups => "setgroups",
@@ -104,10 +104,10 @@ impl Step {
 
 /// A failure in the child: the step, the index of the socket it was for,
 /// the errno.
-pub type Failure = (Step, Option<usize>, Errno);
+pub(super) type Failure = (Step, Option<usize>, Errno);
 
 /// A failure report, as the child sends it.
-pub fn encode_failure((step, socket, errno): Failure) -> [u8; FAILURE_LEN] {
+pub(super) fn encode_failure((step, socket, errno): Failure) -> [u8; FAILURE_LEN] {
     let mut out = [0u8; FAILURE_LEN];
     out[0] = FAILED;
     out[1] = step as u8;
@@ -119,7 +119,7 @@ pub fn encode_failure((step, socket, errno): Failure) -> [u8; FAILURE_LEN] {
 
 /// A failure report read back: the step, the socket's index, the errno;
 /// `None` if it is not one.
-pub fn decode_failure(bytes: &[u8]) -> Option<(Step, Option<usize>, Errno)> {
+pub(super) fn decode_failure(bytes: &[u8]) -> Option<(Step, Option<usize>, Errno)> {
     let [FAILED, step, s0, s1, e0, e1, e2, e3] = *bytes else {
         return None;
     };

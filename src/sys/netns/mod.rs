@@ -55,18 +55,18 @@ use nix::errno::Errno;
 
 use super::spawn::{self, Prepared, Steps};
 
-pub use parent::Waiting;
+pub(crate) use parent::Waiting;
 
 /// At most this many sockets per namespace (the kernel's limit for one
 /// SCM_RIGHTS message is 253); strict mode asks for a few dozen at most.
-pub const MAX_SOCKETS: usize = 64;
+pub(crate) const MAX_SOCKETS: usize = 64;
 
 /// The step named when the spawn is asked for off the main thread.
 const MAIN_THREAD: &str = "spawn from the main thread";
 
 /// One socket to create inside the namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SocketSpec {
+pub(crate) struct SocketSpec {
     pub proto: Proto,
     /// TCP: bound here and listening (backlog SOMAXCONN), e.g.
     /// 127.0.0.1:3128, 0.0.0.0:443, `[::]:443`. UDP: bound here, e.g.
@@ -76,7 +76,7 @@ pub struct SocketSpec {
 
 impl SocketSpec {
     /// A TCP socket listening on `addr`.
-    pub fn tcp(addr: SocketAddr) -> SocketSpec {
+    pub(crate) fn tcp(addr: SocketAddr) -> SocketSpec {
         SocketSpec {
             proto: Proto::Tcp,
             addr,
@@ -84,7 +84,7 @@ impl SocketSpec {
     }
 
     /// A UDP socket bound to `addr`.
-    pub fn udp(addr: SocketAddr) -> SocketSpec {
+    pub(crate) fn udp(addr: SocketAddr) -> SocketSpec {
         SocketSpec {
             proto: Proto::Udp,
             addr,
@@ -94,7 +94,7 @@ impl SocketSpec {
 
 /// Which kind of socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Proto {
+pub(crate) enum Proto {
     Tcp,
     Udp,
 }
@@ -102,7 +102,7 @@ pub enum Proto {
 /// A child waiting inside its namespaces, and the sockets it made there
 /// (nonblocking and close-on-exec in this process too).
 #[derive(Debug)]
-pub struct Isolated {
+pub(crate) struct Isolated {
     /// The child, waiting for the go.
     pub waiting: Waiting,
     /// One socket per [`SocketSpec`] asked for, in the same order.
@@ -112,7 +112,7 @@ pub struct Isolated {
 /// What refused, and why: the start row's `isolation_reason` and the one
 /// line on stderr (via Display).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NamespaceError {
+pub(crate) struct NamespaceError {
     /// The step, e.g. "unshare(CLONE_NEWUSER|CLONE_NEWNET)", "uid_map".
     pub step: &'static str,
     /// The errno it failed with.
@@ -144,7 +144,7 @@ impl std::error::Error for NamespaceError {}
 ///
 /// Only from the main thread, as `sys::spawn::spawn`: the death signal the
 /// child arms follows the thread that forked it.
-pub fn spawn_isolated(
+pub(crate) fn spawn_isolated(
     program: &Prepared,
     steps: Steps<'_>,
     sockets: &[SocketSpec],
@@ -163,14 +163,14 @@ pub fn spawn_isolated(
 /// without CAP_SYS_PTRACE in its user namespace can ptrace it, read its
 /// memory or take its descriptors (pidfd_getfd), same user or not. A
 /// child's execve makes the child dumpable again.
-pub fn not_dumpable() -> nix::Result<()> {
+pub(crate) fn not_dumpable() -> nix::Result<()> {
     nix::sys::prctl::set_dumpable(false)
 }
 
 /// Whether this process can make the namespaces and routes (for
 /// `cli-guard doctor`): a child goes as far as the go, then is killed.
 /// Any thread: it never execs.
-pub fn probe() -> Result<(), NamespaceError> {
+pub(crate) fn probe() -> Result<(), NamespaceError> {
     parent::isolate(None, &[]).map(drop)
 }
 

@@ -23,12 +23,12 @@ use crate::sys::spawn::{Prepared, Steps};
 const SOCKETPAIR: &str = "socketpair";
 const FORK: &str = "fork";
 const RECEIVE: &str = "receive the sockets";
-pub const HANDSHAKE: &str = "handshake with the namespace child";
+pub(super) const HANDSHAKE: &str = "handshake with the namespace child";
 
 /// A child waiting inside its namespaces for the go: the parent's end of
 /// the handshake. Dropped unused, it kills and reaps the child.
 #[derive(Debug)]
-pub struct Waiting {
+pub(crate) struct Waiting {
     chan: Option<OwnedFd>,
     child: Pid,
 }
@@ -37,7 +37,7 @@ pub struct Waiting {
 /// from their own threads, which outlive the children they spawn, and
 /// [`super::probe`] never arms the death signal. `None`: exit at the go instead
 /// of exec'ing.
-pub fn isolate(
+pub(super) fn isolate(
     exec: Option<(&Prepared, Steps<'_>)>,
     sockets: &[SocketSpec],
 ) -> Result<Isolated, NamespaceError> {
@@ -146,7 +146,7 @@ fn receive(plan: &Plan, mut waiting: Waiting) -> Result<Isolated, NamespaceError
 
 impl Waiting {
     /// The child; after [`Waiting::start`] succeeds, the tool.
-    pub fn pid(&self) -> Pid {
+    pub(crate) fn pid(&self) -> Pid {
         self.child
     }
 
@@ -156,7 +156,7 @@ impl Waiting {
     /// sent (EPIPE). A child killed between the go and the exec is not an
     /// error here: the caller's wait sees how it ended, as with
     /// `sys::spawn::spawn`.
-    pub fn start(mut self) -> io::Result<()> {
+    pub(crate) fn start(mut self) -> io::Result<()> {
         let Some(chan) = self.chan.take() else {
             return Err(io::Error::from(io::ErrorKind::NotConnected));
         };

@@ -13,17 +13,17 @@ use super::{NamespaceError, Proto, SocketSpec, MAX_SOCKETS};
 use crate::sys::netlink;
 
 /// The step named when more sockets are asked for than one message holds.
-pub const TOO_MANY: &str = "too many sockets";
+pub(super) const TOO_MANY: &str = "too many sockets";
 
 /// `ID ID 1`: the one-line map of an id onto itself, which a process may
 /// write for its own namespace without privilege.
-pub fn map_line(id: u32) -> String {
+pub(super) fn map_line(id: u32) -> String {
     format!("{id} {id} 1\n")
 }
 
 /// Everything the child needs, prepared before the fork.
 #[derive(Debug)]
-pub struct Plan {
+pub(super) struct Plan {
     pub uid_map: String,
     pub gid_map: String,
     pub netlink: [u8; netlink::SETUP_LEN],
@@ -32,7 +32,7 @@ pub struct Plan {
 
 /// One socket of the plan.
 #[derive(Debug)]
-pub struct Planned {
+pub(super) struct Planned {
     pub proto: Proto,
     pub requested: SocketAddr,
     pub family: AddressFamily,
@@ -41,7 +41,7 @@ pub struct Planned {
 
 impl Plan {
     /// The plan for `sockets`, or [`TOO_MANY`] of them.
-    pub fn new(sockets: &[SocketSpec]) -> Result<Plan, NamespaceError> {
+    pub(super) fn new(sockets: &[SocketSpec]) -> Result<Plan, NamespaceError> {
         if sockets.len() > MAX_SOCKETS {
             return Err(NamespaceError {
                 step: TOO_MANY,
@@ -72,7 +72,10 @@ impl Plan {
     /// The error a child's failure report names: the step, the socket it
     /// was for (by its index in the plan), the errno. `None` for an index
     /// the plan does not have.
-    pub fn error(&self, (step, socket, errno): (Step, Option<usize>, Errno)) -> Option<NamespaceError> {
+    pub(super) fn error(
+        &self,
+        (step, socket, errno): (Step, Option<usize>, Errno),
+    ) -> Option<NamespaceError> {
         let socket = match socket {
             None => None,
             Some(i) => {
