@@ -112,6 +112,12 @@ pub(crate) struct Start {
     /// files the fetch left (its package.json, its dist-info), not argv.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub package: Option<Package>,
+    /// Strict mode's layers beyond the network namespace (`mounts`, `pid`,
+    /// `seccomp`; `stdio` when a socket there is relayed): `on`, or `off:`
+    /// and why. Absent, not `null`, on a row without strict mode's own
+    /// namespace, so those rows are as before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layers: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// A package as its own metadata names it.
@@ -183,6 +189,10 @@ pub(crate) struct End {
     /// row cap: counted here instead of logged one by one.
     pub suppressed: u64,
     pub error: Option<String>,
+    /// Strict mode's PID layer: processes the tool left behind, ended with
+    /// the invocation. Absent, not `null`, without the layer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leftovers: Option<u64>,
 }
 
 /// The body of one audit line, tagged by its `kind`.
@@ -477,6 +487,7 @@ mod tests {
                     denied: 2,
                     suppressed: 0,
                     error: None,
+                    leftovers: None,
                 }),
                 r#"{"ts":"2026-11-24T00:00:00.123Z","kind":"end","audit_id":"019ab1c2d3e4-00000000000000000000000000000001","exit_code":0,"signal":null,"duration_ms":5,"allowed":1,"denied":2,"suppressed":0,"error":null}"#,
             ),
@@ -489,6 +500,7 @@ mod tests {
                     denied: 0,
                     suppressed: 3,
                     error: Some("boom".into()),
+                    leftovers: None,
                 }),
                 r#"{"ts":"2026-11-24T00:00:00.123Z","kind":"end","audit_id":"019ab1c2d3e4-00000000000000000000000000000001","exit_code":null,"signal":"SIGKILL","duration_ms":7,"allowed":0,"denied":0,"suppressed":3,"error":"boom"}"#,
             ),

@@ -40,6 +40,7 @@ use crate::exit::{Exit, Failure, DEMO_UNEXPECTED, STRICT_UNAVAILABLE};
 use crate::gate::DIAL_TIMEOUT;
 use crate::gate::{self, bind_loopback, Gate, Settings, Sockets};
 use crate::policy::authority::parse_authority;
+use crate::policy::writes::{Base, Place};
 use crate::policy::{Family, Mode, Rule, SubcommandRule, ToolPolicy};
 use crate::shim::{self, Invocation, Program};
 use crate::sys::netns;
@@ -59,6 +60,7 @@ static DEMO_ENFORCE: ToolPolicy = ToolPolicy {
     family: Family::Plain,
     runs_project_code: &[],
     subcommand_rule: SubcommandRule::PLAIN,
+    writes: &[Place::at(Base::Project, ""), Place::at(Base::Temp, "")],
 };
 
 /// The demo's observe-mode policy: no allowlist, everything logged.
@@ -70,6 +72,7 @@ static DEMO_OBSERVE: ToolPolicy = ToolPolicy {
     family: Family::Plain,
     runs_project_code: &[],
     subcommand_rule: SubcommandRule::PLAIN,
+    writes: &[],
 };
 
 const HELP: &str = "\
@@ -318,7 +321,7 @@ async fn connect_through(proxy: SocketAddr, credential: &str, target: &str) -> a
 /// `egress-demo strict`: runs `egress-demo direct-connect TARGETS` guarded,
 /// in strict mode, then prints its rows and the gate's verdicts.
 fn strict(targets: &[String], env: &Env) -> Result<Exit, Failure> {
-    if let Err(refused) = netns::probe() {
+    if let Err(refused) = netns::probe(&netns::Layers::default()) {
         eprintln!(
             "egress-demo: strict mode is not available here ({refused}), so there is nothing to show; \
              `cli-guard doctor` says why and how to fix it"

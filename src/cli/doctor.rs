@@ -9,6 +9,7 @@
 //! cause with pure functions over what it read ([`diagnose`], [`report`]),
 //! which the unit tests drive with made-up values.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::Path;
 
@@ -18,8 +19,8 @@ use super::args::{self, Parsed, Usage};
 use super::{coverage, layout};
 use crate::env::{Env, NETNS_VAR, STRICT_VAR};
 use crate::exit::{Exit, Failure, STRICT_UNAVAILABLE, SUCCESS};
-use crate::shim::StrictSetting;
-use crate::sys::netns::{self, NamespaceError};
+use crate::shim::{self, StrictSetting};
+use crate::sys::netns::{Layer, NamespaceError};
 
 const USAGE: Usage = Usage {
     command: "doctor",
@@ -132,9 +133,10 @@ impl Knobs {
             match self.ptrace_scope {
                 Some(scope) if scope > 0 => format!("kernel.yama.ptrace_scope = {scope}"),
                 scope => format!(
-                    "kernel.yama.ptrace_scope = {}: note: a tool may ptrace any other process of yours, \
-                     outside its namespace, and act through it; `sudo sysctl -w kernel.yama.ptrace_scope=1` \
-                     closes that",
+                    "kernel.yama.ptrace_scope = {}: note: a tool outside strict mode (or a package's script, of \
+                     the tool it runs under) may ptrace other processes of yours; strict mode's user namespace \
+                     keeps everything outside it out of reach whatever this says. `sudo sysctl -w \
+                     kernel.yama.ptrace_scope=1` closes the rest",
                     scope.map_or_else(|| "absent".to_string(), |s| s.to_string())
                 ),
             },
@@ -351,6 +353,31 @@ fn root_caveats(knobs: &Knobs) -> Vec<String> {
     .collect()
 }
 
+/// One line per layer of strict mode beyond the network namespace: on,
+/// with what it closes, or off and why (under `auto` the tool then runs
+/// without it; under `require` it does not run).
+fn layer_lines(off: &BTreeMap<Layer, String>) -> Vec<String> {
+    Layer::ALL
+        .iter()
+        .map(|layer| {
+            let closes = match layer {
+                Layer::Mounts => {
+                    "everything read-only but the project, temp and the tool's caches; its own binary, \
+                     shims, audit log, home directory and /etc never writable"
+                }
+                Layer::Pid => "a PID namespace: no signal outside, what the tool leaves behind ends with it",
+                Layer::Seccomp => {
+                    "no unix socket (each a row), no TIOCSTI into the terminal, no vsock, no io_uring"
+                }
+            };
+            match off.get(layer) {
+                None => format!("  layer {}: on ({closes})", layer.name()),
+                Some(why) => format!("  layer {}: off: {why} (it would give: {closes})", layer.name()),
+            }
+        })
+        .collect()
+}
+
 /// What `CLI_GUARD_STRICT` is, and whether it is a setting at all.
 fn strict_line(value: Option<&str>) -> (String, bool) {
     let shown = match value {
@@ -381,6 +408,7 @@ fn strict_line(value: Option<&str>) -> (String, bool) {
 /// found.
 fn report(
     probe: &Result<(), NamespaceError>,
+    layers_off: &BTreeMap<Layer, String>,
     knobs: &Knobs,
     strict: Option<&str>,
     in_netns: bool,
@@ -395,6 +423,7 @@ fn report(
                  second user namespace without capabilities over it"
                     .to_string(),
             );
+            lines.extend(layer_lines(layers_off));
         }
         Err(error) => {
             let diagnosis = diagnose(error.errno, knobs);
@@ -442,8 +471,8 @@ pub(super) fn doctor(args: &[OsString], env: &Env) -> Result<Exit, Failure> {
     let Some(()) = parse_doctor_args(args)?.or_print(HELP, args::VERSION) else {
         return Ok(Exit::SUCCESS);
     };
-    let probe = netns::probe();
-    let (text, code) = report(&probe, &Knobs::read(), env.strict(), env.in_netns());
+    let (probe, layers_off) = shim::probe_strict_mode();
+    let (text, code) = report(&probe, &layers_off, &Knobs::read(), env.strict(), env.in_netns());
     print!("{text}");
     let shell = coverage::Context::read(env);
     print!("{}", coverage::doctor_section(&shell, &shell.look_up(env)));
@@ -475,6 +504,7 @@ mod tests {
             step,
             errno,
             socket: None,
+            layer: None,
         })
     }
 
@@ -668,8 +698,25 @@ mod tests {
     }
 
     #[test]
+    fn each_layer_is_reported_on_or_off_with_why() {
+        let mut off = BTreeMap::new();
+        off.insert(
+            Layer::Seccomp,
+            "seccomp (the refusing filter): Invalid argument (EINVAL)".to_string(),
+        );
+        let (text, code) = report(&Ok(()), &off, &open(), None, false);
+        assert_eq!(code, SUCCESS, "{text}");
+        assert!(text.contains("layer mounts: on ("), "{text}");
+        assert!(text.contains("layer pid: on ("), "{text}");
+        assert!(
+            text.contains("layer seccomp: off: seccomp (the refusing filter): Invalid argument (EINVAL)"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn report_when_it_works() {
-        let (text, code) = report(&Ok(()), &open(), None, false);
+        let (text, code) = report(&Ok(()), &BTreeMap::new(), &open(), None, false);
         assert_eq!(code, SUCCESS);
         let first = text.lines().next().unwrap();
         assert_eq!(
@@ -691,7 +738,13 @@ mod tests {
             max_user: Some(0),
             ..open()
         };
-        let (text, code) = report(&refused(UNSHARE, Errno::ENOSPC), &knobs, Some("require"), false);
+        let (text, code) = report(
+            &refused(UNSHARE, Errno::ENOSPC),
+            &BTreeMap::new(),
+            &knobs,
+            Some("require"),
+            false,
+        );
         assert_eq!(code, STRICT_UNAVAILABLE);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
@@ -712,7 +765,7 @@ mod tests {
 
     #[test]
     fn a_bad_strict_setting_fails_the_doctor() {
-        let (text, code) = report(&Ok(()), &open(), Some("yes"), false);
+        let (text, code) = report(&Ok(()), &BTreeMap::new(), &open(), Some("yes"), false);
         assert_eq!(code, STRICT_UNAVAILABLE);
         assert!(
             text.contains("CLI_GUARD_STRICT=\"yes\": CLI_GUARD_STRICT=\"yes\" is not a setting"),
@@ -729,7 +782,7 @@ mod tests {
             ptrace_scope: Some(1),
             ..open()
         };
-        let (text, code) = report(&Ok(()), &knobs, None, false);
+        let (text, code) = report(&Ok(()), &BTreeMap::new(), &knobs, None, false);
         assert_eq!(code, SUCCESS);
         assert!(
             text.contains("note: this runs as root; other users are refused"),
@@ -739,13 +792,19 @@ mod tests {
             text.contains("fix: from the cli-guard checkout: sudo ./install.sh"),
             "{text}"
         );
-        let (text, _) = report(&Ok(()), &Knobs { root: true, ..open() }, None, false);
+        let (text, _) = report(
+            &Ok(()),
+            &BTreeMap::new(),
+            &Knobs { root: true, ..open() },
+            None,
+            false,
+        );
         assert!(!text.contains("note:"), "{text}");
     }
 
     #[test]
     fn inside_a_strict_invocation_it_says_so() {
-        let (text, _) = report(&Ok(()), &open(), None, true);
+        let (text, _) = report(&Ok(()), &BTreeMap::new(), &open(), None, true);
         assert!(text.contains("CLI_GUARD_NETNS=1: this runs inside"), "{text}");
     }
 }

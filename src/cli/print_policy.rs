@@ -113,6 +113,12 @@ fn tool_lines(tool: &ToolPolicy) -> Vec<String> {
             "",
             "strict (isolated in a network namespace where the kernel allows)",
         ));
+        let places: Vec<String> = tool.writes.iter().map(ToString::to_string).collect();
+        lines.push(row(
+            "",
+            "",
+            &format!("strict writes only: {}; the rest is read-only", places.join(", ")),
+        ));
         let mut runs = tool.runs_project_code.join(", ");
         if tool.subcommand_rule.package_scripts {
             runs.push_str(", or a script of ./package.json by name");
@@ -205,8 +211,15 @@ mod tests {
     #[test]
     fn npm_shows_the_split() {
         let npm = policy::lookup("npm").unwrap();
+        let mut lines = tool_lines(npm);
+        let writes = lines.remove(2);
+        assert!(
+            writes.starts_with("                    strict writes only: the project, temp, ~/.npm, ")
+                && writes.ends_with("; the rest is read-only"),
+            "{writes}"
+        );
         assert_eq!(
-            tool_lines(npm),
+            lines,
             [
                 "npm        enforce  registry.npmjs.org:443",
                 "                    strict (isolated in a network namespace where the kernel allows)",
@@ -233,18 +246,18 @@ mod tests {
     #[test]
     fn a_tool_without_runs_is_only_enforced() {
         let lines = tool_lines(policy::lookup("corepack").unwrap());
-        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(lines.len(), 3, "{lines:?}");
         assert!(lines.iter().all(|l| !l.contains("observe")), "{lines:?}");
     }
 
     #[test]
     fn fetch_and_run_tools_show_which_runs_are_observed() {
         assert_eq!(
-            tool_lines(policy::lookup("npx").unwrap())[2],
+            tool_lines(policy::lookup("npx").unwrap())[3],
             "npx        observe  when running the program it fetched (not isolated; the fetch stays enforced and strict)"
         );
         assert_eq!(
-            tool_lines(policy::lookup("uv").unwrap())[3],
+            tool_lines(policy::lookup("uv").unwrap())[4],
             "uv         observe  `tool run`: when running the program it fetched (not isolated; the fetch stays enforced and strict)"
         );
         let yarn = tool_lines(policy::lookup("yarn").unwrap());

@@ -51,6 +51,7 @@ mod shutdown;
 mod tally;
 mod transparent;
 mod tunnel;
+mod unix;
 mod upstream;
 
 use std::net::SocketAddr;

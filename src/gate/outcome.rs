@@ -24,6 +24,8 @@ pub enum Method {
     Quic,
     /// Strict mode: a DNS query to the namespace's resolver.
     Dns,
+    /// Strict mode: a unix socket the tool tried to make.
+    Unix,
 }
 
 impl Method {
@@ -43,13 +45,17 @@ impl Method {
             Method::Transparent => "transparent",
             Method::Quic => "quic",
             Method::Dns => "dns",
+            Method::Unix => "unix",
         }
     }
 
     /// Whether the attempt ignored the proxy (strict mode refused it where
     /// it did not go through the gate as asked).
     pub fn is_direct(&self) -> bool {
-        matches!(self, Method::Transparent | Method::Quic | Method::Dns)
+        matches!(
+            self,
+            Method::Transparent | Method::Quic | Method::Dns | Method::Unix
+        )
     }
 }
 
@@ -68,6 +74,8 @@ pub(crate) enum Aim<'a> {
     Endpoint(&'a Authority),
     /// A host without a port: the name a DNS query asked for.
     Name(&'a Host),
+    /// A unix socket (no path: `socket()` names none).
+    UnixSocket,
 }
 
 impl Aim<'_> {
@@ -77,6 +85,7 @@ impl Aim<'_> {
             Aim::Unknown => None,
             Aim::Endpoint(target) => Some(target.to_string()),
             Aim::Name(host) => Some(host.logged()),
+            Aim::UnixSocket => Some("a unix socket".to_string()),
         }
     }
 }
@@ -107,6 +116,7 @@ impl Gate {
             Aim::Unknown => (None, None),
             Aim::Endpoint(target) => (Some(target.host.logged()), Some(target.port)),
             Aim::Name(host) => (Some(host.logged()), None),
+            Aim::UnixSocket => (None, None),
         };
         self.audit.write(&Record::Egress(audit::Egress {
             conn,
@@ -134,11 +144,11 @@ mod tests {
         // Methods are case-sensitive: a lowercase connect is not CONNECT.
         assert_eq!(Method::of_request("connect").as_str(), "connect");
         assert!(!Method::of_request("connect").is_direct());
-        let direct: Vec<&str> = [Method::Transparent, Method::Quic, Method::Dns]
+        let direct: Vec<&str> = [Method::Transparent, Method::Quic, Method::Dns, Method::Unix]
             .iter()
             .filter(|m| m.is_direct())
             .map(Method::as_str)
             .collect();
-        assert_eq!(direct, ["transparent", "quic", "dns"]);
+        assert_eq!(direct, ["transparent", "quic", "dns", "unix"]);
     }
 }

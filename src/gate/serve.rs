@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::task::JoinSet;
 
 use crate::gate::shutdown::Shutdown;
-use crate::gate::{listener, quic, resolver, Gate};
+use crate::gate::{listener, quic, resolver, unix, Gate};
 
 /// The sockets a gate serves. Bound before the tool runs, so that a gate
 /// that cannot be put in place means a tool that is not run.
@@ -23,6 +23,8 @@ pub(crate) struct Sockets {
     pub dns_udp: Vec<std::net::UdpSocket>,
     /// Strict mode: UDP 443, refused with a row.
     pub quic: Vec<std::net::UdpSocket>,
+    /// Strict mode: the seccomp listener for the tool's unix sockets.
+    pub unix: Option<std::os::fd::OwnedFd>,
 }
 
 impl Sockets {
@@ -34,6 +36,7 @@ impl Sockets {
             dns_tcp: Vec::new(),
             dns_udp: Vec::new(),
             quic: Vec::new(),
+            unix: None,
         }
     }
 }
@@ -76,6 +79,10 @@ pub(crate) fn start(sockets: Sockets, gate: &Arc<Gate>, shutdown: &Shutdown) -> 
     for socket in quic {
         let (g, s) = with(gate);
         tasks.spawn(quic::refuse(socket, g, s));
+    }
+    if let Some(listener) = sockets.unix {
+        let (g, s) = with(gate);
+        tasks.spawn(unix::refuse(listener, g, s));
     }
     Ok(Serving { tasks })
 }

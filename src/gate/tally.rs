@@ -40,6 +40,8 @@ pub(super) struct Tally {
     direct_suppressed: AtomicU64,
     /// Refused direct connections so far.
     direct_refusals: AtomicU64,
+    /// Refused unix sockets so far.
+    unix_sockets: AtomicU64,
 }
 
 /// Refusals for the summary, bounded whatever a flood of requests holds.
@@ -82,6 +84,12 @@ pub(crate) struct Summary {
     /// own (see [`QUERY_ROWS`], [`DIRECT_ROWS`]). The `end` row's
     /// `suppressed` is this plus `suppressed`.
     pub direct_suppressed: u64,
+    /// Unix sockets strict mode refused (each a row, under the direct
+    /// rows' cap).
+    pub unix_sockets: u64,
+    /// Not the gate's: processes strict mode's PID layer found left behind
+    /// by the tool, and ended (set by the shim).
+    pub leftovers: Option<u64>,
 }
 
 impl Tally {
@@ -91,6 +99,17 @@ impl Tally {
     pub(super) fn count(&self, outcome: &Outcome<'_>) -> bool {
         if outcome.method == Some(Method::Dns) {
             return self.count_query(outcome);
+        }
+        if outcome.method == Some(Method::Unix) {
+            // Not listed by target: `socket()` names none. Most are glibc
+            // probing for nscd; the rows say which program asked.
+            self.denied.fetch_add(1, Ordering::Relaxed);
+            self.unix_sockets.fetch_add(1, Ordering::Relaxed);
+            if self.direct_refusals.fetch_add(1, Ordering::Relaxed) >= DIRECT_ROWS {
+                self.direct_suppressed.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+            return true;
         }
         if outcome.verdict == Verdict::Allow {
             self.allowed.fetch_add(1, Ordering::Relaxed);
@@ -160,6 +179,8 @@ impl Tally {
             strangers: denials.strangers,
             suppressed: denials.suppressed,
             direct_suppressed: self.direct_suppressed.load(Ordering::Relaxed),
+            unix_sockets: self.unix_sockets.load(Ordering::Relaxed),
+            leftovers: None,
         }
     }
 }

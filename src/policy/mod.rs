@@ -25,6 +25,7 @@ mod grammar;
 mod scripts;
 mod split;
 mod table;
+pub(crate) mod writes;
 
 pub(crate) use addr::AddressCheck;
 pub(crate) use direct::HTTP_PORT;
@@ -156,6 +157,9 @@ pub struct ToolPolicy {
     pub runs_project_code: &'static [&'static str],
     /// How to find the subcommand in the tool's arguments.
     pub subcommand_rule: SubcommandRule,
+    /// Where a strict invocation of the tool may write (`writes`); the
+    /// rest of the filesystem is read-only to it.
+    pub(crate) writes: &'static [writes::Place],
 }
 
 /// Tools whose own configuration can beat HTTPS_PROXY, grouped by how to

@@ -12,6 +12,7 @@ use crate::policy::grammar::{
     AWS, BUN, BUNX, CARGO, COMPOSER, CONDA, DENO, DOCKER, DOTNET, HATCH, KUBECTL, NPM, NPX, PDM, PIP, PIXI,
     PNPM, POETRY, UV, YARN,
 };
+use crate::policy::writes::{self, Base, Place};
 use crate::policy::{Family, Mode, Rule, SubcommandRule, ToolPolicy};
 
 const NPM_REGISTRY: &[Rule] = &[Rule::https("registry.npmjs.org")];
@@ -43,8 +44,18 @@ const fn enforce(name: &'static str, family: Family, allow: &'static [Rule]) -> 
         family,
         runs_project_code: &[],
         subcommand_rule: SubcommandRule::PLAIN,
+        writes: match family {
+            Family::Node => writes::NODE,
+            Family::Python => writes::PYTHON,
+            Family::Cargo => writes::CARGO,
+            Family::Maven | Family::Gradle => writes::JVM,
+            Family::Plain => PROJECT_AND_TEMP,
+        },
     }
 }
+
+/// A tool with no places of its own pinned: its project and temp only.
+const PROJECT_AND_TEMP: &[Place] = &[Place::at(Base::Project, ""), Place::at(Base::Temp, "")];
 
 const fn observe(name: &'static str, no_proxy: &'static [&'static str]) -> ToolPolicy {
     ToolPolicy {
@@ -55,6 +66,8 @@ const fn observe(name: &'static str, no_proxy: &'static [&'static str]) -> ToolP
         family: Family::Plain,
         runs_project_code: &[],
         subcommand_rule: SubcommandRule::PLAIN,
+        // Never isolated: writes where the user can.
+        writes: &[],
     }
 }
 
@@ -74,6 +87,11 @@ impl ToolPolicy {
             subcommand_rule,
             ..self
         }
+    }
+
+    /// A strict invocation may write these places.
+    const fn writes(self, writes: &'static [Place]) -> ToolPolicy {
+        ToolPolicy { writes, ..self }
     }
 
     /// The same tool in observe mode, for its runs: no allowlist.
@@ -126,7 +144,8 @@ const TABLE: &[ToolPolicy] = &[
             Rule::https("ghcr.io"),
             Rule::https("pkg-containers.githubusercontent.com"),
         ],
-    ),
+    )
+    .writes(writes::BREW),
     // bun's own client: the npm registry (bun docs `guides/install/
     // custom-registry`). `bun upgrade` and `bun create` from GitHub reach
     // api.github.com and GitHub's release hosts, which serve anyone's
@@ -135,7 +154,7 @@ const TABLE: &[ToolPolicy] = &[
     enforce("bun", Family::Node, NPM_REGISTRY)
         .runs_project_code(&["run", "test"])
         .subcommands(BUN),
-    enforce("bundle", Family::Plain, RUBYGEMS),
+    enforce("bundle", Family::Plain, RUBYGEMS).writes(writes::RUBY),
     // bunx (`bun x`) runs freshly fetched packages: always enforced.
     enforce("bunx", Family::Node, NPM_REGISTRY).subcommands(BUNX),
     enforce(
@@ -159,13 +178,15 @@ const TABLE: &[ToolPolicy] = &[
             Rule::https("codeload.github.com"),
         ],
     )
-    .subcommands(COMPOSER),
+    .subcommands(COMPOSER)
+    .writes(writes::COMPOSER),
     // conda: `defaults` and named channels (see CONDA_CHANNELS). `conda run`
     // runs the project's code in an environment. A .condarc
     // `proxy_servers` entry keyed `https://HOST` beats HTTPS_PROXY with no
     // variable to override it: strict mode still gates it; without strict
     // mode the shim warns (`shim::overrides`).
     enforce("conda", Family::Plain, CONDA_CHANNELS)
+        .writes(writes::CONDA)
         .runs_project_code(&["run"])
         .subcommands(CONDA),
     // corepack fetches package managers: npm and pnpm tarballs and yarn 1
@@ -190,6 +211,7 @@ const TABLE: &[ToolPolicy] = &[
         Family::Plain,
         &[Rule::https("registry.npmjs.org"), Rule::https("jsr.io")],
     )
+    .writes(writes::NODE)
     .runs_project_code(&["run", "test", "task", "bench", "serve"])
     .subcommands(DENO),
     // dotnet restore, tool and new: NuGet's service index and the resources
@@ -200,9 +222,10 @@ const TABLE: &[ToolPolicy] = &[
     // environment with no variable to override it: strict mode still gates
     // it; without strict mode the shim warns.
     enforce("dotnet", Family::Plain, &[Rule::https("api.nuget.org")])
+        .writes(writes::DOTNET)
         .runs_project_code(&["run", "test", "watch"])
         .subcommands(DOTNET),
-    enforce("gem", Family::Plain, RUBYGEMS),
+    enforce("gem", Family::Plain, RUBYGEMS).writes(writes::RUBY),
     // Go: the module proxy, the checksum database, and storage.googleapis.com,
     // where proxy.golang.org redirects module zips. The latter is a shared
     // host for every Google Cloud Storage bucket; a CONNECT gate cannot narrow
@@ -215,7 +238,8 @@ const TABLE: &[ToolPolicy] = &[
             Rule::https("sum.golang.org"),
             Rule::https("storage.googleapis.com"),
         ],
-    ),
+    )
+    .writes(writes::GO),
     // Gradle: the plugin portal and where it redirects artifacts, and Maven
     // Central for `mavenCentral()` (docs.gradle.org `userguide/
     // networking.html`; gradle/gradle `ArtifactRepositoryContainer.java`).
@@ -242,6 +266,7 @@ const TABLE: &[ToolPolicy] = &[
         .subcommands(HATCH),
     // mamba reads .condarc as conda does: the same channels.
     enforce("mamba", Family::Plain, CONDA_CHANNELS)
+        .writes(writes::CONDA)
         .runs_project_code(&["run"])
         .subcommands(CONDA),
     // micromamba has no default channels: named ones (`-c conda-forge`)
@@ -249,6 +274,7 @@ const TABLE: &[ToolPolicy] = &[
     // `libmamba/src/api/configuration.cpp`). `defaults` (repo.anaconda.com)
     // is left out: it must be named, and it is then denied and named.
     enforce("micromamba", Family::Plain, &[Rule::https("conda.anaconda.org")])
+        .writes(writes::CONDA)
         .runs_project_code(&["run"])
         .subcommands(CONDA),
     // Maven: central in the super POM (apache/maven `pom-4.0.0.xml`).
@@ -286,6 +312,7 @@ const TABLE: &[ToolPolicy] = &[
     // left out of a default install, so denied and named. run and shell run
     // the project's tasks; `pixi exec` runs fetched packages: enforced.
     enforce("pixi", Family::Plain, &[Rule::https("conda.anaconda.org")])
+        .writes(writes::CONDA)
         .runs_project_code(&["run", "shell"])
         .subcommands(PIXI),
     // pnpm: also any script of ./package.json by name (see PNPM).

@@ -6,14 +6,18 @@
 //! namespace, which made the gate's sockets (`strict::Layout`).
 
 use std::ffi::OsStr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+
+use std::collections::BTreeMap;
 
 use super::child_env::{self, ChildMarks};
 use super::fetch_run::Phase;
 use super::invocation::spawn_failure;
+use super::sandbox;
 use super::signals::Terminal;
+use super::stdio::Relays;
 use super::strict::{self, Isolation};
 use crate::credential::Credential;
 use crate::env::Env;
@@ -21,7 +25,8 @@ use crate::exit::Failure;
 use crate::gate::{self, Settings, Sockets};
 use crate::policy::ToolPolicy;
 use crate::shim::Invocation;
-use crate::sys::netns::{self, NamespaceError, Waiting};
+use crate::sys::netns::{self, Layer, Layers, NamespaceError, Waiting};
+use crate::sys::seccomp::Filters;
 use crate::sys::spawn::{self, Prepared, Steps};
 
 /// The tool, ready to run.
@@ -42,6 +47,12 @@ pub(super) struct Launch {
     pub settings: Settings,
     /// Where the tool runs, for the `start` row.
     pub isolation: Isolation,
+    /// Strict mode's layers, each on or why not, for the `start` row.
+    pub layers: Option<BTreeMap<String, String>>,
+    /// The PID namespace's init: what the tool leaves behind is its.
+    pub init: Option<nix::unistd::Pid>,
+    /// Sockets on stdio, relayed to the tool through pipes.
+    pub relays: Relays,
 }
 
 /// The tool to run and what its environment is made of, the same on both
@@ -62,9 +73,27 @@ pub(super) struct Tool<'a> {
     pub real_tool: &'a str,
     /// A fetch-and-run phase's arguments and environment, if this is one.
     pub phase: &'a Phase,
+    /// The subcommand, as the policy read it.
+    pub subcommand: Option<&'a str>,
+    /// Directories holding cli-guard under the tool's name (its shims):
+    /// never writable to a strict invocation.
+    pub shim_dirs: &'a [PathBuf],
 }
 
-impl Tool<'_> {
+impl<'a> Tool<'a> {
+    /// What strict mode's write layer needs to know of the invocation.
+    fn sandbox(&self) -> sandbox::Invocation<'_> {
+        let args = self.phase.args.as_ref().unwrap_or(&self.inv.args);
+        sandbox::Invocation {
+            policy: self.policy,
+            subcommand: self.subcommand,
+            args: args.iter().filter_map(|a| a.to_str()).collect(),
+            real_path: self.real_path,
+            env: self.env,
+            shim_dirs: self.shim_dirs,
+        }
+    }
+
     /// The tool's argv and environment, ready to exec, with its proxy at
     /// `proxy_url`.
     fn prepare(&self, proxy_url: &str, in_netns: bool) -> Result<Prepared, Failure> {
@@ -120,25 +149,83 @@ impl Launch {
             sockets: Sockets::proxy_only(listener),
             settings,
             isolation,
+            layers: None,
+            init: None,
+            relays: Relays::none(),
         })
     }
 
-    /// In strict mode: the tool's process made inside a new namespace
-    /// holding the gate's sockets, waiting for the go. `Ok(Err(_))`: the
-    /// kernel refused the namespace (the caller may fall back to the plain
-    /// proxy); `Err(_)`: the gate cannot be put in place at all.
+    /// In strict mode: the tool's process made inside new namespaces
+    /// holding the gate's sockets, with every layer the kernel allows,
+    /// waiting for the go. A layer the kernel refuses is dropped under
+    /// `auto`, with the reason in the start row, and fatal under
+    /// `require`. `Ok(Err(_))`: the kernel refused the network namespace
+    /// itself (the caller may fall back to the plain proxy); `Err(_)`: the
+    /// gate cannot be put in place at all.
     pub(super) fn isolated(
         tool: &Tool<'_>,
         credential: &Credential,
         steps: Steps<'_>,
+        setting: strict::Setting,
     ) -> Result<Result<Launch, NamespaceError>, Failure> {
         let layout = strict::layout(tool.policy);
         let prepared = tool.prepare(&credential.proxy_url(strict::PROXY_IN_NAMESPACE), true)?;
         crate::sys::procfs::keep_inherited_sockets_from_the_tool();
-        let isolated = match netns::spawn_isolated(&prepared, steps, &layout.specs()) {
-            Ok(isolated) => isolated,
-            Err(refused) => return Ok(Err(refused)),
+        let fatal = |what: String| Failure::gate(anyhow::anyhow!("{what}"));
+        let require = |layer: Layer, why: &str| -> Result<(), Failure> {
+            if setting == strict::Setting::Require {
+                return Err(fatal(format!(
+                    "strict mode is required (CLI_GUARD_STRICT=require) but its {} layer cannot be put in \
+                     place: {why}; `cli-guard doctor` says why and how to fix it",
+                    layer.name()
+                )));
+            }
+            Ok(())
         };
+        let mut off: BTreeMap<Layer, String> = BTreeMap::new();
+        let mut layers = Layers {
+            pid: true,
+            ..Layers::default()
+        };
+        match sandbox::write_layer(&tool.sandbox()) {
+            Ok((mounts, _)) => layers.mounts = Some(mounts),
+            Err(why) => {
+                require(Layer::Mounts, &why)?;
+                off.insert(Layer::Mounts, why);
+            }
+        }
+        match Filters::new(true) {
+            Ok(filters) => layers.seccomp = Some(filters),
+            Err(why) => {
+                require(Layer::Seccomp, &why)?;
+                off.insert(Layer::Seccomp, why);
+            }
+        }
+        let relayed = sandbox::stdio_sockets();
+        let mut relays = Relays::new(relayed).map_err(|e| {
+            fatal(format!(
+                "strict mode: a socket on stdio cannot be relayed through a pipe: {e}"
+            ))
+        })?;
+        layers.stdio = relays.tool_ends();
+        let isolated = loop {
+            match netns::spawn_isolated(&prepared, steps, &layout.specs(), &layers) {
+                Ok(isolated) => break isolated,
+                Err(refused) => {
+                    let Some(layer) = refused.layer else {
+                        return Ok(Err(refused));
+                    };
+                    require(layer, &refused.to_string())?;
+                    // Without the layer that failed, the rest may hold.
+                    layers.drop_layer(layer);
+                    if off.insert(layer, refused.to_string()).is_some() {
+                        return Ok(Err(refused));
+                    }
+                }
+            }
+        };
+        // The tool holds its ends of the relayed pipes now.
+        relays.close_tool_ends();
         // The tool runs as the same user: without this, it could ptrace
         // the shim (or take its sockets with pidfd_getfd) wherever Yama
         // does not forbid tracing a parent, and dial from the host's
@@ -156,14 +243,18 @@ impl Launch {
         // avoid.
         let settings = Settings::from_env(None, credential, tool.env)
             .map_err(|e| Failure::gate(anyhow::anyhow!("{e}")))?;
-        let sockets = layout
+        let mut sockets = layout
             .sockets(isolated.sockets)
             .map_err(|e| Failure::gate(anyhow::anyhow!(e)))?;
+        sockets.unix = isolated.unix_listener;
         Ok(Ok(Launch {
             child: Child::Isolated(isolated.waiting),
             sockets,
             settings,
             isolation: Isolation::Netns,
+            layers: Some(sandbox::layers_row(&off, relayed)),
+            init: isolated.init,
+            relays,
         }))
     }
 }
@@ -185,14 +276,14 @@ impl Child {
             }
             Child::Isolated(waiting) => {
                 let pid = waiting.pid();
-                waiting.start().inspect_err(|_| {
-                    // The child may have taken the terminal before its
-                    // exec failed: the shell must get it back.
+                let took = waiting.start(steps.terminal).inspect_err(|_| {
+                    // The tool may have had the terminal before its exec
+                    // failed: the shell must get it back.
                     if let Some(terminal) = terminal {
                         terminal.take_back_from(pid);
                     }
                 })?;
-                Ok((pid, terminal.is_some_and(|t| t.foreground() == Some(pid))))
+                Ok((pid, took))
             }
         }
     }

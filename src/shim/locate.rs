@@ -39,6 +39,15 @@ impl FileId {
     }
 }
 
+/// The directories on `path_var` whose `name` is one of `ours` (cli-guard
+/// itself): the shims a strict invocation must never be able to replace.
+pub(super) fn shim_dirs(name: &OsStr, path_var: &OsStr, ours: &[FileId]) -> Vec<PathBuf> {
+    std::env::split_paths(path_var)
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .filter(|dir| FileId::of(&dir.join(name)).is_ok_and(|id| ours.contains(&id)))
+        .collect()
+}
+
 /// Why the real tool could not be found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum LookupError {

@@ -25,10 +25,13 @@ mod launch;
 mod locate;
 mod overrides;
 pub(crate) mod python;
+mod sandbox;
 mod signals;
+mod stdio;
 mod strict;
 mod summary;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -54,7 +57,12 @@ use crate::sys::signal;
 pub(crate) use self::fetch_run::exec_hook;
 pub(crate) use self::invocation::{Invocation, Program};
 pub(crate) use self::locate::{shim_names, shim_status, ShimStatus};
+pub(crate) use self::sandbox::probe as probe_strict_mode;
 pub(crate) use self::strict::Setting as StrictSetting;
+
+/// Processes left behind that are counted one by one; past this the count
+/// stops (they are all ended either way).
+const MAX_LEFTOVERS_COUNTED: usize = 100_000;
 
 /// Nesting deeper than this is a loop, not a build (a tool whose wrapper
 /// script runs the same name from PATH again, say). Generous on purpose:
@@ -141,6 +149,7 @@ fn guarded(inv: &Invocation, env: &Env, phase: &Phase) -> Ran {
         phase: phase.mark.phase.map(str::to_string),
         fetch_audit_id: phase.mark.fetch_audit_id.clone(),
         package: phase.mark.package.clone(),
+        layers: None,
     };
     let started_gate = Started {
         inv,
@@ -155,14 +164,18 @@ fn guarded(inv: &Invocation, env: &Env, phase: &Phase) -> Ran {
     let (outcome, summary) = match found {
         Ok(found) => started_gate.guarded(found),
         Err(e) => {
-            started_gate.write_start(&Isolation::None {
-                reason: "the real tool was not found: nothing ran".to_string(),
-            });
+            started_gate.write_start(
+                &Isolation::None {
+                    reason: "the real tool was not found: nothing ran".to_string(),
+                },
+                None,
+            );
             (Err(lookup_failure(inv, e)), Summary::default())
         }
     };
     write_end(&log, started, &outcome, &summary);
-    summary::print_denials(inv.policy, &summary, log.audit_id());
+    let failed = !matches!(outcome, Ok(Exit::Code(0)));
+    summary::print_denials(inv.policy, &summary, log.audit_id(), failed);
     Ran {
         outcome,
         audit_id: log.audit_id().to_string(),
@@ -215,10 +228,11 @@ struct Started<'a> {
 
 impl<'a> Started<'a> {
     /// Writes the `start` row with where the tool runs.
-    fn write_start(&self, isolation: &Isolation) {
+    fn write_start(&self, isolation: &Isolation, layers: Option<BTreeMap<String, String>>) {
         self.log.write(&Record::Start(audit::Start {
             isolation: Some(isolation.label().to_string()),
             isolation_reason: isolation.reason().map(str::to_string),
+            layers,
             ..self.start.clone()
         }));
     }
@@ -234,7 +248,7 @@ impl<'a> Started<'a> {
                 signals,
                 runtime,
             }) => {
-                self.write_start(&launch.isolation);
+                self.write_start(&launch.isolation, launch.layers.clone());
                 let ended = runtime.block_on(supervisor.supervise(launch, signals));
                 // A DNS lookup still blocking in the runtime's pool must not
                 // hold the exit: its connection is already answered and logged.
@@ -242,9 +256,12 @@ impl<'a> Started<'a> {
                 ended
             }
             Err(failure) => {
-                self.write_start(&Isolation::None {
-                    reason: format!("the gate could not be put in place: {failure}"),
-                });
+                self.write_start(
+                    &Isolation::None {
+                        reason: format!("the gate could not be put in place: {failure}"),
+                    },
+                    None,
+                );
                 (Err(failure), Summary::default())
             }
         }
@@ -272,7 +289,7 @@ impl<'a> Started<'a> {
         let setting = strict::Setting::parse(env.strict()).map_err(|e| Failure::gate(anyhow::anyhow!(e)))?;
         // Inside an enclosing strict invocation's namespace: its marker,
         // checked, since any process can set a variable.
-        let inside = env.in_netns() && crate::sys::procfs::outside_init_netns();
+        let inside = env.in_netns() && crate::sys::procfs::in_loopback_only_netns();
         let skip = skip_var(&self.skip);
         let real_tool = found.id.to_var();
         let tool = launch::Tool {
@@ -285,12 +302,14 @@ impl<'a> Started<'a> {
             skip: &skip,
             real_tool: &real_tool,
             phase: self.phase,
+            subcommand: self.split.subcommand.as_deref(),
+            shim_dirs: &locate::shim_dirs(self.inv.policy.name.as_ref(), env.path(), &self.skip),
         };
         let isolation = match strict::attempt(&self.split, setting) {
             strict::Attempt::Plain(isolation) => isolation,
             strict::Attempt::Isolate => {
                 let steps = launch::steps(terminal.as_ref(), nofile);
-                match Launch::isolated(&tool, &credential, steps)? {
+                match Launch::isolated(&tool, &credential, steps, setting)? {
                     Ok(launch) => return self.ready(launch, found.path, nofile, terminal, signals),
                     Err(refused) => {
                         let isolation = strict::fallback(&refused, setting, inside)
@@ -424,6 +443,9 @@ impl Supervisor<'_> {
             sockets,
             settings,
             isolation: _,
+            layers: _,
+            init,
+            relays,
         } = launch;
         let mut gate = Gate::new(self.policy, Arc::clone(&self.log), settings);
         // Strict mode's own namespace: names are answered from a pool.
@@ -439,10 +461,25 @@ impl Supervisor<'_> {
                 return (Err(failure), gate.summary());
             }
         };
+        let relaying = (!relays.is_empty()).then(|| tokio::spawn(relays.run()));
         let outcome = self.run_child(child, signals).await;
+        // What the tool left behind ends with it: the init's death ends
+        // every process in its namespace.
+        let leftovers = init.map(|init| {
+            let left = crate::sys::procfs::descendants(init.as_raw(), MAX_LEFTOVERS_COUNTED);
+            let _ = nix::sys::signal::kill(init, nix::sys::signal::Signal::SIGKILL);
+            left as u64
+        });
+        if let Some(relaying) = relaying {
+            // stdout and stderr end once every writer is gone; stdin's
+            // reader may wait on a socket that never ends.
+            let _ = tokio::time::timeout(gate::GRACE, relaying).await;
+        }
         shutdown.stop();
         serving.finished().await;
-        (outcome, gate.summary())
+        let mut summary = gate.summary();
+        summary.leftovers = leftovers;
+        (outcome, summary)
     }
 
     async fn run_child(&self, child: Child, signals: SignalFd) -> Result<Exit, Failure> {
@@ -482,6 +519,7 @@ fn write_end(log: &AuditLog, started: Instant, outcome: &Result<Exit, Failure>, 
         // Strangers past their row cap, and DNS queries past theirs.
         suppressed: summary.suppressed + summary.direct_suppressed,
         error,
+        leftovers: summary.leftovers,
     }));
 }
 

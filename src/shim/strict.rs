@@ -197,6 +197,7 @@ impl Layout {
             dns_tcp,
             dns_udp,
             quic,
+            unix: None,
         })
     }
 }
@@ -302,6 +303,7 @@ mod tests {
             step: "unshare(CLONE_NEWUSER|CLONE_NEWNET)",
             errno: nix::errno::Errno::ENOSPC,
             socket: None,
+            layer: None,
         };
         let none = fallback(&error, Setting::Auto, false).unwrap();
         assert_eq!(none.label(), "none");

@@ -8,11 +8,16 @@ use crate::policy::{Family, ToolPolicy};
 /// One stderr line per distinct refusal, after the child exits, worded so
 /// that neither a person nor an agent mistakes it for a network fault; at
 /// most a screenful, however many requests were refused.
-pub(super) fn print_denials(policy: &ToolPolicy, summary: &Summary, audit_id: &str) {
+pub(super) fn print_denials(policy: &ToolPolicy, summary: &Summary, audit_id: &str, tool_failed: bool) {
     for denial in &summary.denials {
         eprintln!("{}", denial_line(policy, denial, audit_id));
     }
     let tool = policy.name;
+    // Most are glibc probing for nscd, harmless and in every install: said
+    // only when the tool failed, where one may be why.
+    if summary.unix_sockets > 0 && tool_failed {
+        eprintln!("{}", unix_line(tool, summary.unix_sockets, audit_id));
+    }
     if summary.unlisted > 0 {
         eprintln!(
             "cli-guard: {tool} was refused {} more hosts; `cli-guard audit --id {audit_id}` lists every row.",
@@ -32,6 +37,16 @@ pub(super) fn print_denials(policy: &ToolPolicy, summary: &Summary, audit_id: &s
             strangers_line(policy, summary.strangers, &unlogged, audit_id)
         );
     }
+}
+
+/// The line for refused unix sockets, when the tool failed.
+fn unix_line(tool: &str, refused: u64, audit_id: &str) -> String {
+    format!(
+        "cli-guard: strict mode refused {tool} {refused} unix socket(s) (socket(AF_UNIX)): nothing in strict mode \
+         may talk to a daemon outside (Docker, ssh-agent, the session bus); if {tool} failed for want of one, run \
+         it with CLI_GUARD_STRICT=off where you trust what it installs. `cli-guard audit --id {audit_id}` names \
+         each program that asked."
+    )
 }
 
 /// The line for requests without the credential. From a JVM tool they are

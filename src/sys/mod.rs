@@ -10,9 +10,12 @@
 //! block says why it is sound in a `// SAFETY:` comment.
 #![allow(unsafe_code)]
 
+pub(crate) mod asyncfd;
+pub(crate) mod mounts;
 pub(crate) mod netlink;
 pub(crate) mod netns;
 pub(crate) mod pipe;
 pub(crate) mod procfs;
+pub(crate) mod seccomp;
 pub(crate) mod signal;
 pub(crate) mod spawn;

@@ -40,16 +40,57 @@ pub(crate) fn keep_inherited_sockets_from_the_tool() -> usize {
     marked
 }
 
-/// Whether this process's network namespace is not init's: what a claim
-/// to run inside a strict invocation's namespace (`CLI_GUARD_NETNS`, which
-/// any process can set) is checked against before it labels a row. `false`
-/// when init's cannot be read (another user's init, as an unprivileged
-/// user in most containers): then the claim is not taken.
-pub(crate) fn outside_init_netns() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let id = |path: &str| std::fs::metadata(path).map(|m| (m.dev(), m.ino())).ok();
-    match (id("/proc/self/ns/net"), id("/proc/1/ns/net")) {
-        (Some(ours), Some(init)) => ours != init,
-        _ => false,
+/// Whether this process runs in a network namespace with nothing but
+/// `lo`, as a strict invocation's is: what a claim to run inside one
+/// (`CLI_GUARD_NETNS`, which any process can set) is checked against before
+/// it labels a row. A process outside cannot take the host's interfaces
+/// away to pass it. (Comparing with init's namespace no longer works once
+/// the tool has a PID namespace: its PID 1 is in the same network.)
+pub(crate) fn in_loopback_only_netns() -> bool {
+    std::fs::read_to_string("/proc/self/net/dev").is_ok_and(|dev| only_loopback(&dev))
+}
+
+/// Whether a `/proc/net/dev` text lists `lo` and nothing else. Pure.
+pub(crate) fn only_loopback(dev: &str) -> bool {
+    let mut names = dev
+        .lines()
+        .skip(2)
+        .filter_map(|line| line.split(':').next())
+        .map(str::trim);
+    names.next() == Some("lo") && names.next().is_none()
+}
+
+/// The processes left in a PID namespace whose init is `init` (host pid):
+/// its children and theirs, all the way down, read from
+/// `/proc/PID/task/PID/children`. At most `limit` are counted.
+pub(crate) fn descendants(init: i32, limit: usize) -> usize {
+    let mut pending = vec![init];
+    let mut count = 0;
+    while let Some(pid) = pending.pop() {
+        let Ok(children) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) else {
+            continue;
+        };
+        for child in children.split_whitespace().filter_map(|c| c.parse::<i32>().ok()) {
+            count += 1;
+            if count >= limit {
+                return count;
+            }
+            pending.push(child);
+        }
+    }
+    count
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_is_lo_alone() {
+        let header = "Inter-|   Receive |  Transmit\n face |bytes packets\n";
+        assert!(only_loopback(&format!("{header}    lo: 0 0 0\n")));
+        assert!(!only_loopback(&format!("{header}    lo: 0 0\n  eth0: 1 2\n")));
+        assert!(!only_loopback(&format!("{header}  eth0: 1 2\n")));
+        assert!(!only_loopback(header));
     }
 }

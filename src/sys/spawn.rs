@@ -271,23 +271,12 @@ impl Drop for ChildStack {
 /// is set when the child's group took the terminal's foreground (seen by
 /// the parent only when they share memory).
 pub(super) fn in_child(program: &Prepared, steps: Steps<'_>, took_terminal: &AtomicBool) -> Errno {
-    // main ignores SIGPIPE in the shim; the tool gets the default back, as
-    // Command gives it.
-    // SAFETY: SIG_DFL installs no handler, so no Rust code can run on it.
-    if let Err(e) = unsafe { nix::sys::signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) } {
-        return e;
-    }
     // The parent cannot close a race here as sudo does with its own
     // setpgid(child, child): with CLONE_VFORK it resumes only once this
     // child has exec'd, by when the group exists (and setpgid would fail
     // with EACCES).
     if let Err(e) = setpgid(Pid::from_raw(0), Pid::from_raw(0)) {
         return e;
-    }
-    if let Some((soft, hard)) = steps.nofile {
-        if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, soft, hard) {
-            return e;
-        }
     }
     // If the shim dies (SIGKILL), the tool dies with it rather than running
     // on without its gate.
@@ -309,6 +298,25 @@ pub(super) fn in_child(program: &Prepared, steps: Steps<'_>, took_terminal: &Ato
         if tcgetpgrp(tty) == Ok(shim_group) && tcsetpgrp(tty, getpgrp()).is_ok() {
             took_terminal.store(true, Ordering::Relaxed);
         }
+    }
+    exec_prepared(program, steps.nofile)
+}
+
+/// The last steps before the tool's first instruction, and the exec: the
+/// descriptor limit as the shim found it, SIGPIPE's default back, no
+/// signal blocked. Returns only on failure, with the reason. System calls
+/// only, nothing allocated (the child of `spawn`, or strict mode's tool).
+pub(crate) fn exec_prepared(program: &Prepared, nofile: Option<(u64, u64)>) -> Errno {
+    if let Some((soft, hard)) = nofile {
+        if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, soft, hard) {
+            return e;
+        }
+    }
+    // main ignores SIGPIPE in the shim; the tool gets the default back, as
+    // Command gives it.
+    // SAFETY: SIG_DFL installs no handler, so no Rust code can run on it.
+    if let Err(e) = unsafe { nix::sys::signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) } {
+        return e;
     }
     // The shim blocks the forwarded signals for its signalfd; the tool
     // starts with none blocked.

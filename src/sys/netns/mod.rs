@@ -1,58 +1,76 @@
-//! Strict mode's primitive: start a tool inside a new user and network
-//! namespace where every address is local, and hand the sockets made in
-//! there to the parent, which stays in the host's namespace.
+//! Strict mode's primitive: start a tool inside new namespaces whose only
+//! way out is the gate, and hand the sockets made in there to the parent,
+//! which stays in the host's namespaces.
 //!
-//! [`spawn_isolated`] forks a child that, before the tool runs:
+//! [`spawn_isolated`] forks a namespace child that, before the tool runs:
 //! 1. unshares a user and a network namespace (`CLONE_NEWUSER |
-//!    CLONE_NEWNET`) and maps the effective uid and gid onto themselves
+//!    CLONE_NEWNET`), and with the [`Layers`] asked for a mount and a PID
+//!    namespace, and maps the effective uid and gid onto themselves
 //!    (`setgroups` "deny", one-line `uid_map` and `gid_map`), so the tool
 //!    sees the ids it would have seen outside; this works unprivileged;
 //! 2. brings `lo` up and adds `local 0.0.0.0/0 dev lo table local` and
 //!    `local ::/0 dev lo table local` over rtnetlink (`sys::netlink`), so a
 //!    connect to any address lands on a socket bound there or is refused
 //!    at once;
-//! 3. creates the sockets asked for ([`SocketSpec`]: TCP listening, UDP bound; all
-//!    nonblocking and close-on-exec; IPv6 ones `IPV6_V6ONLY`, so `[::]:443`
-//!    and `0.0.0.0:443` coexist);
-//! 4. unshares a second user namespace with the same one-line maps: the
-//!    network namespace belongs to the first, so the tool, in the second,
-//!    holds no capability over it (it cannot add routes, addresses or
-//!    links), even as root;
-//! 5. sends every socket to the parent in one message (SCM_RIGHTS) and
-//!    waits for [`Waiting::start`]; EOF instead (the parent is gone or
-//!    dropped the [`Waiting`]) ends it without running the tool;
-//! 6. makes `sys::spawn`'s steps (death signal and parent check, process
-//!    group, descriptor limit, signal mask and SIGPIPE) and execs.
+//! 3. creates the sockets asked for ([`SocketSpec`]: TCP listening, UDP
+//!    bound; all nonblocking and close-on-exec; IPv6 ones `IPV6_V6ONLY`,
+//!    so `[::]:443` and `0.0.0.0:443` coexist);
+//! 4. makes everything read-only but the places the tool may write
+//!    (`sys::mounts`), with the mounts layer;
+//! 5. with the PID layer, clones the namespace's init (PID 1: it reaps
+//!    and holds the namespace, `init`) and the tool's process (PID 2),
+//!    both as the shim's own children (`CLONE_PARENT`), so that the shim
+//!    waits for, signals and hands the terminal to the tool as for any
+//!    child; the tool mounts a `/proc` that shows the namespace's
+//!    processes alone. Without it the namespace child becomes the tool;
+//! 6. reports the sockets (SCM_RIGHTS) and the two pids, and exits (it
+//!    lives on as the tool without the PID layer).
+//!
+//! The tool's process then unshares a second user namespace with the same
+//! one-line maps (the network, mount and PID namespaces belong to the
+//! first, so the tool holds no capability over them: no route, address,
+//! mount or remount, even as root), installs the seccomp filters
+//! (`sys::seccomp`), joins a process group of its own, arms the death
+//! signal, puts the relayed pipes on stdio, reports itself armed (with the
+//! unix-socket listener), and waits for [`Waiting::start`]; EOF instead
+//! (the parent is gone or dropped the [`Waiting`]) ends it without running
+//! the tool. Then the descriptor limit, the signal mask, SIGPIPE, exec.
 //!
 //! A step that fails is reported to the parent with its errno, and the
-//! child exits: the parent reaps it and returns a [`NamespaceError`],
-//! which names what refused, so the caller can run the tool behind the
-//! plain proxy instead. An exec that fails comes back from
-//! [`Waiting::start`] as its errno, as `sys::spawn::spawn` reports it.
+//! children exit: the parent reaps them and returns a [`NamespaceError`],
+//! which names what refused and the layer it belongs to, so the caller can
+//! try again without that layer, or run the tool behind the plain proxy.
+//! An exec that fails comes back from [`Waiting::start`] as its errno, as
+//! `sys::spawn::spawn` reports it.
 //!
-//! The child is a fork(2), not the vfork-style clone `sys::spawn` uses:
-//! it must outlive the parent's return from [`spawn_isolated`], waiting
-//! for the go. It allocates nothing and takes no lock (every buffer, map
-//! line, netlink message and socket address is prepared before the fork,
-//! in `plan`), so it is sound even in a process with other threads (the
-//! tests).
+//! The children are forks (fork(2), or clone(2) with fork's semantics),
+//! not the vfork-style clone `sys::spawn` uses: they must outlive the
+//! parent's return from [`spawn_isolated`], waiting for the go. They
+//! allocate nothing and take no lock (every buffer, map line, netlink
+//! message, socket address, mount path and filter is prepared before the
+//! fork, in `plan`), so they are sound even in a process with other
+//! threads (the tests).
 //!
 //! By side, as youki lays it out: `plan` (what is prepared before the
-//! fork), `parent` (the fork, the sockets received, the child waiting for
+//! fork), `parent` (the fork, the reports received, the tool waiting for
 //! the go), `child` (the only code that runs after the fork, alone in its
-//! file), and `message` (the bytes between them).
+//! file), `init` (PID 1's loop) and `message` (the bytes between them).
 
 mod child;
+mod init;
 mod message;
 mod parent;
 mod plan;
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::os::fd::OwnedFd;
+use std::os::fd::{OwnedFd, RawFd};
 
 use nix::errno::Errno;
+use nix::unistd::Pid;
 
+use super::mounts::Mounts;
+use super::seccomp::Filters;
 use super::spawn::{self, Prepared, Steps};
 
 pub(crate) use parent::Waiting;
@@ -99,14 +117,66 @@ pub(crate) enum Proto {
     Udp,
 }
 
-/// A child waiting inside its namespaces, and the sockets it made there
+/// The isolation beyond the network namespace that strict mode can do
+/// without, each under its own name in the start row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Layer {
+    /// Everything read-only but the places the tool writes.
+    Mounts,
+    /// A PID namespace with an init and a `/proc` of its own.
+    Pid,
+    /// The system-call filters.
+    Seccomp,
+}
+
+impl Layer {
+    pub(crate) const ALL: [Layer; 3] = [Layer::Mounts, Layer::Pid, Layer::Seccomp];
+
+    /// The layer's name in the start row and in `cli-guard doctor`.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Layer::Mounts => "mounts",
+            Layer::Pid => "pid",
+            Layer::Seccomp => "seccomp",
+        }
+    }
+}
+
+/// The layers asked for, prepared before the fork.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Layers {
+    pub(crate) mounts: Option<Mounts>,
+    pub(crate) pid: bool,
+    pub(crate) seccomp: Option<Filters>,
+    /// For each of stdin, stdout and stderr that is to be relayed, the
+    /// tool's end of its pipe, put in its place before the exec.
+    pub(crate) stdio: [Option<RawFd>; 3],
+}
+
+impl Layers {
+    /// These layers without `layer`.
+    pub(crate) fn drop_layer(&mut self, layer: Layer) {
+        match layer {
+            Layer::Mounts => self.mounts = None,
+            Layer::Pid => self.pid = false,
+            Layer::Seccomp => self.seccomp = None,
+        }
+    }
+}
+
+/// A tool waiting inside its namespaces, and what it made there
 /// (nonblocking and close-on-exec in this process too).
 #[derive(Debug)]
 pub(crate) struct Isolated {
-    /// The child, waiting for the go.
+    /// The tool's process, waiting for the go.
     pub waiting: Waiting,
     /// One socket per [`SocketSpec`] asked for, in the same order.
     pub sockets: Vec<OwnedFd>,
+    /// The seccomp listener for `socket(AF_UNIX)`, when the filter reports.
+    pub unix_listener: Option<OwnedFd>,
+    /// The namespace's init (the PID layer), whose children are the tool's
+    /// leftovers.
+    pub init: Option<Pid>,
 }
 
 /// What refused, and why: the start row's `isolation_reason` and the one
@@ -119,6 +189,21 @@ pub(crate) struct NamespaceError {
     pub errno: Errno,
     /// The socket the step was for, if it was for one.
     pub socket: Option<(Proto, SocketAddr)>,
+    /// The layer the step belongs to; `None` for the network namespace
+    /// itself, without which there is no strict mode.
+    pub layer: Option<Layer>,
+}
+
+impl NamespaceError {
+    /// A step of the parent's (no socket, no layer).
+    fn parent(step: &'static str, errno: Errno) -> NamespaceError {
+        NamespaceError {
+            step,
+            errno,
+            socket: None,
+            layer: None,
+        }
+    }
 }
 
 impl fmt::Display for NamespaceError {
@@ -137,26 +222,23 @@ impl fmt::Display for NamespaceError {
 
 impl std::error::Error for NamespaceError {}
 
-/// Forks a child that makes the namespaces and `sockets` (see the module
-/// doc), and returns once they are in this process's hands; the tool runs
-/// on [`Waiting::start`]. Every refusal before that is a
-/// [`NamespaceError`] and the child is gone.
+/// Forks the namespace child that makes the namespaces, the `sockets` and
+/// the `layers` (see the module doc), and returns once the tool waits for
+/// the go; the tool runs on [`Waiting::start`]. Every refusal before that
+/// is a [`NamespaceError`] and the children are gone.
 ///
 /// Only from the main thread, as `sys::spawn::spawn`: the death signal the
-/// child arms follows the thread that forked it.
+/// tool arms follows the thread that forked it.
 pub(crate) fn spawn_isolated(
     program: &Prepared,
     steps: Steps<'_>,
     sockets: &[SocketSpec],
+    layers: &Layers,
 ) -> Result<Isolated, NamespaceError> {
     if !spawn::on_main_thread() {
-        return Err(NamespaceError {
-            step: MAIN_THREAD,
-            errno: Errno::EINVAL,
-            socket: None,
-        });
+        return Err(NamespaceError::parent(MAIN_THREAD, Errno::EINVAL));
     }
-    parent::isolate(Some((program, steps)), sockets)
+    parent::isolate(Some((program, steps)), sockets, layers)
 }
 
 /// Makes this process not dumpable (`PR_SET_DUMPABLE` 0): no process
@@ -167,11 +249,11 @@ pub(crate) fn not_dumpable() -> nix::Result<()> {
     nix::sys::prctl::set_dumpable(false)
 }
 
-/// Whether this process can make the namespaces and routes (for
-/// `cli-guard doctor`): a child goes as far as the go, then is killed.
-/// Any thread: it never execs.
-pub(crate) fn probe() -> Result<(), NamespaceError> {
-    parent::isolate(None, &[]).map(drop)
+/// Whether this process can make the namespaces, the routes and `layers`
+/// (for `cli-guard doctor`): the tool's process goes as far as the go,
+/// then is killed. Any thread: it never execs.
+pub(crate) fn probe(layers: &Layers) -> Result<(), NamespaceError> {
+    parent::isolate(None, &[], layers).map(drop)
 }
 
 #[cfg(test)]
@@ -209,6 +291,7 @@ mod tests {
             step: Step::Unshare.name(),
             errno: Errno::ENOSPC,
             socket: None,
+            layer: None,
         };
         assert_eq!(
             err.to_string(),
@@ -218,6 +301,7 @@ mod tests {
             step: Step::Bind.name(),
             errno: Errno::EADDRINUSE,
             socket: Some((Proto::Udp, "[::]:53".parse().unwrap())),
+            layer: None,
         };
         assert_eq!(
             err.to_string(),
@@ -227,10 +311,13 @@ mod tests {
 
     #[test]
     fn a_failure_report_round_trips_with_its_socket() {
-        let plan = Plan::new(&[
-            SocketSpec::tcp("0.0.0.0:443".parse().unwrap()),
-            SocketSpec::udp("0.0.0.0:53".parse().unwrap()),
-        ])
+        let plan = Plan::new(
+            &[
+                SocketSpec::tcp("0.0.0.0:443".parse().unwrap()),
+                SocketSpec::udp("0.0.0.0:53".parse().unwrap()),
+            ],
+            &Layers::default(),
+        )
         .unwrap();
         let decode = |report: &[u8]| message::decode_failure(report).and_then(|f| plan.error(f));
         for step in STEPS {
@@ -255,7 +342,7 @@ mod tests {
         let sockets: Vec<SocketSpec> = (0..=MAX_SOCKETS as u16)
             .map(|p| SocketSpec::tcp(SocketAddr::from(([0; 4], p))))
             .collect();
-        let err = isolate(None, &sockets).unwrap_err();
+        let err = isolate(None, &sockets, &Layers::default()).unwrap_err();
         assert_eq!((err.step, err.errno), (TOO_MANY, Errno::E2BIG));
     }
 
@@ -303,15 +390,27 @@ mod tests {
     /// Runs `script` (its output goes to "$1") in the namespaces with
     /// `sockets`, to its end: whatever it sent waits in the sockets' queues.
     fn run(script: &str, sockets: &[SocketSpec]) -> Ran {
+        run_with(script, sockets, &Layers::default())
+    }
+
+    /// [`run`], with `layers` on.
+    fn run_with(script: &str, sockets: &[SocketSpec], layers: &Layers) -> Ran {
         let out = scratch("out");
         let program = bash(&format!("exec >\"$1\" 2>&1\n{script}"), &out);
-        let Isolated { waiting, sockets } = isolate(Some((&program, steps())), sockets).unwrap();
-        let child = waiting.pid();
-        waiting.start().unwrap();
+        let isolated = isolate(Some((&program, steps())), sockets, layers).unwrap();
+        let child = isolated.waiting.pid();
+        isolated.waiting.start(None).unwrap();
         assert_eq!(waitpid(child, None).unwrap(), WaitStatus::Exited(child, 0));
         let text = std::fs::read_to_string(&out).unwrap();
         let _ = std::fs::remove_file(&out);
-        Ran { sockets, out: text }
+        if let Some(init) = isolated.init {
+            let _ = nix::sys::signal::kill(init, nix::sys::signal::Signal::SIGKILL);
+            let _ = waitpid(init, None);
+        }
+        Ran {
+            sockets: isolated.sockets,
+            out: text,
+        }
     }
 
     fn accept(listener: &OwnedFd) -> std::net::TcpStream {
@@ -441,9 +540,11 @@ mod tests {
             &BTreeMap::new(),
         )
         .unwrap();
-        let waiting = isolate(Some((&program, steps())), &[]).unwrap().waiting;
+        let waiting = isolate(Some((&program, steps())), &[], &Layers::default())
+            .unwrap()
+            .waiting;
         let child = waiting.pid();
-        let err = waiting.start().unwrap_err();
+        let err = waiting.start(None).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
         assert_eq!(waitpid(child, None), Err(Errno::ECHILD));
     }
@@ -452,7 +553,7 @@ mod tests {
     fn without_the_go_the_tool_never_runs() {
         let out = scratch("ran");
         let program = bash("touch \"$1\"", &out);
-        let isolated = isolate(Some((&program, steps())), &[]).unwrap();
+        let isolated = isolate(Some((&program, steps())), &[], &Layers::default()).unwrap();
         let child = isolated.waiting.pid();
         drop(isolated);
         assert_eq!(waitpid(child, None), Err(Errno::ECHILD), "reaped");
@@ -462,27 +563,28 @@ mod tests {
     #[test]
     fn a_socket_that_cannot_be_made_is_named_in_the_error() {
         let sockets = [SocketSpec::tcp(addr("0.0.0.0:443")); 2];
-        let err = isolate(None, &sockets).unwrap_err();
+        let err = isolate(None, &sockets, &Layers::default()).unwrap_err();
         assert_eq!(
             err,
             NamespaceError {
                 step: "bind",
                 errno: Errno::EADDRINUSE,
                 socket: Some((Proto::Tcp, addr("0.0.0.0:443"))),
+                layer: None,
             }
         );
     }
 
     #[test]
     fn the_probe_succeeds_where_namespaces_are_allowed() {
-        assert_eq!(probe(), Ok(()));
+        assert_eq!(probe(&Layers::default()), Ok(()));
     }
 
     #[test]
     fn spawning_off_the_main_thread_is_refused() {
         let err = std::thread::spawn(|| {
             let program = Prepared::new(OsStr::new("/bin/true"), &[OsStr::new("true")], &BTreeMap::new())?;
-            spawn_isolated(&program, steps(), &[])
+            spawn_isolated(&program, steps(), &[], &Layers::default())
                 .map(drop)
                 .map_err(io::Error::other)
         })
@@ -554,9 +656,9 @@ mod tests {
         }
         let program =
             Prepared::new(OsStr::new("/bin/true"), &[OsStr::new("true")], &BTreeMap::new()).unwrap();
-        let err = isolate(Some((&program, steps())), &[]).unwrap_err();
+        let err = isolate(Some((&program, steps())), &[], &Layers::default()).unwrap_err();
         assert_eq!((err.step, err.errno), (Step::Unshare.name(), Errno::ENOSPC));
-        assert_eq!(probe(), Err(err));
+        assert_eq!(probe(&Layers::default()), Err(err));
         println!("refused: {err}");
     }
 }

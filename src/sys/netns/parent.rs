@@ -1,9 +1,10 @@
-//! The shim's side of strict mode's spawn: the fork, the sockets the child
-//! sends back, and the child waiting for the go ([`Waiting`]). The child's
-//! side is `child`, the messages between them `message`.
+//! The shim's side of strict mode's spawn: the fork, the two reports (the
+//! namespace child's sockets and pids, the tool's armed state), and the
+//! tool waiting for the go ([`Waiting`]). The children's side is `child`
+//! (and `init`), the messages between them `message`.
 
 use std::io::{self, IoSliceMut};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
@@ -13,10 +14,10 @@ use nix::sys::socket::{
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult, Pid};
 
-use super::child;
-use super::message::{decode_failure, EXEC_ERRNO_LEN, FAILURE_LEN, GO, READY};
+use super::child::{self, Channels};
+use super::message::{decode_failure, decode_ready, ARMED, EXEC_ERRNO_LEN, FAILURE_LEN, GO, READY_LEN};
 use super::plan::Plan;
-use super::{Isolated, NamespaceError, SocketSpec, MAX_SOCKETS};
+use super::{Isolated, Layers, NamespaceError, SocketSpec, MAX_SOCKETS};
 use crate::sys::spawn::{Prepared, Steps};
 
 /// Steps the parent makes, or that have no index in the child's report.
@@ -25,79 +26,72 @@ const FORK: &str = "fork";
 const RECEIVE: &str = "receive the sockets";
 pub(super) const HANDSHAKE: &str = "handshake with the namespace child";
 
-/// A child waiting inside its namespaces for the go: the parent's end of
-/// the handshake. Dropped unused, it kills and reaps the child.
+/// The tool's process, waiting inside its namespaces for the go: the
+/// parent's end of the handshake. Dropped unused, it kills and reaps the
+/// tool and the namespace's init.
 #[derive(Debug)]
 pub(crate) struct Waiting {
     chan: Option<OwnedFd>,
-    child: Pid,
+    tool: Pid,
+    init: Option<Pid>,
+    /// Until the tool has exec'd, dropping this ends the children.
+    end_on_drop: bool,
 }
 
 /// [`super::spawn_isolated`] without the main-thread rule: the tests spawn
 /// from their own threads, which outlive the children they spawn, and
-/// [`super::probe`] never arms the death signal. `None`: exit at the go instead
-/// of exec'ing.
+/// [`super::probe`] never arms the death signal. `None`: exit at the go
+/// instead of exec'ing.
 pub(super) fn isolate(
     exec: Option<(&Prepared, Steps<'_>)>,
     sockets: &[SocketSpec],
+    layers: &Layers,
 ) -> Result<Isolated, NamespaceError> {
-    let plan = Plan::new(sockets)?;
-    let parent_step = |step: &'static str| {
-        move |errno| NamespaceError {
-            step,
-            errno,
-            socket: None,
-        }
+    let plan = Plan::new(sockets, layers)?;
+    let pair = || {
+        socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|errno| NamespaceError::parent(SOCKETPAIR, errno))
     };
-    let (ours, theirs) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .map_err(parent_step(SOCKETPAIR))?;
+    let (namespace_ours, namespace_theirs) = pair()?;
+    let (tool_ours, tool_theirs) = pair()?;
     // SAFETY: the child makes only system calls through thin wrappers on
     // memory prepared before the fork (`plan`, `exec`, its own stack),
     // allocating nothing and taking no lock, so another thread of this
     // process holding the heap's or any lock at the fork cannot stall it;
     // it ends in exec or _exit, never returning into Rust code.
-    match unsafe { fork() }.map_err(parent_step(FORK))? {
+    match unsafe { fork() }.map_err(|errno| NamespaceError::parent(FORK, errno))? {
         ForkResult::Child => {
-            drop(ours);
+            drop((namespace_ours, tool_ours));
             // Out of the shim's process group at once: a Ctrl-Z at the
             // terminal while the child waits for the go must not stop it
             // (stopped, it would never read the go, and the shim would wait
-            // on it for good). `sys::spawn`'s steps make the same call again
-            // before exec, and hand it the terminal then.
+            // on it for good). The tool's process joins a group of its own
+            // before it reports, and the shim hands it the terminal.
             let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
-            child::child_main(&plan, &theirs, exec)
+            let chans = Channels {
+                namespace: &namespace_theirs,
+                tool: &tool_theirs,
+            };
+            child::child_main(&plan, chans, exec)
         }
         ForkResult::Parent { child } => {
-            drop(theirs);
-            let waiting = Waiting {
-                chan: Some(ours),
-                child,
-            };
-            receive(&plan, waiting)
+            drop((namespace_theirs, tool_theirs));
+            receive(&plan, child, &namespace_ours, tool_ours)
         }
     }
 }
 
-/// The parent's side, until the sockets arrive or the child reports a
-/// failure.
-fn receive(plan: &Plan, mut waiting: Waiting) -> Result<Isolated, NamespaceError> {
-    let failed = |step: &'static str, errno: Errno| NamespaceError {
-        step,
-        errno,
-        socket: None,
-    };
-    let Some(chan) = waiting.chan.as_ref() else {
-        return Err(failed(HANDSHAKE, Errno::EBADF));
-    };
-    let mut message = [0u8; FAILURE_LEN];
+/// One message and the descriptors it carried (owned at once, so none
+/// leaks on an error after). An empty message is EOF.
+fn receive_message(chan: &OwnedFd, message: &mut [u8]) -> Result<(usize, Vec<OwnedFd>), Errno> {
     let mut control = vec![0u8; cmsg_space::<[RawFd; MAX_SOCKETS]>()];
-    let (len, fds) = loop {
-        let mut iov = [IoSliceMut::new(&mut message)];
+    loop {
+        let mut iov = [IoSliceMut::new(message)];
         match recvmsg::<()>(
             chan.as_raw_fd(),
             &mut iov,
@@ -105,12 +99,10 @@ fn receive(plan: &Plan, mut waiting: Waiting) -> Result<Isolated, NamespaceError
             MsgFlags::MSG_CMSG_CLOEXEC,
         ) {
             Err(Errno::EINTR) => continue,
-            Err(errno) => return Err(failed(RECEIVE, errno)),
+            Err(errno) => return Err(errno),
             Ok(msg) => {
                 let mut fds = Vec::new();
-                // Own every descriptor that arrived before looking at the
-                // rest, so none leaks on an error below.
-                for cmsg in msg.cmsgs().map_err(|errno| failed(RECEIVE, errno))? {
+                for cmsg in msg.cmsgs()? {
                     if let ControlMessageOwned::ScmRights(raw) = cmsg {
                         // SAFETY: descriptors the kernel just installed in
                         // this process for this message; nothing else
@@ -118,48 +110,92 @@ fn receive(plan: &Plan, mut waiting: Waiting) -> Result<Isolated, NamespaceError
                         fds.extend(raw.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
                     }
                 }
-                break (msg.bytes, fds);
+                return Ok((msg.bytes, fds));
             }
-        }
-    };
-    match &message[..len] {
-        [READY] if fds.len() == plan.sockets.len() => Ok(Isolated {
-            waiting,
-            sockets: fds,
-        }),
-        [] => {
-            waiting.chan = None;
-            reap(waiting.child);
-            Err(failed(HANDSHAKE, Errno::ECHILD))
-        }
-        report => {
-            let error = decode_failure(report)
-                .and_then(|failure| plan.error(failure))
-                .unwrap_or(failed(HANDSHAKE, Errno::EBADMSG));
-            // Drop kills (a no-op for a child that reported and exits) and
-            // reaps.
-            drop(waiting);
-            Err(error)
         }
     }
 }
 
+/// The parent's side, until the tool is armed or a child reports a
+/// failure. `namespace_child` is the fork: reaped here when it is not the
+/// tool itself.
+fn receive(
+    plan: &Plan,
+    namespace_child: Pid,
+    namespace_chan: &OwnedFd,
+    tool_chan: OwnedFd,
+) -> Result<Isolated, NamespaceError> {
+    let failed = |step: &'static str| move |errno: Errno| NamespaceError::parent(step, errno);
+    let report = |bytes: &[u8]| {
+        decode_failure(bytes)
+            .and_then(|failure| plan.error(failure))
+            .unwrap_or(NamespaceError::parent(HANDSHAKE, Errno::EBADMSG))
+    };
+    // Until the namespace child has reported, it is the one to reap.
+    let mut waiting = Waiting {
+        chan: None,
+        tool: namespace_child,
+        init: None,
+        end_on_drop: true,
+    };
+    let mut message = [0u8; if FAILURE_LEN > READY_LEN {
+        FAILURE_LEN
+    } else {
+        READY_LEN
+    }];
+    let (len, sockets) = receive_message(namespace_chan, &mut message).map_err(failed(RECEIVE))?;
+    let (tool, init) = match decode_ready(&message[..len]) {
+        Some(pids) if sockets.len() == plan.sockets.len() => pids,
+        _ if len == 0 => return Err(NamespaceError::parent(HANDSHAKE, Errno::ECHILD)),
+        _ => return Err(report(&message[..len])),
+    };
+    if tool != 0 {
+        // The PID layer: the namespace child made the init and the tool as
+        // this process's children and exits; the tool is the one to wait for.
+        waiting.tool = Pid::from_raw(tool);
+        waiting.init = Some(Pid::from_raw(init));
+        reap(namespace_child);
+    }
+    let (len, mut listener) = receive_message(&tool_chan, &mut message).map_err(failed(RECEIVE))?;
+    match &message[..len] {
+        [ARMED] if listener.len() <= 1 => {
+            waiting.chan = Some(tool_chan);
+            Ok(Isolated {
+                init: waiting.init,
+                waiting,
+                sockets,
+                unix_listener: listener.pop(),
+            })
+        }
+        [] => Err(NamespaceError::parent(HANDSHAKE, Errno::ECHILD)),
+        bytes => Err(report(bytes)),
+    }
+}
+
 impl Waiting {
-    /// The child; after [`Waiting::start`] succeeds, the tool.
+    /// The tool's process; after [`Waiting::start`] succeeds, the tool.
     pub(crate) fn pid(&self) -> Pid {
-        self.child
+        self.tool
     }
 
-    /// Lets the child exec the tool, and returns once it has: an exec that
-    /// failed (or a `sys::spawn` step before it) comes back as its errno,
-    /// and the child is reaped; so is a child already gone when the go is
-    /// sent (EPIPE). A child killed between the go and the exec is not an
-    /// error here: the caller's wait sees how it ended, as with
-    /// `sys::spawn::spawn`.
-    pub(crate) fn start(mut self) -> io::Result<()> {
+    /// Lets the tool exec, and returns once it has: an exec that failed
+    /// (or a step before it) comes back as its errno, and the tool is
+    /// reaped; so is a tool already gone when the go is sent (EPIPE). A
+    /// tool killed between the go and the exec is not an error here: the
+    /// caller's wait sees how it ended, as with `sys::spawn::spawn`.
+    ///
+    /// `terminal` (the controlling terminal and the shim's group): if that
+    /// group is the terminal's foreground group, the tool's group (it made
+    /// one of its own before it reported) takes its place before the go,
+    /// as sudo does; inside a PID namespace the tool could not see the
+    /// shim's group to do it itself. Returns whether it did.
+    pub(crate) fn start(mut self, terminal: Option<(BorrowedFd<'_>, Pid)>) -> io::Result<bool> {
         let Some(chan) = self.chan.take() else {
             return Err(io::Error::from(io::ErrorKind::NotConnected));
         };
+        let took_terminal = terminal.is_some_and(|(tty, shim_group)| {
+            nix::unistd::tcgetpgrp(tty) == Ok(shim_group) && nix::unistd::tcsetpgrp(tty, self.tool).is_ok()
+        });
         let outcome = loop {
             match send(chan.as_raw_fd(), &[GO], MsgFlags::MSG_NOSIGNAL) {
                 Err(Errno::EINTR) => continue,
@@ -180,21 +216,29 @@ impl Waiting {
             }
         });
         match outcome {
-            Ok(()) => Ok(()),
-            Err(errno) => {
-                let _ = kill(self.child, Signal::SIGKILL);
-                reap(self.child);
-                Err(io::Error::from(errno))
+            Ok(()) => {
+                self.end_on_drop = false;
+                Ok(took_terminal)
             }
+            // Drop ends the children.
+            Err(errno) => Err(io::Error::from(errno)),
+        }
+    }
+
+    /// Kills and reaps the tool and the init.
+    fn end(&mut self) {
+        for pid in std::iter::once(self.tool).chain(self.init) {
+            let _ = kill(pid, Signal::SIGKILL);
+            reap(pid);
         }
     }
 }
 
 impl Drop for Waiting {
     fn drop(&mut self) {
-        if self.chan.take().is_some() {
-            let _ = kill(self.child, Signal::SIGKILL);
-            reap(self.child);
+        // Not started, or failed before the exec: nothing may run.
+        if self.end_on_drop {
+            self.end();
         }
     }
 }

@@ -6,10 +6,11 @@
 use std::net::SocketAddr;
 
 use nix::errno::Errno;
+use nix::sched::CloneFlags;
 use nix::sys::socket::{AddressFamily, SockaddrStorage};
 
 use super::message::Step;
-use super::{NamespaceError, Proto, SocketSpec, MAX_SOCKETS};
+use super::{Layers, NamespaceError, Proto, SocketSpec, MAX_SOCKETS};
 use crate::sys::netlink;
 
 /// The step named when more sockets are asked for than one message holds.
@@ -28,6 +29,9 @@ pub(super) struct Plan {
     pub gid_map: String,
     pub netlink: [u8; netlink::SETUP_LEN],
     pub sockets: Vec<Planned>,
+    pub layers: Layers,
+    /// The namespaces the first unshare makes.
+    pub namespaces: CloneFlags,
 }
 
 /// One socket of the plan.
@@ -40,14 +44,18 @@ pub(super) struct Planned {
 }
 
 impl Plan {
-    /// The plan for `sockets`, or [`TOO_MANY`] of them.
-    pub(super) fn new(sockets: &[SocketSpec]) -> Result<Plan, NamespaceError> {
+    /// The plan for `sockets` and `layers`, or [`TOO_MANY`] sockets.
+    pub(super) fn new(sockets: &[SocketSpec], layers: &Layers) -> Result<Plan, NamespaceError> {
         if sockets.len() > MAX_SOCKETS {
-            return Err(NamespaceError {
-                step: TOO_MANY,
-                errno: Errno::E2BIG,
-                socket: None,
-            });
+            return Err(NamespaceError::parent(TOO_MANY, Errno::E2BIG));
+        }
+        let mut namespaces = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET;
+        // A fresh /proc for the PID namespace needs a mount namespace too.
+        if layers.mounts.is_some() || layers.pid {
+            namespaces |= CloneFlags::CLONE_NEWNS;
+        }
+        if layers.pid {
+            namespaces |= CloneFlags::CLONE_NEWPID;
         }
         let sockets = sockets
             .iter()
@@ -66,6 +74,8 @@ impl Plan {
             gid_map: map_line(nix::unistd::getegid().as_raw()),
             netlink: netlink::setup(),
             sockets,
+            layers: layers.clone(),
+            namespaces,
         })
     }
 
@@ -87,6 +97,7 @@ impl Plan {
             step: step.name(),
             errno,
             socket,
+            layer: step.layer(),
         })
     }
 }

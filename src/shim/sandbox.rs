@@ -1,0 +1,299 @@
+//! What strict mode's layers are made of for one invocation, beyond the
+//! network namespace: the places its tool may write and the paths that
+//! stay read-only whatever happens ([`plan_writes`], pure), gathered from
+//! the environment and the filesystem ([`write_layer`]); which of stdin,
+//! stdout and stderr are sockets, to be relayed through pipes
+//! ([`stdio_sockets`]); and the [`Layers`] the namespace child makes, one
+//! layer dropped at a time where the kernel refuses it under `auto`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::env::Env;
+use crate::policy::writes::{self, Facts};
+use crate::policy::ToolPolicy;
+use crate::sys::mounts::{self, Mounts};
+use crate::sys::netns::{self, Layer, Layers, NamespaceError};
+use crate::sys::seccomp::Filters;
+
+/// The writable places and the pins that keep protected paths under them
+/// read-only, both shallowest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct WritePlan {
+    pub(super) writable: Vec<PathBuf>,
+    pub(super) pins: Vec<PathBuf>,
+    /// Places left read-only because they are themselves protected (the
+    /// working directory is the home directory, say).
+    pub(super) refused: Vec<PathBuf>,
+}
+
+/// Sorts `writable` places (canonical) against `protected` paths
+/// (canonical): a place that is a protected path stays read-only; a place
+/// above one is writable, and every directory from just below it down to
+/// the protected path is pinned read-only, so that nothing on the way can
+/// be renamed to walk around the protection (a rename of `~/.local` would
+/// take a pinned `~/.local/bin` with it). Pure.
+pub(super) fn plan_writes(writable: Vec<PathBuf>, protected: &[PathBuf]) -> WritePlan {
+    let mut plan = WritePlan::default();
+    for place in writable {
+        if protected.contains(&place) {
+            push_once(&mut plan.refused, place);
+        } else {
+            push_once(&mut plan.writable, place);
+        }
+    }
+    for guarded in protected {
+        for place in &plan.writable {
+            if guarded == place || !guarded.starts_with(place) {
+                continue;
+            }
+            for pin in guarded.ancestors().take_while(|a| a != place) {
+                push_once(&mut plan.pins, pin.to_path_buf());
+            }
+        }
+    }
+    let depth = |p: &PathBuf| p.components().count();
+    plan.writable.sort_by_key(depth);
+    plan.pins.sort_by_key(depth);
+    plan
+}
+
+fn push_once(list: &mut Vec<PathBuf>, path: PathBuf) {
+    if !list.contains(&path) {
+        list.push(path);
+    }
+}
+
+/// What [`write_layer`] needs to know of the invocation.
+#[derive(Debug)]
+pub(super) struct Invocation<'a> {
+    pub(super) policy: &'static ToolPolicy,
+    pub(super) subcommand: Option<&'a str>,
+    /// The tool's own arguments.
+    pub(super) args: Vec<&'a str>,
+    pub(super) real_path: &'a Path,
+    pub(super) env: &'a Env,
+    /// Directories holding cli-guard under the tool's name (its shims).
+    pub(super) shim_dirs: &'a [PathBuf],
+}
+
+/// The write layer for `inv`: its places (made where missing and the tool
+/// needs them), checked against what must stay read-only (the home
+/// directory, the directories of cli-guard's binary and of its shims, the
+/// audit log's directory, /etc, whose files the gate resolves with).
+pub(super) fn write_layer(inv: &Invocation<'_>) -> Result<(Mounts, WritePlan), String> {
+    let env = inv.env;
+    let cwd = std::env::current_dir().map_err(|e| format!("no working directory: {e}"))?;
+    let home = env.var("HOME").filter(|h| h.starts_with('/')).map(PathBuf::from);
+    let global = writes::installs_globally(inv.policy.name, inv.subcommand, &inv.args);
+    let var = |name: &str| env.var(name).map(str::to_string);
+    let facts = Facts {
+        cwd: &cwd,
+        home: home.as_deref(),
+        var: &var,
+        global,
+        interpreter: interpreter_prefix(inv.real_path),
+        node_prefix: global.then(|| node_prefix(env)).flatten(),
+    };
+    let mut writable = Vec::new();
+    for place in writes::resolve(inv.policy.writes, inv.policy.name, &facts) {
+        let under_home = home.as_deref().is_some_and(|h| place.path.starts_with(h));
+        if place.make && under_home && !place.path.exists() {
+            // The tool could not make it in a read-only parent.
+            let _ = std::fs::create_dir_all(&place.path);
+        }
+        if let Ok(real) = place.path.canonicalize() {
+            if real.is_dir() {
+                writable.push(real);
+            }
+        }
+    }
+    let exe_dir = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.canonicalize().ok())
+        .and_then(|exe| exe.parent().map(Path::to_path_buf));
+    let log_dir = env
+        .audit_log_path()
+        .and_then(|log| log.parent().map(Path::to_path_buf));
+    let protected: Vec<PathBuf> = [home.clone(), exe_dir, log_dir, Some(PathBuf::from("/etc"))]
+        .into_iter()
+        .flatten()
+        .chain(inv.shim_dirs.iter().cloned())
+        .filter_map(|p| p.canonicalize().ok())
+        .collect();
+    let plan = plan_writes(writable, &protected);
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let cwd = cwd.canonicalize().unwrap_or(cwd);
+    let mounts = Mounts::new(
+        &plan.writable,
+        &plan.pins,
+        &mounts::mount_points(&mountinfo),
+        &cwd,
+    )
+    .map_err(|e| format!("cannot prepare the mounts: {e}"))?;
+    Ok((mounts, plan))
+}
+
+/// The prefix of the Python interpreter the tool runs under: read from its
+/// script's `#!` line, or the tool is the interpreter (`python -m pip`).
+fn interpreter_prefix(real_path: &Path) -> Option<PathBuf> {
+    use std::io::Read;
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(real_path)
+        .and_then(|mut f| f.read(&mut head))
+        .ok()?;
+    let head = head.get(..n)?;
+    if head.starts_with(b"#!") {
+        let line = head.split(|&b| b == b'\n').next()?;
+        return writes::interpreter_prefix(std::str::from_utf8(line).ok()?);
+    }
+    let real = real_path.canonicalize().ok()?;
+    let name = real.file_name()?.to_str()?;
+    let bin = real.parent()?;
+    (name.starts_with("python") && bin.file_name()? == "bin")
+        .then(|| bin.parent().map(Path::to_path_buf))
+        .flatten()
+}
+
+/// npm's global prefix: the prefix of the node on PATH (its `bin/`'s
+/// parent), unless `npm_config_prefix` says otherwise (a place of its own).
+fn node_prefix(env: &Env) -> Option<PathBuf> {
+    let path = env.var_os("PATH")?;
+    let node = std::env::split_paths(path)
+        .map(|dir| dir.join("node"))
+        .find(|candidate| candidate.is_file())?
+        .canonicalize()
+        .ok()?;
+    let bin = node.parent()?;
+    (bin.file_name()? == "bin").then(|| bin.parent().map(Path::to_path_buf))?
+}
+
+/// Which of stdin, stdout and stderr are sockets: a socket there belongs
+/// to the host's network (a connected TCP socket can be re-aimed anywhere
+/// with `connect`), so the tool gets a pipe instead and the shim relays.
+pub(super) fn stdio_sockets() -> [bool; 3] {
+    use nix::sys::stat::{fstat, SFlag};
+    let is_socket = |fd: std::os::fd::BorrowedFd<'_>| {
+        fstat(fd).is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFSOCK)
+    };
+    use std::os::fd::AsFd;
+    [
+        is_socket(std::io::stdin().as_fd()),
+        is_socket(std::io::stdout().as_fd()),
+        is_socket(std::io::stderr().as_fd()),
+    ]
+}
+
+/// What `cli-guard doctor` reports: whether the network namespace can be
+/// made, and each layer on top of it that cannot, with why. The probe's
+/// tool goes as far as its go with every layer it can have, then is
+/// killed.
+pub(crate) fn probe() -> (Result<(), NamespaceError>, BTreeMap<Layer, String>) {
+    let mut off = BTreeMap::new();
+    let tmp = std::env::temp_dir();
+    let cwd = std::env::current_dir().unwrap_or_else(|_| tmp.clone());
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut layers = Layers {
+        pid: true,
+        ..Layers::default()
+    };
+    match Mounts::new(&[tmp], &[], &mounts::mount_points(&mountinfo), &cwd) {
+        Ok(mounts) => layers.mounts = Some(mounts),
+        Err(e) => {
+            off.insert(Layer::Mounts, e.to_string());
+        }
+    }
+    match Filters::new(true) {
+        Ok(filters) => layers.seccomp = Some(filters),
+        Err(why) => {
+            off.insert(Layer::Seccomp, why);
+        }
+    }
+    loop {
+        match netns::probe(&layers) {
+            Ok(()) => return (Ok(()), off),
+            Err(refused) => match refused.layer {
+                Some(layer) if !off.contains_key(&layer) => {
+                    off.insert(layer, refused.to_string());
+                    layers.drop_layer(layer);
+                }
+                _ => return (Err(refused), off),
+            },
+        }
+    }
+}
+
+/// The start row's `layers`: each layer and whether it is on, or why not.
+pub(super) fn layers_row(off: &BTreeMap<Layer, String>, relayed: [bool; 3]) -> BTreeMap<String, String> {
+    let mut row: BTreeMap<String, String> = Layer::ALL
+        .iter()
+        .map(|layer| {
+            let state = match off.get(layer) {
+                Some(why) => format!("off: {why}"),
+                None => "on".to_string(),
+            };
+            (layer.name().to_string(), state)
+        })
+        .collect();
+    let names = ["stdin", "stdout", "stderr"];
+    let relayed: Vec<&str> = names
+        .iter()
+        .zip(relayed)
+        .filter(|(_, relayed)| *relayed)
+        .map(|(name, _)| *name)
+        .collect();
+    if !relayed.is_empty() {
+        row.insert(
+            "stdio".to_string(),
+            format!(
+                "{} relayed through a pipe (a socket there belongs to the host's network)",
+                relayed.join(", ")
+            ),
+        );
+    }
+    row
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(list: &[&str]) -> Vec<PathBuf> {
+        list.iter().map(PathBuf::from).collect()
+    }
+
+    #[test]
+    fn a_protected_place_stays_read_only_and_one_below_a_place_is_pinned_on_the_way() {
+        let plan = plan_writes(
+            paths(&["/tmp", "/home/u", "/home/u/proj", "/home/u/.npm"]),
+            &paths(&["/home/u", "/tmp/t/home", "/etc"]),
+        );
+        assert_eq!(plan.refused, paths(&["/home/u"]));
+        assert_eq!(plan.writable, paths(&["/tmp", "/home/u/proj", "/home/u/.npm"]));
+        assert_eq!(plan.pins, paths(&["/tmp/t", "/tmp/t/home"]));
+    }
+
+    #[test]
+    fn places_inside_a_protected_path_need_no_pin() {
+        let plan = plan_writes(paths(&["/home/u/proj"]), &paths(&["/home/u"]));
+        assert!(plan.pins.is_empty(), "{plan:?}");
+        assert_eq!(plan.writable, paths(&["/home/u/proj"]));
+    }
+
+    #[test]
+    fn the_layers_row_names_each_layer() {
+        let mut off = BTreeMap::new();
+        off.insert(Layer::Seccomp, "the kernel refused it (EINVAL)".to_string());
+        let row = layers_row(&off, [false, true, false]);
+        assert_eq!(row.get("mounts").map(String::as_str), Some("on"));
+        assert_eq!(row.get("pid").map(String::as_str), Some("on"));
+        assert_eq!(
+            row.get("seccomp").map(String::as_str),
+            Some("off: the kernel refused it (EINVAL)")
+        );
+        assert!(
+            row.get("stdio").is_some_and(|s| s.starts_with("stdout relayed")),
+            "{row:?}"
+        );
+    }
+}
