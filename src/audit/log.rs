@@ -9,6 +9,14 @@
 //! its fragment is ended with a newline, left as one torn line that the
 //! reader skips, and the whole row goes to stderr with the ones after it. A log over `ROTATE_AT` is shifted to
 //! `audit.jsonl.1` (keeping `KEEP` files) before the next row.
+//!
+//! The log is opened once, `O_NOFOLLOW | O_NONBLOCK`, and must be a regular
+//! file: a symlink (to /dev/null, say), a FIFO (on which an open would hang)
+//! or anything else there is refused before the tool runs ([`Refused`]). It
+//! is reopened by path only after a rotation, which is recognised under the
+//! rotation's lock by the file this writer holds now being `audit.jsonl.1`;
+//! a log renamed or replaced otherwise keeps getting the rows, wherever it
+//! now is, and stderr says so once.
 
 use std::ffi::OsString;
 use std::fs::{DirBuilder, File, OpenOptions};
@@ -83,10 +91,24 @@ pub(crate) struct AuditLog {
     target: Mutex<Target>,
 }
 
+/// Something other than a regular file where the log should be: the
+/// invocation must not run, since its rows would be lost (a symlink to
+/// /dev/null) or the open would hang (a FIFO).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refused(pub(crate) String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 impl AuditLog {
-    /// Opens (creating if needed) the log at `path`. Never fails: if the log
-    /// can't be opened, warns once on stderr and writes records there.
-    pub(crate) fn open(audit_id: String, path: Option<&Path>) -> AuditLog {
+    /// Opens (creating if needed) the log at `path`. If the log can't be
+    /// opened (no path, no permission, a full disk), warns once on stderr
+    /// and writes records there. Refused: something other than a regular
+    /// file is at `path`.
+    pub(crate) fn open(audit_id: String, path: Option<&Path>) -> Result<AuditLog, Refused> {
         let target = match path {
             None => {
                 warn_fallback("no audit log path (HOME is unset)", "set CLI_GUARD_AUDIT_LOG");
@@ -97,7 +119,15 @@ impl AuditLog {
                     log,
                     path: path.to_path_buf(),
                 },
-                Err(e) => {
+                Err(OpenError::NotRegular(what)) => {
+                    return Err(Refused(format!(
+                        "the audit log {} is {what}, not a regular file: rows written there would be lost or \
+                         the write would hang, so nothing runs. Remove it (a new log is made), or set \
+                         CLI_GUARD_AUDIT_LOG to a file",
+                        path.display()
+                    )))
+                }
+                Err(OpenError::Io(e)) => {
                     warn_fallback(
                         &format!("cannot open the audit log {}: {e}", path.display()),
                         "make it writable or set CLI_GUARD_AUDIT_LOG to a writable path",
@@ -106,10 +136,10 @@ impl AuditLog {
                 }
             },
         };
-        AuditLog {
+        Ok(AuditLog {
             audit_id,
             target: Mutex::new(target),
-        }
+        })
     }
 
     /// A log that keeps its lines in memory (for egress-demo).
@@ -164,47 +194,107 @@ impl AuditLog {
 struct LogFile {
     file: File,
     id: (u64, u64),
+    /// The path no longer leads to this file, and not by a rotation: said
+    /// once, then rows keep going to this file.
+    moved: bool,
+}
+
+/// Why the log could not be opened.
+#[derive(Debug)]
+enum OpenError {
+    /// What is at the path, when it is not a regular file.
+    NotRegular(&'static str),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for OpenError {
+    fn from(e: std::io::Error) -> OpenError {
+        OpenError::Io(e)
+    }
 }
 
 impl LogFile {
-    fn open(path: &Path) -> std::io::Result<LogFile> {
+    fn open(path: &Path) -> Result<LogFile, OpenError> {
         let file = open_log_file(path)?;
         let meta = file.metadata()?;
         Ok(LogFile {
             file,
             id: (meta.dev(), meta.ino()),
+            moved: false,
         })
     }
 }
 
-/// Before a row: reopens the log if another writer rotated it (our
-/// descriptor then points at audit.jsonl.1), and rotates it if it is over
-/// the cap. The path's size is the file's, ours or not, when it is ours.
+/// Before a row: rotates the log if it is over the cap, and follows a
+/// rotation (another writer's, or this one's): after one, this writer's
+/// file is `audit.jsonl.1` and a new log is opened. A path that leads
+/// elsewhere for any other reason (the log renamed, a symlink or another
+/// file put there) is not followed: the rows stay with the file this
+/// writer opened, and stderr says so once.
 fn keep_current(log: &mut LogFile, path: &Path) -> std::io::Result<()> {
-    match std::fs::metadata(path) {
+    match std::fs::symlink_metadata(path) {
         Ok(current) if (current.dev(), current.ino()) == log.id => {
             if current.len() >= ROTATE_AT {
                 rotate(path)?;
-                *log = LogFile::open(path)?;
+                return reopen_after_rotation(log, path);
             }
+            Ok(())
         }
-        _ => *log = LogFile::open(path)?,
+        _ if !log.moved => reopen_after_rotation(log, path),
+        _ => Ok(()),
     }
+}
+
+/// Reopens the log, under the rotation lock, if this writer's file is now
+/// a rotated one (`audit.jsonl.1`, …); otherwise keeps it and warns.
+fn reopen_after_rotation(log: &mut LogFile, path: &Path) -> std::io::Result<()> {
+    let _lock = rotation_lock(path)?;
+    // One rotation or several (another writer's, while this one waited).
+    let rotated_away = (1..=KEEP).any(|n| {
+        std::fs::symlink_metadata(rotated(path, n)).is_ok_and(|old| (old.dev(), old.ino()) == log.id)
+    });
+    if rotated_away {
+        *log = match LogFile::open(path) {
+            Ok(log) => log,
+            Err(OpenError::Io(e)) => return Err(e),
+            Err(OpenError::NotRegular(what)) => {
+                return Err(std::io::Error::other(format!(
+                    "{what} is where the new log should be"
+                )))
+            }
+        };
+        return Ok(());
+    }
+    log.moved = true;
+    warn_moved(path);
     Ok(())
 }
 
-/// Shifts audit.jsonl → .1 → … → .KEEP under an exclusive lock, if the log
-/// is still over the cap once the lock is held.
-fn rotate(path: &Path) -> std::io::Result<()> {
+fn warn_moved(path: &Path) {
+    eprintln!(
+        "cli-guard: the audit log {} is no longer the file this invocation opened, and no rotation moved it \
+         (renamed, or replaced); rows keep going to the file it opened, wherever that is now",
+        path.display()
+    );
+}
+
+/// The exclusive lock rotations happen under (`audit.jsonl.lock`).
+fn rotation_lock(path: &Path) -> std::io::Result<Flock<File>> {
     let mut lock_path = path.as_os_str().to_owned();
     lock_path.push(".lock");
     let lock_file = OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
         .open(PathBuf::from(lock_path))?;
-    let _lock =
-        Flock::lock(lock_file, FlockArg::LockExclusive).map_err(|(_, errno)| std::io::Error::from(errno))?;
+    Flock::lock(lock_file, FlockArg::LockExclusive).map_err(|(_, errno)| std::io::Error::from(errno))
+}
+
+/// Shifts audit.jsonl → .1 → … → .KEEP under an exclusive lock, if the log
+/// is still over the cap once the lock is held.
+fn rotate(path: &Path) -> std::io::Result<()> {
+    let _lock = rotation_lock(path)?;
     if std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) < ROTATE_AT {
         return Ok(());
     }
@@ -217,15 +307,56 @@ fn rotate(path: &Path) -> std::io::Result<()> {
     std::fs::rename(path, rotated(path, 1))
 }
 
-fn open_log_file(path: &Path) -> std::io::Result<File> {
+/// Opens the log for appending, creating it: never through a symlink
+/// (`O_NOFOLLOW`: ELOOP), never waiting (`O_NONBLOCK`: a FIFO without a
+/// reader is ENXIO, and one with a reader is caught by the check that
+/// follows), never as a controlling terminal; then it must be a regular
+/// file, and blocking writes come back.
+fn open_log_file(path: &Path) -> Result<File, OpenError> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     }
-    OpenOptions::new()
+    let opened = OpenOptions::new()
         .append(true)
         .create(true)
         .mode(0o600)
-        .open(path)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(path);
+    let file = match opened {
+        Ok(file) => file,
+        Err(e) => return Err(not_regular(path).map_or(OpenError::Io(e), OpenError::NotRegular)),
+    };
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(OpenError::NotRegular(kind_of(&meta.file_type())));
+    }
+    let flags = OFlag::from_bits_truncate(fcntl(&file, FcntlArg::F_GETFL).map_err(std::io::Error::from)?);
+    fcntl(&file, FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK)).map_err(std::io::Error::from)?;
+    Ok(file)
+}
+
+/// What is at `path`, when it is there and not a regular file.
+fn not_regular(path: &Path) -> Option<&'static str> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    (!meta.file_type().is_file()).then(|| kind_of(&meta.file_type()))
+}
+
+fn kind_of(kind: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_symlink() {
+        "a symbolic link"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    }
 }
 
 /// Appends one row to the log file, once `ready` (the rotation check)
@@ -450,6 +581,76 @@ mod tests {
             files_oldest_first(&log),
             vec![rotated(&log, 3), rotated(&log, 1), log.clone()]
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A fresh directory for one test.
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("cli-guard-log-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        dir
+    }
+
+    fn end_row() -> Record {
+        Record::End(crate::audit::record::End::default())
+    }
+
+    #[test]
+    fn anything_but_a_regular_file_is_refused_before_a_row() {
+        let dir = scratch("refused");
+        let link = dir.join("link.jsonl");
+        std::os::unix::fs::symlink("/dev/null", &link).unwrap_or_else(|e| panic!("{e}"));
+        let fifo = dir.join("fifo.jsonl");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let subdir = dir.join("dir.jsonl");
+        std::fs::create_dir(&subdir).unwrap_or_else(|e| panic!("{e}"));
+        for (path, what) in [
+            (&link, "a symbolic link"),
+            (&fifo, "a FIFO"),
+            (&subdir, "a directory"),
+        ] {
+            // A FIFO would hang a plain open: this one must return.
+            let refused = AuditLog::open("id".into(), Some(path)).err();
+            assert!(
+                refused
+                    .as_ref()
+                    .is_some_and(|r| r.0.contains(what) && r.0.contains("not a regular file")),
+                "{path:?}: {refused:?}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_renamed_log_keeps_the_rows_and_its_path_is_not_followed() {
+        let dir = scratch("renamed");
+        let path = dir.join("audit.jsonl");
+        let log = AuditLog::open("id".into(), Some(&path)).unwrap_or_else(|e| panic!("{e}"));
+        log.write(&end_row());
+        let away = dir.join("elsewhere.jsonl");
+        std::fs::rename(&path, &away).unwrap_or_else(|e| panic!("{e}"));
+        std::os::unix::fs::symlink("/dev/null", &path).unwrap_or_else(|e| panic!("{e}"));
+        log.write(&end_row());
+        let kept = std::fs::read_to_string(&away).unwrap_or_default();
+        assert_eq!(kept.lines().count(), 2, "{kept}");
+        assert!(std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_rotation_by_another_writer_is_followed() {
+        let dir = scratch("rotation");
+        let path = dir.join("audit.jsonl");
+        let log = AuditLog::open("id".into(), Some(&path)).unwrap_or_else(|e| panic!("{e}"));
+        log.write(&end_row());
+        // What another writer's rotation leaves: this file is .1 now.
+        std::fs::rename(&path, rotated(&path, 1)).unwrap_or_else(|e| panic!("{e}"));
+        log.write(&end_row());
+        let old = std::fs::read_to_string(rotated(&path, 1)).unwrap_or_default();
+        let new = std::fs::read_to_string(&path).unwrap_or_default();
+        assert_eq!((old.lines().count(), new.lines().count()), (1, 1), "{old}|{new}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

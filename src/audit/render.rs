@@ -216,7 +216,12 @@ fn egress_line(tunnel: &Tunnel, indent: &str, style: Style) -> String {
     ) {
         (Some(host), Some(port)) if host.contains(':') => format!("[{}]:{port}", clean(host)),
         (Some(host), Some(port)) => format!("{}:{port}", clean(host)),
-        _ => "(no target)".to_string(),
+        // A DNS query names a host and no port: the name it asked for.
+        (Some(host), None) => clean(host),
+        (None, _) => match request.and_then(|r| r.method.as_deref()) {
+            Some("unix") => "(a unix socket)".to_string(),
+            _ => "(no target)".to_string(),
+        },
     };
     // Only a tunnel that opened has bytes and a duration to show.
     let traffic = match close {
@@ -345,6 +350,36 @@ mod tests {
         assert_eq!(shell_word("it's"), "'it'\\''s'");
         assert_eq!(shorten("abcdef", 4), "abc…");
         assert_eq!(display_time("2026-11-24T00:20:47.123Z"), "2026-11-24 00:20:47Z");
+    }
+
+    #[test]
+    fn a_dns_row_shows_the_name_it_asked_for_and_a_unix_row_says_so() {
+        use crate::audit::fold::Stamped;
+        use crate::audit::record::Egress;
+        let line = |method: &str, host: Option<&str>| {
+            let tunnel = Tunnel::Request {
+                request: Stamped {
+                    ts: "2026-12-07T00:00:00.000Z".into(),
+                    record: Egress {
+                        method: Some(method.into()),
+                        host: host.map(str::to_string),
+                        port: None,
+                        status: 403,
+                        decision: Some(crate::policy::Verdict::Deny),
+                        ..Egress::default()
+                    },
+                },
+                close: None,
+            };
+            egress_line(&tunnel, "", Style { colour: false })
+        };
+        let dns = line("dns", Some("evil.example"));
+        assert!(
+            dns.contains("evil.example") && !dns.contains("no target"),
+            "{dns}"
+        );
+        let unix = line("unix", None);
+        assert!(unix.contains("(a unix socket)"), "{unix}");
     }
 
     #[test]

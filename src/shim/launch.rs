@@ -159,7 +159,8 @@ impl Launch {
     /// holding the gate's sockets, with every layer the kernel allows,
     /// waiting for the go. A layer the kernel refuses is dropped under
     /// `auto`, with the reason in the start row, and fatal under
-    /// `require`. `Ok(Err(_))`: the kernel refused the network namespace
+    /// `require` (but `inside` an enclosing strict invocation, whose layers
+    /// hold). `Ok(Err(_))`: the kernel refused the network namespace
     /// itself (the caller may fall back to the plain proxy); `Err(_)`: the
     /// gate cannot be put in place at all.
     pub(super) fn isolated(
@@ -167,13 +168,16 @@ impl Launch {
         credential: &Credential,
         steps: Steps<'_>,
         setting: strict::Setting,
+        inside: bool,
     ) -> Result<Result<Launch, NamespaceError>, Failure> {
         let layout = strict::layout(tool.policy);
         let prepared = tool.prepare(&credential.proxy_url(strict::PROXY_IN_NAMESPACE), true)?;
         crate::sys::procfs::keep_inherited_sockets_from_the_tool();
         let fatal = |what: String| Failure::gate(anyhow::anyhow!("{what}"));
+        // Inside an enclosing strict invocation its layers hold whatever
+        // this one's get.
         let require = |layer: Layer, why: &str| -> Result<(), Failure> {
-            if setting == strict::Setting::Require {
+            if setting == strict::Setting::Require && !inside {
                 return Err(fatal(format!(
                     "strict mode is required (CLI_GUARD_STRICT=require) but its {} layer cannot be put in \
                      place: {why}; `cli-guard doctor` says why and how to fix it",

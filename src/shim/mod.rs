@@ -109,7 +109,10 @@ fn guarded(inv: &Invocation, env: &Env, phase: &Phase) -> Ran {
         }
     };
     let parent_audit_id = env.parent_audit_id().map(str::to_string);
-    let log = Arc::new(AuditLog::open(audit_id, env.audit_log_path().as_deref()));
+    let log = match AuditLog::open(audit_id, env.audit_log_path().as_deref()) {
+        Ok(log) => Arc::new(log),
+        Err(refused) => return Ran::before_start(Failure::gate(anyhow::anyhow!("{refused}"))),
+    };
 
     let found = match &inv.program {
         Program::Lookup(name) => find_on_path(name, env.path(), &skip),
@@ -306,10 +309,13 @@ impl<'a> Started<'a> {
             shim_dirs: &locate::shim_dirs(self.inv.policy.name.as_ref(), env.path(), &self.skip),
         };
         let isolation = match strict::attempt(&self.split, setting) {
+            // Inside an enclosing strict invocation, the tool runs in its
+            // namespace whether or not this one is strict.
+            strict::Attempt::Plain(_) if inside => Isolation::Netns,
             strict::Attempt::Plain(isolation) => isolation,
             strict::Attempt::Isolate => {
                 let steps = launch::steps(terminal.as_ref(), nofile);
-                match Launch::isolated(&tool, &credential, steps, setting)? {
+                match Launch::isolated(&tool, &credential, steps, setting, inside)? {
                     Ok(launch) => return self.ready(launch, found.path, nofile, terminal, signals),
                     Err(refused) => {
                         let isolation = strict::fallback(&refused, setting, inside)
