@@ -35,6 +35,12 @@ pub(crate) const RESOLVE_VAR: &str = "CLI_GUARD_RESOLVE";
 /// `auto` (the default), `require` or `off`: whether an enforce-mode
 /// invocation runs in a network namespace whose only way out is the gate.
 pub(crate) const STRICT_VAR: &str = "CLI_GUARD_STRICT";
+/// Which of strict mode's layers beyond the network namespace to make
+/// (`mounts,pid,seccomp`, `none`; unset: all), for measuring each one's
+/// cost and for finding which one a tool trips over. It can only take
+/// layers away, as `CLI_GUARD_STRICT=off` takes strict mode away; the
+/// start row says which are off and that this said so.
+pub(crate) const STRICT_LAYERS_VAR: &str = "CLI_GUARD_STRICT_LAYERS";
 /// Set for a tool that runs in a strict invocation's namespace, so that a
 /// guarded tool it starts knows its gate is already the only way out.
 pub(crate) const NETNS_VAR: &str = "CLI_GUARD_NETNS";
@@ -145,6 +151,11 @@ impl Env {
     /// `CLI_GUARD_STRICT`, if set.
     pub(crate) fn strict(&self) -> Option<&str> {
         self.var(STRICT_VAR)
+    }
+
+    /// `CLI_GUARD_STRICT_LAYERS`, if set.
+    pub(crate) fn strict_layers(&self) -> Option<&str> {
+        self.var(STRICT_LAYERS_VAR)
     }
 
     /// Whether this process runs inside an enclosing strict invocation's

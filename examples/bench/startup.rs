@@ -69,6 +69,18 @@ impl ShimDir {
     /// `program args` in a clean environment with the shims first on PATH
     /// and `CLI_GUARD_STRICT` set to `strict`.
     pub(crate) fn command(&self, program: &Path, args: &[&str], strict: &str) -> Command {
+        self.command_with_layers(program, args, strict, None)
+    }
+
+    /// [`ShimDir::command`], with strict mode's layers limited to `layers`
+    /// (`CLI_GUARD_STRICT_LAYERS`; `None`: every layer).
+    pub(crate) fn command_with_layers(
+        &self,
+        program: &Path,
+        args: &[&str],
+        strict: &str,
+        layers: Option<&str>,
+    ) -> Command {
         let mut cmd = Command::new(program);
         cmd.args(args)
             .env_clear()
@@ -79,6 +91,9 @@ impl ShimDir {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
+        if let Some(layers) = layers {
+            cmd.env("CLI_GUARD_STRICT_LAYERS", layers);
+        }
         cmd
     }
 }

@@ -51,19 +51,39 @@ pub(crate) fn strict(b: &Bench) -> Result<Outcome> {
     // --- Start-up, interleaved, then a chain of strict ones.
     let shims = ShimDir::create(b, "strict-startup")?;
     let args: &[&str] = &["install"];
-    let contenders = [
-        ("npm install, direct", &shims.real_tool, "off"),
-        ("through the shim, plain", &shims.shim, "off"),
-        ("through the shim, strict", &shims.shim, "require"),
+    // The strict rows differ only in the layers beyond the network
+    // namespace (CLI_GUARD_STRICT_LAYERS), so each layer's share shows.
+    let contenders: [(&str, &std::path::Path, &str, Option<&str>); 7] = [
+        ("npm install, direct", &shims.real_tool, "off", None),
+        ("through the shim, plain", &shims.shim, "off", None),
+        (
+            "strict, network namespace only",
+            &shims.shim,
+            "require",
+            Some("none"),
+        ),
+        ("strict, + mounts", &shims.shim, "require", Some("mounts")),
+        ("strict, + pid", &shims.shim, "require", Some("pid")),
+        ("strict, + seccomp", &shims.shim, "require", Some("seccomp")),
+        (
+            "through the shim, strict (every layer)",
+            &shims.shim,
+            "require",
+            None,
+        ),
     ];
+    const STRICT_ALL: usize = 6;
     let spawner = Spawner::new()?;
-    let mut walls: [Vec<Duration>; 3] = Default::default();
+    let mut walls: [Vec<Duration>; 7] = Default::default();
     let warmup = s.startup_warmup;
     for round in 0..warmup + s.startup_runs {
-        let order: [usize; 3] = if round % 2 == 0 { [0, 1, 2] } else { [2, 1, 0] };
+        let mut order: Vec<usize> = (0..contenders.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
         for i in order {
-            let (name, program, strict) = contenders[i];
-            let run = spawner.run(shims.command(program, args, strict))?;
+            let (name, program, strict, layers) = contenders[i];
+            let run = spawner.run(shims.command_with_layers(program, args, strict, layers))?;
             ensure!(run.status.success(), "{name} exited with {}", run.status);
             if round >= warmup {
                 walls[i].push(run.wall);
@@ -82,7 +102,7 @@ pub(crate) fn strict(b: &Bench) -> Result<Outcome> {
     }
     drop(spawner);
     let (netns, none) = isolation_counts(&shims.audit)?;
-    let strict_runs = warmup + s.startup_runs + s.strict_chain_runs;
+    let strict_runs = 5 * (warmup + s.startup_runs) + s.strict_chain_runs;
     ensure!(
         netns == strict_runs && none == warmup + s.startup_runs,
         "the start-up log has {netns} isolated and {none} plain invocations, \
@@ -91,14 +111,15 @@ pub(crate) fn strict(b: &Bench) -> Result<Outcome> {
     );
 
     let stats: Vec<Stats> = walls.iter().map(|w| Stats::of(w)).collect();
-    let (direct, plain, strict) = (stats[0], stats[1], stats[2]);
+    let (direct, plain, strict) = (stats[0], stats[1], stats[STRICT_ALL]);
+    let network_only = stats[2];
     let _ = writeln!(
         t,
         "  Start-up of `npm install` (a copy of /bin/true): {} runs each, interleaved (after {warmup} warm-up runs each)",
         s.startup_runs
     );
     let _ = writeln!(t, "  {:<38} {:>10} {:>10} {:>10}", "", "p50", "p95", "mean");
-    for (i, (name, _, _)) in contenders.iter().enumerate() {
+    for (i, (name, _, _, _)) in contenders.iter().enumerate() {
         let _ = writeln!(
             t,
             "  {:<38} {:>10} {:>10} {:>10}",
@@ -118,6 +139,15 @@ pub(crate) fn strict(b: &Bench) -> Result<Outcome> {
         );
     };
     added(&mut t, "added by the plain shim", plain, direct);
+    added(&mut t, "network namespace (only) over plain", network_only, plain);
+    for (i, layer) in [(3, "mounts"), (4, "pid"), (5, "seccomp")] {
+        added(
+            &mut t,
+            &format!("layer {layer} (over the namespace only)"),
+            stats[i],
+            network_only,
+        );
+    }
     added(&mut t, "added by strict mode (strict - plain)", strict, plain);
     added(&mut t, "strict shim over direct (the target)", strict, direct);
     let over_direct_ms = (strict.p50 - direct.p50) / 1000.0;
@@ -161,8 +191,9 @@ pub(crate) fn strict(b: &Bench) -> Result<Outcome> {
         json!({
             "runs": s.startup_runs,
             "args": args,
-            "contenders": contenders.iter().enumerate().map(|(i, (name, _, strict))| json!({
-                "name": name, "cli_guard_strict": strict, "wall_ms": stats[i].json_ms(),
+            "contenders": contenders.iter().enumerate().map(|(i, (name, _, strict, layers))| json!({
+                "name": name, "cli_guard_strict": strict, "cli_guard_strict_layers": layers,
+                "wall_ms": stats[i].json_ms(),
             })).collect::<Vec<_>>(),
             "plain_added_ms": {"p50": (plain.p50 - direct.p50) / 1000.0, "p95": (plain.p95 - direct.p95) / 1000.0},
             "strict_added_over_plain_ms": {"p50": (strict.p50 - plain.p50) / 1000.0, "p95": (strict.p95 - plain.p95) / 1000.0},

@@ -50,9 +50,11 @@ fn answer(listener: &OwnedFd, gate: &Gate, stopped: &AtomicBool) {
         let notification = match seccomp::receive(listener.as_fd()) {
             Ok(notification) => notification,
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-            // ENOENT: the caller died before it was read; anything else
-            // means no process is left under the filter.
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            // ENOENT: the caller died before it was read, or no process is
+            // left under the filter (the listener then says so by a hang-up).
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) && !seccomp::orphaned(listener.as_fd()) => {
+                continue
+            }
             Err(_) => return,
         };
         if !stopped.load(Ordering::Relaxed) {

@@ -20,7 +20,7 @@ use super::signals::Terminal;
 use super::stdio::Relays;
 use super::strict::{self, Isolation};
 use crate::credential::Credential;
-use crate::env::Env;
+use crate::env::{Env, STRICT_LAYERS_VAR};
 use crate::exit::Failure;
 use crate::gate::{self, Settings, Sockets};
 use crate::policy::ToolPolicy;
@@ -186,23 +186,32 @@ impl Launch {
             }
             Ok(())
         };
-        let mut off: BTreeMap<Layer, String> = BTreeMap::new();
+        let wanted = strict::wanted_layers(tool.env.strict_layers()).map_err(fatal)?;
+        let mut off: BTreeMap<Layer, String> = Layer::ALL
+            .into_iter()
+            .filter(|layer| !wanted.contains(layer))
+            .map(|layer| (layer, format!("{STRICT_LAYERS_VAR} leaves it out")))
+            .collect();
         let mut layers = Layers {
-            pid: true,
+            pid: wanted.contains(&Layer::Pid),
             ..Layers::default()
         };
-        match sandbox::write_layer(&tool.sandbox()) {
-            Ok((mounts, _)) => layers.mounts = Some(mounts),
-            Err(why) => {
-                require(Layer::Mounts, &why)?;
-                off.insert(Layer::Mounts, why);
+        if wanted.contains(&Layer::Mounts) {
+            match sandbox::write_layer(&tool.sandbox()) {
+                Ok((mounts, _)) => layers.mounts = Some(mounts),
+                Err(why) => {
+                    require(Layer::Mounts, &why)?;
+                    off.insert(Layer::Mounts, why);
+                }
             }
         }
-        match Filters::new(true) {
-            Ok(filters) => layers.seccomp = Some(filters),
-            Err(why) => {
-                require(Layer::Seccomp, &why)?;
-                off.insert(Layer::Seccomp, why);
+        if wanted.contains(&Layer::Seccomp) {
+            match Filters::new(true) {
+                Ok(filters) => layers.seccomp = Some(filters),
+                Err(why) => {
+                    require(Layer::Seccomp, &why)?;
+                    off.insert(Layer::Seccomp, why);
+                }
             }
         }
         let relayed = sandbox::stdio_sockets();

@@ -14,9 +14,10 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::OwnedFd;
 
+use crate::env::STRICT_LAYERS_VAR;
 use crate::gate::Sockets;
 use crate::policy::{InvocationPolicy, Mode, ToolPolicy, HTTP_PORT};
-use crate::sys::netns::{NamespaceError, SocketSpec};
+use crate::sys::netns::{Layer, NamespaceError, SocketSpec};
 
 /// The proxy's listener inside the namespace: the child's `HTTPS_PROXY`.
 pub(super) const PROXY_IN_NAMESPACE: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 3128);
@@ -53,6 +54,29 @@ impl Setting {
             )),
         }
     }
+}
+
+/// The layers `CLI_GUARD_STRICT_LAYERS` asks for: every layer when unset
+/// or empty, none for `none`, else the comma-separated names.
+pub(crate) fn wanted_layers(value: Option<&str>) -> Result<Vec<Layer>, String> {
+    let value = value.map(str::trim).unwrap_or("");
+    match value {
+        "" => return Ok(Layer::ALL.to_vec()),
+        "none" => return Ok(Vec::new()),
+        _ => {}
+    }
+    value
+        .split(',')
+        .map(str::trim)
+        .map(|name| {
+            Layer::ALL.into_iter().find(|layer| layer.name() == name).ok_or_else(|| {
+                format!(
+                    "{STRICT_LAYERS_VAR}={value:?}: {name:?} is not a layer: use mounts, pid, seccomp, a list of \
+                     them, or none"
+                )
+            })
+        })
+        .collect()
 }
 
 /// Where an invocation's tool runs, as the start row records it.
@@ -254,6 +278,18 @@ mod tests {
         let policy = lookup(tool).unwrap_or_else(|| panic!("{tool} is pinned"));
         let args: Vec<OsString> = args.iter().map(OsString::from).collect();
         invocation_policy(policy, &args, &|| None)
+    }
+
+    #[test]
+    fn the_layers_asked_for_are_all_by_default_and_junk_is_refused() {
+        assert_eq!(wanted_layers(None), Ok(Layer::ALL.to_vec()));
+        assert_eq!(wanted_layers(Some("none")), Ok(Vec::new()));
+        assert_eq!(
+            wanted_layers(Some("pid, seccomp")),
+            Ok(vec![Layer::Pid, Layer::Seccomp])
+        );
+        let err = wanted_layers(Some("mounts,landlock")).unwrap_err();
+        assert!(err.contains("\"landlock\" is not a layer"), "{err}");
     }
 
     #[test]

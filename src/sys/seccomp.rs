@@ -219,6 +219,17 @@ pub(crate) fn receive(listener: BorrowedFd<'_>) -> io::Result<Notification> {
     })
 }
 
+/// Whether no process is left under the listener's filter (the listener
+/// hangs up): nothing more can be received.
+pub(crate) fn orphaned(listener: BorrowedFd<'_>) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut fds = [PollFd::new(listener, PollFlags::POLLIN)];
+    match poll(&mut fds, PollTimeout::ZERO) {
+        Ok(_) => fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLHUP)),
+        Err(_) => true,
+    }
+}
+
 /// Answers a notification: the call fails with `errno`. Never lets it
 /// continue. `ENOENT` when the caller is gone (nothing to answer).
 pub(crate) fn refuse(listener: BorrowedFd<'_>, notification: Notification, errno: Errno) -> io::Result<()> {
