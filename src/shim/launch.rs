@@ -53,6 +53,8 @@ pub(super) struct Launch {
     pub init: Option<nix::unistd::Pid>,
     /// Sockets on stdio, relayed to the tool through pipes.
     pub relays: Relays,
+    /// The places the tool may write, when everything else is read-only.
+    pub writable: Option<Vec<PathBuf>>,
 }
 
 /// The tool to run and what its environment is made of, the same on both
@@ -152,6 +154,7 @@ impl Launch {
             layers: None,
             init: None,
             relays: Relays::none(),
+            writable: None,
         })
     }
 
@@ -196,9 +199,13 @@ impl Launch {
             pid: wanted.contains(&Layer::Pid),
             ..Layers::default()
         };
+        let mut writable = Vec::new();
         if wanted.contains(&Layer::Mounts) {
             match sandbox::write_layer(&tool.sandbox()) {
-                Ok((mounts, _)) => layers.mounts = Some(mounts),
+                Ok((mounts, plan)) => {
+                    layers.mounts = Some(mounts);
+                    writable = plan.writable;
+                }
                 Err(why) => {
                     require(Layer::Mounts, &why)?;
                     off.insert(Layer::Mounts, why);
@@ -265,7 +272,8 @@ impl Launch {
             sockets,
             settings,
             isolation: Isolation::Netns,
-            layers: Some(sandbox::layers_row(&off, relayed)),
+            layers: Some(sandbox::layers_row(&off, &writable, relayed)),
+            writable: layers.mounts.is_some().then_some(writable),
             init: isolated.init,
             relays,
         }))

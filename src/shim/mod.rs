@@ -452,6 +452,7 @@ impl Supervisor<'_> {
             layers: _,
             init,
             relays,
+            writable,
         } = launch;
         let mut gate = Gate::new(self.policy, Arc::clone(&self.log), settings);
         // Strict mode's own namespace: names are answered from a pool.
@@ -469,6 +470,9 @@ impl Supervisor<'_> {
         };
         let relaying = (!relays.is_empty()).then(|| tokio::spawn(relays.run()));
         let outcome = self.run_child(child, signals).await;
+        if let (Some(writable), false) = (&writable, matches!(outcome, Ok(Exit::Code(0)))) {
+            eprintln!("{}", summary::read_only_line(self.policy.name, writable));
+        }
         // What the tool left behind ends with it: the init's death ends
         // every process in its namespace.
         let leftovers = init.map(|init| {

@@ -223,14 +223,20 @@ pub(crate) fn probe() -> (Result<(), NamespaceError>, BTreeMap<Layer, String>) {
     }
 }
 
-/// The start row's `layers`: each layer and whether it is on, or why not.
-pub(super) fn layers_row(off: &BTreeMap<Layer, String>, relayed: [bool; 3]) -> BTreeMap<String, String> {
+/// The start row's `layers`: each layer and whether it is on, or why not;
+/// with the mounts layer on, the places the tool may write.
+pub(super) fn layers_row(
+    off: &BTreeMap<Layer, String>,
+    writable: &[PathBuf],
+    relayed: [bool; 3],
+) -> BTreeMap<String, String> {
     let mut row: BTreeMap<String, String> = Layer::ALL
         .iter()
         .map(|layer| {
-            let state = match off.get(layer) {
-                Some(why) => format!("off: {why}"),
-                None => "on".to_string(),
+            let state = match (off.get(layer), layer) {
+                (Some(why), _) => format!("off: {why}"),
+                (None, Layer::Mounts) => format!("on: writable {}", shown(writable)),
+                (None, _) => "on".to_string(),
             };
             (layer.name().to_string(), state)
         })
@@ -252,6 +258,12 @@ pub(super) fn layers_row(off: &BTreeMap<Layer, String>, relayed: [bool; 3]) -> B
         );
     }
     row
+}
+
+/// Paths as one comma-separated list.
+pub(super) fn shown(paths: &[PathBuf]) -> String {
+    let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    shown.join(", ")
 }
 
 #[cfg(test)]
@@ -284,8 +296,11 @@ mod tests {
     fn the_layers_row_names_each_layer() {
         let mut off = BTreeMap::new();
         off.insert(Layer::Seccomp, "the kernel refused it (EINVAL)".to_string());
-        let row = layers_row(&off, [false, true, false]);
-        assert_eq!(row.get("mounts").map(String::as_str), Some("on"));
+        let row = layers_row(&off, &paths(&["/p", "/tmp"]), [false, true, false]);
+        assert_eq!(
+            row.get("mounts").map(String::as_str),
+            Some("on: writable /p, /tmp")
+        );
         assert_eq!(row.get("pid").map(String::as_str), Some("on"));
         assert_eq!(
             row.get("seccomp").map(String::as_str),

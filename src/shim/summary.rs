@@ -39,6 +39,19 @@ pub(super) fn print_denials(policy: &ToolPolicy, summary: &Summary, audit_id: &s
     }
 }
 
+/// The line when a tool in strict mode's read-only tree failed: where it
+/// may write. The kernel refuses a write elsewhere with EROFS ("Read-only
+/// file system"), which the tool's own error names with its path.
+pub(super) fn read_only_line(tool: &str, writable: &[std::path::PathBuf]) -> String {
+    let places: Vec<String> = writable.iter().map(|p| p.display().to_string()).collect();
+    format!(
+        "cli-guard: {tool} failed in strict mode, where it may write only {}; a \"Read-only file system\" \
+         (EROFS) error above names a path outside them. Run it from the project's directory; a place of the \
+         tool's own that is missing is a code change in its policy (`cli-guard policy {tool}`).",
+        places.join(", ")
+    )
+}
+
 /// The line for refused unix sockets, when the tool failed.
 fn unix_line(tool: &str, refused: u64, audit_id: &str) -> String {
     format!(
