@@ -16,11 +16,6 @@ use serde_json::Value;
 
 use crate::util::*;
 
-fn npm_at(g: &Gate, up: &Upstream) -> (Running, ChildEnv) {
-    let resolve = Gate::resolve(&[(NPM_REGISTRY, up.addr)]);
-    g.session("npm", &[("CLI_GUARD_RESOLVE", &resolve)])
-}
-
 fn mode(p: &Path) -> u32 {
     fs::metadata(p)
         .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
@@ -36,8 +31,8 @@ fn is_uint(v: &Value) -> bool {
 #[test]
 fn all_four_record_kinds_carry_their_fields() {
     let up = Upstream::echo();
-    let g = Gate::new();
-    let (run, env) = npm_at(&g, &up);
+    let g = Sandbox::new();
+    let (run, env) = g.npm_at(&up);
     let shim_pid = run.pid();
     let id = env.audit_id().to_owned();
     let proxy = env.proxy();
@@ -231,7 +226,7 @@ fn all_four_record_kinds_carry_their_fields() {
 #[test]
 fn the_egress_row_is_written_before_the_tunnel_carries_a_byte() {
     // Upstream looks at the audit log the moment the first byte reaches it.
-    let g = Gate::new();
+    let g = Sandbox::new();
     let log = g.audit.clone();
     let (tx, rx) = mpsc::channel();
     let up = Upstream::start(move |mut s| {
@@ -241,7 +236,7 @@ fn the_egress_row_is_written_before_the_tunnel_carries_a_byte() {
         let _ = tx.send((first, snapshot));
         let _ = s.write_all(b"!");
     });
-    let (run, env) = npm_at(&g, &up);
+    let (run, env) = g.npm_at(&up);
     let (a, mut s) = env.proxy().tunnel(NPM_REGISTRY, b"x");
     check_eq!(run, a.status, 200, "{}", a.report());
     let Ok((first, snapshot)) = rx.recv_timeout(WAIT) else {
@@ -280,8 +275,8 @@ fn egress_close_counts_bytes_exactly_including_early_bytes() {
         let _ = s.read_to_end(&mut got);
         let _ = s.write_all(&r);
     });
-    let g = Gate::new();
-    let (run, env) = npm_at(&g, &up);
+    let g = Sandbox::new();
+    let (run, env) = g.npm_at(&up);
     let (a, mut s) = env.proxy().tunnel(NPM_REGISTRY, &pattern(100, 1));
     check_eq!(run, a.status, 200, "{}", a.report());
     s.write_all(&pattern(1000, 9)).unwrap();
@@ -305,7 +300,7 @@ fn egress_close_counts_bytes_exactly_including_early_bytes() {
 
 #[test]
 fn an_unreachable_upstream_is_logged_as_allowed_with_502_and_no_close() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let resolve = format!("{NPM_REGISTRY}=127.0.0.1:{}", closed_port());
     let (run, env) = g.session("npm", &[("CLI_GUARD_RESOLVE", &resolve)]);
     check_eq!(run, env.proxy().connect(NPM_REGISTRY).status, 502, "unreachable");
@@ -340,7 +335,7 @@ fn an_unreachable_upstream_is_logged_as_allowed_with_502_and_no_close() {
 
 #[test]
 fn start_is_written_before_the_child_runs() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool(
         "npm",
         "cp \"$CLI_GUARD_AUDIT_LOG\" \"$S/log-at-start\"\nrec \"$@\"\nexit 0\n",
@@ -361,7 +356,7 @@ fn start_is_written_before_the_child_runs() {
 
 #[test]
 fn end_records_a_death_by_signal() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npm", "rec \"$@\"\nkill -s TERM $$\nsleep 2\nexit 99\n");
     let out = g.run(g.shim_cmd("npm", ["install"]));
     check_eq!(
@@ -381,8 +376,8 @@ fn end_records_a_death_by_signal() {
 #[test]
 fn end_counts_allowed_and_denied_requests() {
     let up = Upstream::echo();
-    let g = Gate::new();
-    let (run, env) = npm_at(&g, &up);
+    let g = Sandbox::new();
+    let (run, env) = g.npm_at(&up);
     let proxy = env.proxy();
     for _ in 0..2 {
         let (a, s) = proxy.tunnel(NPM_REGISTRY, b"");
@@ -402,7 +397,7 @@ fn end_counts_allowed_and_denied_requests() {
 
 #[test]
 fn audit_ids_are_unique_and_sort_by_time() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npm", "exit 0\n");
     for _ in 0..3 {
         g.run(g.shim_cmd("npm", ["install"])).expect_code(0);
@@ -428,7 +423,7 @@ fn audit_ids_are_unique_and_sort_by_time() {
 
 #[test]
 fn the_log_is_created_0600_in_0700_directories() {
-    let mut g = Gate::new();
+    let mut g = Sandbox::new();
     let top = g.root().join("new");
     g.audit = top.join("sub").join("audit.jsonl");
     g.tool("npm", "exit 0\n");
@@ -451,7 +446,7 @@ fn the_log_is_created_0600_in_0700_directories() {
     check_eq!(out, format!("{:o}", mode(&g.audit)), "600", "the log file");
 }
 
-fn default_path_run(g: &Gate, env: &[(&str, &Path)], want: &Path) {
+fn default_path_run(g: &Sandbox, env: &[(&str, &Path)], want: &Path) {
     g.tool("npm", "exit 0\n");
     let mut cmd = g.shim_cmd("npm", ["install"]);
     cmd.env_remove("CLI_GUARD_AUDIT_LOG");
@@ -478,7 +473,7 @@ fn default_path_run(g: &Gate, env: &[(&str, &Path)], want: &Path) {
 
 #[test]
 fn without_cli_guard_audit_log_the_log_is_under_xdg_state_home() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let xdg = g.dir("xdg");
     default_path_run(
         &g,
@@ -489,15 +484,15 @@ fn without_cli_guard_audit_log_the_log_is_under_xdg_state_home() {
 
 #[test]
 fn without_xdg_state_home_the_log_is_under_home() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     default_path_run(&g, &[], &g.home.join(".local/state/cli-guard/audit.jsonl"));
 }
 
 #[test]
 fn a_sigkilled_shim_leaves_start_and_egress_rows_and_its_child_dies() {
     let up = Upstream::echo();
-    let g = Gate::new();
-    let (mut run, env) = npm_at(&g, &up);
+    let g = Sandbox::new();
+    let (mut run, env) = g.npm_at(&up);
     let child = g.child_pid(&mut run);
     let proxy = env.proxy();
     let (a, s) = proxy.tunnel(NPM_REGISTRY, b"");
@@ -535,7 +530,7 @@ fn concurrent_invocations_share_one_log_without_tearing() {
     const SHIMS: usize = 8;
     const EACH: usize = 25;
     require("curl");
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool(
         "npm",
         &format!(
@@ -589,7 +584,7 @@ fn concurrent_invocations_share_one_log_without_tearing() {
 /// audit log at `log`; checks the stderr fallback.
 fn unwritable(log: &Path) {
     require("curl");
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool(
         "npm",
         "rec \"$@\"\ncurl -s -o /dev/null --max-time 5 https://denied.example/\necho $? > \"$S/curl\"\nexit 3\n",
@@ -656,7 +651,7 @@ fn a_log_on_a_full_device_falls_back_to_stderr() {
 const SUMMARY_TOOL: &str = "rec \"$@\"\nhold\necho fake-npm-exiting >&2\nexit \"$(code)\"\n";
 
 fn denied_run(targets: &[&str]) -> (Outcome, String) {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npm", SUMMARY_TOOL);
     let mut run = g.start(g.shim_cmd("npm", ["install"]));
     let env = g.wait_env(&mut run);
@@ -729,8 +724,8 @@ fn the_denial_summary_has_one_line_per_distinct_host_and_port() {
 #[test]
 fn no_denial_summary_when_nothing_was_denied() {
     let up = Upstream::echo();
-    let g = Gate::new();
-    let (run, env) = npm_at(&g, &up);
+    let g = Sandbox::new();
+    let (run, env) = g.npm_at(&up);
     let (a, s) = env.proxy().tunnel(NPM_REGISTRY, b"");
     check_eq!(run, a.status, 200, "{}", a.report());
     drop(s);
@@ -764,7 +759,7 @@ fn typed_with_secrets() -> Vec<String> {
 
 #[test]
 fn secrets_in_argv_reach_the_tool_but_not_the_log() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npm", "rec \"$@\"\nexit 0\n");
     let args = typed_with_secrets();
     let out = g.run(g.shim_cmd("npm", &args));
@@ -840,7 +835,7 @@ fn secrets_in_argv_reach_the_tool_but_not_the_log() {
 
 #[test]
 fn an_argv_without_secrets_is_logged_as_typed_and_not_redacted() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npm", "exit 0\n");
     let out = g.run(g.shim_cmd("npm", ["install", "--registry", "https://registry.npmjs.org/"]));
     out.expect_code(0);
@@ -855,7 +850,7 @@ fn an_argv_without_secrets_is_logged_as_typed_and_not_redacted() {
 
 #[test]
 fn the_environment_is_never_logged() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npm", "rec \"$@\"\nexit 0\n");
     let secret = "env-secret-5d1c7e9a0b3f";
     let mut cmd = g.shim_cmd("npm", ["install"]);

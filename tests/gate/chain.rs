@@ -13,368 +13,11 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::util::*;
-
-/// An observe-mode tool: everything is allowed, IP literals included, and
-/// no address is range-checked, so loopback targets can be dialled.
-pub(crate) const OBSERVER: &str = "aws";
-
-// ---------------------------------------------------------------------------
-// A fake upstream proxy
-
-/// What the fake upstream proxy does with one request head.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Reply {
-    /// `200 Connection established`, then the proxy's tunnel handler (by
-    /// default an echo that half-closes at EOF).
-    Tunnel,
-    /// An answer with this status line (any code) and a short body; then close.
-    Status(u16),
-    /// Close at once without answering.
-    Hangup,
-    /// Never answer; hold the connection until the fake proxy is dropped.
-    Stall,
-    /// Bytes that are not an HTTP response; then close.
-    Garbage,
-}
-
-/// An HTTP proxy on 127.0.0.1 that records every request head it gets and
-/// answers as `decide` says. Stops accepting when dropped, and lets stalled
-/// connections go.
-pub(crate) struct FakeProxy {
-    pub(crate) server: Upstream,
-    heads: Arc<Mutex<Vec<String>>>,
-    released: Arc<AtomicBool>,
-}
-
-impl FakeProxy {
-    /// A fake proxy whose tunnels echo.
-    pub(crate) fn start(decide: impl Fn(&str) -> Reply + Send + Sync + 'static) -> FakeProxy {
-        FakeProxy::with_tunnel(decide, echo_until_eof)
-    }
-
-    /// A fake proxy whose tunnels (after its `200`) are run by `tunnel`.
-    pub(crate) fn with_tunnel(
-        decide: impl Fn(&str) -> Reply + Send + Sync + 'static,
-        tunnel: impl Fn(TcpStream) + Send + Sync + 'static,
-    ) -> FakeProxy {
-        let heads = Arc::new(Mutex::new(Vec::new()));
-        let released = Arc::new(AtomicBool::new(false));
-        let (seen, gone) = (heads.clone(), released.clone());
-        let server = Upstream::start(move |mut s| {
-            let Some(head) = read_request_head(&mut s) else {
-                return;
-            };
-            seen.lock().unwrap().push(head.clone());
-            match decide(&head) {
-                Reply::Tunnel => {
-                    if s.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                        .is_ok()
-                    {
-                        tunnel(s);
-                    }
-                }
-                Reply::Status(code) => {
-                    let body = format!("the fake upstream proxy says {code}\n");
-                    let extra = if code == 407 {
-                        "Proxy-Authenticate: Basic realm=\"fake-upstream\"\r\n"
-                    } else {
-                        ""
-                    };
-                    let answer = format!(
-                        "HTTP/1.1 {code} {}\r\n{extra}Content-Type: text/plain\r\nContent-Length: {}\r\n\
-                         Connection: close\r\n\r\n{body}",
-                        phrase(code),
-                        body.len()
-                    );
-                    let _ = s.write_all(answer.as_bytes());
-                    let _ = s.shutdown(Shutdown::Write);
-                    // Read until the gate closes, so our close is not a reset.
-                    let _ = s.read_to_end(&mut Vec::new());
-                }
-                Reply::Hangup => {}
-                Reply::Stall => hold_until(&gone, s),
-                Reply::Garbage => {
-                    let _ = s.write_all(b"SSH-2.0-OpenSSH_9.2\r\n\r\n");
-                }
-            }
-        });
-        FakeProxy {
-            server,
-            heads,
-            released,
-        }
-    }
-
-    /// Its URL, without credentials.
-    pub(crate) fn url(&self) -> String {
-        format!("http://{}", self.server.addr)
-    }
-
-    /// Its URL with `userinfo@` (already percent-encoded as the test wants).
-    pub(crate) fn url_with(&self, userinfo: &str) -> String {
-        format!("http://{userinfo}@{}", self.server.addr)
-    }
-
-    /// Every request head received so far, in order.
-    pub(crate) fn heads(&self) -> Vec<String> {
-        self.heads.lock().unwrap().clone()
-    }
-
-    /// The request lines received so far, in order.
-    pub(crate) fn request_lines(&self) -> Vec<String> {
-        self.heads()
-            .iter()
-            .map(|h| h.lines().next().unwrap_or_default().to_owned())
-            .collect()
-    }
-}
-
-impl Drop for FakeProxy {
-    fn drop(&mut self) {
-        self.released.store(true, Ordering::SeqCst);
-    }
-}
-
-fn phrase(code: u16) -> &'static str {
-    match code {
-        200 => "Connection established",
-        302 => "Found",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        407 => "Proxy Authentication Required",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "Whatever",
-    }
-}
-
-/// Reads a request head byte by byte (bounded), as text; None if the peer
-/// closed or stalled before a whole head.
-pub(crate) fn read_request_head(s: &mut TcpStream) -> Option<String> {
-    let mut raw = Vec::new();
-    let mut byte = [0u8; 1];
-    while !raw.ends_with(b"\r\n\r\n") {
-        match s.read(&mut byte) {
-            Ok(1) => raw.push(byte[0]),
-            // A socket with a timeout is not restarted after a signal or a
-            // stop and continue of this process.
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            _ => return None,
-        }
-        if raw.len() > 64 * 1024 {
-            return None;
-        }
-    }
-    Some(String::from_utf8_lossy(&raw).into_owned())
-}
-
-/// Echoes every byte back; at EOF (or after 5 s idle), half-closes.
-pub(crate) fn echo_until_eof(mut s: TcpStream) {
-    let mut buf = [0u8; 16384];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                if s.write_all(&buf[..n]).is_err() {
-                    return;
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
-    }
-    let _ = s.shutdown(Shutdown::Write);
-}
-
-/// Keeps `s` open, unread, until `released` or a minute passes.
-pub(crate) fn hold_until(released: &AtomicBool, s: TcpStream) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !released.load(Ordering::SeqCst) && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(20));
-    }
-    drop(s);
-}
-
-// ---------------------------------------------------------------------------
-// Real proxies: tinyproxy and squid
-
-/// A real proxy started by a test: on 127.0.0.1 only, in the foreground,
-/// with its configuration, logs and pid file in a private directory.
-/// Killed (and reaped) on drop.
-pub(crate) struct RealProxy {
-    name: &'static str,
-    child: Child,
-    pub(crate) addr: SocketAddr,
-    dir: TempDir,
-}
-
-impl RealProxy {
-    /// `http://[userinfo@]127.0.0.1:PORT`.
-    pub(crate) fn url(&self, userinfo: Option<&str>) -> String {
-        match userinfo {
-            Some(u) => format!("http://{u}@{}", self.addr),
-            None => format!("http://{}", self.addr),
-        }
-    }
-
-    /// Its configuration and every log it wrote, for failure messages.
-    pub(crate) fn report(&self) -> String {
-        let mut r = format!("---- {} on {} ----\n", self.name, self.addr);
-        if let Ok(dir) = fs::read_dir(self.dir.path()) {
-            let mut files: Vec<PathBuf> = dir.filter_map(|e| Some(e.ok()?.path())).collect();
-            files.sort();
-            for f in files {
-                let text = fs::read(&f).map(|d| String::from_utf8_lossy(&d).into_owned());
-                r.push_str(&format!(
-                    "-- {} --\n{}\n",
-                    f.display(),
-                    text.unwrap_or_else(|e| format!("<{e}>"))
-                ));
-            }
-        }
-        r
-    }
-
-    /// Starts `program` with `args(dir)` and the configuration `config(port,
-    /// dir)` written to `dir/proxy.conf`; ready once `ready(dir)` holds and
-    /// the port takes a connection. A port taken between picking it and the
-    /// proxy binding it is retried with another.
-    fn start(
-        name: &'static str,
-        program: &Path,
-        args: impl Fn(&Path) -> Vec<String>,
-        config: impl Fn(u16, &Path) -> String,
-        ready: impl Fn(&Path) -> bool,
-    ) -> RealProxy {
-        let mut failures = String::new();
-        for attempt in 1..=3 {
-            let dir = TempDir::new();
-            // squid started as root runs as its own user and writes its logs here.
-            fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
-            let port = closed_port();
-            let addr = SocketAddr::from(([127, 0, 0, 1], port));
-            fs::write(dir.path().join("proxy.conf"), config(port, dir.path())).unwrap();
-            let out = fs::File::create(dir.path().join("output.txt")).unwrap();
-            let child = command(program)
-                .args(args(dir.path()))
-                .env_clear()
-                .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-                .current_dir(dir.path())
-                .stdin(Stdio::null())
-                .stdout(Stdio::from(out.try_clone().unwrap()))
-                .stderr(Stdio::from(out))
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
-            let mut proxy = RealProxy {
-                name,
-                child,
-                addr,
-                dir,
-            };
-            let up = wait_until(Duration::from_secs(20), || {
-                matches!(proxy.child.try_wait(), Ok(None))
-                    && ready(proxy.dir.path())
-                    && TcpStream::connect_timeout(&addr, IO_TIMEOUT).is_ok()
-            });
-            if up && matches!(proxy.child.try_wait(), Ok(None)) {
-                return proxy;
-            }
-            failures.push_str(&format!("attempt {attempt}: not ready\n{}\n", proxy.report()));
-        }
-        panic!("{name} would not start\n{failures}");
-    }
-}
-
-impl Drop for RealProxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// tinyproxy on a free port, optionally requiring `BasicAuth user pass`
-/// (tinyproxy accepts only `[-a-z0-9._]` in them).
-pub(crate) fn tinyproxy(basic_auth: Option<(&str, &str)>) -> RealProxy {
-    let auth = basic_auth
-        .map(|(u, p)| format!("BasicAuth {u} {p}\n"))
-        .unwrap_or_default();
-    RealProxy::start(
-        "tinyproxy",
-        &require("tinyproxy"),
-        |dir| {
-            vec![
-                "-d".into(),
-                "-c".into(),
-                dir.join("proxy.conf").display().to_string(),
-            ]
-        },
-        move |port, _| {
-            // No Allow lines: every client may use it. No ConnectPort lines:
-            // CONNECT to any port.
-            format!("Port {port}\nListen 127.0.0.1\nTimeout 60\nMaxClients 64\nLogLevel Info\n{auth}")
-        },
-        |dir| {
-            fs::read_to_string(dir.join("output.txt")).is_ok_and(|log| log.contains("Accepting connections"))
-        },
-    )
-}
-
-/// squid on a free port, without authentication, refusing CONNECT to
-/// `*.blocked.example` (and allowing it to every port otherwise: the
-/// default SSL_ports rule is left out).
-pub(crate) fn squid() -> RealProxy {
-    RealProxy::start(
-        "squid",
-        &require("squid"),
-        |dir| {
-            vec![
-                "-N".into(),
-                "-f".into(),
-                dir.join("proxy.conf").display().to_string(),
-            ]
-        },
-        |port, dir| {
-            let d = dir.display();
-            format!(
-                "http_port 127.0.0.1:{port}\n\
-                 acl blocked dstdomain .blocked.example\n\
-                 http_access deny blocked\n\
-                 http_access allow all\n\
-                 cache deny all\n\
-                 cache_mem 0 MB\n\
-                 pid_filename {d}/squid.pid\n\
-                 access_log stdio:{d}/access.log\n\
-                 cache_log {d}/cache.log\n\
-                 cache_store_log none\n\
-                 coredump_dir {d}\n\
-                 netdb_filename none\n\
-                 pinger_enable off\n\
-                 visible_hostname cli-guard-test\n\
-                 shutdown_lifetime 0 seconds\n\
-                 max_filedescriptors 1024\n"
-            )
-        },
-        |dir| {
-            fs::read_to_string(dir.join("cache.log"))
-                .is_ok_and(|log| log.contains("Accepting HTTP Socket connections"))
-        },
-    )
-}
 
 /// The status a proxy answers a CONNECT sent straight to it (not through
 /// the gate), with `Proxy-Authorization: Basic base64(credentials)` if given.
@@ -395,40 +38,6 @@ fn direct_status(addr: SocketAddr, target: &str, credentials: Option<&str>) -> u
 
 // ---------------------------------------------------------------------------
 // Helpers
-
-/// The one egress row of invocation `id` for `host`:`port`.
-pub(crate) fn row_for<'a>(recs: &'a [Value], id: &str, host: &str, port: u16) -> &'a Value {
-    let rows: Vec<&Value> = records_of(recs, id, "egress")
-        .into_iter()
-        .filter(|r| r["host"] == host && r["port"] == port)
-        .collect();
-    assert_eq!(
-        rows.len(),
-        1,
-        "expected one egress row for {host}:{port} under {id}\n{}",
-        dump(recs)
-    );
-    rows[0]
-}
-
-/// The one egress_close row of invocation `id` for connection `conn`.
-pub(crate) fn close_for<'a>(recs: &'a [Value], id: &str, conn: &Value) -> &'a Value {
-    let rows: Vec<&Value> = records_of(recs, id, "egress_close")
-        .into_iter()
-        .filter(|r| &r["conn"] == conn)
-        .collect();
-    assert_eq!(
-        rows.len(),
-        1,
-        "expected one egress_close for conn {conn} under {id}\n{}",
-        dump(recs)
-    );
-    rows[0]
-}
-
-pub(crate) fn reason(row: &Value) -> &str {
-    row["reason"].as_str().unwrap_or_default()
-}
 
 /// The suffix of a row's reason for a tunnel through `upstream`.
 fn through(upstream: SocketAddr) -> String {
@@ -466,14 +75,14 @@ fn roundtrip(run: &Running, proxy: &Proxy, target: &str, seed: u64) {
 }
 
 /// Every byte of the audit log and of `stderr`, to search for secrets.
-fn everything_logged(g: &Gate, stderr: &str) -> String {
+fn everything_logged(g: &Sandbox, stderr: &str) -> String {
     let log = fs::read(&g.audit).unwrap_or_default();
     format!("{}\n{stderr}", String::from_utf8_lossy(&log))
 }
 
 /// Checks that none of `secrets` appears in the audit log or in `out`'s
 /// stderr.
-fn check_never_logged<S: AsRef<str>>(g: &Gate, out: &Outcome, secrets: impl IntoIterator<Item = S>) {
+fn check_never_logged<S: AsRef<str>>(g: &Sandbox, out: &Outcome, secrets: impl IntoIterator<Item = S>) {
     let all = everything_logged(g, &out.stderr());
     for secret in secrets {
         let secret = secret.as_ref();
@@ -492,7 +101,7 @@ fn check_never_logged<S: AsRef<str>>(g: &Gate, out: &Outcome, secrets: impl Into
 fn tinyproxy_with_basic_auth_carries_the_tunnel_and_the_row_names_it() {
     let tp = tinyproxy(Some(("user", "p.ss-w0rd_X")));
     let echo = Upstream::echo();
-    let g = Gate::new();
+    let g = Sandbox::new();
     // Characters percent-encoded that need not be: the gate must decode the
     // userinfo before it builds Proxy-Authorization. (tinyproxy takes only
     // [-a-z0-9._] in BasicAuth, so a password that must be encoded,
@@ -586,7 +195,7 @@ fn tinyproxys_refusals_reach_the_child_with_its_status() {
         tp.report()
     );
     for (what, userinfo, want) in cases {
-        let g = Gate::new();
+        let g = Sandbox::new();
         let (run, env) = g.session(OBSERVER, &[("HTTPS_PROXY", &tp.url(userinfo))]);
         let a = env.proxy().connect(&target);
         check_eq!(
@@ -635,7 +244,7 @@ fn tinyproxys_refusals_reach_the_child_with_its_status() {
 fn squid_as_an_unauthenticated_upstream_tunnels_and_its_403_is_relayed() {
     let sq = squid();
     let echo = Upstream::echo();
-    let g = Gate::new();
+    let g = Sandbox::new();
     let (run, env) = g.session(OBSERVER, &[("HTTPS_PROXY", &sq.url(None))]);
     let proxy = env.proxy();
     let target = echo.addr.to_string();
@@ -709,7 +318,7 @@ struct Nest {
     inner: ChildEnv,
 }
 
-fn nest(g: &Gate, env: &[(&str, &str)]) -> Nest {
+fn nest(g: &Sandbox, env: &[(&str, &str)]) -> Nest {
     g.tool("npm", OUTER_NPM);
     g.tool("aws", HOLD);
     g.shim("aws");
@@ -743,7 +352,7 @@ fn secrets_of(env: &ChildEnv) -> Vec<String> {
 
 #[test]
 fn a_nested_gate_is_held_to_the_outer_allowlist() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let Nest { run, outer, inner } = nest(&g, &[]);
     let outer_addr = outer.proxy().addr;
     check!(
@@ -833,8 +442,8 @@ fn a_nested_gate_is_held_to_the_outer_allowlist() {
 #[test]
 fn a_nested_gate_tunnels_what_both_allow_and_each_level_logs_it() {
     let echo = Upstream::echo();
-    let g = Gate::new();
-    let resolve = Gate::resolve(&[(NPM_REGISTRY, echo.addr)]);
+    let g = Sandbox::new();
+    let resolve = Sandbox::resolve(&[(NPM_REGISTRY, echo.addr)]);
     let Nest { run, outer, inner } = nest(&g, &[("CLI_GUARD_RESOLVE", &resolve)]);
     let outer_addr = outer.proxy().addr;
 
@@ -904,7 +513,7 @@ fn a_nested_gate_cannot_reach_loopback_around_the_outer_allowlist() {
     // intersection. (The inner shim's NO_PROXY is the outer gate's, listing
     // loopback: it is not the user's and must not send loopback direct.)
     let echo = Upstream::echo();
-    let g = Gate::new();
+    let g = Sandbox::new();
     let Nest { run, outer, inner } = nest(&g, &[]);
     let target = echo.addr.to_string();
     check_eq!(
@@ -926,12 +535,12 @@ fn a_nested_gate_goes_through_the_outer_which_applies_the_users_upstream_and_no_
     // user -> npm (outer) -> corporate proxy; npm's child runs aws (inner).
     let echo = Upstream::echo();
     let corp = FakeProxy::start(|_| Reply::Tunnel);
-    let resolve = Gate::resolve(&[(NPM_REGISTRY, echo.addr)]);
+    let resolve = Sandbox::resolve(&[(NPM_REGISTRY, echo.addr)]);
     let corp_url = corp.url_with("corp:s3cret");
 
     // Without NO_PROXY: inner -> outer -> corporate proxy, which is asked
     // for the name with the user's credentials.
-    let g = Gate::new();
+    let g = Sandbox::new();
     let Nest { run, outer, inner } = nest(&g, &[("HTTPS_PROXY", &corp_url), ("CLI_GUARD_RESOLVE", &resolve)]);
     roundtrip(&run, &inner.proxy(), NPM_REGISTRY, 7);
     let out = g.finish(run, 0);
@@ -971,7 +580,7 @@ fn a_nested_gate_goes_through_the_outer_which_applies_the_users_upstream_and_no_
     // With the user's NO_PROXY naming the registry: the outer gate, which
     // dials directly, applies it (and CLI_GUARD_RESOLVE); the inner still
     // goes through the outer.
-    let g = Gate::new();
+    let g = Sandbox::new();
     let Nest { run, outer, inner } = nest(
         &g,
         &[
@@ -1025,14 +634,14 @@ enum Route {
 fn expect_routes(no_proxy: &[(&str, &str)], cases: &[(&str, Route)]) {
     let echo = Upstream::echo();
     let up = FakeProxy::start(|_| Reply::Tunnel);
-    let g = Gate::new();
+    let g = Sandbox::new();
     // Names dialled directly go to the echo server.
     let names: Vec<(&str, SocketAddr)> = cases
         .iter()
         .filter(|(t, _)| !t.starts_with("127.0.0.1:"))
         .map(|(t, _)| (*t, echo.addr))
         .collect();
-    let resolve = Gate::resolve(&names);
+    let resolve = Sandbox::resolve(&names);
     let url = up.url();
     let mut env = vec![("https_proxy", url.as_str()), ("CLI_GUARD_RESOLVE", &resolve)];
     env.extend_from_slice(no_proxy);
@@ -1145,7 +754,7 @@ fn no_proxy_ips_and_cidr_blocks_match_ip_targets() {
     ] {
         let echo = Upstream::echo();
         let up = FakeProxy::start(|_| Reply::Tunnel);
-        let g = Gate::new();
+        let g = Sandbox::new();
         let url = up.url();
         let (run, child) = g.session(OBSERVER, &[("https_proxy", &url), ("no_proxy", no_proxy)]);
         let target = echo.addr.to_string();
@@ -1213,11 +822,11 @@ fn without_no_proxy_everything_goes_through_the_upstream() {
 fn cli_guard_resolve_applies_only_at_the_direct_hop() {
     let echo = Upstream::echo();
     let up = FakeProxy::start(|_| Reply::Tunnel);
-    let resolve = Gate::resolve(&[(NPM_REGISTRY, echo.addr)]);
+    let resolve = Sandbox::resolve(&[(NPM_REGISTRY, echo.addr)]);
 
     // Through the upstream: the upstream is asked for the name, and the
     // override's address is never dialled.
-    let g = Gate::new();
+    let g = Sandbox::new();
     let url = up.url();
     let (run, env) = g.session("npm", &[("HTTPS_PROXY", &url), ("CLI_GUARD_RESOLVE", &resolve)]);
     roundtrip(&run, &env.proxy(), NPM_REGISTRY, 1);
@@ -1247,7 +856,7 @@ fn cli_guard_resolve_applies_only_at_the_direct_hop() {
     check!(out, reason(row).ends_with(&through(up.server.addr)), "{row}");
 
     // The same target in NO_PROXY: dialled directly, where the override applies.
-    let g = Gate::new();
+    let g = Sandbox::new();
     let (run, env) = g.session(
         "npm",
         &[
@@ -1275,7 +884,7 @@ fn bytes_an_upstream_sends_behind_its_200_reach_the_child_first() {
         let _ = s.write_all(b"HTTP/1.1 200 OK\r\n\r\nSSH-2.0-server-speaks-first\r\n");
         echo_until_eof(s);
     });
-    let g = Gate::new();
+    let g = Sandbox::new();
     let url = format!("http://{}", up.addr);
     let (run, env) = g.session(OBSERVER, &[("HTTPS_PROXY", &url)]);
     let (a, mut s) = env.proxy().tunnel("server.example:22", b"");
@@ -1325,7 +934,7 @@ fn an_upstreams_refusal_reaches_the_child_with_exactly_its_status() {
             .and_then(|c| c.parse().ok());
         code.map_or(Reply::Tunnel, Reply::Status)
     });
-    let g = Gate::new();
+    let g = Sandbox::new();
     let url = up.url();
     let (run, env) = g.session(OBSERVER, &[("HTTPS_PROXY", &url)]);
     let proxy = env.proxy();
@@ -1399,7 +1008,7 @@ fn the_first_non_empty_proxy_variable_names_the_upstream_lowercase_first() {
     ];
     for (i, (env, want)) in cases.iter().enumerate() {
         let before = (a.heads().len(), b.heads().len());
-        let g = Gate::new();
+        let g = Sandbox::new();
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let (run, child) = g.session(OBSERVER, &env);
         let answer = child.proxy().connect(&format!("case{i}.example:443"));
@@ -1433,7 +1042,7 @@ fn an_https_or_socks_upstream_is_refused_before_the_tool_runs() {
         ("all_proxy", "socks5h://127.0.0.1:1080", "socks5h"),
         ("ALL_PROXY", "socks4://127.0.0.1:1080", "socks4"),
     ] {
-        let g = Gate::new();
+        let g = Sandbox::new();
         g.tool(OBSERVER, "rec \"$@\"\nexit 0\n");
         let mut cmd = g.shim_cmd(OBSERVER, ["s3", "ls"]);
         cmd.env(var, url);
@@ -1475,7 +1084,7 @@ fn a_malformed_http_upstream_url_is_refused_without_quoting_its_password() {
         "http://user:hunter2secret@127.0.0.1:notaport",
         "http://user:hunter2secret@/",
     ] {
-        let g = Gate::new();
+        let g = Sandbox::new();
         g.tool(OBSERVER, "rec \"$@\"\nexit 0\n");
         let mut cmd = g.shim_cmd(OBSERVER, ["s3", "ls"]);
         cmd.env("HTTPS_PROXY", url);
@@ -1519,7 +1128,7 @@ fn upstream_credentials_are_decoded_sent_upstream_and_never_logged() {
             Reply::Tunnel
         }
     });
-    let g = Gate::new();
+    let g = Sandbox::new();
     let url = up.url_with("us%40er:p%40ss%3Aw%25rd");
     let (run, env) = g.session(OBSERVER, &[("HTTPS_PROXY", &url), ("https_proxy", &url)]);
     // The child gets the gate's URL, not the upstream's.
@@ -1581,7 +1190,7 @@ fn a_relayed_upstream_407_is_not_the_gates_own_challenge() {
     // An upstream 407 is the upstream's: the child's own credential was
     // fine, so the inner gate must not claim its own realm.
     let up = FakeProxy::start(|_| Reply::Status(407));
-    let g = Gate::new();
+    let g = Sandbox::new();
     let url = up.url_with("someone:wrong");
     let (run, env) = g.session(OBSERVER, &[("HTTPS_PROXY", &url)]);
     let a = env.proxy().connect("anything.example:443");

@@ -11,121 +11,15 @@
 //! The installed egress-demo needs neither a client nor the network (an
 //! unreachable host is an answered 502) and stays in the default suite.
 
-use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
-use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::install::{install_cmd, run_install};
-use crate::util::{closed_port, command, dump, read_records, records_of, require, Outcome, Running, TempDir};
-
-/// Real network round trips, retries included.
-pub(crate) const CLIENT_TIMEOUT: Duration = Duration::from_secs(180);
-
-/// The prefix install.sh installed into, once for this test binary.
-pub(crate) fn installed() -> &'static Path {
-    static PREFIX: OnceLock<PathBuf> = OnceLock::new();
-    PREFIX.get_or_init(|| {
-        let prefix =
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("clients-prefix-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&prefix);
-        let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
-        let out = run_install(install_cmd(
-            Path::new(&home),
-            "/bin/bash",
-            &["--prefix", prefix.to_str().unwrap()],
-        ));
-        check_eq!(out, out.code(), Some(0), "install.sh failed");
-        prefix
-    })
-}
-
-/// One client run's sandbox: a work dir, a private audit log, and a PATH
-/// with install.sh's shims first, then the machine's own PATH.
-pub(crate) struct Client {
-    pub(crate) tmp: TempDir,
-    pub(crate) audit: PathBuf,
-    path: OsString,
-}
-
-impl Client {
-    pub(crate) fn new() -> Client {
-        let shims = installed().join("share/cli-guard/shims");
-        let tmp = TempDir::new();
-        let audit = tmp.path().join("audit.jsonl");
-        let mut path = vec![shims];
-        path.extend(std::env::split_paths(
-            &std::env::var_os("PATH").unwrap_or_default(),
-        ));
-        Client {
-            tmp,
-            audit,
-            path: std::env::join_paths(path).unwrap(),
-        }
-    }
-
-    pub(crate) fn dir(&self, name: &str) -> PathBuf {
-        let dir = self.tmp.path().join(name);
-        fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
-    /// `program ARGS…` as a user types it, found on PATH (so through its
-    /// shim), with no proxy settings of the machine's, and nothing of a gate
-    /// this test process may run behind, leaking in (`util::hermetic`).
-    pub(crate) fn cmd(&self, program: &str, args: &[&str]) -> Command {
-        let mut cmd = command(program);
-        cmd.args(args)
-            .env("PATH", &self.path)
-            .env("CLI_GUARD_AUDIT_LOG", &self.audit)
-            .current_dir(self.tmp.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        cmd
-    }
-
-    pub(crate) fn run(&self, cmd: Command) -> Outcome {
-        Running::spawn(cmd, Some(self.audit.clone()), None).wait_for(CLIENT_TIMEOUT)
-    }
-
-    pub(crate) fn records(&self) -> Vec<Value> {
-        read_records(&self.audit)
-    }
-}
-
-/// Fails the test, naming `name`, unless the real client is on this
-/// machine's PATH: a missing client fails its test, it never skips it.
-pub(crate) fn need(name: &str) {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    assert!(
-        std::env::split_paths(&path).any(|dir| dir.join(name).is_file()),
-        "{name} is not on PATH: this test runs the real {name} (.ci/run checks that it is installed)"
-    );
-}
-
-/// The one invocation of `tool` in the log: its start row.
-pub(crate) fn only_start<'a>(recs: &'a [Value], tool: &str) -> &'a Value {
-    let starts: Vec<&Value> = recs
-        .iter()
-        .filter(|r| r["kind"] == "start" && r["tool"] == tool)
-        .collect();
-    assert_eq!(starts.len(), 1, "expected one {tool} invocation:\n{}", dump(recs));
-    starts[0]
-}
-
-/// The egress rows, end row and audit ID of the one `tool` invocation.
-pub(crate) fn invocation<'a>(recs: &'a [Value], tool: &str) -> (String, Vec<&'a Value>, &'a Value) {
-    let id = only_start(recs, tool)["audit_id"].as_str().unwrap().to_string();
-    let egress = records_of(recs, &id, "egress");
-    let ends = records_of(recs, &id, "end");
-    assert_eq!(ends.len(), 1, "expected one end row:\n{}", dump(recs));
-    (id, egress, ends[0])
-}
+use crate::util::install;
+use crate::util::real_clients::{invocation, need, only_start, Client, CLIENT_TIMEOUT};
+use crate::util::{closed_port, command, dump, require, Outcome, Running};
 
 /// Asserts every egress row is an allowed tunnel to one of `hosts` on 443,
 /// and that there is at least one.
@@ -666,7 +560,7 @@ fn curl_through_the_gate_is_a_real_client_too() {
     need("curl");
     let c = Client::new();
     let mut cmd = c.cmd(
-        installed().join("bin/cli-guard").to_str().unwrap(),
+        install::plain().join("bin/cli-guard").to_str().unwrap(),
         &[
             "run",
             "--as",
@@ -697,7 +591,7 @@ fn curl_through_the_gate_is_a_real_client_too() {
 
 #[test]
 fn egress_demo_as_installed_shows_all_three_modes() {
-    let demo = installed().join("bin/egress-demo");
+    let demo = install::plain().join("bin/egress-demo");
     for (mode, expect) in [
         ("allowed", &["200", "502", "504"][..]),
         ("denied", &["403"][..]),

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::util::*;
 
-fn demo(g: &Gate, args: &[&str], resolve: &str) -> Outcome {
+fn demo(g: &Sandbox, args: &[&str], resolve: &str) -> Outcome {
     let link = g.shims.join("egress-demo");
     if !link.exists() {
         symlink(BIN, &link).unwrap();
@@ -66,7 +66,7 @@ fn row_for<'a>(out: &Outcome, rows: &'a [Value], target: &str) -> &'a Value {
 
 #[test]
 fn demo_help_has_the_seeds_shape() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let out = demo(&g, &["--help"], "");
     out.expect_code(0);
     let text = out.stdout();
@@ -94,7 +94,7 @@ fn demo_help_has_the_seeds_shape() {
 
 #[test]
 fn demo_allowed_shows_decision_allow_even_offline() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     // Every name on the demo's allowlist that `allowed` might dial goes to a
     // closed loopback port: offline, the answer is 502 with decision allow.
     let dead = format!("127.0.0.1:{}", closed_port());
@@ -131,11 +131,11 @@ fn demo_allowed_shows_decision_allow_even_offline() {
 #[test]
 fn demo_allowed_relays_to_a_reachable_upstream() {
     let up = Upstream::echo();
-    let g = Gate::new();
+    let g = Sandbox::new();
     let out = demo(
         &g,
         &["allowed"],
-        &Gate::resolve(&[(NPM_REGISTRY, up.addr), ("pypi.org:443", up.addr)]),
+        &Sandbox::resolve(&[(NPM_REGISTRY, up.addr), ("pypi.org:443", up.addr)]),
     );
     out.expect_code(0);
     let d = dials(&out);
@@ -172,9 +172,9 @@ fn demo_close_rows_carry_no_error_for_the_close_the_client_asked_for() {
         assert!(set.is_ok(), "SO_LINGER: {set:?}");
         drop(s);
     });
-    let g = Gate::new();
+    let g = Sandbox::new();
     for (what, up) in [("a FIN", &fin), ("a reset", &reset)] {
-        let out = demo(&g, &["allowed"], &Gate::resolve(&[(NPM_REGISTRY, up.addr)]));
+        let out = demo(&g, &["allowed"], &Sandbox::resolve(&[(NPM_REGISTRY, up.addr)]));
         out.expect_code(0);
         check_eq!(
             out,
@@ -197,7 +197,7 @@ fn demo_close_rows_carry_no_error_for_the_close_the_client_asked_for() {
 
 #[test]
 fn demo_denied_shows_403_and_exits_0() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let out = demo(&g, &["denied"], "");
     out.expect_code(0);
     let d = dials(&out);
@@ -218,8 +218,8 @@ fn demo_denied_shows_403_and_exits_0() {
 #[test]
 fn demo_observe_dials_and_logs_every_host() {
     let up = Upstream::echo();
-    let g = Gate::new();
-    let resolve = Gate::resolve(&[("one.example:443", up.addr), ("two.example:8443", up.addr)]);
+    let g = Sandbox::new();
+    let resolve = Sandbox::resolve(&[("one.example:443", up.addr), ("two.example:8443", up.addr)]);
     let targets = ["one.example:443", "two.example:8443", "nowhere.invalid:443"];
     let mut args = vec!["observe"];
     args.extend(targets);
@@ -249,7 +249,7 @@ fn demo_observe_dials_and_logs_every_host() {
 
 #[test]
 fn cli_guard_egress_demo_is_egress_demo() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let named = demo(&g, &["--help"], "");
     let sub = g.run(g.cli_guard(["egress-demo", "--help"]));
     sub.expect_code(0);
@@ -265,7 +265,7 @@ fn cli_guard_egress_demo_is_egress_demo() {
 
 #[test]
 fn demo_with_an_unknown_command_fails() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let out = demo(&g, &["frobnicate"], "");
     check!(out, out.code() != Some(0), "an unknown command must fail");
     check!(out, out.stderr().contains("frobnicate"), "and name it");
@@ -273,7 +273,7 @@ fn demo_with_an_unknown_command_fails() {
 
 #[test]
 fn demo_exits_1_when_the_gate_did_not_behave_as_the_command_says() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     // `allowed` pointed at a host off the demo allowlist: 403, not allow.
     let out = demo(&g, &["allowed", "evil.example:443"], "");
     out.expect_code(1);
@@ -287,7 +287,7 @@ fn demo_exits_1_when_the_gate_did_not_behave_as_the_command_says() {
 
 #[test]
 fn demo_strict_refuses_a_direct_connection_with_a_row() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let out = demo(&g, &["strict"], "");
     out.expect_code(0);
     let d = dials(&out);
@@ -333,7 +333,7 @@ fn demo_strict_refuses_a_direct_connection_with_a_row() {
 fn demo_strict_judges_names_by_the_demo_policy() {
     // A name not on the demo allowlist is refused at the lookup; a bare
     // address on a watched port is refused at the connect.
-    let g = Gate::new();
+    let g = Sandbox::new();
     let out = demo(&g, &["strict", "exfil.example.net:443", "203.0.113.7:22"], "");
     out.expect_code(0);
     let d = dials(&out);
@@ -364,14 +364,10 @@ fn demo_strict_judges_names_by_the_demo_policy() {
 
 #[test]
 fn demo_strict_works_for_an_unprivileged_user() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let link = g.shims.join("egress-demo");
     symlink(BIN, &link).unwrap();
-    let out = g.run(crate::dispatch::as_nobody(
-        &g,
-        link.to_str().unwrap(),
-        &["strict"],
-    ));
+    let out = g.run(g.as_nobody(link.to_str().unwrap(), &["strict"]));
     out.expect_code(0);
     let rows = rows(&out);
     check_eq!(
@@ -384,8 +380,8 @@ fn demo_strict_works_for_an_unprivileged_user() {
 
 #[test]
 fn demo_strict_where_the_kernel_refuses_points_at_the_doctor() {
-    let g = Gate::new();
-    let mut cmd = crate::dispatch::with_no_namespaces_left(&g, &["egress-demo", "strict"]);
+    let g = Sandbox::new();
+    let mut cmd = g.with_no_namespaces_left(&["egress-demo", "strict"]);
     // BIN is cli-guard: its `egress-demo` subcommand is the demo.
     cmd.env("CLI_GUARD_STRICT", "auto");
     let out = g.run(cmd);

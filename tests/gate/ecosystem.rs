@@ -30,7 +30,8 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-use crate::clients::{installed, invocation, need, only_start, Client};
+use crate::util::install;
+use crate::util::real_clients::{invocation, need, only_start, Client};
 use crate::util::{command, dump, fetch_and_run_phases, Outcome};
 
 /// How a client's connections reached the gate.
@@ -791,10 +792,10 @@ fn hatch_pointed_at_an_unlisted_index_is_denied() {
 /// below go through it.
 fn assert_python_is_shimmed() {
     use std::os::unix::fs::MetadataExt;
-    let shim = installed().join("share/cli-guard/shims/python");
+    let shim = install::plain().join("share/cli-guard/shims/python");
     let id = |p: &Path| fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
     assert!(
-        id(&shim).is_some() && id(&shim) == id(&installed().join("bin/cli-guard")),
+        id(&shim).is_some() && id(&shim) == id(&install::plain().join("bin/cli-guard")),
         "{} is not a shim",
         shim.display()
     );

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::chain::{close_for, hold_until, reason, row_for, FakeProxy, Reply, OBSERVER};
 use crate::util::*;
 
 /// How long open tunnels may outlive the tool (README: Limits).
@@ -28,22 +27,11 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// The `egress_close` error of a tunnel the gate closed after the grace.
 const CLOSED_AFTER_GRACE: &str = "closed by cli-guard: still open 2 s after the tool exited";
 
-/// A fake tool that waits (bounded, ~40 s) for the test, for sessions that
-/// outlast `HOLD`'s bound (a 10 s dial timeout).
-const LONG_HOLD: &str = "rec \"$@\"\n\
-                         n=0\n\
-                         while [ ! -e \"$S/done\" ]; do\n\
-                         \x20 n=$((n + 1))\n\
-                         \x20 if [ \"$n\" -gt 800 ] || [ ! -d \"$S\" ]; then exit 124; fi\n\
-                         \x20 sleep 0.05\n\
-                         done\n\
-                         exit \"$(code)\"\n";
-
 /// Extra environment for a session.
 type Env<'a> = &'a [(&'a str, &'a str)];
 
 /// An observe-mode session (IP literals allowed, no address checks).
-fn observe(g: &Gate, env: &[(&str, &str)]) -> (Running, ChildEnv) {
+fn observe(g: &Sandbox, env: &[(&str, &str)]) -> (Running, ChildEnv) {
     g.session(OBSERVER, env)
 }
 
@@ -121,54 +109,6 @@ fn close_before_end(out: &Outcome, recs: &[Value], id: &str, conn: &Value) {
     );
 }
 
-/// A holding session whose fake tool waits longer than `HOLD` does.
-pub(crate) fn long_session(g: &Gate, env: &[(&str, &str)]) -> (Running, ChildEnv) {
-    g.tool(OBSERVER, LONG_HOLD);
-    let mut cmd = g.shim_cmd(OBSERVER, ["install"]);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut run = g.start(cmd);
-    let env = g.wait_env(&mut run);
-    (run, env)
-}
-
-/// Sends a CONNECT and reads the answer's head, allowing `limit` for it
-/// (EINTR retried, see `closed_by_peer`). Returns the status (0 if none),
-/// what was read, and how long the answer took.
-pub(crate) fn ask_slowly(proxy: &Proxy, target: &str, limit: Duration) -> (u16, String, Duration) {
-    let mut s = proxy.dial();
-    s.write_all(&proxy.connect_head(target)).unwrap();
-    let asked = Instant::now();
-    let deadline = asked + limit;
-    let mut raw = Vec::new();
-    let mut byte = [0u8; 1];
-    let mut why = String::new();
-    while !raw.ends_with(b"\r\n\r\n") {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            why = format!("<no answer within {limit:?}>");
-            break;
-        }
-        s.set_read_timeout(Some(left)).unwrap();
-        match s.read(&mut byte) {
-            Ok(1) => raw.push(byte[0]),
-            Ok(_) => {
-                why = "<closed>".into();
-                break;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                why = format!("<read failed: {e}>");
-                break;
-            }
-        }
-    }
-    let text = format!("{}{why}", String::from_utf8_lossy(&raw));
-    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (status, text, asked.elapsed())
-}
-
 /// The one egress row for `host:port` under `id` says this gate allowed it
 /// and the dial failed with `status`, its reason names `target`, and no
 /// tunnel (no egress_close) followed.
@@ -204,7 +144,7 @@ fn check_failed_dial(
 
 #[test]
 fn an_allowed_target_on_a_closed_port_is_502_with_an_allow_row_and_no_close() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let port = closed_port();
     let (run, env) = observe(&g, &[]);
     let target = format!("127.0.0.1:{port}");
@@ -219,7 +159,7 @@ fn an_allowed_target_on_a_closed_port_is_502_with_an_allow_row_and_no_close() {
 
 #[test]
 fn an_unreachable_upstream_proxy_is_502() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let port = closed_port();
     let url = format!("http://127.0.0.1:{port}");
     let (run, env) = observe(&g, &[("HTTPS_PROXY", &url)]);
@@ -254,7 +194,7 @@ fn an_upstream_proxy_that_hangs_up_or_answers_nonsense_is_502() {
             Reply::Status(302)
         }
     });
-    let g = Gate::new();
+    let g = Sandbox::new();
     let url = up.url();
     let (run, env) = observe(&g, &[("HTTPS_PROXY", &url)]);
     let proxy = env.proxy();
@@ -301,7 +241,7 @@ fn an_upstream_that_resets_mid_stream_closes_the_client_and_the_close_row_has_th
         drop(s);
         let _ = tx.send(peeked.map_err(|e| e.to_string()));
     });
-    let g = Gate::new();
+    let g = Sandbox::new();
     let (run, env) = observe(&g, &[]);
     let target = up.addr.to_string();
     let (a, mut s) = env.proxy().tunnel(&target, b"");
@@ -344,7 +284,7 @@ fn a_stalled_upstream_holds_the_tunnel_until_the_grace_after_the_child_exits() {
     let r = released.clone();
     // Accepts, then never reads or writes.
     let up = Upstream::start(move |s| hold_until(&r, s));
-    let g = Gate::new();
+    let g = Sandbox::new();
     let (run, env) = observe(&g, &[]);
     let target = up.addr.to_string();
     let (a, mut s) = env.proxy().tunnel(&target, b"");
@@ -417,7 +357,7 @@ fn an_upstream_half_close_reaches_the_client_which_can_still_send() {
         ("chained", &[("HTTPS_PROXY", &chained_url)], "far.example:443"),
     ];
     for (what, env, target) in cases {
-        let g = Gate::new();
+        let g = Sandbox::new();
         let (run, child) = observe(&g, env);
         let (a, mut s) = child.proxy().tunnel(target, b"");
         check_eq!(run, a.status, 200, "{what}: {}", a.report());
@@ -469,7 +409,7 @@ fn a_client_that_closes_mid_tunnel_closes_the_upstream_and_the_row_is_written() 
             .map_err(|e| e.to_string());
         let _ = tx.lock().unwrap().send(read);
     });
-    let g = Gate::new();
+    let g = Sandbox::new();
     let (run, env) = observe(&g, &[]);
     let (a, mut s) = env.proxy().tunnel(&up.addr.to_string(), b"");
     check_eq!(run, a.status, 200, "{}", a.report());
@@ -512,7 +452,7 @@ fn a_client_that_resets_mid_tunnel_closes_the_upstream_and_the_row_has_the_error
         };
         let _ = tx.lock().unwrap().send(outcome);
     });
-    let g = Gate::new();
+    let g = Sandbox::new();
     let (run, env) = observe(&g, &[]);
     let (a, mut s) = env.proxy().tunnel(&up.addr.to_string(), b"");
     check_eq!(run, a.status, 200, "{}", a.report());
@@ -554,7 +494,7 @@ fn tunnels_open_when_the_child_exits_are_closed_and_logged_before_end() {
         let _ = s.shutdown(Shutdown::Write);
         hold_until(&r2, s);
     });
-    let g = Gate::new();
+    let g = Sandbox::new();
     let (run, env) = observe(&g, &[]);
     let proxy = env.proxy();
     let open = |addr: &std::net::SocketAddr| {
@@ -670,8 +610,8 @@ fn a_connect_that_never_completes_is_504_after_the_dial_timeout() {
     let hole = BlackHole::new();
     let addr = hole.addr;
 
-    let g = Gate::new();
-    let (run, env) = long_session(&g, &[]);
+    let g = Sandbox::new();
+    let (run, env) = g.long_session(OBSERVER, &[]);
     let target = addr.to_string();
     let (status, answer, took) = ask_slowly(&env.proxy(), &target, DIAL_TIMEOUT + Duration::from_secs(20));
     check_eq!(run, status, 504, "after {took:?}: {answer}");
@@ -696,9 +636,9 @@ fn a_connect_that_never_completes_is_504_after_the_dial_timeout() {
 #[test]
 fn an_upstream_proxy_that_never_answers_is_504_after_the_dial_timeout() {
     let up = FakeProxy::start(|_| Reply::Stall);
-    let g = Gate::new();
+    let g = Sandbox::new();
     let url = up.url();
-    let (run, env) = long_session(&g, &[("HTTPS_PROXY", &url)]);
+    let (run, env) = g.long_session(OBSERVER, &[("HTTPS_PROXY", &url)]);
     let (status, answer, took) = ask_slowly(
         &env.proxy(),
         "slow.example:443",
@@ -735,7 +675,7 @@ fn an_upstream_proxy_that_resets_mid_tunnel_closes_the_client_and_the_row_has_th
             drop(s);
         },
     );
-    let g = Gate::new();
+    let g = Sandbox::new();
     let url = up.url();
     let (run, env) = observe(&g, &[("HTTPS_PROXY", &url)]);
     let (a, mut s) = env.proxy().tunnel("far.example:443", b"");
@@ -778,7 +718,7 @@ fn a_sigkilled_shim_drops_its_tunnels_and_its_rows_up_to_then_remain() {
             .map_err(|e| e.to_string());
         let _ = tx.lock().unwrap().send(read);
     });
-    let g = Gate::new();
+    let g = Sandbox::new();
     let (mut run, env) = observe(&g, &[]);
     let child = g.child_pid(&mut run);
     let (a, mut s) = env.proxy().tunnel(&up.addr.to_string(), b"before the kill");
@@ -820,7 +760,7 @@ fn a_sigkilled_shim_drops_its_tunnels_and_its_rows_up_to_then_remain() {
 #[test]
 fn with_the_log_on_a_full_disk_tunnels_still_work_and_every_row_goes_to_stderr() {
     let echo = Upstream::echo();
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool(OBSERVER, HOLD);
     let mut cmd = g.shim_cmd(OBSERVER, ["install"]);
     cmd.env("CLI_GUARD_AUDIT_LOG", "/dev/full");

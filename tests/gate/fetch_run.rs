@@ -46,7 +46,7 @@ fn curl_api() -> String {
 /// runs the program the same way. The program's body is `$S/program`. Each
 /// phase's arguments go to `$S/args-fetch` and `$S/args-run`, one a line,
 /// and its pid (which execs the script shell) to `$S/npx-pid`.
-fn fake_npx(g: &Gate) {
+fn fake_npx(g: &Sandbox) {
     let body = format!(
         r#"shell=sh; phase=fetch
 [ "$1" = --offline ] && phase=run
@@ -82,7 +82,7 @@ PATH="$root/node_modules/.bin:$PATH" npm_lifecycle_event=npx exec "$shell" -c "'
 }
 
 /// The program: record its environment, reach the API, print the answer.
-fn network_program(g: &Gate) {
+fn network_program(g: &Sandbox) {
     fs::write(
         g.state_path("program"),
         format!(
@@ -95,32 +95,32 @@ fn network_program(g: &Gate) {
 }
 
 /// A sandbox with the fake npx and a program of `body`.
-fn npx_with_program(body: &str) -> Gate {
-    let g = Gate::new();
+fn npx_with_program(body: &str) -> Sandbox {
+    let g = Sandbox::new();
     fake_npx(&g);
     fs::write(g.state_path("program"), body).unwrap();
     g
 }
 
 /// A sandbox with the fake npx, the network program, and the API.
-fn npx_sandbox() -> (Gate, Upstream) {
-    let g = Gate::new();
+fn npx_sandbox() -> (Sandbox, Upstream) {
+    let g = Sandbox::new();
     fake_npx(&g);
     network_program(&g);
     (g, api_server())
 }
 
 /// `name ARGS…` through its shim, with the API on loopback.
-fn with_api(g: &Gate, name: &str, args: &[&str], api: SocketAddr) -> std::process::Command {
+fn with_api(g: &Sandbox, name: &str, args: &[&str], api: SocketAddr) -> std::process::Command {
     let mut cmd = g.shim_cmd(name, args);
     cmd.env(
         "CLI_GUARD_RESOLVE",
-        Gate::resolve(&[(&format!("{API}:{API_PORT}"), api)]),
+        Sandbox::resolve(&[(&format!("{API}:{API_PORT}"), api)]),
     );
     cmd
 }
 
-fn run_with_api(g: &Gate, name: &str, args: &[&str], api: SocketAddr) -> Outcome {
+fn run_with_api(g: &Sandbox, name: &str, args: &[&str], api: SocketAddr) -> Outcome {
     g.run(with_api(g, name, args, api))
 }
 
@@ -364,7 +364,7 @@ fn the_runs_exit_status_and_death_by_signal_are_the_programs() {
 
 #[test]
 fn a_failed_fetch_passes_its_exit_on_and_the_program_never_runs() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     fake_npx(&g);
     network_program(&g);
     fs::write(g.state_path("fetch-fails"), "7").unwrap();
@@ -390,7 +390,7 @@ fn a_failed_fetch_passes_its_exit_on_and_the_program_never_runs() {
 
 #[test]
 fn npx_that_fetches_nothing_stays_enforced_whole() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npx", HOLD);
     let (run, env) = {
         let mut run = g.start(g.shim_cmd("npx", ["--script-shell=bash", "-y", "netcli"]));
@@ -478,7 +478,7 @@ fn the_audit_shows_the_pair_as_one_entry_in_text_and_json() {
 
 #[test]
 fn where_the_report_cannot_be_made_npx_runs_enforced_whole_and_says_so() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npx", HOLD);
     let mut cmd = g.shim_cmd("npx", ["-y", "netcli"]);
     cmd.env("TMPDIR", g.root().join("no-such-dir"));
@@ -500,7 +500,7 @@ fn where_the_report_cannot_be_made_npx_runs_enforced_whole_and_says_so() {
 /// environment with `netcli 2.0.1` in it and runs the probe it was given in
 /// place of the program, with the environment's `bin` first on PATH; the
 /// run (`--offline`) runs the program from there.
-fn fake_uvx(g: &Gate) {
+fn fake_uvx(g: &Sandbox) {
     let env = g.dir("uv-env");
     let site = env.join("lib/python3.11/site-packages/netcli-2.0.1.dist-info");
     fs::create_dir_all(&site).unwrap();
@@ -532,7 +532,7 @@ shift $(($# - 5)); exec "$@"
 
 #[test]
 fn uvx_names_the_program_from_the_fetched_environments_dist_info() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     fake_uvx(&g);
     let out = g.run(g.shim_cmd("uvx", ["--python", "3.11", "netcli==2.0.1", "x"]));
     out.expect_code(0);
@@ -564,7 +564,7 @@ fn uvx_names_the_program_from_the_fetched_environments_dist_info() {
 
 #[test]
 fn pipx_runs_enforced_whole_when_the_app_is_not_in_what_it_fetched() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let venv = g.dir("pipx-venv");
     fs::create_dir_all(venv.join("bin")).unwrap();
     // The fetch runs the probe (python -c PROBE REPORT) as the venv's
@@ -606,7 +606,7 @@ fn pipx_runs_enforced_whole_when_the_app_is_not_in_what_it_fetched() {
 
 #[test]
 fn yarn_dlx_is_observed_whole_and_says_so_in_one_line() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("yarn", HOLD);
     let mut run = g.start(g.shim_cmd("yarn", ["dlx", "-p", "netcli", "netcli"]));
     let env = g.wait_env(&mut run);
@@ -633,12 +633,12 @@ fn yarn_dlx_is_observed_whole_and_says_so_in_one_line() {
 /// The fake npx through its shim in strict mode (`command`: the shim, or
 /// setpriv running it): the fetch ran in a namespace, where the install
 /// script was refused; the run did not, and the program reached the API.
-fn fetch_isolated_run_not(g: &Gate, mut cmd: std::process::Command, api: &Upstream) -> Outcome {
+fn fetch_isolated_run_not(g: &Sandbox, mut cmd: std::process::Command, api: &Upstream) -> Outcome {
     cmd.env(
         "CLI_GUARD_RESOLVE",
-        Gate::resolve(&[(&format!("{API}:{API_PORT}"), api.addr)]),
+        Sandbox::resolve(&[(&format!("{API}:{API_PORT}"), api.addr)]),
     );
-    Gate::strict(&mut cmd, "require");
+    Sandbox::strict(&mut cmd, "require");
     let out = g.run(cmd);
     out.expect_code(0);
     check_eq!(
@@ -702,7 +702,7 @@ fn as_an_unprivileged_user_the_fetch_is_isolated_and_the_run_is_not() {
 /// fetch before it left the terminal as it found it.
 #[test]
 fn at_a_terminal_the_program_holds_the_foreground_and_reads_what_is_typed() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     fake_npx(&g);
     let state = g.state.display().to_string();
     fs::write(

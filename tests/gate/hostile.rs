@@ -45,7 +45,7 @@ struct Expected {
 
 /// A guarded npm under attack, with everything the final checks need.
 struct Attack {
-    g: Gate,
+    g: Sandbox,
     run: Running,
     env: ChildEnv,
     proxy: Proxy,
@@ -63,9 +63,9 @@ impl Attack {
     /// registry pointed at one echo server.
     fn new(tool: &str, names: &[&str]) -> Attack {
         let up = Upstream::echo();
-        let g = Gate::new();
+        let g = Sandbox::new();
         let map: Vec<(&str, SocketAddr)> = names.iter().map(|n| (*n, up.addr)).collect();
-        let (run, env) = g.session(tool, &[("CLI_GUARD_RESOLVE", &Gate::resolve(&map))]);
+        let (run, env) = g.session(tool, &[("CLI_GUARD_RESOLVE", &Sandbox::resolve(&map))]);
         let proxy = env.proxy();
         Attack {
             g,

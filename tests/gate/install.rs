@@ -7,45 +7,9 @@ use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
-use crate::util::{command, require, Outcome, Running, TempDir, BIN};
-
-/// The checkout install.sh lives in.
-pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
-/// A cold release build on a 2-core machine takes a minute or two.
-pub const INSTALL_TIMEOUT: Duration = Duration::from_secs(900);
-
-/// The machine's own HOME-derived toolchain locations, so a test that fakes
-/// HOME can still build with rustup's cargo.
-fn toolchain_env(cmd: &mut Command) {
-    let home = PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()));
-    let rustup = std::env::var_os("RUSTUP_HOME").unwrap_or_else(|| home.join(".rustup").into());
-    let cargo = std::env::var_os("CARGO_HOME").unwrap_or_else(|| home.join(".cargo").into());
-    cmd.env("RUSTUP_HOME", rustup).env("CARGO_HOME", cargo);
-}
-
-/// `sh install.sh ARGS…` with the machine's environment (cargo must be on
-/// PATH) less any proxy or gate settings (`util::hermetic`), HOME and SHELL
-/// set by the test.
-pub fn install_cmd(home: &Path, shell: &str, args: &[&str]) -> Command {
-    let mut cmd = command("sh");
-    cmd.arg(Path::new(REPO).join("install.sh"))
-        .args(args)
-        .env("HOME", home)
-        .env("SHELL", shell)
-        .env_remove("CARGO_TARGET_DIR")
-        .current_dir(REPO)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    toolchain_env(&mut cmd);
-    cmd
-}
-
-pub fn run_install(cmd: Command) -> Outcome {
-    Running::spawn(cmd, None, None).wait_for(INSTALL_TIMEOUT)
-}
+use crate::util::install::{install_cmd, run_install};
+use crate::util::{command, require, Outcome, TempDir, BIN, REPO};
 
 /// A fresh prefix and HOME for one install test.
 struct Setup {

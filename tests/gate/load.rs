@@ -15,6 +15,7 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::os::unix::process::CommandExt;
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
@@ -27,39 +28,16 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::util::*;
 
-/// A fake npm like `HOLD`, but holding up to ~2 minutes instead of ~15 s:
-/// these tests keep the gate busy longer than the standard tool waits.
-const HOLD_LONG: &str = "rec \"$@\"
-n=0
-while [ ! -e \"$S/done\" ]; do
-  n=$((n + 1))
-  if [ \"$n\" -gt 2400 ] || [ ! -d \"$S\" ]; then exit 124; fi
-  sleep 0.05
-done
-exit \"$(code)\"
-";
-
-/// Starts a guarded npm (holding, see `HOLD_LONG`) with `env` added and,
-/// with `nofile`, the shim's RLIMIT_NOFILE soft limit set to it.
-fn long_session(g: &Gate, env: &[(&str, &str)], nofile: Option<u64>) -> (Running, ChildEnv) {
-    g.tool("npm", HOLD_LONG);
-    let mut cmd = g.shim_cmd("npm", ["install"]);
-    for (k, v) in env {
-        cmd.env(k, v);
+/// Sets the RLIMIT_NOFILE of the process `cmd` starts to `limit`.
+fn nofile(cmd: &mut Command, limit: u64) {
+    // Soft and hard alike: the gate raises its soft limit to the hard
+    // one at start, so only the hard limit bounds its cap.
+    // SAFETY: the closure runs in the forked child before exec and only
+    // calls setrlimit(2), which is async-signal-safe; it allocates
+    // nothing and takes no lock of the parent's.
+    unsafe {
+        cmd.pre_exec(move || setrlimit(Resource::RLIMIT_NOFILE, limit, limit).map_err(io::Error::from));
     }
-    if let Some(limit) = nofile {
-        // Soft and hard alike: the gate raises its soft limit to the hard
-        // one at start, so only the hard limit bounds its cap.
-        // SAFETY: the closure runs in the forked child before exec and only
-        // calls setrlimit(2), which is async-signal-safe; it allocates
-        // nothing and takes no lock of the parent's.
-        unsafe {
-            cmd.pre_exec(move || setrlimit(Resource::RLIMIT_NOFILE, limit, limit).map_err(io::Error::from));
-        }
-    }
-    let mut run = g.start(cmd);
-    let env = g.wait_env(&mut run);
-    (run, env)
 }
 
 /// Raises this test process's RLIMIT_NOFILE soft limit to the hard limit
@@ -367,9 +345,9 @@ fn a_thousand_concurrent_tunnels_carry_every_byte_and_leave_every_row() {
     let block = Arc::new(pattern(BLOCK, 0x1000));
     let rt = runtime();
     let v = rt.block_on(verifier(block.clone()));
-    let g = Gate::new();
-    let resolve = Gate::resolve(&[(NPM_REGISTRY, v.addr)]);
-    let (run, env) = long_session(&g, &[("CLI_GUARD_RESOLVE", &resolve)], None);
+    let g = Sandbox::new();
+    let resolve = Sandbox::resolve(&[(NPM_REGISTRY, v.addr)]);
+    let (run, env) = g.long_session("npm", &[("CLI_GUARD_RESOLVE", &resolve)]);
     let proxy = env.proxy();
     let head = Arc::new(proxy.connect_head(NPM_REGISTRY));
     let started = Instant::now();
@@ -721,9 +699,9 @@ fn ten_thousand_connections_of_every_kind_leak_no_descriptor_or_thread() {
     // The echo server runs on threads of its own: it must keep answering
     // while this thread only watches the gate settle.
     let up = Upstream::echo();
-    let g = Gate::new();
-    let resolve = Gate::resolve(&[(NPM_REGISTRY, up.addr), ("evil.example:443", up.addr)]);
-    let (run, env) = long_session(&g, &[("CLI_GUARD_RESOLVE", &resolve)], None);
+    let g = Sandbox::new();
+    let resolve = Sandbox::resolve(&[(NPM_REGISTRY, up.addr), ("evil.example:443", up.addr)]);
+    let (run, env) = g.long_session("npm", &[("CLI_GUARD_RESOLVE", &resolve)]);
     let pid = run.pid();
     let proxy = env.proxy();
     let auth = Arc::new(proxy.auth.clone().unwrap());
@@ -855,9 +833,9 @@ fn over_the_connection_cap_the_gate_answers_503_at_once_and_recovers() {
     const CAP: usize = 16;
     assert_eq!(cli_guard::connection_cap_for(160), CAP);
     let up = Upstream::echo();
-    let g = Gate::new();
-    let resolve = Gate::resolve(&[(NPM_REGISTRY, up.addr)]);
-    let (run, env) = long_session(&g, &[("CLI_GUARD_RESOLVE", &resolve)], Some(160));
+    let g = Sandbox::new();
+    let resolve = Sandbox::resolve(&[(NPM_REGISTRY, up.addr)]);
+    let (run, env) = g.long_session_with("npm", &[("CLI_GUARD_RESOLVE", &resolve)], |cmd| nofile(cmd, 160));
     let proxy = env.proxy();
     let mut open: Vec<_> = (0..CAP)
         .map(|i| {
@@ -978,9 +956,9 @@ fn slow_drip_clients_delay_no_one_and_get_408_at_their_deadline() {
     const SLOW: usize = 50;
     const DRIP: Duration = Duration::from_millis(200);
     let up = Upstream::echo();
-    let g = Gate::new();
-    let resolve = Gate::resolve(&[(NPM_REGISTRY, up.addr)]);
-    let (run, env) = long_session(&g, &[("CLI_GUARD_RESOLVE", &resolve)], None);
+    let g = Sandbox::new();
+    let resolve = Sandbox::resolve(&[(NPM_REGISTRY, up.addr)]);
+    let (run, env) = g.long_session("npm", &[("CLI_GUARD_RESOLVE", &resolve)]);
     let proxy = env.proxy();
 
     struct Slow {
@@ -1123,7 +1101,7 @@ fn slow_drip_clients_delay_no_one_and_get_408_at_their_deadline() {
 
 #[test]
 fn a_flood_from_another_process_cannot_flood_the_log_or_the_terminal() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let (run, env) = g.session("npm", &[]);
     let proxy = env.proxy();
     // Another local process, without the credential, asking for 1,200
@@ -1192,9 +1170,9 @@ fn idle_tunnels_hold_no_pipes_once_their_data_has_moved() {
     // and no more pipes than its pool keeps, not two pipes a tunnel.
     const TUNNELS: usize = 100;
     let up = Upstream::echo();
-    let g = Gate::new();
-    let resolve = Gate::resolve(&[(NPM_REGISTRY, up.addr)]);
-    let (run, env) = long_session(&g, &[("CLI_GUARD_RESOLVE", &resolve)], None);
+    let g = Sandbox::new();
+    let resolve = Sandbox::resolve(&[(NPM_REGISTRY, up.addr)]);
+    let (run, env) = g.long_session("npm", &[("CLI_GUARD_RESOLVE", &resolve)]);
     let pid = run.pid();
     let proxy = env.proxy();
     let before = fds_of(pid);

@@ -5,9 +5,12 @@
 //! (the real clients against their registries, run by `.ci/run`).
 //! Assertions follow docs/contract.md.
 //!
-//! Layout:
-//! - `util`: temp dirs, the per-test sandbox, processes with timeouts and
-//!   full failure reports, the raw CONNECT client, upstreams, the pty.
+//! Layout (after ripgrep's): one test crate, `tests/gate/`, one file per
+//! area below, and the helpers they share in `tests/util/` (its `mod.rs`
+//! lists them: processes, the sandbox, the audit log's rows, the proxy
+//! client, servers, the pty, the fake tools' network client). A test file
+//! imports from `util` only, never from another test file.
+//!
 //! - `dispatch`: argv[0] dispatch, `cli-guard --help/--version/policy/run`.
 //! - `proxy`: every proxy answer, the relay (early bytes, half-close), host
 //!   normalisation and matching, observe mode.
@@ -56,6 +59,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[macro_use]
+#[path = "../util/mod.rs"]
 mod util;
 
 mod addresses;

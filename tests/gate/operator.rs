@@ -108,7 +108,7 @@ fn rotated(path: &Path, n: u32) -> PathBuf {
 // ---------------------------------------------------------------------------
 // Reading `cli-guard audit` output
 
-fn audit(g: &Gate, args: &[&str]) -> Outcome {
+fn audit(g: &Sandbox, args: &[&str]) -> Outcome {
     g.run(g.cli_guard(std::iter::once("audit").chain(args.iter().copied())))
 }
 
@@ -221,15 +221,15 @@ struct RealLog {
 }
 
 /// Empties the sandbox's state directory between sessions.
-fn clear_state(g: &Gate) {
+fn clear_state(g: &Sandbox) {
     for entry in fs::read_dir(&g.state).unwrap() {
         let _ = fs::remove_file(entry.unwrap().path());
     }
 }
 
-fn real_log(g: &Gate) -> RealLog {
+fn real_log(g: &Sandbox) -> RealLog {
     let up = Upstream::echo();
-    let resolve = Gate::resolve(&[(NPM_REGISTRY, up.addr)]);
+    let resolve = Sandbox::resolve(&[(NPM_REGISTRY, up.addr)]);
 
     // A real npm that runs aws by name (the shim first on PATH), whose curl
     // reaches the registry (through aws's gate, then npm's: gates chain), then
@@ -311,7 +311,7 @@ fn real_log(g: &Gate) -> RealLog {
 
 #[test]
 fn audit_folds_each_invocation_with_its_egress_rows_and_nested_invocations() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let r = real_log(&g);
     let recs = g.records();
     let out = audit(&g, &[]);
@@ -548,7 +548,7 @@ struct Written {
     quick: String,
 }
 
-fn write_old_rows(g: &Gate) -> Written {
+fn write_old_rows(g: &Sandbox) -> Written {
     let w = Written {
         old: sid(10),
         early: sid(11),
@@ -619,7 +619,7 @@ fn write_old_rows(g: &Gate) -> Written {
 
 #[test]
 fn audit_filters_by_denied_tool_since_id_and_last_and_their_combinations() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let r = real_log(&g);
     let w = write_old_rows(&g);
     let recs = g.records();
@@ -811,7 +811,7 @@ fn json_ids(out: &Outcome, what: &str) -> Vec<String> {
 
 #[test]
 fn audit_json_is_one_flat_object_per_invocation_nested_ones_with_their_parent_id() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let r = real_log(&g);
     let recs = g.records();
     let out = audit(&g, &["--json"]);
@@ -881,7 +881,7 @@ fn audit_json_is_one_flat_object_per_invocation_nested_ones_with_their_parent_id
 
 #[test]
 fn audit_json_filters_select_invocations_not_trees() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let r = real_log(&g);
     let w = write_old_rows(&g);
     let all = [
@@ -927,7 +927,7 @@ fn audit_json_filters_select_invocations_not_trees() {
 
 #[test]
 fn audit_follow_prints_invocations_as_they_end_across_a_rotation() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npm", "exit 0\n");
     g.run(g.shim_cmd("npm", ["first"])).expect_code(0);
     let first = g.records()[0]["audit_id"].as_str().unwrap().to_owned();
@@ -1038,7 +1038,7 @@ fn fill_with_invocations(path: &Path, size: u64) -> Vec<String> {
 #[test]
 fn audit_follow_reads_a_big_live_log_with_bounded_memory() {
     const LIMIT_KIB: u64 = 16 * 1024;
-    let g = Gate::new();
+    let g = Sandbox::new();
     let ids = fill_with_invocations(&g.audit, 24 * 1024 * 1024);
     let last = ids.last().unwrap().clone();
     let follower = Running::spawn(g.cli_guard(["audit", "--follow", "--last", "1"]), None, None);
@@ -1066,7 +1066,7 @@ fn audit_follow_reads_a_big_live_log_with_bounded_memory() {
 
 #[test]
 fn audit_follow_applies_filters_and_last_to_what_comes_later() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool(
         "npm",
         "curl -s -o /dev/null --max-time 5 https://denied.example/\nexit 0\n",
@@ -1137,7 +1137,7 @@ fn vm_hwm_kib(pid: i32) -> Option<u64> {
 
 /// Runs `cli-guard ARGS` and returns its outcome and peak RSS in KiB (from
 /// GNU time if present, else VmHWM polled from /proc while it runs).
-fn run_measured(g: &Gate, args: &[&str]) -> (Outcome, u64) {
+fn run_measured(g: &Sandbox, args: &[&str]) -> (Outcome, u64) {
     let time = Path::new("/usr/bin/time");
     if time.exists() {
         let report = g.root().join("time.out");
@@ -1169,7 +1169,7 @@ fn a_large_log_is_folded_in_one_streaming_pass_with_bounded_memory() {
     // memory limit, so holding it (or its folded rows) would not pass.
     const INVOCATIONS: u64 = 40_000;
     const LIMIT_KIB: u64 = 32 * 1024;
-    let g = Gate::new();
+    let g = Sandbox::new();
     fs::create_dir_all(g.audit.parent().unwrap()).unwrap();
     let mut w = BufWriter::with_capacity(1 << 20, File::create(&g.audit).unwrap());
     let mut denied = Vec::new();
@@ -1251,7 +1251,7 @@ fn a_large_log_is_folded_in_one_streaming_pass_with_bounded_memory() {
 #[test]
 fn a_log_of_unended_invocations_folds_to_its_end() {
     const N: u64 = 40_000;
-    let g = Gate::new();
+    let g = Sandbox::new();
     let ended = g.root().join("ended.jsonl");
     let unended = g.root().join("unended.jsonl");
     let ts = "2026-01-01T00:00:00.000Z";
@@ -1295,7 +1295,7 @@ fn a_log_of_unended_invocations_folds_to_its_end() {
 
 #[test]
 fn torn_and_foreign_lines_are_reported_with_their_line_number_and_skipped() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let (a, b, c) = (sid(1), sid(2), sid(3));
     let t = "2026-01-01T00:00:00.000Z";
     // The rotated file, read first: one foreign line on its line 2.
@@ -1378,7 +1378,7 @@ fn torn_and_foreign_lines_are_reported_with_their_line_number_and_skipped() {
 
 #[test]
 fn many_bad_lines_are_reported_twenty_in_full_then_counted() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let id = sid(1);
     let t = "2026-01-01T00:00:00.000Z";
     let mut lines = vec![start_row(t, &id, None, "npm", &["npm", "ci"])];
@@ -1405,7 +1405,7 @@ fn many_bad_lines_are_reported_twenty_in_full_then_counted() {
 // Colour
 
 /// A log with a denied, failed invocation and a clean one.
-fn colour_log(g: &Gate) -> String {
+fn colour_log(g: &Sandbox) -> String {
     let (bad, good) = (sid(1), sid(2));
     let t = "2026-01-01T00:00:00.000Z";
     write_lines(
@@ -1424,7 +1424,7 @@ fn colour_log(g: &Gate) -> String {
 }
 
 /// `cli-guard audit ARGS` on a pseudo-terminal; returns what it wrote there.
-fn audit_on_pty(g: &Gate, args: &[&str], env: &[(&str, &str)], last: &str) -> String {
+fn audit_on_pty(g: &Sandbox, args: &[&str], env: &[(&str, &str)], last: &str) -> String {
     let mut pty = Pty::open();
     let mut cmd = g.cli_guard(std::iter::once("audit").chain(args.iter().copied()));
     for (k, v) in env {
@@ -1444,7 +1444,7 @@ fn audit_on_pty(g: &Gate, args: &[&str], env: &[(&str, &str)], last: &str) -> St
 
 #[test]
 fn colour_only_on_a_terminal_and_never_with_no_color() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let last = colour_log(&g);
     for env in [vec![], vec![("NO_COLOR", "1")]] {
         let mut cmd = g.cli_guard(["audit"]);
@@ -1485,7 +1485,7 @@ fn reach(run: &Running, proxy: &Proxy, targets: &[&str]) {
 #[test]
 fn audit_suggest_prints_a_pinned_policy_entry_from_what_the_tool_reached() {
     let up = Upstream::echo();
-    let g = Gate::new();
+    let g = Sandbox::new();
     let names_443 = [
         "a.pkg.example.com",
         "b.pkg.example.com",
@@ -1501,7 +1501,7 @@ fn audit_suggest_prints_a_pinned_policy_entry_from_what_the_tool_reached() {
     map.push(("k8s.example.net:6443".into(), up.addr));
     map.push(("api.kube.example:6443".into(), up.addr));
     let map: Vec<(&str, std::net::SocketAddr)> = map.iter().map(|(h, a)| (h.as_str(), *a)).collect();
-    let resolve = Gate::resolve(&map);
+    let resolve = Sandbox::resolve(&map);
 
     // Rows written earlier (in the rotated file): first sightings, a denial
     // and another tool's host, which must not count.
@@ -1682,7 +1682,7 @@ fn audit_suggest_prints_a_pinned_policy_entry_from_what_the_tool_reached() {
 
 #[test]
 fn check_says_what_the_gate_would_decide_and_why_without_dialling() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let expect = |args: &[&str], code: i32, want: &[&str]| {
         let out = g.run(g.cli_guard(std::iter::once("check").chain(args.iter().copied())));
         out.expect_code(code);
@@ -1803,14 +1803,14 @@ fn prefill(path: &Path, size: u64) -> (String, u64) {
 fn rotation_under_concurrent_writers_loses_and_duplicates_no_row() {
     const SHIMS: usize = 8;
     const EACH: usize = 25;
-    let g = Gate::new();
+    let g = Sandbox::new();
     // Each invocation in a sandbox of its own (its fake tool, its state), all
     // writing the one log.
-    let gates: Vec<Gate> = (0..SHIMS)
+    let sandboxes: Vec<Sandbox> = (0..SHIMS)
         .map(|_| {
-            let mut gi = Gate::new();
-            gi.audit = g.audit.clone();
-            gi
+            let mut sb = Sandbox::new();
+            sb.audit = g.audit.clone();
+            sb
         })
         .collect();
     let (pre, pre_rows) = prefill(&g.audit, ROTATE_AT - 16 * 1024);
@@ -1819,7 +1819,7 @@ fn rotation_under_concurrent_writers_loses_and_duplicates_no_row() {
         (ROTATE_AT - 24 * 1024..ROTATE_AT - 8 * 1024).contains(&pre_size),
         "prefilled to {pre_size}"
     );
-    let sessions: Vec<(Running, ChildEnv)> = gates.iter().map(|gi| gi.session("npm", &[])).collect();
+    let sessions: Vec<(Running, ChildEnv)> = sandboxes.iter().map(|sb| sb.session("npm", &[])).collect();
     // Then every proxy at once, as fast as they answer: the rows (about
     // 47 KB) cross the cap mid-burst, with eight writers racing to rotate.
     let barrier = Arc::new(Barrier::new(SHIMS));
@@ -1842,8 +1842,8 @@ fn rotation_under_concurrent_writers_loses_and_duplicates_no_row() {
             "every request denied: {statuses:?}"
         );
     }
-    for (gi, (run, _)) in gates.iter().zip(sessions) {
-        gi.finish(run, 0);
+    for (sb, (run, _)) in sandboxes.iter().zip(sessions) {
+        sb.finish(run, 0);
     }
 
     let (one, live) = (rotated(&g.audit, 1), g.audit.clone());
@@ -1939,7 +1939,7 @@ fn rotation_under_concurrent_writers_loses_and_duplicates_no_row() {
 #[test]
 fn rotation_keeps_at_most_five_old_files() {
     const ROUNDS: usize = 7;
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npm", "exit 0\n");
     fs::create_dir_all(g.audit.parent().unwrap()).unwrap();
     let grow = |path: &Path| {
@@ -2005,7 +2005,7 @@ fn rotation_keeps_at_most_five_old_files() {
 
 #[test]
 fn every_command_has_help() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let cases: &[&[&str]] = &[
         &["--help"],
         &["-h"],
@@ -2060,7 +2060,7 @@ fn every_command_has_help() {
 
 #[test]
 fn usage_errors_exit_2_and_say_what_to_do_next() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     // (args, what stderr must say)
     let cases: &[(&[&str], &str)] = &[
         (&["--bogus"], "expected run, policy, shims, audit, check"),
@@ -2120,7 +2120,7 @@ fn usage_errors_exit_2_and_say_what_to_do_next() {
 
 #[test]
 fn every_usage_error_points_at_help_or_the_usage() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let cases: [&[&str]; 3] = [
         &["shims", "--bogus"],
         &["policy", "--bogus"],

@@ -13,12 +13,6 @@ const FORBIDDEN_403: &str = "HTTP/1.1 403 Forbidden";
 const METHOD_405: &str = "HTTP/1.1 405 Method Not Allowed";
 const GATEWAY_502: &str = "HTTP/1.1 502 Bad Gateway";
 
-/// An npm invocation whose registry name is dialled at `up`.
-fn npm_at(g: &Gate, up: &Upstream) -> (Running, ChildEnv) {
-    let resolve = Gate::resolve(&[(NPM_REGISTRY, up.addr)]);
-    g.session("npm", &[("CLI_GUARD_RESOLVE", &resolve)])
-}
-
 /// Asserts each raw request, sent with the invocation's credential as a
 /// real client sends it, gets exactly `want` as its status line.
 fn expect_status_lines(run: &Running, proxy: &Proxy, cases: &[&[u8]], want: &str) {
@@ -45,8 +39,8 @@ fn connect_line(authority: &[u8]) -> Vec<u8> {
 #[test]
 fn allowed_connect_answers_200_and_relays_both_ways() {
     let up = Upstream::echo();
-    let g = Gate::new();
-    let (run, env) = npm_at(&g, &up);
+    let g = Sandbox::new();
+    let (run, env) = g.npm_at(&up);
     let (a, mut s) = env.proxy().tunnel(NPM_REGISTRY, b"");
     check_eq!(run, a.status_line, OK_200, "{}", a.report());
     for round in 0..3 {
@@ -64,8 +58,8 @@ fn allowed_connect_answers_200_and_relays_both_ways() {
 #[test]
 fn early_bytes_behind_the_connect_head_are_forwarded_first() {
     let up = Upstream::echo();
-    let g = Gate::new();
-    let (run, env) = npm_at(&g, &up);
+    let g = Sandbox::new();
+    let (run, env) = g.npm_at(&up);
     // Clients put the TLS ClientHello in the same packet as the CONNECT head.
     let early = b"\x16\x03\x01\x00\x05early-hello-bytes";
     let (a, mut s) = env.proxy().tunnel(NPM_REGISTRY, early);
@@ -99,8 +93,8 @@ fn client_half_close_reaches_upstream_and_the_reply_still_flows() {
         // The client has half-closed; we can still answer.
         let _ = s.write_all(&r);
     });
-    let g = Gate::new();
-    let (run, env) = npm_at(&g, &up);
+    let g = Sandbox::new();
+    let (run, env) = g.npm_at(&up);
     let early = b"early!".to_vec();
     let (a, mut s) = env.proxy().tunnel(NPM_REGISTRY, &early);
     check_eq!(run, a.status_line, OK_200, "{}", a.report());
@@ -145,8 +139,8 @@ fn upstream_half_close_reaches_the_client_which_can_still_send() {
         let read = s.read_to_end(&mut got).map_err(|e| e.to_string());
         let _ = tx.send((got, read));
     });
-    let g = Gate::new();
-    let (run, env) = npm_at(&g, &up);
+    let g = Sandbox::new();
+    let (run, env) = g.npm_at(&up);
     let (a, mut s) = env.proxy().tunnel(NPM_REGISTRY, b"");
     check_eq!(run, a.status_line, OK_200, "{}", a.report());
     let mut greeting = Vec::new();
@@ -185,8 +179,8 @@ fn upstream_half_close_reaches_the_client_which_can_still_send() {
 #[test]
 fn a_large_transfer_is_byte_exact_both_ways() {
     let up = Upstream::echo();
-    let g = Gate::new();
-    let (run, env) = npm_at(&g, &up);
+    let g = Sandbox::new();
+    let (run, env) = g.npm_at(&up);
     let (a, s) = env.proxy().tunnel(NPM_REGISTRY, b"");
     check_eq!(run, a.status_line, OK_200, "{}", a.report());
     let data = pattern(1 << 20, 11);
@@ -200,8 +194,8 @@ fn a_large_transfer_is_byte_exact_both_ways() {
 #[test]
 fn several_tunnels_at_once_stay_separate() {
     let up = Upstream::echo();
-    let g = Gate::new();
-    let (run, env) = npm_at(&g, &up);
+    let g = Sandbox::new();
+    let (run, env) = g.npm_at(&up);
     let proxy = env.proxy();
     let mut tunnels: Vec<_> = (0..4)
         .map(|i| {
@@ -233,7 +227,7 @@ fn several_tunnels_at_once_stay_separate() {
 
 #[test]
 fn denied_host_gets_403_with_connection_close_and_a_body_naming_it() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let (run, env) = g.session("npm", &[]);
     let a = env.proxy().connect("evil.example:443");
     check_eq!(run, a.status_line, FORBIDDEN_403, "{}", a.report());
@@ -261,7 +255,7 @@ fn denied_host_gets_403_with_connection_close_and_a_body_naming_it() {
 #[test]
 fn suffix_lookalikes_are_denied() {
     let up = Upstream::echo();
-    let g = Gate::new();
+    let g = Sandbox::new();
     let names = [
         "registry.npmjs.org.evil.com:443",
         "evilregistry.npmjs.org:443",
@@ -271,7 +265,7 @@ fn suffix_lookalikes_are_denied() {
     ];
     // Even pointed at our server by CLI_GUARD_RESOLVE, none may be dialled.
     let map: Vec<_> = names.iter().map(|n| (*n, up.addr)).collect();
-    let resolve = Gate::resolve(&map);
+    let resolve = Sandbox::resolve(&map);
     let (run, env) = g.session("npm", &[("CLI_GUARD_RESOLVE", &resolve)]);
     let proxy = env.proxy();
     for name in names {
@@ -285,8 +279,8 @@ fn suffix_lookalikes_are_denied() {
 #[test]
 fn ip_literals_are_denied_in_enforce_mode() {
     let up = Upstream::echo();
-    let g = Gate::new();
-    let (run, env) = npm_at(&g, &up);
+    let g = Sandbox::new();
+    let (run, env) = g.npm_at(&up);
     let proxy = env.proxy();
     let direct = format!("127.0.0.1:{}", up.addr.port());
     for target in [
@@ -309,14 +303,14 @@ fn ip_literals_are_denied_in_enforce_mode() {
 #[test]
 fn other_ports_of_an_allowed_host_are_denied() {
     let up = Upstream::echo();
-    let g = Gate::new();
+    let g = Sandbox::new();
     let names = [
         "registry.npmjs.org:8443",
         "registry.npmjs.org:80",
         "registry.npmjs.org:22",
     ];
     let map: Vec<_> = names.iter().map(|n| (*n, up.addr)).collect();
-    let (run, env) = g.session("npm", &[("CLI_GUARD_RESOLVE", &Gate::resolve(&map))]);
+    let (run, env) = g.session("npm", &[("CLI_GUARD_RESOLVE", &Sandbox::resolve(&map))]);
     for name in names {
         let a = env.proxy().connect(name);
         check_eq!(run, a.status_line, FORBIDDEN_403, "{name}\n{}", a.report());
@@ -328,8 +322,8 @@ fn other_ports_of_an_allowed_host_are_denied() {
 #[test]
 fn host_case_and_one_trailing_dot_are_normalised() {
     let up = Upstream::echo();
-    let g = Gate::new();
-    let (run, env) = npm_at(&g, &up);
+    let g = Sandbox::new();
+    let (run, env) = g.npm_at(&up);
     for name in [
         "REGISTRY.NPMJS.ORG.:443",
         "Registry.NpmJs.Org:443",
@@ -357,8 +351,8 @@ fn host_case_and_one_trailing_dot_are_normalised() {
 #[test]
 fn a_host_header_cannot_change_the_target() {
     let up = Upstream::echo();
-    let g = Gate::new();
-    let (run, env) = npm_at(&g, &up);
+    let g = Sandbox::new();
+    let (run, env) = g.npm_at(&up);
     let proxy = env.proxy();
     let sneaky = proxy.head_with("evil.example:443", "Host: registry.npmjs.org:443\r\n");
     let a = proxy.ask(&sneaky);
@@ -394,8 +388,8 @@ fn a_host_header_cannot_change_the_target() {
 #[test]
 fn resolve_override_never_changes_a_decision() {
     let up = Upstream::echo();
-    let g = Gate::new();
-    let resolve = Gate::resolve(&[("evil.example:443", up.addr)]);
+    let g = Sandbox::new();
+    let resolve = Sandbox::resolve(&[("evil.example:443", up.addr)]);
     let (run, env) = g.session("npm", &[("CLI_GUARD_RESOLVE", &resolve)]);
     let a = env.proxy().connect("evil.example:443");
     check_eq!(run, a.status_line, FORBIDDEN_403, "{}", a.report());
@@ -405,7 +399,7 @@ fn resolve_override_never_changes_a_decision() {
 
 #[test]
 fn garbage_request_lines_get_400() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let (run, env) = g.session("npm", &[]);
     let cases: &[&[u8]] = &[
         b"hello\r\n\r\n",
@@ -421,7 +415,7 @@ fn garbage_request_lines_get_400() {
 
 #[test]
 fn a_tls_client_hello_sent_to_the_proxy_is_answered_400_at_once() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let (run, env) = g.session("npm", &[]);
     // A TLS 1.2 ClientHello record header and the start of its body; the
     // connection stays open, so only an immediate answer arrives in time.
@@ -438,7 +432,7 @@ fn a_tls_client_hello_sent_to_the_proxy_is_answered_400_at_once() {
 
 #[test]
 fn missing_or_bad_ports_get_400() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let (run, env) = g.session("npm", &[]);
     let ports: &[&[u8]] = &[
         b"registry.npmjs.org",
@@ -461,7 +455,7 @@ fn missing_or_bad_ports_get_400() {
 
 #[test]
 fn invalid_hosts_get_400() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let (run, env) = g.session("npm", &[]);
     let hosts: &[&[u8]] = &[
         // percent signs (zone ids, escapes)
@@ -497,8 +491,8 @@ fn invalid_hosts_get_400() {
 #[test]
 fn other_methods_get_405_with_allow_connect_and_nothing_is_forwarded() {
     let up = Upstream::echo();
-    let g = Gate::new();
-    let resolve = Gate::resolve(&[(NPM_REGISTRY, up.addr), ("registry.npmjs.org:80", up.addr)]);
+    let g = Sandbox::new();
+    let resolve = Sandbox::resolve(&[(NPM_REGISTRY, up.addr), ("registry.npmjs.org:80", up.addr)]);
     let (run, env) = g.session("npm", &[("CLI_GUARD_RESOLVE", &resolve)]);
     let cases: &[&[u8]] = &[
         b"GET http://registry.npmjs.org/ HTTP/1.1\r\nHost: registry.npmjs.org\r\n\r\n",
@@ -522,7 +516,7 @@ fn other_methods_get_405_with_allow_connect_and_nothing_is_forwarded() {
 
 #[test]
 fn an_allowed_name_that_cannot_be_reached_gets_502_with_the_reason() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let dead = format!("127.0.0.1:{}", closed_port());
     let resolve = format!("{NPM_REGISTRY}={dead}");
     let (run, env) = g.session("npm", &[("CLI_GUARD_RESOLVE", &resolve)]);
@@ -540,8 +534,8 @@ fn an_allowed_name_that_cannot_be_reached_gets_502_with_the_reason() {
 #[test]
 fn observe_mode_forwards_any_host_and_logs_it_as_allowed() {
     let up = Upstream::echo();
-    let g = Gate::new();
-    let resolve = Gate::resolve(&[("anything.example:443", up.addr), ("kube.internal:6443", up.addr)]);
+    let g = Sandbox::new();
+    let resolve = Sandbox::resolve(&[("anything.example:443", up.addr), ("kube.internal:6443", up.addr)]);
     let (run, env) = g.session("aws", &[("CLI_GUARD_RESOLVE", &resolve)]);
     let direct = format!("127.0.0.1:{}", up.addr.port());
     for target in ["anything.example:443", "kube.internal:6443", direct.as_str()] {
@@ -574,8 +568,8 @@ fn observe_mode_forwards_any_host_and_logs_it_as_allowed() {
 #[test]
 fn kubectl_is_observed_on_any_port() {
     let up = Upstream::echo();
-    let g = Gate::new();
-    let resolve = Gate::resolve(&[("cluster.example:6443", up.addr)]);
+    let g = Sandbox::new();
+    let resolve = Sandbox::resolve(&[("cluster.example:6443", up.addr)]);
     let (run, env) = g.session("kubectl", &[("CLI_GUARD_RESOLVE", &resolve)]);
     let (a, mut s) = env.proxy().tunnel("cluster.example:6443", b"");
     check_eq!(run, a.status_line, OK_200, "{}", a.report());
@@ -591,7 +585,7 @@ fn kubectl_is_observed_on_any_port() {
 
 #[test]
 fn observe_mode_still_refuses_plaintext_and_malformed_requests() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let (run, env) = g.session("aws", &[]);
     let proxy = env.proxy();
     expect_status_lines(
@@ -617,7 +611,7 @@ fn observe_mode_still_refuses_plaintext_and_malformed_requests() {
 fn an_endless_request_head_is_cut_off() {
     // The head is read with a size cap: a client that never ends its head
     // gets a 4xx and the connection closed, not an unbounded read.
-    let g = Gate::new();
+    let g = Sandbox::new();
     let (run, env) = g.session("npm", &[]);
     let mut s = env.proxy().dial();
     let mut head = b"CONNECT registry.npmjs.org:443 HTTP/1.1\r\n".to_vec();
@@ -656,7 +650,7 @@ fn an_endless_request_head_is_cut_off() {
 #[test]
 fn every_enforced_tool_denies_an_unlisted_host() {
     for tool in ENFORCED {
-        let g = Gate::new();
+        let g = Sandbox::new();
         let (run, env) = g.session(tool, &[]);
         let a = env.proxy().connect("evil.example:443");
         check_eq!(run, a.status_line, FORBIDDEN_403, "{tool}\n{}", a.report());
@@ -674,8 +668,8 @@ fn every_enforced_tool_denies_an_unlisted_host() {
 fn every_observed_tool_forwards_an_unlisted_host() {
     let up = Upstream::echo();
     for tool in OBSERVED {
-        let g = Gate::new();
-        let resolve = Gate::resolve(&[("unlisted.example:8443", up.addr)]);
+        let g = Sandbox::new();
+        let resolve = Sandbox::resolve(&[("unlisted.example:8443", up.addr)]);
         let (run, env) = g.session(tool, &[("CLI_GUARD_RESOLVE", &resolve)]);
         let (a, mut s) = env.proxy().tunnel("unlisted.example:8443", b"");
         check_eq!(run, a.status_line, OK_200, "{tool}\n{}", a.report());
@@ -728,10 +722,10 @@ fn each_enforced_tool_allows_its_core_registry_hosts() {
     ];
     let up = Upstream::echo();
     for (tool, hosts) in core {
-        let g = Gate::new();
+        let g = Sandbox::new();
         let targets: Vec<String> = hosts.iter().map(|h| format!("{h}:443")).collect();
         let map: Vec<_> = targets.iter().map(|t| (t.as_str(), up.addr)).collect();
-        let (run, env) = g.session(tool, &[("CLI_GUARD_RESOLVE", &Gate::resolve(&map))]);
+        let (run, env) = g.session(tool, &[("CLI_GUARD_RESOLVE", &Sandbox::resolve(&map))]);
         for t in &targets {
             let (a, mut s) = env.proxy().tunnel(t, b"");
             check_eq!(
@@ -750,8 +744,8 @@ fn each_enforced_tool_allows_its_core_registry_hosts() {
 #[test]
 fn open_tunnels_are_closed_and_logged_after_the_child_exits() {
     let up = Upstream::echo();
-    let g = Gate::new();
-    let (run, env) = npm_at(&g, &up);
+    let g = Sandbox::new();
+    let (run, env) = g.npm_at(&up);
     let (a, mut s) = env.proxy().tunnel(NPM_REGISTRY, b"");
     check_eq!(run, a.status_line, OK_200, "{}", a.report());
     check!(run, echo_roundtrip(&mut s, b"still open").is_ok(), "relay");

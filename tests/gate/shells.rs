@@ -27,12 +27,11 @@ use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::install::{install_cmd, run_install};
+use crate::util::install;
 use crate::util::{command, dump, parse_records, require, Outcome, Pty, Running, TempDir};
 
 /// A shell's start-up, or an offline command through the gate.
@@ -45,15 +44,13 @@ const NETWORK: Duration = Duration::from_secs(300);
 
 /// The shells, as the tests drive them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Sh {
+enum Sh {
     Bash,
     Zsh,
     Fish,
 }
 
 impl Sh {
-    const ALL: [Sh; 3] = [Sh::Bash, Sh::Zsh, Sh::Fish];
-
     fn name(self) -> &'static str {
         match self {
             Sh::Bash => "bash",
@@ -104,61 +101,6 @@ impl Sh {
         assert!(!line.contains('\''), "{line}");
         format!("{} -c '{line}'", self.name())
     }
-}
-
-/// cli-guard as install.sh put it, and the line `--rc` wrote for each shell.
-pub(crate) struct Installed {
-    pub(crate) prefix: PathBuf,
-    /// Each shell's start-up file, relative to HOME, and its whole text.
-    rc: Vec<(Sh, PathBuf, String)>,
-}
-
-impl Installed {
-    pub(crate) fn bin(&self) -> PathBuf {
-        self.prefix.join("bin/cli-guard")
-    }
-
-    pub(crate) fn shims(&self) -> PathBuf {
-        self.prefix.join("share/cli-guard/shims")
-    }
-
-    /// The start-up file `--rc` wrote for `sh` (relative to HOME), and its text.
-    fn rc(&self, sh: Sh) -> (&Path, &str) {
-        let (_, path, text) = self.rc.iter().find(|(s, _, _)| *s == sh).unwrap();
-        (path, text)
-    }
-}
-
-/// install.sh into `<tmp>/my prefix` (a space in the path on purpose), then
-/// `--rc` once for each shell, each in a HOME of its own.
-pub(crate) fn installed() -> &'static Installed {
-    static INSTALLED: OnceLock<Installed> = OnceLock::new();
-    INSTALLED.get_or_init(|| {
-        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("shells-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
-        let prefix = root.join("my prefix");
-        let mut rc = Vec::new();
-        for sh in Sh::ALL {
-            let home = root.join(format!("home-{}", sh.name()));
-            fs::create_dir_all(&home).unwrap();
-            let shell = format!("/bin/{}", sh.name());
-            let out = run_install(install_cmd(
-                &home,
-                &shell,
-                &["--prefix", prefix.to_str().unwrap(), "--rc"],
-            ));
-            check_eq!(out, out.code(), Some(0), "install.sh --rc for {}", sh.name());
-            let file = match sh {
-                Sh::Bash => ".bashrc",
-                Sh::Zsh => ".zshenv",
-                Sh::Fish => ".config/fish/config.fish",
-            };
-            let text = fs::read_to_string(home.join(file))
-                .unwrap_or_else(|e| panic!("install.sh --rc wrote no {file} for {}: {e}", sh.name()));
-            rc.push((sh, PathBuf::from(file), text));
-        }
-        Installed { prefix, rc }
-    })
 }
 
 /// The machine's PATH without any directory of cli-guard shims (when the
@@ -232,7 +174,7 @@ impl Home {
     /// A HOME with `sh`'s start-up line.
     fn with_rc(sh: Sh) -> Home {
         let home = Home::bare();
-        let (file, text) = installed().rc(sh);
+        let (file, text) = install::with_rc().rc(sh.name());
         let rc = home.home.join(file);
         fs::create_dir_all(rc.parent().unwrap()).unwrap();
         fs::write(rc, text).unwrap();
@@ -766,7 +708,7 @@ offline_in_each_shell! {
 /// entry in its order and dropping duplicates of the shims; a PATH already
 /// right is left as it is.
 fn integration_is_in_place(sh: Sh) {
-    let inst = installed();
+    let inst = install::with_rc();
     let home = Home::with_rc(sh);
     let mut s = Session::start(sh, &home);
     let shims = inst.shims().display().to_string();
@@ -820,7 +762,7 @@ fn integration_is_in_place(sh: Sh) {
     );
     // Loaded a second time (the start-up line again), under the strictest
     // options each shell has: the hook is still registered once per list.
-    let (_, rc) = inst.rc(sh);
+    let (_, rc) = inst.rc(sh.name());
     let line = rc
         .lines()
         .last()
@@ -884,11 +826,11 @@ offline_in_each_shell! {
 /// still runs, and the exit status the prompt shows is the command's.
 #[test]
 fn bash_integration_is_idempotent_under_set_u_and_keeps_the_users_prompt_command() {
-    let inst = installed();
+    let inst = install::with_rc();
     let home = Home::with_rc(Sh::Bash);
     let mut s = Session::start(Sh::Bash, &home);
     let marker = home.path("user-hook-ran");
-    let (_, rc) = inst.rc(Sh::Bash);
+    let (_, rc) = inst.rc(Sh::Bash.name());
     let line = rc
         .lines()
         .last()
@@ -944,7 +886,7 @@ fn bash_integration_is_idempotent_under_set_u_and_keeps_the_users_prompt_command
 /// from an interactive bash with it: loaded in this shell.
 #[test]
 fn doctor_and_shims_say_where_the_gate_is_not_and_the_line_that_fixes_it() {
-    let inst = installed();
+    let inst = install::with_rc();
     let home = Home::bare();
     let venv = home.path("venv");
     fake_venv(&venv);
@@ -962,7 +904,7 @@ fn doctor_and_shims_say_where_the_gate_is_not_and_the_line_that_fixes_it() {
             .stderr(Stdio::piped());
         Running::spawn(cmd, None, None).wait_for(LOCAL)
     };
-    let (_, rc) = inst.rc(Sh::Bash);
+    let (_, rc) = inst.rc(Sh::Bash.name());
     let line = rc
         .trim_end()
         .strip_suffix(" # added by cli-guard install.sh")
@@ -1298,7 +1240,7 @@ per_shell! {
 #[test]
 #[ignore = "shellcheck: run by .ci/run (cargo test -- --ignored)"]
 fn init_bash_is_shellcheck_clean() {
-    let inst = installed();
+    let inst = install::with_rc();
     let out = command(inst.bin()).args(["init", "bash"]).output().unwrap();
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8(out.stdout).unwrap();
@@ -1343,7 +1285,7 @@ fn init_bash_is_shellcheck_clean() {
 /// failing with a missing file.
 #[test]
 fn bash_function_whose_shim_is_gone_says_so_and_runs_the_tool() {
-    let inst = installed();
+    let inst = install::with_rc();
     let home = Home::bare();
     let gone = home.path("gone shims");
     fs::create_dir_all(&gone).unwrap();
@@ -1379,7 +1321,7 @@ fn bash_function_whose_shim_is_gone_says_so_and_runs_the_tool() {
 
 #[test]
 fn init_usage_errors_say_what_to_do() {
-    let inst = installed();
+    let inst = install::with_rc();
     for (args, says) in [
         (&["init"][..], "which shell? bash, zsh or fish"),
         (&["init", "tcsh"], "unknown shell \"tcsh\""),

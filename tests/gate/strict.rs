@@ -27,7 +27,6 @@ use std::process::Command;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-use crate::signals::{at_terminal, expect_once, TRAP_TOOL};
 use crate::util::*;
 
 /// The fake tools' network client: `echo HOST PORT N` (connect, send N
@@ -239,8 +238,8 @@ cmd, args = sys.argv[1], sys.argv[2:]
 "#;
 
 /// A sandbox with [`NET_PY`] in it; returns the shell words that run it.
-fn sandbox() -> (Gate, String) {
-    let g = Gate::new();
+fn sandbox() -> (Sandbox, String) {
+    let g = Sandbox::new();
     let path = g.dir("bin").join("net.py");
     fs::write(&path, NET_PY).unwrap();
     fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
@@ -251,14 +250,14 @@ fn sandbox() -> (Gate, String) {
 }
 
 /// `TOOL ARGS...` through its shim with `CLI_GUARD_STRICT=setting`.
-fn strict_cmd(g: &Gate, tool: &str, args: &[&str], setting: &str) -> Command {
+fn strict_cmd(g: &Sandbox, tool: &str, args: &[&str], setting: &str) -> Command {
     let mut cmd = g.shim_cmd(tool, args);
-    Gate::strict(&mut cmd, setting);
+    Sandbox::strict(&mut cmd, setting);
     cmd
 }
 
 /// The JSON line the fake tool's step wrote to `state/NAME`.
-fn step(g: &Gate, out: &Outcome, name: &str) -> Value {
+fn step(g: &Sandbox, out: &Outcome, name: &str) -> Value {
     let text = fs::read_to_string(g.state_path(name)).unwrap_or_default();
     let line = text.lines().last().unwrap_or_default();
     match serde_json::from_str::<Value>(line) {
@@ -271,7 +270,7 @@ fn step(g: &Gate, out: &Outcome, name: &str) -> Value {
 }
 
 /// The text the fake tool wrote to `state/NAME`, trimmed.
-fn state_text(g: &Gate, name: &str) -> String {
+fn state_text(g: &Sandbox, name: &str) -> String {
     fs::read_to_string(g.state_path(name))
         .unwrap_or_default()
         .trim()
@@ -317,7 +316,7 @@ fn expect_isolated(out: &Outcome, start: &Value) {
 /// The invocation ran isolated, every row for `host` is a deny by `method`
 /// (DNS: the query refused, 403; transparent: naming `port`), and the
 /// stderr summary names the host and the audit ID.
-fn expect_refused(g: &Gate, out: &Outcome, host: &str, method: &str, port: Option<u16>) {
+fn expect_refused(g: &Sandbox, out: &Outcome, host: &str, method: &str, port: Option<u16>) {
     let recs = g.records();
     let start = start_of(out, &recs, "npm");
     expect_isolated(out, start);
@@ -351,7 +350,7 @@ fn expect_refused(g: &Gate, out: &Outcome, host: &str, method: &str, port: Optio
 }
 
 /// Runs `npm install` whose fake tool runs `body` (with `$NET` set).
-fn npm_install(g: &Gate, net: &str, body: &str, env: &[(&str, &str)]) -> Outcome {
+fn npm_install(g: &Sandbox, net: &str, body: &str, env: &[(&str, &str)]) -> Outcome {
     g.tool("npm", &format!("NET=\"{net}\"\n{body}\nexit 0\n"));
     let mut cmd = strict_cmd(g, "npm", &["install"], "auto");
     for (k, v) in env {
@@ -476,7 +475,7 @@ fn a_socket_the_shim_inherited_does_not_reach_the_tool() {
     );
     let mut cmd = g.command("python3");
     cmd.arg("-c").arg(launcher);
-    Gate::strict(&mut cmd, "auto");
+    Sandbox::strict(&mut cmd, "auto");
     let out = g.run(cmd);
     out.expect_code(0);
     check_eq!(
@@ -592,7 +591,7 @@ fn a_forward_proxy_on_the_hosts_loopback_is_out_of_reach() {
 fn a_connect_to_a_pool_address_is_judged_by_its_name() {
     let up = Upstream::echo();
     let (g, net) = sandbox();
-    let resolve = Gate::resolve(&[(NPM_REGISTRY, up.addr)]);
+    let resolve = Sandbox::resolve(&[(NPM_REGISTRY, up.addr)]);
     let out = npm_install(
         &g,
         &net,
@@ -631,7 +630,7 @@ fn a_direct_connection_to_an_allowed_name_is_relayed_byte_for_byte() {
     const N: usize = 200_000;
     let up = Upstream::echo();
     let (g, net) = sandbox();
-    let resolve = Gate::resolve(&[(NPM_REGISTRY, up.addr)]);
+    let resolve = Sandbox::resolve(&[(NPM_REGISTRY, up.addr)]);
     let out = npm_install(
         &g,
         &net,
@@ -878,7 +877,7 @@ fn port_80_is_answered_405() {
 
 /// A fake npm that reaches an unlisted host through the proxy and a
 /// service on loopback directly; `npm SUB` through the shim.
-fn split_run(sub: &str) -> (Gate, Outcome, Upstream, Upstream) {
+fn split_run(sub: &str) -> (Sandbox, Outcome, Upstream, Upstream) {
     let (g, net) = sandbox();
     let unlisted = Upstream::echo();
     let service = Upstream::echo();
@@ -893,7 +892,7 @@ fn split_run(sub: &str) -> (Gate, Outcome, Upstream, Upstream) {
     let mut cmd = strict_cmd(&g, "npm", &[sub], "auto");
     cmd.env(
         "CLI_GUARD_RESOLVE",
-        Gate::resolve(&[("unlisted.example.com:443", unlisted.addr)]),
+        Sandbox::resolve(&[("unlisted.example.com:443", unlisted.addr)]),
     );
     let out = g.run(cmd);
     out.expect_code(0);
@@ -968,7 +967,7 @@ fn npm_install_of_the_same_tool_is_isolated() {
 /// test's own where `max_user_namespaces` is 0, so the shim's unshare
 /// fails with ENOSPC. The fake tool records that it ran and reaches the
 /// npm registry through the proxy.
-fn refused_namespace_run(setting: &str) -> (Gate, Outcome, Upstream) {
+fn refused_namespace_run(setting: &str) -> (Sandbox, Outcome, Upstream) {
     let (g, net) = sandbox();
     let up = Upstream::echo();
     g.tool(
@@ -980,8 +979,8 @@ fn refused_namespace_run(setting: &str) -> (Gate, Outcome, Upstream) {
         .arg("echo 0 > /proc/sys/user/max_user_namespaces || exit 97; exec \"$0\" \"$@\"")
         .arg(g.shim("npm"))
         .arg("install")
-        .env("CLI_GUARD_RESOLVE", Gate::resolve(&[(NPM_REGISTRY, up.addr)]));
-    Gate::strict(&mut cmd, setting);
+        .env("CLI_GUARD_RESOLVE", Sandbox::resolve(&[(NPM_REGISTRY, up.addr)]));
+    Sandbox::strict(&mut cmd, setting);
     let out = g.run(cmd);
     check!(
         out,
@@ -1102,7 +1101,7 @@ fn a_guarded_tool_inside_a_strict_one_is_isolated_too_and_its_rows_link_up() {
         ),
     );
     let mut cmd = strict_cmd(&g, "npm", &["install"], "auto");
-    cmd.env("CLI_GUARD_RESOLVE", Gate::resolve(&[(NPM_REGISTRY, up.addr)]));
+    cmd.env("CLI_GUARD_RESOLVE", Sandbox::resolve(&[(NPM_REGISTRY, up.addr)]));
     let out = g.run(cmd);
     out.expect_code(0);
     let s = |name: &str| step(&g, &out, name);
@@ -1198,7 +1197,7 @@ fn a_guarded_tool_inside_a_strict_one_is_isolated_too_and_its_rows_link_up() {
 // ---------------------------------------------------------------------------
 // Signals
 
-fn isolated_start(g: &Gate, run: &Running) {
+fn isolated_start(g: &Sandbox, run: &Running) {
     let recs = g.records();
     let start = recs.iter().find(|r| r["kind"] == "start");
     check!(
@@ -1210,7 +1209,7 @@ fn isolated_start(g: &Gate, run: &Running) {
 
 #[test]
 fn sigterm_at_a_strict_shim_reaches_the_tool_once_and_its_exit_code_passes_through() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npm", TRAP_TOOL);
     let mut run = g.start(strict_cmd(&g, "npm", &["install"], "auto"));
     g.wait_env(&mut run);
@@ -1227,7 +1226,7 @@ fn sigterm_at_a_strict_shim_reaches_the_tool_once_and_its_exit_code_passes_throu
 
 #[test]
 fn ctrl_c_at_a_terminal_reaches_a_strict_tool_once() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npm", TRAP_TOOL);
     let (pty, mut run) = at_terminal(&g, strict_cmd(&g, "npm", &["install"], "auto"));
     g.wait_env(&mut run);
@@ -1252,7 +1251,7 @@ fn ctrl_c_at_a_terminal_reaches_a_strict_tool_once() {
 
 #[test]
 fn a_sigkilled_strict_shim_takes_its_tool_with_it() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npm", TRAP_TOOL);
     let mut run = g.start(strict_cmd(&g, "npm", &["install"], "auto"));
     g.wait_env(&mut run);
@@ -1271,7 +1270,7 @@ fn a_sigkilled_strict_shim_takes_its_tool_with_it() {
 
 #[test]
 fn a_strict_tool_killed_by_a_signal_kills_the_shim_by_the_same_signal() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npm", "kill -s USR1 $$\nsleep 2\nexit 99\n");
     let out = g.run(strict_cmd(&g, "npm", &["install"], "auto"));
     check_eq!(
@@ -1327,8 +1326,8 @@ fn as_an_unprivileged_user_strict_mode_refuses_an_escape_and_relays_an_allowed_n
     cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(g.shim("npm"))
         .arg("install")
-        .env("CLI_GUARD_RESOLVE", Gate::resolve(&[(NPM_REGISTRY, up.addr)]));
-    Gate::strict(&mut cmd, "auto");
+        .env("CLI_GUARD_RESOLVE", Sandbox::resolve(&[(NPM_REGISTRY, up.addr)]));
+    Sandbox::strict(&mut cmd, "auto");
     let out = g.run(cmd);
     out.expect_code(0);
     check_eq!(

@@ -1,0 +1,1 @@
+//! The fake tools' network client (written in the next step).
