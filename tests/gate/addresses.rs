@@ -6,7 +6,7 @@
 
 use std::net::TcpListener;
 
-use crate::util::{read_records, records_of, Sandbox, Upstream};
+use crate::util::{Sandbox, Upstream};
 
 /// A listener on 127.0.0.1:443 if the port is free, to prove that a refused
 /// dial was never made (without the check it would have connected).
@@ -50,8 +50,8 @@ fn an_allowed_name_that_resolves_to_a_forbidden_address_is_refused_before_the_di
             "{ip}: the body must name the address and why:\n{body}"
         );
         g.finish(run, 0);
-        let recs = read_records(&g.audit);
-        let rows = records_of(&recs, env.audit_id(), "egress");
+        let log = g.log();
+        let rows = log.rows().of(env.audit_id()).kind("egress");
         assert_eq!(rows.len(), 1, "{ip}: {rows:?}");
         assert_eq!(rows[0]["decision"], "deny", "{ip}: {}", rows[0]);
         assert_eq!(rows[0]["status"], 403, "{ip}: {}", rows[0]);
@@ -61,7 +61,7 @@ fn an_allowed_name_that_resolves_to_a_forbidden_address_is_refused_before_the_di
             rows[0]
         );
         assert!(
-            records_of(&recs, env.audit_id(), "egress_close").is_empty(),
+            log.rows().of(env.audit_id()).kind("egress_close").is_empty(),
             "{ip}: no tunnel may open"
         );
     }

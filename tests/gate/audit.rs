@@ -2,7 +2,7 @@
 //! written, file permissions and default paths, a SIGKILLed shim, many
 //! writers at once, an unwritable log; and the denial summary on stderr.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::Shutdown;
@@ -50,13 +50,13 @@ fn all_four_record_kinds_carry_their_fields() {
     );
     let out = g.finish(run, 3);
 
-    let recs = g.records();
-    let all = dump(&recs);
-    let mine: Vec<&Value> = recs.iter().filter(|r| r["audit_id"] == id.as_str()).collect();
+    let log = g.log();
+    let all = &log;
+    let mine = log.rows().of(&id);
     check_eq!(
         out,
         mine.len(),
-        recs.len(),
+        log.len(),
         "only this invocation wrote the log\n{all}"
     );
     for r in &mine {
@@ -80,7 +80,7 @@ fn all_four_record_kinds_carry_their_fields() {
     );
 
     // start
-    let start = records_of(&recs, &id, "start");
+    let start = log.rows().of(&id).kind("start");
     check_eq!(out, start.len(), 1, "one start\n{all}");
     let st = start[0];
     check_eq!(out, st["parent_audit_id"], Value::Null, "start.parent_audit_id");
@@ -109,7 +109,7 @@ fn all_four_record_kinds_carry_their_fields() {
     check_eq!(out, st["pid"], shim_pid, "start.pid");
 
     // egress
-    let egress = records_of(&recs, &id, "egress");
+    let egress = log.rows().of(&id).kind("egress");
     check_eq!(out, egress.len(), 4, "one egress row per answered request\n{all}");
     let conns: BTreeSet<u64> = egress.iter().filter_map(|r| r["conn"].as_u64()).collect();
     check_eq!(out, conns.len(), 4, "conn: distinct integers\n{all}");
@@ -134,7 +134,7 @@ fn all_four_record_kinds_carry_their_fields() {
         check!(out, r["reason"].is_string(), "egress.reason: {r}");
         check!(out, is_uint(&r["status"]), "egress.status: {r}");
     }
-    let by_status = |s: u64| -> &Value {
+    let by_status = |s: u64| -> &Row {
         egress
             .iter()
             .find(|r| r["status"] == s)
@@ -186,7 +186,7 @@ fn all_four_record_kinds_carry_their_fields() {
     );
 
     // egress_close
-    let close = records_of(&recs, &id, "egress_close");
+    let close = log.rows().of(&id).kind("egress_close");
     check_eq!(
         out,
         close.len(),
@@ -212,7 +212,7 @@ fn all_four_record_kinds_carry_their_fields() {
     check_eq!(out, c["error"], Value::Null, "a clean close has no error");
 
     // end
-    let end = records_of(&recs, &id, "end");
+    let end = log.rows().of(&id).kind("end");
     check_eq!(out, end.len(), 1, "one end\n{all}");
     let e = end[0];
     check_eq!(out, e["exit_code"], 3, "end.exit_code");
@@ -243,21 +243,25 @@ fn the_egress_row_is_written_before_the_tunnel_carries_a_byte() {
         panic!("upstream got nothing\n{}", run.report());
     };
     check_eq!(run, first, 1, "upstream got the early byte");
-    let seen = parse_records(&snapshot, "the log when the first byte arrived");
-    let rows: Vec<_> = records_of(&seen, env.audit_id(), "egress")
-        .into_iter()
-        .filter(|r| r["decision"] == "allow" && r["status"] == 200 && r["host"] == "registry.npmjs.org")
-        .collect();
+    let seen = Log::parse(&snapshot, "the log when the first byte arrived");
+    let rows = seen
+        .rows()
+        .of(env.audit_id())
+        .kind("egress")
+        .host("registry.npmjs.org")
+        .filter("allowed with 200", |r| {
+            r["decision"] == "allow" && r["status"] == 200
+        });
     check_eq!(
         run,
         rows.len(),
         1,
         "the egress row must exist before a byte is relayed\n{}",
-        dump(&seen)
+        seen
     );
     check!(
         run,
-        records_of(&seen, env.audit_id(), "egress_close").is_empty(),
+        seen.rows().of(env.audit_id()).kind("egress_close").is_empty(),
         "no egress_close while the tunnel is open"
     );
     let mut b = [0u8; 1];
@@ -286,8 +290,8 @@ fn egress_close_counts_bytes_exactly_including_early_bytes() {
     check_eq!(run, back.len(), 777, "reply length");
     drop(s);
     let out = g.finish(run, 0);
-    let recs = g.records();
-    let close = records_of(&recs, env.audit_id(), "egress_close");
+    let log = g.log();
+    let close = log.rows().of(env.audit_id()).kind("egress_close");
     check_eq!(out, close.len(), 1, "one egress_close");
     check_eq!(
         out,
@@ -305,8 +309,8 @@ fn an_unreachable_upstream_is_logged_as_allowed_with_502_and_no_close() {
     let (run, env) = g.session("npm", &[("CLI_GUARD_RESOLVE", &resolve)]);
     check_eq!(run, env.proxy().connect(NPM_REGISTRY).status, 502, "unreachable");
     let out = g.finish(run, 0);
-    let recs = g.records();
-    let rows = records_of(&recs, env.audit_id(), "egress");
+    let log = g.log();
+    let rows = log.rows().of(env.audit_id()).kind("egress");
     check_eq!(out, rows.len(), 1, "one egress row");
     check_eq!(
         out,
@@ -321,10 +325,10 @@ fn an_unreachable_upstream_is_logged_as_allowed_with_502_and_no_close() {
     );
     check!(
         out,
-        records_of(&recs, env.audit_id(), "egress_close").is_empty(),
+        log.rows().of(env.audit_id()).kind("egress_close").is_empty(),
         "no tunnel, no egress_close"
     );
-    let end = records_of(&recs, env.audit_id(), "end");
+    let end = log.rows().of(env.audit_id()).kind("end");
     check_eq!(
         out,
         (end[0]["allowed"].clone(), end[0]["denied"].clone()),
@@ -345,10 +349,10 @@ fn start_is_written_before_the_child_runs() {
     let env = ChildEnv::parse(&fs::read(g.state_path("env")).unwrap());
     let snapshot = fs::read(g.state_path("log-at-start"));
     check!(out, snapshot.is_ok(), "the log must exist when the child starts");
-    let seen = parse_records(&snapshot.unwrap(), "the log when the child started");
+    let seen = Log::parse(&snapshot.unwrap(), "the log when the child started");
     check_eq!(
         out,
-        records_of(&seen, env.audit_id(), "start").len(),
+        seen.rows().of(env.audit_id()).kind("start").len(),
         1,
         "start row already written"
     );
@@ -366,8 +370,8 @@ fn end_records_a_death_by_signal() {
         "the shim dies by SIGTERM"
     );
     let env = ChildEnv::parse(&fs::read(g.state_path("env")).unwrap());
-    let recs = g.records();
-    let end = records_of(&recs, env.audit_id(), "end");
+    let log = g.log();
+    let end = log.rows().of(env.audit_id()).kind("end");
     check_eq!(out, end.len(), 1, "one end record");
     check_eq!(out, end[0]["signal"], "SIGTERM", "end.signal");
     check_eq!(out, end[0]["exit_code"], Value::Null, "end.exit_code");
@@ -388,8 +392,8 @@ fn end_counts_allowed_and_denied_requests() {
         check_eq!(run, proxy.connect(host).status, 403, "{host}");
     }
     let out = g.finish(run, 0);
-    let recs = g.records();
-    let end = records_of(&recs, env.audit_id(), "end");
+    let log = g.log();
+    let end = log.rows().of(env.audit_id()).kind("end");
     check_eq!(out, end.len(), 1, "one end");
     check_eq!(out, end[0]["allowed"], 2, "end.allowed");
     check_eq!(out, end[0]["denied"], 3, "end.denied");
@@ -402,13 +406,15 @@ fn audit_ids_are_unique_and_sort_by_time() {
     for _ in 0..3 {
         g.run(g.shim_cmd("npm", ["install"])).expect_code(0);
     }
-    let recs = g.records();
-    let ids: Vec<String> = recs
-        .iter()
-        .filter(|r| r["kind"] == "start")
-        .map(|r| r["audit_id"].as_str().unwrap_or_default().to_owned())
+    let log = g.log();
+    let ids: Vec<String> = log
+        .rows()
+        .kind("start")
+        .ids()
+        .into_iter()
+        .map(str::to_owned)
         .collect();
-    assert_eq!(ids.len(), 3, "{}", dump(&recs));
+    assert_eq!(ids.len(), 3, "{}", log);
     for id in &ids {
         assert!(is_audit_id(id), "{id:?} is not <12 hex>-<32 hex>");
     }
@@ -456,12 +462,8 @@ fn default_path_run(g: &Sandbox, env: &[(&str, &Path)], want: &Path) {
     let out = g.run(cmd);
     out.expect_code(0);
     check!(out, want.is_file(), "the log must be at {}", want.display());
-    let recs = read_records(want);
-    check!(
-        out,
-        recs.iter().any(|r| r["kind"] == "start"),
-        "with a start record"
-    );
+    let log = Log::read(want);
+    check!(out, !log.rows().kind("start").is_empty(), "with a start record");
     check_eq!(
         out,
         format!("{:o}", mode(want.parent().unwrap())),
@@ -508,10 +510,10 @@ fn a_sigkilled_shim_leaves_start_and_egress_rows_and_its_child_dies() {
         "the child (pid {child}) must die with its shim: state {:?}",
         proc_state(child)
     );
-    let recs = g.records();
+    let log = g.log();
     let id = env.audit_id();
-    check_eq!(out, records_of(&recs, id, "start").len(), 1, "start survives");
-    let rows = records_of(&recs, id, "egress");
+    check_eq!(out, log.rows().of(id).kind("start").len(), 1, "start survives");
+    let rows = log.rows().of(id).kind("egress");
     let has = |host: &str, status: u64| rows.iter().any(|r| r["host"] == host && r["status"] == status);
     check!(
         out,
@@ -545,33 +547,24 @@ fn concurrent_invocations_share_one_log_without_tearing() {
     }
     let data = fs::read(&g.audit).unwrap();
     assert!(data.ends_with(b"\n"), "the log ends with a complete line");
-    let recs = read_records(&g.audit);
-    assert_eq!(
-        recs.len(),
-        SHIMS * (EACH + 2),
-        "every record, none lost or merged"
-    );
-    let mut by_id: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
-    for r in &recs {
-        by_id
-            .entry(r["audit_id"].as_str().unwrap_or_default().to_owned())
-            .or_default()
-            .push(r);
-    }
-    assert_eq!(by_id.len(), SHIMS, "one audit ID per invocation");
-    for (id, rs) in &by_id {
-        let kind = |k: &str| rs.iter().filter(|r| r["kind"] == k).count();
+    let log = Log::read(&g.audit);
+    assert_eq!(log.len(), SHIMS * (EACH + 2), "every record, none lost or merged");
+    let ids: BTreeSet<&str> = log.iter().map(Row::audit_id).collect();
+    assert_eq!(ids.len(), SHIMS, "one audit ID per invocation");
+    for id in ids {
+        let rs = log.rows().of(id);
+        let kind = |k: &str| rs.clone().kind(k).len();
         assert_eq!((kind("start"), kind("egress"), kind("end")), (1, EACH, 1), "{id}");
         let conns: BTreeSet<u64> = rs.iter().filter_map(|r| r["conn"].as_u64()).collect();
         assert_eq!(conns.len(), EACH, "{id}: distinct conn ids");
-        for r in rs.iter().filter(|r| r["kind"] == "egress") {
+        for r in rs.clone().kind("egress") {
             assert_eq!(
                 (&r["host"], &r["status"], &r["decision"]),
                 (&"denied.example".into(), &403.into(), &"deny".into()),
                 "{r}"
             );
         }
-        let end = rs.iter().find(|r| r["kind"] == "end").unwrap();
+        let end = rs.kind("end")[0];
         assert_eq!(
             (&end["denied"], &end["allowed"]),
             (&EACH.into(), &0.into()),
@@ -604,8 +597,8 @@ fn unwritable(log: &Path) {
         1,
         "exactly one warning about the log: {warnings:#?}"
     );
-    let recs = out.stderr_records("records on stderr");
-    let kinds: Vec<&str> = recs.iter().filter_map(|r| r["kind"].as_str()).collect();
+    let log = out.stderr_log("records on stderr");
+    let kinds: Vec<&str> = log.iter().filter_map(|r| r["kind"].as_str()).collect();
     check_eq!(
         out,
         kinds,
@@ -614,11 +607,11 @@ fn unwritable(log: &Path) {
     );
     check_eq!(
         out,
-        (recs[1]["host"].clone(), recs[1]["status"].clone()),
+        (log[1]["host"].clone(), log[1]["status"].clone()),
         ("denied.example".into(), 403.into()),
         "still enforced"
     );
-    check_eq!(out, recs[2]["exit_code"], 3, "end.exit_code");
+    check_eq!(out, log[2]["exit_code"], 3, "end.exit_code");
     let curl = fs::read_to_string(g.state_path("curl")).unwrap_or_default();
     check!(
         out,
@@ -771,17 +764,19 @@ fn secrets_in_argv_reach_the_tool_but_not_the_log() {
     check_eq!(out, got[1..].to_vec(), want, "the tool's arguments");
 
     // The whole log, not only the start row's argv.
-    let log = fs::read_to_string(&g.audit).unwrap();
+    let text = fs::read_to_string(&g.audit).unwrap();
     for secret in SECRETS {
-        check!(out, !log.contains(secret), "{secret:?} is in the log:\n{log}");
+        check!(out, !text.contains(secret), "{secret:?} is in the log:\n{text}");
     }
+    let log = g.log();
     check!(
         out,
-        log.contains(r#""argv_redacted":true"#),
-        "argv_redacted:\n{log}"
+        !log.rows()
+            .filter("redacted", |r| r["argv_redacted"] == true)
+            .is_empty(),
+        "argv_redacted:\n{text}"
     );
-    let recs = g.records();
-    let start: Vec<&Value> = recs.iter().filter(|r| r["kind"] == "start").collect();
+    let start = log.rows().kind("start");
     check_eq!(
         out,
         start[0]["argv"],
@@ -839,11 +834,20 @@ fn an_argv_without_secrets_is_logged_as_typed_and_not_redacted() {
     g.tool("npm", "exit 0\n");
     let out = g.run(g.shim_cmd("npm", ["install", "--registry", "https://registry.npmjs.org/"]));
     out.expect_code(0);
-    let log = fs::read_to_string(&g.audit).unwrap();
-    check!(out, log.contains(r#""argv_redacted":false"#), "{log}");
+    let log = g.log();
     check!(
         out,
-        log.contains(r#""argv":["npm","install","--registry","https://registry.npmjs.org/"]"#),
+        !log.rows()
+            .filter("not redacted", |r| r["argv_redacted"] == false)
+            .is_empty(),
+        "{log}"
+    );
+    let typed = serde_json::json!(["npm", "install", "--registry", "https://registry.npmjs.org/"]);
+    check!(
+        out,
+        !log.rows()
+            .filter("argv as typed", |r| r["argv"] == typed)
+            .is_empty(),
         "{log}"
     );
 }
@@ -865,16 +869,20 @@ fn the_environment_is_never_logged() {
         Some(secret),
         "the tool's environment"
     );
-    let log = fs::read_to_string(&g.audit).unwrap();
-    check!(out, log.contains(r#""kind":"end""#), "the run was logged:\n{log}");
+    let text = fs::read_to_string(&g.audit).unwrap();
     check!(
         out,
-        !log.contains(secret),
-        "the environment is in the log:\n{log}"
+        !g.log().rows().kind("end").is_empty(),
+        "the run was logged:\n{text}"
     );
     check!(
         out,
-        !log.contains("DEPLOY_TOKEN"),
-        "a variable's name is in the log:\n{log}"
+        !text.contains(secret),
+        "the environment is in the log:\n{text}"
+    );
+    check!(
+        out,
+        !text.contains("DEPLOY_TOKEN"),
+        "a variable's name is in the log:\n{text}"
     );
 }

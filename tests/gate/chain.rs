@@ -76,8 +76,8 @@ fn roundtrip(run: &Running, proxy: &Proxy, target: &str, seed: u64) {
 
 /// Every byte of the audit log and of `stderr`, to search for secrets.
 fn everything_logged(g: &Sandbox, stderr: &str) -> String {
-    let log = fs::read(&g.audit).unwrap_or_default();
-    format!("{}\n{stderr}", String::from_utf8_lossy(&log))
+    let bytes = fs::read(&g.audit).unwrap_or_default();
+    format!("{}\n{stderr}", String::from_utf8_lossy(&bytes))
 }
 
 /// Checks that none of `secrets` appears in the audit log or in `out`'s
@@ -148,8 +148,8 @@ fn tinyproxy_with_basic_auth_carries_the_tunnel_and_the_row_names_it() {
 
     let out = g.finish(run, 0);
     check_eq!(out, echo.accepted(), 1, "tinyproxy dialled the echo server once");
-    let recs = g.records();
-    let row = row_for(&recs, env.audit_id(), "127.0.0.1", echo.addr.port());
+    let log = g.log();
+    let row = log.egress_to(env.audit_id(), "127.0.0.1", echo.addr.port());
     check_eq!(
         out,
         (row["decision"].as_str(), row["status"].as_u64()),
@@ -158,10 +158,10 @@ fn tinyproxy_with_basic_auth_carries_the_tunnel_and_the_row_names_it() {
     );
     check!(
         out,
-        reason(row).ends_with(&through(tp.addr)),
+        row.reason().ends_with(&through(tp.addr)),
         "the reason names the upstream: {row}"
     );
-    let close = close_for(&recs, env.audit_id(), &row["conn"]);
+    let close = log.close_of(row);
     check_eq!(out, close["bytes_up"], sent.len(), "bytes_up: {close}");
     check_eq!(out, close["bytes_down"], sent.len(), "bytes_down: {close}");
     check_eq!(out, close["error"], Value::Null, "a clean close: {close}");
@@ -207,8 +207,8 @@ fn tinyproxys_refusals_reach_the_child_with_its_status() {
             tp.report()
         );
         let out = g.finish(run, 0);
-        let recs = g.records();
-        let row = row_for(&recs, env.audit_id(), "127.0.0.1", echo.addr.port());
+        let log = g.log();
+        let row = log.egress_to(env.audit_id(), "127.0.0.1", echo.addr.port());
         check_eq!(
             out,
             row["decision"],
@@ -223,12 +223,13 @@ fn tinyproxys_refusals_reach_the_child_with_its_status() {
         );
         check!(
             out,
-            reason(row).contains(&format!("the upstream proxy http://{} answered {want}", tp.addr)),
+            row.reason()
+                .contains(&format!("the upstream proxy http://{} answered {want}", tp.addr)),
             "{what}: the reason names the upstream and its answer: {row}"
         );
         check!(
             out,
-            records_of(&recs, env.audit_id(), "egress_close").is_empty(),
+            log.rows().of(env.audit_id()).kind("egress_close").is_empty(),
             "{what}: no tunnel, no egress_close"
         );
         check!(
@@ -278,16 +279,16 @@ fn squid_as_an_unauthenticated_upstream_tunnels_and_its_403_is_relayed() {
     );
 
     let out = g.finish(run, 0);
-    let recs = g.records();
-    let ok = row_for(&recs, env.audit_id(), "127.0.0.1", echo.addr.port());
+    let log = g.log();
+    let ok = log.egress_to(env.audit_id(), "127.0.0.1", echo.addr.port());
     check_eq!(
         out,
         (ok["decision"].as_str(), ok["status"].as_u64()),
         (Some("allow"), Some(200)),
         "{ok}"
     );
-    check!(out, reason(ok).ends_with(&through(sq.addr)), "{ok}");
-    let no = row_for(&recs, env.audit_id(), "www.blocked.example", 443);
+    check!(out, ok.reason().ends_with(&through(sq.addr)), "{ok}");
+    let no = log.egress_to(env.audit_id(), "www.blocked.example", 443);
     check_eq!(
         out,
         (no["decision"].as_str(), no["status"].as_u64()),
@@ -296,7 +297,8 @@ fn squid_as_an_unauthenticated_upstream_tunnels_and_its_403_is_relayed() {
     );
     check!(
         out,
-        reason(no).contains(&format!("the upstream proxy http://{} answered 403", sq.addr)),
+        no.reason()
+            .contains(&format!("the upstream proxy http://{} answered 403", sq.addr)),
         "{no}"
     );
     check_eq!(out, echo.accepted(), 1, "squid dialled the echo server once");
@@ -372,13 +374,13 @@ fn a_nested_gate_is_held_to_the_outer_allowlist() {
     );
 
     let out = g.finish(run, 4);
-    let recs = g.records();
+    let log = g.log();
     let (outer_id, inner_id) = (outer.audit_id(), inner.audit_id());
     check!(out, outer_id != inner_id, "each level has its own audit id");
 
-    let starts = |id: &str| records_of(&recs, id, "start");
-    check_eq!(out, starts(outer_id).len(), 1, "one outer start\n{}", dump(&recs));
-    check_eq!(out, starts(inner_id).len(), 1, "one inner start\n{}", dump(&recs));
+    let starts = |id: &str| log.rows().of(id).kind("start");
+    check_eq!(out, starts(outer_id).len(), 1, "one outer start\n{}", log);
+    check_eq!(out, starts(inner_id).len(), 1, "one inner start\n{}", log);
     check_eq!(out, starts(outer_id)[0]["tool"], "npm", "outer tool");
     check_eq!(out, starts(inner_id)[0]["tool"], "aws", "inner tool");
     check_eq!(
@@ -394,7 +396,7 @@ fn a_nested_gate_is_held_to_the_outer_allowlist() {
         "the inner's parent is the outer"
     );
 
-    let outer_row = row_for(&recs, outer_id, "evil.example", 443);
+    let outer_row = log.egress_to(outer_id, "evil.example", 443);
     check_eq!(out, outer_row["tool"], "npm", "{outer_row}");
     check_eq!(
         out,
@@ -402,7 +404,7 @@ fn a_nested_gate_is_held_to_the_outer_allowlist() {
         (Some("deny"), Some(403)),
         "the outer gate's own deny: {outer_row}"
     );
-    let inner_row = row_for(&recs, inner_id, "evil.example", 443);
+    let inner_row = log.egress_to(inner_id, "evil.example", 443);
     check_eq!(out, inner_row["tool"], "aws", "{inner_row}");
     check_eq!(
         out,
@@ -412,21 +414,23 @@ fn a_nested_gate_is_held_to_the_outer_allowlist() {
     );
     check!(
         out,
-        reason(inner_row).contains(&format!("the upstream proxy http://{outer_addr} answered 403")),
+        inner_row
+            .reason()
+            .contains(&format!("the upstream proxy http://{outer_addr} answered 403")),
         "the inner reason names the outer gate: {inner_row}"
     );
     for id in [outer_id, inner_id] {
         check!(
             out,
-            records_of(&recs, id, "egress_close").is_empty(),
+            log.rows().of(id).kind("egress_close").is_empty(),
             "no tunnel at either level"
         );
         check_eq!(
             out,
-            records_of(&recs, id, "end").len(),
+            log.rows().of(id).kind("end").len(),
             1,
             "each level ends\n{}",
-            dump(&recs)
+            log
         );
     }
     check!(
@@ -465,9 +469,9 @@ fn a_nested_gate_tunnels_what_both_allow_and_each_level_logs_it() {
         1,
         "one connection reached the registry stand-in"
     );
-    let recs = g.records();
+    let log = g.log();
     let (outer_id, inner_id) = (outer.audit_id(), inner.audit_id());
-    let inner_row = row_for(&recs, inner_id, "registry.npmjs.org", 443);
+    let inner_row = log.egress_to(inner_id, "registry.npmjs.org", 443);
     check_eq!(
         out,
         (inner_row["decision"].as_str(), inner_row["status"].as_u64()),
@@ -476,10 +480,10 @@ fn a_nested_gate_tunnels_what_both_allow_and_each_level_logs_it() {
     );
     check!(
         out,
-        reason(inner_row).ends_with(&through(outer_addr)),
+        inner_row.reason().ends_with(&through(outer_addr)),
         "the inner gate chained through the outer (CLI_GUARD_RESOLVE is not its hop): {inner_row}"
     );
-    let outer_row = row_for(&recs, outer_id, "registry.npmjs.org", 443);
+    let outer_row = log.egress_to(outer_id, "registry.npmjs.org", 443);
     check_eq!(
         out,
         (outer_row["decision"].as_str(), outer_row["status"].as_u64()),
@@ -488,18 +492,18 @@ fn a_nested_gate_tunnels_what_both_allow_and_each_level_logs_it() {
     );
     check!(
         out,
-        reason(outer_row).ends_with(&direct(echo.addr)),
+        outer_row.reason().ends_with(&direct(echo.addr)),
         "the outer gate dials directly, where CLI_GUARD_RESOLVE applies: {outer_row}"
     );
-    for (id, row) in [(inner_id, inner_row), (outer_id, outer_row)] {
-        let close = close_for(&recs, id, &row["conn"]);
+    for row in [inner_row, outer_row] {
+        let close = log.close_of(row);
         check_eq!(out, close["bytes_up"], sent.len(), "bytes_up: {close}");
         check_eq!(out, close["bytes_down"], sent.len(), "bytes_down: {close}");
         check_eq!(out, close["error"], Value::Null, "{close}");
     }
     check_eq!(
         out,
-        records_of(&recs, inner_id, "start")[0]["parent_audit_id"],
+        log.rows().of(inner_id).kind("start")[0]["parent_audit_id"],
         outer_id,
         "linked"
     );
@@ -558,17 +562,17 @@ fn a_nested_gate_goes_through_the_outer_which_applies_the_users_upstream_and_no_
         "the outer gate asks the corporate proxy for the name, with the user's credentials: {heads:?}"
     );
     check_eq!(out, echo.accepted(), 0, "nobody dialled the override");
-    let recs = g.records();
-    let outer_row = row_for(&recs, outer.audit_id(), "registry.npmjs.org", 443);
+    let log = g.log();
+    let outer_row = log.egress_to(outer.audit_id(), "registry.npmjs.org", 443);
     check!(
         out,
-        reason(outer_row).ends_with(&through(corp.server.addr)),
+        outer_row.reason().ends_with(&through(corp.server.addr)),
         "{outer_row}"
     );
-    let inner_row = row_for(&recs, inner.audit_id(), "registry.npmjs.org", 443);
+    let inner_row = log.egress_to(inner.audit_id(), "registry.npmjs.org", 443);
     check!(
         out,
-        reason(inner_row).ends_with(&through(outer.proxy().addr)),
+        inner_row.reason().ends_with(&through(outer.proxy().addr)),
         "{inner_row}"
     );
     check!(
@@ -603,17 +607,17 @@ fn a_nested_gate_goes_through_the_outer_which_applies_the_users_upstream_and_no_
         1,
         "the outer gate dialled the override directly"
     );
-    let recs = g.records();
-    let outer_row = row_for(&recs, outer.audit_id(), "registry.npmjs.org", 443);
+    let log = g.log();
+    let outer_row = log.egress_to(outer.audit_id(), "registry.npmjs.org", 443);
     check!(
         out,
-        reason(outer_row).ends_with(&direct(echo.addr)),
+        outer_row.reason().ends_with(&direct(echo.addr)),
         "{outer_row}"
     );
-    let inner_row = row_for(&recs, inner.audit_id(), "registry.npmjs.org", 443);
+    let inner_row = log.egress_to(inner.audit_id(), "registry.npmjs.org", 443);
     check!(
         out,
-        reason(inner_row).ends_with(&through(outer.proxy().addr)),
+        inner_row.reason().ends_with(&through(outer.proxy().addr)),
         "{inner_row}"
     );
 }
@@ -664,24 +668,24 @@ fn expect_routes(no_proxy: &[(&str, &str)], cases: &[(&str, Route)]) {
         roundtrip(&run, &proxy, target, i as u64 * 10);
     }
     let out = g.finish(run, 0);
-    let recs = g.records();
+    let log = g.log();
     let asked = up.request_lines();
     for (target, route) in cases {
         let (host, port) = target.rsplit_once(':').unwrap();
-        let row = row_for(&recs, child.audit_id(), host, port.parse().unwrap());
+        let row = log.egress_to(child.audit_id(), host, port.parse().unwrap());
         let went_through = asked.contains(&format!("CONNECT {target} HTTP/1.1"));
         match route {
             Route::Direct => {
                 check!(
                     out,
-                    reason(row).ends_with(&direct(echo.addr)) && !went_through,
+                    row.reason().ends_with(&direct(echo.addr)) && !went_through,
                     "{no_proxy:?}: {target} must be dialled directly: {row}\nthe upstream was asked {asked:?}"
                 );
             }
             Route::Through => {
                 check!(
                     out,
-                    reason(row).ends_with(&through(up.server.addr)) && went_through,
+                    row.reason().ends_with(&through(up.server.addr)) && went_through,
                     "{no_proxy:?}: {target} must go through the upstream: {row}\nthe upstream was asked {asked:?}"
                 );
             }
@@ -760,15 +764,15 @@ fn no_proxy_ips_and_cidr_blocks_match_ip_targets() {
         let target = echo.addr.to_string();
         roundtrip(&run, &child.proxy(), &target, 3);
         let out = g.finish(run, 0);
-        let recs = g.records();
-        let row = row_for(&recs, child.audit_id(), "127.0.0.1", echo.addr.port());
+        let log = g.log();
+        let row = log.egress_to(child.audit_id(), "127.0.0.1", echo.addr.port());
         let want = match route {
             Route::Direct => direct(echo.addr),
             Route::Through => through(up.server.addr),
         };
         check!(
             out,
-            reason(row).ends_with(&want),
+            row.reason().ends_with(&want),
             "no_proxy={no_proxy:?}: want {route:?}: {row}"
         );
         let asked = up.request_lines();
@@ -851,9 +855,9 @@ fn cli_guard_resolve_applies_only_at_the_direct_hop() {
         "no userinfo in the upstream URL, no Proxy-Authorization: {heads:?}"
     );
     check_eq!(out, echo.accepted(), 0, "the override's address was not dialled");
-    let recs = g.records();
-    let row = row_for(&recs, env.audit_id(), "registry.npmjs.org", 443);
-    check!(out, reason(row).ends_with(&through(up.server.addr)), "{row}");
+    let log = g.log();
+    let row = log.egress_to(env.audit_id(), "registry.npmjs.org", 443);
+    check!(out, row.reason().ends_with(&through(up.server.addr)), "{row}");
 
     // The same target in NO_PROXY: dialled directly, where the override applies.
     let g = Sandbox::new();
@@ -869,9 +873,9 @@ fn cli_guard_resolve_applies_only_at_the_direct_hop() {
     let out = g.finish(run, 0);
     check_eq!(out, up.heads().len(), 1, "nothing more went upstream");
     check_eq!(out, echo.accepted(), 1, "the override's address was dialled");
-    let recs = g.records();
-    let row = row_for(&recs, env.audit_id(), "registry.npmjs.org", 443);
-    check!(out, reason(row).ends_with(&direct(echo.addr)), "{row}");
+    let log = g.log();
+    let row = log.egress_to(env.audit_id(), "registry.npmjs.org", 443);
+    check!(out, row.reason().ends_with(&direct(echo.addr)), "{row}");
 }
 
 #[test]
@@ -907,9 +911,9 @@ fn bytes_an_upstream_sends_behind_its_200_reach_the_child_first() {
     check!(run, at_eof(&mut s), "closes");
     drop(s);
     let out = g.finish(run, 0);
-    let recs = g.records();
-    let row = row_for(&recs, env.audit_id(), "server.example", 22);
-    let close = close_for(&recs, env.audit_id(), &row["conn"]);
+    let log = g.log();
+    let row = log.egress_to(env.audit_id(), "server.example", 22);
+    let close = log.close_of(row);
     check_eq!(
         out,
         close["bytes_down"],
@@ -954,9 +958,9 @@ fn an_upstreams_refusal_reaches_the_child_with_exactly_its_status() {
         );
     }
     let out = g.finish(run, 0);
-    let recs = g.records();
+    let log = g.log();
     for code in CODES {
-        let row = row_for(&recs, env.audit_id(), &format!("s{code}.example"), 443);
+        let row = log.egress_to(env.audit_id(), &format!("s{code}.example"), 443);
         check_eq!(
             out,
             (row["decision"].as_str(), row["status"].as_u64()),
@@ -965,7 +969,7 @@ fn an_upstreams_refusal_reaches_the_child_with_exactly_its_status() {
         );
         check!(
             out,
-            reason(row).contains(&format!(
+            row.reason().contains(&format!(
                 "the upstream proxy http://{} answered {code} {}",
                 up.server.addr,
                 phrase(code)
@@ -975,10 +979,10 @@ fn an_upstreams_refusal_reaches_the_child_with_exactly_its_status() {
     }
     check!(
         out,
-        records_of(&recs, env.audit_id(), "egress_close").is_empty(),
+        log.rows().of(env.audit_id()).kind("egress_close").is_empty(),
         "no tunnels"
     );
-    let end = records_of(&recs, env.audit_id(), "end");
+    let end = log.rows().of(env.audit_id()).kind("end");
     check_eq!(out, end[0]["allowed"], CODES.len(), "end.allowed");
     check_eq!(out, end[0]["denied"], 0, "end.denied");
 }
@@ -1064,9 +1068,9 @@ fn an_https_or_socks_upstream_is_refused_before_the_tool_runs() {
             !err.contains("hunter2secret"),
             "{var}: the password is not repeated"
         );
-        let recs = g.records();
-        let ends: Vec<&Value> = recs.iter().filter(|r| r["kind"] == "end").collect();
-        check_eq!(out, ends.len(), 1, "one end record\n{}", dump(&recs));
+        let log = g.log();
+        let ends = log.rows().kind("end");
+        check_eq!(out, ends.len(), 1, "one end record\n{}", log);
         check_eq!(out, ends[0]["exit_code"], 125, "end.exit_code");
         check!(out, ends[0]["error"].is_string(), "end.error says why");
         check!(
@@ -1175,11 +1179,11 @@ fn upstream_credentials_are_decoded_sent_upstream_and_never_logged() {
     }
     let b64_creds = base64(format!("{user}:{pass}").as_bytes());
     check_never_logged(&g, &out, [pass, "p%40ss%3Aw%25rd", "p@ss", b64_creds.as_str()]);
-    let recs = g.records();
-    for r in records_of(&recs, env.audit_id(), "egress") {
+    let log = g.log();
+    for r in log.rows().of(env.audit_id()).kind("egress") {
         check!(
             out,
-            reason(r).contains(&format!("http://{}", up.server.addr)),
+            r.reason().contains(&format!("http://{}", up.server.addr)),
             "rows name the upstream: {r}"
         );
     }
@@ -1202,8 +1206,8 @@ fn a_relayed_upstream_407_is_not_the_gates_own_challenge() {
         "a relayed 407 is not the gate's own challenge: {challenge:?}"
     );
     let out = g.finish(run, 0);
-    let recs = g.records();
-    let row = row_for(&recs, env.audit_id(), "anything.example", 443);
+    let log = g.log();
+    let row = log.egress_to(env.audit_id(), "anything.example", 443);
     check_eq!(
         out,
         (row["decision"].as_str(), row["status"].as_u64()),

@@ -15,23 +15,21 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use serde_json::Value;
-
 use crate::util::install;
 use crate::util::real_clients::{invocation, need, only_start, Client, CLIENT_TIMEOUT};
-use crate::util::{closed_port, command, dump, require, Outcome, Running};
+use crate::util::{closed_port, command, require, Log, Outcome, Row, Running};
 
 /// Asserts every egress row is an allowed tunnel to one of `hosts` on 443,
 /// and that there is at least one.
-fn assert_allowed_only(recs: &[Value], egress: &[&Value], hosts: &[&str]) {
+fn assert_allowed_only(log: &Log, egress: &[&Row], hosts: &[&str]) {
     assert!(
         !egress.is_empty(),
         "no egress rows: the client did not use the gate\n{}",
-        dump(recs)
+        log
     );
     for row in egress {
         let host = row["host"].as_str().unwrap_or("");
-        assert!(hosts.contains(&host), "unexpected host {host}:\n{}", dump(recs));
+        assert!(hosts.contains(&host), "unexpected host {host}:\n{}", log);
         assert_eq!(row["port"], 443, "{row}");
         assert_eq!(row["decision"], "allow", "{row}");
         assert_eq!(row["status"], 200, "{row}");
@@ -103,9 +101,9 @@ fn npm_install_reaches_only_the_npm_registry() {
         proj.join("node_modules/is-number/package.json").exists(),
         "is-number was not installed"
     );
-    let recs = c.records();
-    let (_, egress, end) = invocation(&recs, "npm");
-    assert_allowed_only(&recs, &egress, &["registry.npmjs.org"]);
+    let log = c.log();
+    let (_, egress, end) = invocation(&log, "npm");
+    assert_allowed_only(&log, &egress, &["registry.npmjs.org"]);
     assert_eq!(end["exit_code"], 0, "{end}");
     assert_eq!(end["denied"], 0, "{end}");
     assert_eq!(end["allowed"], egress.len(), "{end}");
@@ -137,9 +135,9 @@ fn npm_postinstall_that_curls_an_unlisted_host_is_denied() {
         out.code().is_some_and(|code| code != 0),
         "the install must fail when its postinstall is denied"
     );
-    let recs = c.records();
-    let (id, egress, end) = invocation(&recs, "npm");
-    let denied: Vec<&&Value> = egress
+    let log = c.log();
+    let (id, egress, end) = invocation(&log, "npm");
+    let denied: Vec<&&Row> = egress
         .iter()
         .filter(|r| r["host"] == "exfil.example.net")
         .collect();
@@ -184,8 +182,8 @@ fn npm_against_a_plaintext_registry_gets_405_and_no_downgrade() {
         out.code().is_some_and(|code| code != 0),
         "npm must fail against a plaintext registry"
     );
-    let recs = c.records();
-    let (_, egress, _) = invocation(&recs, "npm");
+    let log = c.log();
+    let (_, egress, _) = invocation(&log, "npm");
     check!(out, !egress.is_empty(), "no egress rows");
     for row in &egress {
         assert_eq!(
@@ -219,13 +217,13 @@ fn npm_install_in_strict_mode_is_isolated_and_reaches_only_the_npm_registry() {
         proj.join("node_modules/is-number/package.json").exists(),
         "is-number was not installed"
     );
-    let recs = c.records();
-    let start = only_start(&recs, "npm");
+    let log = c.log();
+    let start = only_start(&log, "npm");
     assert_eq!(start["isolation"], "netns", "{start}");
-    let (_, egress, end) = invocation(&recs, "npm");
-    assert!(!egress.is_empty(), "no egress rows\n{}", dump(&recs));
+    let (_, egress, end) = invocation(&log, "npm");
+    assert!(!egress.is_empty(), "no egress rows\n{}", log);
     for row in &egress {
-        assert_eq!(row["host"], "registry.npmjs.org", "{}", dump(&recs));
+        assert_eq!(row["host"], "registry.npmjs.org", "{}", log);
         assert_eq!(row["decision"], "allow", "{row}");
     }
     assert_eq!(end["exit_code"], 0, "{end}");
@@ -267,11 +265,11 @@ fn npm_postinstall_with_node_https_get_cannot_reach_pypi_in_strict_mode() {
         !out.stdout().contains("reached pypi.org"),
         "the postinstall reached pypi.org"
     );
-    let recs = c.records();
-    let start = only_start(&recs, "npm");
+    let log = c.log();
+    let start = only_start(&log, "npm");
     assert_eq!(start["isolation"], "netns", "{start}");
-    let (id, egress, _) = invocation(&recs, "npm");
-    let pypi: Vec<&&Value> = egress.iter().filter(|r| r["host"] == "pypi.org").collect();
+    let (id, egress, _) = invocation(&log, "npm");
+    let pypi: Vec<&&Row> = egress.iter().filter(|r| r["host"] == "pypi.org").collect();
     check!(out, !pypi.is_empty(), "no row for pypi.org under npm's audit id");
     for row in &pypi {
         assert_eq!(row["decision"], "deny", "{row}");
@@ -328,9 +326,9 @@ fn pip_download_from_pypi_is_allowed() {
         wheels.iter().any(|w| w.to_string_lossy().starts_with("six-")),
         "no six download in {wheels:?}"
     );
-    let recs = c.records();
-    let (_, egress, end) = invocation(&recs, "pip");
-    assert_allowed_only(&recs, &egress, &["pypi.org", "files.pythonhosted.org"]);
+    let log = c.log();
+    let (_, egress, end) = invocation(&log, "pip");
+    assert_allowed_only(&log, &egress, &["pypi.org", "files.pythonhosted.org"]);
     assert_eq!(end["exit_code"], 0, "{end}");
 }
 
@@ -360,8 +358,8 @@ fn pip_pointed_at_an_unlisted_index_is_denied() {
     let args = pip_download_from(&dl, "https://pypi.example.net/simple");
     let out = c.run(pip_cmd(&c, &args));
     check!(out, out.code().is_some_and(|code| code != 0), "pip must fail");
-    let recs = c.records();
-    let (_, egress, _) = invocation(&recs, "pip");
+    let log = c.log();
+    let (_, egress, _) = invocation(&log, "pip");
     check!(out, !egress.is_empty(), "no egress rows");
     for row in &egress {
         assert_eq!(row["host"], "pypi.example.net", "{row}");
@@ -380,20 +378,20 @@ fn pip_pointed_at_an_unlisted_index_is_denied() {
 /// The whole log, read as one text, holds none of `secrets`, and the run's
 /// start row says its argv was redacted.
 fn assert_log_keeps_no_secret(c: &Client, out: &Outcome, tool: &str, secrets: &[&str]) {
-    let log = fs::read_to_string(&c.audit).unwrap_or_else(|e| panic!("{}: {e}", c.audit.display()));
+    let text = fs::read_to_string(&c.audit).unwrap_or_else(|e| panic!("{}: {e}", c.audit.display()));
     for secret in secrets {
         check!(
             out,
-            !log.contains(secret),
-            "{secret:?} is in the audit log:\n{log}"
+            !text.contains(secret),
+            "{secret:?} is in the audit log:\n{text}"
         );
     }
-    let recs = c.records();
-    let (_, _, end) = invocation(&recs, tool);
+    let log = c.log();
+    let (_, _, end) = invocation(&log, tool);
     check!(out, end["exit_code"].is_i64(), "the run ended: {end}");
     check_eq!(
         out,
-        only_start(&recs, tool)["argv_redacted"],
+        only_start(&log, tool)["argv_redacted"],
         true,
         "start.argv_redacted"
     );
@@ -461,13 +459,13 @@ fn cargo_fetch_with_a_fresh_cargo_home_is_allowed() {
     cmd.current_dir(&krate).env("CARGO_HOME", c.dir("cargo-home"));
     let out = c.run(cmd);
     check_eq!(out, out.code(), Some(0), "cargo fetch failed");
-    let recs = c.records();
-    let (_, egress, end) = invocation(&recs, "cargo");
-    assert_allowed_only(&recs, &egress, &["index.crates.io", "static.crates.io"]);
+    let log = c.log();
+    let (_, egress, end) = invocation(&log, "cargo");
+    assert_allowed_only(&log, &egress, &["index.crates.io", "static.crates.io"]);
     assert_eq!(end["exit_code"], 0, "{end}");
     // The real cargo is rustup's argv[0] proxy: the shim must run the PATH
     // entry as found, not its canonical target (rustup itself).
-    let real = only_start(&recs, "cargo")["real_path"]
+    let real = only_start(&log, "cargo")["real_path"]
         .as_str()
         .unwrap()
         .to_string();
@@ -491,8 +489,8 @@ fn aws_s3_ls_is_observed_and_logged() {
             c.tmp.path().join("no-aws-credentials"),
         );
     let out = c.run(cmd);
-    let recs = c.records();
-    let (_, egress, end) = invocation(&recs, "aws");
+    let log = c.log();
+    let (_, egress, end) = invocation(&log, "aws");
     check!(out, !egress.is_empty(), "aws made no CONNECT through the gate");
     for row in &egress {
         assert_eq!(row["mode"], "observe", "{row}");
@@ -533,8 +531,8 @@ fn kubectl_get_pods_is_observed_and_logged() {
         out.code().is_some_and(|code| code != 0),
         "kubectl cannot succeed against an unreachable server"
     );
-    let recs = c.records();
-    let (_, egress, end) = invocation(&recs, "kubectl");
+    let log = c.log();
+    let (_, egress, end) = invocation(&log, "kubectl");
     check!(
         out,
         !egress.is_empty(),
@@ -577,15 +575,15 @@ fn curl_through_the_gate_is_a_real_client_too() {
     cmd.env_remove("CURL_HOME");
     let out = c.run(cmd);
     check_eq!(out, out.code(), Some(0), "curl through the gate failed");
-    let recs = c.records();
-    let (_, egress, _) = invocation(&recs, "npm");
-    assert_allowed_only(&recs, &egress, &["registry.npmjs.org"]);
-    let close: Vec<&Value> = recs.iter().filter(|r| r["kind"] == "egress_close").collect();
-    assert_eq!(close.len(), egress.len(), "{}", dump(&recs));
+    let log = c.log();
+    let (_, egress, _) = invocation(&log, "npm");
+    assert_allowed_only(&log, &egress, &["registry.npmjs.org"]);
+    let close = log.rows().kind("egress_close");
+    assert_eq!(close.len(), egress.len(), "{}", log);
     assert!(
         close.iter().all(|r| r["bytes_down"].as_u64().unwrap() > 0),
         "{}",
-        dump(&recs)
+        log
     );
 }
 
@@ -613,10 +611,10 @@ fn egress_demo_as_installed_shows_all_three_modes() {
                 "unexpected line {line:?}"
             );
         }
-        let rows = crate::util::parse_records(&out.stderr, "egress-demo stderr");
+        let printed = Log::parse(&out.stderr, "egress-demo stderr");
         check_eq!(
             out,
-            rows.iter().filter(|r| r["kind"] == "egress").count(),
+            printed.rows().kind("egress").len(),
             lines.len(),
             "one row per dial"
         );

@@ -40,27 +40,22 @@ fn status_of(line: &str) -> u16 {
     line.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
 }
 
-/// The egress rows the demo printed on stderr.
-fn rows(out: &Outcome) -> Vec<Value> {
-    out.stderr_records("egress-demo stderr")
-        .into_iter()
-        .filter(|r| r["kind"] == "egress")
-        .collect()
+/// The rows the demo printed on stderr.
+fn printed(out: &Outcome) -> Log {
+    out.stderr_log("egress-demo stderr")
 }
 
-/// The egress_close rows the demo printed on stderr.
-fn closes(out: &Outcome) -> Vec<Value> {
-    out.stderr_records("egress-demo stderr")
-        .into_iter()
-        .filter(|r| r["kind"] == "egress_close")
-        .collect()
-}
-
-fn row_for<'a>(out: &Outcome, rows: &'a [Value], target: &str) -> &'a Value {
+/// The first egress row the demo printed for `target` (host:port).
+fn row_for<'a>(out: &Outcome, printed: &'a Log, target: &str) -> &'a Row {
     let (host, port) = target.rsplit_once(':').unwrap();
-    let port: u64 = port.parse().unwrap();
-    rows.iter()
-        .find(|r| r["host"] == host && r["port"] == port)
+    let port: u16 = port.parse().unwrap();
+    printed
+        .rows()
+        .kind("egress")
+        .host(host)
+        .port(port)
+        .first()
+        .copied()
         .unwrap_or_else(|| panic!("no egress row for {target}\n{}", out.report()))
 }
 
@@ -112,8 +107,8 @@ fn demo_allowed_shows_decision_allow_even_offline() {
         [200, 502, 504].contains(&status_of(status)),
         "allowed: 200, or 502/504 offline: {status}"
     );
-    let rows = rows(&out);
-    let row = row_for(&out, &rows, target);
+    let log = printed(&out);
+    let row = row_for(&out, &log, target);
     check_eq!(out, row["decision"], "allow", "decision");
     check_eq!(
         out,
@@ -148,7 +143,7 @@ fn demo_allowed_relays_to_a_reachable_upstream() {
     );
     check_eq!(
         out,
-        row_for(&out, &rows(&out), &d[0].1)["decision"],
+        row_for(&out, &printed(&out), &d[0].1)["decision"],
         "allow",
         "decision"
     );
@@ -182,7 +177,8 @@ fn demo_close_rows_carry_no_error_for_the_close_the_client_asked_for() {
             200,
             "{what}: the tunnel opened"
         );
-        let closes = closes(&out);
+        let log = printed(&out);
+        let closes = log.rows().kind("egress_close");
         check_eq!(out, closes.len(), 1, "{what}: one tunnel, one close row");
         check_eq!(
             out,
@@ -205,8 +201,8 @@ fn demo_denied_shows_403_and_exits_0() {
     let (mode, target, status) = &d[0];
     check_eq!(out, mode.as_str(), "denied", "mode word");
     check_eq!(out, status.as_str(), "HTTP/1.1 403 Forbidden", "status line");
-    let rows = rows(&out);
-    let row = row_for(&out, &rows, target);
+    let log = printed(&out);
+    let row = row_for(&out, &log, target);
     check_eq!(
         out,
         (row["decision"].clone(), row["status"].clone()),
@@ -237,9 +233,9 @@ fn demo_observe_dials_and_logs_every_host() {
         "unresolvable: 502/504: {}",
         d[2].2
     );
-    let rows = rows(&out);
+    let log = printed(&out);
     for (_, target, status) in &d {
-        let row = row_for(&out, &rows, target);
+        let row = row_for(&out, &log, target);
         check_eq!(out, row["decision"], "allow", "{target}: observe mode allows");
         check_eq!(out, row["mode"], "observe", "{target}");
         check_eq!(out, row["status"], status_of(status), "{target}: status");
@@ -309,17 +305,13 @@ fn demo_strict_refuses_a_direct_connection_with_a_row() {
         "the verdict: {}",
         strict.2
     );
-    let rows = rows(&out);
-    let row = row_for(&out, &rows, "203.0.113.7:443");
+    let log = printed(&out);
+    let row = row_for(&out, &log, "203.0.113.7:443");
     check_eq!(out, row["method"], "transparent", "method");
     check_eq!(out, row["decision"], "deny", "decision");
     check_eq!(out, row["status"], 403, "status");
     check_eq!(out, row["tool"], "egress-demo", "tool");
-    let starts: Vec<Value> = out
-        .stderr_records("egress-demo stderr")
-        .into_iter()
-        .filter(|r| r["kind"] == "start")
-        .collect();
+    let starts = log.rows().kind("start");
     check_eq!(out, starts.len(), 1, "one guarded invocation");
     check_eq!(out, starts[0]["isolation"], "netns", "it ran in the namespace");
     check!(
@@ -353,11 +345,14 @@ fn demo_strict_judges_names_by_the_demo_policy() {
         verdict("203.0.113.7:22").starts_with("deny 403 (transparent): "),
         "port 22 is watched"
     );
-    let rows = rows(&out);
+    let log = printed(&out);
     check!(
         out,
-        rows.iter()
-            .any(|r| r["method"] == "dns" && r["host"] == "exfil.example.net" && r["decision"] == "deny"),
+        !log.rows()
+            .kind("egress")
+            .host("exfil.example.net")
+            .filter("dns denials", |r| r["method"] == "dns" && r["decision"] == "deny")
+            .is_empty(),
         "a dns deny row for the name"
     );
 }
@@ -369,10 +364,10 @@ fn demo_strict_works_for_an_unprivileged_user() {
     symlink(BIN, &link).unwrap();
     let out = g.run(g.as_nobody(link.to_str().unwrap(), &["strict"]));
     out.expect_code(0);
-    let rows = rows(&out);
+    let log = printed(&out);
     check_eq!(
         out,
-        row_for(&out, &rows, "203.0.113.7:443")["decision"],
+        row_for(&out, &log, "203.0.113.7:443")["decision"],
         "deny",
         "decision"
     );

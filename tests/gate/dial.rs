@@ -27,11 +27,11 @@ fn a_black_holed_first_address_gives_way_to_the_next_and_the_row_names_it() {
     check_eq!(run, status, 200, "the second address answers: {answer}");
     check_eq!(run, live.accepted(), 1, "the second address was dialled");
     let out = g.finish(run, 0);
-    let recs = g.records();
-    let row = row_for(&recs, env.audit_id(), "registry.npmjs.org", 443);
+    let log = g.log();
+    let row = log.egress_to(env.audit_id(), "registry.npmjs.org", 443);
     check!(
         out,
-        reason(row).ends_with(&format!("; direct to {}", live.addr)),
+        row.reason().ends_with(&format!("; direct to {}", live.addr)),
         "the reason names the address used: {row}"
     );
 }
@@ -45,13 +45,13 @@ fn two_refusing_addresses_are_502_naming_both() {
     let (status, answer, _) = ask_slowly(&env.proxy(), NPM_REGISTRY, PATIENCE);
     check_eq!(run, status, 502, "{answer}");
     let out = g.finish(run, 0);
-    let recs = g.records();
-    let row = row_for(&recs, env.audit_id(), "registry.npmjs.org", 443);
+    let log = g.log();
+    let row = log.egress_to(env.audit_id(), "registry.npmjs.org", 443);
     check_eq!(out, row["status"], 502, "{row}");
     for addr in dead {
         check!(
             out,
-            reason(row).contains(&addr.to_string()),
+            row.reason().contains(&addr.to_string()),
             "names {addr}: {row}"
         );
     }
@@ -68,8 +68,8 @@ fn two_black_holed_addresses_are_504_after_the_dial_timeout() {
     let (status, answer, _) = ask_slowly(&env.proxy(), target, DIAL_TIMEOUT + PATIENCE);
     check_eq!(run, status, 504, "{answer}");
     let out = g.finish(run, 0);
-    let recs = g.records();
-    let row = row_for(&recs, env.audit_id(), "two-holes.example", 443);
+    let log = g.log();
+    let row = log.egress_to(env.audit_id(), "two-holes.example", 443);
     check_eq!(
         out,
         (row["tool"].as_str(), row["status"].as_u64()),
@@ -124,11 +124,11 @@ fn an_upstream_proxy_whose_first_address_is_black_holed_is_reached_at_the_next()
         "the upstream was asked"
     );
     let out = g.finish(run, 0);
-    let recs = g.records();
-    let row = row_for(&recs, env.audit_id(), "registry.npmjs.org", 443);
+    let log = g.log();
+    let row = log.egress_to(env.audit_id(), "registry.npmjs.org", 443);
     check!(
         out,
-        reason(row).ends_with(&format!(
+        row.reason().ends_with(&format!(
             "; through the upstream proxy {url} at {}",
             up.server.addr
         )),
@@ -167,8 +167,8 @@ fn a_resolve_target_off_loopback_exits_125_without_running_the_tool() {
                 && said.contains("CLI_GUARD_RESOLVE is a test seam that may only point at loopback"),
             "names the entry and says why: {said}"
         );
-        let recs = g.records();
-        let end: Vec<_> = recs.iter().filter(|r| r["kind"] == "end").collect();
+        let log = g.log();
+        let end = log.rows().kind("end");
         check!(
             out,
             end.len() == 1 && end[0]["exit_code"] == 125 && end[0]["error"].is_string(),

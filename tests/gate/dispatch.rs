@@ -212,8 +212,8 @@ fn run_as_npm_runs_the_command_under_npms_policy() {
     g.release(3);
     let out = run.wait();
     out.expect_code(3);
-    let recs = g.records();
-    let start = records_of(&recs, env.audit_id(), "start");
+    let log = g.log();
+    let start = log.rows().of(env.audit_id()).kind("start");
     check_eq!(out, start.len(), 1, "one start record");
     check_eq!(out, start[0]["tool"], "npm", "start.tool");
     check_eq!(out, start[0]["mode"], "enforce", "start.mode");

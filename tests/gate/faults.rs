@@ -90,22 +90,22 @@ fn peek(s: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-/// Index of the first record matching `pred`.
-fn position(recs: &[Value], pred: impl Fn(&Value) -> bool) -> Option<usize> {
-    recs.iter().position(pred)
-}
-
 /// Asserts the `egress_close` of `conn` comes before `end` in the log.
-fn close_before_end(out: &Outcome, recs: &[Value], id: &str, conn: &Value) {
-    let close = position(recs, |r| {
-        r["audit_id"] == id && r["kind"] == "egress_close" && &r["conn"] == conn
-    });
-    let end = position(recs, |r| r["audit_id"] == id && r["kind"] == "end");
+fn close_before_end(out: &Outcome, log: &Log, id: &str, conn: &Value) {
+    let close = log
+        .rows()
+        .of(id)
+        .kind("egress_close")
+        .conn(conn)
+        .positions()
+        .first()
+        .copied();
+    let end = log.rows().of(id).kind("end").positions().first().copied();
     check!(
         out,
         matches!((close, end), (Some(c), Some(e)) if c < e),
         "conn {conn}: egress_close ({close:?}) must be written before end ({end:?})\n{}",
-        dump(recs)
+        log
     );
 }
 
@@ -114,13 +114,13 @@ fn close_before_end(out: &Outcome, recs: &[Value], id: &str, conn: &Value) {
 /// tunnel (no egress_close) followed.
 fn check_failed_dial(
     out: &Outcome,
-    recs: &[Value],
+    log: &Log,
     id: &str,
     (host, port): (&str, u16),
     status: u64,
     target: &str,
 ) {
-    let row = row_for(recs, id, host, port);
+    let row = log.egress_to(id, host, port);
     check_eq!(
         out,
         (row["decision"].as_str(), row["status"].as_u64()),
@@ -129,12 +129,12 @@ fn check_failed_dial(
     );
     check!(
         out,
-        reason(row).contains(target),
+        row.reason().contains(target),
         "the reason names the target: {row}"
     );
     check!(
         out,
-        records_of(recs, id, "egress_close").is_empty(),
+        log.rows().of(id).kind("egress_close").is_empty(),
         "no tunnel, no egress_close"
     );
 }
@@ -152,9 +152,9 @@ fn an_allowed_target_on_a_closed_port_is_502_with_an_allow_row_and_no_close() {
     check_eq!(run, a.status, 502, "{}", a.report());
     check!(run, a.closed, "the connection closes after the 502");
     let out = g.finish(run, 9);
-    let recs = g.records();
-    check_failed_dial(&out, &recs, env.audit_id(), ("127.0.0.1", port), 502, &target);
-    check_eq!(out, records_of(&recs, env.audit_id(), "end").len(), 1, "one end");
+    let log = g.log();
+    check_failed_dial(&out, &log, env.audit_id(), ("127.0.0.1", port), 502, &target);
+    check_eq!(out, log.rows().of(env.audit_id()).kind("end").len(), 1, "one end");
 }
 
 #[test]
@@ -166,8 +166,8 @@ fn an_unreachable_upstream_proxy_is_502() {
     let a = env.proxy().connect("somewhere.example:443");
     check_eq!(run, a.status, 502, "{}", a.report());
     let out = g.finish(run, 0);
-    let recs = g.records();
-    let row = row_for(&recs, env.audit_id(), "somewhere.example", 443);
+    let log = g.log();
+    let row = log.egress_to(env.audit_id(), "somewhere.example", 443);
     check_eq!(
         out,
         (row["decision"].as_str(), row["status"].as_u64()),
@@ -176,7 +176,7 @@ fn an_unreachable_upstream_proxy_is_502() {
     );
     check!(
         out,
-        reason(row).contains(&format!("the upstream proxy {url}")),
+        row.reason().contains(&format!("the upstream proxy {url}")),
         "the reason names the upstream: {row}"
     );
 }
@@ -204,9 +204,9 @@ fn an_upstream_proxy_that_hangs_up_or_answers_nonsense_is_502() {
         check_eq!(run, a.status, 502, "{host}\n{}", a.report());
     }
     let out = g.finish(run, 6);
-    let recs = g.records();
+    let log = g.log();
     for host in hosts {
-        let row = row_for(&recs, env.audit_id(), host, 443);
+        let row = log.egress_to(env.audit_id(), host, 443);
         check_eq!(
             out,
             (row["decision"].as_str(), row["status"].as_u64()),
@@ -215,13 +215,13 @@ fn an_upstream_proxy_that_hangs_up_or_answers_nonsense_is_502() {
         );
         check!(
             out,
-            reason(row).contains(&format!("the upstream proxy {url}")),
+            row.reason().contains(&format!("the upstream proxy {url}")),
             "the reason names the upstream: {row}"
         );
     }
     check!(
         out,
-        records_of(&recs, env.audit_id(), "egress_close").is_empty(),
+        log.rows().of(env.audit_id()).kind("egress_close").is_empty(),
         "no tunnels"
     );
 }
@@ -265,17 +265,17 @@ fn an_upstream_that_resets_mid_stream_closes_the_client_and_the_close_row_has_th
     drop(s);
 
     let out = g.finish(run, 11);
-    let recs = g.records();
-    let row = row_for(&recs, env.audit_id(), "127.0.0.1", up.addr.port());
+    let log = g.log();
+    let row = log.egress_to(env.audit_id(), "127.0.0.1", up.addr.port());
     check_eq!(out, row["status"], 200, "{row}");
-    let close = close_for(&recs, env.audit_id(), &row["conn"]);
+    let close = log.close_of(row);
     check!(
         out,
         close["error"].as_str().is_some_and(|e| !e.is_empty()),
         "egress_close records the reset: {close}"
     );
     check_eq!(out, close["bytes_down"], 13, "bytes_down: {close}");
-    close_before_end(&out, &recs, env.audit_id(), &row["conn"]);
+    close_before_end(&out, &log, env.audit_id(), &row["conn"]);
 }
 
 #[test]
@@ -295,10 +295,10 @@ fn a_stalled_upstream_holds_the_tunnel_until_the_grace_after_the_child_exits() {
         still_open(&mut s, Duration::from_millis(800)),
         "a stalled tunnel stays open while the tool runs"
     );
-    let recs = g.records();
+    let log = g.log();
     check!(
         run,
-        records_of(&recs, env.audit_id(), "egress_close").is_empty(),
+        log.rows().of(env.audit_id()).kind("egress_close").is_empty(),
         "no egress_close while the tunnel is open and the tool runs"
     );
 
@@ -320,14 +320,14 @@ fn a_stalled_upstream_holds_the_tunnel_until_the_grace_after_the_child_exits() {
     );
     released.store(true, Ordering::SeqCst);
 
-    let recs = g.records();
-    let row = row_for(&recs, env.audit_id(), "127.0.0.1", up.addr.port());
-    let close = close_for(&recs, env.audit_id(), &row["conn"]);
+    let log = g.log();
+    let row = log.egress_to(env.audit_id(), "127.0.0.1", up.addr.port());
+    let close = log.close_of(row);
     check_eq!(out, close["error"], CLOSED_AFTER_GRACE, "{close}");
     check_eq!(out, close["bytes_up"], 100, "{close}");
     check_eq!(out, close["bytes_down"], 0, "{close}");
-    close_before_end(&out, &recs, env.audit_id(), &row["conn"]);
-    let end = records_of(&recs, env.audit_id(), "end");
+    close_before_end(&out, &log, env.audit_id(), &row["conn"]);
+    let end = log.rows().of(env.audit_id()).kind("end");
     check_eq!(out, end[0]["exit_code"], 5, "end.exit_code");
 }
 
@@ -387,10 +387,10 @@ fn an_upstream_half_close_reaches_the_client_which_can_still_send() {
         check!(run, at_eof(&mut s), "{what}: both sides done, the tunnel closes");
         drop(s);
         let out = g.finish(run, 0);
-        let recs = g.records();
+        let log = g.log();
         let (host, port) = target.rsplit_once(':').unwrap();
-        let row = row_for(&recs, child.audit_id(), host, port.parse().unwrap());
-        let close = close_for(&recs, child.audit_id(), &row["conn"]);
+        let row = log.egress_to(child.audit_id(), host, port.parse().unwrap());
+        let close = log.close_of(row);
         check_eq!(out, close["error"], Value::Null, "{what}: a clean close: {close}");
         check_eq!(out, close["bytes_up"], late.len(), "{what}: {close}");
         check_eq!(out, close["bytes_down"], 22, "{what}: {close}");
@@ -423,15 +423,15 @@ fn a_client_that_closes_mid_tunnel_closes_the_upstream_and_the_row_is_written() 
     );
     // The row is written while the tool still runs.
     let written = wait_until(WAIT, || {
-        !records_of(&g.records(), env.audit_id(), "egress_close").is_empty()
+        !g.log().rows().of(env.audit_id()).kind("egress_close").is_empty()
     });
     check!(run, written, "egress_close is written once the tunnel is gone");
     let out = g.finish(run, 12);
-    let recs = g.records();
-    let row = row_for(&recs, env.audit_id(), "127.0.0.1", up.addr.port());
-    let close = close_for(&recs, env.audit_id(), &row["conn"]);
+    let log = g.log();
+    let row = log.egress_to(env.audit_id(), "127.0.0.1", up.addr.port());
+    let close = log.close_of(row);
     check_eq!(out, close["bytes_up"], 500, "{close}");
-    close_before_end(&out, &recs, env.audit_id(), &row["conn"]);
+    close_before_end(&out, &log, env.audit_id(), &row["conn"]);
 }
 
 #[test]
@@ -467,19 +467,19 @@ fn a_client_that_resets_mid_tunnel_closes_the_upstream_and_the_row_has_the_error
         "the upstream's connection is closed once the client is gone: {seen:?}"
     );
     let written = wait_until(WAIT, || {
-        !records_of(&g.records(), env.audit_id(), "egress_close").is_empty()
+        !g.log().rows().of(env.audit_id()).kind("egress_close").is_empty()
     });
     check!(run, written, "egress_close is written once the tunnel is gone");
     let out = g.finish(run, 13);
-    let recs = g.records();
-    let row = row_for(&recs, env.audit_id(), "127.0.0.1", up.addr.port());
-    let close = close_for(&recs, env.audit_id(), &row["conn"]);
+    let log = g.log();
+    let row = log.egress_to(env.audit_id(), "127.0.0.1", up.addr.port());
+    let close = log.close_of(row);
     check!(
         out,
         close["error"].as_str().is_some_and(|e| !e.is_empty()),
         "egress_close records the reset: {close}"
     );
-    close_before_end(&out, &recs, env.audit_id(), &row["conn"]);
+    close_before_end(&out, &log, env.audit_id(), &row["conn"]);
 }
 
 #[test]
@@ -580,22 +580,22 @@ fn tunnels_open_when_the_child_exits_are_closed_and_logged_before_end() {
     drop(busy);
     released.store(true, Ordering::SeqCst);
 
-    let recs = g.records();
+    let log = g.log();
     let id = env.audit_id();
-    let rows = records_of(&recs, id, "egress");
-    check_eq!(out, rows.len(), 4, "four tunnels\n{}", dump(&recs));
+    let rows = log.rows().of(id).kind("egress");
+    check_eq!(out, rows.len(), 4, "four tunnels\n{}", log);
     for row in rows {
         check_eq!(out, row["status"], 200, "{row}");
-        let close = close_for(&recs, id, &row["conn"]);
+        let close = log.close_of(row);
         check_eq!(
             out,
             close["error"],
             CLOSED_AFTER_GRACE,
             "every tunnel was closed by the gate: {close}"
         );
-        close_before_end(&out, &recs, id, &row["conn"]);
+        close_before_end(&out, &log, id, &row["conn"]);
     }
-    let end = records_of(&recs, id, "end");
+    let end = log.rows().of(id).kind("end");
     check_eq!(out, end[0]["allowed"], 4, "end.allowed");
     check_eq!(out, end[0]["exit_code"], 3, "end.exit_code");
 }
@@ -621,10 +621,10 @@ fn a_connect_that_never_completes_is_504_after_the_dial_timeout() {
         "504 only after the dial timeout ({took:?})"
     );
     let out = g.finish(run, 14);
-    let recs = g.records();
+    let log = g.log();
     check_failed_dial(
         &out,
-        &recs,
+        &log,
         env.audit_id(),
         ("127.0.0.1", addr.port()),
         504,
@@ -652,8 +652,8 @@ fn an_upstream_proxy_that_never_answers_is_504_after_the_dial_timeout() {
         "the upstream was asked"
     );
     let out = g.finish(run, 15);
-    let recs = g.records();
-    let row = row_for(&recs, env.audit_id(), "slow.example", 443);
+    let log = g.log();
+    let row = log.egress_to(env.audit_id(), "slow.example", 443);
     check_eq!(
         out,
         (row["decision"].as_str(), row["status"].as_u64()),
@@ -692,9 +692,9 @@ fn an_upstream_proxy_that_resets_mid_tunnel_closes_the_client_and_the_row_has_th
     check!(run, closed.is_ok(), "the client's connection closes: {closed:?}");
     drop(s);
     let out = g.finish(run, 16);
-    let recs = g.records();
-    let row = row_for(&recs, env.audit_id(), "far.example", 443);
-    let close = close_for(&recs, env.audit_id(), &row["conn"]);
+    let log = g.log();
+    let row = log.egress_to(env.audit_id(), "far.example", 443);
+    let close = log.close_of(row);
     check!(
         out,
         close["error"].as_str().is_some_and(|e| !e.is_empty()),
@@ -745,14 +745,14 @@ fn a_sigkilled_shim_drops_its_tunnels_and_its_rows_up_to_then_remain() {
         wait_until(WAIT, || is_dead(child)),
         "the child dies with its shim"
     );
-    let recs = g.records();
+    let log = g.log();
     let id = env.audit_id();
-    check_eq!(out, records_of(&recs, id, "start").len(), 1, "start remains");
-    let row = row_for(&recs, id, "127.0.0.1", up.addr.port());
+    check_eq!(out, log.rows().of(id).kind("start").len(), 1, "start remains");
+    let row = log.egress_to(id, "127.0.0.1", up.addr.port());
     check_eq!(out, row["status"], 200, "the tunnel's row remains: {row}");
     check!(
         out,
-        records_of(&recs, id, "end").is_empty(),
+        log.rows().of(id).kind("end").is_empty(),
         "a killed shim writes no end"
     );
 }
@@ -778,14 +778,14 @@ fn with_the_log_on_a_full_disk_tunnels_still_work_and_every_row_goes_to_stderr()
     check!(run, at_eof(&mut s), "closes");
     drop(s);
     let out = g.finish(run, 17);
-    let recs = out.stderr_records("records on stderr");
-    let kinds: Vec<&str> = recs.iter().filter_map(|r| r["kind"].as_str()).collect();
+    let log = out.stderr_log("records on stderr");
+    let kinds: Vec<&str> = log.iter().filter_map(|r| r["kind"].as_str()).collect();
     check_eq!(
         out,
         kinds,
         vec!["start", "egress", "egress_close", "end"],
         "every record, on stderr"
     );
-    check_eq!(out, recs[2]["bytes_up"], data.len(), "egress_close.bytes_up");
-    check_eq!(out, recs[3]["exit_code"], 17, "end.exit_code");
+    check_eq!(out, log[2]["bytes_up"], data.len(), "egress_close.bytes_up");
+    check_eq!(out, log[3]["exit_code"], 17, "end.exit_code");
 }

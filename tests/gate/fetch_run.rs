@@ -14,8 +14,6 @@ use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use serde_json::Value;
-
 use crate::util::*;
 
 /// The host the program and the install script both try to reach.
@@ -124,24 +122,6 @@ fn run_with_api(g: &Sandbox, name: &str, args: &[&str], api: SocketAddr) -> Outc
     g.run(with_api(g, name, args, api))
 }
 
-/// The start rows of `tool`, in order.
-fn starts<'a>(recs: &'a [Value], tool: &str) -> Vec<&'a Value> {
-    recs.iter()
-        .filter(|r| r["kind"] == "start" && r["tool"] == tool)
-        .collect()
-}
-
-fn id(row: &Value) -> &str {
-    row["audit_id"].as_str().unwrap_or_default()
-}
-
-/// The rows for the API under `audit_id`.
-fn api_rows<'a>(recs: &'a [Value], audit_id: &str) -> Vec<&'a Value> {
-    recs.iter()
-        .filter(|r| r["kind"] == "egress" && r["audit_id"] == audit_id && r["host"] == API)
-        .collect()
-}
-
 /// cli-guard said one line, and it says `what`.
 #[track_caller]
 fn said_once(out: &Outcome, what: &str) {
@@ -174,8 +154,8 @@ fn npx_fetches_enforced_then_runs_the_program_observed() {
     let postinstall = fs::read_to_string(g.state_path("postinstall")).unwrap_or_default();
     check_eq!(out, postinstall, "403 000", "the install script was refused");
 
-    let recs = g.records();
-    let (fetch, run) = fetch_and_run_phases(&out, &recs, "npx");
+    let log = g.log();
+    let (fetch, run) = fetch_and_run_phases(&out, &log, "npx");
     check_eq!(
         out,
         run["package"],
@@ -183,13 +163,13 @@ fn npx_fetches_enforced_then_runs_the_program_observed() {
         "read from the installed package.json"
     );
     check_eq!(out, fetch["argv"], run["argv"], "both log argv as typed");
-    let denied = api_rows(&recs, id(fetch));
+    let denied = log.rows().of(fetch.audit_id()).kind("egress").host(API);
     check!(
         out,
         denied.len() == 1 && denied[0]["decision"] == "deny" && denied[0]["status"] == 403,
         "the install script's request: one refusal under the fetch: {denied:?}"
     );
-    let observed = api_rows(&recs, id(run));
+    let observed = log.rows().of(run.audit_id()).kind("egress").host(API);
     check!(
         out,
         observed.len() == 1
@@ -203,7 +183,7 @@ fn npx_fetches_enforced_then_runs_the_program_observed() {
         out,
         out.guard_lines()
             .iter()
-            .any(|l| l.contains(API) && l.contains(id(fetch))),
+            .any(|l| l.contains(API) && l.contains(fetch.audit_id())),
         "the fetch's refusal is in the summary"
     );
 }
@@ -311,9 +291,9 @@ fn a_guarded_tool_under_the_fetch_gets_neither_the_hook_nor_cli_guard_as_npms_sh
         None,
         "npm's own shell again"
     );
-    let recs = g.records();
-    let fetch = starts(&recs, "npx")[0];
-    let nested = starts(&recs, "npm");
+    let log = g.log();
+    let fetch = log.rows().kind("start").tool("npx")[0];
+    let nested = log.rows().kind("start").tool("npm");
     check!(
         out,
         nested.len() == 1 && nested[0]["parent_audit_id"] == fetch["audit_id"],
@@ -356,9 +336,9 @@ fn the_runs_exit_status_and_death_by_signal_are_the_programs() {
         Some(15),
         "the program died by SIGTERM, so does the shim"
     );
-    let recs = g.records();
-    let run = starts(&recs, "npx")[3];
-    let end = records_of(&recs, id(run), "end");
+    let log = g.log();
+    let run = log.rows().kind("start").tool("npx")[3];
+    let end = log.rows().of(run.audit_id()).kind("end");
     check_eq!(out, end[0]["signal"], "SIGTERM", "{}", end[0]);
 }
 
@@ -372,8 +352,8 @@ fn a_failed_fetch_passes_its_exit_on_and_the_program_never_runs() {
     out.expect_code(7);
     check!(out, !g.state_path("args-run").exists(), "the run started");
     check!(out, !g.state_path("program-env").exists(), "the program ran");
-    let recs = g.records();
-    let npx = starts(&recs, "npx");
+    let log = g.log();
+    let npx = log.rows().kind("start").tool("npx");
     check!(
         out,
         npx.len() == 1 && npx[0]["phase"] == "fetch",
@@ -399,8 +379,8 @@ fn npx_that_fetches_nothing_stays_enforced_whole() {
     };
     check_eq!(run, env.get("CLI_GUARD_EXEC_HOOK"), None, "no hook");
     let out = g.finish(run, 0);
-    let recs = g.records();
-    let npx = starts(&recs, "npx");
+    let log = g.log();
+    let npx = log.rows().kind("start").tool("npx");
     check!(
         out,
         npx.len() == 1 && npx[0].get("phase").is_none() && npx[0]["mode"] == "enforce",
@@ -413,9 +393,9 @@ fn npx_that_fetches_nothing_stays_enforced_whole() {
 fn the_audit_shows_the_pair_as_one_entry_in_text_and_json() {
     let (g, api) = npx_sandbox();
     run_with_api(&g, "npx", &["-y", "netcli"], api.addr).expect_code(0);
-    let recs = g.records();
-    let npx = starts(&recs, "npx");
-    let (fetch, run) = (id(npx[0]), id(npx[1]));
+    let log = g.log();
+    let npx = log.rows().kind("start").tool("npx");
+    let (fetch, run) = (npx[0].audit_id(), npx[1].audit_id());
 
     let text = g.run(g.cli_guard(["audit"]));
     text.expect_code(0);
@@ -457,7 +437,7 @@ fn the_audit_shows_the_pair_as_one_entry_in_text_and_json() {
     );
 
     let json = g.run(g.cli_guard(["audit", "--json"]));
-    let objects = parse_records(json.stdout().as_bytes(), "audit --json");
+    let objects = Log::parse(json.stdout().as_bytes(), "audit --json");
     check_eq!(json, objects.len(), 1, "one object for the pair");
     let pair = &objects[0];
     check_eq!(json, pair["audit_id"], run, "{pair}");
@@ -469,7 +449,7 @@ fn the_audit_shows_the_pair_as_one_entry_in_text_and_json() {
         let one = g.run(g.cli_guard(["audit", "--json", "--id", by]));
         check_eq!(
             one,
-            parse_records(one.stdout().as_bytes(), "--id").len(),
+            Log::parse(one.stdout().as_bytes(), "--id").len(),
             1,
             "by {by}"
         );
@@ -487,8 +467,8 @@ fn where_the_report_cannot_be_made_npx_runs_enforced_whole_and_says_so() {
     check_eq!(run, env.get("CLI_GUARD_EXEC_HOOK"), None, "no hook");
     let out = g.finish(run, 0);
     said_once(&out, "runs enforced whole, as before");
-    let recs = g.records();
-    let npx = starts(&recs, "npx");
+    let log = g.log();
+    let npx = log.rows().kind("start").tool("npx");
     check!(
         out,
         npx.len() == 1 && npx[0]["mode"] == "enforce" && npx[0].get("phase").is_none(),
@@ -551,8 +531,8 @@ fn uvx_names_the_program_from_the_fetched_environments_dist_info() {
         ["--offline", "--python", "3.11", "netcli==2.0.1", "x"],
         "the run: offline, as typed"
     );
-    let recs = g.records();
-    let uvx = starts(&recs, "uvx");
+    let log = g.log();
+    let uvx = log.rows().kind("start").tool("uvx");
     check_eq!(out, uvx.len(), 2, "{uvx:?}");
     check_eq!(
         out,
@@ -580,8 +560,8 @@ fn pipx_runs_enforced_whole_when_the_app_is_not_in_what_it_fetched() {
     let out = g.run(g.shim_cmd("pipx", ["run", "nosuchapp"]));
     out.expect_code(0);
     said_once(&out, "not among what the fetch left");
-    let recs = g.records();
-    let pipx = starts(&recs, "pipx");
+    let log = g.log();
+    let pipx = log.rows().kind("start").tool("pipx");
     check_eq!(
         out,
         pipx.len(),
@@ -615,8 +595,8 @@ fn yarn_dlx_is_observed_whole_and_says_so_in_one_line() {
     check!(run, env.get("HTTPS_PROXY").is_some(), "behind the gate");
     let out = g.finish(run, 0);
     said_once(&out, "yarn dlx runs observed");
-    let recs = g.records();
-    let yarn = starts(&recs, "yarn");
+    let log = g.log();
+    let yarn = log.rows().kind("start").tool("yarn");
     check!(
         out,
         yarn.len() == 1
@@ -647,11 +627,11 @@ fn fetch_isolated_run_not(g: &Sandbox, mut cmd: std::process::Command, api: &Ups
         "program \nstatus 200 200\n",
         "the program reached the API"
     );
-    let recs = g.records();
-    let (fetch, run) = fetch_and_run_phases(&out, &recs, "npx");
+    let log = g.log();
+    let (fetch, run) = fetch_and_run_phases(&out, &log, "npx");
     check_eq!(out, fetch["isolation"], "netns", "the fetch: {fetch}");
     check_eq!(out, run["isolation"], "none", "the run: {run}");
-    let denied = api_rows(&recs, id(fetch));
+    let denied = log.rows().of(fetch.audit_id()).kind("egress").host(API);
     check!(
         out,
         denied.len() == 1 && denied[0]["status"] == 403,

@@ -15,8 +15,6 @@ use std::net::{Shutdown, SocketAddr};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use crate::util::*;
 
 /// What a request's egress row must say about its host.
@@ -170,13 +168,9 @@ impl Attack {
             opened,
         } = self;
         let out = g.finish(run, 0);
-        let recs = g.records();
+        let log = g.log();
         let id = env.audit_id().to_owned();
-        let egress: Vec<Value> = {
-            let mut v: Vec<Value> = records_of(&recs, &id, "egress").into_iter().cloned().collect();
-            v.sort_by_key(|r| r["conn"].as_u64());
-            v
-        };
+        let egress = log.rows().of(&id).kind("egress").by_conn();
         let listing = rows
             .iter()
             .map(|e| format!("{} -> {}", e.what, e.status))
@@ -218,13 +212,13 @@ impl Attack {
             "the upstream must see exactly one connection per 200; requests sent:\n{listing}"
         );
         let f = Finished {
-            log: std::fs::read(&g.audit).unwrap(),
+            bytes: std::fs::read(&g.audit).unwrap(),
             out,
-            recs,
+            log,
             id,
             secret: Secret::of(&proxy),
         };
-        f.secret.assert_absent(&f.out, "the audit log", &f.log);
+        f.secret.assert_absent(&f.out, "the audit log", &f.bytes);
         f.secret.assert_absent(&f.out, "stderr", &f.out.stderr);
         f.secret.assert_absent(&f.out, "stdout", &f.out.stdout);
         f.secret.assert_absent(&f.out, "the answers", &heard);
@@ -235,18 +229,16 @@ impl Attack {
 /// What `Attack::finish` leaves for further checks.
 struct Finished {
     out: Outcome,
-    recs: Vec<Value>,
+    log: Log,
     id: String,
     secret: Secret,
     /// The whole audit log (the sandbox is gone once `finish` returns).
-    log: Vec<u8>,
+    bytes: Vec<u8>,
 }
 
 impl Finished {
-    fn of_kind(&self, kind: &str) -> Vec<&Value> {
-        let mut v = records_of(&self.recs, &self.id, kind);
-        v.sort_by_key(|r| r["conn"].as_u64());
-        v
+    fn of_kind(&self, kind: &str) -> Rows<'_> {
+        self.log.rows().of(&self.id).kind(kind).by_conn()
     }
 }
 
@@ -1352,11 +1344,11 @@ fn another_invocations_credential_gets_407() {
     // Neither invocation's secret leaks into the other's log or output.
     let s1 = Secret::of(&first.proxy);
     let f2 = second.finish();
-    s1.assert_absent(&f2.out, "the second invocation's log", &f2.log);
+    s1.assert_absent(&f2.out, "the second invocation's log", &f2.bytes);
     s1.assert_absent(&f2.out, "the second invocation's stderr", &f2.out.stderr);
     let f1 = first.finish();
     f2.secret
-        .assert_absent(&f1.out, "the first invocation's log", &f1.log);
+        .assert_absent(&f1.out, "the first invocation's log", &f1.bytes);
     f2.secret
         .assert_absent(&f1.out, "the first invocation's stderr", &f1.out.stderr);
 }

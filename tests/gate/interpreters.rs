@@ -114,9 +114,9 @@ fn a_forwarder_that_hands_python_m_pip_back_stays_behind_one_gate() {
             .is_some_and(|p| p.starts_with("http://cli-guard:")),
         "the real interpreter runs behind the gate"
     );
-    let recs = g.records();
-    let starts: Vec<&serde_json::Value> = recs.iter().filter(|r| r["kind"] == "start").collect();
-    check_eq!(out, starts.len(), 1, "one guarded invocation:\n{}", dump(&recs));
+    let log = g.log();
+    let starts = log.rows().kind("start");
+    check_eq!(out, starts.len(), 1, "one guarded invocation:\n{}", log);
     check_eq!(out, starts[0]["tool"], "pip", "under pip's policy");
     check_eq!(
         out,
@@ -174,10 +174,10 @@ fn the_hard_linked_python_shim_run_by_its_own_path_is_python() {
     cmd.arg0(&shim).args(["-I", "-m", "pip", "download", "six"]);
     let out = g.run(cmd);
     out.expect_code(0);
-    let recs = g.records();
+    let log = g.log();
     check!(
         out,
-        recs.iter().any(|r| r["kind"] == "start" && r["tool"] == "pip"),
+        !log.rows().kind("start").tool("pip").is_empty(),
         "-m pip is guarded"
     );
 }

@@ -22,7 +22,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
-use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -115,13 +114,6 @@ fn settled(pid: i32, quiet: Duration, limit: Duration) -> (Vec<String>, usize) {
         }
     }
     last
-}
-
-/// The egress rows of one invocation, by conn.
-fn egress_rows(recs: &[Value], id: &str, kind: &str) -> Vec<Value> {
-    let mut v: Vec<Value> = records_of(recs, id, kind).into_iter().cloned().collect();
-    v.sort_by_key(|r| r["conn"].as_u64());
-    v
 }
 
 /// Reads until the end of a response head; returns the status and
@@ -422,10 +414,10 @@ fn a_thousand_concurrent_tunnels_carry_every_byte_and_leave_every_row() {
     drop(rt);
 
     let out = g.finish(run, 0);
-    let recs = g.records();
+    let log = g.log();
     let id = env.audit_id();
-    let egress = egress_rows(&recs, id, "egress");
-    let closes = egress_rows(&recs, id, "egress_close");
+    let egress = log.rows().of(id).kind("egress").by_conn();
+    let closes = log.rows().of(id).kind("egress_close").by_conn();
     check_eq!(out, egress.len(), TUNNELS, "one egress row per tunnel");
     for r in &egress {
         check!(out, r["decision"] == "allow" && r["status"] == 200, "row {r}");
@@ -436,7 +428,7 @@ fn a_thousand_concurrent_tunnels_carry_every_byte_and_leave_every_row() {
         );
     }
     check_eq!(out, closes.len(), TUNNELS, "one egress_close row per tunnel");
-    let conns = |rows: &[Value]| rows.iter().map(|r| r["conn"].as_u64()).collect::<Vec<_>>();
+    let conns = |rows: &[&Row]| rows.iter().map(|r| r["conn"].as_u64()).collect::<Vec<_>>();
     check_eq!(
         out,
         conns(&closes),
@@ -769,9 +761,9 @@ fn ten_thousand_connections_of_every_kind_leak_no_descriptor_or_thread() {
 
     // Every answered request left exactly its row; every tunnel its close.
     let out = g.finish(run, 0);
-    let recs = g.records();
-    let egress = egress_rows(&recs, env.audit_id(), "egress");
-    let closes = egress_rows(&recs, env.audit_id(), "egress_close");
+    let log = g.log();
+    let egress = log.rows().of(env.audit_id()).kind("egress").by_conn();
+    let closes = log.rows().of(env.audit_id()).kind("egress_close").by_conn();
     // Exact counts for what the credential holder caused; refusals of
     // strangers: the first STRANGER_ROWS logged, the rest counted in `end`.
     let mut want: BTreeMap<u16, usize> = BTreeMap::new();
@@ -808,7 +800,7 @@ fn ten_thousand_connections_of_every_kind_leak_no_descriptor_or_thread() {
         strangers.min(STRANGER_ROWS),
         "rows for strangers' refusals"
     );
-    let ends = egress_rows(&recs, env.audit_id(), "end");
+    let ends = log.rows().of(env.audit_id()).kind("end").by_conn();
     check_eq!(
         out,
         ends[0]["suppressed"].as_u64(),
@@ -891,7 +883,7 @@ fn over_the_connection_cap_the_gate_answers_503_at_once_and_recovers() {
     check!(run, at_eof(&mut first), "the closed tunnel ends");
     drop(first);
     let closed = wait_until(WAIT, || {
-        fs::read_to_string(&g.audit).is_ok_and(|log| log.contains("\"kind\":\"egress_close\""))
+        !Log::read_so_far(&g.audit).rows().kind("egress_close").is_empty()
     });
     check!(run, closed, "the closed tunnel's egress_close row");
     // The slot is released as the connection's task ends, just after its
@@ -927,9 +919,9 @@ fn over_the_connection_cap_the_gate_answers_503_at_once_and_recovers() {
         let _ = at_eof(&mut s);
     }
     let out = g.finish(run, 0);
-    let recs = g.records();
-    let egress = egress_rows(&recs, env.audit_id(), "egress");
-    let over: Vec<&Value> = egress.iter().filter(|r| r["status"] == 503).collect();
+    let log = g.log();
+    let egress = log.rows().of(env.audit_id()).kind("egress").by_conn();
+    let over: Vec<&&Row> = egress.iter().filter(|r| r["status"] == 503).collect();
     check_eq!(out, over.len(), 3 + retries, "one row per 503");
     for r in over {
         check!(out, r["decision"] == "deny", "{r}");
@@ -1084,9 +1076,9 @@ fn slow_drip_clients_delay_no_one_and_get_408_at_their_deadline() {
     drop(slow);
 
     let out = g.finish(run, 0);
-    let recs = g.records();
-    let egress = egress_rows(&recs, env.audit_id(), "egress");
-    let timed_out: Vec<&Value> = egress.iter().filter(|r| r["status"] == 408).collect();
+    let log = g.log();
+    let egress = log.rows().of(env.audit_id()).kind("egress").by_conn();
+    let timed_out: Vec<&&Row> = egress.iter().filter(|r| r["status"] == 408).collect();
     check_eq!(out, timed_out.len(), SLOW, "one 408 row per slow client");
     for r in timed_out {
         check!(out, r["decision"] == "deny" && r["host"].is_null(), "{r}");
@@ -1146,15 +1138,15 @@ fn a_flood_from_another_process_cannot_flood_the_log_or_the_terminal() {
         !lines.iter().any(|l| l.contains("flood")),
         "no stranger's target is listed"
     );
-    let recs = g.records();
-    let rows = egress_rows(&recs, env.audit_id(), "egress");
+    let log = g.log();
+    let rows = log.rows().of(env.audit_id()).kind("egress").by_conn();
     check_eq!(
         out,
         rows.len(),
         STRANGER_ROWS + 25,
         "the first 1,000 stranger rows, and the tool's own"
     );
-    let ends = egress_rows(&recs, env.audit_id(), "end");
+    let ends = log.rows().of(env.audit_id()).kind("end").by_conn();
     check_eq!(
         out,
         ends[0]["suppressed"].as_u64(),

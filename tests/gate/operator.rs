@@ -8,7 +8,7 @@
 //! content is needed, lines are written here in the record format of
 //! docs/contract.md.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -250,22 +250,26 @@ fn real_log(g: &Sandbox) -> RealLog {
     let outer = ChildEnv::parse(&fs::read(g.state_path("env")).unwrap())
         .audit_id()
         .to_owned();
-    let recs = g.records();
-    let inner = recs
-        .iter()
-        .find(|r| r["kind"] == "start" && r["parent_audit_id"] == outer.as_str())
-        .and_then(|r| r["audit_id"].as_str())
-        .map(str::to_owned);
+    let log = g.log();
+    let inner = log
+        .rows()
+        .kind("start")
+        .under(&outer)
+        .first()
+        .map(|r| r.audit_id().to_owned());
     let Some(inner) = inner else {
         panic!("no nested start row under {outer}\n\n{}", out.report());
     };
     check_eq!(
         out,
-        records_of(&recs, &inner, "egress_close").len(),
+        log.rows().of(&inner).kind("egress_close").len(),
         1,
         "the nested aws opened one tunnel"
     );
-    let rows: Vec<(Value, Value)> = records_of(&recs, &outer, "egress")
+    let rows: Vec<(Value, Value)> = log
+        .rows()
+        .of(&outer)
+        .kind("egress")
         .iter()
         .map(|r| (r["host"].clone(), r["status"].clone()))
         .collect();
@@ -313,7 +317,7 @@ fn real_log(g: &Sandbox) -> RealLog {
 fn audit_folds_each_invocation_with_its_egress_rows_and_nested_invocations() {
     let g = Sandbox::new();
     let r = real_log(&g);
-    let recs = g.records();
+    let log = g.log();
     let out = audit(&g, &[]);
     out.expect_code(0);
     let text = out.stdout();
@@ -340,13 +344,13 @@ fn audit_folds_each_invocation_with_its_egress_rows_and_nested_invocations() {
     }
 
     let start_ts = |id: &str| {
-        records_of(&recs, id, "start")[0]["ts"]
+        log.rows().of(id).kind("start")[0]["ts"]
             .as_str()
             .unwrap()
             .to_owned()
     };
-    let end_ms = |id: &str| records_of(&recs, id, "end")[0]["duration_ms"].as_u64().unwrap();
-    let close = |id: &str| records_of(&recs, id, "egress_close")[0].clone();
+    let end_ms = |id: &str| log.rows().of(id).kind("end")[0]["duration_ms"].as_u64().unwrap();
+    let close = |id: &str| log.rows().of(id).kind("egress_close")[0].clone();
 
     // The outer npm: time, tool, mode, exit, duration, counts, ID, command line.
     let (entry, rows) = block(&text, &r.outer);
@@ -622,8 +626,8 @@ fn audit_filters_by_denied_tool_since_id_and_last_and_their_combinations() {
     let g = Sandbox::new();
     let r = real_log(&g);
     let w = write_old_rows(&g);
-    let recs = g.records();
-    let now = records_of(&recs, &r.outer, "start")[0]["ts"]
+    let log = g.log();
+    let now = log.rows().of(&r.outer).kind("start")[0]["ts"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -736,16 +740,16 @@ fn audit_filters_by_denied_tool_since_id_and_last_and_their_combinations() {
 
 /// Checks one folded JSON object against the raw rows of `id`, that
 /// invocation alone: flat, what ran under it in objects of their own.
-fn check_json(out: &Outcome, j: &Value, recs: &[Value], id: &str) {
+fn check_json(out: &Outcome, j: &Row, log: &Log, id: &str) {
     check_eq!(out, j["audit_id"], id, "audit_id");
-    let start = records_of(recs, id, "start");
+    let start = log.rows().of(id).kind("start");
     check_eq!(out, start.len(), 1, "{id}: one start row");
     for (k, v) in start[0].as_object().unwrap() {
         if k != "kind" {
             check_eq!(out, &j[k.as_str()], v, "{id}: start field {k}");
         }
     }
-    match records_of(recs, id, "end").first() {
+    match log.rows().of(id).kind("end").first() {
         Some(end) => {
             for (k, v) in end.as_object().unwrap() {
                 match k.as_str() {
@@ -760,8 +764,8 @@ fn check_json(out: &Outcome, j: &Value, recs: &[Value], id: &str) {
             check!(out, j.get("exit_code").is_none(), "{id}: no end fields: {j}");
         }
     }
-    let egress = records_of(recs, id, "egress");
-    let closes = records_of(recs, id, "egress_close");
+    let egress = log.rows().of(id).kind("egress");
+    let closes = log.rows().of(id).kind("egress_close");
     let rows = j["egress"].as_array().cloned().unwrap_or_default();
     check_eq!(
         out,
@@ -803,7 +807,7 @@ fn check_json(out: &Outcome, j: &Value, recs: &[Value], id: &str) {
 
 /// The `audit_id`s of `--json` objects, in order.
 fn json_ids(out: &Outcome, what: &str) -> Vec<String> {
-    parse_records(&out.stdout, what)
+    Log::parse(&out.stdout, what)
         .iter()
         .map(|o| o["audit_id"].as_str().unwrap_or("").to_owned())
         .collect()
@@ -813,10 +817,10 @@ fn json_ids(out: &Outcome, what: &str) -> Vec<String> {
 fn audit_json_is_one_flat_object_per_invocation_nested_ones_with_their_parent_id() {
     let g = Sandbox::new();
     let r = real_log(&g);
-    let recs = g.records();
+    let log = g.log();
     let out = audit(&g, &["--json"]);
     out.expect_code(0);
-    let objects = parse_records(&out.stdout, "audit --json");
+    let objects = Log::parse(&out.stdout, "audit --json");
     let ids: Vec<&str> = objects
         .iter()
         .map(|o| o["audit_id"].as_str().unwrap_or(""))
@@ -833,7 +837,7 @@ fn audit_json_is_one_flat_object_per_invocation_nested_ones_with_their_parent_id
         "one object per invocation, the nested aws right after its npm"
     );
     for (o, id) in objects.iter().zip([&r.outer, &r.inner, &r.tunnel, &r.killed]) {
-        check_json(&out, o, &recs, id);
+        check_json(&out, o, &log, id);
     }
     check_eq!(out, objects[1]["tool"], "aws", "the nested aws");
     check_eq!(
@@ -854,16 +858,16 @@ fn audit_json_is_one_flat_object_per_invocation_nested_ones_with_their_parent_id
     // Filters apply to --json too, and a nested ID comes out on its own.
     let out = audit(&g, &["--json", "--id", &r.inner]);
     out.expect_code(0);
-    let objects = parse_records(&out.stdout, "audit --json --id");
+    let objects = Log::parse(&out.stdout, "audit --json --id");
     check_eq!(out, objects.len(), 1, "one object");
-    check_json(&out, &objects[0], &recs, &r.inner);
+    check_json(&out, &objects[0], &log, &r.inner);
     // The outer ID: npm's object and aws's, apart.
     let out = audit(&g, &["--json", "--id", &r.outer]);
     out.expect_code(0);
-    let objects = parse_records(&out.stdout, "audit --json --id outer");
+    let objects = Log::parse(&out.stdout, "audit --json --id outer");
     check_eq!(out, objects.len(), 2, "npm's object, then aws's");
-    check_json(&out, &objects[0], &recs, &r.outer);
-    check_json(&out, &objects[1], &recs, &r.inner);
+    check_json(&out, &objects[0], &log, &r.outer);
+    check_json(&out, &objects[1], &log, &r.inner);
     // --tool picks the nested invocation itself, not the npm it ran under.
     let out = audit(&g, &["--json", "--tool", "aws"]);
     out.expect_code(0);
@@ -874,7 +878,7 @@ fn audit_json_is_one_flat_object_per_invocation_nested_ones_with_their_parent_id
         "only aws's object"
     );
     let out = audit(&g, &["--json", "--denied", "--last", "1"]);
-    let objects = parse_records(&out.stdout, "audit --json --denied --last 1");
+    let objects = Log::parse(&out.stdout, "audit --json --denied --last 1");
     check_eq!(out, objects.len(), 1, "one object");
     check_eq!(out, objects[0]["audit_id"], r.killed.as_str(), "the last denied");
 }
@@ -930,7 +934,7 @@ fn audit_follow_prints_invocations_as_they_end_across_a_rotation() {
     let g = Sandbox::new();
     g.tool("npm", "exit 0\n");
     g.run(g.shim_cmd("npm", ["first"])).expect_code(0);
-    let first = g.records()[0]["audit_id"].as_str().unwrap().to_owned();
+    let first = g.log()[0]["audit_id"].as_str().unwrap().to_owned();
 
     // An invocation in flight when the follower starts.
     let (run, env) = g.session("pip", &[]);
@@ -984,7 +988,7 @@ fn audit_follow_prints_invocations_as_they_end_across_a_rotation() {
     drop(pad);
     run_quiet(g.shim_cmd("npm", ["second"])).expect_code(0);
     check!(follower, rotated(&g.audit, 1).exists(), "the log was rotated");
-    let second = read_records(&g.audit)[0]["audit_id"].as_str().unwrap().to_owned();
+    let second = Log::read(&g.audit)[0]["audit_id"].as_str().unwrap().to_owned();
     check!(
         follower,
         seen(&follower, &format!("{second}  npm second")),
@@ -1075,11 +1079,8 @@ fn audit_follow_applies_filters_and_last_to_what_comes_later() {
     for args in [["install", "a"], ["install", "b"]] {
         run_quiet(g.shim_cmd("npm", args)).expect_code(0);
     }
-    let before: Vec<String> = read_records(&g.audit)
-        .iter()
-        .filter(|r| r["kind"] == "start")
-        .map(|r| r["audit_id"].as_str().unwrap().to_owned())
-        .collect();
+    let log = g.log();
+    let before = log.rows().kind("start").ids();
     let follower = Running::spawn(
         g.cli_guard(["audit", "--follow", "--last", "1", "--denied", "--json"]),
         None,
@@ -1088,17 +1089,20 @@ fn audit_follow_applies_filters_and_last_to_what_comes_later() {
     check!(
         follower,
         wait_until(Duration::from_secs(20), || live_stdout(&follower)
-            .contains(&before[1])),
+            .contains(before[1])),
         "the last denied one so far"
     );
     thread::sleep(Duration::from_millis(500));
     run_quiet(g.shim_cmd("pip", ["list"])).expect_code(0);
     run_quiet(g.shim_cmd("npm", ["install", "c"])).expect_code(0);
-    let after = read_records(&g.audit)
-        .iter()
-        .filter(|r| r["kind"] == "start" && r["tool"] == "npm")
-        .filter_map(|r| r["audit_id"].as_str().map(str::to_owned))
-        .next_back()
+    let log = g.log();
+    let after = log
+        .rows()
+        .kind("start")
+        .tool("npm")
+        .ids()
+        .last()
+        .map(|id| id.to_string())
         .unwrap();
     check!(
         follower,
@@ -1110,7 +1114,7 @@ fn audit_follow_applies_filters_and_last_to_what_comes_later() {
     let pid = follower.pid();
     send(pid, Signal::SIGTERM);
     let out = follower.wait();
-    let objects = parse_records(&out.stdout, "audit --follow --json");
+    let objects = Log::parse(&out.stdout, "audit --follow --json");
     let ids: Vec<&str> = objects
         .iter()
         .map(|o| o["audit_id"].as_str().unwrap_or(""))
@@ -1118,7 +1122,7 @@ fn audit_follow_applies_filters_and_last_to_what_comes_later() {
     check_eq!(
         out,
         ids,
-        vec![before[1].as_str(), after.as_str()],
+        vec![before[1], after.as_str()],
         "--last 1 of the log, then only what passes --denied (not the clean pip)"
     );
 }
@@ -1364,7 +1368,7 @@ fn torn_and_foreign_lines_are_reported_with_their_line_number_and_skipped() {
     out.expect_code(0);
     check_eq!(
         out,
-        parse_records(&out.stdout, "audit --json").len(),
+        Log::parse(&out.stdout, "audit --json").len(),
         3,
         "three objects"
     );
@@ -1541,10 +1545,12 @@ fn audit_suggest_prints_a_pinned_policy_entry_from_what_the_tool_reached() {
     );
     g.finish(run, 0);
 
-    let recs = g.records();
+    let log = g.log();
     let last_seen = |host: &str| {
-        recs.iter()
-            .filter(|r| r["kind"] == "egress" && r["host"] == host)
+        log.rows()
+            .kind("egress")
+            .host(host)
+            .iter()
             .filter_map(|r| r["ts"].as_str())
             .max()
             .unwrap()
@@ -1864,45 +1870,39 @@ fn rotation_under_concurrent_writers_loses_and_duplicates_no_row() {
         );
     }
     // Every line of both files parses (no torn lines).
-    let mut recs = read_records(&one);
-    let in_one = recs.len();
-    recs.extend(read_records(&live));
-    let mut by_id: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
-    for r in &recs {
-        by_id
-            .entry(r["audit_id"].as_str().unwrap_or_default().to_owned())
-            .or_default()
-            .push(r);
-    }
-    let kinds = |rs: &[&Value]| {
-        let k = |kind: &str| rs.iter().filter(|r| r["kind"] == kind).count();
+    let in_one = Log::read(&one).len();
+    let log = Log::read_all(&[&one, &live]);
+    let logged: BTreeSet<&str> = log.iter().map(Row::audit_id).collect();
+    let kinds = |id: &str| {
+        let k = |kind: &str| log.rows().of(id).kind(kind).len();
         (k("start"), k("egress"), k("end"))
     };
-    assert_eq!(by_id.len(), SHIMS + 1, "the prefill and one ID per invocation");
+    assert_eq!(logged.len(), SHIMS + 1, "the prefill and one ID per invocation");
     assert_eq!(
-        kinds(&by_id[&pre]),
+        kinds(&pre),
         (1, usize::try_from(pre_rows).unwrap(), 1),
         "the prefill is intact"
     );
     let mut straddling = 0;
-    for (id, rs) in by_id.iter().filter(|(id, _)| **id != pre) {
-        assert_eq!(kinds(rs), (1, EACH, 1), "{id}: every row exactly once");
+    for id in logged.iter().copied().filter(|id| *id != pre) {
+        let rs = log.rows().of(id);
+        assert_eq!(kinds(id), (1, EACH, 1), "{id}: every row exactly once");
         let conns: BTreeSet<u64> = rs.iter().filter_map(|r| r["conn"].as_u64()).collect();
         assert_eq!(conns.len(), EACH, "{id}: no duplicate conn");
-        let first_pos = recs.iter().position(|r| r["audit_id"] == id.as_str()).unwrap();
-        let last_pos = recs.iter().rposition(|r| r["audit_id"] == id.as_str()).unwrap();
+        let positions = rs.positions();
+        let (first_pos, last_pos) = (positions[0], positions[positions.len() - 1]);
         if first_pos < in_one && last_pos >= in_one {
             straddling += 1;
         }
     }
     assert_eq!(
-        recs.len(),
+        log.len(),
         usize::try_from(pre_rows).unwrap() + 2 + SHIMS * (EACH + 2),
         "no row lost or added"
     );
     eprintln!(
         "{in_one} rows in audit.jsonl.1, {} in audit.jsonl, {straddling} invocations straddle",
-        recs.len() - in_one
+        log.len() - in_one
     );
 
     // `cli-guard audit` reads across both files.
@@ -1912,8 +1912,12 @@ fn rotation_under_concurrent_writers_loses_and_duplicates_no_row() {
     let ids = top_ids(&text);
     check_eq!(out, ids.len(), SHIMS + 1, "the prefill and the eight invocations");
     check_eq!(out, ids[0], pre, "the prefill first (it ended first)");
-    let want: BTreeSet<&String> = by_id.keys().collect();
-    check_eq!(out, ids.iter().collect::<BTreeSet<_>>(), want, "all of them");
+    check_eq!(
+        out,
+        ids.iter().map(String::as_str).collect::<BTreeSet<_>>(),
+        logged,
+        "all of them"
+    );
     for id in &ids[1..] {
         let (entry, rows) = block(&text, id);
         check!(
@@ -1953,8 +1957,9 @@ fn rotation_keeps_at_most_five_old_files() {
     let first_id = |path: &Path| -> String {
         let data = fs::read(path).unwrap();
         let line = data.split(|b| *b == b'\n').next().unwrap_or_default();
-        let v: Value = serde_json::from_slice(line).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        v["audit_id"].as_str().unwrap_or_default().to_owned()
+        Log::parse(line, &path.display().to_string())[0]
+            .audit_id()
+            .to_owned()
     };
     write_lines(
         &g.audit,

@@ -339,9 +339,9 @@ fn host_case_and_one_trailing_dot_are_normalised() {
     }
     g.finish(run, 0);
     assert_eq!(up.accepted(), 3, "each normalised name reached our upstream");
-    let recs = g.records();
-    let rows = records_of(&recs, env.audit_id(), "egress");
-    assert_eq!(rows.len(), 3, "{}", dump(&recs));
+    let log = g.log();
+    let rows = log.rows().of(env.audit_id()).kind("egress");
+    assert_eq!(rows.len(), 3, "{}", log);
     for r in rows {
         assert_eq!(r["host"], "registry.npmjs.org", "host is logged normalised: {r}");
         assert_eq!(r["port"], 443, "{r}");
@@ -554,9 +554,9 @@ fn observe_mode_forwards_any_host_and_logs_it_as_allowed() {
     }
     g.finish(run, 0);
     assert_eq!(up.accepted(), 3);
-    let recs = g.records();
-    let rows = records_of(&recs, env.audit_id(), "egress");
-    assert_eq!(rows.len(), 3, "{}", dump(&recs));
+    let log = g.log();
+    let rows = log.rows().of(env.audit_id()).kind("egress");
+    assert_eq!(rows.len(), 3, "{}", log);
     for r in rows {
         assert_eq!(r["decision"], "allow", "{r}");
         assert_eq!(r["mode"], "observe", "{r}");
@@ -576,9 +576,9 @@ fn kubectl_is_observed_on_any_port() {
     check!(run, echo_roundtrip(&mut s, b"kube").is_ok(), "relay");
     drop(s);
     g.finish(run, 0);
-    let recs = g.records();
-    let rows = records_of(&recs, env.audit_id(), "egress");
-    assert_eq!(rows.len(), 1, "{}", dump(&recs));
+    let log = g.log();
+    let rows = log.rows().of(env.audit_id()).kind("egress");
+    assert_eq!(rows.len(), 1, "{}", log);
     assert_eq!(rows[0]["mode"], "observe");
     assert_eq!(rows[0]["decision"], "allow");
 }
@@ -757,11 +757,12 @@ fn open_tunnels_are_closed_and_logged_after_the_child_exits() {
         at_eof(&mut s),
         "the left-open tunnel is closed once the shim is done"
     );
-    let recs = g.records();
+    let log = g.log();
     let id = env.audit_id();
-    let kinds: Vec<&str> = recs
+    let kinds: Vec<&str> = log
+        .rows()
+        .of(id)
         .iter()
-        .filter(|r| r["audit_id"] == id)
         .filter_map(|r| r["kind"].as_str())
         .collect();
     check_eq!(
@@ -770,7 +771,7 @@ fn open_tunnels_are_closed_and_logged_after_the_child_exits() {
         vec!["start", "egress", "egress_close", "end"],
         "the tunnel's close is recorded before the end"
     );
-    let close = records_of(&recs, id, "egress_close");
+    let close = log.rows().of(id).kind("egress_close");
     check_eq!(out, close[0]["bytes_up"], 10, "bytes_up");
     check_eq!(out, close[0]["bytes_down"], 10, "bytes_down");
 }

@@ -87,8 +87,8 @@ fn python_dash_m_pip_runs_under_pips_policy() {
         "the gate is in place"
     );
     check_eq!(out, env.get("PIP_PROXY"), env.get("HTTPS_PROXY"), "PIP_PROXY");
-    let recs = g.records();
-    let start: Vec<_> = recs.iter().filter(|r| r["kind"] == "start").collect();
+    let log = g.log();
+    let start = log.rows().kind("start");
     check_eq!(out, start.len(), 1, "one start row");
     check_eq!(out, start[0]["tool"], "pip", "start.tool");
     check_eq!(out, start[0]["mode"], "enforce", "start.mode");
@@ -112,9 +112,9 @@ fn the_modules_subcommand_decides_the_mode() {
         .expect_code(0);
     g.run(g.shim_cmd("python3", ["-Im", "pdm", "add", "x"]))
         .expect_code(0);
-    let recs = g.records();
-    let start: Vec<_> = recs.iter().filter(|r| r["kind"] == "start").collect();
-    assert_eq!(start.len(), 2, "{recs:?}");
+    let log = g.log();
+    let start = log.rows().kind("start");
+    assert_eq!(start.len(), 2, "{log:?}");
     assert_eq!(
         (&start[0]["tool"], &start[0]["mode"], &start[0]["subcommand"]),
         (&"poetry".into(), &"observe".into(), &"run".into())

@@ -239,13 +239,13 @@ fn the_audit_id_in_the_env_is_the_one_in_the_audit_log() {
         before <= ms && ms <= after,
         "the ID's time part {ms} is not the start time ({before}..{after})"
     );
-    let recs = g.records();
-    let start = records_of(&recs, &id, "start");
+    let log = g.log();
+    let start = log.rows().of(&id).kind("start");
     check_eq!(out, start.len(), 1, "one start record with the child's ID");
     check_eq!(out, start[0]["pid"], pid, "start.pid is the shim's pid");
     check_eq!(
         out,
-        records_of(&recs, &id, "end").len(),
+        log.rows().of(&id).kind("end").len(),
         1,
         "one end record with the child's ID"
     );
@@ -263,8 +263,8 @@ fn an_audit_id_in_the_parent_env_becomes_parent_audit_id() {
         is_audit_id(&id) && id != parent,
         "the child gets a new ID, got {id}"
     );
-    let recs = g.records();
-    let start = records_of(&recs, &id, "start");
+    let log = g.log();
+    let start = log.rows().of(&id).kind("start");
     check_eq!(out, start.len(), 1, "start record");
     check_eq!(out, start[0]["parent_audit_id"], parent, "parent_audit_id");
 }
@@ -285,14 +285,14 @@ fn a_guarded_tool_running_another_records_the_outer_id_as_parent() {
     let (oid, iid) = (outer.audit_id(), inner.audit_id());
     check!(out, oid != iid, "the nested invocation has its own ID");
     check!(out, outer.proxy().addr != inner.proxy().addr, "and its own proxy");
-    let recs = g.records();
-    let istart = records_of(&recs, iid, "start");
+    let log = g.log();
+    let istart = log.rows().of(iid).kind("start");
     check_eq!(out, istart.len(), 1, "inner start");
     check_eq!(out, istart[0]["tool"], "npx", "inner tool");
     check_eq!(out, istart[0]["parent_audit_id"], oid, "inner parent_audit_id");
     check_eq!(
         out,
-        records_of(&recs, oid, "start")[0]["parent_audit_id"],
+        log.rows().of(oid).kind("start")[0]["parent_audit_id"],
         serde_json::Value::Null,
         "outer has no parent"
     );
@@ -315,8 +315,8 @@ fn a_guarded_tool_may_run_itself_again() {
     );
     let outer = ChildEnv::parse(&fs::read(g.state_path("env")).unwrap());
     let inner = ChildEnv::parse(&fs::read(g.state_path("inner-env")).unwrap());
-    let recs = g.records();
-    let istart = records_of(&recs, inner.audit_id(), "start");
+    let log = g.log();
+    let istart = log.rows().of(inner.audit_id()).kind("start");
     check_eq!(out, istart.len(), 1, "inner start");
     check_eq!(
         out,
@@ -357,8 +357,8 @@ fn argv0_as_typed_and_every_argument_reach_the_tool_byte_for_byte() {
     check_eq!(out, got, want, "the real tool's argv");
 
     // The audit log keeps the argv too, non-UTF-8 bytes replaced lossily.
-    let recs = g.records();
-    let start: Vec<_> = recs.iter().filter(|r| r["kind"] == "start").collect();
+    let log = g.log();
+    let start = log.rows().kind("start");
     check_eq!(out, start.len(), 1, "one start record");
     let logged: Vec<String> = start[0]["argv"]
         .as_array()
@@ -407,9 +407,10 @@ fn run_npm(g: &Sandbox, program: &Path) -> (Outcome, Option<Vec<u8>>) {
 }
 
 fn real_path_logged(g: &Sandbox) -> serde_json::Value {
-    let recs = g.records();
-    recs.iter()
-        .find(|r| r["kind"] == "start")
+    let log = g.log();
+    log.rows()
+        .kind("start")
+        .first()
         .map(|r| r["real_path"].clone())
         .unwrap_or_default()
 }
@@ -531,8 +532,8 @@ fn a_tool_that_cannot_be_run_is_recorded_with_the_reason() {
     g.path = vec![g.shims.clone(), g.real.clone()];
     let (out, _) = run_npm(&g, &g.shim("npm"));
     out.expect_code(126);
-    let recs = g.records();
-    let end: Vec<_> = recs.iter().filter(|r| r["kind"] == "end").collect();
+    let log = g.log();
+    let end = log.rows().kind("end");
     check_eq!(out, end.len(), 1, "an end record");
     check!(
         out,
@@ -586,8 +587,8 @@ fn a_second_copy_of_the_binary_on_path_hands_through_to_the_real_tool() {
         vec![b"install".to_vec()],
         "arguments as typed"
     );
-    let recs = g.records();
-    let starts: Vec<_> = recs.iter().filter(|r| r["kind"] == "start").collect();
+    let log = g.log();
+    let starts = log.rows().kind("start");
     check_eq!(out, starts.len(), 1, "one gate, not two");
     check_eq!(
         out,
@@ -758,7 +759,7 @@ fn a_wrapper_that_runs_the_shim_again_is_stopped_as_runaway_recursion() {
         lines.contains("nested 32") && lines.contains("loop"),
         "the error must say it is a loop: {lines}"
     );
-    let starts = g.records().iter().filter(|r| r["kind"] == "start").count();
+    let starts = g.log().rows().kind("start").len();
     check_eq!(
         out,
         starts,
@@ -833,15 +834,17 @@ fn with_stdin_stdout_and_stderr_closed_the_log_stays_clean_and_the_tool_gets_dev
         "/dev/null\n/dev/null\n/dev/null\n",
         "the tool's descriptors 0-2"
     );
-    // Every line of the log is a record (read_records fails on any other),
+    // Every line of the log is a row (`Log::read` fails on any other),
     // and the denial the summary spoke of is one of them.
-    let recs = g.records();
-    let denied = recs
-        .iter()
-        .filter(|r| r["kind"] == "egress" && r["decision"] == "deny" && r["host"] == "denied.example")
-        .count();
+    let log = g.log();
+    let denied = log
+        .rows()
+        .kind("egress")
+        .host("denied.example")
+        .filter("denied", |r| r["decision"] == "deny")
+        .len();
     check_eq!(out, denied, 1, "one egress deny row for denied.example");
-    check!(out, recs.iter().any(|r| r["kind"] == "end"), "an end row");
+    check!(out, !log.rows().kind("end").is_empty(), "an end row");
 }
 
 /// `real/npm` with exactly `text` (no `#!/bin/sh` line added), installed
@@ -866,8 +869,8 @@ fn a_script_whose_interpreter_is_missing_exits_127_with_a_hint_and_a_row() {
         said.contains("interpreter is missing"),
         "the hint, in: {said}"
     );
-    let recs = g.records();
-    let end = recs.iter().find(|r| r["kind"] == "end");
+    let log = g.log();
+    let end = log.rows().kind("end").first().copied();
     check!(
         out,
         end.is_some_and(|e| e["exit_code"] == 127 && e["error"].is_string()),

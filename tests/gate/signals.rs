@@ -452,9 +452,10 @@ fn ctrl_z_and_fg_at_an_interactive_bash(strict: bool) {
         "after the job the terminal is bash's"
     );
     let isolation = g
-        .records()
-        .iter()
-        .find(|r| r["kind"] == "start")
+        .log()
+        .rows()
+        .kind("start")
+        .first()
         .map(|r| r["isolation"].clone());
     let want = if strict { "netns" } else { "none" };
     check!(

@@ -278,28 +278,18 @@ fn state_text(g: &Sandbox, name: &str) -> String {
 }
 
 /// The one start row of `tool`.
-fn start_of<'a>(out: &Outcome, recs: &'a [Value], tool: &str) -> &'a Value {
-    let starts: Vec<&Value> = recs
-        .iter()
-        .filter(|r| r["kind"] == "start" && r["tool"] == tool)
-        .collect();
+fn start_of<'a>(out: &Outcome, log: &'a Log, tool: &str) -> &'a Row {
+    let starts = log.rows().kind("start").tool(tool);
     check_eq!(out, starts.len(), 1, "one start row for {tool}");
     starts[0]
 }
 
-fn id_of(start: &Value) -> String {
-    start["audit_id"].as_str().unwrap().to_string()
-}
-
 /// The egress rows of invocation `id` for `host`.
-fn rows_for<'a>(recs: &'a [Value], id: &str, host: &str) -> Vec<&'a Value> {
-    records_of(recs, id, "egress")
-        .into_iter()
-        .filter(|r| r["host"] == host)
-        .collect()
+fn rows_for<'a>(log: &'a Log, id: &str, host: &str) -> Rows<'a> {
+    log.rows().of(id).kind("egress").host(host)
 }
 
-fn expect_isolated(out: &Outcome, start: &Value) {
+fn expect_isolated(out: &Outcome, start: &Row) {
     check_eq!(
         out,
         start["isolation"],
@@ -317,11 +307,11 @@ fn expect_isolated(out: &Outcome, start: &Value) {
 /// (DNS: the query refused, 403; transparent: naming `port`), and the
 /// stderr summary names the host and the audit ID.
 fn expect_refused(g: &Sandbox, out: &Outcome, host: &str, method: &str, port: Option<u16>) {
-    let recs = g.records();
-    let start = start_of(out, &recs, "npm");
+    let log = g.log();
+    let start = start_of(out, &log, "npm");
     expect_isolated(out, start);
-    let id = id_of(start);
-    let rows = rows_for(&recs, &id, host);
+    let id = start.audit_id().to_string();
+    let rows = rows_for(&log, &id, host);
     check!(out, !rows.is_empty(), "no row for {host} under npm's audit ID");
     for row in &rows {
         check_eq!(out, row["decision"], "deny", "{row}");
@@ -519,11 +509,11 @@ fn quic_is_refused_unanswered_with_one_row_per_destination() {
         "no answer, so a client falls back to TCP: {quic}"
     );
     expect_refused(&g, &out, "203.0.113.9", "quic", Some(443));
-    let recs = g.records();
-    let id = id_of(start_of(&out, &recs, "npm"));
+    let log = g.log();
+    let id = start_of(&out, &log, "npm").audit_id().to_string();
     check_eq!(
         out,
-        rows_for(&recs, &id, "203.0.113.9").len(),
+        rows_for(&log, &id, "203.0.113.9").len(),
         1,
         "five datagrams to one destination are one attempt, one row"
     );
@@ -535,14 +525,11 @@ fn a_payload_looping_on_connect_cannot_flood_the_log() {
     let out = npm_install(&g, &net, "$NET flood 203.0.113.7 443 1100 > \"$S/loop\"", &[]);
     let flood = step(&g, &out, "loop");
     check_eq!(out, flood["tried"], 1100, "the loop ran: {flood}");
-    let recs = g.records();
-    let id = id_of(start_of(&out, &recs, "npm"));
-    let rows = rows_for(&recs, &id, "203.0.113.7");
+    let log = g.log();
+    let id = start_of(&out, &log, "npm").audit_id().to_string();
+    let rows = rows_for(&log, &id, "203.0.113.7");
     check_eq!(out, rows.len(), 1000, "rows are capped at 1,000");
-    let end = recs
-        .iter()
-        .find(|r| r["kind"] == "end" && r["audit_id"] == id.as_str())
-        .unwrap_or_else(|| panic!("no end row"));
+    let end = log.rows().of(&id).kind("end").first_or_fail();
     check_eq!(out, end["denied"], 1100, "every refusal is counted: {end}");
     check_eq!(
         out,
@@ -578,8 +565,8 @@ fn a_forward_proxy_on_the_hosts_loopback_is_out_of_reach() {
         0,
         "the host's listener saw no connection"
     );
-    let recs = g.records();
-    expect_isolated(&out, start_of(&out, &recs, "npm"));
+    let log = g.log();
+    expect_isolated(&out, start_of(&out, &log, "npm"));
 }
 
 // ---------------------------------------------------------------------------
@@ -614,9 +601,9 @@ fn a_connect_to_a_pool_address_is_judged_by_its_name() {
         "the CONNECT to {ip}:443 was allowed: {connect}"
     );
     check_eq!(out, connect["same"], true, "and relayed: {connect}");
-    let recs = g.records();
-    let id = id_of(start_of(&out, &recs, "npm"));
-    let rows = rows_for(&recs, &id, "registry.npmjs.org");
+    let log = g.log();
+    let id = start_of(&out, &log, "npm").audit_id().to_string();
+    let rows = rows_for(&log, &id, "registry.npmjs.org");
     check!(
         out,
         rows.iter()
@@ -647,18 +634,18 @@ fn a_direct_connection_to_an_allowed_name_is_relayed_byte_for_byte() {
     check_eq!(out, echo["same"], true, "every byte came back as sent: {echo}");
     check_eq!(out, echo["back"], N, "{echo}");
     check_eq!(out, up.accepted(), 1, "the gate dialled the loopback server once");
-    let recs = g.records();
-    let start = start_of(&out, &recs, "npm");
+    let log = g.log();
+    let start = start_of(&out, &log, "npm");
     expect_isolated(&out, start);
-    let id = id_of(start);
-    let rows = rows_for(&recs, &id, "registry.npmjs.org");
+    let id = start.audit_id().to_string();
+    let rows = rows_for(&log, &id, "registry.npmjs.org");
     check!(
         out,
         rows.iter()
             .any(|r| r["method"] == "dns" && r["qtype"] == "A" && r["decision"] == "allow"),
         "a dns allow row for the A query"
     );
-    let relayed: Vec<&&Value> = rows.iter().filter(|r| r["method"] == "transparent").collect();
+    let relayed = rows.clone().method("transparent");
     check_eq!(out, relayed.len(), 1, "one transparent row");
     let row = relayed[0];
     check_eq!(
@@ -671,10 +658,7 @@ fn a_direct_connection_to_an_allowed_name_is_relayed_byte_for_byte() {
         (Value::from("allow"), Value::from(200), Value::from(443)),
         "{row}"
     );
-    let closes: Vec<&Value> = records_of(&recs, &id, "egress_close")
-        .into_iter()
-        .filter(|c| c["conn"] == row["conn"])
-        .collect();
+    let closes = log.rows().of(&id).kind("egress_close").conn(&row["conn"]);
     check_eq!(out, closes.len(), 1, "one egress_close for the connection");
     check_eq!(out, closes[0]["bytes_up"], N, "{}", closes[0]);
     check_eq!(out, closes[0]["bytes_down"], N, "{}", closes[0]);
@@ -735,10 +719,13 @@ fn dns_from_inside_answers_allowed_names_from_the_pool_and_refuses_the_rest() {
             "{name}: FORMERR or no answer: {a}"
         );
     }
-    let recs = g.records();
-    let start = start_of(&out, &recs, "npm");
-    let id = id_of(start);
-    let dns: Vec<(String, String, String, u64)> = records_of(&recs, &id, "egress")
+    let log = g.log();
+    let start = start_of(&out, &log, "npm");
+    let id = start.audit_id().to_string();
+    let dns: Vec<(String, String, String, u64)> = log
+        .rows()
+        .of(&id)
+        .kind("egress")
         .iter()
         .map(|r| {
             check_eq!(out, r["method"], "dns", "only DNS rows: {r}");
@@ -802,12 +789,9 @@ fn a_watched_port_is_refused_with_a_row() {
         );
     }
     expect_refused(&g, &out, "198.51.100.1", "transparent", Some(22));
-    let recs = g.records();
-    let id = id_of(start_of(&out, &recs, "npm"));
-    let pooled: Vec<&Value> = rows_for(&recs, &id, "registry.npmjs.org")
-        .into_iter()
-        .filter(|r| r["method"] == "transparent")
-        .collect();
+    let log = g.log();
+    let id = start_of(&out, &log, "npm").audit_id().to_string();
+    let pooled = rows_for(&log, &id, "registry.npmjs.org").method("transparent");
     check!(
         out,
         pooled.len() == 1
@@ -831,12 +815,13 @@ fn a_port_nobody_watches_is_refused_at_once_without_a_row() {
         let s = step(&g, &out, name);
         check_eq!(out, s["connect"], "ECONNREFUSED", "{name}: {s}");
     }
-    let recs = g.records();
-    let id = id_of(start_of(&out, &recs, "npm"));
-    let transparent: Vec<&Value> = records_of(&recs, &id, "egress")
-        .into_iter()
-        .filter(|r| r["method"] != "dns")
-        .collect();
+    let log = g.log();
+    let id = start_of(&out, &log, "npm").audit_id().to_string();
+    let transparent = log
+        .rows()
+        .of(&id)
+        .kind("egress")
+        .filter("not DNS", |r| r["method"] != "dns");
     check!(out, transparent.is_empty(), "no row but DNS: {transparent:?}");
 }
 
@@ -854,13 +839,10 @@ fn port_80_is_answered_405() {
         let line = s["line"].as_str().unwrap_or_default();
         check!(out, line.starts_with("HTTP/1.1 405"), "{name}: {s}");
     }
-    let recs = g.records();
-    let id = id_of(start_of(&out, &recs, "npm"));
+    let log = g.log();
+    let id = start_of(&out, &log, "npm").audit_id().to_string();
     for host in ["registry.npmjs.org", "198.51.100.1"] {
-        let rows: Vec<&Value> = rows_for(&recs, &id, host)
-            .into_iter()
-            .filter(|r| r["method"] == "transparent")
-            .collect();
+        let rows = rows_for(&log, &id, host).method("transparent");
         check!(
             out,
             rows.len() == 1
@@ -917,8 +899,8 @@ fn npm_start_is_observed_and_not_isolated() {
         "the host's loopback service is reached: {local}"
     );
     check_eq!(out, service.accepted(), 1, "the service saw the connection");
-    let recs = g.records();
-    let start = start_of(&out, &recs, "npm");
+    let log = g.log();
+    let start = start_of(&out, &log, "npm");
     check_eq!(out, start["isolation"], "none", "{start}");
     check_eq!(out, start["mode"], "observe", "{start}");
     let reason = start["isolation_reason"].as_str().unwrap_or_default();
@@ -927,7 +909,7 @@ fn npm_start_is_observed_and_not_isolated() {
         reason.contains("npm start"),
         "the reason names `npm start`: {reason}"
     );
-    let rows = rows_for(&recs, &id_of(start), "unlisted.example.com");
+    let rows = rows_for(&log, start.audit_id(), "unlisted.example.com");
     check!(
         out,
         rows.len() == 1 && rows[0]["mode"] == "observe" && rows[0]["decision"] == "allow",
@@ -954,8 +936,8 @@ fn npm_install_of_the_same_tool_is_isolated() {
         "the host's loopback is out of reach: {local}"
     );
     check_eq!(out, service.accepted(), 0, "the service saw nothing");
-    let recs = g.records();
-    let start = start_of(&out, &recs, "npm");
+    let log = g.log();
+    let start = start_of(&out, &log, "npm");
     expect_isolated(&out, start);
     check_eq!(out, start["mode"], "enforce", "{start}");
 }
@@ -1003,8 +985,8 @@ fn where_the_kernel_refuses_the_namespace_auto_runs_behind_the_proxy_and_says_so
         "behind the plain proxy: {proxied}"
     );
     check_eq!(out, up.accepted(), 1, "dialled");
-    let recs = g.records();
-    let start = start_of(&out, &recs, "npm");
+    let log = g.log();
+    let start = start_of(&out, &log, "npm");
     check_eq!(out, start["isolation"], "none", "{start}");
     let reason = start["isolation_reason"].as_str().unwrap_or_default();
     check!(
@@ -1030,11 +1012,11 @@ fn where_the_kernel_refuses_the_namespace_require_exits_125_without_running_the_
     out.expect_code(125);
     check!(out, !g.state_path("ran").exists(), "the tool must not run");
     check_eq!(out, up.accepted(), 0, "nothing dialled");
-    let recs = g.records();
-    let start = start_of(&out, &recs, "npm");
+    let log = g.log();
+    let start = start_of(&out, &log, "npm");
     check_eq!(out, start["isolation"], "none", "{start}");
-    let id = id_of(start);
-    let ends = records_of(&recs, &id, "end");
+    let id = start.audit_id().to_string();
+    let ends = log.rows().of(&id).kind("end");
     check_eq!(out, ends.len(), 1, "one end row");
     check_eq!(out, ends[0]["exit_code"], 125, "{}", ends[0]);
     let error = ends[0]["error"].as_str().unwrap_or_default();
@@ -1043,7 +1025,7 @@ fn where_the_kernel_refuses_the_namespace_require_exits_125_without_running_the_
         error.contains("CLI_GUARD_STRICT=require") && error.contains("ENOSPC"),
         "the end row says why: {error}"
     );
-    check!(out, records_of(&recs, &id, "egress").is_empty(), "no egress");
+    check!(out, log.rows().of(&id).kind("egress").is_empty(), "no egress");
 }
 
 #[test]
@@ -1058,8 +1040,8 @@ fn strict_off_runs_behind_the_proxy_and_the_start_row_says_so() {
         env.get("CLI_GUARD_NETNS").is_none(),
         "not marked as inside a namespace"
     );
-    let recs = g.records();
-    let start = start_of(&out, &recs, "npm");
+    let log = g.log();
+    let start = start_of(&out, &log, "npm");
     check_eq!(out, start["isolation"], "none", "{start}");
     let reason = start["isolation_reason"].as_str().unwrap_or_default();
     check!(out, reason.contains("CLI_GUARD_STRICT=off"), "{reason}");
@@ -1134,12 +1116,12 @@ fn a_guarded_tool_inside_a_strict_one_is_isolated_too_and_its_rows_link_up() {
         "the outer gate dialled the registry twice, for pnpm"
     );
 
-    let recs = g.records();
-    let outer = start_of(&out, &recs, "npm");
+    let log = g.log();
+    let outer = start_of(&out, &log, "npm");
     expect_isolated(&out, outer);
-    let outer_id = id_of(outer);
-    let pip = start_of(&out, &recs, "pip");
-    let pnpm = start_of(&out, &recs, "pnpm");
+    let outer_id = outer.audit_id().to_string();
+    let pip = start_of(&out, &log, "pip");
+    let pnpm = start_of(&out, &log, "pnpm");
     for inner in [pip, pnpm] {
         expect_isolated(&out, inner);
         check_eq!(
@@ -1149,11 +1131,12 @@ fn a_guarded_tool_inside_a_strict_one_is_isolated_too_and_its_rows_link_up() {
             "linked to npm's: {inner}"
         );
     }
-    let (pip_id, pnpm_id) = (id_of(pip), id_of(pnpm));
+    let (pip_id, pnpm_id) = (pip.audit_id().to_string(), pnpm.audit_id().to_string());
     let has = |id: &str, host: &str, method: &str, decision: &str| {
-        rows_for(&recs, id, host)
+        rows_for(&log, id, host)
+            .method(method)
             .iter()
-            .any(|r| r["method"] == method && r["decision"] == decision)
+            .any(|r| r["decision"] == decision)
     };
     let expected = [
         (&pip_id, "registry.npmjs.org", "CONNECT", "deny", true),
@@ -1182,9 +1165,10 @@ fn a_guarded_tool_inside_a_strict_one_is_isolated_too_and_its_rows_link_up() {
             "{who}: {method} {host} {decision}"
         );
     }
-    let outer_allowed = rows_for(&recs, &outer_id, "registry.npmjs.org")
+    let outer_allowed = rows_for(&log, &outer_id, "registry.npmjs.org")
+        .method("CONNECT")
         .iter()
-        .filter(|r| r["method"] == "CONNECT" && r["decision"] == "allow")
+        .filter(|r| r["decision"] == "allow")
         .count();
     check_eq!(
         out,
@@ -1198,8 +1182,8 @@ fn a_guarded_tool_inside_a_strict_one_is_isolated_too_and_its_rows_link_up() {
 // Signals
 
 fn isolated_start(g: &Sandbox, run: &Running) {
-    let recs = g.records();
-    let start = recs.iter().find(|r| r["kind"] == "start");
+    let log = g.log();
+    let start = log.rows().kind("start").first().copied();
     check!(
         run,
         start.is_some_and(|s| s["isolation"] == "netns"),
@@ -1279,10 +1263,10 @@ fn a_strict_tool_killed_by_a_signal_kills_the_shim_by_the_same_signal() {
         Some(Signal::SIGUSR1 as i32),
         "the shim dies by the tool's signal"
     );
-    let recs = g.records();
-    let start = start_of(&out, &recs, "npm");
+    let log = g.log();
+    let start = start_of(&out, &log, "npm");
     expect_isolated(&out, start);
-    let ends = records_of(&recs, &id_of(start), "end");
+    let ends = log.rows().of(start.audit_id()).kind("end");
     check!(
         out,
         ends.len() == 1 && ends[0]["signal"] == "SIGUSR1",
@@ -1351,12 +1335,12 @@ fn as_an_unprivileged_user_strict_mode_refuses_an_escape_and_relays_an_allowed_n
         "the allowed name is relayed: {echo}"
     );
     check_eq!(out, up.accepted(), 1, "dialled once");
-    let recs = g.records();
-    let start = start_of(&out, &recs, "npm");
+    let log = g.log();
+    let start = start_of(&out, &log, "npm");
     expect_isolated(&out, start);
-    let id = id_of(start);
+    let id = start.audit_id().to_string();
     let denied = |host: &str, method: &str| {
-        let rows = rows_for(&recs, &id, host);
+        let rows = rows_for(&log, &id, host);
         !rows.is_empty()
             && rows
                 .iter()
@@ -1374,7 +1358,7 @@ fn as_an_unprivileged_user_strict_mode_refuses_an_escape_and_relays_an_allowed_n
     );
     check!(
         out,
-        rows_for(&recs, &id, "registry.npmjs.org")
+        rows_for(&log, &id, "registry.npmjs.org")
             .iter()
             .any(|r| r["method"] == "transparent" && r["decision"] == "allow"),
         "a transparent allow row for the registry"

@@ -11,11 +11,9 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::log::Log;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use serde_json::Value;
-
-use super::log::parse_records;
 
 /// Upper bound for any one process under test to finish.
 pub const PROC_TIMEOUT: Duration = Duration::from_secs(10);
@@ -320,16 +318,16 @@ impl Outcome {
         lossy(&self.stderr)
     }
 
-    /// The audit records printed on stderr (the lines that start with
-    /// `{`), parsed; fails naming `what` on one that is not a record.
-    pub fn stderr_records(&self, what: &str) -> Vec<Value> {
+    /// The audit rows printed on stderr (the lines that start with `{`);
+    /// fails naming `what` on one that is not a row.
+    pub fn stderr_log(&self, what: &str) -> Log {
         let json: String = self
             .stderr()
             .lines()
             .filter(|l| l.starts_with('{'))
             .map(|l| format!("{l}\n"))
             .collect();
-        parse_records(json.as_bytes(), what)
+        Log::parse(json.as_bytes(), what)
     }
 
     /// Lines of stderr that start with `cli-guard:`.

@@ -7,11 +7,9 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use serde_json::Value;
-
 use super::command::command;
 use super::install;
-use super::log::{dump, read_records, records_of};
+use super::log::{Log, Row};
 use super::process::{Outcome, Running};
 use super::sandbox::TempDir;
 
@@ -67,8 +65,9 @@ impl Client {
         Running::spawn(cmd, Some(self.audit.clone()), None).wait_for(CLIENT_TIMEOUT)
     }
 
-    pub fn records(&self) -> Vec<Value> {
-        read_records(&self.audit)
+    /// The audit log as it is now: every row.
+    pub fn log(&self) -> Log {
+        Log::read(&self.audit)
     }
 }
 
@@ -83,20 +82,17 @@ pub fn need(name: &str) {
 }
 
 /// The one invocation of `tool` in the log: its start row.
-pub fn only_start<'a>(recs: &'a [Value], tool: &str) -> &'a Value {
-    let starts: Vec<&Value> = recs
-        .iter()
-        .filter(|r| r["kind"] == "start" && r["tool"] == tool)
-        .collect();
-    assert_eq!(starts.len(), 1, "expected one {tool} invocation:\n{}", dump(recs));
+pub fn only_start<'a>(log: &'a Log, tool: &str) -> &'a Row {
+    let starts = log.rows().kind("start").tool(tool);
+    assert_eq!(starts.len(), 1, "expected one {tool} invocation:\n{log}");
     starts[0]
 }
 
 /// The egress rows, end row and audit ID of the one `tool` invocation.
-pub fn invocation<'a>(recs: &'a [Value], tool: &str) -> (String, Vec<&'a Value>, &'a Value) {
-    let id = only_start(recs, tool)["audit_id"].as_str().unwrap().to_string();
-    let egress = records_of(recs, &id, "egress");
-    let ends = records_of(recs, &id, "end");
-    assert_eq!(ends.len(), 1, "expected one end row:\n{}", dump(recs));
+pub fn invocation<'a>(log: &'a Log, tool: &str) -> (String, Vec<&'a Row>, &'a Row) {
+    let id = only_start(log, tool).audit_id().to_string();
+    let egress = log.rows().of(&id).kind("egress").to_vec();
+    let ends = log.rows().of(&id).kind("end");
+    assert_eq!(ends.len(), 1, "expected one end row:\n{log}");
     (id, egress, ends[0])
 }

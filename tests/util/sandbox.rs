@@ -16,10 +16,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use super::command::{command, install_executable, require, BIN};
-use super::log::read_records;
+use super::log::Log;
 use super::policy::NPM_REGISTRY;
 use super::process::{lossy, split_nul, Outcome, Running, PROC_TIMEOUT};
 use super::proxy::Proxy;
@@ -292,9 +290,9 @@ impl Sandbox {
         split_nul(&self.wait_state(run, "argv"))
     }
 
-    /// Every record of the audit log.
-    pub fn records(&self) -> Vec<Value> {
-        read_records(&self.audit)
+    /// The audit log as it is now: every row.
+    pub fn log(&self) -> Log {
+        Log::read(&self.audit)
     }
 
     /// Runs `tool` (a holding fake tool) through its shim with `env` added,
