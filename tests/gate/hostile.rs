@@ -240,6 +240,15 @@ impl Finished {
     fn of_kind(&self, kind: &str) -> Rows<'_> {
         self.log.rows().of(&self.id).kind(kind).by_conn()
     }
+
+    /// Every tunnel opened (a 200) was logged under the normalised `host`
+    /// and `port`.
+    fn tunnels_logged_to(&self, host: &str, port: u16) {
+        for row in self.of_kind("egress").filter("opened", |r| r["status"] == 200) {
+            check_eq!(self.out, row["host"], host, "{row}");
+            check_eq!(self.out, row["port"], port, "{row}");
+        }
+    }
 }
 
 /// The credential in the forms it could leak in.
@@ -378,7 +387,8 @@ fn case_tricks_are_decided_on_the_ascii_lowercase_name() {
             host("registry.npmjs.org"),
         );
     }
-    t.finish();
+    let f = t.finish();
+    f.tunnels_logged_to("registry.npmjs.org", 443);
 }
 
 #[test]
@@ -411,7 +421,8 @@ fn one_trailing_dot_is_dropped_and_two_are_400() {
         400,
         HostIs::Null,
     );
-    t.finish();
+    let f = t.finish();
+    f.tunnels_logged_to("registry.npmjs.org", 443);
 }
 
 #[test]
@@ -447,9 +458,11 @@ fn suffix_and_prefix_lookalikes_get_403_and_are_never_dialled() {
         let refs: Vec<&str> = targets.iter().map(String::as_str).collect();
         let mut t = Attack::new(tool, &refs);
         for (name, target) in names.iter().zip(&targets) {
-            t.target(target.as_bytes(), 403, host(name));
             // With the one trailing dot a client may add, it is the same name.
-            t.target(format!("{name}.:443").as_bytes(), 403, host(name));
+            for asked in [target.clone(), format!("{name}.:443")] {
+                let a = t.target(asked.as_bytes(), 403, host(name));
+                check_eq!(t.run, a.status_line, "HTTP/1.1 403 Forbidden", "{asked}");
+            }
         }
         t.finish();
     }

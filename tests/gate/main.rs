@@ -12,8 +12,8 @@
 //! imports from `util` only, never from another test file.
 //!
 //! - `dispatch`: argv[0] dispatch, `cli-guard --help/--version/policy/run`.
-//! - `proxy`: every proxy answer, the relay (early bytes, half-close), host
-//!   normalisation and matching, observe mode.
+//! - `proxy`: every proxy answer, the relay (early bytes, half-close),
+//!   matching, observe mode.
 //! - `python`: the python shims: `-m pip` guarded, anything else exec'd.
 //! - `interpreters`: the python shims without side effects: argv[0] the
 //!   interpreter's path, a version manager's shim that hands python back,
@@ -24,7 +24,8 @@
 //! - `audit`: the four record kinds, ordering, permissions, a SIGKILLed
 //!   shim, concurrent writers, an unwritable log, the denial summary.
 //! - `demo`: egress-demo.
-//! - `hostile`: tricks against a CONNECT allowlist, and the credential.
+//! - `hostile`: tricks against a CONNECT allowlist (case, trailing dots,
+//!   lookalikes, oversized and endless heads...), and the credential.
 //! - `load`: many tunnels at once, leaks, the connection cap, slow clients.
 //! - `chain`: upstream proxies: an outer cli-guard, tinyproxy, NO_PROXY.
 //! - `faults`: upstreams and clients that fail mid-way.

@@ -1,7 +1,8 @@
 //! The proxy, as the child sees it through the URL in its environment:
-//! every status, the relay, host normalisation and matching, observe mode.
+//! every status, the relay, matching, observe mode. Host normalisation,
+//! lookalikes and oversized heads are `hostile`'s, one test per trick.
 
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::sync::mpsc;
 
@@ -253,30 +254,6 @@ fn denied_host_gets_403_with_connection_close_and_a_body_naming_it() {
 }
 
 #[test]
-fn suffix_lookalikes_are_denied() {
-    let up = Upstream::echo();
-    let g = Sandbox::new();
-    let names = [
-        "registry.npmjs.org.evil.com:443",
-        "evilregistry.npmjs.org:443",
-        "registry-npmjs.org:443",
-        "registry.npmjs.org-evil.com:443",
-        "registry.npmjs.org.evil.com.:443",
-    ];
-    // Even pointed at our server by CLI_GUARD_RESOLVE, none may be dialled.
-    let map: Vec<_> = names.iter().map(|n| (*n, up.addr)).collect();
-    let resolve = Sandbox::resolve(&map);
-    let (run, env) = g.session("npm", &[("CLI_GUARD_RESOLVE", &resolve)]);
-    let proxy = env.proxy();
-    for name in names {
-        let a = proxy.connect(name);
-        check_eq!(run, a.status_line, FORBIDDEN_403, "{name}\n{}", a.report());
-    }
-    g.finish(run, 0);
-    assert_eq!(up.accepted(), 0, "a denied name must never be dialled");
-}
-
-#[test]
 fn ip_literals_are_denied_in_enforce_mode() {
     let up = Upstream::echo();
     let g = Sandbox::new();
@@ -317,35 +294,6 @@ fn other_ports_of_an_allowed_host_are_denied() {
     }
     g.finish(run, 0);
     assert_eq!(up.accepted(), 0, "a denied port must never be dialled");
-}
-
-#[test]
-fn host_case_and_one_trailing_dot_are_normalised() {
-    let up = Upstream::echo();
-    let g = Sandbox::new();
-    let (run, env) = g.npm_at(&up);
-    for name in [
-        "REGISTRY.NPMJS.ORG.:443",
-        "Registry.NpmJs.Org:443",
-        "registry.npmjs.org.:443",
-    ] {
-        let (a, mut s) = env.proxy().tunnel(name, b"");
-        check_eq!(run, a.status_line, OK_200, "{name}\n{}", a.report());
-        check!(
-            run,
-            echo_roundtrip(&mut s, name.as_bytes()).is_ok(),
-            "{name}: relay to the resolved upstream"
-        );
-    }
-    g.finish(run, 0);
-    assert_eq!(up.accepted(), 3, "each normalised name reached our upstream");
-    let log = g.log();
-    let rows = log.rows().of(env.audit_id()).kind("egress");
-    assert_eq!(rows.len(), 3, "{}", log);
-    for r in rows {
-        assert_eq!(r["host"], "registry.npmjs.org", "host is logged normalised: {r}");
-        assert_eq!(r["port"], 443, "{r}");
-    }
 }
 
 #[test]
@@ -604,46 +552,6 @@ fn observe_mode_still_refuses_plaintext_and_malformed_requests() {
     .collect();
     let refs: Vec<&[u8]> = bad.iter().map(Vec::as_slice).collect();
     expect_status_lines(&run, &proxy, &refs, BAD_400);
-    g.finish(run, 0);
-}
-
-#[test]
-fn an_endless_request_head_is_cut_off() {
-    // The head is read with a size cap: a client that never ends its head
-    // gets a 4xx and the connection closed, not an unbounded read.
-    let g = Sandbox::new();
-    let (run, env) = g.session("npm", &[]);
-    let mut s = env.proxy().dial();
-    let mut head = b"CONNECT registry.npmjs.org:443 HTTP/1.1\r\n".to_vec();
-    let filler = b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
-    let mut sent = 0;
-    let mut write_failed = false;
-    while sent < 4 << 20 {
-        head.extend_from_slice(filler);
-        if let Err(e) = s.write_all(&head) {
-            // Refused (reset, broken pipe), not merely stalled.
-            write_failed = !matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut);
-            break;
-        }
-        sent += head.len();
-        head.clear();
-    }
-    let a = read_answer(&mut s, false);
-    check!(
-        run,
-        write_failed || a.status != 0,
-        "4 MiB of head without an end was read without complaint"
-    );
-    if a.status != 0 {
-        // The contract's status list has no 431; either refusal is sound.
-        check!(
-            run,
-            [400, 431].contains(&a.status),
-            "oversize head: {}",
-            a.report()
-        );
-    }
-    drop(s);
     g.finish(run, 0);
 }
 
