@@ -60,26 +60,6 @@ fn is_timeout(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
 }
 
-/// Whether `s` is still open: nothing to read, no EOF, for `wait`.
-fn still_open(s: &mut TcpStream, wait: Duration) -> bool {
-    let deadline = Instant::now() + wait;
-    let mut b = [0u8; 1];
-    let open = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break true;
-        }
-        s.set_read_timeout(Some(left)).unwrap();
-        match s.read(&mut b) {
-            Err(e) if is_timeout(&e) => break true,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            _ => break false,
-        }
-    };
-    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    open
-}
-
 /// `peek`, with EINTR retried (see `closed_by_peer`).
 fn peek(s: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
     loop {
@@ -290,17 +270,6 @@ fn a_stalled_upstream_holds_the_tunnel_until_the_grace_after_the_child_exits() {
     let (a, mut s) = env.proxy().tunnel(&target, b"");
     check_eq!(run, a.status, 200, "{}", a.report());
     s.write_all(&pattern(100, 1)).unwrap();
-    check!(
-        run,
-        still_open(&mut s, Duration::from_millis(800)),
-        "a stalled tunnel stays open while the tool runs"
-    );
-    let log = g.log();
-    check!(
-        run,
-        log.rows().of(env.audit_id()).kind("egress_close").is_empty(),
-        "no egress_close while the tunnel is open and the tool runs"
-    );
 
     g.release(5);
     let released_at = Instant::now();
@@ -322,8 +291,15 @@ fn a_stalled_upstream_holds_the_tunnel_until_the_grace_after_the_child_exits() {
 
     let log = g.log();
     let row = log.egress_to(env.audit_id(), "127.0.0.1", up.addr.port());
+    // Its one egress_close is the grace's: the tunnel was still open when
+    // the tool exited, and no egress_close came while the tool ran.
     let close = log.close_of(row);
-    check_eq!(out, close["error"], CLOSED_AFTER_GRACE, "{close}");
+    check_eq!(
+        out,
+        close["error"],
+        CLOSED_AFTER_GRACE,
+        "a stalled tunnel stays open while the tool runs: {close}"
+    );
     check_eq!(out, close["bytes_up"], 100, "{close}");
     check_eq!(out, close["bytes_down"], 0, "{close}");
     close_before_end(&out, &log, env.audit_id(), &row["conn"]);

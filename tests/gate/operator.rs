@@ -191,13 +191,99 @@ fn run_quiet(cmd: std::process::Command) -> Outcome {
     Running::spawn(cmd, None, None).wait()
 }
 
-/// The stdout a still-running process has written so far.
-fn live_stdout(run: &Running) -> String {
-    let report = run.report();
-    let (head, tail) = ("---- stdout ----\n", "\n---- stderr ----\n");
-    let from = report.find(head).map_or(0, |i| i + head.len());
-    let to = report[from..].find(tail).map_or(report.len(), |i| from + i);
-    report[from..to].to_owned()
+/// `cli-guard audit --follow ARGS`, its stdout in a file: what it has
+/// printed is there the moment it wrote it.
+struct Follower {
+    run: Running,
+    out: PathBuf,
+    log: PathBuf,
+}
+
+impl Follower {
+    fn start(g: &Sandbox, args: &[&str]) -> Follower {
+        let out = g.root().join("follow.out");
+        let mut cmd = g.cli_guard(["audit", "--follow"].iter().chain(args));
+        cmd.stdout(File::create(&out).unwrap());
+        Follower {
+            run: Running::spawn(cmd, None, None),
+            out,
+            log: g.audit.clone(),
+        }
+    }
+
+    /// What it has printed so far.
+    fn printed(&self) -> String {
+        fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    /// Waits (up to `limit`) until it has printed `needle`.
+    fn shows(&self, needle: &str, limit: Duration) -> bool {
+        wait_until(limit, || self.printed().contains(needle))
+    }
+
+    /// Waits until it has read the live log to its end as the log is now,
+    /// and then made another read call (/proc/PID/io): it prints what the
+    /// rows it read make it print before it reads again, so all of that is
+    /// printed by then.
+    fn caught_up(&self) {
+        let pid = self.run.pid();
+        let end = fs::metadata(&self.log).unwrap().len();
+        let read = wait_until(BIG_TIMEOUT, || {
+            offset_in(pid, &self.log).is_some_and(|at| at >= end)
+        });
+        check!(self, read, "--follow never read the log to its end ({end} bytes)");
+        let reads = read_calls(pid);
+        let again = wait_until(BIG_TIMEOUT, || read_calls(pid) > reads);
+        check!(self, again, "--follow never read again");
+    }
+
+    /// SIGTERM, and all it printed.
+    fn stop(self) -> Followed {
+        send(self.run.pid(), Signal::SIGTERM);
+        let out = self.run.wait();
+        let text = fs::read_to_string(&self.out).unwrap_or_default();
+        Followed { out, text }
+    }
+
+    fn report(&self) -> String {
+        format!("{}---- printed ----\n{}\n", self.run.report(), self.printed())
+    }
+}
+
+/// A follower that was stopped: how it ended, and all it printed.
+struct Followed {
+    out: Outcome,
+    text: String,
+}
+
+impl Followed {
+    fn report(&self) -> String {
+        format!("{}---- printed ----\n{}\n", self.out.report(), self.text)
+    }
+}
+
+/// The offset of `pid`'s descriptor open on `path` (`pos` in its fdinfo).
+fn offset_in(pid: i32, path: &Path) -> Option<u64> {
+    let fd = fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .filter_map(Result::ok)
+        .find(|fd| fs::read_link(fd.path()).is_ok_and(|target| target == path))?;
+    let info = fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", fd.file_name().to_string_lossy())).ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("pos:"))
+        .and_then(|pos| pos.trim().parse().ok())
+}
+
+/// How many read calls `pid` has made (`syscr` in /proc/PID/io).
+fn read_calls(pid: i32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/io"))
+        .ok()
+        .and_then(|io| {
+            io.lines()
+                .find_map(|l| l.strip_prefix("syscr:"))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 // ---------------------------------------------------------------------------
@@ -941,20 +1027,19 @@ fn audit_follow_prints_invocations_as_they_end_across_a_rotation() {
     let flying = env.audit_id().to_owned();
     check_eq!(run, env.proxy().connect("evil.example:443").status, 403, "denied");
 
-    let mut follower = Running::spawn(g.cli_guard(["audit", "--follow"]), None, None);
-    let seen = |run: &Running, needle: &str| {
-        wait_until(Duration::from_secs(20), || live_stdout(run).contains(needle))
-    };
+    let mut follower = Follower::start(&g, &[]);
+    let seen = |follower: &Follower, needle: &str| follower.shows(needle, Duration::from_secs(20));
     check!(
         follower,
         seen(&follower, &first),
         "the log so far is printed first"
     );
-    // Let it get past the initial read to the tail of the file.
-    thread::sleep(Duration::from_millis(500));
+    // Once it has read past the running invocation's rows, it would have
+    // printed it by now.
+    follower.caught_up();
     check!(
         follower,
-        !live_stdout(&follower).contains(&flying),
+        !follower.printed().contains(&flying),
         "an invocation still running is not printed yet"
     );
 
@@ -964,7 +1049,7 @@ fn audit_follow_prints_invocations_as_they_end_across_a_rotation() {
         seen(&follower, "evil.example:443"),
         "the invocation is printed once it ends"
     );
-    let text = live_stdout(&follower);
+    let text = follower.printed();
     let (entry, rows) = block(&text, &flying);
     check!(
         follower,
@@ -995,19 +1080,20 @@ fn audit_follow_prints_invocations_as_they_end_across_a_rotation() {
         "an invocation written after the rotation is printed"
     );
 
-    let running = follower.poll().is_none();
+    let running = follower.run.poll().is_none();
     check!(follower, running, "--follow keeps running");
-    let pid = follower.pid();
-    send(pid, Signal::SIGTERM);
-    let out = follower.wait();
-    let text = out.stdout();
+    let stopped = follower.stop();
     check_eq!(
-        out,
-        top_ids(&text),
+        stopped,
+        top_ids(&stopped.text),
         vec![first, flying, second],
         "each invocation printed once, in order"
     );
-    check!(out, !out.stderr().contains("skipped"), "nothing skipped");
+    check!(
+        stopped,
+        !stopped.out.stderr().contains("skipped"),
+        "nothing skipped"
+    );
 }
 
 /// Writes invocations of three rows each (start, a denied egress row with a
@@ -1045,16 +1131,16 @@ fn audit_follow_reads_a_big_live_log_with_bounded_memory() {
     let g = Sandbox::new();
     let ids = fill_with_invocations(&g.audit, 24 * 1024 * 1024);
     let last = ids.last().unwrap().clone();
-    let follower = Running::spawn(g.cli_guard(["audit", "--follow", "--last", "1"]), None, None);
+    let follower = Follower::start(&g, &["--last", "1"]);
     check!(
         follower,
-        wait_until(Duration::from_secs(60), || live_stdout(&follower).contains(&last)),
+        follower.shows(&last, Duration::from_secs(60)),
         "the last invocation of the log is printed"
     );
-    let peak = vm_hwm_kib(follower.pid()).unwrap_or(0);
+    let peak = vm_hwm_kib(follower.run.pid()).unwrap_or(0);
     check_eq!(
         follower,
-        top_ids(&live_stdout(&follower)),
+        top_ids(&follower.printed()),
         vec![last],
         "--last 1 holds back all but the last"
     );
@@ -1063,9 +1149,7 @@ fn audit_follow_reads_a_big_live_log_with_bounded_memory() {
         peak > 0 && peak < LIMIT_KIB,
         "peak RSS {peak} KiB after reading a 24 MiB live log: --follow must stream it too"
     );
-    let pid = follower.pid();
-    send(pid, Signal::SIGTERM);
-    follower.wait();
+    follower.stop();
 }
 
 #[test]
@@ -1081,18 +1165,14 @@ fn audit_follow_applies_filters_and_last_to_what_comes_later() {
     }
     let log = g.log();
     let before = log.rows().kind("start").ids();
-    let follower = Running::spawn(
-        g.cli_guard(["audit", "--follow", "--last", "1", "--denied", "--json"]),
-        None,
-        None,
-    );
+    let follower = Follower::start(&g, &["--last", "1", "--denied", "--json"]);
     check!(
         follower,
-        wait_until(Duration::from_secs(20), || live_stdout(&follower)
-            .contains(before[1])),
+        follower.shows(before[1], Duration::from_secs(20)),
         "the last denied one so far"
     );
-    thread::sleep(Duration::from_millis(500));
+    // What comes next, it reads as it comes.
+    follower.caught_up();
     run_quiet(g.shim_cmd("pip", ["list"])).expect_code(0);
     run_quiet(g.shim_cmd("npm", ["install", "c"])).expect_code(0);
     let log = g.log();
@@ -1106,15 +1186,14 @@ fn audit_follow_applies_filters_and_last_to_what_comes_later() {
         .unwrap();
     check!(
         follower,
-        wait_until(Duration::from_secs(20), || live_stdout(&follower)
-            .contains(&after)),
+        follower.shows(&after, Duration::from_secs(20)),
         "a later denied npm is printed"
     );
-    thread::sleep(Duration::from_millis(500));
-    let pid = follower.pid();
-    send(pid, Signal::SIGTERM);
-    let out = follower.wait();
-    let objects = Log::parse(&out.stdout, "audit --follow --json");
+    // It has read the whole log, the clean pip's rows included: all it
+    // would print, it has printed.
+    follower.caught_up();
+    let out = follower.stop();
+    let objects = Log::parse(out.text.as_bytes(), "audit --follow --json");
     let ids: Vec<&str> = objects
         .iter()
         .map(|o| o["audit_id"].as_str().unwrap_or(""))

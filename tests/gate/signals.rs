@@ -4,7 +4,6 @@
 //! have one.
 
 use std::fs;
-use std::thread;
 
 use nix::sys::signal::Signal;
 
@@ -16,7 +15,8 @@ fn pid_directed(sig: Signal) {
     let mut run = g.start(g.shim_cmd("npm", ["install"]));
     g.wait_env(&mut run);
     send(run.pid(), sig);
-    expect_once(&g, &run, &sig.as_str()[3..]);
+    let name = &sig.as_str()[3..];
+    expect_once(&g, &run, run.pid(), name, Marker::kill(run.pid(), name));
     check!(
         run,
         run.poll().is_none(),
@@ -79,7 +79,8 @@ fn a_signal_at_the_shims_group_without_a_terminal_reaches_the_child_exactly_once
     );
     for sig in [Signal::SIGTERM, Signal::SIGUSR1, Signal::SIGHUP] {
         send(-pgid, sig);
-        expect_once(&g, &run, &sig.as_str()[3..]);
+        let name = &sig.as_str()[3..];
+        expect_once(&g, &run, pgid, name, Marker::kill(-pgid, name));
     }
     check!(
         run,
@@ -101,7 +102,13 @@ fn signals_the_child_or_its_descendants_send_the_shim_are_not_echoed_back() {
     g.tool("npm", &body);
     let mut run = g.start(g.shim_cmd("npm", ["install"]));
     g.wait_state(&mut run, "sent");
-    thread::sleep(SETTLE * 2);
+    // The shim has taken what the child sent, and dealt with it before it
+    // reads the marker sent after it; the marker is forwarded.
+    let shim = run.pid();
+    let sent = [Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGWINCH];
+    let taken = wait_until(WAIT, || !sent.iter().any(|s| signal_pending(shim, *s)));
+    check!(run, taken, "the shim never took the child's signals");
+    marked(&g, &run, shim, Marker::new("HUP", || send(shim, Signal::SIGHUP)));
     for name in ["USR1", "USR2", "WINCH"] {
         check_eq!(
             run,
@@ -141,7 +148,7 @@ fn ctrl_c_at_a_terminal_reaches_the_child_once_and_the_shim_survives() {
         "the child's group is the terminal's foreground group, in the shim's place"
     );
     pty.type_bytes(b"\x03");
-    expect_once(&g, &run, "INT");
+    expect_once(&g, &run, run.pid(), "INT", Marker::typed(&pty));
     check!(
         run,
         run.poll().is_none(),
@@ -242,7 +249,7 @@ fn ctrl_c_under_a_job_control_shell_reaches_the_child_once() {
         "the child's group is the terminal's foreground group, in the shim's place"
     );
     pty.type_bytes(b"\x03");
-    expect_once(&g, &run, "INT");
+    expect_once(&g, &run, shim, "INT", Marker::typed(&pty));
     g.release(7);
     let status = read_status(&g, &mut run, "final");
     check_eq!(
@@ -440,7 +447,7 @@ fn ctrl_z_and_fg_at_an_interactive_bash(strict: bool) {
         "after fg the terminal is the tool's group's again, not {:?}",
         tpgid_of(bash)
     );
-    pty_ctrl_c_once(&g, &sh);
+    pty_ctrl_c_once(&g, &sh, shim);
 
     g.release(7);
     sh.line("echo \"st-$?\"");
@@ -467,9 +474,9 @@ fn ctrl_z_and_fg_at_an_interactive_bash(strict: bool) {
 }
 
 /// Ctrl-C at the terminal reaches the (trapping) tool exactly once.
-fn pty_ctrl_c_once(g: &Sandbox, sh: &Shell) {
+fn pty_ctrl_c_once(g: &Sandbox, sh: &Shell, shim: i32) {
     sh.pty.type_bytes(b"\x03");
-    expect_once(g, &sh.run, "INT");
+    expect_once(g, &sh.run, shim, "INT", Marker::typed(&sh.pty));
 }
 
 #[test]
@@ -481,6 +488,7 @@ fn kill_percent_one_at_an_interactive_bash_reaches_the_tool_exactly_once() {
     sh.line("npm install &");
     g.wait_env(&mut sh.run);
     let child = g.child_pid(&mut sh.run);
+    let shim = ppid_of(&g, &mut sh.run);
     check_eq!(
         sh,
         tpgid_of(bash),
@@ -496,7 +504,8 @@ fn kill_percent_one_at_an_interactive_bash_reaches_the_tool_exactly_once() {
     // `kill %1` signals the job's process group: the shim's.
     for sig in ["USR1", "TERM", "HUP"] {
         sh.line(&format!("kill -{sig} %1"));
-        expect_once(&g, &sh.run, sig);
+        let marker = Marker::new("WINCH", || sh.line("kill -WINCH %1"));
+        expect_once(&g, &sh.run, shim, sig, marker);
     }
     g.release(7);
     sh.line("wait $!; echo \"st-$?\"");
@@ -522,10 +531,11 @@ fn a_group_kill_and_a_pid_kill_with_a_terminal_reach_the_child_exactly_once() {
     );
     for sig in [Signal::SIGUSR1, Signal::SIGTERM, Signal::SIGHUP] {
         send(-run.pid(), sig);
-        expect_once(&g, &run, &sig.as_str()[3..]);
+        let name = &sig.as_str()[3..];
+        expect_once(&g, &run, run.pid(), name, Marker::kill(-run.pid(), name));
     }
     send(run.pid(), Signal::SIGUSR2);
-    expect_once(&g, &run, "USR2");
+    expect_once(&g, &run, run.pid(), "USR2", Marker::kill(run.pid(), "USR2"));
     g.finish(run, 0);
 }
 
@@ -566,7 +576,8 @@ fn terms_from_timeout(through_shim: bool) -> (usize, Option<i32>, String) {
     send(run.pid(), Signal::SIGALRM);
     let arrived = wait_until(WAIT, || count(&g, "TERM") >= 1);
     check!(run, arrived, "SIGTERM from timeout never reached the tool");
-    thread::sleep(SETTLE);
+    // Whatever timeout's child forwards it forwards before a later signal.
+    marked(&g, &run, timed, Marker::kill(timed, "TERM"));
     let terms = count(&g, "TERM");
     g.release(0);
     let out = run.wait();
@@ -698,7 +709,7 @@ fn ctrl_z_where_no_shell_could_continue_the_job_leaves_the_tool_running() {
     let child = g.child_pid(&mut run);
     pty.type_bytes(b"\x1a");
     pty.type_bytes(b"\x03");
-    expect_once(&g, &run, "INT");
+    expect_once(&g, &run, run.pid(), "INT", Marker::typed(&pty));
     let running = wait_until(WAIT, || !is_stopped(child) && !is_stopped(run.pid()));
     check!(
         run,

@@ -1199,7 +1199,7 @@ fn sigterm_at_a_strict_shim_reaches_the_tool_once_and_its_exit_code_passes_throu
     g.wait_env(&mut run);
     isolated_start(&g, &run);
     send(run.pid(), Signal::SIGTERM);
-    expect_once(&g, &run, "TERM");
+    expect_once(&g, &run, run.pid(), "TERM", Marker::kill(run.pid(), "TERM"));
     check!(
         run,
         run.poll().is_none(),
@@ -1223,7 +1223,7 @@ fn ctrl_c_at_a_terminal_reaches_a_strict_tool_once() {
         "the tool's group has the terminal"
     );
     pty.type_bytes(b"\x03");
-    expect_once(&g, &run, "INT");
+    expect_once(&g, &run, run.pid(), "INT", Marker::typed(&pty));
     check!(
         run,
         run.poll().is_none(),

@@ -21,8 +21,6 @@ pub const PROC_TIMEOUT: Duration = Duration::from_secs(10);
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Upper bound for waiting on something a process is expected to do.
 pub const WAIT: Duration = Duration::from_secs(5);
-/// How long to keep watching after a signal arrived, to catch a second copy.
-pub const SETTLE: Duration = Duration::from_millis(300);
 
 /// Polls `cond` every 10 ms until it holds or `limit` passes.
 pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
@@ -100,6 +98,21 @@ pub fn is_stopped(pid: i32) -> bool {
 /// True when `pid` no longer runs (gone, or a zombie nobody reaped yet).
 pub fn is_dead(pid: i32) -> bool {
     matches!(proc_state(pid), None | Some('Z') | Some('X'))
+}
+
+/// Whether `sig` is pending for `pid`: sent and not yet taken (a signal
+/// the process blocks, as the shim blocks those it reads from a signalfd,
+/// waits there until it is read). False once `pid` is gone.
+pub fn signal_pending(pid: i32, sig: Signal) -> bool {
+    let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    let bit = 1u64 << (sig as i32 - 1);
+    status
+        .lines()
+        .filter_map(|l| l.strip_prefix("ShdPnd:").or_else(|| l.strip_prefix("SigPnd:")))
+        .filter_map(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .any(|mask| mask & bit != 0)
 }
 
 /// Sends `sig` to `pid` (negative: a process group).

@@ -81,6 +81,8 @@ impl BlackHole {
 pub struct Upstream {
     pub addr: SocketAddr,
     accepted: Arc<AtomicUsize>,
+    /// How many times its accept loop found no connection waiting.
+    idle: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 }
 
@@ -93,9 +95,10 @@ impl Upstream {
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
+        let idle = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let handler = Arc::new(handler);
-        let (acc, st) = (accepted.clone(), stop.clone());
+        let (acc, empty, st) = (accepted.clone(), idle.clone(), stop.clone());
         thread::spawn(move || {
             while !st.load(Ordering::SeqCst) {
                 match listener.accept() {
@@ -107,11 +110,21 @@ impl Upstream {
                         let h = handler.clone();
                         thread::spawn(move || h(s));
                     }
-                    Err(_) => thread::sleep(Duration::from_millis(2)),
+                    Err(e) => {
+                        if e.kind() == io::ErrorKind::WouldBlock {
+                            empty.fetch_add(1, Ordering::SeqCst);
+                        }
+                        thread::sleep(Duration::from_millis(2));
+                    }
                 }
             }
         });
-        Upstream { addr, accepted, stop }
+        Upstream {
+            addr,
+            accepted,
+            idle,
+            stop,
+        }
     }
 
     /// Echoes every byte back; at EOF, half-closes its side.
@@ -132,10 +145,15 @@ impl Upstream {
         })
     }
 
-    /// How many connections it accepted so far. Waits briefly first so that
-    /// a connection in flight is counted.
+    /// How many connections it has accepted, every connection made before
+    /// the call included: it waits until its accept loop has twice found
+    /// no connection waiting (the second time, certainly after the call),
+    /// so one that was still waiting to be accepted is counted, however
+    /// slowly the loop came round to it.
     pub fn accepted(&self) -> usize {
-        thread::sleep(Duration::from_millis(50));
+        let idle = self.idle.load(Ordering::SeqCst);
+        let caught_up = wait_until(IO_TIMEOUT, || self.idle.load(Ordering::SeqCst) >= idle + 2);
+        assert!(caught_up, "the upstream on {} stopped accepting", self.addr);
         self.accepted.load(Ordering::SeqCst)
     }
 }
