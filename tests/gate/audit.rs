@@ -531,12 +531,12 @@ fn a_sigkilled_shim_leaves_start_and_egress_rows_and_its_child_dies() {
 fn concurrent_invocations_share_one_log_without_tearing() {
     const SHIMS: usize = 8;
     const EACH: usize = 25;
-    require("curl");
     let g = Sandbox::new();
+    let net = g.net();
     g.tool(
         "npm",
         &format!(
-            "rec \"$@\"\ni=0\nwhile [ $i -lt {EACH} ]; do\n  curl -s -o /dev/null --max-time 5 https://denied.example/\n  i=$((i + 1))\ndone\nexit 0\n"
+            "rec \"$@\"\ni=0\nwhile [ $i -lt {EACH} ]; do\n  {net} proxy-echo denied.example 443 0 > /dev/null\n  i=$((i + 1))\ndone\nexit 0\n"
         ),
     );
     let runs: Vec<Running> = (0..SHIMS)
@@ -576,11 +576,13 @@ fn concurrent_invocations_share_one_log_without_tearing() {
 /// Runs npm whose child makes one denied request and exits 3, with the
 /// audit log at `log`; checks the stderr fallback.
 fn unwritable(log: &Path) {
-    require("curl");
     let g = Sandbox::new();
     g.tool(
         "npm",
-        "rec \"$@\"\ncurl -s -o /dev/null --max-time 5 https://denied.example/\necho $? > \"$S/curl\"\nexit 3\n",
+        &format!(
+            "rec \"$@\"\n{} proxy-echo denied.example 443 0 > \"$S/request\"\nexit 3\n",
+            g.net()
+        ),
     );
     let mut cmd = g.shim_cmd("npm", ["install"]);
     cmd.env("CLI_GUARD_AUDIT_LOG", log);
@@ -612,11 +614,12 @@ fn unwritable(log: &Path) {
         "still enforced"
     );
     check_eq!(out, log[2]["exit_code"], 3, "end.exit_code");
-    let curl = fs::read_to_string(g.state_path("curl")).unwrap_or_default();
+    let request = fs::read_to_string(g.state_path("request")).unwrap_or_default();
+    let answered = serde_json::from_str::<Value>(request.trim()).unwrap_or(Value::Null);
     check!(
         out,
-        curl.trim() != "0",
-        "the child's request failed (curl exit {curl})"
+        answered["status"] != 200,
+        "the child's request failed: {request}"
     );
 }
 

@@ -1,6 +1,7 @@
 //! Chaining through an upstream proxy named by the shim's own environment:
-//! real ones (tinyproxy with basic auth, squid), an outer cli-guard (nesting),
-//! and a fake upstream written here that records what it was asked and
+//! real ones (tinyproxy with basic auth, squid: `#[ignore]`d, run by
+//! `.ci/run`, which installs them), an outer cli-guard (nesting), and a
+//! fake upstream (`util::servers`) that records what it was asked and
 //! answers as told. Also the user's NO_PROXY (which targets skip the
 //! upstream), `CLI_GUARD_RESOLVE` only at the direct hop, the upstream's
 //! refusals reaching the child unchanged, upstreams the gate cannot chain
@@ -98,6 +99,7 @@ fn check_never_logged<S: AsRef<str>>(g: &Sandbox, out: &Outcome, secrets: impl I
 // tinyproxy and squid
 
 #[test]
+#[ignore = "the real tinyproxy: run by .ci/run (cargo test -- --ignored)"]
 fn tinyproxy_with_basic_auth_carries_the_tunnel_and_the_row_names_it() {
     let tp = tinyproxy(Some(("user", "p.ss-w0rd_X")));
     let echo = Upstream::echo();
@@ -173,6 +175,7 @@ fn tinyproxy_with_basic_auth_carries_the_tunnel_and_the_row_names_it() {
 }
 
 #[test]
+#[ignore = "the real tinyproxy: run by .ci/run (cargo test -- --ignored)"]
 fn tinyproxys_refusals_reach_the_child_with_its_status() {
     let tp = tinyproxy(Some(("user", "right")));
     let echo = Upstream::echo();
@@ -242,6 +245,7 @@ fn tinyproxys_refusals_reach_the_child_with_its_status() {
 }
 
 #[test]
+#[ignore = "the real squid: run by .ci/run (cargo test -- --ignored)"]
 fn squid_as_an_unauthenticated_upstream_tunnels_and_its_403_is_relayed() {
     let sq = squid();
     let echo = Upstream::echo();

@@ -29,10 +29,11 @@ fn api_server() -> Upstream {
     })
 }
 
-/// curl through the gate to the API, printing the CONNECT's status and the
-/// request's: `403 000` refused, `200 200` through.
-fn curl_api() -> String {
-    format!("curl -s -p -o /dev/null -w '%{{http_connect}} %{{http_code}}' http://{API}:{API_PORT}/")
+/// A GET of the API through the gate (as `curl -p` makes it, by the tests'
+/// network client), printing the CONNECT's status and the request's:
+/// `403 000` refused, `200 200` through.
+fn get_api(g: &Sandbox) -> String {
+    format!("{} proxy-get {API} {API_PORT}", g.net())
 }
 
 /// A fake npx. A fetch (cli-guard as `--script-shell`, no `--offline`)
@@ -68,13 +69,13 @@ if [ "$phase" = fetch ]; then
   chmod +x "$root/node_modules/netcli/cli.sh"
   ln -sf ../netcli/cli.sh "$root/node_modules/.bin/netcli"
   export npm_config_script_shell="$shell"
-  npm_lifecycle_event=postinstall "$shell" -c "{curl} > \"$S/postinstall\"; [ -e \"$S/nested\" ] && npm install nested; true" || exit 1
+  npm_lifecycle_event=postinstall "$shell" -c "{get} > \"$S/postinstall\"; [ -e \"$S/nested\" ] && npm install nested; true" || exit 1
 else
   export npm_config_offline=true npm_config_yes=true npm_config_ignore_scripts=true npm_config_script_shell="$shell"
 fi
 PATH="$root/node_modules/.bin:$PATH" npm_lifecycle_event=npx exec "$shell" -c "'netcli'$args"
 "#,
-        curl = curl_api()
+        get = get_api(g)
     );
     g.tool("npx", &body);
 }
@@ -84,9 +85,9 @@ fn network_program(g: &Sandbox) {
     fs::write(
         g.state_path("program"),
         format!(
-            "env > \"{state}/program-env\"\necho \"program $*\"\necho \"status $({curl})\"\n",
+            "env > \"{state}/program-env\"\necho \"program $*\"\necho \"status $({get})\"\n",
             state = g.state.display(),
-            curl = curl_api()
+            get = get_api(g)
         ),
     )
     .unwrap();
@@ -664,14 +665,12 @@ fn as_an_unprivileged_user_the_fetch_is_isolated_and_the_run_is_not() {
         format!(
             "id -u > '{}/uid'\necho \"program $*\"\necho \"status $({})\"\n",
             g.state.display(),
-            curl_api()
+            get_api(&g)
         ),
     )
     .unwrap();
-    let mut cmd = g.command(require("setpriv"));
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(g.shim("npx"))
-        .args(["-y", "netcli"]);
+    let shim = g.shim("npx");
+    let cmd = g.as_nobody(shim.to_str().unwrap(), &["-y", "netcli"]);
     let out = fetch_isolated_run_not(&g, cmd, &api);
     let uid = fs::read_to_string(g.state_path("uid")).unwrap_or_default();
     check_eq!(out, uid.trim(), "65534", "the program ran as nobody");

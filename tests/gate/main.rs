@@ -27,7 +27,8 @@
 //! - `hostile`: tricks against a CONNECT allowlist (case, trailing dots,
 //!   lookalikes, oversized and endless heads...), and the credential.
 //! - `load`: many tunnels at once, leaks, the connection cap, slow clients.
-//! - `chain`: upstream proxies: an outer cli-guard, tinyproxy, NO_PROXY.
+//! - `chain`: upstream proxies: an outer cli-guard, a fake one, NO_PROXY;
+//!   tinyproxy and squid `#[ignore]`d.
 //! - `faults`: upstreams and clients that fail mid-way.
 //! - `addresses`: where an allowed name's dial may land.
 //! - `dial`: dials that survive a dead address (Happy Eyeballs), and
@@ -40,7 +41,9 @@
 //!   stdio, exit and signals, a failed fetch, the fallbacks.
 //! - `strict`: strict mode from inside the tool's namespace: every escape
 //!   past the proxy refused with a row, the transparent relay, DNS, the
-//!   subcommand split, the fallback, nesting, signals, as nobody.
+//!   subcommand split, the fallback, nesting, signals, as nobody (the fake
+//!   tools' network client is `util::net`'s; node and curl escaping their
+//!   own way are `#[ignore]`d).
 //! - `clients`: the real npm, pip, cargo, curl, aws and kubectl through
 //!   install.sh's shims, against the registries this machine reaches
 //!   (`#[ignore]`d: `.ci/run` runs them with `cargo test -- --ignored`).

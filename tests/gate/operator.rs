@@ -317,17 +317,18 @@ fn real_log(g: &Sandbox) -> RealLog {
     let up = Upstream::echo();
     let resolve = Sandbox::resolve(&[(NPM_REGISTRY, up.addr)]);
 
-    // A real npm that runs aws by name (the shim first on PATH), whose curl
-    // reaches the registry (through aws's gate, then npm's: gates chain), then
-    // makes a denied request of its own.
+    // A real npm that runs aws by name (the shim first on PATH), whose
+    // request reaches the registry (through aws's gate, then npm's: gates
+    // chain), then makes a denied request of its own.
+    let net = g.net();
     g.shim("aws");
     g.tool(
         "aws",
-        "curl -s -o /dev/null --max-time 5 https://registry.npmjs.org/\nexit 0\n",
+        &format!("{net} proxy-echo registry.npmjs.org 443 16 > /dev/null\nexit 0\n"),
     );
     g.tool(
         "npm",
-        "rec \"$@\"\naws s3 ls\ncurl -s -o /dev/null --max-time 5 https://denied.example/\nexit 3\n",
+        &format!("rec \"$@\"\naws s3 ls\n{net} proxy-echo denied.example 443 0 > /dev/null\nexit 3\n"),
     );
     let mut cmd = g.shim_cmd("npm", ["install", "left-pad"]);
     cmd.env("CLI_GUARD_RESOLVE", &resolve);
@@ -1157,7 +1158,10 @@ fn audit_follow_applies_filters_and_last_to_what_comes_later() {
     let g = Sandbox::new();
     g.tool(
         "npm",
-        "curl -s -o /dev/null --max-time 5 https://denied.example/\nexit 0\n",
+        &format!(
+            "{} proxy-echo denied.example 443 0 > /dev/null\nexit 0\n",
+            g.net()
+        ),
     );
     g.tool("pip", "exit 0\n");
     for args in [["install", "a"], ["install", "b"]] {

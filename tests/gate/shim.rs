@@ -811,8 +811,11 @@ fn with_stdin_stdout_and_stderr_closed_the_log_stays_clean_and_the_tool_gets_dev
     let g = Sandbox::new();
     g.tool(
         "npm",
-        "printf '%s\\n' \"$(readlink /proc/$$/fd/0)\" \"$(readlink /proc/$$/fd/1)\" \"$(readlink /proc/$$/fd/2)\" > \"$S/fds\"\n\
-         curl -s -o /dev/null --max-time 5 https://denied.example/\nexit 0\n",
+        &format!(
+            "printf '%s\\n' \"$(readlink /proc/$$/fd/0)\" \"$(readlink /proc/$$/fd/1)\" \"$(readlink /proc/$$/fd/2)\" > \"$S/fds\"\n\
+             {} proxy-echo denied.example 443 0 > /dev/null\nexit 0\n",
+            g.net()
+        ),
     );
     let mut cmd = g.shim_cmd("npm", ["install"]);
     // SAFETY: runs in the forked child before exec and only calls close(2),

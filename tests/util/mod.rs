@@ -73,6 +73,7 @@ pub mod trap;
 
 pub use command::*;
 pub use log::*;
+pub use net::base64;
 pub use policy::*;
 pub use process::*;
 pub use proxy::*;

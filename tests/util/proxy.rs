@@ -7,6 +7,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::net::base64;
 use super::process::{lossy, Running, IO_TIMEOUT};
 
 /// Where the proxy listens, parsed from its URL as a URL (scheme, optional
@@ -269,25 +270,6 @@ pub fn echo_roundtrip(s: &mut TcpStream, data: &[u8]) -> Result<(), String> {
     } else {
         Err(format!("echoed {:?}, sent {:?}", lossy(&back), lossy(data)))
     }
-}
-
-/// Standard base64 with padding (RFC 4648), written here rather than taken
-/// from the crate, so the tests check the gate's credentials independently.
-pub fn base64(input: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in input.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// Deterministic pseudo-random bytes (xorshift), for relay payloads.

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use super::command::{command, install_executable, require, BIN};
 use super::log::Log;
+use super::net;
 use super::policy::NPM_REGISTRY;
 use super::process::{lossy, split_nul, Outcome, Running, PROC_TIMEOUT};
 use super::proxy::Proxy;
@@ -277,6 +278,14 @@ impl Sandbox {
     pub fn wait_env(&self, run: &mut Running) -> ChildEnv {
         let data = self.wait_state(run, "env");
         ChildEnv::parse(&data)
+    }
+
+    /// The fake tools' network client (`util::net`), as a fake tool runs
+    /// it: `NET="$(...)"`-safe, no space or quote in it.
+    pub fn net(&self) -> String {
+        let path = net::client().to_str().unwrap().to_owned();
+        assert!(!path.contains([' ', '\'', '"', '\\', '$']), "{path}");
+        path
     }
 
     /// The fake tool's recorded pid.
