@@ -20,9 +20,11 @@
 //! - `servers`: loopback upstreams that count connections, a black hole,
 //!   a fake upstream proxy, and the real ones (tinyproxy, squid).
 //! - `net`: the fake tools' network client, a small Rust program built
-//!   once per test run (`net_client.rs`), for escapes from strict mode.
+//!   once per test run (`net_client.rs`): escapes from strict mode, DNS,
+//!   requests through the proxy, with nothing on the machine but Rust.
 //! - `pty`: a pseudo-terminal, and sessions without one.
-//! - `trap`: a fake tool that logs every signal it gets.
+//! - `trap`: a fake tool that logs every signal it gets, and how a test
+//!   proves one reached it exactly once without sleeping on it.
 //! - `install`: install.sh into private prefixes.
 //! - `real_clients`: the real clients' sandbox, for the `#[ignore]`d tests.
 //! - `policy`: the policy and contract as the issues fix them, written out
