@@ -4,46 +4,9 @@
 //! network namespace is the machine's, so the test still talks to its proxy
 //! on 127.0.0.1 and nothing leaves loopback.
 
-use std::fs;
 use std::net::TcpListener;
-use std::process::Command;
 
-use crate::util::{read_records, records_of, ChildEnv, Gate, Running, Upstream, HOLD};
-
-/// A command that runs what is appended to it (program, then arguments)
-/// with /etc/hosts replaced by `hosts` (kept in the file `name` under the
-/// test's root) for it alone, in a private mount namespace.
-pub(crate) fn with_hosts(g: &Gate, name: &str, hosts: &str) -> Command {
-    let hosts_file = g.root().join(name);
-    fs::write(&hosts_file, format!("127.0.0.1 localhost\n{hosts}\n")).unwrap();
-    let mut cmd = g.command("unshare");
-    cmd.args([
-        "--mount",
-        "--fork",
-        "/bin/sh",
-        "-c",
-        "mount --bind \"$1\" /etc/hosts && shift && exec \"$@\"",
-        "sh",
-    ])
-    .arg(&hosts_file);
-    cmd
-}
-
-/// Starts the `tool` shim with /etc/hosts replaced by `hosts` for it alone,
-/// and `env` added to its environment.
-pub(crate) fn session_with_hosts(
-    g: &Gate,
-    tool: &str,
-    hosts: &str,
-    env: &[(&str, &str)],
-) -> (Running, ChildEnv) {
-    g.tool(tool, HOLD);
-    let mut cmd = with_hosts(g, "hosts", hosts);
-    cmd.arg(g.shim(tool)).arg("install").envs(env.iter().copied());
-    let mut run = g.start(cmd);
-    let child_env = g.wait_env(&mut run);
-    (run, child_env)
-}
+use crate::util::{Sandbox, Upstream};
 
 /// A listener on 127.0.0.1:443 if the port is free, to prove that a refused
 /// dial was never made (without the check it would have connected).
@@ -76,8 +39,8 @@ fn an_allowed_name_that_resolves_to_a_forbidden_address_is_refused_before_the_di
         ("fd00:ec2::254", "unique local"),
     ];
     for (ip, why) in cases {
-        let g = Gate::new();
-        let (run, env) = session_with_hosts(&g, "npm", &format!("{ip} registry.npmjs.org"), &[]);
+        let g = Sandbox::new();
+        let (run, env) = g.session_with_hosts("npm", &format!("{ip} registry.npmjs.org"), &[]);
         let answer = env.proxy().connect("registry.npmjs.org:443");
         check_eq!(run, answer.status, 403, "{ip}: {}", answer.report());
         let body = answer.body_text();
@@ -87,8 +50,8 @@ fn an_allowed_name_that_resolves_to_a_forbidden_address_is_refused_before_the_di
             "{ip}: the body must name the address and why:\n{body}"
         );
         g.finish(run, 0);
-        let recs = read_records(&g.audit);
-        let rows = records_of(&recs, env.audit_id(), "egress");
+        let log = g.log();
+        let rows = log.rows().of(env.audit_id()).kind("egress");
         assert_eq!(rows.len(), 1, "{ip}: {rows:?}");
         assert_eq!(rows[0]["decision"], "deny", "{ip}: {}", rows[0]);
         assert_eq!(rows[0]["status"], 403, "{ip}: {}", rows[0]);
@@ -98,7 +61,7 @@ fn an_allowed_name_that_resolves_to_a_forbidden_address_is_refused_before_the_di
             rows[0]
         );
         assert!(
-            records_of(&recs, env.audit_id(), "egress_close").is_empty(),
+            log.rows().of(env.audit_id()).kind("egress_close").is_empty(),
             "{ip}: no tunnel may open"
         );
     }
@@ -108,8 +71,8 @@ fn an_allowed_name_that_resolves_to_a_forbidden_address_is_refused_before_the_di
 #[test]
 fn observe_mode_dials_private_addresses_but_never_the_gate_itself() {
     let up = Upstream::echo();
-    let g = Gate::new();
-    let (run, env) = session_with_hosts(&g, "kubectl", "127.0.0.1 cluster.internal.example", &[]);
+    let g = Sandbox::new();
+    let (run, env) = g.session_with_hosts("kubectl", "127.0.0.1 cluster.internal.example", &[]);
     let proxy = env.proxy();
     let a = proxy.connect(&format!("cluster.internal.example:{}", up.addr.port()));
     check_eq!(
@@ -149,10 +112,10 @@ fn a_resolve_override_is_the_operators_and_is_not_range_checked() {
     // The same loopback answer is refused from DNS and honoured from
     // CLI_GUARD_RESOLVE: the override is the operator's own choice.
     let up = Upstream::echo();
-    let g = Gate::new();
-    let resolve = Gate::resolve(&[("registry.npmjs.org:443", up.addr)]);
+    let g = Sandbox::new();
+    let resolve = Sandbox::resolve(&[("registry.npmjs.org:443", up.addr)]);
     let env_pairs = [("CLI_GUARD_RESOLVE", resolve.as_str())];
-    let (run, env) = session_with_hosts(&g, "npm", "127.0.0.1 registry.npmjs.org", &env_pairs);
+    let (run, env) = g.session_with_hosts("npm", "127.0.0.1 registry.npmjs.org", &env_pairs);
     let a = env.proxy().connect("registry.npmjs.org:443");
     check_eq!(run, a.status, 200, "{}", a.report());
     check_eq!(run, up.accepted(), 1, "the override's address was dialled");

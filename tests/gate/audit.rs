@@ -2,7 +2,7 @@
 //! written, file permissions and default paths, a SIGKILLed shim, many
 //! writers at once, an unwritable log; and the denial summary on stderr.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::Shutdown;
@@ -15,11 +15,6 @@ use nix::sys::signal::Signal;
 use serde_json::Value;
 
 use crate::util::*;
-
-fn npm_at(g: &Gate, up: &Upstream) -> (Running, ChildEnv) {
-    let resolve = Gate::resolve(&[(NPM_REGISTRY, up.addr)]);
-    g.session("npm", &[("CLI_GUARD_RESOLVE", &resolve)])
-}
 
 fn mode(p: &Path) -> u32 {
     fs::metadata(p)
@@ -36,8 +31,8 @@ fn is_uint(v: &Value) -> bool {
 #[test]
 fn all_four_record_kinds_carry_their_fields() {
     let up = Upstream::echo();
-    let g = Gate::new();
-    let (run, env) = npm_at(&g, &up);
+    let g = Sandbox::new();
+    let (run, env) = g.npm_at(&up);
     let shim_pid = run.pid();
     let id = env.audit_id().to_owned();
     let proxy = env.proxy();
@@ -55,13 +50,13 @@ fn all_four_record_kinds_carry_their_fields() {
     );
     let out = g.finish(run, 3);
 
-    let recs = g.records();
-    let all = dump(&recs);
-    let mine: Vec<&Value> = recs.iter().filter(|r| r["audit_id"] == id.as_str()).collect();
+    let log = g.log();
+    let all = &log;
+    let mine = log.rows().of(&id);
     check_eq!(
         out,
         mine.len(),
-        recs.len(),
+        log.len(),
         "only this invocation wrote the log\n{all}"
     );
     for r in &mine {
@@ -85,7 +80,7 @@ fn all_four_record_kinds_carry_their_fields() {
     );
 
     // start
-    let start = records_of(&recs, &id, "start");
+    let start = log.rows().of(&id).kind("start");
     check_eq!(out, start.len(), 1, "one start\n{all}");
     let st = start[0];
     check_eq!(out, st["parent_audit_id"], Value::Null, "start.parent_audit_id");
@@ -114,7 +109,7 @@ fn all_four_record_kinds_carry_their_fields() {
     check_eq!(out, st["pid"], shim_pid, "start.pid");
 
     // egress
-    let egress = records_of(&recs, &id, "egress");
+    let egress = log.rows().of(&id).kind("egress");
     check_eq!(out, egress.len(), 4, "one egress row per answered request\n{all}");
     let conns: BTreeSet<u64> = egress.iter().filter_map(|r| r["conn"].as_u64()).collect();
     check_eq!(out, conns.len(), 4, "conn: distinct integers\n{all}");
@@ -139,7 +134,7 @@ fn all_four_record_kinds_carry_their_fields() {
         check!(out, r["reason"].is_string(), "egress.reason: {r}");
         check!(out, is_uint(&r["status"]), "egress.status: {r}");
     }
-    let by_status = |s: u64| -> &Value {
+    let by_status = |s: u64| -> &Row {
         egress
             .iter()
             .find(|r| r["status"] == s)
@@ -191,7 +186,7 @@ fn all_four_record_kinds_carry_their_fields() {
     );
 
     // egress_close
-    let close = records_of(&recs, &id, "egress_close");
+    let close = log.rows().of(&id).kind("egress_close");
     check_eq!(
         out,
         close.len(),
@@ -217,7 +212,7 @@ fn all_four_record_kinds_carry_their_fields() {
     check_eq!(out, c["error"], Value::Null, "a clean close has no error");
 
     // end
-    let end = records_of(&recs, &id, "end");
+    let end = log.rows().of(&id).kind("end");
     check_eq!(out, end.len(), 1, "one end\n{all}");
     let e = end[0];
     check_eq!(out, e["exit_code"], 3, "end.exit_code");
@@ -231,7 +226,7 @@ fn all_four_record_kinds_carry_their_fields() {
 #[test]
 fn the_egress_row_is_written_before_the_tunnel_carries_a_byte() {
     // Upstream looks at the audit log the moment the first byte reaches it.
-    let g = Gate::new();
+    let g = Sandbox::new();
     let log = g.audit.clone();
     let (tx, rx) = mpsc::channel();
     let up = Upstream::start(move |mut s| {
@@ -241,28 +236,32 @@ fn the_egress_row_is_written_before_the_tunnel_carries_a_byte() {
         let _ = tx.send((first, snapshot));
         let _ = s.write_all(b"!");
     });
-    let (run, env) = npm_at(&g, &up);
+    let (run, env) = g.npm_at(&up);
     let (a, mut s) = env.proxy().tunnel(NPM_REGISTRY, b"x");
     check_eq!(run, a.status, 200, "{}", a.report());
     let Ok((first, snapshot)) = rx.recv_timeout(WAIT) else {
         panic!("upstream got nothing\n{}", run.report());
     };
     check_eq!(run, first, 1, "upstream got the early byte");
-    let seen = parse_records(&snapshot, "the log when the first byte arrived");
-    let rows: Vec<_> = records_of(&seen, env.audit_id(), "egress")
-        .into_iter()
-        .filter(|r| r["decision"] == "allow" && r["status"] == 200 && r["host"] == "registry.npmjs.org")
-        .collect();
+    let seen = Log::parse(&snapshot, "the log when the first byte arrived");
+    let rows = seen
+        .rows()
+        .of(env.audit_id())
+        .kind("egress")
+        .host("registry.npmjs.org")
+        .filter("allowed with 200", |r| {
+            r["decision"] == "allow" && r["status"] == 200
+        });
     check_eq!(
         run,
         rows.len(),
         1,
         "the egress row must exist before a byte is relayed\n{}",
-        dump(&seen)
+        seen
     );
     check!(
         run,
-        records_of(&seen, env.audit_id(), "egress_close").is_empty(),
+        seen.rows().of(env.audit_id()).kind("egress_close").is_empty(),
         "no egress_close while the tunnel is open"
     );
     let mut b = [0u8; 1];
@@ -280,8 +279,8 @@ fn egress_close_counts_bytes_exactly_including_early_bytes() {
         let _ = s.read_to_end(&mut got);
         let _ = s.write_all(&r);
     });
-    let g = Gate::new();
-    let (run, env) = npm_at(&g, &up);
+    let g = Sandbox::new();
+    let (run, env) = g.npm_at(&up);
     let (a, mut s) = env.proxy().tunnel(NPM_REGISTRY, &pattern(100, 1));
     check_eq!(run, a.status, 200, "{}", a.report());
     s.write_all(&pattern(1000, 9)).unwrap();
@@ -291,8 +290,8 @@ fn egress_close_counts_bytes_exactly_including_early_bytes() {
     check_eq!(run, back.len(), 777, "reply length");
     drop(s);
     let out = g.finish(run, 0);
-    let recs = g.records();
-    let close = records_of(&recs, env.audit_id(), "egress_close");
+    let log = g.log();
+    let close = log.rows().of(env.audit_id()).kind("egress_close");
     check_eq!(out, close.len(), 1, "one egress_close");
     check_eq!(
         out,
@@ -305,13 +304,13 @@ fn egress_close_counts_bytes_exactly_including_early_bytes() {
 
 #[test]
 fn an_unreachable_upstream_is_logged_as_allowed_with_502_and_no_close() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let resolve = format!("{NPM_REGISTRY}=127.0.0.1:{}", closed_port());
     let (run, env) = g.session("npm", &[("CLI_GUARD_RESOLVE", &resolve)]);
     check_eq!(run, env.proxy().connect(NPM_REGISTRY).status, 502, "unreachable");
     let out = g.finish(run, 0);
-    let recs = g.records();
-    let rows = records_of(&recs, env.audit_id(), "egress");
+    let log = g.log();
+    let rows = log.rows().of(env.audit_id()).kind("egress");
     check_eq!(out, rows.len(), 1, "one egress row");
     check_eq!(
         out,
@@ -326,10 +325,10 @@ fn an_unreachable_upstream_is_logged_as_allowed_with_502_and_no_close() {
     );
     check!(
         out,
-        records_of(&recs, env.audit_id(), "egress_close").is_empty(),
+        log.rows().of(env.audit_id()).kind("egress_close").is_empty(),
         "no tunnel, no egress_close"
     );
-    let end = records_of(&recs, env.audit_id(), "end");
+    let end = log.rows().of(env.audit_id()).kind("end");
     check_eq!(
         out,
         (end[0]["allowed"].clone(), end[0]["denied"].clone()),
@@ -340,7 +339,7 @@ fn an_unreachable_upstream_is_logged_as_allowed_with_502_and_no_close() {
 
 #[test]
 fn start_is_written_before_the_child_runs() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool(
         "npm",
         "cp \"$CLI_GUARD_AUDIT_LOG\" \"$S/log-at-start\"\nrec \"$@\"\nexit 0\n",
@@ -350,10 +349,10 @@ fn start_is_written_before_the_child_runs() {
     let env = ChildEnv::parse(&fs::read(g.state_path("env")).unwrap());
     let snapshot = fs::read(g.state_path("log-at-start"));
     check!(out, snapshot.is_ok(), "the log must exist when the child starts");
-    let seen = parse_records(&snapshot.unwrap(), "the log when the child started");
+    let seen = Log::parse(&snapshot.unwrap(), "the log when the child started");
     check_eq!(
         out,
-        records_of(&seen, env.audit_id(), "start").len(),
+        seen.rows().of(env.audit_id()).kind("start").len(),
         1,
         "start row already written"
     );
@@ -361,7 +360,7 @@ fn start_is_written_before_the_child_runs() {
 
 #[test]
 fn end_records_a_death_by_signal() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npm", "rec \"$@\"\nkill -s TERM $$\nsleep 2\nexit 99\n");
     let out = g.run(g.shim_cmd("npm", ["install"]));
     check_eq!(
@@ -371,8 +370,8 @@ fn end_records_a_death_by_signal() {
         "the shim dies by SIGTERM"
     );
     let env = ChildEnv::parse(&fs::read(g.state_path("env")).unwrap());
-    let recs = g.records();
-    let end = records_of(&recs, env.audit_id(), "end");
+    let log = g.log();
+    let end = log.rows().of(env.audit_id()).kind("end");
     check_eq!(out, end.len(), 1, "one end record");
     check_eq!(out, end[0]["signal"], "SIGTERM", "end.signal");
     check_eq!(out, end[0]["exit_code"], Value::Null, "end.exit_code");
@@ -381,8 +380,8 @@ fn end_records_a_death_by_signal() {
 #[test]
 fn end_counts_allowed_and_denied_requests() {
     let up = Upstream::echo();
-    let g = Gate::new();
-    let (run, env) = npm_at(&g, &up);
+    let g = Sandbox::new();
+    let (run, env) = g.npm_at(&up);
     let proxy = env.proxy();
     for _ in 0..2 {
         let (a, s) = proxy.tunnel(NPM_REGISTRY, b"");
@@ -393,8 +392,8 @@ fn end_counts_allowed_and_denied_requests() {
         check_eq!(run, proxy.connect(host).status, 403, "{host}");
     }
     let out = g.finish(run, 0);
-    let recs = g.records();
-    let end = records_of(&recs, env.audit_id(), "end");
+    let log = g.log();
+    let end = log.rows().of(env.audit_id()).kind("end");
     check_eq!(out, end.len(), 1, "one end");
     check_eq!(out, end[0]["allowed"], 2, "end.allowed");
     check_eq!(out, end[0]["denied"], 3, "end.denied");
@@ -402,18 +401,20 @@ fn end_counts_allowed_and_denied_requests() {
 
 #[test]
 fn audit_ids_are_unique_and_sort_by_time() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npm", "exit 0\n");
     for _ in 0..3 {
         g.run(g.shim_cmd("npm", ["install"])).expect_code(0);
     }
-    let recs = g.records();
-    let ids: Vec<String> = recs
-        .iter()
-        .filter(|r| r["kind"] == "start")
-        .map(|r| r["audit_id"].as_str().unwrap_or_default().to_owned())
+    let log = g.log();
+    let ids: Vec<String> = log
+        .rows()
+        .kind("start")
+        .ids()
+        .into_iter()
+        .map(str::to_owned)
         .collect();
-    assert_eq!(ids.len(), 3, "{}", dump(&recs));
+    assert_eq!(ids.len(), 3, "{}", log);
     for id in &ids {
         assert!(is_audit_id(id), "{id:?} is not <12 hex>-<32 hex>");
     }
@@ -428,7 +429,7 @@ fn audit_ids_are_unique_and_sort_by_time() {
 
 #[test]
 fn the_log_is_created_0600_in_0700_directories() {
-    let mut g = Gate::new();
+    let mut g = Sandbox::new();
     let top = g.root().join("new");
     g.audit = top.join("sub").join("audit.jsonl");
     g.tool("npm", "exit 0\n");
@@ -451,7 +452,7 @@ fn the_log_is_created_0600_in_0700_directories() {
     check_eq!(out, format!("{:o}", mode(&g.audit)), "600", "the log file");
 }
 
-fn default_path_run(g: &Gate, env: &[(&str, &Path)], want: &Path) {
+fn default_path_run(g: &Sandbox, env: &[(&str, &Path)], want: &Path) {
     g.tool("npm", "exit 0\n");
     let mut cmd = g.shim_cmd("npm", ["install"]);
     cmd.env_remove("CLI_GUARD_AUDIT_LOG");
@@ -461,12 +462,8 @@ fn default_path_run(g: &Gate, env: &[(&str, &Path)], want: &Path) {
     let out = g.run(cmd);
     out.expect_code(0);
     check!(out, want.is_file(), "the log must be at {}", want.display());
-    let recs = read_records(want);
-    check!(
-        out,
-        recs.iter().any(|r| r["kind"] == "start"),
-        "with a start record"
-    );
+    let log = Log::read(want);
+    check!(out, !log.rows().kind("start").is_empty(), "with a start record");
     check_eq!(
         out,
         format!("{:o}", mode(want.parent().unwrap())),
@@ -478,7 +475,7 @@ fn default_path_run(g: &Gate, env: &[(&str, &Path)], want: &Path) {
 
 #[test]
 fn without_cli_guard_audit_log_the_log_is_under_xdg_state_home() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let xdg = g.dir("xdg");
     default_path_run(
         &g,
@@ -489,15 +486,15 @@ fn without_cli_guard_audit_log_the_log_is_under_xdg_state_home() {
 
 #[test]
 fn without_xdg_state_home_the_log_is_under_home() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     default_path_run(&g, &[], &g.home.join(".local/state/cli-guard/audit.jsonl"));
 }
 
 #[test]
 fn a_sigkilled_shim_leaves_start_and_egress_rows_and_its_child_dies() {
     let up = Upstream::echo();
-    let g = Gate::new();
-    let (mut run, env) = npm_at(&g, &up);
+    let g = Sandbox::new();
+    let (mut run, env) = g.npm_at(&up);
     let child = g.child_pid(&mut run);
     let proxy = env.proxy();
     let (a, s) = proxy.tunnel(NPM_REGISTRY, b"");
@@ -513,10 +510,10 @@ fn a_sigkilled_shim_leaves_start_and_egress_rows_and_its_child_dies() {
         "the child (pid {child}) must die with its shim: state {:?}",
         proc_state(child)
     );
-    let recs = g.records();
+    let log = g.log();
     let id = env.audit_id();
-    check_eq!(out, records_of(&recs, id, "start").len(), 1, "start survives");
-    let rows = records_of(&recs, id, "egress");
+    check_eq!(out, log.rows().of(id).kind("start").len(), 1, "start survives");
+    let rows = log.rows().of(id).kind("egress");
     let has = |host: &str, status: u64| rows.iter().any(|r| r["host"] == host && r["status"] == status);
     check!(
         out,
@@ -534,12 +531,12 @@ fn a_sigkilled_shim_leaves_start_and_egress_rows_and_its_child_dies() {
 fn concurrent_invocations_share_one_log_without_tearing() {
     const SHIMS: usize = 8;
     const EACH: usize = 25;
-    require("curl");
-    let g = Gate::new();
+    let g = Sandbox::new();
+    let net = g.net();
     g.tool(
         "npm",
         &format!(
-            "rec \"$@\"\ni=0\nwhile [ $i -lt {EACH} ]; do\n  curl -s -o /dev/null --max-time 5 https://denied.example/\n  i=$((i + 1))\ndone\nexit 0\n"
+            "rec \"$@\"\ni=0\nwhile [ $i -lt {EACH} ]; do\n  {net} proxy-echo denied.example 443 0 > /dev/null\n  i=$((i + 1))\ndone\nexit 0\n"
         ),
     );
     let runs: Vec<Running> = (0..SHIMS)
@@ -550,33 +547,24 @@ fn concurrent_invocations_share_one_log_without_tearing() {
     }
     let data = fs::read(&g.audit).unwrap();
     assert!(data.ends_with(b"\n"), "the log ends with a complete line");
-    let recs = read_records(&g.audit);
-    assert_eq!(
-        recs.len(),
-        SHIMS * (EACH + 2),
-        "every record, none lost or merged"
-    );
-    let mut by_id: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
-    for r in &recs {
-        by_id
-            .entry(r["audit_id"].as_str().unwrap_or_default().to_owned())
-            .or_default()
-            .push(r);
-    }
-    assert_eq!(by_id.len(), SHIMS, "one audit ID per invocation");
-    for (id, rs) in &by_id {
-        let kind = |k: &str| rs.iter().filter(|r| r["kind"] == k).count();
+    let log = Log::read(&g.audit);
+    assert_eq!(log.len(), SHIMS * (EACH + 2), "every record, none lost or merged");
+    let ids: BTreeSet<&str> = log.iter().map(Row::audit_id).collect();
+    assert_eq!(ids.len(), SHIMS, "one audit ID per invocation");
+    for id in ids {
+        let rs = log.rows().of(id);
+        let kind = |k: &str| rs.clone().kind(k).len();
         assert_eq!((kind("start"), kind("egress"), kind("end")), (1, EACH, 1), "{id}");
         let conns: BTreeSet<u64> = rs.iter().filter_map(|r| r["conn"].as_u64()).collect();
         assert_eq!(conns.len(), EACH, "{id}: distinct conn ids");
-        for r in rs.iter().filter(|r| r["kind"] == "egress") {
+        for r in rs.clone().kind("egress") {
             assert_eq!(
                 (&r["host"], &r["status"], &r["decision"]),
                 (&"denied.example".into(), &403.into(), &"deny".into()),
                 "{r}"
             );
         }
-        let end = rs.iter().find(|r| r["kind"] == "end").unwrap();
+        let end = rs.kind("end")[0];
         assert_eq!(
             (&end["denied"], &end["allowed"]),
             (&EACH.into(), &0.into()),
@@ -588,11 +576,13 @@ fn concurrent_invocations_share_one_log_without_tearing() {
 /// Runs npm whose child makes one denied request and exits 3, with the
 /// audit log at `log`; checks the stderr fallback.
 fn unwritable(log: &Path) {
-    require("curl");
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool(
         "npm",
-        "rec \"$@\"\ncurl -s -o /dev/null --max-time 5 https://denied.example/\necho $? > \"$S/curl\"\nexit 3\n",
+        &format!(
+            "rec \"$@\"\n{} proxy-echo denied.example 443 0 > \"$S/request\"\nexit 3\n",
+            g.net()
+        ),
     );
     let mut cmd = g.shim_cmd("npm", ["install"]);
     cmd.env("CLI_GUARD_AUDIT_LOG", log);
@@ -609,8 +599,8 @@ fn unwritable(log: &Path) {
         1,
         "exactly one warning about the log: {warnings:#?}"
     );
-    let recs = out.stderr_records("records on stderr");
-    let kinds: Vec<&str> = recs.iter().filter_map(|r| r["kind"].as_str()).collect();
+    let log = out.stderr_log("records on stderr");
+    let kinds: Vec<&str> = log.iter().filter_map(|r| r["kind"].as_str()).collect();
     check_eq!(
         out,
         kinds,
@@ -619,16 +609,17 @@ fn unwritable(log: &Path) {
     );
     check_eq!(
         out,
-        (recs[1]["host"].clone(), recs[1]["status"].clone()),
+        (log[1]["host"].clone(), log[1]["status"].clone()),
         ("denied.example".into(), 403.into()),
         "still enforced"
     );
-    check_eq!(out, recs[2]["exit_code"], 3, "end.exit_code");
-    let curl = fs::read_to_string(g.state_path("curl")).unwrap_or_default();
+    check_eq!(out, log[2]["exit_code"], 3, "end.exit_code");
+    let request = fs::read_to_string(g.state_path("request")).unwrap_or_default();
+    let answered = serde_json::from_str::<Value>(request.trim()).unwrap_or(Value::Null);
     check!(
         out,
-        curl.trim() != "0",
-        "the child's request failed (curl exit {curl})"
+        answered["status"] != 200,
+        "the child's request failed: {request}"
     );
 }
 
@@ -656,7 +647,7 @@ fn a_log_on_a_full_device_falls_back_to_stderr() {
 const SUMMARY_TOOL: &str = "rec \"$@\"\nhold\necho fake-npm-exiting >&2\nexit \"$(code)\"\n";
 
 fn denied_run(targets: &[&str]) -> (Outcome, String) {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npm", SUMMARY_TOOL);
     let mut run = g.start(g.shim_cmd("npm", ["install"]));
     let env = g.wait_env(&mut run);
@@ -729,8 +720,8 @@ fn the_denial_summary_has_one_line_per_distinct_host_and_port() {
 #[test]
 fn no_denial_summary_when_nothing_was_denied() {
     let up = Upstream::echo();
-    let g = Gate::new();
-    let (run, env) = npm_at(&g, &up);
+    let g = Sandbox::new();
+    let (run, env) = g.npm_at(&up);
     let (a, s) = env.proxy().tunnel(NPM_REGISTRY, b"");
     check_eq!(run, a.status, 200, "{}", a.report());
     drop(s);
@@ -764,7 +755,7 @@ fn typed_with_secrets() -> Vec<String> {
 
 #[test]
 fn secrets_in_argv_reach_the_tool_but_not_the_log() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npm", "rec \"$@\"\nexit 0\n");
     let args = typed_with_secrets();
     let out = g.run(g.shim_cmd("npm", &args));
@@ -776,17 +767,19 @@ fn secrets_in_argv_reach_the_tool_but_not_the_log() {
     check_eq!(out, got[1..].to_vec(), want, "the tool's arguments");
 
     // The whole log, not only the start row's argv.
-    let log = fs::read_to_string(&g.audit).unwrap();
+    let text = fs::read_to_string(&g.audit).unwrap();
     for secret in SECRETS {
-        check!(out, !log.contains(secret), "{secret:?} is in the log:\n{log}");
+        check!(out, !text.contains(secret), "{secret:?} is in the log:\n{text}");
     }
+    let log = g.log();
     check!(
         out,
-        log.contains(r#""argv_redacted":true"#),
-        "argv_redacted:\n{log}"
+        !log.rows()
+            .filter("redacted", |r| r["argv_redacted"] == true)
+            .is_empty(),
+        "argv_redacted:\n{text}"
     );
-    let recs = g.records();
-    let start: Vec<&Value> = recs.iter().filter(|r| r["kind"] == "start").collect();
+    let start = log.rows().kind("start");
     check_eq!(
         out,
         start[0]["argv"],
@@ -840,22 +833,31 @@ fn secrets_in_argv_reach_the_tool_but_not_the_log() {
 
 #[test]
 fn an_argv_without_secrets_is_logged_as_typed_and_not_redacted() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npm", "exit 0\n");
     let out = g.run(g.shim_cmd("npm", ["install", "--registry", "https://registry.npmjs.org/"]));
     out.expect_code(0);
-    let log = fs::read_to_string(&g.audit).unwrap();
-    check!(out, log.contains(r#""argv_redacted":false"#), "{log}");
+    let log = g.log();
     check!(
         out,
-        log.contains(r#""argv":["npm","install","--registry","https://registry.npmjs.org/"]"#),
+        !log.rows()
+            .filter("not redacted", |r| r["argv_redacted"] == false)
+            .is_empty(),
+        "{log}"
+    );
+    let typed = serde_json::json!(["npm", "install", "--registry", "https://registry.npmjs.org/"]);
+    check!(
+        out,
+        !log.rows()
+            .filter("argv as typed", |r| r["argv"] == typed)
+            .is_empty(),
         "{log}"
     );
 }
 
 #[test]
 fn the_environment_is_never_logged() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npm", "rec \"$@\"\nexit 0\n");
     let secret = "env-secret-5d1c7e9a0b3f";
     let mut cmd = g.shim_cmd("npm", ["install"]);
@@ -870,16 +872,20 @@ fn the_environment_is_never_logged() {
         Some(secret),
         "the tool's environment"
     );
-    let log = fs::read_to_string(&g.audit).unwrap();
-    check!(out, log.contains(r#""kind":"end""#), "the run was logged:\n{log}");
+    let text = fs::read_to_string(&g.audit).unwrap();
     check!(
         out,
-        !log.contains(secret),
-        "the environment is in the log:\n{log}"
+        !g.log().rows().kind("end").is_empty(),
+        "the run was logged:\n{text}"
     );
     check!(
         out,
-        !log.contains("DEPLOY_TOKEN"),
-        "a variable's name is in the log:\n{log}"
+        !text.contains(secret),
+        "the environment is in the log:\n{text}"
+    );
+    check!(
+        out,
+        !text.contains("DEPLOY_TOKEN"),
+        "a variable's name is in the log:\n{text}"
     );
 }

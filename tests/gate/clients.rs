@@ -11,133 +11,25 @@
 //! The installed egress-demo needs neither a client nor the network (an
 //! unreachable host is an answered 502) and stays in the default suite.
 
-use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
-use std::time::Duration;
 
-use serde_json::Value;
-
-use crate::install::{install_cmd, run_install};
-use crate::util::{closed_port, command, dump, read_records, records_of, require, Outcome, Running, TempDir};
-
-/// Real network round trips, retries included.
-pub(crate) const CLIENT_TIMEOUT: Duration = Duration::from_secs(180);
-
-/// The prefix install.sh installed into, once for this test binary.
-pub(crate) fn installed() -> &'static Path {
-    static PREFIX: OnceLock<PathBuf> = OnceLock::new();
-    PREFIX.get_or_init(|| {
-        let prefix =
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("clients-prefix-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&prefix);
-        let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
-        let out = run_install(install_cmd(
-            Path::new(&home),
-            "/bin/bash",
-            &["--prefix", prefix.to_str().unwrap()],
-        ));
-        check_eq!(out, out.code(), Some(0), "install.sh failed");
-        prefix
-    })
-}
-
-/// One client run's sandbox: a work dir, a private audit log, and a PATH
-/// with install.sh's shims first, then the machine's own PATH.
-pub(crate) struct Client {
-    pub(crate) tmp: TempDir,
-    pub(crate) audit: PathBuf,
-    path: OsString,
-}
-
-impl Client {
-    pub(crate) fn new() -> Client {
-        let shims = installed().join("share/cli-guard/shims");
-        let tmp = TempDir::new();
-        let audit = tmp.path().join("audit.jsonl");
-        let mut path = vec![shims];
-        path.extend(std::env::split_paths(
-            &std::env::var_os("PATH").unwrap_or_default(),
-        ));
-        Client {
-            tmp,
-            audit,
-            path: std::env::join_paths(path).unwrap(),
-        }
-    }
-
-    pub(crate) fn dir(&self, name: &str) -> PathBuf {
-        let dir = self.tmp.path().join(name);
-        fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
-    /// `program ARGS…` as a user types it, found on PATH (so through its
-    /// shim), with no proxy settings of the machine's, and nothing of a gate
-    /// this test process may run behind, leaking in (`util::hermetic`).
-    pub(crate) fn cmd(&self, program: &str, args: &[&str]) -> Command {
-        let mut cmd = command(program);
-        cmd.args(args)
-            .env("PATH", &self.path)
-            .env("CLI_GUARD_AUDIT_LOG", &self.audit)
-            .current_dir(self.tmp.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        cmd
-    }
-
-    pub(crate) fn run(&self, cmd: Command) -> Outcome {
-        Running::spawn(cmd, Some(self.audit.clone()), None).wait_for(CLIENT_TIMEOUT)
-    }
-
-    pub(crate) fn records(&self) -> Vec<Value> {
-        read_records(&self.audit)
-    }
-}
-
-/// Fails the test, naming `name`, unless the real client is on this
-/// machine's PATH: a missing client fails its test, it never skips it.
-pub(crate) fn need(name: &str) {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    assert!(
-        std::env::split_paths(&path).any(|dir| dir.join(name).is_file()),
-        "{name} is not on PATH: this test runs the real {name} (.ci/run checks that it is installed)"
-    );
-}
-
-/// The one invocation of `tool` in the log: its start row.
-pub(crate) fn only_start<'a>(recs: &'a [Value], tool: &str) -> &'a Value {
-    let starts: Vec<&Value> = recs
-        .iter()
-        .filter(|r| r["kind"] == "start" && r["tool"] == tool)
-        .collect();
-    assert_eq!(starts.len(), 1, "expected one {tool} invocation:\n{}", dump(recs));
-    starts[0]
-}
-
-/// The egress rows, end row and audit ID of the one `tool` invocation.
-pub(crate) fn invocation<'a>(recs: &'a [Value], tool: &str) -> (String, Vec<&'a Value>, &'a Value) {
-    let id = only_start(recs, tool)["audit_id"].as_str().unwrap().to_string();
-    let egress = records_of(recs, &id, "egress");
-    let ends = records_of(recs, &id, "end");
-    assert_eq!(ends.len(), 1, "expected one end row:\n{}", dump(recs));
-    (id, egress, ends[0])
-}
+use crate::util::install;
+use crate::util::real_clients::{invocation, need, only_start, Client, CLIENT_TIMEOUT};
+use crate::util::{closed_port, command, require, Log, Outcome, Row, Running};
 
 /// Asserts every egress row is an allowed tunnel to one of `hosts` on 443,
 /// and that there is at least one.
-fn assert_allowed_only(recs: &[Value], egress: &[&Value], hosts: &[&str]) {
+fn assert_allowed_only(log: &Log, egress: &[&Row], hosts: &[&str]) {
     assert!(
         !egress.is_empty(),
         "no egress rows: the client did not use the gate\n{}",
-        dump(recs)
+        log
     );
     for row in egress {
         let host = row["host"].as_str().unwrap_or("");
-        assert!(hosts.contains(&host), "unexpected host {host}:\n{}", dump(recs));
+        assert!(hosts.contains(&host), "unexpected host {host}:\n{}", log);
         assert_eq!(row["port"], 443, "{row}");
         assert_eq!(row["decision"], "allow", "{row}");
         assert_eq!(row["status"], 200, "{row}");
@@ -209,9 +101,9 @@ fn npm_install_reaches_only_the_npm_registry() {
         proj.join("node_modules/is-number/package.json").exists(),
         "is-number was not installed"
     );
-    let recs = c.records();
-    let (_, egress, end) = invocation(&recs, "npm");
-    assert_allowed_only(&recs, &egress, &["registry.npmjs.org"]);
+    let log = c.log();
+    let (_, egress, end) = invocation(&log, "npm");
+    assert_allowed_only(&log, &egress, &["registry.npmjs.org"]);
     assert_eq!(end["exit_code"], 0, "{end}");
     assert_eq!(end["denied"], 0, "{end}");
     assert_eq!(end["allowed"], egress.len(), "{end}");
@@ -243,9 +135,9 @@ fn npm_postinstall_that_curls_an_unlisted_host_is_denied() {
         out.code().is_some_and(|code| code != 0),
         "the install must fail when its postinstall is denied"
     );
-    let recs = c.records();
-    let (id, egress, end) = invocation(&recs, "npm");
-    let denied: Vec<&&Value> = egress
+    let log = c.log();
+    let (id, egress, end) = invocation(&log, "npm");
+    let denied: Vec<&&Row> = egress
         .iter()
         .filter(|r| r["host"] == "exfil.example.net")
         .collect();
@@ -290,8 +182,8 @@ fn npm_against_a_plaintext_registry_gets_405_and_no_downgrade() {
         out.code().is_some_and(|code| code != 0),
         "npm must fail against a plaintext registry"
     );
-    let recs = c.records();
-    let (_, egress, _) = invocation(&recs, "npm");
+    let log = c.log();
+    let (_, egress, _) = invocation(&log, "npm");
     check!(out, !egress.is_empty(), "no egress rows");
     for row in &egress {
         assert_eq!(
@@ -325,13 +217,13 @@ fn npm_install_in_strict_mode_is_isolated_and_reaches_only_the_npm_registry() {
         proj.join("node_modules/is-number/package.json").exists(),
         "is-number was not installed"
     );
-    let recs = c.records();
-    let start = only_start(&recs, "npm");
+    let log = c.log();
+    let start = only_start(&log, "npm");
     assert_eq!(start["isolation"], "netns", "{start}");
-    let (_, egress, end) = invocation(&recs, "npm");
-    assert!(!egress.is_empty(), "no egress rows\n{}", dump(&recs));
+    let (_, egress, end) = invocation(&log, "npm");
+    assert!(!egress.is_empty(), "no egress rows\n{}", log);
     for row in &egress {
-        assert_eq!(row["host"], "registry.npmjs.org", "{}", dump(&recs));
+        assert_eq!(row["host"], "registry.npmjs.org", "{}", log);
         assert_eq!(row["decision"], "allow", "{row}");
     }
     assert_eq!(end["exit_code"], 0, "{end}");
@@ -373,11 +265,11 @@ fn npm_postinstall_with_node_https_get_cannot_reach_pypi_in_strict_mode() {
         !out.stdout().contains("reached pypi.org"),
         "the postinstall reached pypi.org"
     );
-    let recs = c.records();
-    let start = only_start(&recs, "npm");
+    let log = c.log();
+    let start = only_start(&log, "npm");
     assert_eq!(start["isolation"], "netns", "{start}");
-    let (id, egress, _) = invocation(&recs, "npm");
-    let pypi: Vec<&&Value> = egress.iter().filter(|r| r["host"] == "pypi.org").collect();
+    let (id, egress, _) = invocation(&log, "npm");
+    let pypi: Vec<&&Row> = egress.iter().filter(|r| r["host"] == "pypi.org").collect();
     check!(out, !pypi.is_empty(), "no row for pypi.org under npm's audit id");
     for row in &pypi {
         assert_eq!(row["decision"], "deny", "{row}");
@@ -434,9 +326,9 @@ fn pip_download_from_pypi_is_allowed() {
         wheels.iter().any(|w| w.to_string_lossy().starts_with("six-")),
         "no six download in {wheels:?}"
     );
-    let recs = c.records();
-    let (_, egress, end) = invocation(&recs, "pip");
-    assert_allowed_only(&recs, &egress, &["pypi.org", "files.pythonhosted.org"]);
+    let log = c.log();
+    let (_, egress, end) = invocation(&log, "pip");
+    assert_allowed_only(&log, &egress, &["pypi.org", "files.pythonhosted.org"]);
     assert_eq!(end["exit_code"], 0, "{end}");
 }
 
@@ -466,8 +358,8 @@ fn pip_pointed_at_an_unlisted_index_is_denied() {
     let args = pip_download_from(&dl, "https://pypi.example.net/simple");
     let out = c.run(pip_cmd(&c, &args));
     check!(out, out.code().is_some_and(|code| code != 0), "pip must fail");
-    let recs = c.records();
-    let (_, egress, _) = invocation(&recs, "pip");
+    let log = c.log();
+    let (_, egress, _) = invocation(&log, "pip");
     check!(out, !egress.is_empty(), "no egress rows");
     for row in &egress {
         assert_eq!(row["host"], "pypi.example.net", "{row}");
@@ -486,20 +378,20 @@ fn pip_pointed_at_an_unlisted_index_is_denied() {
 /// The whole log, read as one text, holds none of `secrets`, and the run's
 /// start row says its argv was redacted.
 fn assert_log_keeps_no_secret(c: &Client, out: &Outcome, tool: &str, secrets: &[&str]) {
-    let log = fs::read_to_string(&c.audit).unwrap_or_else(|e| panic!("{}: {e}", c.audit.display()));
+    let text = fs::read_to_string(&c.audit).unwrap_or_else(|e| panic!("{}: {e}", c.audit.display()));
     for secret in secrets {
         check!(
             out,
-            !log.contains(secret),
-            "{secret:?} is in the audit log:\n{log}"
+            !text.contains(secret),
+            "{secret:?} is in the audit log:\n{text}"
         );
     }
-    let recs = c.records();
-    let (_, _, end) = invocation(&recs, tool);
+    let log = c.log();
+    let (_, _, end) = invocation(&log, tool);
     check!(out, end["exit_code"].is_i64(), "the run ended: {end}");
     check_eq!(
         out,
-        only_start(&recs, tool)["argv_redacted"],
+        only_start(&log, tool)["argv_redacted"],
         true,
         "start.argv_redacted"
     );
@@ -567,13 +459,13 @@ fn cargo_fetch_with_a_fresh_cargo_home_is_allowed() {
     cmd.current_dir(&krate).env("CARGO_HOME", c.dir("cargo-home"));
     let out = c.run(cmd);
     check_eq!(out, out.code(), Some(0), "cargo fetch failed");
-    let recs = c.records();
-    let (_, egress, end) = invocation(&recs, "cargo");
-    assert_allowed_only(&recs, &egress, &["index.crates.io", "static.crates.io"]);
+    let log = c.log();
+    let (_, egress, end) = invocation(&log, "cargo");
+    assert_allowed_only(&log, &egress, &["index.crates.io", "static.crates.io"]);
     assert_eq!(end["exit_code"], 0, "{end}");
     // The real cargo is rustup's argv[0] proxy: the shim must run the PATH
     // entry as found, not its canonical target (rustup itself).
-    let real = only_start(&recs, "cargo")["real_path"]
+    let real = only_start(&log, "cargo")["real_path"]
         .as_str()
         .unwrap()
         .to_string();
@@ -597,8 +489,8 @@ fn aws_s3_ls_is_observed_and_logged() {
             c.tmp.path().join("no-aws-credentials"),
         );
     let out = c.run(cmd);
-    let recs = c.records();
-    let (_, egress, end) = invocation(&recs, "aws");
+    let log = c.log();
+    let (_, egress, end) = invocation(&log, "aws");
     check!(out, !egress.is_empty(), "aws made no CONNECT through the gate");
     for row in &egress {
         assert_eq!(row["mode"], "observe", "{row}");
@@ -639,8 +531,8 @@ fn kubectl_get_pods_is_observed_and_logged() {
         out.code().is_some_and(|code| code != 0),
         "kubectl cannot succeed against an unreachable server"
     );
-    let recs = c.records();
-    let (_, egress, end) = invocation(&recs, "kubectl");
+    let log = c.log();
+    let (_, egress, end) = invocation(&log, "kubectl");
     check!(
         out,
         !egress.is_empty(),
@@ -666,7 +558,7 @@ fn curl_through_the_gate_is_a_real_client_too() {
     need("curl");
     let c = Client::new();
     let mut cmd = c.cmd(
-        installed().join("bin/cli-guard").to_str().unwrap(),
+        install::plain().join("bin/cli-guard").to_str().unwrap(),
         &[
             "run",
             "--as",
@@ -683,21 +575,21 @@ fn curl_through_the_gate_is_a_real_client_too() {
     cmd.env_remove("CURL_HOME");
     let out = c.run(cmd);
     check_eq!(out, out.code(), Some(0), "curl through the gate failed");
-    let recs = c.records();
-    let (_, egress, _) = invocation(&recs, "npm");
-    assert_allowed_only(&recs, &egress, &["registry.npmjs.org"]);
-    let close: Vec<&Value> = recs.iter().filter(|r| r["kind"] == "egress_close").collect();
-    assert_eq!(close.len(), egress.len(), "{}", dump(&recs));
+    let log = c.log();
+    let (_, egress, _) = invocation(&log, "npm");
+    assert_allowed_only(&log, &egress, &["registry.npmjs.org"]);
+    let close = log.rows().kind("egress_close");
+    assert_eq!(close.len(), egress.len(), "{}", log);
     assert!(
         close.iter().all(|r| r["bytes_down"].as_u64().unwrap() > 0),
         "{}",
-        dump(&recs)
+        log
     );
 }
 
 #[test]
 fn egress_demo_as_installed_shows_all_three_modes() {
-    let demo = installed().join("bin/egress-demo");
+    let demo = install::plain().join("bin/egress-demo");
     for (mode, expect) in [
         ("allowed", &["200", "502", "504"][..]),
         ("denied", &["403"][..]),
@@ -719,10 +611,10 @@ fn egress_demo_as_installed_shows_all_three_modes() {
                 "unexpected line {line:?}"
             );
         }
-        let rows = crate::util::parse_records(&out.stderr, "egress-demo stderr");
+        let printed = Log::parse(&out.stderr, "egress-demo stderr");
         check_eq!(
             out,
-            rows.iter().filter(|r| r["kind"] == "egress").count(),
+            printed.rows().kind("egress").len(),
             lines.len(),
             "one row per dial"
         );

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::util::*;
 
-fn demo(g: &Gate, args: &[&str], resolve: &str) -> Outcome {
+fn demo(g: &Sandbox, args: &[&str], resolve: &str) -> Outcome {
     let link = g.shims.join("egress-demo");
     if !link.exists() {
         symlink(BIN, &link).unwrap();
@@ -40,33 +40,28 @@ fn status_of(line: &str) -> u16 {
     line.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
 }
 
-/// The egress rows the demo printed on stderr.
-fn rows(out: &Outcome) -> Vec<Value> {
-    out.stderr_records("egress-demo stderr")
-        .into_iter()
-        .filter(|r| r["kind"] == "egress")
-        .collect()
+/// The rows the demo printed on stderr.
+fn printed(out: &Outcome) -> Log {
+    out.stderr_log("egress-demo stderr")
 }
 
-/// The egress_close rows the demo printed on stderr.
-fn closes(out: &Outcome) -> Vec<Value> {
-    out.stderr_records("egress-demo stderr")
-        .into_iter()
-        .filter(|r| r["kind"] == "egress_close")
-        .collect()
-}
-
-fn row_for<'a>(out: &Outcome, rows: &'a [Value], target: &str) -> &'a Value {
+/// The first egress row the demo printed for `target` (host:port).
+fn row_for<'a>(out: &Outcome, printed: &'a Log, target: &str) -> &'a Row {
     let (host, port) = target.rsplit_once(':').unwrap();
-    let port: u64 = port.parse().unwrap();
-    rows.iter()
-        .find(|r| r["host"] == host && r["port"] == port)
+    let port: u16 = port.parse().unwrap();
+    printed
+        .rows()
+        .kind("egress")
+        .host(host)
+        .port(port)
+        .first()
+        .copied()
         .unwrap_or_else(|| panic!("no egress row for {target}\n{}", out.report()))
 }
 
 #[test]
 fn demo_help_has_the_seeds_shape() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let out = demo(&g, &["--help"], "");
     out.expect_code(0);
     let text = out.stdout();
@@ -94,7 +89,7 @@ fn demo_help_has_the_seeds_shape() {
 
 #[test]
 fn demo_allowed_shows_decision_allow_even_offline() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     // Every name on the demo's allowlist that `allowed` might dial goes to a
     // closed loopback port: offline, the answer is 502 with decision allow.
     let dead = format!("127.0.0.1:{}", closed_port());
@@ -112,8 +107,8 @@ fn demo_allowed_shows_decision_allow_even_offline() {
         [200, 502, 504].contains(&status_of(status)),
         "allowed: 200, or 502/504 offline: {status}"
     );
-    let rows = rows(&out);
-    let row = row_for(&out, &rows, target);
+    let log = printed(&out);
+    let row = row_for(&out, &log, target);
     check_eq!(out, row["decision"], "allow", "decision");
     check_eq!(
         out,
@@ -131,11 +126,11 @@ fn demo_allowed_shows_decision_allow_even_offline() {
 #[test]
 fn demo_allowed_relays_to_a_reachable_upstream() {
     let up = Upstream::echo();
-    let g = Gate::new();
+    let g = Sandbox::new();
     let out = demo(
         &g,
         &["allowed"],
-        &Gate::resolve(&[(NPM_REGISTRY, up.addr), ("pypi.org:443", up.addr)]),
+        &Sandbox::resolve(&[(NPM_REGISTRY, up.addr), ("pypi.org:443", up.addr)]),
     );
     out.expect_code(0);
     let d = dials(&out);
@@ -148,7 +143,7 @@ fn demo_allowed_relays_to_a_reachable_upstream() {
     );
     check_eq!(
         out,
-        row_for(&out, &rows(&out), &d[0].1)["decision"],
+        row_for(&out, &printed(&out), &d[0].1)["decision"],
         "allow",
         "decision"
     );
@@ -172,9 +167,9 @@ fn demo_close_rows_carry_no_error_for_the_close_the_client_asked_for() {
         assert!(set.is_ok(), "SO_LINGER: {set:?}");
         drop(s);
     });
-    let g = Gate::new();
+    let g = Sandbox::new();
     for (what, up) in [("a FIN", &fin), ("a reset", &reset)] {
-        let out = demo(&g, &["allowed"], &Gate::resolve(&[(NPM_REGISTRY, up.addr)]));
+        let out = demo(&g, &["allowed"], &Sandbox::resolve(&[(NPM_REGISTRY, up.addr)]));
         out.expect_code(0);
         check_eq!(
             out,
@@ -182,7 +177,8 @@ fn demo_close_rows_carry_no_error_for_the_close_the_client_asked_for() {
             200,
             "{what}: the tunnel opened"
         );
-        let closes = closes(&out);
+        let log = printed(&out);
+        let closes = log.rows().kind("egress_close");
         check_eq!(out, closes.len(), 1, "{what}: one tunnel, one close row");
         check_eq!(
             out,
@@ -197,7 +193,7 @@ fn demo_close_rows_carry_no_error_for_the_close_the_client_asked_for() {
 
 #[test]
 fn demo_denied_shows_403_and_exits_0() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let out = demo(&g, &["denied"], "");
     out.expect_code(0);
     let d = dials(&out);
@@ -205,8 +201,8 @@ fn demo_denied_shows_403_and_exits_0() {
     let (mode, target, status) = &d[0];
     check_eq!(out, mode.as_str(), "denied", "mode word");
     check_eq!(out, status.as_str(), "HTTP/1.1 403 Forbidden", "status line");
-    let rows = rows(&out);
-    let row = row_for(&out, &rows, target);
+    let log = printed(&out);
+    let row = row_for(&out, &log, target);
     check_eq!(
         out,
         (row["decision"].clone(), row["status"].clone()),
@@ -218,8 +214,8 @@ fn demo_denied_shows_403_and_exits_0() {
 #[test]
 fn demo_observe_dials_and_logs_every_host() {
     let up = Upstream::echo();
-    let g = Gate::new();
-    let resolve = Gate::resolve(&[("one.example:443", up.addr), ("two.example:8443", up.addr)]);
+    let g = Sandbox::new();
+    let resolve = Sandbox::resolve(&[("one.example:443", up.addr), ("two.example:8443", up.addr)]);
     let targets = ["one.example:443", "two.example:8443", "nowhere.invalid:443"];
     let mut args = vec!["observe"];
     args.extend(targets);
@@ -237,9 +233,9 @@ fn demo_observe_dials_and_logs_every_host() {
         "unresolvable: 502/504: {}",
         d[2].2
     );
-    let rows = rows(&out);
+    let log = printed(&out);
     for (_, target, status) in &d {
-        let row = row_for(&out, &rows, target);
+        let row = row_for(&out, &log, target);
         check_eq!(out, row["decision"], "allow", "{target}: observe mode allows");
         check_eq!(out, row["mode"], "observe", "{target}");
         check_eq!(out, row["status"], status_of(status), "{target}: status");
@@ -249,7 +245,7 @@ fn demo_observe_dials_and_logs_every_host() {
 
 #[test]
 fn cli_guard_egress_demo_is_egress_demo() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let named = demo(&g, &["--help"], "");
     let sub = g.run(g.cli_guard(["egress-demo", "--help"]));
     sub.expect_code(0);
@@ -265,7 +261,7 @@ fn cli_guard_egress_demo_is_egress_demo() {
 
 #[test]
 fn demo_with_an_unknown_command_fails() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let out = demo(&g, &["frobnicate"], "");
     check!(out, out.code() != Some(0), "an unknown command must fail");
     check!(out, out.stderr().contains("frobnicate"), "and name it");
@@ -273,7 +269,7 @@ fn demo_with_an_unknown_command_fails() {
 
 #[test]
 fn demo_exits_1_when_the_gate_did_not_behave_as_the_command_says() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     // `allowed` pointed at a host off the demo allowlist: 403, not allow.
     let out = demo(&g, &["allowed", "evil.example:443"], "");
     out.expect_code(1);
@@ -287,7 +283,7 @@ fn demo_exits_1_when_the_gate_did_not_behave_as_the_command_says() {
 
 #[test]
 fn demo_strict_refuses_a_direct_connection_with_a_row() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let out = demo(&g, &["strict"], "");
     out.expect_code(0);
     let d = dials(&out);
@@ -309,17 +305,13 @@ fn demo_strict_refuses_a_direct_connection_with_a_row() {
         "the verdict: {}",
         strict.2
     );
-    let rows = rows(&out);
-    let row = row_for(&out, &rows, "203.0.113.7:443");
+    let log = printed(&out);
+    let row = row_for(&out, &log, "203.0.113.7:443");
     check_eq!(out, row["method"], "transparent", "method");
     check_eq!(out, row["decision"], "deny", "decision");
     check_eq!(out, row["status"], 403, "status");
     check_eq!(out, row["tool"], "egress-demo", "tool");
-    let starts: Vec<Value> = out
-        .stderr_records("egress-demo stderr")
-        .into_iter()
-        .filter(|r| r["kind"] == "start")
-        .collect();
+    let starts = log.rows().kind("start");
     check_eq!(out, starts.len(), 1, "one guarded invocation");
     check_eq!(out, starts[0]["isolation"], "netns", "it ran in the namespace");
     check!(
@@ -333,7 +325,7 @@ fn demo_strict_refuses_a_direct_connection_with_a_row() {
 fn demo_strict_judges_names_by_the_demo_policy() {
     // A name not on the demo allowlist is refused at the lookup; a bare
     // address on a watched port is refused at the connect.
-    let g = Gate::new();
+    let g = Sandbox::new();
     let out = demo(&g, &["strict", "exfil.example.net:443", "203.0.113.7:22"], "");
     out.expect_code(0);
     let d = dials(&out);
@@ -353,30 +345,29 @@ fn demo_strict_judges_names_by_the_demo_policy() {
         verdict("203.0.113.7:22").starts_with("deny 403 (transparent): "),
         "port 22 is watched"
     );
-    let rows = rows(&out);
+    let log = printed(&out);
     check!(
         out,
-        rows.iter()
-            .any(|r| r["method"] == "dns" && r["host"] == "exfil.example.net" && r["decision"] == "deny"),
+        !log.rows()
+            .kind("egress")
+            .host("exfil.example.net")
+            .filter("dns denials", |r| r["method"] == "dns" && r["decision"] == "deny")
+            .is_empty(),
         "a dns deny row for the name"
     );
 }
 
 #[test]
 fn demo_strict_works_for_an_unprivileged_user() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let link = g.shims.join("egress-demo");
     symlink(BIN, &link).unwrap();
-    let out = g.run(crate::dispatch::as_nobody(
-        &g,
-        link.to_str().unwrap(),
-        &["strict"],
-    ));
+    let out = g.run(g.as_nobody(link.to_str().unwrap(), &["strict"]));
     out.expect_code(0);
-    let rows = rows(&out);
+    let log = printed(&out);
     check_eq!(
         out,
-        row_for(&out, &rows, "203.0.113.7:443")["decision"],
+        row_for(&out, &log, "203.0.113.7:443")["decision"],
         "deny",
         "decision"
     );
@@ -384,8 +375,8 @@ fn demo_strict_works_for_an_unprivileged_user() {
 
 #[test]
 fn demo_strict_where_the_kernel_refuses_points_at_the_doctor() {
-    let g = Gate::new();
-    let mut cmd = crate::dispatch::with_no_namespaces_left(&g, &["egress-demo", "strict"]);
+    let g = Sandbox::new();
+    let mut cmd = g.with_no_namespaces_left(&["egress-demo", "strict"]);
     // BIN is cli-guard: its `egress-demo` subcommand is the demo.
     cmd.env("CLI_GUARD_STRICT", "auto");
     let out = g.run(cmd);

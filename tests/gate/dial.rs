@@ -9,9 +9,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::addresses::{session_with_hosts, with_hosts};
-use crate::chain::{reason, row_for, FakeProxy, Reply, OBSERVER};
-use crate::faults::{ask_slowly, long_session};
 use crate::util::*;
 
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -23,18 +20,18 @@ const PATIENCE: Duration = Duration::from_secs(30);
 fn a_black_holed_first_address_gives_way_to_the_next_and_the_row_names_it() {
     let hole = BlackHole::new();
     let live = Upstream::echo();
-    let g = Gate::new();
+    let g = Sandbox::new();
     let resolve = format!("{NPM_REGISTRY}={}|{}", hole.addr, live.addr);
     let (run, env) = g.session("npm", &[("CLI_GUARD_RESOLVE", &resolve)]);
     let (status, answer, _) = ask_slowly(&env.proxy(), NPM_REGISTRY, PATIENCE);
     check_eq!(run, status, 200, "the second address answers: {answer}");
     check_eq!(run, live.accepted(), 1, "the second address was dialled");
     let out = g.finish(run, 0);
-    let recs = g.records();
-    let row = row_for(&recs, env.audit_id(), "registry.npmjs.org", 443);
+    let log = g.log();
+    let row = log.egress_to(env.audit_id(), "registry.npmjs.org", 443);
     check!(
         out,
-        reason(row).ends_with(&format!("; direct to {}", live.addr)),
+        row.reason().ends_with(&format!("; direct to {}", live.addr)),
         "the reason names the address used: {row}"
     );
 }
@@ -42,19 +39,19 @@ fn a_black_holed_first_address_gives_way_to_the_next_and_the_row_names_it() {
 #[test]
 fn two_refusing_addresses_are_502_naming_both() {
     let dead = [closed_port(), closed_port()].map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
-    let g = Gate::new();
+    let g = Sandbox::new();
     let resolve = format!("{NPM_REGISTRY}={}|{}", dead[0], dead[1]);
     let (run, env) = g.session("npm", &[("CLI_GUARD_RESOLVE", &resolve)]);
     let (status, answer, _) = ask_slowly(&env.proxy(), NPM_REGISTRY, PATIENCE);
     check_eq!(run, status, 502, "{answer}");
     let out = g.finish(run, 0);
-    let recs = g.records();
-    let row = row_for(&recs, env.audit_id(), "registry.npmjs.org", 443);
+    let log = g.log();
+    let row = log.egress_to(env.audit_id(), "registry.npmjs.org", 443);
     check_eq!(out, row["status"], 502, "{row}");
     for addr in dead {
         check!(
             out,
-            reason(row).contains(&addr.to_string()),
+            row.reason().contains(&addr.to_string()),
             "names {addr}: {row}"
         );
     }
@@ -63,16 +60,16 @@ fn two_refusing_addresses_are_502_naming_both() {
 #[test]
 fn two_black_holed_addresses_are_504_after_the_dial_timeout() {
     let holes = [BlackHole::new(), BlackHole::new()];
-    let g = Gate::new();
+    let g = Sandbox::new();
     // Observe mode allows any name; the seam still decides where it lands.
     let target = "two-holes.example:443";
     let resolve = format!("{target}={}|{}", holes[0].addr, holes[1].addr);
-    let (run, env) = long_session(&g, &[("CLI_GUARD_RESOLVE", &resolve)]);
+    let (run, env) = g.long_session(OBSERVER, &[("CLI_GUARD_RESOLVE", &resolve)]);
     let (status, answer, _) = ask_slowly(&env.proxy(), target, DIAL_TIMEOUT + PATIENCE);
     check_eq!(run, status, 504, "{answer}");
     let out = g.finish(run, 0);
-    let recs = g.records();
-    let row = row_for(&recs, env.audit_id(), "two-holes.example", 443);
+    let log = g.log();
+    let row = log.egress_to(env.audit_id(), "two-holes.example", 443);
     check_eq!(
         out,
         (row["tool"].as_str(), row["status"].as_u64()),
@@ -83,8 +80,8 @@ fn two_black_holed_addresses_are_504_after_the_dial_timeout() {
 
 /// The order this machine's getaddrinfo gives `name` under the /etc/hosts
 /// lines `hosts`, seen from a mount namespace like the shim's.
-fn resolved_order(g: &Gate, hosts: &str, name: &str) -> Vec<String> {
-    let mut cmd = with_hosts(g, "hosts-probe", hosts);
+fn resolved_order(g: &Sandbox, hosts: &str, name: &str) -> Vec<String> {
+    let mut cmd = g.with_hosts("hosts-probe", hosts);
     cmd.args(["getent", "ahosts", name]);
     let out = g.run(cmd);
     out.expect_code(0);
@@ -109,7 +106,7 @@ fn an_upstream_proxy_whose_first_address_is_black_holed_is_reached_at_the_next()
         })
         .expect("a port free on both 127.0.0.1 and ::1");
     let port = up.server.addr.port();
-    let g = Gate::new();
+    let g = Sandbox::new();
     let hosts = "::1 proxy.test\n127.0.0.1 proxy.test";
     assert_eq!(
         resolved_order(&g, hosts, "proxy.test"),
@@ -117,7 +114,7 @@ fn an_upstream_proxy_whose_first_address_is_black_holed_is_reached_at_the_next()
         "this test needs getaddrinfo to put ::1 first, as it does for loopback"
     );
     let url = format!("http://proxy.test:{port}");
-    let (run, env) = session_with_hosts(&g, "npm", hosts, &[("HTTPS_PROXY", &url)]);
+    let (run, env) = g.session_with_hosts("npm", hosts, &[("HTTPS_PROXY", &url)]);
     let (status, answer, _) = ask_slowly(&env.proxy(), NPM_REGISTRY, PATIENCE);
     check_eq!(run, status, 200, "the proxy's second address answers: {answer}");
     check_eq!(
@@ -127,11 +124,11 @@ fn an_upstream_proxy_whose_first_address_is_black_holed_is_reached_at_the_next()
         "the upstream was asked"
     );
     let out = g.finish(run, 0);
-    let recs = g.records();
-    let row = row_for(&recs, env.audit_id(), "registry.npmjs.org", 443);
+    let log = g.log();
+    let row = log.egress_to(env.audit_id(), "registry.npmjs.org", 443);
     check!(
         out,
-        reason(row).ends_with(&format!(
+        row.reason().ends_with(&format!(
             "; through the upstream proxy {url} at {}",
             up.server.addr
         )),
@@ -151,7 +148,7 @@ fn a_resolve_target_off_loopback_exits_125_without_running_the_tool() {
         "registry.npmjs.org:443=[::ffff:169.254.169.254]:80",
         "registry.npmjs.org:443=0.0.0.0:443",
     ] {
-        let g = Gate::new();
+        let g = Sandbox::new();
         g.tool("npm", "echo the tool ran\nrec \"$@\"\nexit 0\n");
         let mut cmd = g.shim_cmd("npm", ["install"]);
         cmd.env("CLI_GUARD_RESOLVE", bad);
@@ -170,8 +167,8 @@ fn a_resolve_target_off_loopback_exits_125_without_running_the_tool() {
                 && said.contains("CLI_GUARD_RESOLVE is a test seam that may only point at loopback"),
             "names the entry and says why: {said}"
         );
-        let recs = g.records();
-        let end: Vec<_> = recs.iter().filter(|r| r["kind"] == "end").collect();
+        let log = g.log();
+        let end = log.rows().kind("end");
         check!(
             out,
             end.len() == 1 && end[0]["exit_code"] == 125 && end[0]["error"].is_string(),
@@ -182,7 +179,7 @@ fn a_resolve_target_off_loopback_exits_125_without_running_the_tool() {
 
 #[test]
 fn egress_demo_refuses_a_resolve_target_off_loopback() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let mut cmd = g.cli_guard(["egress-demo", "allowed"]);
     cmd.env("CLI_GUARD_RESOLVE", format!("{NPM_REGISTRY}=169.254.169.254:80"));
     let out = g.run(cmd);

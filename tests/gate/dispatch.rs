@@ -7,7 +7,7 @@ use crate::util::*;
 
 #[test]
 fn unknown_name_is_named_with_the_known_ones_and_exits_2() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let link = g.shims.join("frobnicate");
     symlink(BIN, &link).unwrap();
     let out = g.run(g.command(&link));
@@ -31,7 +31,7 @@ fn unknown_name_is_named_with_the_known_ones_and_exits_2() {
 fn unknown_name_as_typed_argv0_is_rejected_too() {
     // A symlink with a known name but argv[0] typed as something else:
     // dispatch follows argv[0], not the link's name.
-    let g = Gate::new();
+    let g = Sandbox::new();
     let mut cmd = g.command(g.shim("npm"));
     cmd.arg0("not-a-tool");
     let out = g.run(cmd);
@@ -45,7 +45,7 @@ fn unknown_name_as_typed_argv0_is_rejected_too() {
 
 #[test]
 fn help_prints_usage_and_exits_0() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let out = g.run(g.cli_guard(["--help"]));
     out.expect_code(0);
     let text = out.stdout();
@@ -56,7 +56,7 @@ fn help_prints_usage_and_exits_0() {
 
 #[test]
 fn version_prints_the_package_version() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let out = g.run(g.cli_guard(["--version"]));
     out.expect_code(0);
     check!(
@@ -69,7 +69,7 @@ fn version_prints_the_package_version() {
 
 #[test]
 fn policy_lists_every_pinned_tool_with_its_mode() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let out = g.run(g.cli_guard(["policy"]));
     out.expect_code(0);
     let text = out.stdout();
@@ -93,7 +93,7 @@ fn policy_lists_every_pinned_tool_with_its_mode() {
 
 #[test]
 fn policy_for_one_tool_shows_its_mode_and_allowlist_only() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let out = g.run(g.cli_guard(["policy", "npm"]));
     out.expect_code(0);
     let text = out.stdout();
@@ -125,7 +125,7 @@ fn policy_for_one_tool_shows_its_mode_and_allowlist_only() {
 
 #[test]
 fn policy_for_an_unknown_tool_is_a_usage_error() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let out = g.run(g.cli_guard(["policy", "frobnicate"]));
     out.expect_code(2);
     check!(out, out.stderr().contains("frobnicate"), "the error must name it");
@@ -133,7 +133,7 @@ fn policy_for_an_unknown_tool_is_a_usage_error() {
 
 #[test]
 fn unknown_subcommand_is_a_usage_error() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let out = g.run(g.cli_guard(["frobnicate"]));
     out.expect_code(2);
     check!(out, out.stderr().contains("frobnicate"), "the error must name it");
@@ -141,7 +141,7 @@ fn unknown_subcommand_is_a_usage_error() {
 
 #[test]
 fn run_without_a_valid_as_or_command_is_a_usage_error() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("mytool", "rec \"$@\"\nexit 0\n");
     for args in [
         &["run", "--", "mytool"][..],
@@ -161,11 +161,11 @@ fn run_without_a_valid_as_or_command_is_a_usage_error() {
 
 #[test]
 fn run_as_npm_runs_the_command_under_npms_policy() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("mytool", HOLD);
     let up = Upstream::echo();
     let mut cmd = g.cli_guard(["run", "--as", "npm", "--", "mytool", "a b", "--c"]);
-    cmd.env("CLI_GUARD_RESOLVE", Gate::resolve(&[(NPM_REGISTRY, up.addr)]));
+    cmd.env("CLI_GUARD_RESOLVE", Sandbox::resolve(&[(NPM_REGISTRY, up.addr)]));
     let mut run = g.start(cmd);
     let env = g.wait_env(&mut run);
     let argv = g.child_argv(&mut run);
@@ -212,8 +212,8 @@ fn run_as_npm_runs_the_command_under_npms_policy() {
     g.release(3);
     let out = run.wait();
     out.expect_code(3);
-    let recs = g.records();
-    let start = records_of(&recs, env.audit_id(), "start");
+    let log = g.log();
+    let start = log.rows().of(env.audit_id()).kind("start");
     check_eq!(out, start.len(), 1, "one start record");
     check_eq!(out, start[0]["tool"], "npm", "start.tool");
     check_eq!(out, start[0]["mode"], "enforce", "start.mode");
@@ -221,7 +221,7 @@ fn run_as_npm_runs_the_command_under_npms_policy() {
 
 #[test]
 fn run_as_reports_a_missing_command_with_127() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let out = g.run(g.cli_guard(["run", "--as", "npm", "--", "no-such-command-here"]));
     out.expect_code(127);
     check!(
@@ -234,7 +234,7 @@ fn run_as_reports_a_missing_command_with_127() {
 #[test]
 fn shim_dispatch_uses_the_basename_of_a_full_path() {
     // A shell that finds `npm` via an absolute path passes that path as argv[0].
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npm", "rec \"$@\"\nexit 0\n");
     let shim = g.shim("npm");
     let out = g.run(g.command(&shim));
@@ -242,36 +242,9 @@ fn shim_dispatch_uses_the_basename_of_a_full_path() {
     check!(out, g.state_path("env").exists(), "the real npm ran");
 }
 
-/// `cli-guard ARGS...` in a user namespace of its own (root in there, as
-/// `unshare --map-root-user` makes it) whose namespace limit is 0, so any
-/// namespace it tries to make is refused with ENOSPC, as on a host where
-/// `user.max_user_namespaces` is 0. The host's settings are untouched.
-pub(crate) fn with_no_namespaces_left(g: &Gate, args: &[&str]) -> std::process::Command {
-    let mut cmd = g.command(require("unshare"));
-    cmd.args([
-        "--user",
-        "--map-root-user",
-        "/bin/sh",
-        "-c",
-        "echo 0 >/proc/sys/user/max_user_namespaces && exec \"$@\"",
-        "sh",
-        BIN,
-    ])
-    .args(args);
-    cmd
-}
-
-/// `cli-guard ARGS...` as uid and gid 65534 (nobody), with no groups.
-pub(crate) fn as_nobody(g: &Gate, program: &str, args: &[&str]) -> std::process::Command {
-    let mut cmd = g.command(require("setpriv"));
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", program])
-        .args(args);
-    cmd
-}
-
 #[test]
 fn help_lists_doctor() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let out = g.run(g.cli_guard(["--help"]));
     out.expect_code(0);
     check!(
@@ -283,7 +256,7 @@ fn help_lists_doctor() {
 
 #[test]
 fn doctor_says_strict_mode_works_here_and_what_it_checked() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let out = g.run(g.cli_guard(["doctor"]));
     out.expect_code(0);
     let text = out.stdout();
@@ -303,7 +276,7 @@ fn doctor_says_strict_mode_works_here_and_what_it_checked() {
         check!(out, text.contains(knob), "doctor must show {knob}");
     }
     check!(out, !text.contains("cause:"), "no cause when it works");
-    // Gate::command sets CLI_GUARD_STRICT=off.
+    // Sandbox::command sets CLI_GUARD_STRICT=off.
     check!(
         out,
         text.contains("CLI_GUARD_STRICT=\"off\": off"),
@@ -313,8 +286,8 @@ fn doctor_says_strict_mode_works_here_and_what_it_checked() {
 
 #[test]
 fn doctor_works_for_an_unprivileged_user() {
-    let g = Gate::new();
-    let out = g.run(as_nobody(&g, BIN, &["doctor"]));
+    let g = Sandbox::new();
+    let out = g.run(g.as_nobody(BIN, &["doctor"]));
     out.expect_code(0);
     check!(
         out,
@@ -326,8 +299,8 @@ fn doctor_works_for_an_unprivileged_user() {
 
 #[test]
 fn doctor_names_a_namespace_limit_of_zero_and_its_fix() {
-    let g = Gate::new();
-    let out = g.run(with_no_namespaces_left(&g, &["doctor"]));
+    let g = Sandbox::new();
+    let out = g.run(g.with_no_namespaces_left(&["doctor"]));
     out.expect_code(1);
     let text = out.stdout();
     let lines: Vec<&str> = text.lines().collect();
@@ -365,7 +338,7 @@ fn doctor_names_a_namespace_limit_of_zero_and_its_fix() {
 
 #[test]
 fn doctor_shows_the_strict_setting_and_refuses_a_bad_one() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let mut cmd = g.cli_guard(["doctor"]);
     cmd.env("CLI_GUARD_STRICT", "require");
     let out = g.run(cmd);
@@ -397,7 +370,7 @@ fn doctor_shows_the_strict_setting_and_refuses_a_bad_one() {
 
 #[test]
 fn doctor_help_and_bad_arguments() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let out = g.run(g.cli_guard(["doctor", "--help"]));
     out.expect_code(0);
     check!(
@@ -418,7 +391,7 @@ fn doctor_help_and_bad_arguments() {
 fn a_reader_that_leaves_early_is_no_panic() {
     // stdout is a pipe whose reader is already gone: every write fails
     // with EPIPE (or raises SIGPIPE, for the commands that only print).
-    let g = Gate::new();
+    let g = Sandbox::new();
     let cases: [&[&str]; 5] = [
         &["policy"],
         &["--help"],

@@ -30,8 +30,9 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-use crate::clients::{installed, invocation, need, only_start, Client};
-use crate::util::{command, dump, fetch_and_run_phases, Outcome};
+use crate::util::install;
+use crate::util::real_clients::{invocation, need, only_start, Client};
+use crate::util::{command, fetch_and_run_phases, Log, Outcome, Row};
 
 /// How a client's connections reached the gate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,7 +147,7 @@ fn python() -> &'static str {
 }
 
 /// The rows that are connections (not strict mode's DNS answers).
-fn tunnels<'a>(egress: &[&'a Value]) -> Vec<&'a Value> {
+fn tunnels<'a>(egress: &[&'a Row]) -> Vec<&'a Row> {
     egress.iter().copied().filter(|r| r["method"] != "dns").collect()
 }
 
@@ -158,51 +159,32 @@ struct Invocations<'a> {
     /// The audit IDs: `tool`'s first, then its descendants'.
     ids: Vec<String>,
     /// The egress rows of all of them, in log order.
-    egress: Vec<&'a Value>,
+    egress: Vec<&'a Row>,
     /// `tool`'s end row.
-    end: &'a Value,
+    end: &'a Row,
     /// The `denied` counts of all their end rows, added up.
     denied: u64,
 }
 
 /// `tool`'s invocation and its descendants; `tool` ran in strict mode.
-fn invocations<'a>(recs: &'a [Value], tool: &str) -> Invocations<'a> {
-    let (id, _, _) = invocation(recs, tool);
-    let start = only_start(recs, tool);
-    assert_eq!(start["isolation"], "netns", "{start}\n{}", dump(recs));
+fn invocations<'a>(log: &'a Log, tool: &str) -> Invocations<'a> {
+    let (id, _, _) = invocation(log, tool);
+    let start = only_start(log, tool);
+    assert_eq!(start["isolation"], "netns", "{start}\n{}", log);
     assert_eq!(start["mode"], "enforce", "{start}");
-    descendants(recs, id)
+    descendants(log, id)
 }
 
 /// The invocation `id` and its descendants.
-fn descendants(recs: &[Value], id: String) -> Invocations<'_> {
-    let end = recs
+fn descendants(log: &Log, id: String) -> Invocations<'_> {
+    let end = log.rows().of(&id).kind("end").first_or_fail();
+    let ids = log.nested(&[&id]);
+    let egress = log.rows().kind("egress").of_any(&ids).to_vec();
+    let denied = log
+        .rows()
+        .kind("end")
+        .of_any(&ids)
         .iter()
-        .find(|r| r["kind"] == "end" && r["audit_id"] == id.as_str())
-        .unwrap_or_else(|| panic!("no end row for {id}:\n{}", dump(recs)));
-    let mut ids = vec![id];
-    let mut grew = true;
-    while grew {
-        grew = false;
-        for r in recs.iter().filter(|r| r["kind"] == "start") {
-            let child = r["audit_id"].as_str().unwrap_or("").to_string();
-            let parent = r["parent_audit_id"].as_str().unwrap_or("");
-            if ids.iter().any(|i| i == parent) && !ids.contains(&child) {
-                ids.push(child);
-                grew = true;
-            }
-        }
-    }
-    let mine = |r: &&Value| r["audit_id"].as_str().is_some_and(|a| ids.iter().any(|i| i == a));
-    let egress = recs
-        .iter()
-        .filter(|r| r["kind"] == "egress")
-        .filter(mine)
-        .collect();
-    let denied = recs
-        .iter()
-        .filter(|r| r["kind"] == "end")
-        .filter(mine)
         .map(|r| r["denied"].as_u64().unwrap_or(0))
         .sum();
     Invocations {
@@ -219,8 +201,8 @@ fn descendants(recs: &[Value], id: String) -> Invocations<'_> {
 /// the proxy URL with the credential (`CONNECT`), and there is at least one.
 fn assert_fetched(c: &Client, out: &Outcome, tool: &str, hosts: &[&str]) {
     check_eq!(out, out.code(), Some(0), "{tool} failed");
-    let recs = c.records();
-    let run = invocations(&recs, tool);
+    let log = c.log();
+    let run = invocations(&log, tool);
     let conns = tunnels(&run.egress);
     check!(
         out,
@@ -248,9 +230,9 @@ fn assert_fetched(c: &Client, out: &Outcome, tool: &str, hosts: &[&str]) {
 /// what the fetch left.
 fn assert_fetched_then_ran_offline(c: &Client, out: &Outcome, tool: &str, hosts: &[&str], package: &str) {
     check_eq!(out, out.code(), Some(0), "{tool} failed");
-    let recs = c.records();
-    let (fetch, run) = phases(out, &recs, tool);
-    let fetch_run = invocations_from(&recs, fetch);
+    let log = c.log();
+    let (fetch, run) = phases(out, &log, tool);
+    let fetch_run = invocations_from(&log, fetch);
     check!(
         out,
         !tunnels(&fetch_run.egress).is_empty(),
@@ -262,7 +244,7 @@ fn assert_fetched_then_ran_offline(c: &Client, out: &Outcome, tool: &str, hosts:
         check_eq!(out, row["decision"], "allow", "{row}");
     }
     check_eq!(out, run["package"]["name"], package, "{run}");
-    let ran = invocations_from(&recs, run);
+    let ran = invocations_from(&log, run);
     check!(
         out,
         ran.egress.is_empty(),
@@ -273,20 +255,17 @@ fn assert_fetched_then_ran_offline(c: &Client, out: &Outcome, tool: &str, hosts:
 
 /// The top-level fetch and run phases of `tool`, in that order, checked
 /// (`fetch_and_run_phases`), the fetch in strict mode, both ended well.
-fn phases<'a>(out: &Outcome, recs: &'a [Value], tool: &str) -> (&'a Value, &'a Value) {
-    let (fetch, run) = fetch_and_run_phases(out, recs, tool);
+fn phases<'a>(out: &Outcome, log: &'a Log, tool: &str) -> (&'a Row, &'a Row) {
+    let (fetch, run) = fetch_and_run_phases(out, log, tool);
     check_eq!(
         out,
         fetch["isolation"],
         "netns",
         "the fetch ran isolated: {fetch}"
     );
-    let ends: Vec<&Value> = recs
-        .iter()
-        .filter(|r| {
-            r["kind"] == "end" && (r["audit_id"] == fetch["audit_id"] || r["audit_id"] == run["audit_id"])
-        })
-        .collect();
+    let ends = log.rows().kind("end").filter("of either phase", |r| {
+        r.audit_id() == fetch.audit_id() || r.audit_id() == run.audit_id()
+    });
     check!(
         out,
         ends.len() == 2 && ends.iter().all(|e| e["exit_code"] == 0),
@@ -296,9 +275,9 @@ fn phases<'a>(out: &Outcome, recs: &'a [Value], tool: &str) -> (&'a Value, &'a V
 }
 
 /// The invocation that `start` opens and those nested under it.
-fn invocations_from<'a>(recs: &'a [Value], start: &Value) -> Invocations<'a> {
-    let id = start["audit_id"].as_str().unwrap_or("").to_string();
-    descendants(recs, id)
+fn invocations_from<'a>(log: &'a Log, start: &Row) -> Invocations<'a> {
+    let id = start.audit_id().to_string();
+    descendants(log, id)
 }
 
 /// A client whose registry does not resolve here: its connections reach
@@ -311,10 +290,10 @@ fn assert_gated_unreachable(c: &Client, out: &Outcome, tool: &str, hosts: &[&str
         out.code().is_some_and(|code| code != 0),
         "{tool} cannot succeed against a registry that does not resolve here"
     );
-    let recs = c.records();
-    let run = invocations(&recs, tool);
+    let log = c.log();
+    let run = invocations(&log, tool);
     let conns = tunnels(&run.egress);
-    let (challenges, allowed): (Vec<&Value>, Vec<&Value>) =
+    let (challenges, allowed): (Vec<&Row>, Vec<&Row>) =
         conns.iter().copied().partition(|r| r["status"] == 407);
     check!(out, !allowed.is_empty(), "{tool} made no allowed connection");
     for row in &run.egress {
@@ -343,7 +322,7 @@ fn assert_gated_unreachable(c: &Client, out: &Outcome, tool: &str, hosts: &[&str
 
 /// The 407 rows are there exactly when `via` says the client waits for
 /// the challenge, and are the gate's own refusals of a CONNECT.
-fn assert_challenges(out: &Outcome, tool: &str, challenges: &[&Value], via: Via) {
+fn assert_challenges(out: &Outcome, tool: &str, challenges: &[&Row], via: Via) {
     check_eq!(
         out,
         !challenges.is_empty(),
@@ -366,11 +345,10 @@ fn assert_denied(c: &Client, out: &Outcome, tool: &str, host: &str, via: Via) {
         out.code().is_some_and(|code| code != 0),
         "{tool} must fail when its registry is denied"
     );
-    let recs = c.records();
-    let run = invocations(&recs, tool);
-    let rows: Vec<&Value> = run.egress.iter().copied().filter(|r| r["host"] == host).collect();
-    let (challenges, denied): (Vec<&Value>, Vec<&Value>) =
-        rows.iter().copied().partition(|r| r["status"] == 407);
+    let log = c.log();
+    let run = invocations(&log, tool);
+    let rows: Vec<&Row> = run.egress.iter().copied().filter(|r| r["host"] == host).collect();
+    let (challenges, denied): (Vec<&Row>, Vec<&Row>) = rows.iter().copied().partition(|r| r["status"] == 407);
     check!(
         out,
         !denied.is_empty(),
@@ -791,10 +769,10 @@ fn hatch_pointed_at_an_unlisted_index_is_denied() {
 /// below go through it.
 fn assert_python_is_shimmed() {
     use std::os::unix::fs::MetadataExt;
-    let shim = installed().join("share/cli-guard/shims/python");
+    let shim = install::plain().join("share/cli-guard/shims/python");
     let id = |p: &Path| fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
     assert!(
-        id(&shim).is_some() && id(&shim) == id(&installed().join("bin/cli-guard")),
+        id(&shim).is_some() && id(&shim) == id(&install::plain().join("bin/cli-guard")),
         "{} is not a shim",
         shim.display()
     );
@@ -849,8 +827,8 @@ fn python_c_runs_with_no_gate_and_no_row() {
         "no gate in the interpreter's environment"
     );
     check!(out, out.guard_lines().is_empty(), "cli-guard said something");
-    let log = fs::read_to_string(&c.audit).unwrap_or_default();
-    check!(out, log.is_empty(), "python -c wrote rows:\n{log}");
+    let text = fs::read_to_string(&c.audit).unwrap_or_default();
+    check!(out, text.is_empty(), "python -c wrote rows:\n{text}");
 }
 
 // ---------------------------------------------------------------------------
@@ -1155,16 +1133,16 @@ fn assert_program_observed_install_refused(
             .any(|l| l.trim() == "status 200 200" || l.trim() == "status 200"),
         "the program did not get its 200"
     );
-    let recs = c.records();
-    let (fetch, run) = phases(out, &recs, tool);
+    let log = c.log();
+    let (fetch, run) = phases(out, &log, tool);
     check_eq!(
         out,
         run["package"],
         serde_json::json!({"name": "netcli", "version": "1.0.0"}),
         "the run names what it ran"
     );
-    let ran = invocations_from(&recs, run);
-    let observed: Vec<&&Value> = ran.egress.iter().filter(|r| r["host"] == target).collect();
+    let ran = invocations_from(&log, run);
+    let observed: Vec<&&Row> = ran.egress.iter().filter(|r| r["host"] == target).collect();
     check!(
         out,
         !observed.is_empty()
@@ -1173,8 +1151,8 @@ fn assert_program_observed_install_refused(
                 .all(|r| r["decision"] == "allow" && r["mode"] == "observe" && r["status"] == 200),
         "the program's request: observe rows under the run: {observed:?}"
     );
-    let fetched = invocations_from(&recs, fetch);
-    let refused: Vec<&&Value> = fetched.egress.iter().filter(|r| r["host"] == target).collect();
+    let fetched = invocations_from(&log, fetch);
+    let refused: Vec<&&Row> = fetched.egress.iter().filter(|r| r["host"] == target).collect();
     check!(
         out,
         !refused.is_empty()
@@ -1287,8 +1265,8 @@ fn yarn_dlx_runs_observed_whole_and_says_so() {
         said.len() == 1 && said[0].contains("observed"),
         "one line says it: {said:?}"
     );
-    let recs = c.records();
-    let start = only_start(&recs, "yarn");
+    let log = c.log();
+    let start = only_start(&log, "yarn");
     check_eq!(out, start["phase"], "fetch+run", "{start}");
     check_eq!(out, start["mode"], "observe", "{start}");
     check!(
@@ -1298,7 +1276,7 @@ fn yarn_dlx_runs_observed_whole_and_says_so() {
             .is_some_and(|r| r.contains("temporary project")),
         "{start}"
     );
-    let rows = invocations_from(&recs, start);
+    let rows = invocations_from(&log, start);
     check!(
         out,
         rows.egress
@@ -1438,8 +1416,8 @@ fn an_mcp_server_started_with_npx_y_answers_initialize_over_stdio() {
         answer["result"]["serverInfo"]["name"].is_string() && answer["result"]["protocolVersion"].is_string(),
         "not an initialize result: {answer}"
     );
-    let recs = c.records();
-    let (_, run) = phases(&out, &recs, "npx");
+    let log = c.log();
+    let (_, run) = phases(&out, &log, "npx");
     check_eq!(
         out,
         run["package"],

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::chain::{close_for, hold_until, reason, row_for, FakeProxy, Reply, OBSERVER};
 use crate::util::*;
 
 /// How long open tunnels may outlive the tool (README: Limits).
@@ -28,22 +27,11 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// The `egress_close` error of a tunnel the gate closed after the grace.
 const CLOSED_AFTER_GRACE: &str = "closed by cli-guard: still open 2 s after the tool exited";
 
-/// A fake tool that waits (bounded, ~40 s) for the test, for sessions that
-/// outlast `HOLD`'s bound (a 10 s dial timeout).
-const LONG_HOLD: &str = "rec \"$@\"\n\
-                         n=0\n\
-                         while [ ! -e \"$S/done\" ]; do\n\
-                         \x20 n=$((n + 1))\n\
-                         \x20 if [ \"$n\" -gt 800 ] || [ ! -d \"$S\" ]; then exit 124; fi\n\
-                         \x20 sleep 0.05\n\
-                         done\n\
-                         exit \"$(code)\"\n";
-
 /// Extra environment for a session.
 type Env<'a> = &'a [(&'a str, &'a str)];
 
 /// An observe-mode session (IP literals allowed, no address checks).
-fn observe(g: &Gate, env: &[(&str, &str)]) -> (Running, ChildEnv) {
+fn observe(g: &Sandbox, env: &[(&str, &str)]) -> (Running, ChildEnv) {
     g.session(OBSERVER, env)
 }
 
@@ -72,26 +60,6 @@ fn is_timeout(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
 }
 
-/// Whether `s` is still open: nothing to read, no EOF, for `wait`.
-fn still_open(s: &mut TcpStream, wait: Duration) -> bool {
-    let deadline = Instant::now() + wait;
-    let mut b = [0u8; 1];
-    let open = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break true;
-        }
-        s.set_read_timeout(Some(left)).unwrap();
-        match s.read(&mut b) {
-            Err(e) if is_timeout(&e) => break true,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            _ => break false,
-        }
-    };
-    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    open
-}
-
 /// `peek`, with EINTR retried (see `closed_by_peer`).
 fn peek(s: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
     loop {
@@ -102,71 +70,23 @@ fn peek(s: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-/// Index of the first record matching `pred`.
-fn position(recs: &[Value], pred: impl Fn(&Value) -> bool) -> Option<usize> {
-    recs.iter().position(pred)
-}
-
 /// Asserts the `egress_close` of `conn` comes before `end` in the log.
-fn close_before_end(out: &Outcome, recs: &[Value], id: &str, conn: &Value) {
-    let close = position(recs, |r| {
-        r["audit_id"] == id && r["kind"] == "egress_close" && &r["conn"] == conn
-    });
-    let end = position(recs, |r| r["audit_id"] == id && r["kind"] == "end");
+fn close_before_end(out: &Outcome, log: &Log, id: &str, conn: &Value) {
+    let close = log
+        .rows()
+        .of(id)
+        .kind("egress_close")
+        .conn(conn)
+        .positions()
+        .first()
+        .copied();
+    let end = log.rows().of(id).kind("end").positions().first().copied();
     check!(
         out,
         matches!((close, end), (Some(c), Some(e)) if c < e),
         "conn {conn}: egress_close ({close:?}) must be written before end ({end:?})\n{}",
-        dump(recs)
+        log
     );
-}
-
-/// A holding session whose fake tool waits longer than `HOLD` does.
-pub(crate) fn long_session(g: &Gate, env: &[(&str, &str)]) -> (Running, ChildEnv) {
-    g.tool(OBSERVER, LONG_HOLD);
-    let mut cmd = g.shim_cmd(OBSERVER, ["install"]);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut run = g.start(cmd);
-    let env = g.wait_env(&mut run);
-    (run, env)
-}
-
-/// Sends a CONNECT and reads the answer's head, allowing `limit` for it
-/// (EINTR retried, see `closed_by_peer`). Returns the status (0 if none),
-/// what was read, and how long the answer took.
-pub(crate) fn ask_slowly(proxy: &Proxy, target: &str, limit: Duration) -> (u16, String, Duration) {
-    let mut s = proxy.dial();
-    s.write_all(&proxy.connect_head(target)).unwrap();
-    let asked = Instant::now();
-    let deadline = asked + limit;
-    let mut raw = Vec::new();
-    let mut byte = [0u8; 1];
-    let mut why = String::new();
-    while !raw.ends_with(b"\r\n\r\n") {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            why = format!("<no answer within {limit:?}>");
-            break;
-        }
-        s.set_read_timeout(Some(left)).unwrap();
-        match s.read(&mut byte) {
-            Ok(1) => raw.push(byte[0]),
-            Ok(_) => {
-                why = "<closed>".into();
-                break;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                why = format!("<read failed: {e}>");
-                break;
-            }
-        }
-    }
-    let text = format!("{}{why}", String::from_utf8_lossy(&raw));
-    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (status, text, asked.elapsed())
 }
 
 /// The one egress row for `host:port` under `id` says this gate allowed it
@@ -174,13 +94,13 @@ pub(crate) fn ask_slowly(proxy: &Proxy, target: &str, limit: Duration) -> (u16, 
 /// tunnel (no egress_close) followed.
 fn check_failed_dial(
     out: &Outcome,
-    recs: &[Value],
+    log: &Log,
     id: &str,
     (host, port): (&str, u16),
     status: u64,
     target: &str,
 ) {
-    let row = row_for(recs, id, host, port);
+    let row = log.egress_to(id, host, port);
     check_eq!(
         out,
         (row["decision"].as_str(), row["status"].as_u64()),
@@ -189,12 +109,12 @@ fn check_failed_dial(
     );
     check!(
         out,
-        reason(row).contains(target),
+        row.reason().contains(target),
         "the reason names the target: {row}"
     );
     check!(
         out,
-        records_of(recs, id, "egress_close").is_empty(),
+        log.rows().of(id).kind("egress_close").is_empty(),
         "no tunnel, no egress_close"
     );
 }
@@ -204,7 +124,7 @@ fn check_failed_dial(
 
 #[test]
 fn an_allowed_target_on_a_closed_port_is_502_with_an_allow_row_and_no_close() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let port = closed_port();
     let (run, env) = observe(&g, &[]);
     let target = format!("127.0.0.1:{port}");
@@ -212,22 +132,22 @@ fn an_allowed_target_on_a_closed_port_is_502_with_an_allow_row_and_no_close() {
     check_eq!(run, a.status, 502, "{}", a.report());
     check!(run, a.closed, "the connection closes after the 502");
     let out = g.finish(run, 9);
-    let recs = g.records();
-    check_failed_dial(&out, &recs, env.audit_id(), ("127.0.0.1", port), 502, &target);
-    check_eq!(out, records_of(&recs, env.audit_id(), "end").len(), 1, "one end");
+    let log = g.log();
+    check_failed_dial(&out, &log, env.audit_id(), ("127.0.0.1", port), 502, &target);
+    check_eq!(out, log.rows().of(env.audit_id()).kind("end").len(), 1, "one end");
 }
 
 #[test]
 fn an_unreachable_upstream_proxy_is_502() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let port = closed_port();
     let url = format!("http://127.0.0.1:{port}");
     let (run, env) = observe(&g, &[("HTTPS_PROXY", &url)]);
     let a = env.proxy().connect("somewhere.example:443");
     check_eq!(run, a.status, 502, "{}", a.report());
     let out = g.finish(run, 0);
-    let recs = g.records();
-    let row = row_for(&recs, env.audit_id(), "somewhere.example", 443);
+    let log = g.log();
+    let row = log.egress_to(env.audit_id(), "somewhere.example", 443);
     check_eq!(
         out,
         (row["decision"].as_str(), row["status"].as_u64()),
@@ -236,7 +156,7 @@ fn an_unreachable_upstream_proxy_is_502() {
     );
     check!(
         out,
-        reason(row).contains(&format!("the upstream proxy {url}")),
+        row.reason().contains(&format!("the upstream proxy {url}")),
         "the reason names the upstream: {row}"
     );
 }
@@ -254,7 +174,7 @@ fn an_upstream_proxy_that_hangs_up_or_answers_nonsense_is_502() {
             Reply::Status(302)
         }
     });
-    let g = Gate::new();
+    let g = Sandbox::new();
     let url = up.url();
     let (run, env) = observe(&g, &[("HTTPS_PROXY", &url)]);
     let proxy = env.proxy();
@@ -264,9 +184,9 @@ fn an_upstream_proxy_that_hangs_up_or_answers_nonsense_is_502() {
         check_eq!(run, a.status, 502, "{host}\n{}", a.report());
     }
     let out = g.finish(run, 6);
-    let recs = g.records();
+    let log = g.log();
     for host in hosts {
-        let row = row_for(&recs, env.audit_id(), host, 443);
+        let row = log.egress_to(env.audit_id(), host, 443);
         check_eq!(
             out,
             (row["decision"].as_str(), row["status"].as_u64()),
@@ -275,13 +195,13 @@ fn an_upstream_proxy_that_hangs_up_or_answers_nonsense_is_502() {
         );
         check!(
             out,
-            reason(row).contains(&format!("the upstream proxy {url}")),
+            row.reason().contains(&format!("the upstream proxy {url}")),
             "the reason names the upstream: {row}"
         );
     }
     check!(
         out,
-        records_of(&recs, env.audit_id(), "egress_close").is_empty(),
+        log.rows().of(env.audit_id()).kind("egress_close").is_empty(),
         "no tunnels"
     );
 }
@@ -301,7 +221,7 @@ fn an_upstream_that_resets_mid_stream_closes_the_client_and_the_close_row_has_th
         drop(s);
         let _ = tx.send(peeked.map_err(|e| e.to_string()));
     });
-    let g = Gate::new();
+    let g = Sandbox::new();
     let (run, env) = observe(&g, &[]);
     let target = up.addr.to_string();
     let (a, mut s) = env.proxy().tunnel(&target, b"");
@@ -325,17 +245,17 @@ fn an_upstream_that_resets_mid_stream_closes_the_client_and_the_close_row_has_th
     drop(s);
 
     let out = g.finish(run, 11);
-    let recs = g.records();
-    let row = row_for(&recs, env.audit_id(), "127.0.0.1", up.addr.port());
+    let log = g.log();
+    let row = log.egress_to(env.audit_id(), "127.0.0.1", up.addr.port());
     check_eq!(out, row["status"], 200, "{row}");
-    let close = close_for(&recs, env.audit_id(), &row["conn"]);
+    let close = log.close_of(row);
     check!(
         out,
         close["error"].as_str().is_some_and(|e| !e.is_empty()),
         "egress_close records the reset: {close}"
     );
     check_eq!(out, close["bytes_down"], 13, "bytes_down: {close}");
-    close_before_end(&out, &recs, env.audit_id(), &row["conn"]);
+    close_before_end(&out, &log, env.audit_id(), &row["conn"]);
 }
 
 #[test]
@@ -344,23 +264,12 @@ fn a_stalled_upstream_holds_the_tunnel_until_the_grace_after_the_child_exits() {
     let r = released.clone();
     // Accepts, then never reads or writes.
     let up = Upstream::start(move |s| hold_until(&r, s));
-    let g = Gate::new();
+    let g = Sandbox::new();
     let (run, env) = observe(&g, &[]);
     let target = up.addr.to_string();
     let (a, mut s) = env.proxy().tunnel(&target, b"");
     check_eq!(run, a.status, 200, "{}", a.report());
     s.write_all(&pattern(100, 1)).unwrap();
-    check!(
-        run,
-        still_open(&mut s, Duration::from_millis(800)),
-        "a stalled tunnel stays open while the tool runs"
-    );
-    let recs = g.records();
-    check!(
-        run,
-        records_of(&recs, env.audit_id(), "egress_close").is_empty(),
-        "no egress_close while the tunnel is open and the tool runs"
-    );
 
     g.release(5);
     let released_at = Instant::now();
@@ -380,14 +289,21 @@ fn a_stalled_upstream_holds_the_tunnel_until_the_grace_after_the_child_exits() {
     );
     released.store(true, Ordering::SeqCst);
 
-    let recs = g.records();
-    let row = row_for(&recs, env.audit_id(), "127.0.0.1", up.addr.port());
-    let close = close_for(&recs, env.audit_id(), &row["conn"]);
-    check_eq!(out, close["error"], CLOSED_AFTER_GRACE, "{close}");
+    let log = g.log();
+    let row = log.egress_to(env.audit_id(), "127.0.0.1", up.addr.port());
+    // Its one egress_close is the grace's: the tunnel was still open when
+    // the tool exited, and no egress_close came while the tool ran.
+    let close = log.close_of(row);
+    check_eq!(
+        out,
+        close["error"],
+        CLOSED_AFTER_GRACE,
+        "a stalled tunnel stays open while the tool runs: {close}"
+    );
     check_eq!(out, close["bytes_up"], 100, "{close}");
     check_eq!(out, close["bytes_down"], 0, "{close}");
-    close_before_end(&out, &recs, env.audit_id(), &row["conn"]);
-    let end = records_of(&recs, env.audit_id(), "end");
+    close_before_end(&out, &log, env.audit_id(), &row["conn"]);
+    let end = log.rows().of(env.audit_id()).kind("end");
     check_eq!(out, end[0]["exit_code"], 5, "end.exit_code");
 }
 
@@ -417,7 +333,7 @@ fn an_upstream_half_close_reaches_the_client_which_can_still_send() {
         ("chained", &[("HTTPS_PROXY", &chained_url)], "far.example:443"),
     ];
     for (what, env, target) in cases {
-        let g = Gate::new();
+        let g = Sandbox::new();
         let (run, child) = observe(&g, env);
         let (a, mut s) = child.proxy().tunnel(target, b"");
         check_eq!(run, a.status, 200, "{what}: {}", a.report());
@@ -447,10 +363,10 @@ fn an_upstream_half_close_reaches_the_client_which_can_still_send() {
         check!(run, at_eof(&mut s), "{what}: both sides done, the tunnel closes");
         drop(s);
         let out = g.finish(run, 0);
-        let recs = g.records();
+        let log = g.log();
         let (host, port) = target.rsplit_once(':').unwrap();
-        let row = row_for(&recs, child.audit_id(), host, port.parse().unwrap());
-        let close = close_for(&recs, child.audit_id(), &row["conn"]);
+        let row = log.egress_to(child.audit_id(), host, port.parse().unwrap());
+        let close = log.close_of(row);
         check_eq!(out, close["error"], Value::Null, "{what}: a clean close: {close}");
         check_eq!(out, close["bytes_up"], late.len(), "{what}: {close}");
         check_eq!(out, close["bytes_down"], 22, "{what}: {close}");
@@ -469,7 +385,7 @@ fn a_client_that_closes_mid_tunnel_closes_the_upstream_and_the_row_is_written() 
             .map_err(|e| e.to_string());
         let _ = tx.lock().unwrap().send(read);
     });
-    let g = Gate::new();
+    let g = Sandbox::new();
     let (run, env) = observe(&g, &[]);
     let (a, mut s) = env.proxy().tunnel(&up.addr.to_string(), b"");
     check_eq!(run, a.status, 200, "{}", a.report());
@@ -483,15 +399,15 @@ fn a_client_that_closes_mid_tunnel_closes_the_upstream_and_the_row_is_written() 
     );
     // The row is written while the tool still runs.
     let written = wait_until(WAIT, || {
-        !records_of(&g.records(), env.audit_id(), "egress_close").is_empty()
+        !g.log().rows().of(env.audit_id()).kind("egress_close").is_empty()
     });
     check!(run, written, "egress_close is written once the tunnel is gone");
     let out = g.finish(run, 12);
-    let recs = g.records();
-    let row = row_for(&recs, env.audit_id(), "127.0.0.1", up.addr.port());
-    let close = close_for(&recs, env.audit_id(), &row["conn"]);
+    let log = g.log();
+    let row = log.egress_to(env.audit_id(), "127.0.0.1", up.addr.port());
+    let close = log.close_of(row);
     check_eq!(out, close["bytes_up"], 500, "{close}");
-    close_before_end(&out, &recs, env.audit_id(), &row["conn"]);
+    close_before_end(&out, &log, env.audit_id(), &row["conn"]);
 }
 
 #[test]
@@ -512,7 +428,7 @@ fn a_client_that_resets_mid_tunnel_closes_the_upstream_and_the_row_has_the_error
         };
         let _ = tx.lock().unwrap().send(outcome);
     });
-    let g = Gate::new();
+    let g = Sandbox::new();
     let (run, env) = observe(&g, &[]);
     let (a, mut s) = env.proxy().tunnel(&up.addr.to_string(), b"");
     check_eq!(run, a.status, 200, "{}", a.report());
@@ -527,19 +443,19 @@ fn a_client_that_resets_mid_tunnel_closes_the_upstream_and_the_row_has_the_error
         "the upstream's connection is closed once the client is gone: {seen:?}"
     );
     let written = wait_until(WAIT, || {
-        !records_of(&g.records(), env.audit_id(), "egress_close").is_empty()
+        !g.log().rows().of(env.audit_id()).kind("egress_close").is_empty()
     });
     check!(run, written, "egress_close is written once the tunnel is gone");
     let out = g.finish(run, 13);
-    let recs = g.records();
-    let row = row_for(&recs, env.audit_id(), "127.0.0.1", up.addr.port());
-    let close = close_for(&recs, env.audit_id(), &row["conn"]);
+    let log = g.log();
+    let row = log.egress_to(env.audit_id(), "127.0.0.1", up.addr.port());
+    let close = log.close_of(row);
     check!(
         out,
         close["error"].as_str().is_some_and(|e| !e.is_empty()),
         "egress_close records the reset: {close}"
     );
-    close_before_end(&out, &recs, env.audit_id(), &row["conn"]);
+    close_before_end(&out, &log, env.audit_id(), &row["conn"]);
 }
 
 #[test]
@@ -554,7 +470,7 @@ fn tunnels_open_when_the_child_exits_are_closed_and_logged_before_end() {
         let _ = s.shutdown(Shutdown::Write);
         hold_until(&r2, s);
     });
-    let g = Gate::new();
+    let g = Sandbox::new();
     let (run, env) = observe(&g, &[]);
     let proxy = env.proxy();
     let open = |addr: &std::net::SocketAddr| {
@@ -640,22 +556,22 @@ fn tunnels_open_when_the_child_exits_are_closed_and_logged_before_end() {
     drop(busy);
     released.store(true, Ordering::SeqCst);
 
-    let recs = g.records();
+    let log = g.log();
     let id = env.audit_id();
-    let rows = records_of(&recs, id, "egress");
-    check_eq!(out, rows.len(), 4, "four tunnels\n{}", dump(&recs));
+    let rows = log.rows().of(id).kind("egress");
+    check_eq!(out, rows.len(), 4, "four tunnels\n{}", log);
     for row in rows {
         check_eq!(out, row["status"], 200, "{row}");
-        let close = close_for(&recs, id, &row["conn"]);
+        let close = log.close_of(row);
         check_eq!(
             out,
             close["error"],
             CLOSED_AFTER_GRACE,
             "every tunnel was closed by the gate: {close}"
         );
-        close_before_end(&out, &recs, id, &row["conn"]);
+        close_before_end(&out, &log, id, &row["conn"]);
     }
-    let end = records_of(&recs, id, "end");
+    let end = log.rows().of(id).kind("end");
     check_eq!(out, end[0]["allowed"], 4, "end.allowed");
     check_eq!(out, end[0]["exit_code"], 3, "end.exit_code");
 }
@@ -670,8 +586,8 @@ fn a_connect_that_never_completes_is_504_after_the_dial_timeout() {
     let hole = BlackHole::new();
     let addr = hole.addr;
 
-    let g = Gate::new();
-    let (run, env) = long_session(&g, &[]);
+    let g = Sandbox::new();
+    let (run, env) = g.long_session(OBSERVER, &[]);
     let target = addr.to_string();
     let (status, answer, took) = ask_slowly(&env.proxy(), &target, DIAL_TIMEOUT + Duration::from_secs(20));
     check_eq!(run, status, 504, "after {took:?}: {answer}");
@@ -681,10 +597,10 @@ fn a_connect_that_never_completes_is_504_after_the_dial_timeout() {
         "504 only after the dial timeout ({took:?})"
     );
     let out = g.finish(run, 14);
-    let recs = g.records();
+    let log = g.log();
     check_failed_dial(
         &out,
-        &recs,
+        &log,
         env.audit_id(),
         ("127.0.0.1", addr.port()),
         504,
@@ -696,9 +612,9 @@ fn a_connect_that_never_completes_is_504_after_the_dial_timeout() {
 #[test]
 fn an_upstream_proxy_that_never_answers_is_504_after_the_dial_timeout() {
     let up = FakeProxy::start(|_| Reply::Stall);
-    let g = Gate::new();
+    let g = Sandbox::new();
     let url = up.url();
-    let (run, env) = long_session(&g, &[("HTTPS_PROXY", &url)]);
+    let (run, env) = g.long_session(OBSERVER, &[("HTTPS_PROXY", &url)]);
     let (status, answer, took) = ask_slowly(
         &env.proxy(),
         "slow.example:443",
@@ -712,8 +628,8 @@ fn an_upstream_proxy_that_never_answers_is_504_after_the_dial_timeout() {
         "the upstream was asked"
     );
     let out = g.finish(run, 15);
-    let recs = g.records();
-    let row = row_for(&recs, env.audit_id(), "slow.example", 443);
+    let log = g.log();
+    let row = log.egress_to(env.audit_id(), "slow.example", 443);
     check_eq!(
         out,
         (row["decision"].as_str(), row["status"].as_u64()),
@@ -735,7 +651,7 @@ fn an_upstream_proxy_that_resets_mid_tunnel_closes_the_client_and_the_row_has_th
             drop(s);
         },
     );
-    let g = Gate::new();
+    let g = Sandbox::new();
     let url = up.url();
     let (run, env) = observe(&g, &[("HTTPS_PROXY", &url)]);
     let (a, mut s) = env.proxy().tunnel("far.example:443", b"");
@@ -752,9 +668,9 @@ fn an_upstream_proxy_that_resets_mid_tunnel_closes_the_client_and_the_row_has_th
     check!(run, closed.is_ok(), "the client's connection closes: {closed:?}");
     drop(s);
     let out = g.finish(run, 16);
-    let recs = g.records();
-    let row = row_for(&recs, env.audit_id(), "far.example", 443);
-    let close = close_for(&recs, env.audit_id(), &row["conn"]);
+    let log = g.log();
+    let row = log.egress_to(env.audit_id(), "far.example", 443);
+    let close = log.close_of(row);
     check!(
         out,
         close["error"].as_str().is_some_and(|e| !e.is_empty()),
@@ -778,7 +694,7 @@ fn a_sigkilled_shim_drops_its_tunnels_and_its_rows_up_to_then_remain() {
             .map_err(|e| e.to_string());
         let _ = tx.lock().unwrap().send(read);
     });
-    let g = Gate::new();
+    let g = Sandbox::new();
     let (mut run, env) = observe(&g, &[]);
     let child = g.child_pid(&mut run);
     let (a, mut s) = env.proxy().tunnel(&up.addr.to_string(), b"before the kill");
@@ -805,14 +721,14 @@ fn a_sigkilled_shim_drops_its_tunnels_and_its_rows_up_to_then_remain() {
         wait_until(WAIT, || is_dead(child)),
         "the child dies with its shim"
     );
-    let recs = g.records();
+    let log = g.log();
     let id = env.audit_id();
-    check_eq!(out, records_of(&recs, id, "start").len(), 1, "start remains");
-    let row = row_for(&recs, id, "127.0.0.1", up.addr.port());
+    check_eq!(out, log.rows().of(id).kind("start").len(), 1, "start remains");
+    let row = log.egress_to(id, "127.0.0.1", up.addr.port());
     check_eq!(out, row["status"], 200, "the tunnel's row remains: {row}");
     check!(
         out,
-        records_of(&recs, id, "end").is_empty(),
+        log.rows().of(id).kind("end").is_empty(),
         "a killed shim writes no end"
     );
 }
@@ -820,7 +736,7 @@ fn a_sigkilled_shim_drops_its_tunnels_and_its_rows_up_to_then_remain() {
 #[test]
 fn with_the_log_on_a_full_disk_tunnels_still_work_and_every_row_goes_to_stderr() {
     let echo = Upstream::echo();
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool(OBSERVER, HOLD);
     let mut cmd = g.shim_cmd(OBSERVER, ["install"]);
     cmd.env("CLI_GUARD_AUDIT_LOG", "/dev/full");
@@ -838,14 +754,14 @@ fn with_the_log_on_a_full_disk_tunnels_still_work_and_every_row_goes_to_stderr()
     check!(run, at_eof(&mut s), "closes");
     drop(s);
     let out = g.finish(run, 17);
-    let recs = out.stderr_records("records on stderr");
-    let kinds: Vec<&str> = recs.iter().filter_map(|r| r["kind"].as_str()).collect();
+    let log = out.stderr_log("records on stderr");
+    let kinds: Vec<&str> = log.iter().filter_map(|r| r["kind"].as_str()).collect();
     check_eq!(
         out,
         kinds,
         vec!["start", "egress", "egress_close", "end"],
         "every record, on stderr"
     );
-    check_eq!(out, recs[2]["bytes_up"], data.len(), "egress_close.bytes_up");
-    check_eq!(out, recs[3]["exit_code"], 17, "end.exit_code");
+    check_eq!(out, log[2]["bytes_up"], data.len(), "egress_close.bytes_up");
+    check_eq!(out, log[3]["exit_code"], 17, "end.exit_code");
 }

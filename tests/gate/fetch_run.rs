@@ -14,8 +14,6 @@ use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use serde_json::Value;
-
 use crate::util::*;
 
 /// The host the program and the install script both try to reach.
@@ -31,10 +29,11 @@ fn api_server() -> Upstream {
     })
 }
 
-/// curl through the gate to the API, printing the CONNECT's status and the
-/// request's: `403 000` refused, `200 200` through.
-fn curl_api() -> String {
-    format!("curl -s -p -o /dev/null -w '%{{http_connect}} %{{http_code}}' http://{API}:{API_PORT}/")
+/// A GET of the API through the gate (as `curl -p` makes it, by the tests'
+/// network client), printing the CONNECT's status and the request's:
+/// `403 000` refused, `200 200` through.
+fn get_api(g: &Sandbox) -> String {
+    format!("{} proxy-get {API} {API_PORT}", g.net())
 }
 
 /// A fake npx. A fetch (cli-guard as `--script-shell`, no `--offline`)
@@ -46,7 +45,7 @@ fn curl_api() -> String {
 /// runs the program the same way. The program's body is `$S/program`. Each
 /// phase's arguments go to `$S/args-fetch` and `$S/args-run`, one a line,
 /// and its pid (which execs the script shell) to `$S/npx-pid`.
-fn fake_npx(g: &Gate) {
+fn fake_npx(g: &Sandbox) {
     let body = format!(
         r#"shell=sh; phase=fetch
 [ "$1" = --offline ] && phase=run
@@ -70,76 +69,58 @@ if [ "$phase" = fetch ]; then
   chmod +x "$root/node_modules/netcli/cli.sh"
   ln -sf ../netcli/cli.sh "$root/node_modules/.bin/netcli"
   export npm_config_script_shell="$shell"
-  npm_lifecycle_event=postinstall "$shell" -c "{curl} > \"$S/postinstall\"; [ -e \"$S/nested\" ] && npm install nested; true" || exit 1
+  npm_lifecycle_event=postinstall "$shell" -c "{get} > \"$S/postinstall\"; [ -e \"$S/nested\" ] && npm install nested; true" || exit 1
 else
   export npm_config_offline=true npm_config_yes=true npm_config_ignore_scripts=true npm_config_script_shell="$shell"
 fi
 PATH="$root/node_modules/.bin:$PATH" npm_lifecycle_event=npx exec "$shell" -c "'netcli'$args"
 "#,
-        curl = curl_api()
+        get = get_api(g)
     );
     g.tool("npx", &body);
 }
 
 /// The program: record its environment, reach the API, print the answer.
-fn network_program(g: &Gate) {
+fn network_program(g: &Sandbox) {
     fs::write(
         g.state_path("program"),
         format!(
-            "env > \"{state}/program-env\"\necho \"program $*\"\necho \"status $({curl})\"\n",
+            "env > \"{state}/program-env\"\necho \"program $*\"\necho \"status $({get})\"\n",
             state = g.state.display(),
-            curl = curl_api()
+            get = get_api(g)
         ),
     )
     .unwrap();
 }
 
 /// A sandbox with the fake npx and a program of `body`.
-fn npx_with_program(body: &str) -> Gate {
-    let g = Gate::new();
+fn npx_with_program(body: &str) -> Sandbox {
+    let g = Sandbox::new();
     fake_npx(&g);
     fs::write(g.state_path("program"), body).unwrap();
     g
 }
 
 /// A sandbox with the fake npx, the network program, and the API.
-fn npx_sandbox() -> (Gate, Upstream) {
-    let g = Gate::new();
+fn npx_sandbox() -> (Sandbox, Upstream) {
+    let g = Sandbox::new();
     fake_npx(&g);
     network_program(&g);
     (g, api_server())
 }
 
 /// `name ARGS…` through its shim, with the API on loopback.
-fn with_api(g: &Gate, name: &str, args: &[&str], api: SocketAddr) -> std::process::Command {
+fn with_api(g: &Sandbox, name: &str, args: &[&str], api: SocketAddr) -> std::process::Command {
     let mut cmd = g.shim_cmd(name, args);
     cmd.env(
         "CLI_GUARD_RESOLVE",
-        Gate::resolve(&[(&format!("{API}:{API_PORT}"), api)]),
+        Sandbox::resolve(&[(&format!("{API}:{API_PORT}"), api)]),
     );
     cmd
 }
 
-fn run_with_api(g: &Gate, name: &str, args: &[&str], api: SocketAddr) -> Outcome {
+fn run_with_api(g: &Sandbox, name: &str, args: &[&str], api: SocketAddr) -> Outcome {
     g.run(with_api(g, name, args, api))
-}
-
-/// The start rows of `tool`, in order.
-fn starts<'a>(recs: &'a [Value], tool: &str) -> Vec<&'a Value> {
-    recs.iter()
-        .filter(|r| r["kind"] == "start" && r["tool"] == tool)
-        .collect()
-}
-
-fn id(row: &Value) -> &str {
-    row["audit_id"].as_str().unwrap_or_default()
-}
-
-/// The rows for the API under `audit_id`.
-fn api_rows<'a>(recs: &'a [Value], audit_id: &str) -> Vec<&'a Value> {
-    recs.iter()
-        .filter(|r| r["kind"] == "egress" && r["audit_id"] == audit_id && r["host"] == API)
-        .collect()
 }
 
 /// cli-guard said one line, and it says `what`.
@@ -174,8 +155,8 @@ fn npx_fetches_enforced_then_runs_the_program_observed() {
     let postinstall = fs::read_to_string(g.state_path("postinstall")).unwrap_or_default();
     check_eq!(out, postinstall, "403 000", "the install script was refused");
 
-    let recs = g.records();
-    let (fetch, run) = fetch_and_run_phases(&out, &recs, "npx");
+    let log = g.log();
+    let (fetch, run) = fetch_and_run_phases(&out, &log, "npx");
     check_eq!(
         out,
         run["package"],
@@ -183,13 +164,13 @@ fn npx_fetches_enforced_then_runs_the_program_observed() {
         "read from the installed package.json"
     );
     check_eq!(out, fetch["argv"], run["argv"], "both log argv as typed");
-    let denied = api_rows(&recs, id(fetch));
+    let denied = log.rows().of(fetch.audit_id()).kind("egress").host(API);
     check!(
         out,
         denied.len() == 1 && denied[0]["decision"] == "deny" && denied[0]["status"] == 403,
         "the install script's request: one refusal under the fetch: {denied:?}"
     );
-    let observed = api_rows(&recs, id(run));
+    let observed = log.rows().of(run.audit_id()).kind("egress").host(API);
     check!(
         out,
         observed.len() == 1
@@ -203,7 +184,7 @@ fn npx_fetches_enforced_then_runs_the_program_observed() {
         out,
         out.guard_lines()
             .iter()
-            .any(|l| l.contains(API) && l.contains(id(fetch))),
+            .any(|l| l.contains(API) && l.contains(fetch.audit_id())),
         "the fetch's refusal is in the summary"
     );
 }
@@ -311,9 +292,9 @@ fn a_guarded_tool_under_the_fetch_gets_neither_the_hook_nor_cli_guard_as_npms_sh
         None,
         "npm's own shell again"
     );
-    let recs = g.records();
-    let fetch = starts(&recs, "npx")[0];
-    let nested = starts(&recs, "npm");
+    let log = g.log();
+    let fetch = log.rows().kind("start").tool("npx")[0];
+    let nested = log.rows().kind("start").tool("npm");
     check!(
         out,
         nested.len() == 1 && nested[0]["parent_audit_id"] == fetch["audit_id"],
@@ -356,15 +337,15 @@ fn the_runs_exit_status_and_death_by_signal_are_the_programs() {
         Some(15),
         "the program died by SIGTERM, so does the shim"
     );
-    let recs = g.records();
-    let run = starts(&recs, "npx")[3];
-    let end = records_of(&recs, id(run), "end");
+    let log = g.log();
+    let run = log.rows().kind("start").tool("npx")[3];
+    let end = log.rows().of(run.audit_id()).kind("end");
     check_eq!(out, end[0]["signal"], "SIGTERM", "{}", end[0]);
 }
 
 #[test]
 fn a_failed_fetch_passes_its_exit_on_and_the_program_never_runs() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     fake_npx(&g);
     network_program(&g);
     fs::write(g.state_path("fetch-fails"), "7").unwrap();
@@ -372,8 +353,8 @@ fn a_failed_fetch_passes_its_exit_on_and_the_program_never_runs() {
     out.expect_code(7);
     check!(out, !g.state_path("args-run").exists(), "the run started");
     check!(out, !g.state_path("program-env").exists(), "the program ran");
-    let recs = g.records();
-    let npx = starts(&recs, "npx");
+    let log = g.log();
+    let npx = log.rows().kind("start").tool("npx");
     check!(
         out,
         npx.len() == 1 && npx[0]["phase"] == "fetch",
@@ -390,7 +371,7 @@ fn a_failed_fetch_passes_its_exit_on_and_the_program_never_runs() {
 
 #[test]
 fn npx_that_fetches_nothing_stays_enforced_whole() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npx", HOLD);
     let (run, env) = {
         let mut run = g.start(g.shim_cmd("npx", ["--script-shell=bash", "-y", "netcli"]));
@@ -399,8 +380,8 @@ fn npx_that_fetches_nothing_stays_enforced_whole() {
     };
     check_eq!(run, env.get("CLI_GUARD_EXEC_HOOK"), None, "no hook");
     let out = g.finish(run, 0);
-    let recs = g.records();
-    let npx = starts(&recs, "npx");
+    let log = g.log();
+    let npx = log.rows().kind("start").tool("npx");
     check!(
         out,
         npx.len() == 1 && npx[0].get("phase").is_none() && npx[0]["mode"] == "enforce",
@@ -413,9 +394,9 @@ fn npx_that_fetches_nothing_stays_enforced_whole() {
 fn the_audit_shows_the_pair_as_one_entry_in_text_and_json() {
     let (g, api) = npx_sandbox();
     run_with_api(&g, "npx", &["-y", "netcli"], api.addr).expect_code(0);
-    let recs = g.records();
-    let npx = starts(&recs, "npx");
-    let (fetch, run) = (id(npx[0]), id(npx[1]));
+    let log = g.log();
+    let npx = log.rows().kind("start").tool("npx");
+    let (fetch, run) = (npx[0].audit_id(), npx[1].audit_id());
 
     let text = g.run(g.cli_guard(["audit"]));
     text.expect_code(0);
@@ -457,7 +438,7 @@ fn the_audit_shows_the_pair_as_one_entry_in_text_and_json() {
     );
 
     let json = g.run(g.cli_guard(["audit", "--json"]));
-    let objects = parse_records(json.stdout().as_bytes(), "audit --json");
+    let objects = Log::parse(json.stdout().as_bytes(), "audit --json");
     check_eq!(json, objects.len(), 1, "one object for the pair");
     let pair = &objects[0];
     check_eq!(json, pair["audit_id"], run, "{pair}");
@@ -469,7 +450,7 @@ fn the_audit_shows_the_pair_as_one_entry_in_text_and_json() {
         let one = g.run(g.cli_guard(["audit", "--json", "--id", by]));
         check_eq!(
             one,
-            parse_records(one.stdout().as_bytes(), "--id").len(),
+            Log::parse(one.stdout().as_bytes(), "--id").len(),
             1,
             "by {by}"
         );
@@ -478,7 +459,7 @@ fn the_audit_shows_the_pair_as_one_entry_in_text_and_json() {
 
 #[test]
 fn where_the_report_cannot_be_made_npx_runs_enforced_whole_and_says_so() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npx", HOLD);
     let mut cmd = g.shim_cmd("npx", ["-y", "netcli"]);
     cmd.env("TMPDIR", g.root().join("no-such-dir"));
@@ -487,8 +468,8 @@ fn where_the_report_cannot_be_made_npx_runs_enforced_whole_and_says_so() {
     check_eq!(run, env.get("CLI_GUARD_EXEC_HOOK"), None, "no hook");
     let out = g.finish(run, 0);
     said_once(&out, "runs enforced whole, as before");
-    let recs = g.records();
-    let npx = starts(&recs, "npx");
+    let log = g.log();
+    let npx = log.rows().kind("start").tool("npx");
     check!(
         out,
         npx.len() == 1 && npx[0]["mode"] == "enforce" && npx[0].get("phase").is_none(),
@@ -500,7 +481,7 @@ fn where_the_report_cannot_be_made_npx_runs_enforced_whole_and_says_so() {
 /// environment with `netcli 2.0.1` in it and runs the probe it was given in
 /// place of the program, with the environment's `bin` first on PATH; the
 /// run (`--offline`) runs the program from there.
-fn fake_uvx(g: &Gate) {
+fn fake_uvx(g: &Sandbox) {
     let env = g.dir("uv-env");
     let site = env.join("lib/python3.11/site-packages/netcli-2.0.1.dist-info");
     fs::create_dir_all(&site).unwrap();
@@ -532,7 +513,7 @@ shift $(($# - 5)); exec "$@"
 
 #[test]
 fn uvx_names_the_program_from_the_fetched_environments_dist_info() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     fake_uvx(&g);
     let out = g.run(g.shim_cmd("uvx", ["--python", "3.11", "netcli==2.0.1", "x"]));
     out.expect_code(0);
@@ -551,8 +532,8 @@ fn uvx_names_the_program_from_the_fetched_environments_dist_info() {
         ["--offline", "--python", "3.11", "netcli==2.0.1", "x"],
         "the run: offline, as typed"
     );
-    let recs = g.records();
-    let uvx = starts(&recs, "uvx");
+    let log = g.log();
+    let uvx = log.rows().kind("start").tool("uvx");
     check_eq!(out, uvx.len(), 2, "{uvx:?}");
     check_eq!(
         out,
@@ -564,7 +545,7 @@ fn uvx_names_the_program_from_the_fetched_environments_dist_info() {
 
 #[test]
 fn pipx_runs_enforced_whole_when_the_app_is_not_in_what_it_fetched() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let venv = g.dir("pipx-venv");
     fs::create_dir_all(venv.join("bin")).unwrap();
     // The fetch runs the probe (python -c PROBE REPORT) as the venv's
@@ -580,8 +561,8 @@ fn pipx_runs_enforced_whole_when_the_app_is_not_in_what_it_fetched() {
     let out = g.run(g.shim_cmd("pipx", ["run", "nosuchapp"]));
     out.expect_code(0);
     said_once(&out, "not among what the fetch left");
-    let recs = g.records();
-    let pipx = starts(&recs, "pipx");
+    let log = g.log();
+    let pipx = log.rows().kind("start").tool("pipx");
     check_eq!(
         out,
         pipx.len(),
@@ -606,7 +587,7 @@ fn pipx_runs_enforced_whole_when_the_app_is_not_in_what_it_fetched() {
 
 #[test]
 fn yarn_dlx_is_observed_whole_and_says_so_in_one_line() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("yarn", HOLD);
     let mut run = g.start(g.shim_cmd("yarn", ["dlx", "-p", "netcli", "netcli"]));
     let env = g.wait_env(&mut run);
@@ -615,8 +596,8 @@ fn yarn_dlx_is_observed_whole_and_says_so_in_one_line() {
     check!(run, env.get("HTTPS_PROXY").is_some(), "behind the gate");
     let out = g.finish(run, 0);
     said_once(&out, "yarn dlx runs observed");
-    let recs = g.records();
-    let yarn = starts(&recs, "yarn");
+    let log = g.log();
+    let yarn = log.rows().kind("start").tool("yarn");
     check!(
         out,
         yarn.len() == 1
@@ -633,12 +614,12 @@ fn yarn_dlx_is_observed_whole_and_says_so_in_one_line() {
 /// The fake npx through its shim in strict mode (`command`: the shim, or
 /// setpriv running it): the fetch ran in a namespace, where the install
 /// script was refused; the run did not, and the program reached the API.
-fn fetch_isolated_run_not(g: &Gate, mut cmd: std::process::Command, api: &Upstream) -> Outcome {
+fn fetch_isolated_run_not(g: &Sandbox, mut cmd: std::process::Command, api: &Upstream) -> Outcome {
     cmd.env(
         "CLI_GUARD_RESOLVE",
-        Gate::resolve(&[(&format!("{API}:{API_PORT}"), api.addr)]),
+        Sandbox::resolve(&[(&format!("{API}:{API_PORT}"), api.addr)]),
     );
-    Gate::strict(&mut cmd, "require");
+    Sandbox::strict(&mut cmd, "require");
     let out = g.run(cmd);
     out.expect_code(0);
     check_eq!(
@@ -647,11 +628,11 @@ fn fetch_isolated_run_not(g: &Gate, mut cmd: std::process::Command, api: &Upstre
         "program \nstatus 200 200\n",
         "the program reached the API"
     );
-    let recs = g.records();
-    let (fetch, run) = fetch_and_run_phases(&out, &recs, "npx");
+    let log = g.log();
+    let (fetch, run) = fetch_and_run_phases(&out, &log, "npx");
     check_eq!(out, fetch["isolation"], "netns", "the fetch: {fetch}");
     check_eq!(out, run["isolation"], "none", "the run: {run}");
-    let denied = api_rows(&recs, id(fetch));
+    let denied = log.rows().of(fetch.audit_id()).kind("egress").host(API);
     check!(
         out,
         denied.len() == 1 && denied[0]["status"] == 403,
@@ -684,14 +665,12 @@ fn as_an_unprivileged_user_the_fetch_is_isolated_and_the_run_is_not() {
         format!(
             "id -u > '{}/uid'\necho \"program $*\"\necho \"status $({})\"\n",
             g.state.display(),
-            curl_api()
+            get_api(&g)
         ),
     )
     .unwrap();
-    let mut cmd = g.command(require("setpriv"));
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(g.shim("npx"))
-        .args(["-y", "netcli"]);
+    let shim = g.shim("npx");
+    let cmd = g.as_nobody(shim.to_str().unwrap(), &["-y", "netcli"]);
     let out = fetch_isolated_run_not(&g, cmd, &api);
     let uid = fs::read_to_string(g.state_path("uid")).unwrap_or_default();
     check_eq!(out, uid.trim(), "65534", "the program ran as nobody");
@@ -702,7 +681,7 @@ fn as_an_unprivileged_user_the_fetch_is_isolated_and_the_run_is_not() {
 /// fetch before it left the terminal as it found it.
 #[test]
 fn at_a_terminal_the_program_holds_the_foreground_and_reads_what_is_typed() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     fake_npx(&g);
     let state = g.state.display().to_string();
     fs::write(

@@ -15,8 +15,6 @@ use std::net::{Shutdown, SocketAddr};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use crate::util::*;
 
 /// What a request's egress row must say about its host.
@@ -45,7 +43,7 @@ struct Expected {
 
 /// A guarded npm under attack, with everything the final checks need.
 struct Attack {
-    g: Gate,
+    g: Sandbox,
     run: Running,
     env: ChildEnv,
     proxy: Proxy,
@@ -63,9 +61,9 @@ impl Attack {
     /// registry pointed at one echo server.
     fn new(tool: &str, names: &[&str]) -> Attack {
         let up = Upstream::echo();
-        let g = Gate::new();
+        let g = Sandbox::new();
         let map: Vec<(&str, SocketAddr)> = names.iter().map(|n| (*n, up.addr)).collect();
-        let (run, env) = g.session(tool, &[("CLI_GUARD_RESOLVE", &Gate::resolve(&map))]);
+        let (run, env) = g.session(tool, &[("CLI_GUARD_RESOLVE", &Sandbox::resolve(&map))]);
         let proxy = env.proxy();
         Attack {
             g,
@@ -170,13 +168,9 @@ impl Attack {
             opened,
         } = self;
         let out = g.finish(run, 0);
-        let recs = g.records();
+        let log = g.log();
         let id = env.audit_id().to_owned();
-        let egress: Vec<Value> = {
-            let mut v: Vec<Value> = records_of(&recs, &id, "egress").into_iter().cloned().collect();
-            v.sort_by_key(|r| r["conn"].as_u64());
-            v
-        };
+        let egress = log.rows().of(&id).kind("egress").by_conn();
         let listing = rows
             .iter()
             .map(|e| format!("{} -> {}", e.what, e.status))
@@ -218,13 +212,13 @@ impl Attack {
             "the upstream must see exactly one connection per 200; requests sent:\n{listing}"
         );
         let f = Finished {
-            log: std::fs::read(&g.audit).unwrap(),
+            bytes: std::fs::read(&g.audit).unwrap(),
             out,
-            recs,
+            log,
             id,
             secret: Secret::of(&proxy),
         };
-        f.secret.assert_absent(&f.out, "the audit log", &f.log);
+        f.secret.assert_absent(&f.out, "the audit log", &f.bytes);
         f.secret.assert_absent(&f.out, "stderr", &f.out.stderr);
         f.secret.assert_absent(&f.out, "stdout", &f.out.stdout);
         f.secret.assert_absent(&f.out, "the answers", &heard);
@@ -235,18 +229,25 @@ impl Attack {
 /// What `Attack::finish` leaves for further checks.
 struct Finished {
     out: Outcome,
-    recs: Vec<Value>,
+    log: Log,
     id: String,
     secret: Secret,
     /// The whole audit log (the sandbox is gone once `finish` returns).
-    log: Vec<u8>,
+    bytes: Vec<u8>,
 }
 
 impl Finished {
-    fn of_kind(&self, kind: &str) -> Vec<&Value> {
-        let mut v = records_of(&self.recs, &self.id, kind);
-        v.sort_by_key(|r| r["conn"].as_u64());
-        v
+    fn of_kind(&self, kind: &str) -> Rows<'_> {
+        self.log.rows().of(&self.id).kind(kind).by_conn()
+    }
+
+    /// Every tunnel opened (a 200) was logged under the normalised `host`
+    /// and `port`.
+    fn tunnels_logged_to(&self, host: &str, port: u16) {
+        for row in self.of_kind("egress").filter("opened", |r| r["status"] == 200) {
+            check_eq!(self.out, row["host"], host, "{row}");
+            check_eq!(self.out, row["port"], port, "{row}");
+        }
     }
 }
 
@@ -386,7 +387,8 @@ fn case_tricks_are_decided_on_the_ascii_lowercase_name() {
             host("registry.npmjs.org"),
         );
     }
-    t.finish();
+    let f = t.finish();
+    f.tunnels_logged_to("registry.npmjs.org", 443);
 }
 
 #[test]
@@ -419,7 +421,8 @@ fn one_trailing_dot_is_dropped_and_two_are_400() {
         400,
         HostIs::Null,
     );
-    t.finish();
+    let f = t.finish();
+    f.tunnels_logged_to("registry.npmjs.org", 443);
 }
 
 #[test]
@@ -455,9 +458,11 @@ fn suffix_and_prefix_lookalikes_get_403_and_are_never_dialled() {
         let refs: Vec<&str> = targets.iter().map(String::as_str).collect();
         let mut t = Attack::new(tool, &refs);
         for (name, target) in names.iter().zip(&targets) {
-            t.target(target.as_bytes(), 403, host(name));
             // With the one trailing dot a client may add, it is the same name.
-            t.target(format!("{name}.:443").as_bytes(), 403, host(name));
+            for asked in [target.clone(), format!("{name}.:443")] {
+                let a = t.target(asked.as_bytes(), 403, host(name));
+                check_eq!(t.run, a.status_line, "HTTP/1.1 403 Forbidden", "{asked}");
+            }
         }
         t.finish();
     }
@@ -1352,11 +1357,11 @@ fn another_invocations_credential_gets_407() {
     // Neither invocation's secret leaks into the other's log or output.
     let s1 = Secret::of(&first.proxy);
     let f2 = second.finish();
-    s1.assert_absent(&f2.out, "the second invocation's log", &f2.log);
+    s1.assert_absent(&f2.out, "the second invocation's log", &f2.bytes);
     s1.assert_absent(&f2.out, "the second invocation's stderr", &f2.out.stderr);
     let f1 = first.finish();
     f2.secret
-        .assert_absent(&f1.out, "the first invocation's log", &f1.log);
+        .assert_absent(&f1.out, "the first invocation's log", &f1.bytes);
     f2.secret
         .assert_absent(&f1.out, "the first invocation's stderr", &f1.out.stderr);
 }

@@ -15,8 +15,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Stdio;
 
-use crate::install::{install_cmd, run_install};
-use crate::shells::installed;
+use crate::util::install::{self, install_cmd, run_install};
 use crate::util::*;
 
 /// A version manager's shim for python3 in `dir`, as pyenv's is with the
@@ -24,7 +23,7 @@ use crate::util::*;
 /// and runs what it finds, by path, with the same arguments. `exec`: in
 /// place (pyenv's exec); otherwise as a child, then its own exit (pyenv's
 /// pip-rehash hook, which rehashes after pip).
-fn forwarder(g: &Gate, dir: &Path, exec: bool) {
+fn forwarder(g: &Sandbox, dir: &Path, exec: bool) {
     fs::create_dir_all(dir).unwrap();
     let run = if exec {
         "exec \"$found\" \"$@\""
@@ -47,7 +46,7 @@ fn forwarder(g: &Gate, dir: &Path, exec: bool) {
 }
 
 /// The number of times the forwarder ran.
-fn forwarded(g: &Gate) -> usize {
+fn forwarded(g: &Sandbox) -> usize {
     fs::read_to_string(g.state_path("forwarded"))
         .unwrap_or_default()
         .lines()
@@ -59,7 +58,7 @@ fn forwarded(g: &Gate) -> usize {
 /// unguarded, in the same process.
 #[test]
 fn a_forwarder_that_hands_python_back_is_skipped_not_looped_with() {
-    let mut g = Gate::new();
+    let mut g = Sandbox::new();
     g.shim("python3");
     let fwd = g.dir("fwd");
     forwarder(&g, &fwd, true);
@@ -93,7 +92,7 @@ fn a_forwarder_that_hands_python_back_is_skipped_not_looped_with() {
 /// tool is the real interpreter behind the gate, not a gate in a gate.
 #[test]
 fn a_forwarder_that_hands_python_m_pip_back_stays_behind_one_gate() {
-    let mut g = Gate::new();
+    let mut g = Sandbox::new();
     g.shim("python3");
     let fwd = g.dir("fwd");
     forwarder(&g, &fwd, false);
@@ -115,9 +114,9 @@ fn a_forwarder_that_hands_python_m_pip_back_stays_behind_one_gate() {
             .is_some_and(|p| p.starts_with("http://cli-guard:")),
         "the real interpreter runs behind the gate"
     );
-    let recs = g.records();
-    let starts: Vec<&serde_json::Value> = recs.iter().filter(|r| r["kind"] == "start").collect();
-    check_eq!(out, starts.len(), 1, "one guarded invocation:\n{}", dump(&recs));
+    let log = g.log();
+    let starts = log.rows().kind("start");
+    check_eq!(out, starts.len(), 1, "one guarded invocation:\n{}", log);
     check_eq!(out, starts[0]["tool"], "pip", "under pip's policy");
     check_eq!(
         out,
@@ -131,7 +130,7 @@ fn a_forwarder_that_hands_python_m_pip_back_stays_behind_one_gate() {
 /// forwarder: the name, not the shim's path) gets the same interpreter.
 #[test]
 fn an_interpreter_that_execs_python_by_name_again_is_not_taken_for_a_forwarder() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.shim("python3");
     g.tool(
         "python3",
@@ -151,14 +150,14 @@ fn an_interpreter_that_execs_python_by_name_again_is_not_taken_for_a_forwarder()
 /// interpreter, and `-m pip` still meets the gate.
 #[test]
 fn the_hard_linked_python_shim_run_by_its_own_path_is_python() {
-    let inst = installed();
+    let inst = install::with_rc();
     let shim = inst.shims().join("python3");
     assert_eq!(
         fs::canonicalize(&shim).ok(),
         Some(shim.clone()),
         "the shim resolves to itself"
     );
-    let g = Gate::new();
+    let g = Sandbox::new();
     let real = g.tool("python3", "rec \"$@\"\nexit 0\n");
     let mut cmd = g.command(&shim);
     cmd.arg0(&shim).args(["-I", "-c", "print(1)"]);
@@ -175,10 +174,10 @@ fn the_hard_linked_python_shim_run_by_its_own_path_is_python() {
     cmd.arg0(&shim).args(["-I", "-m", "pip", "download", "six"]);
     let out = g.run(cmd);
     out.expect_code(0);
-    let recs = g.records();
+    let log = g.log();
     check!(
         out,
-        recs.iter().any(|r| r["kind"] == "start" && r["tool"] == "pip"),
+        !log.rows().kind("start").tool("pip").is_empty(),
         "-m pip is guarded"
     );
 }

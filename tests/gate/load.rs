@@ -15,51 +15,28 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::os::unix::process::CommandExt;
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
-use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::util::*;
 
-/// A fake npm like `HOLD`, but holding up to ~2 minutes instead of ~15 s:
-/// these tests keep the gate busy longer than the standard tool waits.
-const HOLD_LONG: &str = "rec \"$@\"
-n=0
-while [ ! -e \"$S/done\" ]; do
-  n=$((n + 1))
-  if [ \"$n\" -gt 2400 ] || [ ! -d \"$S\" ]; then exit 124; fi
-  sleep 0.05
-done
-exit \"$(code)\"
-";
-
-/// Starts a guarded npm (holding, see `HOLD_LONG`) with `env` added and,
-/// with `nofile`, the shim's RLIMIT_NOFILE soft limit set to it.
-fn long_session(g: &Gate, env: &[(&str, &str)], nofile: Option<u64>) -> (Running, ChildEnv) {
-    g.tool("npm", HOLD_LONG);
-    let mut cmd = g.shim_cmd("npm", ["install"]);
-    for (k, v) in env {
-        cmd.env(k, v);
+/// Sets the RLIMIT_NOFILE of the process `cmd` starts to `limit`.
+fn nofile(cmd: &mut Command, limit: u64) {
+    // Soft and hard alike: the gate raises its soft limit to the hard
+    // one at start, so only the hard limit bounds its cap.
+    // SAFETY: the closure runs in the forked child before exec and only
+    // calls setrlimit(2), which is async-signal-safe; it allocates
+    // nothing and takes no lock of the parent's.
+    unsafe {
+        cmd.pre_exec(move || setrlimit(Resource::RLIMIT_NOFILE, limit, limit).map_err(io::Error::from));
     }
-    if let Some(limit) = nofile {
-        // Soft and hard alike: the gate raises its soft limit to the hard
-        // one at start, so only the hard limit bounds its cap.
-        // SAFETY: the closure runs in the forked child before exec and only
-        // calls setrlimit(2), which is async-signal-safe; it allocates
-        // nothing and takes no lock of the parent's.
-        unsafe {
-            cmd.pre_exec(move || setrlimit(Resource::RLIMIT_NOFILE, limit, limit).map_err(io::Error::from));
-        }
-    }
-    let mut run = g.start(cmd);
-    let env = g.wait_env(&mut run);
-    (run, env)
 }
 
 /// Raises this test process's RLIMIT_NOFILE soft limit to the hard limit
@@ -137,13 +114,6 @@ fn settled(pid: i32, quiet: Duration, limit: Duration) -> (Vec<String>, usize) {
         }
     }
     last
-}
-
-/// The egress rows of one invocation, by conn.
-fn egress_rows(recs: &[Value], id: &str, kind: &str) -> Vec<Value> {
-    let mut v: Vec<Value> = records_of(recs, id, kind).into_iter().cloned().collect();
-    v.sort_by_key(|r| r["conn"].as_u64());
-    v
 }
 
 /// Reads until the end of a response head; returns the status and
@@ -367,9 +337,9 @@ fn a_thousand_concurrent_tunnels_carry_every_byte_and_leave_every_row() {
     let block = Arc::new(pattern(BLOCK, 0x1000));
     let rt = runtime();
     let v = rt.block_on(verifier(block.clone()));
-    let g = Gate::new();
-    let resolve = Gate::resolve(&[(NPM_REGISTRY, v.addr)]);
-    let (run, env) = long_session(&g, &[("CLI_GUARD_RESOLVE", &resolve)], None);
+    let g = Sandbox::new();
+    let resolve = Sandbox::resolve(&[(NPM_REGISTRY, v.addr)]);
+    let (run, env) = g.long_session("npm", &[("CLI_GUARD_RESOLVE", &resolve)]);
     let proxy = env.proxy();
     let head = Arc::new(proxy.connect_head(NPM_REGISTRY));
     let started = Instant::now();
@@ -444,10 +414,10 @@ fn a_thousand_concurrent_tunnels_carry_every_byte_and_leave_every_row() {
     drop(rt);
 
     let out = g.finish(run, 0);
-    let recs = g.records();
+    let log = g.log();
     let id = env.audit_id();
-    let egress = egress_rows(&recs, id, "egress");
-    let closes = egress_rows(&recs, id, "egress_close");
+    let egress = log.rows().of(id).kind("egress").by_conn();
+    let closes = log.rows().of(id).kind("egress_close").by_conn();
     check_eq!(out, egress.len(), TUNNELS, "one egress row per tunnel");
     for r in &egress {
         check!(out, r["decision"] == "allow" && r["status"] == 200, "row {r}");
@@ -458,7 +428,7 @@ fn a_thousand_concurrent_tunnels_carry_every_byte_and_leave_every_row() {
         );
     }
     check_eq!(out, closes.len(), TUNNELS, "one egress_close row per tunnel");
-    let conns = |rows: &[Value]| rows.iter().map(|r| r["conn"].as_u64()).collect::<Vec<_>>();
+    let conns = |rows: &[&Row]| rows.iter().map(|r| r["conn"].as_u64()).collect::<Vec<_>>();
     check_eq!(
         out,
         conns(&closes),
@@ -721,9 +691,9 @@ fn ten_thousand_connections_of_every_kind_leak_no_descriptor_or_thread() {
     // The echo server runs on threads of its own: it must keep answering
     // while this thread only watches the gate settle.
     let up = Upstream::echo();
-    let g = Gate::new();
-    let resolve = Gate::resolve(&[(NPM_REGISTRY, up.addr), ("evil.example:443", up.addr)]);
-    let (run, env) = long_session(&g, &[("CLI_GUARD_RESOLVE", &resolve)], None);
+    let g = Sandbox::new();
+    let resolve = Sandbox::resolve(&[(NPM_REGISTRY, up.addr), ("evil.example:443", up.addr)]);
+    let (run, env) = g.long_session("npm", &[("CLI_GUARD_RESOLVE", &resolve)]);
     let pid = run.pid();
     let proxy = env.proxy();
     let auth = Arc::new(proxy.auth.clone().unwrap());
@@ -791,9 +761,9 @@ fn ten_thousand_connections_of_every_kind_leak_no_descriptor_or_thread() {
 
     // Every answered request left exactly its row; every tunnel its close.
     let out = g.finish(run, 0);
-    let recs = g.records();
-    let egress = egress_rows(&recs, env.audit_id(), "egress");
-    let closes = egress_rows(&recs, env.audit_id(), "egress_close");
+    let log = g.log();
+    let egress = log.rows().of(env.audit_id()).kind("egress").by_conn();
+    let closes = log.rows().of(env.audit_id()).kind("egress_close").by_conn();
     // Exact counts for what the credential holder caused; refusals of
     // strangers: the first STRANGER_ROWS logged, the rest counted in `end`.
     let mut want: BTreeMap<u16, usize> = BTreeMap::new();
@@ -830,7 +800,7 @@ fn ten_thousand_connections_of_every_kind_leak_no_descriptor_or_thread() {
         strangers.min(STRANGER_ROWS),
         "rows for strangers' refusals"
     );
-    let ends = egress_rows(&recs, env.audit_id(), "end");
+    let ends = log.rows().of(env.audit_id()).kind("end").by_conn();
     check_eq!(
         out,
         ends[0]["suppressed"].as_u64(),
@@ -855,9 +825,9 @@ fn over_the_connection_cap_the_gate_answers_503_at_once_and_recovers() {
     const CAP: usize = 16;
     assert_eq!(cli_guard::connection_cap_for(160), CAP);
     let up = Upstream::echo();
-    let g = Gate::new();
-    let resolve = Gate::resolve(&[(NPM_REGISTRY, up.addr)]);
-    let (run, env) = long_session(&g, &[("CLI_GUARD_RESOLVE", &resolve)], Some(160));
+    let g = Sandbox::new();
+    let resolve = Sandbox::resolve(&[(NPM_REGISTRY, up.addr)]);
+    let (run, env) = g.long_session_with("npm", &[("CLI_GUARD_RESOLVE", &resolve)], |cmd| nofile(cmd, 160));
     let proxy = env.proxy();
     let mut open: Vec<_> = (0..CAP)
         .map(|i| {
@@ -913,7 +883,7 @@ fn over_the_connection_cap_the_gate_answers_503_at_once_and_recovers() {
     check!(run, at_eof(&mut first), "the closed tunnel ends");
     drop(first);
     let closed = wait_until(WAIT, || {
-        fs::read_to_string(&g.audit).is_ok_and(|log| log.contains("\"kind\":\"egress_close\""))
+        !Log::read_so_far(&g.audit).rows().kind("egress_close").is_empty()
     });
     check!(run, closed, "the closed tunnel's egress_close row");
     // The slot is released as the connection's task ends, just after its
@@ -949,9 +919,9 @@ fn over_the_connection_cap_the_gate_answers_503_at_once_and_recovers() {
         let _ = at_eof(&mut s);
     }
     let out = g.finish(run, 0);
-    let recs = g.records();
-    let egress = egress_rows(&recs, env.audit_id(), "egress");
-    let over: Vec<&Value> = egress.iter().filter(|r| r["status"] == 503).collect();
+    let log = g.log();
+    let egress = log.rows().of(env.audit_id()).kind("egress").by_conn();
+    let over: Vec<&&Row> = egress.iter().filter(|r| r["status"] == 503).collect();
     check_eq!(out, over.len(), 3 + retries, "one row per 503");
     for r in over {
         check!(out, r["decision"] == "deny", "{r}");
@@ -978,9 +948,9 @@ fn slow_drip_clients_delay_no_one_and_get_408_at_their_deadline() {
     const SLOW: usize = 50;
     const DRIP: Duration = Duration::from_millis(200);
     let up = Upstream::echo();
-    let g = Gate::new();
-    let resolve = Gate::resolve(&[(NPM_REGISTRY, up.addr)]);
-    let (run, env) = long_session(&g, &[("CLI_GUARD_RESOLVE", &resolve)], None);
+    let g = Sandbox::new();
+    let resolve = Sandbox::resolve(&[(NPM_REGISTRY, up.addr)]);
+    let (run, env) = g.long_session("npm", &[("CLI_GUARD_RESOLVE", &resolve)]);
     let proxy = env.proxy();
 
     struct Slow {
@@ -1106,9 +1076,9 @@ fn slow_drip_clients_delay_no_one_and_get_408_at_their_deadline() {
     drop(slow);
 
     let out = g.finish(run, 0);
-    let recs = g.records();
-    let egress = egress_rows(&recs, env.audit_id(), "egress");
-    let timed_out: Vec<&Value> = egress.iter().filter(|r| r["status"] == 408).collect();
+    let log = g.log();
+    let egress = log.rows().of(env.audit_id()).kind("egress").by_conn();
+    let timed_out: Vec<&&Row> = egress.iter().filter(|r| r["status"] == 408).collect();
     check_eq!(out, timed_out.len(), SLOW, "one 408 row per slow client");
     for r in timed_out {
         check!(out, r["decision"] == "deny" && r["host"].is_null(), "{r}");
@@ -1123,7 +1093,7 @@ fn slow_drip_clients_delay_no_one_and_get_408_at_their_deadline() {
 
 #[test]
 fn a_flood_from_another_process_cannot_flood_the_log_or_the_terminal() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let (run, env) = g.session("npm", &[]);
     let proxy = env.proxy();
     // Another local process, without the credential, asking for 1,200
@@ -1168,15 +1138,15 @@ fn a_flood_from_another_process_cannot_flood_the_log_or_the_terminal() {
         !lines.iter().any(|l| l.contains("flood")),
         "no stranger's target is listed"
     );
-    let recs = g.records();
-    let rows = egress_rows(&recs, env.audit_id(), "egress");
+    let log = g.log();
+    let rows = log.rows().of(env.audit_id()).kind("egress").by_conn();
     check_eq!(
         out,
         rows.len(),
         STRANGER_ROWS + 25,
         "the first 1,000 stranger rows, and the tool's own"
     );
-    let ends = egress_rows(&recs, env.audit_id(), "end");
+    let ends = log.rows().of(env.audit_id()).kind("end").by_conn();
     check_eq!(
         out,
         ends[0]["suppressed"].as_u64(),
@@ -1192,9 +1162,9 @@ fn idle_tunnels_hold_no_pipes_once_their_data_has_moved() {
     // and no more pipes than its pool keeps, not two pipes a tunnel.
     const TUNNELS: usize = 100;
     let up = Upstream::echo();
-    let g = Gate::new();
-    let resolve = Gate::resolve(&[(NPM_REGISTRY, up.addr)]);
-    let (run, env) = long_session(&g, &[("CLI_GUARD_RESOLVE", &resolve)], None);
+    let g = Sandbox::new();
+    let resolve = Sandbox::resolve(&[(NPM_REGISTRY, up.addr)]);
+    let (run, env) = g.long_session("npm", &[("CLI_GUARD_RESOLVE", &resolve)]);
     let pid = run.pid();
     let proxy = env.proxy();
     let before = fds_of(pid);

@@ -5,12 +5,15 @@
 //! (the real clients against their registries, run by `.ci/run`).
 //! Assertions follow docs/contract.md.
 //!
-//! Layout:
-//! - `util`: temp dirs, the per-test sandbox, processes with timeouts and
-//!   full failure reports, the raw CONNECT client, upstreams, the pty.
+//! Layout (after ripgrep's): one test crate, `tests/gate/`, one file per
+//! area below, and the helpers they share in `tests/util/` (its `mod.rs`
+//! lists them: processes, the sandbox, the audit log's rows, the proxy
+//! client, servers, the pty, the fake tools' network client). A test file
+//! imports from `util` only, never from another test file.
+//!
 //! - `dispatch`: argv[0] dispatch, `cli-guard --help/--version/policy/run`.
-//! - `proxy`: every proxy answer, the relay (early bytes, half-close), host
-//!   normalisation and matching, observe mode.
+//! - `proxy`: every proxy answer, the relay (early bytes, half-close),
+//!   matching, observe mode.
 //! - `python`: the python shims: `-m pip` guarded, anything else exec'd.
 //! - `interpreters`: the python shims without side effects: argv[0] the
 //!   interpreter's path, a version manager's shim that hands python back,
@@ -21,9 +24,11 @@
 //! - `audit`: the four record kinds, ordering, permissions, a SIGKILLed
 //!   shim, concurrent writers, an unwritable log, the denial summary.
 //! - `demo`: egress-demo.
-//! - `hostile`: tricks against a CONNECT allowlist, and the credential.
+//! - `hostile`: tricks against a CONNECT allowlist (case, trailing dots,
+//!   lookalikes, oversized and endless heads...), and the credential.
 //! - `load`: many tunnels at once, leaks, the connection cap, slow clients.
-//! - `chain`: upstream proxies: an outer cli-guard, tinyproxy, NO_PROXY.
+//! - `chain`: upstream proxies: an outer cli-guard, a fake one, NO_PROXY;
+//!   tinyproxy and squid `#[ignore]`d.
 //! - `faults`: upstreams and clients that fail mid-way.
 //! - `addresses`: where an allowed name's dial may land.
 //! - `dial`: dials that survive a dead address (Happy Eyeballs), and
@@ -36,7 +41,9 @@
 //!   stdio, exit and signals, a failed fetch, the fallbacks.
 //! - `strict`: strict mode from inside the tool's namespace: every escape
 //!   past the proxy refused with a row, the transparent relay, DNS, the
-//!   subcommand split, the fallback, nesting, signals, as nobody.
+//!   subcommand split, the fallback, nesting, signals, as nobody (the fake
+//!   tools' network client is `util::net`'s; node and curl escaping their
+//!   own way are `#[ignore]`d).
 //! - `clients`: the real npm, pip, cargo, curl, aws and kubectl through
 //!   install.sh's shims, against the registries this machine reaches
 //!   (`#[ignore]`d: `.ci/run` runs them with `cargo test -- --ignored`).
@@ -56,6 +63,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[macro_use]
+#[path = "../util/mod.rs"]
 mod util;
 
 mod addresses;

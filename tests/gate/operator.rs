@@ -8,7 +8,7 @@
 //! content is needed, lines are written here in the record format of
 //! docs/contract.md.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -108,7 +108,7 @@ fn rotated(path: &Path, n: u32) -> PathBuf {
 // ---------------------------------------------------------------------------
 // Reading `cli-guard audit` output
 
-fn audit(g: &Gate, args: &[&str]) -> Outcome {
+fn audit(g: &Sandbox, args: &[&str]) -> Outcome {
     g.run(g.cli_guard(std::iter::once("audit").chain(args.iter().copied())))
 }
 
@@ -191,13 +191,99 @@ fn run_quiet(cmd: std::process::Command) -> Outcome {
     Running::spawn(cmd, None, None).wait()
 }
 
-/// The stdout a still-running process has written so far.
-fn live_stdout(run: &Running) -> String {
-    let report = run.report();
-    let (head, tail) = ("---- stdout ----\n", "\n---- stderr ----\n");
-    let from = report.find(head).map_or(0, |i| i + head.len());
-    let to = report[from..].find(tail).map_or(report.len(), |i| from + i);
-    report[from..to].to_owned()
+/// `cli-guard audit --follow ARGS`, its stdout in a file: what it has
+/// printed is there the moment it wrote it.
+struct Follower {
+    run: Running,
+    out: PathBuf,
+    log: PathBuf,
+}
+
+impl Follower {
+    fn start(g: &Sandbox, args: &[&str]) -> Follower {
+        let out = g.root().join("follow.out");
+        let mut cmd = g.cli_guard(["audit", "--follow"].iter().chain(args));
+        cmd.stdout(File::create(&out).unwrap());
+        Follower {
+            run: Running::spawn(cmd, None, None),
+            out,
+            log: g.audit.clone(),
+        }
+    }
+
+    /// What it has printed so far.
+    fn printed(&self) -> String {
+        fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    /// Waits (up to `limit`) until it has printed `needle`.
+    fn shows(&self, needle: &str, limit: Duration) -> bool {
+        wait_until(limit, || self.printed().contains(needle))
+    }
+
+    /// Waits until it has read the live log to its end as the log is now,
+    /// and then made another read call (/proc/PID/io): it prints what the
+    /// rows it read make it print before it reads again, so all of that is
+    /// printed by then.
+    fn caught_up(&self) {
+        let pid = self.run.pid();
+        let end = fs::metadata(&self.log).unwrap().len();
+        let read = wait_until(BIG_TIMEOUT, || {
+            offset_in(pid, &self.log).is_some_and(|at| at >= end)
+        });
+        check!(self, read, "--follow never read the log to its end ({end} bytes)");
+        let reads = read_calls(pid);
+        let again = wait_until(BIG_TIMEOUT, || read_calls(pid) > reads);
+        check!(self, again, "--follow never read again");
+    }
+
+    /// SIGTERM, and all it printed.
+    fn stop(self) -> Followed {
+        send(self.run.pid(), Signal::SIGTERM);
+        let out = self.run.wait();
+        let text = fs::read_to_string(&self.out).unwrap_or_default();
+        Followed { out, text }
+    }
+
+    fn report(&self) -> String {
+        format!("{}---- printed ----\n{}\n", self.run.report(), self.printed())
+    }
+}
+
+/// A follower that was stopped: how it ended, and all it printed.
+struct Followed {
+    out: Outcome,
+    text: String,
+}
+
+impl Followed {
+    fn report(&self) -> String {
+        format!("{}---- printed ----\n{}\n", self.out.report(), self.text)
+    }
+}
+
+/// The offset of `pid`'s descriptor open on `path` (`pos` in its fdinfo).
+fn offset_in(pid: i32, path: &Path) -> Option<u64> {
+    let fd = fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .filter_map(Result::ok)
+        .find(|fd| fs::read_link(fd.path()).is_ok_and(|target| target == path))?;
+    let info = fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", fd.file_name().to_string_lossy())).ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("pos:"))
+        .and_then(|pos| pos.trim().parse().ok())
+}
+
+/// How many read calls `pid` has made (`syscr` in /proc/PID/io).
+fn read_calls(pid: i32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/io"))
+        .ok()
+        .and_then(|io| {
+            io.lines()
+                .find_map(|l| l.strip_prefix("syscr:"))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 // ---------------------------------------------------------------------------
@@ -221,27 +307,28 @@ struct RealLog {
 }
 
 /// Empties the sandbox's state directory between sessions.
-fn clear_state(g: &Gate) {
+fn clear_state(g: &Sandbox) {
     for entry in fs::read_dir(&g.state).unwrap() {
         let _ = fs::remove_file(entry.unwrap().path());
     }
 }
 
-fn real_log(g: &Gate) -> RealLog {
+fn real_log(g: &Sandbox) -> RealLog {
     let up = Upstream::echo();
-    let resolve = Gate::resolve(&[(NPM_REGISTRY, up.addr)]);
+    let resolve = Sandbox::resolve(&[(NPM_REGISTRY, up.addr)]);
 
-    // A real npm that runs aws by name (the shim first on PATH), whose curl
-    // reaches the registry (through aws's gate, then npm's: gates chain), then
-    // makes a denied request of its own.
+    // A real npm that runs aws by name (the shim first on PATH), whose
+    // request reaches the registry (through aws's gate, then npm's: gates
+    // chain), then makes a denied request of its own.
+    let net = g.net();
     g.shim("aws");
     g.tool(
         "aws",
-        "curl -s -o /dev/null --max-time 5 https://registry.npmjs.org/\nexit 0\n",
+        &format!("{net} proxy-echo registry.npmjs.org 443 16 > /dev/null\nexit 0\n"),
     );
     g.tool(
         "npm",
-        "rec \"$@\"\naws s3 ls\ncurl -s -o /dev/null --max-time 5 https://denied.example/\nexit 3\n",
+        &format!("rec \"$@\"\naws s3 ls\n{net} proxy-echo denied.example 443 0 > /dev/null\nexit 3\n"),
     );
     let mut cmd = g.shim_cmd("npm", ["install", "left-pad"]);
     cmd.env("CLI_GUARD_RESOLVE", &resolve);
@@ -250,22 +337,26 @@ fn real_log(g: &Gate) -> RealLog {
     let outer = ChildEnv::parse(&fs::read(g.state_path("env")).unwrap())
         .audit_id()
         .to_owned();
-    let recs = g.records();
-    let inner = recs
-        .iter()
-        .find(|r| r["kind"] == "start" && r["parent_audit_id"] == outer.as_str())
-        .and_then(|r| r["audit_id"].as_str())
-        .map(str::to_owned);
+    let log = g.log();
+    let inner = log
+        .rows()
+        .kind("start")
+        .under(&outer)
+        .first()
+        .map(|r| r.audit_id().to_owned());
     let Some(inner) = inner else {
         panic!("no nested start row under {outer}\n\n{}", out.report());
     };
     check_eq!(
         out,
-        records_of(&recs, &inner, "egress_close").len(),
+        log.rows().of(&inner).kind("egress_close").len(),
         1,
         "the nested aws opened one tunnel"
     );
-    let rows: Vec<(Value, Value)> = records_of(&recs, &outer, "egress")
+    let rows: Vec<(Value, Value)> = log
+        .rows()
+        .of(&outer)
+        .kind("egress")
         .iter()
         .map(|r| (r["host"].clone(), r["status"].clone()))
         .collect();
@@ -311,9 +402,9 @@ fn real_log(g: &Gate) -> RealLog {
 
 #[test]
 fn audit_folds_each_invocation_with_its_egress_rows_and_nested_invocations() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let r = real_log(&g);
-    let recs = g.records();
+    let log = g.log();
     let out = audit(&g, &[]);
     out.expect_code(0);
     let text = out.stdout();
@@ -340,13 +431,13 @@ fn audit_folds_each_invocation_with_its_egress_rows_and_nested_invocations() {
     }
 
     let start_ts = |id: &str| {
-        records_of(&recs, id, "start")[0]["ts"]
+        log.rows().of(id).kind("start")[0]["ts"]
             .as_str()
             .unwrap()
             .to_owned()
     };
-    let end_ms = |id: &str| records_of(&recs, id, "end")[0]["duration_ms"].as_u64().unwrap();
-    let close = |id: &str| records_of(&recs, id, "egress_close")[0].clone();
+    let end_ms = |id: &str| log.rows().of(id).kind("end")[0]["duration_ms"].as_u64().unwrap();
+    let close = |id: &str| log.rows().of(id).kind("egress_close")[0].clone();
 
     // The outer npm: time, tool, mode, exit, duration, counts, ID, command line.
     let (entry, rows) = block(&text, &r.outer);
@@ -548,7 +639,7 @@ struct Written {
     quick: String,
 }
 
-fn write_old_rows(g: &Gate) -> Written {
+fn write_old_rows(g: &Sandbox) -> Written {
     let w = Written {
         old: sid(10),
         early: sid(11),
@@ -619,11 +710,11 @@ fn write_old_rows(g: &Gate) -> Written {
 
 #[test]
 fn audit_filters_by_denied_tool_since_id_and_last_and_their_combinations() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let r = real_log(&g);
     let w = write_old_rows(&g);
-    let recs = g.records();
-    let now = records_of(&recs, &r.outer, "start")[0]["ts"]
+    let log = g.log();
+    let now = log.rows().of(&r.outer).kind("start")[0]["ts"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -736,16 +827,16 @@ fn audit_filters_by_denied_tool_since_id_and_last_and_their_combinations() {
 
 /// Checks one folded JSON object against the raw rows of `id`, that
 /// invocation alone: flat, what ran under it in objects of their own.
-fn check_json(out: &Outcome, j: &Value, recs: &[Value], id: &str) {
+fn check_json(out: &Outcome, j: &Row, log: &Log, id: &str) {
     check_eq!(out, j["audit_id"], id, "audit_id");
-    let start = records_of(recs, id, "start");
+    let start = log.rows().of(id).kind("start");
     check_eq!(out, start.len(), 1, "{id}: one start row");
     for (k, v) in start[0].as_object().unwrap() {
         if k != "kind" {
             check_eq!(out, &j[k.as_str()], v, "{id}: start field {k}");
         }
     }
-    match records_of(recs, id, "end").first() {
+    match log.rows().of(id).kind("end").first() {
         Some(end) => {
             for (k, v) in end.as_object().unwrap() {
                 match k.as_str() {
@@ -760,8 +851,8 @@ fn check_json(out: &Outcome, j: &Value, recs: &[Value], id: &str) {
             check!(out, j.get("exit_code").is_none(), "{id}: no end fields: {j}");
         }
     }
-    let egress = records_of(recs, id, "egress");
-    let closes = records_of(recs, id, "egress_close");
+    let egress = log.rows().of(id).kind("egress");
+    let closes = log.rows().of(id).kind("egress_close");
     let rows = j["egress"].as_array().cloned().unwrap_or_default();
     check_eq!(
         out,
@@ -803,7 +894,7 @@ fn check_json(out: &Outcome, j: &Value, recs: &[Value], id: &str) {
 
 /// The `audit_id`s of `--json` objects, in order.
 fn json_ids(out: &Outcome, what: &str) -> Vec<String> {
-    parse_records(&out.stdout, what)
+    Log::parse(&out.stdout, what)
         .iter()
         .map(|o| o["audit_id"].as_str().unwrap_or("").to_owned())
         .collect()
@@ -811,12 +902,12 @@ fn json_ids(out: &Outcome, what: &str) -> Vec<String> {
 
 #[test]
 fn audit_json_is_one_flat_object_per_invocation_nested_ones_with_their_parent_id() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let r = real_log(&g);
-    let recs = g.records();
+    let log = g.log();
     let out = audit(&g, &["--json"]);
     out.expect_code(0);
-    let objects = parse_records(&out.stdout, "audit --json");
+    let objects = Log::parse(&out.stdout, "audit --json");
     let ids: Vec<&str> = objects
         .iter()
         .map(|o| o["audit_id"].as_str().unwrap_or(""))
@@ -833,7 +924,7 @@ fn audit_json_is_one_flat_object_per_invocation_nested_ones_with_their_parent_id
         "one object per invocation, the nested aws right after its npm"
     );
     for (o, id) in objects.iter().zip([&r.outer, &r.inner, &r.tunnel, &r.killed]) {
-        check_json(&out, o, &recs, id);
+        check_json(&out, o, &log, id);
     }
     check_eq!(out, objects[1]["tool"], "aws", "the nested aws");
     check_eq!(
@@ -854,16 +945,16 @@ fn audit_json_is_one_flat_object_per_invocation_nested_ones_with_their_parent_id
     // Filters apply to --json too, and a nested ID comes out on its own.
     let out = audit(&g, &["--json", "--id", &r.inner]);
     out.expect_code(0);
-    let objects = parse_records(&out.stdout, "audit --json --id");
+    let objects = Log::parse(&out.stdout, "audit --json --id");
     check_eq!(out, objects.len(), 1, "one object");
-    check_json(&out, &objects[0], &recs, &r.inner);
+    check_json(&out, &objects[0], &log, &r.inner);
     // The outer ID: npm's object and aws's, apart.
     let out = audit(&g, &["--json", "--id", &r.outer]);
     out.expect_code(0);
-    let objects = parse_records(&out.stdout, "audit --json --id outer");
+    let objects = Log::parse(&out.stdout, "audit --json --id outer");
     check_eq!(out, objects.len(), 2, "npm's object, then aws's");
-    check_json(&out, &objects[0], &recs, &r.outer);
-    check_json(&out, &objects[1], &recs, &r.inner);
+    check_json(&out, &objects[0], &log, &r.outer);
+    check_json(&out, &objects[1], &log, &r.inner);
     // --tool picks the nested invocation itself, not the npm it ran under.
     let out = audit(&g, &["--json", "--tool", "aws"]);
     out.expect_code(0);
@@ -874,14 +965,14 @@ fn audit_json_is_one_flat_object_per_invocation_nested_ones_with_their_parent_id
         "only aws's object"
     );
     let out = audit(&g, &["--json", "--denied", "--last", "1"]);
-    let objects = parse_records(&out.stdout, "audit --json --denied --last 1");
+    let objects = Log::parse(&out.stdout, "audit --json --denied --last 1");
     check_eq!(out, objects.len(), 1, "one object");
     check_eq!(out, objects[0]["audit_id"], r.killed.as_str(), "the last denied");
 }
 
 #[test]
 fn audit_json_filters_select_invocations_not_trees() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let r = real_log(&g);
     let w = write_old_rows(&g);
     let all = [
@@ -927,30 +1018,29 @@ fn audit_json_filters_select_invocations_not_trees() {
 
 #[test]
 fn audit_follow_prints_invocations_as_they_end_across_a_rotation() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npm", "exit 0\n");
     g.run(g.shim_cmd("npm", ["first"])).expect_code(0);
-    let first = g.records()[0]["audit_id"].as_str().unwrap().to_owned();
+    let first = g.log()[0]["audit_id"].as_str().unwrap().to_owned();
 
     // An invocation in flight when the follower starts.
     let (run, env) = g.session("pip", &[]);
     let flying = env.audit_id().to_owned();
     check_eq!(run, env.proxy().connect("evil.example:443").status, 403, "denied");
 
-    let mut follower = Running::spawn(g.cli_guard(["audit", "--follow"]), None, None);
-    let seen = |run: &Running, needle: &str| {
-        wait_until(Duration::from_secs(20), || live_stdout(run).contains(needle))
-    };
+    let mut follower = Follower::start(&g, &[]);
+    let seen = |follower: &Follower, needle: &str| follower.shows(needle, Duration::from_secs(20));
     check!(
         follower,
         seen(&follower, &first),
         "the log so far is printed first"
     );
-    // Let it get past the initial read to the tail of the file.
-    thread::sleep(Duration::from_millis(500));
+    // Once it has read past the running invocation's rows, it would have
+    // printed it by now.
+    follower.caught_up();
     check!(
         follower,
-        !live_stdout(&follower).contains(&flying),
+        !follower.printed().contains(&flying),
         "an invocation still running is not printed yet"
     );
 
@@ -960,7 +1050,7 @@ fn audit_follow_prints_invocations_as_they_end_across_a_rotation() {
         seen(&follower, "evil.example:443"),
         "the invocation is printed once it ends"
     );
-    let text = live_stdout(&follower);
+    let text = follower.printed();
     let (entry, rows) = block(&text, &flying);
     check!(
         follower,
@@ -984,26 +1074,27 @@ fn audit_follow_prints_invocations_as_they_end_across_a_rotation() {
     drop(pad);
     run_quiet(g.shim_cmd("npm", ["second"])).expect_code(0);
     check!(follower, rotated(&g.audit, 1).exists(), "the log was rotated");
-    let second = read_records(&g.audit)[0]["audit_id"].as_str().unwrap().to_owned();
+    let second = Log::read(&g.audit)[0]["audit_id"].as_str().unwrap().to_owned();
     check!(
         follower,
         seen(&follower, &format!("{second}  npm second")),
         "an invocation written after the rotation is printed"
     );
 
-    let running = follower.poll().is_none();
+    let running = follower.run.poll().is_none();
     check!(follower, running, "--follow keeps running");
-    let pid = follower.pid();
-    send(pid, Signal::SIGTERM);
-    let out = follower.wait();
-    let text = out.stdout();
+    let stopped = follower.stop();
     check_eq!(
-        out,
-        top_ids(&text),
+        stopped,
+        top_ids(&stopped.text),
         vec![first, flying, second],
         "each invocation printed once, in order"
     );
-    check!(out, !out.stderr().contains("skipped"), "nothing skipped");
+    check!(
+        stopped,
+        !stopped.out.stderr().contains("skipped"),
+        "nothing skipped"
+    );
 }
 
 /// Writes invocations of three rows each (start, a denied egress row with a
@@ -1038,19 +1129,19 @@ fn fill_with_invocations(path: &Path, size: u64) -> Vec<String> {
 #[test]
 fn audit_follow_reads_a_big_live_log_with_bounded_memory() {
     const LIMIT_KIB: u64 = 16 * 1024;
-    let g = Gate::new();
+    let g = Sandbox::new();
     let ids = fill_with_invocations(&g.audit, 24 * 1024 * 1024);
     let last = ids.last().unwrap().clone();
-    let follower = Running::spawn(g.cli_guard(["audit", "--follow", "--last", "1"]), None, None);
+    let follower = Follower::start(&g, &["--last", "1"]);
     check!(
         follower,
-        wait_until(Duration::from_secs(60), || live_stdout(&follower).contains(&last)),
+        follower.shows(&last, Duration::from_secs(60)),
         "the last invocation of the log is printed"
     );
-    let peak = vm_hwm_kib(follower.pid()).unwrap_or(0);
+    let peak = vm_hwm_kib(follower.run.pid()).unwrap_or(0);
     check_eq!(
         follower,
-        top_ids(&live_stdout(&follower)),
+        top_ids(&follower.printed()),
         vec![last],
         "--last 1 holds back all but the last"
     );
@@ -1059,58 +1150,54 @@ fn audit_follow_reads_a_big_live_log_with_bounded_memory() {
         peak > 0 && peak < LIMIT_KIB,
         "peak RSS {peak} KiB after reading a 24 MiB live log: --follow must stream it too"
     );
-    let pid = follower.pid();
-    send(pid, Signal::SIGTERM);
-    follower.wait();
+    follower.stop();
 }
 
 #[test]
 fn audit_follow_applies_filters_and_last_to_what_comes_later() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool(
         "npm",
-        "curl -s -o /dev/null --max-time 5 https://denied.example/\nexit 0\n",
+        &format!(
+            "{} proxy-echo denied.example 443 0 > /dev/null\nexit 0\n",
+            g.net()
+        ),
     );
     g.tool("pip", "exit 0\n");
     for args in [["install", "a"], ["install", "b"]] {
         run_quiet(g.shim_cmd("npm", args)).expect_code(0);
     }
-    let before: Vec<String> = read_records(&g.audit)
-        .iter()
-        .filter(|r| r["kind"] == "start")
-        .map(|r| r["audit_id"].as_str().unwrap().to_owned())
-        .collect();
-    let follower = Running::spawn(
-        g.cli_guard(["audit", "--follow", "--last", "1", "--denied", "--json"]),
-        None,
-        None,
-    );
+    let log = g.log();
+    let before = log.rows().kind("start").ids();
+    let follower = Follower::start(&g, &["--last", "1", "--denied", "--json"]);
     check!(
         follower,
-        wait_until(Duration::from_secs(20), || live_stdout(&follower)
-            .contains(&before[1])),
+        follower.shows(before[1], Duration::from_secs(20)),
         "the last denied one so far"
     );
-    thread::sleep(Duration::from_millis(500));
+    // What comes next, it reads as it comes.
+    follower.caught_up();
     run_quiet(g.shim_cmd("pip", ["list"])).expect_code(0);
     run_quiet(g.shim_cmd("npm", ["install", "c"])).expect_code(0);
-    let after = read_records(&g.audit)
-        .iter()
-        .filter(|r| r["kind"] == "start" && r["tool"] == "npm")
-        .filter_map(|r| r["audit_id"].as_str().map(str::to_owned))
-        .next_back()
+    let log = g.log();
+    let after = log
+        .rows()
+        .kind("start")
+        .tool("npm")
+        .ids()
+        .last()
+        .map(|id| id.to_string())
         .unwrap();
     check!(
         follower,
-        wait_until(Duration::from_secs(20), || live_stdout(&follower)
-            .contains(&after)),
+        follower.shows(&after, Duration::from_secs(20)),
         "a later denied npm is printed"
     );
-    thread::sleep(Duration::from_millis(500));
-    let pid = follower.pid();
-    send(pid, Signal::SIGTERM);
-    let out = follower.wait();
-    let objects = parse_records(&out.stdout, "audit --follow --json");
+    // It has read the whole log, the clean pip's rows included: all it
+    // would print, it has printed.
+    follower.caught_up();
+    let out = follower.stop();
+    let objects = Log::parse(out.text.as_bytes(), "audit --follow --json");
     let ids: Vec<&str> = objects
         .iter()
         .map(|o| o["audit_id"].as_str().unwrap_or(""))
@@ -1118,7 +1205,7 @@ fn audit_follow_applies_filters_and_last_to_what_comes_later() {
     check_eq!(
         out,
         ids,
-        vec![before[1].as_str(), after.as_str()],
+        vec![before[1], after.as_str()],
         "--last 1 of the log, then only what passes --denied (not the clean pip)"
     );
 }
@@ -1137,7 +1224,7 @@ fn vm_hwm_kib(pid: i32) -> Option<u64> {
 
 /// Runs `cli-guard ARGS` and returns its outcome and peak RSS in KiB (from
 /// GNU time if present, else VmHWM polled from /proc while it runs).
-fn run_measured(g: &Gate, args: &[&str]) -> (Outcome, u64) {
+fn run_measured(g: &Sandbox, args: &[&str]) -> (Outcome, u64) {
     let time = Path::new("/usr/bin/time");
     if time.exists() {
         let report = g.root().join("time.out");
@@ -1169,7 +1256,7 @@ fn a_large_log_is_folded_in_one_streaming_pass_with_bounded_memory() {
     // memory limit, so holding it (or its folded rows) would not pass.
     const INVOCATIONS: u64 = 40_000;
     const LIMIT_KIB: u64 = 32 * 1024;
-    let g = Gate::new();
+    let g = Sandbox::new();
     fs::create_dir_all(g.audit.parent().unwrap()).unwrap();
     let mut w = BufWriter::with_capacity(1 << 20, File::create(&g.audit).unwrap());
     let mut denied = Vec::new();
@@ -1251,7 +1338,7 @@ fn a_large_log_is_folded_in_one_streaming_pass_with_bounded_memory() {
 #[test]
 fn a_log_of_unended_invocations_folds_to_its_end() {
     const N: u64 = 40_000;
-    let g = Gate::new();
+    let g = Sandbox::new();
     let ended = g.root().join("ended.jsonl");
     let unended = g.root().join("unended.jsonl");
     let ts = "2026-01-01T00:00:00.000Z";
@@ -1295,7 +1382,7 @@ fn a_log_of_unended_invocations_folds_to_its_end() {
 
 #[test]
 fn torn_and_foreign_lines_are_reported_with_their_line_number_and_skipped() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let (a, b, c) = (sid(1), sid(2), sid(3));
     let t = "2026-01-01T00:00:00.000Z";
     // The rotated file, read first: one foreign line on its line 2.
@@ -1364,7 +1451,7 @@ fn torn_and_foreign_lines_are_reported_with_their_line_number_and_skipped() {
     out.expect_code(0);
     check_eq!(
         out,
-        parse_records(&out.stdout, "audit --json").len(),
+        Log::parse(&out.stdout, "audit --json").len(),
         3,
         "three objects"
     );
@@ -1378,7 +1465,7 @@ fn torn_and_foreign_lines_are_reported_with_their_line_number_and_skipped() {
 
 #[test]
 fn many_bad_lines_are_reported_twenty_in_full_then_counted() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let id = sid(1);
     let t = "2026-01-01T00:00:00.000Z";
     let mut lines = vec![start_row(t, &id, None, "npm", &["npm", "ci"])];
@@ -1405,7 +1492,7 @@ fn many_bad_lines_are_reported_twenty_in_full_then_counted() {
 // Colour
 
 /// A log with a denied, failed invocation and a clean one.
-fn colour_log(g: &Gate) -> String {
+fn colour_log(g: &Sandbox) -> String {
     let (bad, good) = (sid(1), sid(2));
     let t = "2026-01-01T00:00:00.000Z";
     write_lines(
@@ -1424,7 +1511,7 @@ fn colour_log(g: &Gate) -> String {
 }
 
 /// `cli-guard audit ARGS` on a pseudo-terminal; returns what it wrote there.
-fn audit_on_pty(g: &Gate, args: &[&str], env: &[(&str, &str)], last: &str) -> String {
+fn audit_on_pty(g: &Sandbox, args: &[&str], env: &[(&str, &str)], last: &str) -> String {
     let mut pty = Pty::open();
     let mut cmd = g.cli_guard(std::iter::once("audit").chain(args.iter().copied()));
     for (k, v) in env {
@@ -1444,7 +1531,7 @@ fn audit_on_pty(g: &Gate, args: &[&str], env: &[(&str, &str)], last: &str) -> St
 
 #[test]
 fn colour_only_on_a_terminal_and_never_with_no_color() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let last = colour_log(&g);
     for env in [vec![], vec![("NO_COLOR", "1")]] {
         let mut cmd = g.cli_guard(["audit"]);
@@ -1485,7 +1572,7 @@ fn reach(run: &Running, proxy: &Proxy, targets: &[&str]) {
 #[test]
 fn audit_suggest_prints_a_pinned_policy_entry_from_what_the_tool_reached() {
     let up = Upstream::echo();
-    let g = Gate::new();
+    let g = Sandbox::new();
     let names_443 = [
         "a.pkg.example.com",
         "b.pkg.example.com",
@@ -1501,7 +1588,7 @@ fn audit_suggest_prints_a_pinned_policy_entry_from_what_the_tool_reached() {
     map.push(("k8s.example.net:6443".into(), up.addr));
     map.push(("api.kube.example:6443".into(), up.addr));
     let map: Vec<(&str, std::net::SocketAddr)> = map.iter().map(|(h, a)| (h.as_str(), *a)).collect();
-    let resolve = Gate::resolve(&map);
+    let resolve = Sandbox::resolve(&map);
 
     // Rows written earlier (in the rotated file): first sightings, a denial
     // and another tool's host, which must not count.
@@ -1541,10 +1628,12 @@ fn audit_suggest_prints_a_pinned_policy_entry_from_what_the_tool_reached() {
     );
     g.finish(run, 0);
 
-    let recs = g.records();
+    let log = g.log();
     let last_seen = |host: &str| {
-        recs.iter()
-            .filter(|r| r["kind"] == "egress" && r["host"] == host)
+        log.rows()
+            .kind("egress")
+            .host(host)
+            .iter()
             .filter_map(|r| r["ts"].as_str())
             .max()
             .unwrap()
@@ -1682,7 +1771,7 @@ fn audit_suggest_prints_a_pinned_policy_entry_from_what_the_tool_reached() {
 
 #[test]
 fn check_says_what_the_gate_would_decide_and_why_without_dialling() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let expect = |args: &[&str], code: i32, want: &[&str]| {
         let out = g.run(g.cli_guard(std::iter::once("check").chain(args.iter().copied())));
         out.expect_code(code);
@@ -1803,14 +1892,14 @@ fn prefill(path: &Path, size: u64) -> (String, u64) {
 fn rotation_under_concurrent_writers_loses_and_duplicates_no_row() {
     const SHIMS: usize = 8;
     const EACH: usize = 25;
-    let g = Gate::new();
+    let g = Sandbox::new();
     // Each invocation in a sandbox of its own (its fake tool, its state), all
     // writing the one log.
-    let gates: Vec<Gate> = (0..SHIMS)
+    let sandboxes: Vec<Sandbox> = (0..SHIMS)
         .map(|_| {
-            let mut gi = Gate::new();
-            gi.audit = g.audit.clone();
-            gi
+            let mut sb = Sandbox::new();
+            sb.audit = g.audit.clone();
+            sb
         })
         .collect();
     let (pre, pre_rows) = prefill(&g.audit, ROTATE_AT - 16 * 1024);
@@ -1819,7 +1908,7 @@ fn rotation_under_concurrent_writers_loses_and_duplicates_no_row() {
         (ROTATE_AT - 24 * 1024..ROTATE_AT - 8 * 1024).contains(&pre_size),
         "prefilled to {pre_size}"
     );
-    let sessions: Vec<(Running, ChildEnv)> = gates.iter().map(|gi| gi.session("npm", &[])).collect();
+    let sessions: Vec<(Running, ChildEnv)> = sandboxes.iter().map(|sb| sb.session("npm", &[])).collect();
     // Then every proxy at once, as fast as they answer: the rows (about
     // 47 KB) cross the cap mid-burst, with eight writers racing to rotate.
     let barrier = Arc::new(Barrier::new(SHIMS));
@@ -1842,8 +1931,8 @@ fn rotation_under_concurrent_writers_loses_and_duplicates_no_row() {
             "every request denied: {statuses:?}"
         );
     }
-    for (gi, (run, _)) in gates.iter().zip(sessions) {
-        gi.finish(run, 0);
+    for (sb, (run, _)) in sandboxes.iter().zip(sessions) {
+        sb.finish(run, 0);
     }
 
     let (one, live) = (rotated(&g.audit, 1), g.audit.clone());
@@ -1864,45 +1953,39 @@ fn rotation_under_concurrent_writers_loses_and_duplicates_no_row() {
         );
     }
     // Every line of both files parses (no torn lines).
-    let mut recs = read_records(&one);
-    let in_one = recs.len();
-    recs.extend(read_records(&live));
-    let mut by_id: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
-    for r in &recs {
-        by_id
-            .entry(r["audit_id"].as_str().unwrap_or_default().to_owned())
-            .or_default()
-            .push(r);
-    }
-    let kinds = |rs: &[&Value]| {
-        let k = |kind: &str| rs.iter().filter(|r| r["kind"] == kind).count();
+    let in_one = Log::read(&one).len();
+    let log = Log::read_all(&[&one, &live]);
+    let logged: BTreeSet<&str> = log.iter().map(Row::audit_id).collect();
+    let kinds = |id: &str| {
+        let k = |kind: &str| log.rows().of(id).kind(kind).len();
         (k("start"), k("egress"), k("end"))
     };
-    assert_eq!(by_id.len(), SHIMS + 1, "the prefill and one ID per invocation");
+    assert_eq!(logged.len(), SHIMS + 1, "the prefill and one ID per invocation");
     assert_eq!(
-        kinds(&by_id[&pre]),
+        kinds(&pre),
         (1, usize::try_from(pre_rows).unwrap(), 1),
         "the prefill is intact"
     );
     let mut straddling = 0;
-    for (id, rs) in by_id.iter().filter(|(id, _)| **id != pre) {
-        assert_eq!(kinds(rs), (1, EACH, 1), "{id}: every row exactly once");
+    for id in logged.iter().copied().filter(|id| *id != pre) {
+        let rs = log.rows().of(id);
+        assert_eq!(kinds(id), (1, EACH, 1), "{id}: every row exactly once");
         let conns: BTreeSet<u64> = rs.iter().filter_map(|r| r["conn"].as_u64()).collect();
         assert_eq!(conns.len(), EACH, "{id}: no duplicate conn");
-        let first_pos = recs.iter().position(|r| r["audit_id"] == id.as_str()).unwrap();
-        let last_pos = recs.iter().rposition(|r| r["audit_id"] == id.as_str()).unwrap();
+        let positions = rs.positions();
+        let (first_pos, last_pos) = (positions[0], positions[positions.len() - 1]);
         if first_pos < in_one && last_pos >= in_one {
             straddling += 1;
         }
     }
     assert_eq!(
-        recs.len(),
+        log.len(),
         usize::try_from(pre_rows).unwrap() + 2 + SHIMS * (EACH + 2),
         "no row lost or added"
     );
     eprintln!(
         "{in_one} rows in audit.jsonl.1, {} in audit.jsonl, {straddling} invocations straddle",
-        recs.len() - in_one
+        log.len() - in_one
     );
 
     // `cli-guard audit` reads across both files.
@@ -1912,8 +1995,12 @@ fn rotation_under_concurrent_writers_loses_and_duplicates_no_row() {
     let ids = top_ids(&text);
     check_eq!(out, ids.len(), SHIMS + 1, "the prefill and the eight invocations");
     check_eq!(out, ids[0], pre, "the prefill first (it ended first)");
-    let want: BTreeSet<&String> = by_id.keys().collect();
-    check_eq!(out, ids.iter().collect::<BTreeSet<_>>(), want, "all of them");
+    check_eq!(
+        out,
+        ids.iter().map(String::as_str).collect::<BTreeSet<_>>(),
+        logged,
+        "all of them"
+    );
     for id in &ids[1..] {
         let (entry, rows) = block(&text, id);
         check!(
@@ -1939,7 +2026,7 @@ fn rotation_under_concurrent_writers_loses_and_duplicates_no_row() {
 #[test]
 fn rotation_keeps_at_most_five_old_files() {
     const ROUNDS: usize = 7;
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npm", "exit 0\n");
     fs::create_dir_all(g.audit.parent().unwrap()).unwrap();
     let grow = |path: &Path| {
@@ -1953,8 +2040,9 @@ fn rotation_keeps_at_most_five_old_files() {
     let first_id = |path: &Path| -> String {
         let data = fs::read(path).unwrap();
         let line = data.split(|b| *b == b'\n').next().unwrap_or_default();
-        let v: Value = serde_json::from_slice(line).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        v["audit_id"].as_str().unwrap_or_default().to_owned()
+        Log::parse(line, &path.display().to_string())[0]
+            .audit_id()
+            .to_owned()
     };
     write_lines(
         &g.audit,
@@ -2005,7 +2093,7 @@ fn rotation_keeps_at_most_five_old_files() {
 
 #[test]
 fn every_command_has_help() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let cases: &[&[&str]] = &[
         &["--help"],
         &["-h"],
@@ -2060,7 +2148,7 @@ fn every_command_has_help() {
 
 #[test]
 fn usage_errors_exit_2_and_say_what_to_do_next() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     // (args, what stderr must say)
     let cases: &[(&[&str], &str)] = &[
         (&["--bogus"], "expected run, policy, shims, audit, check"),
@@ -2120,7 +2208,7 @@ fn usage_errors_exit_2_and_say_what_to_do_next() {
 
 #[test]
 fn every_usage_error_points_at_help_or_the_usage() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let cases: [&[&str]; 3] = [
         &["shims", "--bogus"],
         &["policy", "--bogus"],

@@ -8,11 +8,10 @@ use std::path::Path;
 
 use crate::util::*;
 
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
 /// Set to rewrite the golden copy from the binary (then review its diff).
 const BLESS: &str = "CLI_GUARD_TEST_BLESS";
 
-fn policy_output(g: &Gate, args: &[&str]) -> String {
+fn policy_output(g: &Sandbox, args: &[&str]) -> String {
     let out = g.run(g.cli_guard(std::iter::once("policy").chain(args.iter().copied())));
     out.expect_code(0);
     out.stdout()
@@ -20,7 +19,7 @@ fn policy_output(g: &Gate, args: &[&str]) -> String {
 
 #[test]
 fn the_policy_is_the_golden_copy() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let printed = policy_output(&g, &[]);
     let golden = Path::new(REPO).join("tests/golden/policy.txt");
     if std::env::var_os(BLESS).is_some() {
@@ -70,7 +69,7 @@ fn readme_table() -> Vec<(Vec<String>, String, BTreeSet<String>)> {
 
 #[test]
 fn the_readme_table_says_what_the_policy_says() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let table = readme_table();
     let tools: Vec<String> = policy_output(&g, &["--names"])
         .lines()

@@ -5,17 +5,8 @@
 
 use std::fs;
 use std::os::unix::fs::symlink;
-use std::path::Path;
 
 use crate::util::*;
-
-fn bash() -> &'static str {
-    if Path::new("/usr/bin/bash").exists() {
-        "/usr/bin/bash"
-    } else {
-        "/bin/bash"
-    }
-}
 
 /// `python3 -c SCRIPT ARGS` with bash as the "interpreter": the same
 /// process (exec in place), the same arguments after argv[0], which is the
@@ -23,7 +14,7 @@ fn bash() -> &'static str {
 /// no proxy, no audit log.
 #[test]
 fn any_other_python_run_is_the_interpreter_itself_exec_in_place() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     symlink(bash(), g.real.join("python3")).unwrap();
     let dump = g.state_path("cmdline");
     let script = format!(
@@ -63,7 +54,7 @@ fn any_other_python_run_is_the_interpreter_itself_exec_in_place() {
 
 #[test]
 fn python_dash_m_venv_and_a_script_are_not_guarded() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("python3", "rec \"$@\"\nexit 0\n");
     for args in [
         &["-m", "venv", "env"][..],
@@ -82,7 +73,7 @@ fn python_dash_m_venv_and_a_script_are_not_guarded() {
 /// interpreter as the real path, the gate in the child's environment.
 #[test]
 fn python_dash_m_pip_runs_under_pips_policy() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let real = g.tool("python3", "rec \"$@\"\nexit 0\n");
     let out = g.run(g.shim_cmd("python3", ["-m", "pip", "download", "six"]));
     out.expect_code(0);
@@ -96,8 +87,8 @@ fn python_dash_m_pip_runs_under_pips_policy() {
         "the gate is in place"
     );
     check_eq!(out, env.get("PIP_PROXY"), env.get("HTTPS_PROXY"), "PIP_PROXY");
-    let recs = g.records();
-    let start: Vec<_> = recs.iter().filter(|r| r["kind"] == "start").collect();
+    let log = g.log();
+    let start = log.rows().kind("start");
     check_eq!(out, start.len(), 1, "one start row");
     check_eq!(out, start[0]["tool"], "pip", "start.tool");
     check_eq!(out, start[0]["mode"], "enforce", "start.mode");
@@ -115,15 +106,15 @@ fn python_dash_m_pip_runs_under_pips_policy() {
 /// runs the project's code, observed; `-Im pdm add` is enforced.
 #[test]
 fn the_modules_subcommand_decides_the_mode() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("python3", "rec \"$@\"\nexit 0\n");
     g.run(g.shim_cmd("python3", ["-m", "poetry", "run", "pytest"]))
         .expect_code(0);
     g.run(g.shim_cmd("python3", ["-Im", "pdm", "add", "x"]))
         .expect_code(0);
-    let recs = g.records();
-    let start: Vec<_> = recs.iter().filter(|r| r["kind"] == "start").collect();
-    assert_eq!(start.len(), 2, "{recs:?}");
+    let log = g.log();
+    let start = log.rows().kind("start");
+    assert_eq!(start.len(), 2, "{log:?}");
     assert_eq!(
         (&start[0]["tool"], &start[0]["mode"], &start[0]["subcommand"]),
         (&"poetry".into(), &"observe".into(), &"run".into())
@@ -136,7 +127,7 @@ fn the_modules_subcommand_decides_the_mode() {
 
 #[test]
 fn a_missing_interpreter_is_127_either_way() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     for args in [&["-c", "1"][..], &["-m", "pip", "install"]] {
         let out = g.run(g.shim_cmd("python3.99", args));
         out.expect_code(127);

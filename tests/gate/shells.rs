@@ -22,18 +22,14 @@
 //!
 //! The README's coverage table cites these tests cell by cell.
 
-use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
-use crate::install::{install_cmd, run_install};
-use crate::util::{command, dump, parse_records, require, Outcome, Pty, Running, TempDir};
+use crate::util::install;
+use crate::util::{command, require, Log, Outcome, Pty, Row, Running, TempDir};
 
 /// A shell's start-up, or an offline command through the gate.
 const LOCAL: Duration = Duration::from_secs(60);
@@ -45,15 +41,13 @@ const NETWORK: Duration = Duration::from_secs(300);
 
 /// The shells, as the tests drive them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Sh {
+enum Sh {
     Bash,
     Zsh,
     Fish,
 }
 
 impl Sh {
-    const ALL: [Sh; 3] = [Sh::Bash, Sh::Zsh, Sh::Fish];
-
     fn name(self) -> &'static str {
         match self {
             Sh::Bash => "bash",
@@ -104,61 +98,6 @@ impl Sh {
         assert!(!line.contains('\''), "{line}");
         format!("{} -c '{line}'", self.name())
     }
-}
-
-/// cli-guard as install.sh put it, and the line `--rc` wrote for each shell.
-pub(crate) struct Installed {
-    pub(crate) prefix: PathBuf,
-    /// Each shell's start-up file, relative to HOME, and its whole text.
-    rc: Vec<(Sh, PathBuf, String)>,
-}
-
-impl Installed {
-    pub(crate) fn bin(&self) -> PathBuf {
-        self.prefix.join("bin/cli-guard")
-    }
-
-    pub(crate) fn shims(&self) -> PathBuf {
-        self.prefix.join("share/cli-guard/shims")
-    }
-
-    /// The start-up file `--rc` wrote for `sh` (relative to HOME), and its text.
-    fn rc(&self, sh: Sh) -> (&Path, &str) {
-        let (_, path, text) = self.rc.iter().find(|(s, _, _)| *s == sh).unwrap();
-        (path, text)
-    }
-}
-
-/// install.sh into `<tmp>/my prefix` (a space in the path on purpose), then
-/// `--rc` once for each shell, each in a HOME of its own.
-pub(crate) fn installed() -> &'static Installed {
-    static INSTALLED: OnceLock<Installed> = OnceLock::new();
-    INSTALLED.get_or_init(|| {
-        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("shells-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
-        let prefix = root.join("my prefix");
-        let mut rc = Vec::new();
-        for sh in Sh::ALL {
-            let home = root.join(format!("home-{}", sh.name()));
-            fs::create_dir_all(&home).unwrap();
-            let shell = format!("/bin/{}", sh.name());
-            let out = run_install(install_cmd(
-                &home,
-                &shell,
-                &["--prefix", prefix.to_str().unwrap(), "--rc"],
-            ));
-            check_eq!(out, out.code(), Some(0), "install.sh --rc for {}", sh.name());
-            let file = match sh {
-                Sh::Bash => ".bashrc",
-                Sh::Zsh => ".zshenv",
-                Sh::Fish => ".config/fish/config.fish",
-            };
-            let text = fs::read_to_string(home.join(file))
-                .unwrap_or_else(|e| panic!("install.sh --rc wrote no {file} for {}: {e}", sh.name()));
-            rc.push((sh, PathBuf::from(file), text));
-        }
-        Installed { prefix, rc }
-    })
 }
 
 /// The machine's PATH without any directory of cli-guard shims (when the
@@ -232,7 +171,7 @@ impl Home {
     /// A HOME with `sh`'s start-up line.
     fn with_rc(sh: Sh) -> Home {
         let home = Home::bare();
-        let (file, text) = installed().rc(sh);
+        let (file, text) = install::with_rc().rc(sh.name());
         let rc = home.home.join(file);
         fs::create_dir_all(rc.parent().unwrap()).unwrap();
         fs::write(rc, text).unwrap();
@@ -262,11 +201,11 @@ impl Home {
     }
 
     /// The rows written since the last call.
-    fn new_records(&mut self) -> Vec<Value> {
+    fn new_rows(&mut self) -> Log {
         let data = fs::read(&self.audit).unwrap_or_default();
         let fresh = data.get(self.read..).unwrap_or_default().to_vec();
         self.read = data.len();
-        parse_records(&fresh, &self.audit.display().to_string())
+        Log::parse(&fresh, &self.audit.display().to_string())
     }
 
     /// A command with this HOME's environment: the machine's, less what
@@ -464,49 +403,34 @@ impl Session {
 /// The invocations a step left: `tool`'s start rows and every egress row
 /// under them or under the guarded tools they ran.
 struct Gated<'a> {
-    starts: Vec<&'a Value>,
-    egress: Vec<&'a Value>,
+    starts: Vec<&'a Row>,
+    egress: Vec<&'a Row>,
 }
 
-fn gated<'a>(recs: &'a [Value], tool: &str) -> Gated<'a> {
-    let starts: Vec<&Value> = recs
-        .iter()
-        .filter(|r| r["kind"] == "start" && r["tool"] == tool)
-        .collect();
-    let mut ids: BTreeSet<String> = starts
-        .iter()
-        .filter_map(|r| r["audit_id"].as_str().map(str::to_string))
-        .collect();
-    loop {
-        let more: Vec<String> = recs
-            .iter()
-            .filter(|r| r["kind"] == "start")
-            .filter(|r| r["parent_audit_id"].as_str().is_some_and(|p| ids.contains(p)))
-            .filter_map(|r| r["audit_id"].as_str().map(str::to_string))
-            .filter(|id| !ids.contains(id))
-            .collect();
-        if more.is_empty() {
-            break;
-        }
-        ids.extend(more);
+fn gated<'a>(log: &'a Log, tool: &str) -> Gated<'a> {
+    let starts = log.rows().kind("start").tool(tool);
+    let ids = log.nested(&starts.ids());
+    let egress = log
+        .rows()
+        .kind("egress")
+        .of_any(&ids)
+        .filter("connections", |r| r["method"] != "dns")
+        .to_vec();
+    Gated {
+        starts: starts.to_vec(),
+        egress,
     }
-    let egress = recs
-        .iter()
-        .filter(|r| r["kind"] == "egress" && r["method"] != "dns")
-        .filter(|r| r["audit_id"].as_str().is_some_and(|a| ids.contains(a)))
-        .collect();
-    Gated { starts, egress }
 }
 
 /// Asserts the step met the gate: a start row under `tool`, and a row for
 /// one of `hosts` answered `status` under it.
-fn assert_gated(s: &Session, recs: &[Value], what: &str, tool: &str, hosts: &[&str], status: u64) -> String {
-    let g = gated(recs, tool);
+fn assert_gated(s: &Session, log: &Log, what: &str, tool: &str, hosts: &[&str], status: u64) -> String {
+    let g = gated(log, tool);
     check!(
         s,
         !g.starts.is_empty(),
         "{what}: no start row under {tool}: it did not meet the gate\n{}",
-        dump(recs)
+        log
     );
     check!(
         s,
@@ -514,7 +438,7 @@ fn assert_gated(s: &Session, recs: &[Value], what: &str, tool: &str, hosts: &[&s
             .iter()
             .any(|r| hosts.contains(&r["host"].as_str().unwrap_or("")) && r["status"] == status),
         "{what}: no row for {hosts:?} answered {status} under {tool}\n{}",
-        dump(recs)
+        log
     );
     g.starts[0]["real_path"].as_str().unwrap_or("").to_string()
 }
@@ -627,8 +551,8 @@ fn fake_tools_meet_the_gate(sh: Sh) {
     let activate = sh.activate("venv");
     let step = |s: &mut Session, home: &mut Home, what: &str, line: &str, tool: &str, real: &Path| {
         s.ok(line, LOCAL);
-        let recs = home.new_records();
-        let ran = assert_gated(s, &recs, what, tool, &["denied.example"], 403);
+        let log = home.new_rows();
+        let ran = assert_gated(s, &log, what, tool, &["denied.example"], 403);
         check_eq!(
             s,
             ran,
@@ -705,12 +629,12 @@ fn fake_tools_meet_the_gate(sh: Sh) {
         &format!("{activate} && sh -c 'pip install six' > '{}'", said.display()),
         LOCAL,
     );
-    let recs = home.new_records();
+    let log = home.new_rows();
     let out = fs::read_to_string(&said).unwrap_or_default();
     if sh == Sh::Fish {
         assert_gated(
             &s,
-            &recs,
+            &log,
             "sh -c in the same line",
             "pip",
             &["denied.example"],
@@ -719,7 +643,7 @@ fn fake_tools_meet_the_gate(sh: Sh) {
     } else {
         check!(
             s,
-            out.trim() == "FAKE-pip: no gate" && gated(&recs, "pip").starts.is_empty(),
+            out.trim() == "FAKE-pip: no gate" && gated(&log, "pip").starts.is_empty(),
             "{}: sh -c in the same line as the activation is not gated (README): {out:?}",
             sh.name()
         );
@@ -766,7 +690,7 @@ offline_in_each_shell! {
 /// entry in its order and dropping duplicates of the shims; a PATH already
 /// right is left as it is.
 fn integration_is_in_place(sh: Sh) {
-    let inst = installed();
+    let inst = install::with_rc();
     let home = Home::with_rc(sh);
     let mut s = Session::start(sh, &home);
     let shims = inst.shims().display().to_string();
@@ -820,7 +744,7 @@ fn integration_is_in_place(sh: Sh) {
     );
     // Loaded a second time (the start-up line again), under the strictest
     // options each shell has: the hook is still registered once per list.
-    let (_, rc) = inst.rc(sh);
+    let (_, rc) = inst.rc(sh.name());
     let line = rc
         .lines()
         .last()
@@ -884,11 +808,11 @@ offline_in_each_shell! {
 /// still runs, and the exit status the prompt shows is the command's.
 #[test]
 fn bash_integration_is_idempotent_under_set_u_and_keeps_the_users_prompt_command() {
-    let inst = installed();
+    let inst = install::with_rc();
     let home = Home::with_rc(Sh::Bash);
     let mut s = Session::start(Sh::Bash, &home);
     let marker = home.path("user-hook-ran");
-    let (_, rc) = inst.rc(Sh::Bash);
+    let (_, rc) = inst.rc(Sh::Bash.name());
     let line = rc
         .lines()
         .last()
@@ -944,7 +868,7 @@ fn bash_integration_is_idempotent_under_set_u_and_keeps_the_users_prompt_command
 /// from an interactive bash with it: loaded in this shell.
 #[test]
 fn doctor_and_shims_say_where_the_gate_is_not_and_the_line_that_fixes_it() {
-    let inst = installed();
+    let inst = install::with_rc();
     let home = Home::bare();
     let venv = home.path("venv");
     fake_venv(&venv);
@@ -962,7 +886,7 @@ fn doctor_and_shims_say_where_the_gate_is_not_and_the_line_that_fixes_it() {
             .stderr(Stdio::piped());
         Running::spawn(cmd, None, None).wait_for(LOCAL)
     };
-    let (_, rc) = inst.rc(Sh::Bash);
+    let (_, rc) = inst.rc(Sh::Bash.name());
     let line = rc
         .trim_end()
         .strip_suffix(" # added by cli-guard install.sh")
@@ -1039,8 +963,8 @@ fn bash_as_an_unprivileged_user_meets_the_gate() {
     s.ok(". venv/bin/activate", LOCAL);
     for line in ["pip install six", "bash -c 'pip install six'"] {
         s.ok(line, LOCAL);
-        let recs = home.new_records();
-        assert_gated(&s, &recs, line, "pip", &["denied.example"], 403);
+        let log = home.new_rows();
+        assert_gated(&s, &log, line, "pip", &["denied.example"], 403);
     }
     s.exit();
 }
@@ -1081,7 +1005,7 @@ fn real_virtualenv(sh: Sh, kind: VenvKind) {
         !cfg.contains("cli-guard"),
         "the virtualenv records no cli-guard path:\n{cfg}"
     );
-    let _ = home.new_records();
+    let _ = home.new_rows();
     let activate = sh.activate(".venv");
     let deactivate = "deactivate";
     for (tool, install) in [
@@ -1094,8 +1018,8 @@ fn real_virtualenv(sh: Sh, kind: VenvKind) {
             ("one child command", sh.child(&format!("{activate} && {install}"))),
         ] {
             s.ok(line.as_str(), NETWORK);
-            let recs = home.new_records();
-            assert_gated(&s, &recs, &format!("{install}: {what}"), tool, PYPI, 200);
+            let log = home.new_rows();
+            assert_gated(&s, &log, &format!("{install}: {what}"), tool, PYPI, 200);
             if what.starts_with("same") {
                 s.ok(deactivate, LOCAL);
             }
@@ -1127,8 +1051,8 @@ fn real_virtualenv(sh: Sh, kind: VenvKind) {
         }
         for (what, line) in ways {
             s.ok(&line, NETWORK);
-            let recs = home.new_records();
-            assert_gated(&s, &recs, &format!("{install}: {what}"), tool, PYPI, 200);
+            let log = home.new_rows();
+            assert_gated(&s, &log, &format!("{install}: {what}"), tool, PYPI, 200);
         }
     }
     s.exit();
@@ -1193,8 +1117,8 @@ fn real_node_dir_first(sh: Sh) {
     }
     for (what, line) in ways {
         s.ok(&line, NETWORK);
-        let recs = home.new_records();
-        let ran = assert_gated(&s, &recs, &format!("npm install: {what}"), "npm", NPM, 200);
+        let log = home.new_rows();
+        let ran = assert_gated(&s, &log, &format!("npm install: {what}"), "npm", NPM, 200);
         check_eq!(s, ran, nvm.join("npm").to_str().unwrap(), "{what}: nvm's npm ran");
     }
     s.exit();
@@ -1216,10 +1140,10 @@ fn programs_that_look_names_up(sh: Sh) {
     let mut s = Session::start(sh, &home);
     s.ok("python3 -m venv .venv", NETWORK);
     s.ok(&sh.activate(".venv"), LOCAL);
-    let _ = home.new_records();
+    let _ = home.new_rows();
     s.ok(&format!("{} install", require("make").display()), NETWORK);
-    let recs = home.new_records();
-    assert_gated(&s, &recs, "a make recipe", "pip", PYPI, 200);
+    let log = home.new_rows();
+    assert_gated(&s, &log, "a make recipe", "pip", PYPI, 200);
     let args: Vec<String> = PIP_INSTALL.split(' ').map(|a| format!("\"{a}\"")).collect();
     s.ok(
         &format!(
@@ -1228,8 +1152,8 @@ fn programs_that_look_names_up(sh: Sh) {
         ),
         NETWORK,
     );
-    let recs = home.new_records();
-    assert_gated(&s, &recs, "a Python subprocess", "pip", PYPI, 200);
+    let log = home.new_rows();
+    assert_gated(&s, &log, "a Python subprocess", "pip", PYPI, 200);
     s.exit();
 }
 
@@ -1251,25 +1175,25 @@ fn python_tools_with_the_python_shims_first(sh: Sh) {
     // uv in the virtualenv, as `pip install uv` puts it there (the version
     // .ci/run pins).
     s.ok("pip install --no-cache-dir uv==0.13.9 > /dev/null", NETWORK);
-    let recs = home.new_records();
-    assert_gated(&s, &recs, "pip install uv", "pip", PYPI, 200);
+    let log = home.new_rows();
+    assert_gated(&s, &log, "pip install uv", "pip", PYPI, 200);
     s.ok("uvx pycowsay hello-from-uvx > uvx.out", NETWORK);
-    let recs = home.new_records();
-    assert_gated(&s, &recs, "uvx", "uvx", PYPI, 200);
+    let log = home.new_rows();
+    assert_gated(&s, &log, "uvx", "uvx", PYPI, 200);
     let said = fs::read_to_string(home.path("uvx.out")).unwrap();
     check!(s, said.contains("hello-from-uvx"), "uvx ran pycowsay: {said}");
     s.ok(
         "uv run --no-project --with six python -c 'import six; print(six.__name__)' > uvrun.out",
         NETWORK,
     );
-    let recs = home.new_records();
-    assert_gated(&s, &recs, "uv run", "uv", PYPI, 200);
+    let log = home.new_rows();
+    assert_gated(&s, &log, "uv run", "uv", PYPI, 200);
     let said = fs::read_to_string(home.path("uvrun.out")).unwrap();
     check_eq!(s, said.trim(), "six", "uv run ran python with six");
     s.ok("deactivate", LOCAL);
     s.ok("pipx run pycowsay hello-from-pipx > pipx.out", NETWORK);
-    let recs = home.new_records();
-    assert_gated(&s, &recs, "pipx run", "pipx", PYPI, 200);
+    let log = home.new_rows();
+    assert_gated(&s, &log, "pipx run", "pipx", PYPI, 200);
     let said = fs::read_to_string(home.path("pipx.out")).unwrap();
     check!(s, said.contains("hello-from-pipx"), "pipx ran pycowsay: {said}");
     s.ok(
@@ -1282,10 +1206,10 @@ fn python_tools_with_the_python_shims_first(sh: Sh) {
         !cfg.contains("cli-guard"),
         "virtualenv records no cli-guard path:\n{cfg}"
     );
-    let _ = home.new_records();
+    let _ = home.new_rows();
     s.ok(&format!("{} && {PIP_INSTALL}", sh.activate("venv2")), NETWORK);
-    let recs = home.new_records();
-    assert_gated(&s, &recs, "pip in virtualenv's environment", "pip", PYPI, 200);
+    let log = home.new_rows();
+    assert_gated(&s, &log, "pip in virtualenv's environment", "pip", PYPI, 200);
     s.exit();
 }
 
@@ -1298,7 +1222,7 @@ per_shell! {
 #[test]
 #[ignore = "shellcheck: run by .ci/run (cargo test -- --ignored)"]
 fn init_bash_is_shellcheck_clean() {
-    let inst = installed();
+    let inst = install::with_rc();
     let out = command(inst.bin()).args(["init", "bash"]).output().unwrap();
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8(out.stdout).unwrap();
@@ -1343,7 +1267,7 @@ fn init_bash_is_shellcheck_clean() {
 /// failing with a missing file.
 #[test]
 fn bash_function_whose_shim_is_gone_says_so_and_runs_the_tool() {
-    let inst = installed();
+    let inst = install::with_rc();
     let home = Home::bare();
     let gone = home.path("gone shims");
     fs::create_dir_all(&gone).unwrap();
@@ -1379,7 +1303,7 @@ fn bash_function_whose_shim_is_gone_says_so_and_runs_the_tool() {
 
 #[test]
 fn init_usage_errors_say_what_to_do() {
-    let inst = installed();
+    let inst = install::with_rc();
     for (args, says) in [
         (&["init"][..], "which shell? bash, zsh or fish"),
         (&["init", "tcsh"], "unknown shell \"tcsh\""),

@@ -48,14 +48,6 @@ fn hostile_env() -> Vec<(&'static str, &'static str)> {
     v
 }
 
-fn bash() -> &'static str {
-    if Path::new("/usr/bin/bash").exists() {
-        "/usr/bin/bash"
-    } else {
-        "/bin/bash"
-    }
-}
-
 fn bytes(p: &Path) -> Vec<u8> {
     p.as_os_str().as_bytes().to_vec()
 }
@@ -82,7 +74,7 @@ fn awkward_args() -> Vec<Vec<u8>> {
 
 #[test]
 fn every_proxy_variable_is_the_same_loopback_url() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let (run, env) = g.session("npm", &[]);
     let url = env.var("HTTPS_PROXY").to_owned();
     for var in PROXY_VARS {
@@ -103,7 +95,7 @@ fn every_proxy_variable_is_the_same_loopback_url() {
 
 #[test]
 fn hostile_proxy_settings_from_the_parent_are_replaced() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let (run, env) = g.session("npm", &hostile_env());
     let url = env.proxy().url;
     let overrides = [
@@ -130,7 +122,7 @@ fn hostile_proxy_settings_from_the_parent_are_replaced() {
 #[test]
 fn no_proxy_is_loopback_only_for_enforced_tools() {
     for tool in ["npm", "cargo", "pip", "brew", "go"] {
-        let g = Gate::new();
+        let g = Sandbox::new();
         let (run, env) = g.session(tool, &[("NO_PROXY", "*"), ("no_proxy", ".example.com")]);
         for var in ["NO_PROXY", "no_proxy"] {
             check_eq!(run, list(env.var(var)), set_of(&LOOPBACK), "{tool}: {var}");
@@ -141,7 +133,7 @@ fn no_proxy_is_loopback_only_for_enforced_tools() {
 
 #[test]
 fn aws_no_proxy_also_lets_instance_metadata_bypass_the_proxy() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let (run, env) = g.session("aws", &[("NO_PROXY", "*"), ("no_proxy", "*")]);
     let mut want = set_of(&LOOPBACK);
     want.extend(set_of(&AWS_METADATA));
@@ -154,7 +146,7 @@ fn aws_no_proxy_also_lets_instance_metadata_bypass_the_proxy() {
 #[test]
 fn node_tools_get_npm_and_yarn_overrides_and_node_use_env_proxy() {
     for tool in ["npm", "npx", "pnpm", "yarn"] {
-        let g = Gate::new();
+        let g = Sandbox::new();
         let (run, env) = g.session(tool, &[]);
         let url = env.proxy().url;
         for var in [
@@ -183,7 +175,7 @@ fn node_tools_get_npm_and_yarn_overrides_and_node_use_env_proxy() {
 
 #[test]
 fn cargo_gets_cargo_http_proxy() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let (run, env) = g.session("cargo", &[("CARGO_HTTP_PROXY", HOSTILE)]);
     check_eq!(
         run,
@@ -197,7 +189,7 @@ fn cargo_gets_cargo_http_proxy() {
 #[test]
 fn pip_tools_get_pip_proxy() {
     for tool in ["pip", "pip3", "uv"] {
-        let g = Gate::new();
+        let g = Sandbox::new();
         let (run, env) = g.session(tool, &[("PIP_PROXY", HOSTILE)]);
         check_eq!(
             run,
@@ -211,7 +203,7 @@ fn pip_tools_get_pip_proxy() {
 
 #[test]
 fn the_rest_of_the_environment_is_inherited_unchanged() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let odd = "a=b c\tdé;$(x)";
     let (run, env) = g.session("npm", &[("FOO", "bar"), ("ODD_VALUE", odd)]);
     check_eq!(run, env.var("FOO"), "bar", "FOO");
@@ -229,7 +221,7 @@ fn the_rest_of_the_environment_is_inherited_unchanged() {
 
 #[test]
 fn the_audit_id_in_the_env_is_the_one_in_the_audit_log() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis();
     let (run, env) = g.session("npm", &[]);
     let pid = run.pid();
@@ -247,13 +239,13 @@ fn the_audit_id_in_the_env_is_the_one_in_the_audit_log() {
         before <= ms && ms <= after,
         "the ID's time part {ms} is not the start time ({before}..{after})"
     );
-    let recs = g.records();
-    let start = records_of(&recs, &id, "start");
+    let log = g.log();
+    let start = log.rows().of(&id).kind("start");
     check_eq!(out, start.len(), 1, "one start record with the child's ID");
     check_eq!(out, start[0]["pid"], pid, "start.pid is the shim's pid");
     check_eq!(
         out,
-        records_of(&recs, &id, "end").len(),
+        log.rows().of(&id).kind("end").len(),
         1,
         "one end record with the child's ID"
     );
@@ -261,7 +253,7 @@ fn the_audit_id_in_the_env_is_the_one_in_the_audit_log() {
 
 #[test]
 fn an_audit_id_in_the_parent_env_becomes_parent_audit_id() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let parent = "019ab1c2d3e4-0123456789abcdef0123456789abcdef";
     let (run, env) = g.session("npm", &[("CLI_GUARD_AUDIT_ID", parent)]);
     let id = env.audit_id().to_owned();
@@ -271,15 +263,15 @@ fn an_audit_id_in_the_parent_env_becomes_parent_audit_id() {
         is_audit_id(&id) && id != parent,
         "the child gets a new ID, got {id}"
     );
-    let recs = g.records();
-    let start = records_of(&recs, &id, "start");
+    let log = g.log();
+    let start = log.rows().of(&id).kind("start");
     check_eq!(out, start.len(), 1, "start record");
     check_eq!(out, start[0]["parent_audit_id"], parent, "parent_audit_id");
 }
 
 #[test]
 fn a_guarded_tool_running_another_records_the_outer_id_as_parent() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.shim("npx");
     g.tool("npm", "rec \"$@\"\nnpx inner\nexit $?\n");
     g.tool(
@@ -293,14 +285,14 @@ fn a_guarded_tool_running_another_records_the_outer_id_as_parent() {
     let (oid, iid) = (outer.audit_id(), inner.audit_id());
     check!(out, oid != iid, "the nested invocation has its own ID");
     check!(out, outer.proxy().addr != inner.proxy().addr, "and its own proxy");
-    let recs = g.records();
-    let istart = records_of(&recs, iid, "start");
+    let log = g.log();
+    let istart = log.rows().of(iid).kind("start");
     check_eq!(out, istart.len(), 1, "inner start");
     check_eq!(out, istart[0]["tool"], "npx", "inner tool");
     check_eq!(out, istart[0]["parent_audit_id"], oid, "inner parent_audit_id");
     check_eq!(
         out,
-        records_of(&recs, oid, "start")[0]["parent_audit_id"],
+        log.rows().of(oid).kind("start")[0]["parent_audit_id"],
         serde_json::Value::Null,
         "outer has no parent"
     );
@@ -309,7 +301,7 @@ fn a_guarded_tool_running_another_records_the_outer_id_as_parent() {
 #[test]
 fn a_guarded_tool_may_run_itself_again() {
     // `npm run x` whose script calls npm: legitimate nesting, not recursion.
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool(
         "npm",
         "if [ -z \"${INNER:-}\" ]; then rec \"$@\"; INNER=1 npm inner; exit $?; fi\nenv -0 > \"$S/inner.tmp\" && mv \"$S/inner.tmp\" \"$S/inner-env\"\nexit 6\n",
@@ -323,8 +315,8 @@ fn a_guarded_tool_may_run_itself_again() {
     );
     let outer = ChildEnv::parse(&fs::read(g.state_path("env")).unwrap());
     let inner = ChildEnv::parse(&fs::read(g.state_path("inner-env")).unwrap());
-    let recs = g.records();
-    let istart = records_of(&recs, inner.audit_id(), "start");
+    let log = g.log();
+    let istart = log.rows().of(inner.audit_id()).kind("start");
     check_eq!(out, istart.len(), 1, "inner start");
     check_eq!(
         out,
@@ -339,7 +331,7 @@ fn a_guarded_tool_may_run_itself_again() {
 /// Runs the shim with `real/npm` -> bash, which copies its own
 /// /proc/self/cmdline: the exact argv the real tool got, argv[0] included
 /// (a `#!` script can't see its argv[0]).
-fn exec_argv(g: &Gate, typed: Option<&str>, args: &[Vec<u8>]) -> (Outcome, Vec<Vec<u8>>, Vec<Vec<u8>>) {
+fn exec_argv(g: &Sandbox, typed: Option<&str>, args: &[Vec<u8>]) -> (Outcome, Vec<Vec<u8>>, Vec<Vec<u8>>) {
     symlink(bash(), g.real.join("npm")).unwrap();
     let dump = g.state_path("cmdline");
     let script = format!("cat /proc/$$/cmdline > '{}'; exit 0", dump.display());
@@ -358,15 +350,15 @@ fn exec_argv(g: &Gate, typed: Option<&str>, args: &[Vec<u8>]) -> (Outcome, Vec<V
 
 #[test]
 fn argv0_as_typed_and_every_argument_reach_the_tool_byte_for_byte() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let args = awkward_args();
     let (out, got, mut want) = exec_argv(&g, Some("npm"), &args);
     want.insert(0, b"npm".to_vec());
     check_eq!(out, got, want, "the real tool's argv");
 
     // The audit log keeps the argv too, non-UTF-8 bytes replaced lossily.
-    let recs = g.records();
-    let start: Vec<_> = recs.iter().filter(|r| r["kind"] == "start").collect();
+    let log = g.log();
+    let start = log.rows().kind("start");
     check_eq!(out, start.len(), 1, "one start record");
     let logged: Vec<String> = start[0]["argv"]
         .as_array()
@@ -383,7 +375,7 @@ fn argv0_as_typed_and_every_argument_reach_the_tool_byte_for_byte() {
 
 #[test]
 fn argv0_typed_as_a_full_path_reaches_the_tool_unchanged() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let (out, got, mut want) = exec_argv(&g, None, &[b"x".to_vec()]);
     want.insert(0, bytes(&g.shims.join("npm")));
     check_eq!(out, got, want, "the real tool's argv");
@@ -391,7 +383,7 @@ fn argv0_typed_as_a_full_path_reaches_the_tool_unchanged() {
 
 #[test]
 fn a_script_tool_sees_every_argument_byte_for_byte() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npm", "rec \"$@\"\nexit 0\n");
     let args = awkward_args();
     let out = g.run(g.shim_cmd("npm", args.iter().map(|a| os(a))));
@@ -404,7 +396,7 @@ fn a_script_tool_sees_every_argument_byte_for_byte() {
 // ----- PATH lookup -----------------------------------------------------------
 
 /// Runs `npm` and returns the outcome and the $0 the real tool saw.
-fn run_npm(g: &Gate, program: &Path) -> (Outcome, Option<Vec<u8>>) {
+fn run_npm(g: &Sandbox, program: &Path) -> (Outcome, Option<Vec<u8>>) {
     let mut cmd = g.command(program);
     cmd.arg0("npm").arg("install");
     let out = g.run(cmd);
@@ -414,17 +406,18 @@ fn run_npm(g: &Gate, program: &Path) -> (Outcome, Option<Vec<u8>>) {
     (out, argv0)
 }
 
-fn real_path_logged(g: &Gate) -> serde_json::Value {
-    let recs = g.records();
-    recs.iter()
-        .find(|r| r["kind"] == "start")
+fn real_path_logged(g: &Sandbox) -> serde_json::Value {
+    let log = g.log();
+    log.rows()
+        .kind("start")
+        .first()
         .map(|r| r["real_path"].clone())
         .unwrap_or_default()
 }
 
 #[test]
 fn the_shim_skips_itself_through_a_symlink() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npm", "rec \"$@\"\nexit 0\n");
     let (out, argv0) = run_npm(&g, &g.shim("npm"));
     out.expect_code(0);
@@ -446,7 +439,7 @@ fn hard_link_or_copy(src: &Path, dst: &Path) {
 
 #[test]
 fn the_shim_skips_hard_links_of_itself() {
-    let mut g = Gate::new();
+    let mut g = Sandbox::new();
     let (a, b) = (g.dir("a"), g.dir("b"));
     hard_link_or_copy(Path::new(BIN), &a.join("npm"));
     fs::hard_link(a.join("npm"), b.join("npm")).unwrap();
@@ -459,7 +452,7 @@ fn the_shim_skips_hard_links_of_itself() {
 
 #[test]
 fn repeated_path_entries_are_skipped() {
-    let mut g = Gate::new();
+    let mut g = Sandbox::new();
     g.tool("npm", "rec \"$@\"\nexit 0\n");
     let s = g.shims.clone();
     g.path = vec![
@@ -479,7 +472,7 @@ fn repeated_path_entries_are_skipped() {
 fn the_path_entry_is_run_as_found_not_its_canonical_target() {
     // Like pyenv's or rustup's shims, the real tool may dispatch on how it
     // was invoked: real/npm -> ../elsewhere/dispatcher must run as real/npm.
-    let g = Gate::new();
+    let g = Sandbox::new();
     let elsewhere = g.dir("elsewhere");
     let target = g.script(&elsewhere.join("dispatcher"), "rec \"$@\"\nexit 0\n");
     symlink(&target, g.real.join("npm")).unwrap();
@@ -503,7 +496,7 @@ fn the_path_entry_is_run_as_found_not_its_canonical_target() {
 
 #[test]
 fn a_missing_tool_exits_127_naming_it() {
-    let mut g = Gate::new();
+    let mut g = Sandbox::new();
     g.path = vec![g.shims.clone()];
     let (out, _) = run_npm(&g, &g.shim("npm"));
     out.expect_code(127);
@@ -517,7 +510,7 @@ fn a_missing_tool_exits_127_naming_it() {
 
 #[test]
 fn a_tool_that_is_not_executable_exits_126() {
-    let mut g = Gate::new();
+    let mut g = Sandbox::new();
     let p = g.tool("npm", "rec \"$@\"\nexit 0\n");
     fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
     g.path = vec![g.shims.clone(), g.real.clone()];
@@ -533,14 +526,14 @@ fn a_tool_that_is_not_executable_exits_126() {
 
 #[test]
 fn a_tool_that_cannot_be_run_is_recorded_with_the_reason() {
-    let mut g = Gate::new();
+    let mut g = Sandbox::new();
     let p = g.tool("npm", "exit 0\n");
     fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
     g.path = vec![g.shims.clone(), g.real.clone()];
     let (out, _) = run_npm(&g, &g.shim("npm"));
     out.expect_code(126);
-    let recs = g.records();
-    let end: Vec<_> = recs.iter().filter(|r| r["kind"] == "end").collect();
+    let log = g.log();
+    let end = log.rows().kind("end");
     check_eq!(out, end.len(), 1, "an end record");
     check!(
         out,
@@ -551,7 +544,7 @@ fn a_tool_that_cannot_be_run_is_recorded_with_the_reason() {
 
 #[test]
 fn non_executable_files_and_directories_are_skipped_for_a_later_real_tool() {
-    let mut g = Gate::new();
+    let mut g = Sandbox::new();
     let (noexec, dirs) = (g.dir("noexec"), g.dir("dirs"));
     g.script(&noexec.join("npm"), "rec \"$@\"\nexit 9\n");
     fs::set_permissions(noexec.join("npm"), fs::Permissions::from_mode(0o644)).unwrap();
@@ -573,7 +566,7 @@ fn a_second_copy_of_the_binary_on_path_hands_through_to_the_real_tool() {
     // An installed cli-guard and a checkout's shims both on PATH: the first
     // shim takes the second copy for the real npm. The copy must hand
     // straight through to the real one, behind the first gate only.
-    let g = Gate::new();
+    let g = Sandbox::new();
     let copies = g.dir("copies");
     install_executable(Path::new(BIN), &copies.join("npm"));
     let real = g.dir("later");
@@ -594,8 +587,8 @@ fn a_second_copy_of_the_binary_on_path_hands_through_to_the_real_tool() {
         vec![b"install".to_vec()],
         "arguments as typed"
     );
-    let recs = g.records();
-    let starts: Vec<_> = recs.iter().filter(|r| r["kind"] == "start").collect();
+    let log = g.log();
+    let starts = log.rows().kind("start");
     check_eq!(out, starts.len(), 1, "one gate, not two");
     check_eq!(
         out,
@@ -613,7 +606,7 @@ fn a_second_copy_of_the_binary_on_path_hands_through_to_the_real_tool() {
 
 #[test]
 fn a_copy_of_the_binary_with_no_real_tool_after_it_is_127_not_a_loop() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let copy = g.real.join("npm");
     install_executable(Path::new(BIN), &copy);
     // Only the sandbox on PATH: this machine's own npm must not be found.
@@ -635,7 +628,7 @@ fn a_copy_of_the_binary_with_no_real_tool_after_it_is_127_not_a_loop() {
 
 #[test]
 fn the_childs_exit_code_passes_through() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npm", "exit \"$1\"\n");
     for code in [0, 1, 3, 42, 255] {
         let out = g.run(g.shim_cmd("npm", [code.to_string()]));
@@ -645,7 +638,7 @@ fn the_childs_exit_code_passes_through() {
 
 #[test]
 fn a_child_killed_by_a_signal_kills_the_shim_by_the_same_signal() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npm", "kill -s \"$1\" $$\nsleep 2\nexit 99\n");
     for sig in [
         Signal::SIGTERM,
@@ -668,7 +661,7 @@ fn a_child_killed_by_a_signal_kills_the_shim_by_the_same_signal() {
 
 #[test]
 fn a_malformed_resolve_setting_exits_125_without_running_the_tool() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npm", "rec \"$@\"\nexit 0\n");
     for bad in [
         "garbage",
@@ -701,7 +694,7 @@ fn a_gate_that_cannot_be_set_up_exits_125_without_running_the_tool() {
     // loader still fits), the gate cannot put its proxy in place (today the
     // listening socket is what fails); it must fail closed, not run the tool
     // unguarded.
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npm", "rec \"$@\"\nexit 0\n");
     let mut cmd = g.shim_cmd("npm", ["install"]);
     // SAFETY: runs in the forked child before exec; setrlimit is a plain
@@ -725,7 +718,7 @@ fn a_gate_that_cannot_be_set_up_exits_125_without_running_the_tool() {
 #[test]
 fn the_child_keeps_the_descriptor_limit_the_gate_raised_for_itself() {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npm", "ulimit -Sn > \"$S/soft\"\nexit 0\n");
     let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
     assert!(hard > 512, "this test needs a hard limit above 512");
@@ -752,7 +745,7 @@ fn the_child_keeps_the_descriptor_limit_the_gate_raised_for_itself() {
 fn a_wrapper_that_runs_the_shim_again_is_stopped_as_runaway_recursion() {
     // The "real" npm is a wrapper that runs `npm` from PATH again, which is
     // the shim: without the depth guard this would nest forever.
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npm", "exec npm \"$@\"\n");
     let out = g.run(g.shim_cmd("npm", ["install"]));
     check!(
@@ -766,7 +759,7 @@ fn a_wrapper_that_runs_the_shim_again_is_stopped_as_runaway_recursion() {
         lines.contains("nested 32") && lines.contains("loop"),
         "the error must say it is a loop: {lines}"
     );
-    let starts = g.records().iter().filter(|r| r["kind"] == "start").count();
+    let starts = g.log().rows().kind("start").len();
     check_eq!(
         out,
         starts,
@@ -790,7 +783,7 @@ fn the_tool_starts_with_no_signal_blocked_and_sigpipe_not_ignored() {
     // SIGPIPE for itself; neither may leak into the tool, which is started
     // by cli-guard's own clone, not by std's Command. The tool is a copy of
     // cat, not a script: a shell resets its signal mask as it starts.
-    let g = Gate::new();
+    let g = Sandbox::new();
     install_executable(Path::new("/bin/cat"), &g.real.join("npm"));
     let out = g.run(g.shim_cmd("npm", ["/proc/self/status"]));
     out.expect_code(0);
@@ -815,11 +808,14 @@ fn with_stdin_stdout_and_stderr_closed_the_log_stays_clean_and_the_tool_gets_dev
     // Started with descriptors 0-2 closed, the shim must not let its log or
     // listener take those numbers: its stderr summary of the denial would
     // then be written into the log (or the socket).
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool(
         "npm",
-        "printf '%s\\n' \"$(readlink /proc/$$/fd/0)\" \"$(readlink /proc/$$/fd/1)\" \"$(readlink /proc/$$/fd/2)\" > \"$S/fds\"\n\
-         curl -s -o /dev/null --max-time 5 https://denied.example/\nexit 0\n",
+        &format!(
+            "printf '%s\\n' \"$(readlink /proc/$$/fd/0)\" \"$(readlink /proc/$$/fd/1)\" \"$(readlink /proc/$$/fd/2)\" > \"$S/fds\"\n\
+             {} proxy-echo denied.example 443 0 > /dev/null\nexit 0\n",
+            g.net()
+        ),
     );
     let mut cmd = g.shim_cmd("npm", ["install"]);
     // SAFETY: runs in the forked child before exec and only calls close(2),
@@ -841,20 +837,22 @@ fn with_stdin_stdout_and_stderr_closed_the_log_stays_clean_and_the_tool_gets_dev
         "/dev/null\n/dev/null\n/dev/null\n",
         "the tool's descriptors 0-2"
     );
-    // Every line of the log is a record (read_records fails on any other),
+    // Every line of the log is a row (`Log::read` fails on any other),
     // and the denial the summary spoke of is one of them.
-    let recs = g.records();
-    let denied = recs
-        .iter()
-        .filter(|r| r["kind"] == "egress" && r["decision"] == "deny" && r["host"] == "denied.example")
-        .count();
+    let log = g.log();
+    let denied = log
+        .rows()
+        .kind("egress")
+        .host("denied.example")
+        .filter("denied", |r| r["decision"] == "deny")
+        .len();
     check_eq!(out, denied, 1, "one egress deny row for denied.example");
-    check!(out, recs.iter().any(|r| r["kind"] == "end"), "an end row");
+    check!(out, !log.rows().kind("end").is_empty(), "an end row");
 }
 
 /// `real/npm` with exactly `text` (no `#!/bin/sh` line added), installed
 /// without a write descriptor open (see install_executable).
-fn raw_tool(g: &Gate, text: &str) {
+fn raw_tool(g: &Sandbox, text: &str) {
     let src = g.state_path("raw-tool-source");
     fs::write(&src, text).unwrap();
     install_executable(&src, &g.real.join("npm"));
@@ -864,7 +862,7 @@ fn raw_tool(g: &Gate, text: &str) {
 fn a_script_whose_interpreter_is_missing_exits_127_with_a_hint_and_a_row() {
     // The exec itself fails (ENOENT from the #! line), in the spawned child:
     // its errno must come back to the shim, which reaps the child and says so.
-    let g = Gate::new();
+    let g = Sandbox::new();
     raw_tool(&g, "#!/nonexistent/interpreter\nexit 0\n");
     let out = g.run(g.shim_cmd("npm", ["install"]));
     out.expect_code(127);
@@ -874,8 +872,8 @@ fn a_script_whose_interpreter_is_missing_exits_127_with_a_hint_and_a_row() {
         said.contains("interpreter is missing"),
         "the hint, in: {said}"
     );
-    let recs = g.records();
-    let end = recs.iter().find(|r| r["kind"] == "end");
+    let log = g.log();
+    let end = log.rows().kind("end").first().copied();
     check!(
         out,
         end.is_some_and(|e| e["exit_code"] == 127 && e["error"].is_string()),
@@ -888,7 +886,7 @@ fn a_script_without_a_shebang_line_runs_under_sh() {
     // execve refuses it (ENOEXEC); execvp (which the shim used through
     // std's Command while it forked) and shells run it with /bin/sh, and so
     // does the shim.
-    let g = Gate::new();
+    let g = Sandbox::new();
     let ran = g.state_path("ran");
     raw_tool(
         &g,

@@ -4,68 +4,19 @@
 //! have one.
 
 use std::fs;
-use std::thread;
 
 use nix::sys::signal::Signal;
 
 use crate::util::*;
 
-/// A fake tool that logs each trapped signal by name to `$S/sig.log`, then
-/// waits until released. It waits in a busy loop of shell builtins rather
-/// than `sleep`: the shell runs a trap only between commands, so two copies
-/// of a signal that arrive during one `sleep` would show up as one, hiding
-/// exactly the double delivery these tests look for. The loop is bounded
-/// (a few seconds of spinning) and ends when the sandbox is gone.
-pub(crate) const TRAP_TOOL: &str = r#"for s in TERM HUP INT QUIT USR1 USR2 WINCH; do
-  trap "echo $s >> '$S/sig.log'" "$s"
-done
-rec "$@"
-n=0
-while [ ! -e "$S/done" ] && [ -d "$S" ]; do
-  n=$((n + 1))
-  if [ "$n" -gt 3000000 ]; then exit 124; fi
-done
-exit "$(code)"
-"#;
-
-pub(crate) fn count(g: &Gate, name: &str) -> usize {
-    fs::read_to_string(g.state_path("sig.log"))
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| *l == name)
-        .count()
-}
-
-/// Waits until the child logged `name`, keeps watching a little longer, and
-/// asserts it arrived exactly once.
-pub(crate) fn expect_once(g: &Gate, run: &Running, name: &str) {
-    let arrived = wait_until(WAIT, || count(g, name) >= 1);
-    check!(run, arrived, "SIG{name} never reached the child");
-    thread::sleep(SETTLE);
-    check_eq!(
-        run,
-        count(g, name),
-        1,
-        "SIG{name} must reach the child exactly once"
-    );
-}
-
-/// Runs `cmd` as the leader of a new session whose controlling terminal,
-/// and stdin, stdout and stderr, are a fresh pty.
-pub(crate) fn at_terminal(g: &Gate, mut cmd: std::process::Command) -> (Pty, Running) {
-    let mut pty = Pty::open();
-    pty.attach(&mut cmd);
-    let run = Running::spawn(cmd, Some(g.audit.clone()), Some(pty.transcript.clone()));
-    (pty, run)
-}
-
 fn pid_directed(sig: Signal) {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npm", TRAP_TOOL);
     let mut run = g.start(g.shim_cmd("npm", ["install"]));
     g.wait_env(&mut run);
     send(run.pid(), sig);
-    expect_once(&g, &run, &sig.as_str()[3..]);
+    let name = &sig.as_str()[3..];
+    expect_once(&g, &run, run.pid(), name, Marker::kill(run.pid(), name));
     check!(
         run,
         run.poll().is_none(),
@@ -111,7 +62,7 @@ fn sigwinch_at_the_shim_reaches_the_child_exactly_once() {
 
 #[test]
 fn a_signal_at_the_shims_group_without_a_terminal_reaches_the_child_exactly_once() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npm", TRAP_TOOL);
     let mut cmd = g.shim_cmd("npm", ["install"]);
     detach(&mut cmd); // new session, no controlling terminal, pgid = pid
@@ -128,7 +79,8 @@ fn a_signal_at_the_shims_group_without_a_terminal_reaches_the_child_exactly_once
     );
     for sig in [Signal::SIGTERM, Signal::SIGUSR1, Signal::SIGHUP] {
         send(-pgid, sig);
-        expect_once(&g, &run, &sig.as_str()[3..]);
+        let name = &sig.as_str()[3..];
+        expect_once(&g, &run, pgid, name, Marker::kill(-pgid, name));
     }
     check!(
         run,
@@ -142,7 +94,7 @@ fn a_signal_at_the_shims_group_without_a_terminal_reaches_the_child_exactly_once
 fn signals_the_child_or_its_descendants_send_the_shim_are_not_echoed_back() {
     // The grandchild lingers after its kill: a sender that has already
     // exited when the shim looks at it can't be traced to the child.
-    let g = Gate::new();
+    let g = Sandbox::new();
     let body = TRAP_TOOL.replace(
         "rec \"$@\"\n",
         "rec \"$@\"\nkill -s USR1 $PPID\nsh -c 'kill -s USR2 \"$1\"; sleep 0.5' sh $PPID\nkill -s WINCH $PPID\n: > \"$S/sent\"\n",
@@ -150,7 +102,13 @@ fn signals_the_child_or_its_descendants_send_the_shim_are_not_echoed_back() {
     g.tool("npm", &body);
     let mut run = g.start(g.shim_cmd("npm", ["install"]));
     g.wait_state(&mut run, "sent");
-    thread::sleep(SETTLE * 2);
+    // The shim has taken what the child sent, and dealt with it before it
+    // reads the marker sent after it; the marker is forwarded.
+    let shim = run.pid();
+    let sent = [Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGWINCH];
+    let taken = wait_until(WAIT, || !sent.iter().any(|s| signal_pending(shim, *s)));
+    check!(run, taken, "the shim never took the child's signals");
+    marked(&g, &run, shim, Marker::new("HUP", || send(shim, Signal::SIGHUP)));
     for name in ["USR1", "USR2", "WINCH"] {
         check_eq!(
             run,
@@ -171,7 +129,7 @@ fn signals_the_child_or_its_descendants_send_the_shim_are_not_echoed_back() {
 fn ctrl_c_at_a_terminal_reaches_the_child_once_and_the_shim_survives() {
     // The shim is the session leader of a pty; Ctrl-C makes the terminal
     // signal its foreground process group.
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npm", TRAP_TOOL);
     let cmd = g.shim_cmd("npm", ["install"]);
     let (pty, mut run) = at_terminal(&g, cmd);
@@ -190,7 +148,7 @@ fn ctrl_c_at_a_terminal_reaches_the_child_once_and_the_shim_survives() {
         "the child's group is the terminal's foreground group, in the shim's place"
     );
     pty.type_bytes(b"\x03");
-    expect_once(&g, &run, "INT");
+    expect_once(&g, &run, run.pid(), "INT", Marker::typed(&pty));
     check!(
         run,
         run.poll().is_none(),
@@ -210,7 +168,7 @@ fn ctrl_c_at_a_terminal_reaches_the_child_once_and_the_shim_survives() {
 fn ctrl_c_that_kills_the_child_kills_the_shim_by_sigint() {
     // A child that does not trap SIGINT dies of Ctrl-C; the shim then dies
     // by SIGINT too, so the calling shell sees an interrupted command.
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npm", HOLD);
     let cmd = g.shim_cmd("npm", ["install"]);
     let (pty, mut run) = at_terminal(&g, cmd);
@@ -230,7 +188,7 @@ fn ctrl_c_that_kills_the_child_kills_the_shim_by_sigint() {
 /// interactive shell would. Writes the job's status to `$S/first`; if the job
 /// stopped (148), waits for `$S/cont`, runs `fg`, and writes the final status
 /// to `$S/final`.
-fn job_shell(g: &Gate, pty: &mut Pty) -> Running {
+fn job_shell(g: &Sandbox, pty: &mut Pty) -> Running {
     let s = g.state.display();
     let script = format!(
         r#"set -m
@@ -255,14 +213,14 @@ echo "$st" > '{s}/final.tmp' && mv '{s}/final.tmp' '{s}/final'
 }
 
 /// The fake tool's parent: the shim.
-fn ppid_of(g: &Gate, run: &mut Running) -> i32 {
+fn ppid_of(g: &Sandbox, run: &mut Running) -> i32 {
     String::from_utf8_lossy(&g.wait_state(run, "ppid"))
         .trim()
         .parse()
         .unwrap()
 }
 
-fn read_status(g: &Gate, run: &mut Running, name: &str) -> String {
+fn read_status(g: &Sandbox, run: &mut Running, name: &str) -> String {
     String::from_utf8_lossy(&g.wait_state(run, name))
         .trim()
         .to_owned()
@@ -270,7 +228,7 @@ fn read_status(g: &Gate, run: &mut Running, name: &str) -> String {
 
 #[test]
 fn ctrl_c_under_a_job_control_shell_reaches_the_child_once() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npm", TRAP_TOOL);
     let mut pty = Pty::open();
     let mut run = job_shell(&g, &mut pty);
@@ -291,7 +249,7 @@ fn ctrl_c_under_a_job_control_shell_reaches_the_child_once() {
         "the child's group is the terminal's foreground group, in the shim's place"
     );
     pty.type_bytes(b"\x03");
-    expect_once(&g, &run, "INT");
+    expect_once(&g, &run, shim, "INT", Marker::typed(&pty));
     g.release(7);
     let status = read_status(&g, &mut run, "final");
     check_eq!(
@@ -305,7 +263,7 @@ fn ctrl_c_under_a_job_control_shell_reaches_the_child_once() {
 
 #[test]
 fn ctrl_z_stops_shim_and_child_and_fg_resumes_both() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npm", TRAP_TOOL);
     let mut pty = Pty::open();
     let mut run = job_shell(&g, &mut pty);
@@ -360,7 +318,7 @@ struct Shell {
 
 impl Shell {
     /// With `npm` on its PATH as the shim.
-    fn start(g: &Gate) -> Shell {
+    fn start(g: &Sandbox) -> Shell {
         g.shim("npm");
         let mut cmd = g.command("/bin/bash");
         cmd.args(["--norc", "--noprofile", "-i"])
@@ -430,7 +388,7 @@ fn ctrl_z_and_fg_at_an_interactive_bash_work_in_strict_mode_too() {
 }
 
 fn ctrl_z_and_fg_at_an_interactive_bash(strict: bool) {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npm", TRAP_TOOL);
     let mut sh = Shell::start(&g);
     let bash = sh.pid();
@@ -489,7 +447,7 @@ fn ctrl_z_and_fg_at_an_interactive_bash(strict: bool) {
         "after fg the terminal is the tool's group's again, not {:?}",
         tpgid_of(bash)
     );
-    pty_ctrl_c_once(&g, &sh);
+    pty_ctrl_c_once(&g, &sh, shim);
 
     g.release(7);
     sh.line("echo \"st-$?\"");
@@ -501,9 +459,10 @@ fn ctrl_z_and_fg_at_an_interactive_bash(strict: bool) {
         "after the job the terminal is bash's"
     );
     let isolation = g
-        .records()
-        .iter()
-        .find(|r| r["kind"] == "start")
+        .log()
+        .rows()
+        .kind("start")
+        .first()
         .map(|r| r["isolation"].clone());
     let want = if strict { "netns" } else { "none" };
     check!(
@@ -515,20 +474,21 @@ fn ctrl_z_and_fg_at_an_interactive_bash(strict: bool) {
 }
 
 /// Ctrl-C at the terminal reaches the (trapping) tool exactly once.
-fn pty_ctrl_c_once(g: &Gate, sh: &Shell) {
+fn pty_ctrl_c_once(g: &Sandbox, sh: &Shell, shim: i32) {
     sh.pty.type_bytes(b"\x03");
-    expect_once(g, &sh.run, "INT");
+    expect_once(g, &sh.run, shim, "INT", Marker::typed(&sh.pty));
 }
 
 #[test]
 fn kill_percent_one_at_an_interactive_bash_reaches_the_tool_exactly_once() {
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npm", TRAP_TOOL);
     let mut sh = Shell::start(&g);
     let bash = sh.pid();
     sh.line("npm install &");
     g.wait_env(&mut sh.run);
     let child = g.child_pid(&mut sh.run);
+    let shim = ppid_of(&g, &mut sh.run);
     check_eq!(
         sh,
         tpgid_of(bash),
@@ -544,7 +504,8 @@ fn kill_percent_one_at_an_interactive_bash_reaches_the_tool_exactly_once() {
     // `kill %1` signals the job's process group: the shim's.
     for sig in ["USR1", "TERM", "HUP"] {
         sh.line(&format!("kill -{sig} %1"));
-        expect_once(&g, &sh.run, sig);
+        let marker = Marker::new("WINCH", || sh.line("kill -WINCH %1"));
+        expect_once(&g, &sh.run, shim, sig, marker);
     }
     g.release(7);
     sh.line("wait $!; echo \"st-$?\"");
@@ -556,7 +517,7 @@ fn kill_percent_one_at_an_interactive_bash_reaches_the_tool_exactly_once() {
 fn a_group_kill_and_a_pid_kill_with_a_terminal_reach_the_child_exactly_once() {
     // The shim leads the pty's session: its group is the session's, the one
     // a hangup or a CI runner's group kill would hit.
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npm", TRAP_TOOL);
     let cmd = g.shim_cmd("npm", ["install"]);
     let (_pty, mut run) = at_terminal(&g, cmd);
@@ -570,10 +531,11 @@ fn a_group_kill_and_a_pid_kill_with_a_terminal_reach_the_child_exactly_once() {
     );
     for sig in [Signal::SIGUSR1, Signal::SIGTERM, Signal::SIGHUP] {
         send(-run.pid(), sig);
-        expect_once(&g, &run, &sig.as_str()[3..]);
+        let name = &sig.as_str()[3..];
+        expect_once(&g, &run, run.pid(), name, Marker::kill(-run.pid(), name));
     }
     send(run.pid(), Signal::SIGUSR2);
-    expect_once(&g, &run, "USR2");
+    expect_once(&g, &run, run.pid(), "USR2", Marker::kill(run.pid(), "USR2"));
     g.finish(run, 0);
 }
 
@@ -585,7 +547,7 @@ fn a_group_kill_and_a_pid_kill_with_a_terminal_reach_the_child_exactly_once() {
 /// way in both runs; timeout's SIGCONT then lets it go on. Timeout's timer is
 /// fired by sending it SIGALRM, which it handles as its timer's expiry.
 fn terms_from_timeout(through_shim: bool) -> (usize, Option<i32>, String) {
-    let g = Gate::new();
+    let g = Sandbox::new();
     let tool = g.tool("npm", TRAP_TOOL);
     let mut cmd = g.command(require("timeout"));
     cmd.args(["-s", "TERM", "600"])
@@ -614,7 +576,8 @@ fn terms_from_timeout(through_shim: bool) -> (usize, Option<i32>, String) {
     send(run.pid(), Signal::SIGALRM);
     let arrived = wait_until(WAIT, || count(&g, "TERM") >= 1);
     check!(run, arrived, "SIGTERM from timeout never reached the tool");
-    thread::sleep(SETTLE);
+    // Whatever timeout's child forwards it forwards before a later signal.
+    marked(&g, &run, timed, Marker::kill(timed, "TERM"));
     let terms = count(&g, "TERM");
     g.release(0);
     let out = run.wait();
@@ -640,7 +603,7 @@ fn timeout_s_term_reaches_the_tool_as_it_would_without_the_shim() {
 fn a_raw_mode_reader_gets_the_terminal_and_leaves_it_usable() {
     // Only the foreground group may change the terminal's modes or read it:
     // from the background `stty` would stop on SIGTTOU and `dd` on SIGTTIN.
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool(
         "npm",
         r#"rec "$@"
@@ -693,7 +656,7 @@ exit 0
 fn the_terminal_is_the_shims_again_after_a_tool_that_died_holding_it() {
     // A session leader without job control (sh -c) runs the shim in its
     // own process group: the group the terminal must come back to.
-    let g = Gate::new();
+    let g = Sandbox::new();
     let stat = r#"read -r line < /proc/$$/stat; set -- $line; echo "$5 $8""#;
     g.tool(
         "npm",
@@ -738,7 +701,7 @@ fn ctrl_z_where_no_shell_could_continue_the_job_leaves_the_tool_running() {
     // shim's relayed stop is discarded, and the shim must continue the tool
     // rather than leave it stopped with nobody to send SIGCONT. Ctrl-C
     // after Ctrl-Z shows it: a stopped tool would not run its trap.
-    let g = Gate::new();
+    let g = Sandbox::new();
     g.tool("npm", TRAP_TOOL);
     let cmd = g.shim_cmd("npm", ["install"]);
     let (pty, mut run) = at_terminal(&g, cmd);
@@ -746,7 +709,7 @@ fn ctrl_z_where_no_shell_could_continue_the_job_leaves_the_tool_running() {
     let child = g.child_pid(&mut run);
     pty.type_bytes(b"\x1a");
     pty.type_bytes(b"\x03");
-    expect_once(&g, &run, "INT");
+    expect_once(&g, &run, run.pid(), "INT", Marker::typed(&pty));
     let running = wait_until(WAIT, || !is_stopped(child) && !is_stopped(run.pid()));
     check!(
         run,
