@@ -21,6 +21,7 @@
 use std::ffi::OsString;
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::Write;
+use std::net::TcpStream;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -79,9 +80,39 @@ pub(crate) fn log_path(
 /// Where records go.
 #[derive(Debug)]
 enum Target {
-    File { log: LogFile, path: PathBuf },
+    File {
+        log: LogFile,
+        path: PathBuf,
+    },
+    /// The enclosing strict invocation's gate, which appends them to its
+    /// log (`gate::rows`): this one's is read-only in its namespace.
+    Relay(TcpStream),
     Stderr,
     Memory(Vec<Vec<u8>>),
+}
+
+/// Where a guarded tool nested in a strict invocation sends its rows when
+/// its own log is read-only: the enclosing gate's proxy listener, and the
+/// head that opens the stream there (with the proxy credential).
+#[derive(Clone)]
+pub(crate) struct RelayTo {
+    pub(crate) addr: std::net::SocketAddr,
+    pub(crate) head: String,
+}
+
+impl std::fmt::Debug for RelayTo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The head holds the credential.
+        f.debug_struct("RelayTo").field("addr", &self.addr).finish()
+    }
+}
+
+impl RelayTo {
+    fn connect(&self) -> std::io::Result<TcpStream> {
+        let mut stream = TcpStream::connect_timeout(&self.addr, std::time::Duration::from_secs(2))?;
+        stream.write_all(self.head.as_bytes())?;
+        Ok(stream)
+    }
 }
 
 /// The append-only writer for one invocation. Cheap to share behind an `Arc`.
@@ -108,7 +139,13 @@ impl AuditLog {
     /// opened (no path, no permission, a full disk), warns once on stderr
     /// and writes records there. Refused: something other than a regular
     /// file is at `path`.
-    pub(crate) fn open(audit_id: String, path: Option<&Path>) -> Result<AuditLog, Refused> {
+    /// Where the log is read-only and `relay` is given (a tool nested in
+    /// a strict invocation), rows go to the enclosing gate instead.
+    pub(crate) fn open(
+        audit_id: String,
+        path: Option<&Path>,
+        relay: Option<&RelayTo>,
+    ) -> Result<AuditLog, Refused> {
         let target = match path {
             None => {
                 warn_fallback("no audit log path (HOME is unset)", "set CLI_GUARD_AUDIT_LOG");
@@ -127,13 +164,16 @@ impl AuditLog {
                         path.display()
                     )))
                 }
-                Err(OpenError::Io(e)) => {
-                    warn_fallback(
-                        &format!("cannot open the audit log {}: {e}", path.display()),
-                        "make it writable or set CLI_GUARD_AUDIT_LOG to a writable path",
-                    );
-                    Target::Stderr
-                }
+                Err(OpenError::Io(e)) => match (e.raw_os_error(), relay.map(RelayTo::connect)) {
+                    (Some(nix::libc::EROFS), Some(Ok(stream))) => Target::Relay(stream),
+                    _ => {
+                        warn_fallback(
+                            &format!("cannot open the audit log {}: {e}", path.display()),
+                            "make it writable or set CLI_GUARD_AUDIT_LOG to a writable path",
+                        );
+                        Target::Stderr
+                    }
+                },
             },
         };
         Ok(AuditLog {
@@ -157,7 +197,12 @@ impl AuditLog {
     /// Appends one record. A write failure switches to stderr (warning
     /// once) and the record goes there, so it is never lost.
     pub(crate) fn write(&self, record: &Record) {
-        let line = to_line(&self.audit_id, record, SystemTime::now());
+        self.append_line(&to_line(&self.audit_id, record, SystemTime::now()));
+    }
+
+    /// Appends one row (one line, newline included): this invocation's, or
+    /// one another invocation wrote (`gate::rows`), as is.
+    pub(crate) fn append_line(&self, line: &[u8]) {
         let mut target = self
             .target
             .lock()
@@ -166,12 +211,22 @@ impl AuditLog {
             Target::File { log, path } => {
                 let ready = keep_current(log, path);
                 let mut stderr = std::io::stderr().lock();
-                if !append_or_divert(ready, &mut log.file, path, &line, &mut stderr) {
+                if !append_or_divert(ready, &mut log.file, path, line, &mut stderr) {
                     *target = Target::Stderr;
                 }
             }
-            Target::Stderr => write_stderr(&line),
-            Target::Memory(lines) => lines.push(line),
+            Target::Relay(stream) => {
+                if stream.write_all(line).is_err() {
+                    warn_fallback(
+                        "the enclosing strict invocation's gate takes no more rows",
+                        "nothing to do: it has ended",
+                    );
+                    write_stderr(line);
+                    *target = Target::Stderr;
+                }
+            }
+            Target::Stderr => write_stderr(line),
+            Target::Memory(lines) => lines.push(line.to_vec()),
         }
     }
 
@@ -612,7 +667,7 @@ mod tests {
             (&subdir, "a directory"),
         ] {
             // A FIFO would hang a plain open: this one must return.
-            let refused = AuditLog::open("id".into(), Some(path)).err();
+            let refused = AuditLog::open("id".into(), Some(path), None).err();
             assert!(
                 refused
                     .as_ref()
@@ -627,7 +682,7 @@ mod tests {
     fn a_renamed_log_keeps_the_rows_and_its_path_is_not_followed() {
         let dir = scratch("renamed");
         let path = dir.join("audit.jsonl");
-        let log = AuditLog::open("id".into(), Some(&path)).unwrap_or_else(|e| panic!("{e}"));
+        let log = AuditLog::open("id".into(), Some(&path), None).unwrap_or_else(|e| panic!("{e}"));
         log.write(&end_row());
         let away = dir.join("elsewhere.jsonl");
         std::fs::rename(&path, &away).unwrap_or_else(|e| panic!("{e}"));
@@ -643,7 +698,7 @@ mod tests {
     fn a_rotation_by_another_writer_is_followed() {
         let dir = scratch("rotation");
         let path = dir.join("audit.jsonl");
-        let log = AuditLog::open("id".into(), Some(&path)).unwrap_or_else(|e| panic!("{e}"));
+        let log = AuditLog::open("id".into(), Some(&path), None).unwrap_or_else(|e| panic!("{e}"));
         log.write(&end_row());
         // What another writer's rotation leaves: this file is .1 now.
         std::fs::rename(&path, rotated(&path, 1)).unwrap_or_else(|e| panic!("{e}"));

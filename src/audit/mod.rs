@@ -13,7 +13,9 @@ mod suggest;
 mod tail;
 
 pub(crate) use fold::{parse_since, Filter};
-pub(crate) use log::{files_oldest_first, log_path, AuditLog};
-pub(crate) use record::{new_audit_id, rfc3339_millis, Egress, EgressClose, End, Package, Record, Start};
+pub(crate) use log::{files_oldest_first, log_path, AuditLog, RelayTo};
+pub(crate) use record::{
+    audit_id_of, new_audit_id, rfc3339_millis, Egress, EgressClose, End, Package, Record, Start,
+};
 pub(crate) use redact::redact_argv;
 pub(crate) use show::{show, ShowOptions};

@@ -271,6 +271,12 @@ pub(super) fn to_line(audit_id: &str, record: &Record, at: SystemTime) -> Vec<u8
     out
 }
 
+/// The audit ID of a line that reads back as a row (`None` for anything
+/// else): what the gate checks of a row a nested invocation relays.
+pub(crate) fn audit_id_of(line: &[u8]) -> Option<String> {
+    parse_line(line).ok().map(|row| row.audit_id)
+}
+
 /// Parses one log line into a row, or says why it is not an audit record.
 pub(super) fn parse_line(line: &[u8]) -> Result<Row, String> {
     let text = std::str::from_utf8(line).map_err(|_| "not UTF-8 (a torn or foreign line)".to_string())?;

@@ -18,6 +18,7 @@ use crate::gate::http::{self, RequestHead};
 use crate::gate::judge::{judge, Judged};
 use crate::gate::outcome::Method;
 use crate::gate::refusal::{Closing, Refusal};
+use crate::gate::rows;
 use crate::gate::shutdown::Shutdown;
 use crate::gate::tunnel::{self, dial_failed, Opened};
 use crate::gate::Gate;
@@ -41,6 +42,15 @@ pub(super) struct Handler {
     buf: Vec<u8>,
     /// [`HEAD_TIMEOUT`], but for tests.
     head_timeout: Duration,
+}
+
+/// What a connection turned out to be, past its head.
+#[derive(Debug)]
+pub(super) enum Next {
+    /// An allowed CONNECT, dialled.
+    Tunnel(Allowed),
+    /// A nested invocation's rows (`rows`), from after its head.
+    Rows { head_len: usize },
 }
 
 /// An allowed request with its upstream connection open, not yet answered:
@@ -73,7 +83,11 @@ impl Handler {
     /// Handles the connection to its end.
     pub(super) async fn serve(mut self) {
         match self.run().await {
-            Ok(Some(tunnel)) => self.open(tunnel).await,
+            Ok(Some(Next::Tunnel(tunnel))) => self.open(tunnel).await,
+            Ok(Some(Next::Rows { head_len })) => {
+                let early = self.buf.get(head_len..).unwrap_or_default();
+                rows::relay(&self.gate, self.client, early, self.shutdown).await;
+            }
             // The client left, or the gate stopped, before a request.
             Ok(None) => {}
             Err(refusal) => {
@@ -92,7 +106,7 @@ impl Handler {
     /// (directly, with the policy's address check, or through an upstream).
     /// `Ok(None)`: nothing to answer (the client left, or the gate was
     /// forced closed, before a full head).
-    pub(super) async fn run(&mut self) -> Result<Option<Allowed>, Refusal> {
+    pub(super) async fn run(&mut self) -> Result<Option<Next>, Refusal> {
         let _ = self.client.set_nodelay(true);
         let head = tokio::select! {
             head = read_head(&mut self.client, &mut self.buf, self.head_timeout) => head?,
@@ -112,6 +126,15 @@ impl Handler {
                 "the request line carries this gate's proxy credential; it belongs in Proxy-Authorization",
             ));
         }
+        // A guarded tool nested in this strict invocation, sending its
+        // rows (its own log is read-only in here): for the credential
+        // holder only, like everything else.
+        if head.method == rows::ROWS_METHOD && head.target == rows::ROWS_TARGET {
+            authenticate(gate, &head, &Err(Refusal::deny(400, "rows")))?;
+            return Ok(Some(Next::Rows {
+                head_len: head.head_len,
+            }));
+        }
         let judged = judge(gate.policy, &head, gate.pool());
         // A malformed target is a 400 whoever asks (it reveals nothing);
         // every other answer, the policy's included, is for the credential
@@ -121,12 +144,12 @@ impl Handler {
         }
         let judged = judged?;
         match tunnel::dial(gate, &judged, &mut self.shutdown).await {
-            Ok(dialled) => Ok(Some(Allowed {
+            Ok(dialled) => Ok(Some(Next::Tunnel(Allowed {
                 reason: format!("{}; {}", judged.reason, dialled.route),
                 dialled,
                 target: judged.target,
                 head_len: head.head_len,
-            })),
+            }))),
             Err(e) => Err(dial_failed(Method::Connect, judged, e)),
         }
     }

@@ -46,6 +46,7 @@ mod quic;
 mod refusal;
 mod relay;
 mod resolver;
+mod rows;
 mod serve;
 mod shutdown;
 mod tally;
@@ -75,9 +76,11 @@ pub use pool::Pool;
 pub use refusal::Refusal;
 pub use relay::IDLE_PIPES;
 pub use resolver::{answer_query, answered_address};
+pub(crate) use rows::{ROWS_METHOD, ROWS_TARGET};
 pub(crate) use serve::{start, Sockets};
 pub(crate) use shutdown::Shutdown;
 pub(crate) use tally::{Denial, Summary};
+pub(crate) use upstream::upstream_of;
 
 /// How a gate is set up, beyond its policy and log.
 #[derive(Debug, Clone)]
@@ -134,6 +137,8 @@ pub(crate) struct Gate {
     tally: Tally,
     /// Pipes for the relay's splice, shared by all tunnels.
     pipes: PipePool,
+    /// Rows relayed from nested invocations (`rows`), under a cap.
+    relayed: rows::Relayed,
     /// Strict mode's private addresses, by name: what the transparent path
     /// maps a dialled address back with. `None` behind the plain proxy.
     pool: Option<Arc<Pool>>,
@@ -148,6 +153,7 @@ impl Gate {
             settings,
             tally: Tally::default(),
             pipes: PipePool::default(),
+            relayed: rows::Relayed::default(),
             pool: None,
         }
     }

@@ -97,6 +97,20 @@ pub(super) fn from_env(env: &Env) -> Result<Option<Upstream>, String> {
     }
 }
 
+/// The upstream proxy the environment names, as an address and its
+/// `Proxy-Authorization`, when it is an IP literal with credentials: what
+/// a nested strict invocation's enclosing gate looks like from inside.
+pub(crate) fn upstream_of(env: &Env) -> Option<(std::net::SocketAddr, String)> {
+    let upstream = from_env(env).ok()??;
+    let crate::policy::authority::Host::Ip(ip) = upstream.proxy.host else {
+        return None;
+    };
+    Some((
+        std::net::SocketAddr::new(ip, upstream.proxy.port),
+        upstream.authorization?,
+    ))
+}
+
 /// Decodes `%XX` escapes; `None` on a malformed escape.
 fn percent_decode(s: &str) -> Option<Vec<u8>> {
     let bytes = s.as_bytes();

@@ -109,7 +109,7 @@ fn guarded(inv: &Invocation, env: &Env, phase: &Phase) -> Ran {
         }
     };
     let parent_audit_id = env.parent_audit_id().map(str::to_string);
-    let log = match AuditLog::open(audit_id, env.audit_log_path().as_deref()) {
+    let log = match AuditLog::open(audit_id, env.audit_log_path().as_deref(), relay_to(env).as_ref()) {
         Ok(log) => Arc::new(log),
         Err(refused) => return Ran::before_start(Failure::gate(anyhow::anyhow!("{refused}"))),
     };
@@ -193,6 +193,24 @@ impl Ran {
             audit_id: String::new(),
         }
     }
+}
+
+/// Where a guarded tool nested in a strict invocation sends its rows when
+/// its log is read-only there: the enclosing gate, through the proxy it
+/// chains through (its address and credential from the environment).
+fn relay_to(env: &Env) -> Option<audit::RelayTo> {
+    if !(env.in_netns() && crate::sys::procfs::in_loopback_only_netns()) {
+        return None;
+    }
+    let (addr, authorization) = gate::upstream_of(env)?;
+    Some(audit::RelayTo {
+        addr,
+        head: format!(
+            "{} {} HTTP/1.1\r\nProxy-Authorization: {authorization}\r\n\r\n",
+            gate::ROWS_METHOD,
+            gate::ROWS_TARGET
+        ),
+    })
 }
 
 /// The subcommand as the start row records it: a word (a script, say, is

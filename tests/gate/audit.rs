@@ -576,6 +576,12 @@ fn concurrent_invocations_share_one_log_without_tearing() {
 /// Runs npm whose child makes one denied request and exits 3, with the
 /// audit log at `log`; checks the stderr fallback.
 fn unwritable(log: &Path) {
+    unwritable_with(|cmd| {
+        cmd.env("CLI_GUARD_AUDIT_LOG", log);
+    });
+}
+
+fn unwritable_with(set_up: impl FnOnce(&mut std::process::Command)) {
     let g = Sandbox::new();
     g.tool(
         "npm",
@@ -585,7 +591,7 @@ fn unwritable(log: &Path) {
         ),
     );
     let mut cmd = g.shim_cmd("npm", ["install"]);
-    cmd.env("CLI_GUARD_AUDIT_LOG", log);
+    set_up(&mut cmd);
     let out = g.run(cmd);
     out.expect_code(3);
     let warnings: Vec<String> = out
@@ -632,13 +638,49 @@ fn a_log_whose_parent_is_a_file_falls_back_to_stderr() {
 }
 
 #[test]
-fn a_log_on_a_full_device_falls_back_to_stderr() {
+fn a_log_on_a_full_disk_falls_back_to_stderr() {
+    let t = TempDir::new();
+    let log = t.path().join("audit.jsonl");
+    unwritable_with(|cmd| with_a_full_log(cmd, &log));
+    let kept = fs::read(&log).unwrap_or_default();
+    assert!(
+        kept.iter().all(|&b| b == b'\n'),
+        "nothing of a row lands in a log that cannot grow: {:?}",
+        String::from_utf8_lossy(&kept)
+    );
+}
+
+#[test]
+fn a_log_that_is_a_device_or_a_fifo_or_a_symlink_stops_the_tool_before_it_runs() {
+    let t = TempDir::new();
+    let fifo = t.path().join("fifo.jsonl");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let link = t.path().join("link.jsonl");
+    std::os::unix::fs::symlink("/dev/null", &link).unwrap();
     let before = mode(Path::new("/dev/full"));
-    unwritable(Path::new("/dev/full"));
+    for (log, what) in [
+        (Path::new("/dev/full"), "a device"),
+        (fifo.as_path(), "a FIFO"),
+        (link.as_path(), "a symbolic link"),
+    ] {
+        let g = Sandbox::new();
+        g.tool("npm", "rec \"$@\"\nexit 0\n");
+        let mut cmd = g.shim_cmd("npm", ["install"]);
+        cmd.env("CLI_GUARD_AUDIT_LOG", log);
+        // A FIFO must not hang the shim: `run` waits with a deadline.
+        let out = g.run(cmd);
+        out.expect_code(125);
+        check!(
+            out,
+            out.stderr().contains(&format!("is {what}, not a regular file")),
+            "the refusal says what is there"
+        );
+        check!(out, !g.state_path("argv").exists(), "the tool never ran");
+    }
     let after = mode(Path::new("/dev/full"));
     if after != before {
         let _ = fs::set_permissions("/dev/full", fs::Permissions::from_mode(before));
-        panic!("cli-guard changed the mode of an existing log file (/dev/full {before:o} -> {after:o})");
+        panic!("cli-guard changed the mode of /dev/full ({before:o} -> {after:o})");
     }
 }
 

@@ -739,7 +739,7 @@ fn with_the_log_on_a_full_disk_tunnels_still_work_and_every_row_goes_to_stderr()
     let g = Sandbox::new();
     g.tool(OBSERVER, HOLD);
     let mut cmd = g.shim_cmd(OBSERVER, ["install"]);
-    cmd.env("CLI_GUARD_AUDIT_LOG", "/dev/full");
+    with_a_full_log(&mut cmd, &g.root().join("full.jsonl"));
     let mut run = g.start(cmd);
     let env = g.wait_env(&mut run);
     let (a, mut s) = env.proxy().tunnel(&echo.addr.to_string(), b"");

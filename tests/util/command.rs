@@ -115,3 +115,33 @@ pub fn install_executable(src: &Path, dst: &Path) {
 pub fn os(bytes: &[u8]) -> &OsStr {
     OsStr::from_bytes(bytes)
 }
+
+/// The largest file `cmd`'s process may write (`RLIMIT_FSIZE`) under
+/// [`with_a_full_log`]: room for a fake tool's reports, none for a log
+/// already this size.
+const FULL_AT: u64 = 64 * 1024;
+
+/// Makes `log` a regular file that cannot grow for `cmd`'s process: it is
+/// filled to the file-size limit `cmd` then runs under, with SIGXFSZ
+/// ignored, so every append fails (EFBIG) as on a full disk. A device such
+/// as /dev/full is no longer a log cli-guard accepts.
+pub fn with_a_full_log(cmd: &mut Command, log: &Path) {
+    use std::os::unix::process::CommandExt;
+    if let Some(dir) = log.parent() {
+        fs::create_dir_all(dir).unwrap();
+    }
+    fs::write(log, vec![b'\n'; FULL_AT as usize]).unwrap();
+    cmd.env("CLI_GUARD_AUDIT_LOG", log);
+    // SAFETY: the hook runs in the forked child before exec and makes two
+    // system calls that allocate nothing (setrlimit, signal with SIG_IGN).
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_FSIZE, FULL_AT, FULL_AT)?;
+            nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGXFSZ,
+                nix::sys::signal::SigHandler::SigIgn,
+            )?;
+            Ok(())
+        });
+    }
+}

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
 use std::net::SocketAddr;
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{symlink, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -115,6 +115,9 @@ impl Sandbox {
             p
         };
         let (shims, real, state, work, home) = (mk("shims"), mk("real"), mk("state"), mk("work"), mk("home"));
+        // The fake tools' reports go to `state` (the tools' TMPDIR), also
+        // from a tool run as another user (setpriv).
+        fs::set_permissions(&state, fs::Permissions::from_mode(0o1777)).unwrap();
         let audit = root.join("log").join("audit.jsonl");
         let path = vec![
             shims.clone(),
@@ -193,6 +196,10 @@ impl Sandbox {
             .env("HOME", &self.home)
             .env("CLI_GUARD_AUDIT_LOG", &self.audit)
             .env("CLI_GUARD_STRICT", "off")
+            // Strict mode's tools write only their project, caches and
+            // temp: the fake tools' reports go to `state`, made the temp
+            // directory.
+            .env("TMPDIR", &self.state)
             .current_dir(&self.work)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -291,7 +298,8 @@ impl Sandbox {
     /// The fake tool's recorded pid.
     pub fn child_pid(&self, run: &mut Running) -> i32 {
         let data = self.wait_state(run, "pid");
-        lossy(&data).trim().parse().unwrap()
+        let recorded: i32 = lossy(&data).trim().parse().unwrap();
+        host_pid_of(run.pid(), recorded)
     }
 
     /// The fake tool's recorded argv ($0 first).
@@ -473,4 +481,38 @@ impl Sandbox {
             .args(args);
         cmd
     }
+}
+
+/// The pid, in this test's PID namespace, of the process under `root` (a
+/// shim, or a shell that runs one) that knows itself as `own_pid`: in
+/// strict mode's PID namespace the tool's `$$` is 2 (it is the shim's own
+/// child, as the namespace's init is). The last `NSpid` field is the pid
+/// as the process sees it; outside a PID namespace it is the pid itself.
+pub fn host_pid_of(root: i32, own_pid: i32) -> i32 {
+    let children = |pid: i32| -> Vec<i32> {
+        fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|c| c.parse().ok())
+            .collect()
+    };
+    let sees_itself_as = |pid: i32| -> Option<i32> {
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("NSpid:"))
+            .and_then(|pids| pids.split_whitespace().last())
+            .and_then(|last| last.parse().ok())
+    };
+    let mut level = children(root);
+    for _ in 0..4 {
+        if let Some(&found) = level
+            .iter()
+            .find(|&&pid| pid != root && sees_itself_as(pid) == Some(own_pid))
+        {
+            return found;
+        }
+        level = level.iter().flat_map(|&pid| children(pid)).collect();
+    }
+    own_pid
 }
