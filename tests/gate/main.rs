@@ -39,6 +39,11 @@
 //!   fetch enforced and the run observed, each phase's arguments, the
 //!   record and `cli-guard audit`'s one entry, the program's environment,
 //!   stdio, exit and signals, a failed fetch, the fallbacks.
+//! - `doors`: strict mode's other doors, walked by an install script: the
+//!   home, the shims, unix sockets, vsock, io_uring, the terminal, other
+//!   processes, an inherited socket, /etc, the audit log, a leftover
+//!   process; each open with strict mode off, shut under it, and all of
+//!   them as nobody (the real npm's postinstall `#[ignore]`d).
 //! - `strict`: strict mode from inside the tool's namespace: every escape
 //!   past the proxy refused with a row, the transparent relay, DNS, the
 //!   subcommand split, the fallback, nesting, signals, as nobody (the fake
@@ -73,6 +78,7 @@ mod clients;
 mod demo;
 mod dial;
 mod dispatch;
+mod doors;
 mod ecosystem;
 mod faults;
 mod fetch_run;

@@ -22,8 +22,6 @@
 //! by a real client (node, curl) are `#[ignore]`d, run by `.ci/run`.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::process::Command;
 
 use nix::sys::signal::Signal;
@@ -43,27 +41,6 @@ fn strict_cmd(g: &Sandbox, tool: &str, args: &[&str], setting: &str) -> Command 
     let mut cmd = g.shim_cmd(tool, args);
     Sandbox::strict(&mut cmd, setting);
     cmd
-}
-
-/// The JSON line the fake tool's step wrote to `state/NAME`.
-fn step(g: &Sandbox, out: &Outcome, name: &str) -> Value {
-    let text = fs::read_to_string(g.state_path(name)).unwrap_or_default();
-    let line = text.lines().last().unwrap_or_default();
-    match serde_json::from_str::<Value>(line) {
-        Ok(v) if v.is_object() => v,
-        _ => panic!(
-            "the fake tool's step {name} wrote {text:?}, not a JSON line\n\n{}",
-            out.report()
-        ),
-    }
-}
-
-/// The text the fake tool wrote to `state/NAME`, trimmed.
-fn state_text(g: &Sandbox, name: &str) -> String {
-    fs::read_to_string(g.state_path(name))
-        .unwrap_or_default()
-        .trim()
-        .to_string()
 }
 
 /// The one start row of `tool`.
@@ -151,7 +128,7 @@ fn node_escape(js: &str, host: &str) {
     let (g, net) = sandbox();
     let body = format!("env -u NODE_USE_ENV_PROXY node -e '{js}' > \"$S/node\" 2>&1");
     let out = npm_install(&g, &net, &body, &[]);
-    let said = state_text(&g, "node");
+    let said = g.state_text("node");
     check!(
         out,
         said.starts_with("error"),
@@ -187,7 +164,7 @@ fn curl_escape(curl_words: &str, host: &str) {
     let out = npm_install(&g, &net, &body, &[]);
     check_eq!(
         out,
-        state_text(&g, "rc"),
+        g.state_text("rc"),
         "6",
         "curl cannot resolve the name (exit 6)"
     );
@@ -220,7 +197,7 @@ fn a_client_ignoring_the_proxy_cannot_resolve_a_name_and_is_refused_with_a_dns_r
         "$NET echo direct.example.com 443 16 > \"$S/direct\"",
         &[],
     );
-    let direct = step(&g, &out, "direct");
+    let direct = g.step(&out, "direct");
     check_eq!(
         out,
         direct["connect"],
@@ -246,12 +223,12 @@ fn the_tool_cannot_reach_into_the_shim() {
     let out = npm_install(&g, &net, body, &[]);
     check!(
         out,
-        state_text(&g, "environ") != "0",
+        g.state_text("environ") != "0",
         "the shim's environment is not readable"
     );
     check!(
         out,
-        state_text(&g, "mem") != "0",
+        g.state_text("mem") != "0",
         "the shim's memory is not readable"
     );
 }
@@ -289,23 +266,18 @@ fn a_socket_the_shim_inherited_does_not_reach_the_tool() {
     out.expect_code(0);
     check_eq!(
         out,
-        state_text(&g, "fd"),
+        g.state_text("fd"),
         "gone",
         "the inherited socket is not the tool's"
     );
-    check_eq!(
-        out,
-        state_text(&g, "control"),
-        "kept",
-        "an inherited pipe still is"
-    );
+    check_eq!(out, g.state_text("control"), "kept", "an inherited pipe still is");
 }
 
 #[test]
 fn a_raw_socket_to_an_address_is_refused_with_a_transparent_row() {
     let (g, net) = sandbox();
     let out = npm_install(&g, &net, "$NET echo 203.0.113.7 443 64 > \"$S/raw\"", &[]);
-    let raw = step(&g, &out, "raw");
+    let raw = g.step(&out, "raw");
     // The gate's listener takes the connection, then closes it unanswered.
     check_eq!(out, raw["back"], 0, "nothing came back: {raw}");
     check!(
@@ -320,7 +292,7 @@ fn a_raw_socket_to_an_address_is_refused_with_a_transparent_row() {
 fn quic_is_refused_unanswered_with_one_row_per_destination() {
     let (g, net) = sandbox();
     let out = npm_install(&g, &net, "$NET quic 203.0.113.9 443 5 > \"$S/quic\"", &[]);
-    let quic = step(&g, &out, "quic");
+    let quic = g.step(&out, "quic");
     check_eq!(
         out,
         quic["answer"],
@@ -342,7 +314,7 @@ fn quic_is_refused_unanswered_with_one_row_per_destination() {
 fn a_payload_looping_on_connect_cannot_flood_the_log() {
     let (g, net) = sandbox();
     let out = npm_install(&g, &net, "$NET flood 203.0.113.7 443 1100 > \"$S/loop\"", &[]);
-    let flood = step(&g, &out, "loop");
+    let flood = g.step(&out, "loop");
     check_eq!(out, flood["tried"], 1100, "the loop ran: {flood}");
     let log = g.log();
     let id = start_of(&out, &log, "npm").audit_id().to_string();
@@ -371,7 +343,7 @@ fn a_forward_proxy_on_the_hosts_loopback_is_out_of_reach() {
         ),
         &[],
     );
-    let proxied = step(&g, &out, "proxied");
+    let proxied = g.step(&out, "proxied");
     check_eq!(
         out,
         proxied["connect"],
@@ -406,13 +378,13 @@ fn a_connect_to_a_pool_address_is_judged_by_its_name() {
          $NET proxy-echo \"$ip\" 443 1000 > \"$S/connect\"",
         &[("CLI_GUARD_RESOLVE", &resolve)],
     );
-    let ip = state_text(&g, "ip");
+    let ip = g.state_text("ip");
     check!(
         out,
         ip.starts_with("198.1"),
         "the name resolved to the pool: {ip:?}"
     );
-    let connect = step(&g, &out, "connect");
+    let connect = g.step(&out, "connect");
     check_eq!(
         out,
         connect["status"],
@@ -443,7 +415,7 @@ fn a_direct_connection_to_an_allowed_name_is_relayed_byte_for_byte() {
         &format!("$NET echo registry.npmjs.org 443 {N} > \"$S/echo\""),
         &[("CLI_GUARD_RESOLVE", &resolve)],
     );
-    let echo = step(&g, &out, "echo");
+    let echo = g.step(&out, "echo");
     let peer = echo["peer"].as_str().unwrap_or_default().to_string();
     check!(
         out,
@@ -504,7 +476,7 @@ fn dns_from_inside_answers_allowed_names_from_the_pool_and_refuses_the_rest() {
         .map(|(name, q)| format!("$NET {q} > \"$S/{name}\"\n"))
         .collect();
     let out = npm_install(&g, &net, &body, &[]);
-    let answer = |name: &str| step(&g, &out, name);
+    let answer = |name: &str| g.step(&out, name);
     let (udp_a, tcp_a) = (answer("udp-a"), answer("tcp-a"));
     check_eq!(out, udp_a["rcode"], 0, "{udp_a}");
     let addr = udp_a["addrs"][0].as_str().unwrap_or_default().to_string();
@@ -584,7 +556,7 @@ fn dns_from_inside_answers_allowed_names_from_the_pool_and_refuses_the_rest() {
 fn a_bare_address_is_refused_with_a_row_naming_it() {
     let (g, net) = sandbox();
     let out = npm_install(&g, &net, "$NET echo 198.51.100.1 443 16 > \"$S/bare\"", &[]);
-    let bare = step(&g, &out, "bare");
+    let bare = g.step(&out, "bare");
     check_eq!(out, bare["back"], 0, "nothing came back: {bare}");
     expect_refused(&g, &out, "198.51.100.1", "transparent", Some(443));
 }
@@ -599,7 +571,7 @@ fn a_watched_port_is_refused_with_a_row() {
         &[],
     );
     for name in ["ssh", "pooled"] {
-        let s = step(&g, &out, name);
+        let s = g.step(&out, name);
         check_eq!(
             out,
             (s["connect"].clone(), s["back"].clone()),
@@ -631,7 +603,7 @@ fn a_port_nobody_watches_is_refused_at_once_without_a_row() {
         &[],
     );
     for name in ["bare", "pooled"] {
-        let s = step(&g, &out, name);
+        let s = g.step(&out, name);
         check_eq!(out, s["connect"], "ECONNREFUSED", "{name}: {s}");
     }
     let log = g.log();
@@ -656,7 +628,7 @@ fn port_80_is_answered_405() {
         &[],
     );
     for name in ["pooled", "bare"] {
-        let s = step(&g, &out, name);
+        let s = g.step(&out, name);
         let line = s["line"].as_str().unwrap_or_default();
         check!(out, line.starts_with("HTTP/1.1 405"), "{name}: {s}");
     }
@@ -705,14 +677,14 @@ fn split_run(sub: &str) -> (Sandbox, Outcome, Upstream, Upstream) {
 #[test]
 fn npm_start_is_observed_and_not_isolated() {
     let (g, out, unlisted, service) = split_run("start");
-    let proxied = step(&g, &out, "proxied");
+    let proxied = g.step(&out, "proxied");
     check!(
         out,
         proxied["status"] == 200 && proxied["same"] == true,
         "the unlisted host is reached: {proxied}"
     );
     check_eq!(out, unlisted.accepted(), 1, "dialled once");
-    let local = step(&g, &out, "local");
+    let local = g.step(&out, "local");
     check_eq!(
         out,
         local["same"],
@@ -741,7 +713,7 @@ fn npm_start_is_observed_and_not_isolated() {
 #[test]
 fn npm_install_of_the_same_tool_is_isolated() {
     let (g, out, unlisted, service) = split_run("install");
-    let proxied = step(&g, &out, "proxied");
+    let proxied = g.step(&out, "proxied");
     check_eq!(
         out,
         proxied["status"],
@@ -749,7 +721,7 @@ fn npm_install_of_the_same_tool_is_isolated() {
         "the unlisted host is denied: {proxied}"
     );
     check_eq!(out, unlisted.accepted(), 0, "never dialled");
-    let local = step(&g, &out, "local");
+    let local = g.step(&out, "local");
     check_eq!(
         out,
         local["connect"],
@@ -799,7 +771,7 @@ const UNAVAILABLE: &str = "strict mode is not available here";
 fn where_the_kernel_refuses_the_namespace_auto_runs_behind_the_proxy_and_says_so() {
     let (g, out, up) = refused_namespace_run("auto");
     out.expect_code(0);
-    let proxied = step(&g, &out, "proxied");
+    let proxied = g.step(&out, "proxied");
     check!(
         out,
         proxied["status"] == 200 && proxied["same"] == true,
@@ -907,7 +879,7 @@ fn a_guarded_tool_inside_a_strict_one_is_isolated_too_and_its_rows_link_up() {
     cmd.env("CLI_GUARD_RESOLVE", Sandbox::resolve(&[(NPM_REGISTRY, up.addr)]));
     let out = g.run(cmd);
     out.expect_code(0);
-    let s = |name: &str| step(&g, &out, name);
+    let s = |name: &str| g.step(&out, name);
     check_eq!(
         out,
         s("pip-npm")["status"],
@@ -1098,25 +1070,14 @@ fn a_strict_tool_killed_by_a_signal_kills_the_shim_by_the_same_signal() {
 // ---------------------------------------------------------------------------
 // Unprivileged
 
-/// Makes `dir` writable by anyone, so the unprivileged user can use it.
-fn open_up(dir: &Path) {
-    fs::create_dir_all(dir).unwrap();
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o777)).unwrap();
-}
-
 #[test]
 fn as_an_unprivileged_user_strict_mode_refuses_an_escape_and_relays_an_allowed_name() {
     const NOBODY: u32 = 65534;
     const N: usize = 50_000;
     let up = Upstream::echo();
     let (g, net) = sandbox();
-    for dir in [
-        &g.state,
-        &g.home,
-        &g.work,
-        &g.audit.parent().unwrap().to_path_buf(),
-    ] {
-        open_up(dir);
+    for dir in [&g.state, &g.home, &g.work, g.audit.parent().unwrap()] {
+        hand_to_nobody(dir);
     }
     g.tool(
         "npm",
@@ -1135,20 +1096,20 @@ fn as_an_unprivileged_user_strict_mode_refuses_an_escape_and_relays_an_allowed_n
     out.expect_code(0);
     check_eq!(
         out,
-        state_text(&g, "uid"),
+        g.state_text("uid"),
         NOBODY.to_string(),
         "the tool ran as nobody"
     );
-    let raw = step(&g, &out, "raw");
+    let raw = g.step(&out, "raw");
     check_eq!(out, raw["back"], 0, "the raw connection is refused: {raw}");
-    let direct = step(&g, &out, "direct");
+    let direct = g.step(&out, "direct");
     check_eq!(
         out,
         direct["connect"],
         "gaierror",
         "a client ignoring the proxy cannot resolve the name: {direct}"
     );
-    let echo = step(&g, &out, "echo");
+    let echo = g.step(&out, "echo");
     check!(
         out,
         echo["same"] == true && echo["back"] == N,

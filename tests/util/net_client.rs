@@ -16,6 +16,17 @@
 //!   whether anything answered;
 //! - `flood HOST PORT N`: N connections, as a payload looping on connect.
 //!
+//! - `unix PATH`: connect to a pathname unix socket and send a line;
+//! - `unix-dgram-pair PATH`: a datagram socket pair, one end `connect`ed
+//!   to a pathname socket outside, and a datagram sent through it;
+//! - `socket FAMILY TYPE`: whether `socket(2)` makes one (vsock: 40 1);
+//! - `io-uring`: whether `io_uring_setup(2)` makes a ring;
+//! - `tiocsti TEXT`: push TEXT into the terminal on stdin (`ioctl TIOCSTI`,
+//!   a byte at a time), also as the high-bit form `TIOCSTI | 1 << 32`;
+//! - `reaim FD PORT`: disconnect descriptor FD (`connect(AF_UNSPEC)`) and
+//!   connect it to 127.0.0.1:PORT, as a script does with a socket it
+//!   inherited;
+//!
 //! and one prints what `curl -s -p -o /dev/null -w '%{http_connect}
 //! %{http_code}'` prints:
 //! - `proxy-get HOST PORT`: `GET http://HOST:PORT/` through a CONNECT to
@@ -47,6 +58,12 @@ pub fn main() {
         ["quic", host, port, n] => quic(host, port, n),
         ["flood", host, port, n] => flood(host, port, n),
         ["proxy-get", host, port] => proxy_get(host, port),
+        ["unix", path] => unix(path),
+        ["unix-dgram-pair", path] => unix_dgram_pair(path),
+        ["socket", family, kind] => make_socket(family, kind),
+        ["io-uring"] => io_uring(),
+        ["tiocsti", text] => tiocsti(text),
+        ["reaim", fd, port] => reaim(fd, port),
         _ => None,
     };
     if done.is_none() {
@@ -106,6 +123,112 @@ fn out(fields: &[(&str, Json)]) -> Option<()> {
     Some(())
 }
 
+// ---------------------------------------------------------------------------
+// The other doors out of strict mode: what an install script tries beyond
+// the network. Each reports `ok` or the errno's name.
+
+extern "C" {
+    fn ioctl(fd: i32, request: u64, ...) -> i32;
+    fn socket(domain: i32, kind: i32, protocol: i32) -> i32;
+    fn syscall(number: i64, ...) -> i64;
+    fn connect(fd: i32, addr: *const u8, len: u32) -> i32;
+    fn close(fd: i32) -> i32;
+}
+
+const TIOCSTI: u64 = 0x5412;
+const SYS_IO_URING_SETUP: i64 = 425;
+
+/// `ok` for a call that returned `rc >= 0`, else the errno's name.
+fn outcome(rc: i64) -> String {
+    if rc >= 0 {
+        "ok".to_owned()
+    } else {
+        err(&io::Error::last_os_error())
+    }
+}
+
+fn unix(path: &str) -> Option<()> {
+    use std::os::unix::net::UnixStream;
+    let result = UnixStream::connect(path).and_then(|mut s| s.write_all(b"hello from inside\n"));
+    match result {
+        Ok(()) => out(&[("connect", txt("ok")), ("sent", txt("ok"))]),
+        Err(e) => out(&[("connect", txt(&err(&e)))]),
+    }
+}
+
+fn unix_dgram_pair(path: &str) -> Option<()> {
+    use std::os::unix::net::UnixDatagram;
+    let (one, _other) = match UnixDatagram::pair() {
+        Ok(pair) => pair,
+        Err(e) => return out(&[("pair", txt(&err(&e)))]),
+    };
+    let sent = one.connect(path).and_then(|()| one.send(b"hello from inside"));
+    match sent {
+        Ok(_) => out(&[("pair", txt("ok")), ("sent", txt("ok"))]),
+        Err(e) => out(&[("pair", txt("ok")), ("sent", txt(&err(&e)))]),
+    }
+}
+
+fn make_socket(family: &str, kind: &str) -> Option<()> {
+    let (family, kind) = (family.parse().ok()?, kind.parse().ok()?);
+    // SAFETY: socket(2) takes integers only; the descriptor is closed.
+    let fd = unsafe { socket(family, kind, 0) };
+    let result = outcome(i64::from(fd));
+    if fd >= 0 {
+        // SAFETY: the descriptor just made.
+        unsafe { close(fd) };
+    }
+    out(&[("socket", txt(&result))])
+}
+
+fn io_uring() -> Option<()> {
+    let mut params = [0u8; 120];
+    // SAFETY: io_uring_setup(entries, params) writes at most the 120-byte
+    // io_uring_params the buffer is.
+    let fd = unsafe { syscall(SYS_IO_URING_SETUP, 4i64, params.as_mut_ptr()) };
+    let result = outcome(fd);
+    if fd >= 0 {
+        // SAFETY: the ring just made.
+        unsafe { close(fd as i32) };
+    }
+    out(&[("io_uring", txt(&result))])
+}
+
+fn tiocsti(text: &str) -> Option<()> {
+    let push = |request: u64| {
+        let mut result = "ok".to_owned();
+        for byte in text.bytes() {
+            // SAFETY: TIOCSTI reads one byte from the pointer it is given.
+            let rc = unsafe { ioctl(0, request, &byte as *const u8) };
+            if rc < 0 {
+                result = outcome(i64::from(rc));
+                break;
+            }
+        }
+        result
+    };
+    let plain = push(TIOCSTI);
+    let high = push(TIOCSTI | 1 << 32);
+    out(&[("tiocsti", txt(&plain)), ("tiocsti_high_bit", txt(&high))])
+}
+
+fn reaim(fd: &str, port: &str) -> Option<()> {
+    let fd: i32 = fd.parse().ok()?;
+    let port: u16 = port.parse().ok()?;
+    // struct sockaddr with sa_family AF_UNSPEC: a disconnect.
+    let unspec = [0u8; 16];
+    // SAFETY: connect reads `len` bytes of the address given.
+    let disconnect = outcome(i64::from(unsafe { connect(fd, unspec.as_ptr(), 16) }));
+    // struct sockaddr_in for 127.0.0.1:PORT, in network byte order.
+    let mut sin = [0u8; 16];
+    sin[0..2].copy_from_slice(&2u16.to_ne_bytes());
+    sin[2..4].copy_from_slice(&port.to_be_bytes());
+    sin[4..8].copy_from_slice(&[127, 0, 0, 1]);
+    // SAFETY: as above.
+    let reconnect = outcome(i64::from(unsafe { connect(fd, sin.as_ptr(), 16) }));
+    out(&[("disconnect", txt(&disconnect)), ("connect", txt(&reconnect))])
+}
+
 /// How an error is reported: `timeout`, or the errno's name.
 fn err(e: &io::Error) -> String {
     if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) {
@@ -113,6 +236,12 @@ fn err(e: &io::Error) -> String {
     }
     let name = match e.raw_os_error() {
         Some(1) => "EPERM",
+        Some(2) => "ENOENT",
+        Some(3) => "ESRCH",
+        Some(9) => "EBADF",
+        Some(30) => "EROFS",
+        Some(38) => "ENOSYS",
+        Some(88) => "ENOTSOCK",
         Some(13) => "EACCES",
         Some(22) => "EINVAL",
         Some(32) => "EPIPE",

@@ -115,6 +115,19 @@ pub fn signal_pending(pid: i32, sig: Signal) -> bool {
         .any(|mask| mask & bit != 0)
 }
 
+/// The pids, in this test's PID namespace, of every process whose argv is
+/// `argv`, exactly.
+pub fn pids_running(argv: &[&str]) -> Vec<i32> {
+    let want: Vec<u8> = argv.iter().flat_map(|a| a.bytes().chain([0])).collect();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == want))
+        .collect()
+}
+
 /// Sends `sig` to `pid` (negative: a process group).
 pub fn send(pid: i32, sig: Signal) {
     assert!(pid != 0 && pid != -1, "refusing to signal pid {pid}");

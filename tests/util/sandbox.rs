@@ -287,6 +287,29 @@ impl Sandbox {
         ChildEnv::parse(&data)
     }
 
+    /// The text the fake tool wrote to `state/NAME`, trimmed ("" when it
+    /// wrote nothing there).
+    pub fn state_text(&self, name: &str) -> String {
+        fs::read_to_string(self.state_path(name))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    }
+
+    /// The JSON line the fake tool's network client wrote last to
+    /// `state/NAME`; fails the test, with `out`'s report, without one.
+    pub fn step(&self, out: &Outcome, name: &str) -> serde_json::Value {
+        let text = fs::read_to_string(self.state_path(name)).unwrap_or_default();
+        let line = text.lines().last().unwrap_or_default();
+        match serde_json::from_str::<serde_json::Value>(line) {
+            Ok(v) if v.is_object() => v,
+            _ => panic!(
+                "the fake tool's step {name} wrote {text:?}, not a JSON line\n\n{}",
+                out.report()
+            ),
+        }
+    }
+
     /// The fake tools' network client (`util::net`), as a fake tool runs
     /// it: `NET="$(...)"`-safe, no space or quote in it.
     pub fn net(&self) -> String {
@@ -480,6 +503,20 @@ impl Sandbox {
         cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", program])
             .args(args);
         cmd
+    }
+}
+
+/// Gives `dir`, and everything in it, to uid and gid 65534 (nobody), so
+/// that a tool run as nobody ([`Sandbox::as_nobody`]) owns its places as a
+/// user owns theirs. Needs root, as the tests that run as nobody do.
+pub fn hand_to_nobody(dir: &Path) {
+    fs::create_dir_all(dir).unwrap();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(path) = todo.pop() {
+        std::os::unix::fs::lchown(&path, Some(65534), Some(65534)).unwrap();
+        if path.is_dir() && !path.is_symlink() {
+            todo.extend(fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        }
     }
 }
 
