@@ -84,8 +84,8 @@ pub(crate) struct Summary {
     /// own (see [`QUERY_ROWS`], [`DIRECT_ROWS`]). The `end` row's
     /// `suppressed` is this plus `suppressed`.
     pub direct_suppressed: u64,
-    /// Unix sockets strict mode refused (each a row, under the direct
-    /// rows' cap).
+    /// Unix sockets strict mode refused (a row for each program's first,
+    /// under the direct rows' cap; the rest counted in `direct_suppressed`).
     pub unix_sockets: u64,
     /// Not the gate's: processes strict mode's PID layer found left behind
     /// by the tool, and ended (set by the shim).
@@ -102,7 +102,7 @@ impl Tally {
         }
         if outcome.method == Some(Method::Unix) {
             // Not listed by target: `socket()` names none. Most are glibc
-            // probing for nscd; the rows say which program asked.
+            // probing for nscd; the row says which program asked.
             self.denied.fetch_add(1, Ordering::Relaxed);
             self.unix_sockets.fetch_add(1, Ordering::Relaxed);
             if self.direct_refusals.fetch_add(1, Ordering::Relaxed) >= DIRECT_ROWS {
@@ -133,6 +133,15 @@ impl Tally {
                 true
             }
         }
+    }
+
+    /// Counts a refused unix socket that gets no row of its own: another
+    /// from a program that already has one ([`super::unix`] writes one row
+    /// per program, since glibc probes for nscd in nearly every process).
+    pub(super) fn count_unix_repeat(&self) {
+        self.denied.fetch_add(1, Ordering::Relaxed);
+        self.unix_sockets.fetch_add(1, Ordering::Relaxed);
+        self.direct_suppressed.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one DNS query, allowed or denied like a request. A refusal of

@@ -1,12 +1,16 @@
 //! Strict mode's answer to a unix socket: none. The tool's seccomp filter
 //! hands every `socket(AF_UNIX, …)` to the gate (`sys::seccomp`), which
 //! refuses it (EAFNOSUPPORT, as a kernel without unix sockets would) and
-//! writes a row naming the process that asked. A pathname socket outside
+//! writes a row naming the process that asked: one per program, since
+//! glibc looks for nscd's socket in nearly every process that resolves a
+//! name or a user, and the rest are counted in the `end` row's
+//! `suppressed`. A pathname socket outside
 //! (a Docker daemon's, an ssh-agent's, the session bus) would otherwise be
 //! a way out of the namespace. `socket()` names no path, so the row can
 //! name none; reading one from a later `connect` would mean letting the
 //! socket be made and trusting memory the tool can change meanwhile.
 
+use std::collections::HashSet;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -44,8 +48,13 @@ pub(super) async fn refuse(listener: OwnedFd, gate: Arc<Gate>, mut shutdown: Shu
     stopped.store(true, Ordering::Relaxed);
 }
 
+/// Programs remembered as having a row; past this, every refusal gets a
+/// row again (under the direct rows' cap), so memory stays bounded.
+const PROGRAMS_REMEMBERED: usize = 256;
+
 /// The thread: receive, write the row (until `stopped`), refuse.
 fn answer(listener: &OwnedFd, gate: &Gate, stopped: &AtomicBool) {
+    let mut recorded: HashSet<String> = HashSet::new();
     loop {
         let notification = match seccomp::receive(listener.as_fd()) {
             Ok(notification) => notification,
@@ -59,14 +68,26 @@ fn answer(listener: &OwnedFd, gate: &Gate, stopped: &AtomicBool) {
         };
         if !stopped.load(Ordering::Relaxed) {
             // The row first, as for every refusal: then the answer.
-            record(gate, notification.pid);
+            let program = program_of(notification.pid);
+            let known = program.as_ref().is_some_and(|p| recorded.contains(p));
+            if known {
+                gate.tally.count_unix_repeat();
+            } else {
+                record(gate, notification.pid, program.as_deref());
+                if let Some(program) = program.filter(|_| recorded.len() < PROGRAMS_REMEMBERED) {
+                    recorded.insert(program);
+                }
+            }
         }
         let _ = seccomp::refuse(listener.as_fd(), notification, Errno::EAFNOSUPPORT);
     }
 }
 
-fn record(gate: &Gate, pid: u32) {
-    let caller = caller_of(pid);
+fn record(gate: &Gate, pid: u32, program: Option<&str>) {
+    let caller = match program {
+        Some(program) => format!("pid {pid} ({program})"),
+        None => format!("pid {pid}"),
+    };
     gate.record(
         0,
         Outcome {
@@ -76,25 +97,23 @@ fn record(gate: &Gate, pid: u32) {
             status: 403,
             reason: format!(
                 "a unix socket (socket(AF_UNIX)) from {caller}: refused; strict mode lets nothing through a \
-                 unix socket, where a daemon outside (Docker, ssh-agent, the session bus) could reach anything"
+                 unix socket, where a daemon outside (Docker, ssh-agent, the session bus) could reach anything; \
+                 this program's next ones are counted in the end row's suppressed"
             ),
             qtype: None,
         },
     );
 }
 
-/// The process as the row names it: its pid and program.
-fn caller_of(pid: u32) -> String {
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+/// The program a process runs, as the row names it: its executable, else
+/// its command name.
+fn program_of(pid: u32) -> Option<String> {
+    std::fs::read_link(format!("/proc/{pid}/exe"))
         .ok()
         .map(|p| p.to_string_lossy().into_owned())
         .or_else(|| {
             std::fs::read_to_string(format!("/proc/{pid}/comm"))
                 .ok()
                 .map(|c| c.trim_end().to_string())
-        });
-    match exe {
-        Some(exe) => format!("pid {pid} ({exe})"),
-        None => format!("pid {pid}"),
-    }
+        })
 }

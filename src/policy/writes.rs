@@ -5,7 +5,10 @@
 //!
 //! Pure: [`resolve`] turns a tool's [`Place`]s into paths from the facts
 //! the shim gathers (the environment, the home and working directories,
-//! whether the invocation installs globally); the shim checks them against
+//! the tool's arguments, whether the invocation installs globally); a
+//! directory the user named with one of the tool's own options (`npm
+//! --cache DIR`, `pip --target DIR`, `cargo --target-dir DIR`) is
+//! writable, since the user asked for it there. The shim checks them against
 //! what must never be writable (its own binary, its shims, the audit log,
 //! the home directory itself) and does the I/O.
 
@@ -17,7 +20,7 @@ use std::path::{Path, PathBuf};
 pub(crate) enum Base {
     /// The working directory: the project being installed or built.
     Project,
-    /// `$TMPDIR` (else /tmp), and /var/tmp.
+    /// `$TMPDIR`, /tmp and /var/tmp.
     Temp,
     /// The home directory.
     Home,
@@ -27,6 +30,11 @@ pub(crate) enum Base {
     Data,
     /// `$XDG_CONFIG_HOME`, else `~/.config`.
     Config,
+    /// `$XDG_STATE_HOME`, else `~/.local/state`.
+    State,
+    /// The home directory of the user's account (the password database's,
+    /// which the JVM takes for `user.home` whatever `$HOME` says).
+    AccountHome,
     /// The value of an environment variable, when it is set and absolute.
     Var(&'static str),
     /// The active virtualenv (`$VIRTUAL_ENV`) or conda environment
@@ -40,6 +48,15 @@ pub(crate) enum Base {
     NodePrefix,
     /// `$CARGO_HOME`, else `~/.cargo`.
     CargoHome,
+    /// The directory an option of the tool's names on its command line
+    /// (`--cache DIR` or `--cache=DIR`; relative to the working directory):
+    /// the shim makes it when missing, as the tool would.
+    Option(&'static [&'static str]),
+    /// A source tree an option of the tool's names (`pip install -e DIR`,
+    /// `uvx --from DIR`): writable when it is a directory (its build
+    /// writes metadata in it), never made; a value that is not a
+    /// directory (a package name, a URL) names none.
+    Source(&'static [&'static str]),
 }
 
 /// One place a tool may write.
@@ -88,6 +105,23 @@ impl Place {
             made_for: &[],
         }
     }
+
+    /// The place, writable only for a global install, and made when
+    /// missing for these tools whatever they do (pipx makes its bin and man
+    /// directories at every start, `pipx run` too, and fails in a
+    /// read-only home).
+    pub(crate) const fn global_made(
+        base: Base,
+        path: &'static str,
+        made_for: &'static [&'static str],
+    ) -> Place {
+        Place {
+            base,
+            path,
+            global_only: true,
+            made_for,
+        }
+    }
 }
 
 impl fmt::Display for Place {
@@ -99,11 +133,15 @@ impl fmt::Display for Place {
             Base::Cache => f.write_str("~/.cache")?,
             Base::Data => f.write_str("~/.local/share")?,
             Base::Config => f.write_str("~/.config")?,
+            Base::State => f.write_str("~/.local/state")?,
+            Base::AccountHome => f.write_str("the account's home")?,
             Base::Var(var) => write!(f, "${var}")?,
             Base::Environment => f.write_str("the active virtualenv")?,
             Base::Interpreter => f.write_str("the interpreter's prefix")?,
             Base::NodePrefix => f.write_str("node's prefix")?,
             Base::CargoHome => f.write_str("$CARGO_HOME")?,
+            Base::Option(names) => write!(f, "{}", names.join("|"))?,
+            Base::Source(names) => write!(f, "{} (a directory)", names.join("|"))?,
         }
         if !self.path.is_empty() {
             write!(f, "/{}", self.path)?;
@@ -126,6 +164,10 @@ pub(crate) struct Facts<'a> {
     pub(crate) interpreter: Option<PathBuf>,
     /// The prefix of the node the tool runs under.
     pub(crate) node_prefix: Option<PathBuf>,
+    /// The tool's own arguments.
+    pub(crate) args: &'a [&'a str],
+    /// The account's home directory (see [`Base::AccountHome`]).
+    pub(crate) account_home: Option<PathBuf>,
 }
 
 impl Facts<'_> {
@@ -145,14 +187,19 @@ impl Facts<'_> {
     fn bases(&self, base: Base) -> Vec<PathBuf> {
         match base {
             Base::Project => vec![self.cwd.to_path_buf()],
+            // /tmp too when TMPDIR is elsewhere: the JVM, and much else,
+            // never reads TMPDIR.
             Base::Temp => {
-                let tmp = self.dir("TMPDIR").unwrap_or_else(|| PathBuf::from("/tmp"));
-                vec![tmp, PathBuf::from("/var/tmp")]
+                let mut temp: Vec<PathBuf> = self.dir("TMPDIR").into_iter().collect();
+                temp.extend(["/tmp", "/var/tmp"].map(PathBuf::from));
+                temp
             }
             Base::Home => self.home.map(Path::to_path_buf).into_iter().collect(),
             Base::Cache => self.xdg("XDG_CACHE_HOME", ".cache").into_iter().collect(),
             Base::Data => self.xdg("XDG_DATA_HOME", ".local/share").into_iter().collect(),
             Base::Config => self.xdg("XDG_CONFIG_HOME", ".config").into_iter().collect(),
+            Base::State => self.xdg("XDG_STATE_HOME", ".local/state").into_iter().collect(),
+            Base::AccountHome => self.account_home.clone().into_iter().collect(),
             Base::Var(var) => self.dir(var).into_iter().collect(),
             Base::Environment => ["VIRTUAL_ENV", "CONDA_PREFIX"]
                 .iter()
@@ -161,32 +208,71 @@ impl Facts<'_> {
             Base::Interpreter => self.interpreter.clone().into_iter().collect(),
             Base::NodePrefix => self.node_prefix.clone().into_iter().collect(),
             Base::CargoHome => self.xdg("CARGO_HOME", ".cargo").into_iter().collect(),
+            Base::Option(names) | Base::Source(names) => option_values(self.args, names)
+                .into_iter()
+                .filter(|v| !v.is_empty() && !v.contains("://"))
+                .map(|v| self.cwd.join(v))
+                .collect(),
         }
     }
 }
 
-/// One place resolved: its path, and whether the shim makes it when it is
-/// missing.
+/// The values `args` give the options `names`, as `NAME VALUE` or
+/// `NAME=VALUE`, in order; a name ending in `=` (Maven's
+/// `-Dmaven.repo.local=`) takes only the second form. A `--` ends the
+/// options. Pure.
+pub(crate) fn option_values<'a>(args: &[&'a str], names: &[&str]) -> Vec<&'a str> {
+    let mut values = Vec::new();
+    for (i, word) in args.iter().enumerate() {
+        if *word == "--" {
+            break;
+        }
+        for name in names {
+            let joined = match name.strip_suffix('=') {
+                Some(_) => word.strip_prefix(name),
+                None => word.strip_prefix(name).and_then(|rest| rest.strip_prefix('=')),
+            };
+            if let Some(value) = joined {
+                values.push(value);
+            } else if word == name && !name.ends_with('=') {
+                values.extend(args.get(i + 1).copied());
+            }
+        }
+    }
+    values
+}
+
+/// One place resolved: its path, whether the shim makes it when it is
+/// missing, and whether the tool may write it (a global install's place
+/// outside a global install is only made).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Resolved {
     pub(crate) path: PathBuf,
     pub(crate) make: bool,
+    pub(crate) writable: bool,
 }
 
 /// The paths `places` name under `facts` for `tool`, in order, once each;
 /// a place whose base is unknown (no such variable, no home) names none.
 pub(crate) fn resolve(places: &[Place], tool: &str, facts: &Facts<'_>) -> Vec<Resolved> {
     let mut resolved: Vec<Resolved> = Vec::new();
-    for place in places.iter().filter(|p| facts.global || !p.global_only) {
+    for place in places {
+        let writable = facts.global || !place.global_only;
+        let make = place.made_for.contains(&tool) || matches!(place.base, Base::Option(_));
+        if !writable && !make {
+            continue;
+        }
         for base in facts.bases(place.base) {
             let path = match place.path {
                 "" => base,
                 below => base.join(below),
             };
-            let make = place.made_for.contains(&tool);
             match resolved.iter_mut().find(|r| r.path == path) {
-                Some(known) => known.make |= make,
-                None => resolved.push(Resolved { path, make }),
+                Some(known) => {
+                    known.make |= make;
+                    known.writable |= writable;
+                }
+                None => resolved.push(Resolved { path, make, writable }),
             }
         }
     }
@@ -208,11 +294,33 @@ pub(crate) fn interpreter_prefix(first_line: &str) -> Option<PathBuf> {
 }
 
 /// Whether `args` (a tool's own arguments) ask for a global install: npm's,
-/// pnpm's, yarn's and bun's `-g`/`--global`/`--location=global`, and the
-/// `install` subcommand of cargo and go.
+/// pnpm's, yarn's and bun's `-g`/`--global`/`--location=global`, the
+/// `install` subcommand of cargo and go, pipx's installs, `uv tool
+/// install`, and `pip install --user` (whose scripts go to `~/.local/bin`).
 pub(crate) fn installs_globally(tool: &str, subcommand: Option<&str>, args: &[&str]) -> bool {
+    let first_word = |after: &str| {
+        args.iter()
+            .skip_while(|a| **a != after)
+            .skip(1)
+            .find(|a| !a.starts_with('-'))
+            .copied()
+    };
     match tool {
         "cargo" | "go" => subcommand == Some("install"),
+        "pipx" => subcommand.is_some_and(|s| {
+            matches!(
+                s,
+                "install"
+                    | "install-all"
+                    | "upgrade"
+                    | "upgrade-all"
+                    | "reinstall"
+                    | "reinstall-all"
+                    | "inject"
+            )
+        }),
+        "uv" => subcommand == Some("tool") && matches!(first_word("tool"), Some("install" | "upgrade")),
+        "pip" | "pip3" => args.contains(&"--user"),
         _ => args
             .iter()
             .any(|a| matches!(*a, "-g" | "--global" | "--location=global")),
@@ -239,10 +347,23 @@ pub(crate) const NODE: &[Place] = &[
     Place::at(Base::Var("DENO_DIR"), ""),
     Place::made(Base::Cache, "node/corepack", &["corepack", "yarn", "pnpm"]),
     Place::at(Base::Var("COREPACK_HOME"), ""),
+    Place::made(Base::Var("XDG_DATA_HOME"), "yarn/berry", &["yarn"]),
     Place::global(Base::NodePrefix, "lib/node_modules"),
     Place::global(Base::NodePrefix, "bin"),
     Place::global(Base::Var("npm_config_prefix"), ""),
     Place::global(Base::Var("PNPM_HOME"), ""),
+    Place::at(
+        Base::Option(&[
+            "--cache",
+            "--prefix",
+            "--store-dir",
+            "--cache-folder",
+            "--cache-dir",
+            "--modules-folder",
+            "--virtual-store-dir",
+        ]),
+        "",
+    ),
     Place::global(Base::Home, ".bun/install/global"),
     Place::global(Base::Home, ".bun/bin"),
 ];
@@ -273,6 +394,35 @@ pub(crate) const PYTHON: &[Place] = &[
     Place::made(Base::Data, "pdm", &["pdm"]),
     Place::made(Base::Cache, "hatch", &["hatch"]),
     Place::made(Base::Data, "hatch", &["hatch"]),
+    Place::made(Base::State, "pipx", &["pipx"]),
+    Place::made(Base::Cache, "pipx", &["pipx"]),
+    Place::made(Base::State, "pdm", &["pdm"]),
+    Place::at(
+        Base::Option(&[
+            "--cache-dir",
+            "--target",
+            "-t",
+            "--prefix",
+            "--root",
+            "--src",
+            "--python-install-dir",
+            "-d",
+            "--dest",
+            "-w",
+            "--wheel-dir",
+        ]),
+        "",
+    ),
+    Place::at(
+        Base::Source(&["-e", "--editable", "--from", "--with-editable", "--spec"]),
+        "",
+    ),
+    Place::global_made(Base::Home, ".local/bin", &["pipx"]),
+    Place::global(Base::Var("XDG_BIN_HOME"), ""),
+    Place::global(Base::Var("PIPX_BIN_DIR"), ""),
+    Place::global(Base::Var("PIPX_MAN_DIR"), ""),
+    Place::global_made(Base::Data, "man", &["pipx"]),
+    Place::global(Base::Var("UV_TOOL_BIN_DIR"), ""),
 ];
 
 /// cargo: the project (and its target directory), temp, the registry and
@@ -283,7 +433,9 @@ pub(crate) const CARGO: &[Place] = &[
     Place::made(Base::CargoHome, "registry", &["cargo"]),
     Place::made(Base::CargoHome, "git", &["cargo"]),
     Place::at(Base::Var("CARGO_TARGET_DIR"), ""),
+    Place::at(Base::Option(&["--target-dir"]), ""),
     Place::global(Base::CargoHome, ""),
+    Place::global(Base::Option(&["--root"]), ""),
 ];
 
 /// go: the project, temp, the module and build caches; GOBIN for
@@ -305,8 +457,10 @@ pub(crate) const RUBY: &[Place] = &[
     Place::at(Base::Temp, ""),
     Place::made(Base::Home, ".gem", &["gem", "bundle"]),
     Place::made(Base::Home, ".bundle", &["bundle"]),
-    Place::at(Base::Data, "gem"),
+    Place::made(Base::Data, "gem", &["gem", "bundle"]),
     Place::at(Base::Var("GEM_HOME"), ""),
+    Place::at(Base::Var("BUNDLE_PATH"), ""),
+    Place::at(Base::Option(&["--install-dir", "-i", "--path"]), ""),
 ];
 
 /// composer.
@@ -318,6 +472,7 @@ pub(crate) const COMPOSER: &[Place] = &[
     Place::at(Base::Config, "composer"),
     Place::at(Base::Var("COMPOSER_HOME"), ""),
     Place::at(Base::Var("COMPOSER_CACHE_DIR"), ""),
+    Place::at(Base::Option(&["--working-dir", "-d"]), ""),
 ];
 
 /// The JVM's build tools.
@@ -326,7 +481,18 @@ pub(crate) const JVM: &[Place] = &[
     Place::at(Base::Temp, ""),
     Place::made(Base::Home, ".m2", &["mvn"]),
     Place::made(Base::Home, ".gradle", &["gradle"]),
+    Place::made(Base::AccountHome, ".m2", &["mvn"]),
+    Place::made(Base::AccountHome, ".gradle", &["gradle"]),
     Place::at(Base::Var("GRADLE_USER_HOME"), ""),
+    Place::at(
+        Base::Option(&[
+            "-Dmaven.repo.local=",
+            "--gradle-user-home",
+            "-g",
+            "--project-cache-dir",
+        ]),
+        "",
+    ),
 ];
 
 /// conda and its relatives.
@@ -373,6 +539,8 @@ mod tests {
             global,
             interpreter: Some(PathBuf::from("/opt/py")),
             node_prefix: Some(PathBuf::from("/usr")),
+            args: &[],
+            account_home: None,
         }
     }
 
@@ -437,6 +605,64 @@ mod tests {
     }
 
     #[test]
+    fn pipx_makes_its_bin_directory_but_writes_it_only_when_installing() {
+        let none = |_: &str| None;
+        let bin = |global| {
+            resolve(PYTHON, "pipx", &facts(&none, global))
+                .into_iter()
+                .find(|r| r.path == Path::new("/home/u/.local/bin"))
+        };
+        let run = bin(false).expect("made for pipx run");
+        assert!(run.make && !run.writable, "{run:?}");
+        let install = bin(true).expect("written by pipx install");
+        assert!(install.make && install.writable, "{install:?}");
+        let pip = resolve(PYTHON, "pip", &facts(&none, false));
+        assert!(
+            !pip.iter().any(|r| r.path == Path::new("/home/u/.local/bin")),
+            "{pip:?}"
+        );
+    }
+
+    #[test]
+    fn option_values_take_both_forms_and_stop_at_a_double_dash() {
+        let args = [
+            "install",
+            "--cache",
+            "/c",
+            "--cache=rel",
+            "x",
+            "--",
+            "--cache",
+            "/no",
+        ];
+        assert_eq!(option_values(&args, &["--cache"]), ["/c", "rel"]);
+        assert_eq!(option_values(&["--cache"], &["--cache"]), Vec::<&str>::new());
+        assert_eq!(option_values(&["--cachex=/a"], &["--cache"]), Vec::<&str>::new());
+        let mvn = ["-Dmaven.repo.local=/m2", "-Dmaven.repo.local", "install"];
+        assert_eq!(option_values(&mvn, &["-Dmaven.repo.local="]), ["/m2"]);
+    }
+
+    #[test]
+    fn a_directory_named_by_the_tools_option_is_writable_and_made() {
+        let none = |_: &str| None;
+        let args = ["install", "--cache", "/ci/npm-cache", "--prefix=sub", "-g"];
+        let facts = Facts {
+            args: &args,
+            ..facts(&none, false)
+        };
+        let resolved = resolve(NODE, "npm", &facts);
+        for want in ["/ci/npm-cache", "/work/proj/sub"] {
+            let place = resolved.iter().find(|r| r.path == Path::new(want));
+            assert!(place.is_some_and(|p| p.make), "{want}: {resolved:?}");
+        }
+        let cached: Vec<_> = resolve(CARGO, "cargo", &facts)
+            .into_iter()
+            .map(|r| r.path)
+            .collect();
+        assert!(!cached.contains(&PathBuf::from("/ci/npm-cache")), "{cached:?}");
+    }
+
+    #[test]
     fn the_interpreter_prefix_comes_from_a_python_shebang() {
         assert_eq!(
             interpreter_prefix("#!/root/.pyenv/versions/3.11.7/bin/python3.11"),
@@ -466,6 +692,19 @@ mod tests {
             &["install", "ripgrep"]
         ));
         assert!(!installs_globally("cargo", Some("build"), &["build"]));
+        assert!(installs_globally("pipx", Some("install"), &["install", "x"]));
+        assert!(!installs_globally("pipx", Some("run"), &["run", "x"]));
+        assert!(installs_globally(
+            "uv",
+            Some("tool"),
+            &["tool", "install", "ruff"]
+        ));
+        assert!(!installs_globally("uv", Some("tool"), &["tool", "run", "ruff"]));
+        assert!(installs_globally(
+            "pip",
+            Some("install"),
+            &["install", "--user", "x"]
+        ));
     }
 
     #[test]

@@ -200,7 +200,16 @@ impl Launch {
             ..Layers::default()
         };
         let mut writable = Vec::new();
-        if wanted.contains(&Layer::Mounts) {
+        if inside && wanted.contains(&Layer::Mounts) {
+            // The enclosing invocation's places are this one's: its own
+            // would narrow them to this tool's, and a nested build (pipx's
+            // uv, from pipx's directory) could no longer write the project
+            // the user ran the outer tool in.
+            off.insert(
+                Layer::Mounts,
+                "inside an enclosing strict invocation, whose mounts hold".to_string(),
+            );
+        } else if wanted.contains(&Layer::Mounts) {
             match sandbox::write_layer(&tool.sandbox()) {
                 Ok((mounts, plan)) => {
                     layers.mounts = Some(mounts);

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::env::Env;
-use crate::policy::writes::{self, Facts};
+use crate::policy::writes::{self, Base, Facts};
 use crate::policy::ToolPolicy;
 use crate::sys::mounts::{self, Mounts};
 use crate::sys::netns::{self, Layer, Layers, NamespaceError};
@@ -79,7 +79,7 @@ pub(super) struct Invocation<'a> {
 
 /// The write layer for `inv`: its places (made where missing and the tool
 /// needs them), checked against what must stay read-only (the home
-/// directory, the directories of cli-guard's binary and of its shims, the
+/// directory, cli-guard's binary, the directories of its shims, the
 /// audit log's directory, /etc, whose files the gate resolves with).
 pub(super) fn write_layer(inv: &Invocation<'_>) -> Result<(Mounts, WritePlan), String> {
     let env = inv.env;
@@ -94,13 +94,24 @@ pub(super) fn write_layer(inv: &Invocation<'_>) -> Result<(Mounts, WritePlan), S
         global,
         interpreter: interpreter_prefix(inv.real_path),
         node_prefix: global.then(|| node_prefix(env)).flatten(),
+        args: &inv.args,
+        account_home: inv
+            .policy
+            .writes
+            .iter()
+            .any(|p| p.base == Base::AccountHome)
+            .then(account_home)
+            .flatten(),
     };
     let mut writable = Vec::new();
     for place in writes::resolve(inv.policy.writes, inv.policy.name, &facts) {
-        let under_home = home.as_deref().is_some_and(|h| place.path.starts_with(h));
-        if place.make && under_home && !place.path.exists() {
-            // The tool could not make it in a read-only parent.
+        if place.make && !place.path.exists() {
+            // The tool could not make it in a read-only parent; made as
+            // the user, where the tool would have made it.
             let _ = std::fs::create_dir_all(&place.path);
+        }
+        if !place.writable {
+            continue;
         }
         if let Ok(real) = place.path.canonicalize() {
             if real.is_dir() {
@@ -108,14 +119,15 @@ pub(super) fn write_layer(inv: &Invocation<'_>) -> Result<(Mounts, WritePlan), S
             }
         }
     }
-    let exe_dir = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.canonicalize().ok())
-        .and_then(|exe| exe.parent().map(Path::to_path_buf));
+    // The binary itself, not its directory: a global install (`pipx
+    // install`, `npm -g` with its prefix at ~/.local) writes beside it in
+    // ~/.local/bin, and the file pinned there can be neither replaced nor
+    // renamed.
+    let exe = std::env::current_exe().ok();
     let log_dir = env
         .audit_log_path()
         .and_then(|log| log.parent().map(Path::to_path_buf));
-    let protected: Vec<PathBuf> = [home.clone(), exe_dir, log_dir, Some(PathBuf::from("/etc"))]
+    let protected: Vec<PathBuf> = [home.clone(), exe, log_dir, Some(PathBuf::from("/etc"))]
         .into_iter()
         .flatten()
         .chain(inv.shim_dirs.iter().cloned())
@@ -132,6 +144,14 @@ pub(super) fn write_layer(inv: &Invocation<'_>) -> Result<(Mounts, WritePlan), S
     )
     .map_err(|e| format!("cannot prepare the mounts: {e}"))?;
     Ok((mounts, plan))
+}
+
+/// The account's home directory, from the password database.
+fn account_home() -> Option<PathBuf> {
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|user| user.dir)
 }
 
 /// The prefix of the Python interpreter the tool runs under: read from its

@@ -179,7 +179,7 @@ fn invocations<'a>(log: &'a Log, tool: &str) -> Invocations<'a> {
 fn descendants(log: &Log, id: String) -> Invocations<'_> {
     let end = log.rows().of(&id).kind("end").first_or_fail();
     let ids = log.nested(&[&id]);
-    let egress = log.rows().kind("egress").of_any(&ids).to_vec();
+    let egress = log.rows().network().of_any(&ids).to_vec();
     let denied = log
         .rows()
         .kind("end")
@@ -1062,7 +1062,7 @@ fn curl_mark(host: &str, mark: &Path) -> String {
 /// to trust them, so for them the fetched package's own postinstall is the
 /// install script under test (the tool's temporary project depends on it).
 fn node_packages(c: &Client) -> PathBuf {
-    let marks = c.dir("marks");
+    let marks = c.dir("tmp/marks");
     let pack = |name: &str, manifest: String, files: &[(&str, &str)]| -> PathBuf {
         let dir = c.dir(&format!("{name}-src/package"));
         fs::write(dir.join("package.json"), manifest).unwrap();
@@ -1111,7 +1111,7 @@ fn node_packages(c: &Client) -> PathBuf {
 
 /// What an install script wrote, if it ran.
 fn mark(c: &Client, name: &str) -> String {
-    fs::read_to_string(c.tmp.path().join("marks").join(format!("{name}.mark"))).unwrap_or_default()
+    fs::read_to_string(c.tmp.path().join("tmp/marks").join(format!("{name}.mark"))).unwrap_or_default()
 }
 
 /// A fetch and run of the local package: the program got its 200 through
@@ -1296,7 +1296,7 @@ fn yarn_dlx_runs_observed_whole_and_says_so() {
 /// and prints `status 200`, depending on `netdep`, an sdist whose setup.py
 /// tries the same host when it is built (`netdep.mark`).
 fn python_packages(c: &Client) -> PathBuf {
-    let marks = c.dir("marks");
+    let marks = c.dir("tmp/marks");
     let fetch = |what: &str, on_error: &str| {
         format!(
             "import urllib.request\n\
@@ -1304,7 +1304,10 @@ fn python_packages(c: &Client) -> PathBuf {
              except Exception as e:\n    got = {on_error}\n{what}"
         )
     };
-    let netdep = c.dir("netdep");
+    // Vendored in the project, which strict mode lets its build write
+    // (setuptools' egg-info); the program's own tree is named by `--from`
+    // or `--spec`, which does too.
+    let netdep = c.dir("proj/vendor/netdep");
     let mark = marks.join("netdep.mark");
     fs::write(
         netdep.join("setup.py"),

@@ -412,7 +412,7 @@ fn gated<'a>(log: &'a Log, tool: &str) -> Gated<'a> {
     let ids = log.nested(&starts.ids());
     let egress = log
         .rows()
-        .kind("egress")
+        .network()
         .of_any(&ids)
         .filter("connections", |r| r["method"] != "dns")
         .to_vec();

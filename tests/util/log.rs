@@ -248,6 +248,15 @@ impl<'a> Rows<'a> {
         self.narrow(format!("method {method}"), |r| r["method"] == method)
     }
 
+    /// The egress rows about the network: all but strict mode's refused
+    /// unix sockets (`method: "unix"`, one per program that tried, glibc's
+    /// look for nscd in most of them).
+    pub fn network(self) -> Rows<'a> {
+        self.narrow("network egress".into(), |r| {
+            r.kind() == "egress" && r["method"] != "unix"
+        })
+    }
+
     /// Those of connection `conn` (an egress row's `conn`).
     pub fn conn(self, conn: &Value) -> Rows<'a> {
         self.narrow(format!("conn {conn}"), |r| &r["conn"] == conn)

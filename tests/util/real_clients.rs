@@ -49,10 +49,13 @@ impl Client {
     /// `program ARGS…` as a user types it, found on PATH (so through its
     /// shim), with no proxy settings of the machine's, and nothing of a gate
     /// this test process may run behind, leaking in (`util::hermetic`).
+    /// Its temp directory is the sandbox's `tmp/`, writable in strict mode:
+    /// where install scripts leave what the tests read.
     pub fn cmd(&self, program: &str, args: &[&str]) -> Command {
         let mut cmd = command(program);
         cmd.args(args)
             .env("PATH", &self.path)
+            .env("TMPDIR", self.dir("tmp"))
             .env("CLI_GUARD_AUDIT_LOG", &self.audit)
             .current_dir(self.tmp.path())
             .stdin(Stdio::null())
@@ -88,10 +91,10 @@ pub fn only_start<'a>(log: &'a Log, tool: &str) -> &'a Row {
     starts[0]
 }
 
-/// The egress rows, end row and audit ID of the one `tool` invocation.
+/// The network egress rows, end row and audit ID of the one `tool` invocation.
 pub fn invocation<'a>(log: &'a Log, tool: &str) -> (String, Vec<&'a Row>, &'a Row) {
     let id = only_start(log, tool).audit_id().to_string();
-    let egress = log.rows().of(&id).kind("egress").to_vec();
+    let egress = log.rows().of(&id).network().to_vec();
     let ends = log.rows().of(&id).kind("end");
     assert_eq!(ends.len(), 1, "expected one end row:\n{log}");
     (id, egress, ends[0])
