@@ -10,6 +10,7 @@
 //! - `credential`: the per-invocation proxy credential: mint, forms, compare, scrub.
 //! - `audit/`: the records (written and read by one schema), the writer, the reader.
 //! - `shim/`: one guarded invocation: find the tool, isolate it (strict mode), run it behind the gate.
+//! - `who/`: which process made each connection, and whose package's code it runs.
 //! - `sys/`: the Linux-only primitives: pipes and splice, signalfd, the spawn, the namespaces.
 //! - `exit`: exit codes and passing a child's death by signal on.
 //!
@@ -32,6 +33,7 @@ mod gate;
 mod policy;
 mod shim;
 mod sys;
+mod who;
 
 pub use cli::dispatch;
 pub use credential::base64;

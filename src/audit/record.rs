@@ -118,6 +118,11 @@ pub(crate) struct Start {
     /// namespace, so those rows are as before.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub layers: Option<std::collections::BTreeMap<String, String>>,
+    /// Whether each connection is attributed to the process that made it
+    /// (`on`), or `off:` and why (then every connection is judged as the
+    /// tool's). Absent on rows from before attribution.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attribution: Option<String>,
 }
 
 /// A package as its own metadata names it.
@@ -159,6 +164,38 @@ pub(crate) struct Egress {
     /// those are byte for byte as before.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub qtype: Option<String>,
+    /// Who made the attempt (`who`): absent where the gate did not look
+    /// (a caller without the credential, a row read back from before).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process: Option<Box<Process>>,
+}
+
+/// The process behind an egress row, and whose code it ran.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct Process {
+    /// In the gate's PID namespace (the host's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exe: Option<String>,
+    /// `tool`, `helper`, `package`, `project`, `program` or `unknown`.
+    pub actor: String,
+    /// The package whose code it ran (or the project's name, for
+    /// `project`; the program's, for `program`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub package: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The lifecycle script (`postinstall`), where one ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub script: Option<String>,
+    /// Whether the package's name was read where its code cannot forge
+    /// it, from the registry's own package: only then is its entry honoured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified: Option<bool>,
+    /// How the gate knows.
+    pub how: String,
 }
 
 /// One per tunnel that was opened, when it closes.
@@ -198,6 +235,7 @@ pub(crate) struct End {
 /// The body of one audit line, tagged by its `kind`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // built once per row and written at once: a box would only add an allocation
 pub(crate) enum Record {
     Start(Start),
     Egress(Egress),
@@ -427,6 +465,7 @@ mod tests {
                     status: 200,
                     reason: "allowlist rule".into(),
                     qtype: None,
+                    process: None,
                 }),
                 r#"{"ts":"2026-11-24T00:00:00.123Z","kind":"egress","audit_id":"019ab1c2d3e4-00000000000000000000000000000001","conn":3,"tool":"npm","mode":"enforce","method":"CONNECT","host":"registry.npmjs.org","port":443,"decision":"allow","status":200,"reason":"allowlist rule"}"#,
             ),
@@ -442,6 +481,7 @@ mod tests {
                     status: 405,
                     reason: "plain".into(),
                     qtype: None,
+                    process: None,
                 }),
                 r#"{"ts":"2026-11-24T00:00:00.123Z","kind":"egress","audit_id":"019ab1c2d3e4-00000000000000000000000000000001","conn":4,"tool":"npm","mode":"observe","method":null,"host":null,"port":null,"decision":"deny","status":405,"reason":"plain"}"#,
             ),
@@ -457,6 +497,7 @@ mod tests {
                     status: 200,
                     reason: "answered from the private pool: 198.18.0.1".into(),
                     qtype: Some("A".into()),
+                    process: None,
                 }),
                 r#"{"ts":"2026-11-24T00:00:00.123Z","kind":"egress","audit_id":"019ab1c2d3e4-00000000000000000000000000000001","conn":0,"tool":"npm","mode":"enforce","method":"dns","host":"registry.npmjs.org","port":null,"decision":"allow","status":200,"reason":"answered from the private pool: 198.18.0.1","qtype":"A"}"#,
             ),

@@ -9,13 +9,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout_at;
 
 use crate::gate::dial::Dialled;
 use crate::gate::http::{self, RequestHead};
-use crate::gate::judge::{judge, Judged};
+use crate::gate::judge::{judge, judge_as, Judged};
 use crate::gate::outcome::Method;
 use crate::gate::refusal::{Closing, Refusal};
 use crate::gate::rows;
@@ -23,6 +23,7 @@ use crate::gate::shutdown::Shutdown;
 use crate::gate::tunnel::{self, dial_failed, Opened};
 use crate::gate::Gate;
 use crate::policy::authority::Authority;
+use crate::who::{self, Actor};
 
 /// The whole request head must arrive within this long of the accept. It is
 /// a deadline, not an idle timeout: a client dripping a byte at a time does
@@ -51,6 +52,9 @@ pub(super) enum Next {
     Tunnel(Allowed),
     /// A nested invocation's rows (`rows`), from after its head.
     Rows { head_len: usize },
+    /// A script's wrapper whose user namespace is now registered
+    /// (`who`): answered 200, then closed.
+    Registered,
 }
 
 /// An allowed request with its upstream connection open, not yet answered:
@@ -64,6 +68,8 @@ pub(super) struct Allowed {
     /// Where the head ends in the handler's buffer; what follows is the
     /// tunnel's first bytes up.
     head_len: usize,
+    /// Who made it (`who`).
+    process: Option<Box<crate::audit::Process>>,
 }
 
 impl Handler {
@@ -87,6 +93,10 @@ impl Handler {
             Ok(Some(Next::Rows { head_len })) => {
                 let early = self.buf.get(head_len..).unwrap_or_default();
                 rows::relay(&self.gate, self.client, early, self.shutdown).await;
+            }
+            Ok(Some(Next::Registered)) => {
+                let _ = self.client.write_all(http::REGISTERED).await;
+                let _ = self.client.shutdown().await;
             }
             // The client left, or the gate stopped, before a request.
             Ok(None) => {}
@@ -135,6 +145,12 @@ impl Handler {
                 head_len: head.head_len,
             }));
         }
+        // A script's wrapper registering its user namespace (`who`):
+        // for the credential holder only, answered by the gate itself.
+        if head.method == "CONNECT" && head.target == who::REGISTER_TARGET {
+            authenticate(gate, &head, &Err(Refusal::deny(400, "register")))?;
+            return self.register().map(|()| Some(Next::Registered));
+        }
         let judged = judge(gate.policy, &head, gate.pool());
         // A malformed target is a 400 whoever asks (it reveals nothing);
         // every other answer, the policy's included, is for the credential
@@ -142,15 +158,29 @@ impl Handler {
         if !matches!(&judged, Err(refusal) if refusal.status == 400) {
             authenticate(gate, &head, &judged)?;
         }
-        let judged = judged?;
+        // Who made it: the tool is judged by its allowlist (done above),
+        // a package's own code by its entries.
+        let actor = gate.actor_of(&self.client);
+        let judged = match &actor {
+            Some(actor) if actor.is_package_code() => {
+                judge_as(gate.policy, &actor.acting(), &head, gate.pool())
+            }
+            _ => judged,
+        };
+        let tool = gate.policy.name;
+        let judged = judged
+            .map(|j| j.by(actor.as_ref(), tool))
+            .map_err(|r| r.of_actor(actor.as_ref(), tool))?;
+        let process = actor.as_ref().map(Actor::row);
         match tunnel::dial(gate, &judged, &mut self.shutdown).await {
             Ok(dialled) => Ok(Some(Next::Tunnel(Allowed {
                 reason: format!("{}; {}", judged.reason, dialled.route),
                 dialled,
                 target: judged.target,
                 head_len: head.head_len,
+                process,
             }))),
-            Err(e) => Err(dial_failed(Method::Connect, judged, e)),
+            Err(e) => Err(dial_failed(Method::Connect, judged, e, process)),
         }
     }
 
@@ -163,6 +193,7 @@ impl Handler {
             target,
             reason,
             head_len,
+            process,
         } = tunnel;
         let opened = Opened {
             method: Method::Connect,
@@ -170,10 +201,41 @@ impl Handler {
             reason,
             early_up: &self.buf[head_len..],
             answer: http::ESTABLISHED,
+            process,
         };
         opened
             .relay(&self.gate, self.client, self.conn, self.shutdown, dialled)
             .await;
+    }
+}
+
+impl Handler {
+    /// A script's wrapper asks to register its fresh user namespace: `who`
+    /// checks it from /proc and reads whose script it runs. A refusal (not
+    /// cli-guard, not started by the tool, a namespace already known) is a
+    /// 403 with a row: something tried to pass for a script's wrapper.
+    fn register(&self) -> Result<(), Refusal> {
+        let gate = &*self.gate;
+        let (Some(who), Ok(peer), Ok(own)) = (gate.who(), self.client.peer_addr(), self.client.local_addr())
+        else {
+            return Err(Refusal::deny(
+                403,
+                "a script's wrapper asked to register, but this gate does not attribute connections",
+            )
+            .by(Method::Connect));
+        };
+        match who.register(peer, own) {
+            Ok(_) => Ok(()),
+            Err(why) => {
+                let actor = gate.actor_of(&self.client);
+                Err(Refusal::deny(
+                    403,
+                    format!("a process asked to register as a script's wrapper and was refused: {why}"),
+                )
+                .by(Method::Connect)
+                .of(actor.as_ref().map(Actor::row)))
+            }
+        }
     }
 }
 

@@ -138,6 +138,8 @@ pub(super) fn reason_phrase(status: u16) -> &'static str {
 
 /// The response that opens a tunnel.
 pub(super) const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection established\r\n\r\n";
+/// The answer to a script's wrapper whose namespace is registered (`who`).
+pub(super) const REGISTERED: &[u8] = b"HTTP/1.1 200 Registered\r\nContent-Length: 0\r\n\r\n";
 
 /// A complete error response with a plain-text body and any `headers`;
 /// the connection closes after it.

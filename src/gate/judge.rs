@@ -18,7 +18,8 @@ use crate::gate::outcome::Method;
 use crate::gate::pool::Pool;
 use crate::gate::refusal::Refusal;
 use crate::policy::authority::{parse_authority, Authority, AuthorityError, Host};
-use crate::policy::{Decision, ToolPolicy};
+use crate::policy::{Acting, Decision, ToolPolicy};
+use crate::who::Actor;
 
 /// A request the policy lets through: where to dial, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +33,35 @@ pub struct Judged {
     pub reason: String,
 }
 
+impl Judged {
+    /// This allowed request, made by `actor`: a package's own code is named
+    /// in the reason (its entry allowed it).
+    pub(crate) fn by(self, actor: Option<&Actor>, tool: &str) -> Judged {
+        match actor.filter(|a| a.is_package_code()) {
+            Some(actor) => Judged {
+                reason: format!("made by {}: {}", actor.label(tool), self.reason),
+                ..self
+            },
+            None => self,
+        }
+    }
+}
+
+impl Refusal {
+    /// This refusal, of a request `actor` made: its row names who, and a
+    /// package's own code is named in the reason.
+    pub(crate) fn of_actor(self, actor: Option<&Actor>, tool: &str) -> Refusal {
+        let process = actor.map(Actor::row);
+        match actor.filter(|a| a.is_package_code()) {
+            Some(actor) => Refusal {
+                reason: format!("made by {}: {}", actor.label(tool), self.reason),
+                ..self.of(process)
+            },
+            None => self.of(process),
+        }
+    }
+}
+
 /// Longest slice of a raw, refused target quoted in a reason.
 const QUOTE_LIMIT: usize = 200;
 
@@ -41,6 +71,17 @@ const QUOTE_LIMIT: usize = 200;
 /// invocation's pool), a CONNECT to an address the pool gave is judged by
 /// its name, as a direct connection to it would be.
 pub fn judge(policy: &ToolPolicy, head: &RequestHead, names: Option<&Pool>) -> Result<Judged, Refusal> {
+    judge_as(policy, &Acting::Tool, head, names)
+}
+
+/// [`judge`] for a request `acting` made: the tool by its allowlist, a
+/// package's own code by its entries (`policy::packages`).
+pub(crate) fn judge_as(
+    policy: &ToolPolicy,
+    acting: &Acting<'_>,
+    head: &RequestHead,
+    names: Option<&Pool>,
+) -> Result<Judged, Refusal> {
     let method = Method::of_request(&head.method);
     if method != Method::Connect {
         return Err(Refusal {
@@ -74,7 +115,7 @@ pub fn judge(policy: &ToolPolicy, head: &RequestHead, names: Option<&Pool>) -> R
         Some(pool) => pool.named(target),
         None => target,
     };
-    let decision = policy.decide(&target);
+    let decision = policy.decide_as(acting, &target);
     let reason = decision.reason(policy);
     if !decision.is_allow() {
         return Err(Refusal {
@@ -93,12 +134,17 @@ pub fn judge(policy: &ToolPolicy, head: &RequestHead, names: Option<&Pool>) -> R
 /// (the accepted socket's own): mapped back to its name where the pool
 /// gave it, then the policy's rule for direct connections (405 on port
 /// 80, 403 for a bare address or a name off the allowlist).
-pub(super) fn judge_direct(policy: &ToolPolicy, pool: &Pool, dialled: SocketAddr) -> Result<Judged, Refusal> {
+pub(super) fn judge_direct(
+    policy: &ToolPolicy,
+    acting: &Acting<'_>,
+    pool: &Pool,
+    dialled: SocketAddr,
+) -> Result<Judged, Refusal> {
     let target = pool.named(Authority {
         host: Host::Ip(dialled.ip()),
         port: dialled.port(),
     });
-    match policy.decide_direct(&target) {
+    match policy.decide_direct_as(acting, &target) {
         Ok(decision) => Ok(Judged {
             reason: format!(
                 "{}; a direct connection, ignoring the proxy, mapped back to its name",
@@ -246,7 +292,7 @@ mod tests {
             pool.assign("registry.npmjs.org")
                 .unwrap_or_else(|_| panic!("pool")),
         );
-        let at = |ip: IpAddr, port| judge_direct(npm(), &pool, SocketAddr::new(ip, port));
+        let at = |ip: IpAddr, port| judge_direct(npm(), &Acting::Tool, &pool, SocketAddr::new(ip, port));
         let j = at(pooled, 443).unwrap_or_else(|r| panic!("{r:?}"));
         assert_eq!(j.target.to_string(), "registry.npmjs.org:443");
         assert!(j.reason.contains("direct connection"), "{}", j.reason);

@@ -34,6 +34,7 @@
 //! for strangers, DNS queries and direct connections; every refusal is one
 //! `refusal::Refusal`, answered in one place ([`Gate::refuse`]).
 
+mod datagram;
 mod dial;
 pub mod dns;
 mod handler;
@@ -66,6 +67,8 @@ use crate::gate::relay::PipePool;
 use crate::gate::tally::Tally;
 use crate::gate::upstream::NoProxy;
 use crate::policy::ToolPolicy;
+use crate::sys::sock_diag::Transport;
+use crate::who::{Actor, Who};
 
 pub(crate) use dial::DIAL_TIMEOUT;
 pub use http::parse_head;
@@ -142,6 +145,10 @@ pub(crate) struct Gate {
     /// Strict mode's private addresses, by name: what the transparent path
     /// maps a dialled address back with. `None` behind the plain proxy.
     pool: Option<Arc<Pool>>,
+    /// Who made each connection (`who`). `None` where attribution could
+    /// not be set up (the start row says why): then everything is judged
+    /// as the tool, as before attribution.
+    who: Option<Arc<Who>>,
 }
 
 impl Gate {
@@ -155,7 +162,41 @@ impl Gate {
             pipes: PipePool::default(),
             relayed: rows::Relayed::default(),
             pool: None,
+            who: None,
         }
+    }
+
+    /// The gate of an invocation whose connections are attributed.
+    pub(crate) fn with_who(self, who: Arc<Who>) -> Gate {
+        Gate {
+            who: Some(who),
+            ..self
+        }
+    }
+
+    /// The invocation's attribution, when it is on.
+    pub(crate) fn who(&self) -> Option<&Who> {
+        self.who.as_deref()
+    }
+
+    /// Who sent a datagram from `peer` to `destination`, when attribution
+    /// is on.
+    pub(crate) fn actor_of_datagram(&self, peer: SocketAddr, destination: SocketAddr) -> Option<Actor> {
+        Some(self.who.as_ref()?.find(Transport::Udp, peer, destination))
+    }
+
+    /// Who made the TCP connection `client` (accepted by this gate), when
+    /// attribution is on.
+    pub(crate) fn actor_of(&self, client: &tokio::net::TcpStream) -> Option<Actor> {
+        let who = self.who.as_ref()?;
+        let (Ok(peer), Ok(own)) = (client.peer_addr(), client.local_addr()) else {
+            return Some(Actor::Unknown {
+                pid: None,
+                exe: None,
+                why: "the connection had no addresses left to look up".to_string(),
+            });
+        };
+        Some(who.find(Transport::Tcp, peer, own))
     }
 
     /// The gate of a strict-mode invocation: names are looked up in `pool`.

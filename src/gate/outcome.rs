@@ -101,6 +101,8 @@ pub(crate) struct Outcome<'a> {
     pub reason: String,
     /// A DNS query's type (`A`, `AAAA`, `TYPE65`), on DNS rows only.
     pub qtype: Option<String>,
+    /// Who made the attempt (`who`), where the gate looked.
+    pub process: Option<Box<audit::Process>>,
 }
 
 impl Gate {
@@ -129,6 +131,7 @@ impl Gate {
             status: outcome.status,
             reason: outcome.reason,
             qtype: outcome.qtype,
+            process: outcome.process,
         }));
     }
 }

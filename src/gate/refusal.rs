@@ -40,6 +40,8 @@ pub struct Refusal {
     pub target: Option<Authority>,
     /// Why, for the row and the answer. Scrubbed of the secret before either.
     pub reason: String,
+    /// Who made the request (`who`), where the gate looked.
+    pub(crate) process: Option<Box<crate::audit::Process>>,
 }
 
 impl Refusal {
@@ -51,7 +53,13 @@ impl Refusal {
             method: None,
             target: None,
             reason: reason.into(),
+            process: None,
         }
+    }
+
+    /// This refusal, of a request `process` made.
+    pub(crate) fn of(self, process: Option<Box<crate::audit::Process>>) -> Refusal {
+        Refusal { process, ..self }
     }
 
     /// This refusal, of an attempt that came in by `method`.
@@ -131,6 +139,7 @@ impl Gate {
             method,
             target,
             reason,
+            process,
         } = refusal;
         self.record(
             conn,
@@ -141,6 +150,7 @@ impl Gate {
                 status,
                 reason,
                 qtype: None,
+                process,
             },
         );
         if closing == Closing::WithoutAnswer {

@@ -23,7 +23,8 @@
 //! Rows are capped per invocation (`tally`); the rest are counted in
 //! `end.suppressed`.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,9 +39,10 @@ use crate::gate::listener::{back_off, next_connection};
 use crate::gate::outcome::{Aim, Method, Outcome};
 use crate::gate::pool::Pool;
 use crate::gate::shutdown::Shutdown;
-use crate::gate::Gate;
+use crate::gate::{datagram, Gate};
 use crate::policy::authority::Host;
-use crate::policy::{Decision, ToolPolicy, Verdict};
+use crate::policy::{Acting, Decision, ToolPolicy, Verdict};
+use crate::who::Actor;
 
 /// The largest DNS message read over TCP; a query is at most a few hundred
 /// bytes (EDNS padding included), so a larger length is junk.
@@ -78,6 +80,12 @@ pub struct QueryRow {
 /// Answers one DNS message (see the module docs). Pure but for the pool,
 /// which gives an allowed name its address on its first A query.
 pub fn answer_query(policy: &ToolPolicy, pool: &Pool, msg: &[u8]) -> Answered {
+    answer_query_as(policy, &Acting::Tool, pool, msg)
+}
+
+/// [`answer_query`] for a query `acting` sent: a package's own code gets
+/// the names of its entries.
+pub(crate) fn answer_query_as(policy: &ToolPolicy, acting: &Acting<'_>, pool: &Pool, msg: &[u8]) -> Answered {
     let deny = |reply, host, qtype, status, reason| Answered {
         reply,
         row: QueryRow {
@@ -124,7 +132,7 @@ pub fn answer_query(policy: &ToolPolicy, pool: &Pool, msg: &[u8]) -> Answered {
         }
     };
     let name = Some(host.clone());
-    let decision = policy.decide_name(host);
+    let decision = policy.decide_name_as(acting, host);
     if !decision.is_allow() {
         let reason = format!("{}; the query is refused", decision.reason(policy));
         return deny(Some(dns::refused(&query)), name, qtype, 403, reason);
@@ -205,8 +213,22 @@ fn answer_a(
     }
 }
 
+/// Answers `msg` as the gate judges who sent it (`actor`).
+fn answer(gate: &Gate, pool: &Pool, actor: Option<&Actor>, msg: &[u8]) -> Answered {
+    let acting = actor.map_or(Acting::Tool, Actor::acting);
+    let mut answered = answer_query_as(gate.policy, &acting, pool, msg);
+    if let Some(actor) = actor.filter(|a| a.is_package_code()) {
+        answered.row.reason = format!(
+            "made by {}: {}",
+            actor.label(gate.policy.name),
+            answered.row.reason
+        );
+    }
+    answered
+}
+
 /// Counts one query and writes its row (unless past the row cap).
-fn record(gate: &Gate, row: QueryRow) {
+fn record(gate: &Gate, row: QueryRow, actor: Option<&Actor>) {
     gate.record(
         0,
         Outcome {
@@ -216,6 +238,7 @@ fn record(gate: &Gate, row: QueryRow) {
             status: row.status,
             reason: row.reason,
             qtype: row.qtype,
+            process: actor.map(Actor::row),
         },
     );
 }
@@ -227,24 +250,42 @@ pub(super) async fn serve_udp(socket: UdpSocket, gate: Arc<Gate>, mut shutdown: 
         return;
     };
     let mut buf = vec![0u8; UDP_BUFFER];
+    // Which address a query was sent to comes with it as packet info: the
+    // sender's socket is looked up by both (`who`).
+    datagram::want_destinations(&socket);
+    let own_port = socket.local_addr().map(|a| a.port()).unwrap_or(53);
     loop {
-        let (len, peer) = tokio::select! {
+        tokio::select! {
             biased;
             _ = shutdown.stopping() => return,
-            received = socket.recv_from(&mut buf) => match received {
-                Ok(received) => received,
-                // A transient error (out of memory, an ICMP error queued on
-                // the socket): back off briefly rather than spin.
-                Err(_) => {
-                    back_off().await;
-                    continue;
-                }
-            },
+            ready = socket.readable() => if ready.is_err() { return },
+        }
+        let received = socket.try_io(tokio::io::Interest::READABLE, || {
+            datagram::receive(socket.as_raw_fd(), &mut buf).map_err(std::io::Error::from)
+        });
+        let datagram = match received {
+            Ok(datagram) => datagram,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            // A transient error (out of memory, an ICMP error queued on
+            // the socket): back off briefly rather than spin.
+            Err(_) => {
+                back_off().await;
+                continue;
+            }
         };
-        let answered = answer_query(gate.policy, pool, buf.get(..len).unwrap_or_default());
+        let Some(peer) = datagram.peer else { continue };
+        let actor = datagram
+            .destination
+            .and_then(|dst| gate.actor_of_datagram(peer, SocketAddr::new(dst, own_port)));
+        let answered = answer(
+            &gate,
+            pool,
+            actor.as_ref(),
+            buf.get(..datagram.len).unwrap_or_default(),
+        );
         // The row is on disk before the answer leaves: a tool that then
         // kills the shim cannot hide the query.
-        record(&gate, answered.row);
+        record(&gate, answered.row, actor.as_ref());
         if let Some(reply) = &answered.reply {
             // Lost answers are the client's to retry, as on any network.
             let _ = socket.send_to(reply, peer).await;
@@ -288,6 +329,7 @@ pub(super) async fn serve_tcp(listener: TcpListener, gate: Arc<Gate>, mut shutdo
 /// One TCP connection: length-prefixed queries, answered in order, until
 /// the client closes, a message is late or too long, or the query cap.
 async fn serve_connection(mut stream: TcpStream, gate: &Gate, pool: &Pool) {
+    let actor = gate.actor_of(&stream);
     for _ in 0..TCP_MAX_QUERIES {
         let deadline = Instant::now() + TCP_TIMEOUT;
         let mut len = [0u8; 2];
@@ -309,6 +351,7 @@ async fn serve_connection(mut stream: TcpStream, gate: &Gate, pool: &Pool) {
                     status: 400,
                     reason,
                 },
+                actor.as_ref(),
             );
             return;
         }
@@ -316,9 +359,9 @@ async fn serve_connection(mut stream: TcpStream, gate: &Gate, pool: &Pool) {
         let Ok(Ok(_)) = timeout_at(deadline, stream.read_exact(&mut msg)).await else {
             return;
         };
-        let answered = answer_query(gate.policy, pool, &msg);
+        let answered = answer(gate, pool, actor.as_ref(), &msg);
         // The row first, as over UDP.
-        record(gate, answered.row);
+        record(gate, answered.row, actor.as_ref());
         if let Some(reply) = &answered.reply {
             let Ok(prefix) = u16::try_from(reply.len()) else {
                 return;

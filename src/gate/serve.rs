@@ -25,6 +25,9 @@ pub(crate) struct Sockets {
     pub quic: Vec<std::net::UdpSocket>,
     /// Strict mode: the seccomp listener for the tool's unix sockets.
     pub unix: Option<std::os::fd::OwnedFd>,
+    /// Strict mode: the namespace's `NETLINK_SOCK_DIAG` socket, for `who`
+    /// (taken by the shim before the gate starts).
+    pub sock_diag: Option<std::os::fd::OwnedFd>,
 }
 
 impl Sockets {
@@ -37,6 +40,7 @@ impl Sockets {
             dns_udp: Vec::new(),
             quic: Vec::new(),
             unix: None,
+            sock_diag: None,
         }
     }
 }

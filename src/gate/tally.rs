@@ -47,7 +47,7 @@ pub(super) struct Tally {
 /// Refusals for the summary, bounded whatever a flood of requests holds.
 #[derive(Debug, Default)]
 struct Denials {
-    seen: HashSet<(String, u16)>,
+    seen: HashSet<(String, u16, Option<String>)>,
     listed: Vec<Denial>,
     unlisted: u64,
     strangers: u64,
@@ -64,6 +64,9 @@ pub(crate) struct Denial {
     /// Strict mode refused a connection (or a DNS query) that ignored the
     /// proxy, rather than the proxy refusing a request.
     pub direct: bool,
+    /// A package's own code made it (`who`): `evil-worm@1.0.0
+    /// (postinstall)`.
+    pub by: Option<String>,
 }
 
 /// Totals after the proxy stops.
@@ -125,7 +128,13 @@ impl Tally {
             None => denials.count_stranger(),
             Some(target) => {
                 let direct = outcome.method.as_ref().is_some_and(Method::is_direct);
-                denials.list(target, outcome.status, &outcome.reason, direct);
+                denials.list(
+                    target,
+                    outcome.status,
+                    &outcome.reason,
+                    direct,
+                    package_code_of(outcome),
+                );
                 if direct && self.direct_refusals.fetch_add(1, Ordering::Relaxed) >= DIRECT_ROWS {
                     self.direct_suppressed.fetch_add(1, Ordering::Relaxed);
                     return false;
@@ -156,8 +165,13 @@ impl Tally {
             Verdict::Deny => {
                 self.denied.fetch_add(1, Ordering::Relaxed);
                 if let (Aim::Name(name), 403 | 503) = (query.aim, query.status) {
-                    self.denials()
-                        .list(name.logged(), query.status, &query.reason, true);
+                    self.denials().list(
+                        name.logged(),
+                        query.status,
+                        &query.reason,
+                        true,
+                        package_code_of(query),
+                    );
                 }
             }
         }
@@ -196,8 +210,8 @@ impl Tally {
 
 impl Denials {
     /// Lists a refusal of `target` for the summary, once per status.
-    fn list(&mut self, target: String, status: u16, reason: &str, direct: bool) {
-        let key = (target, status);
+    fn list(&mut self, target: String, status: u16, reason: &str, direct: bool, by: Option<String>) {
+        let key = (target, status, by);
         if self.seen.contains(&key) {
             return;
         }
@@ -207,6 +221,7 @@ impl Denials {
                 status,
                 reason: reason.to_string(),
                 direct,
+                by: key.2.clone(),
             });
         } else {
             self.unlisted += 1;
@@ -227,6 +242,12 @@ impl Denials {
     }
 }
 
+/// Who made a refused attempt, when it was a package's own code rather
+/// than the tool.
+fn package_code_of(outcome: &Outcome<'_>) -> Option<String> {
+    crate::who::package_code_label(outcome.process.as_deref()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,6 +261,7 @@ mod tests {
             status,
             reason: "why".into(),
             qtype: None,
+            process: None,
         }
     }
 
@@ -251,6 +273,7 @@ mod tests {
             status,
             reason: reason.into(),
             qtype: Some("A".into()),
+            process: None,
         }
     }
 
@@ -327,6 +350,7 @@ mod tests {
                 status: 403,
                 reason: "not on the allowlist".into(),
                 direct: true,
+                by: None,
             }]
         );
         assert_eq!((s.allowed, s.denied), (1, 4));

@@ -22,6 +22,8 @@ use crate::gate::refusal::Closing;
 use crate::gate::shutdown::Shutdown;
 use crate::gate::tunnel::{self, dial_failed, Opened};
 use crate::gate::Gate;
+use crate::policy::Acting;
+use crate::who::Actor;
 
 /// Handles one transparent connection to its end: the refusal (its row, and
 /// for port 80 a `405`), or the dial, the row, and the relay.
@@ -34,9 +36,13 @@ pub(super) async fn serve(gate: Arc<Gate>, client: TcpStream, conn: u64, mut shu
     let Some(pool) = gate.pool() else {
         return;
     };
-    let judged = match judge_direct(gate.policy, pool, dialled) {
-        Ok(judged) => judged,
+    let actor = gate.actor_of(&client);
+    let acting = actor.as_ref().map_or(Acting::Tool, Actor::acting);
+    let process = actor.as_ref().map(Actor::row);
+    let judged = match judge_direct(gate.policy, &acting, pool, dialled) {
+        Ok(judged) => judged.by(actor.as_ref(), gate.policy.name),
         Err(refusal) => {
+            let refusal = refusal.of_actor(actor.as_ref(), gate.policy.name);
             let closing = match refusal.status {
                 // A plaintext client can read an answer.
                 405 => Closing::Linger,
@@ -54,11 +60,12 @@ pub(super) async fn serve(gate: Arc<Gate>, client: TcpStream, conn: u64, mut shu
                 target: judged.target,
                 early_up: &[],
                 answer: &[],
+                process,
             };
             opened.relay(&gate, client, conn, shutdown, dialled).await;
         }
         Err(e) => {
-            let refusal = dial_failed(Method::Transparent, judged, e);
+            let refusal = dial_failed(Method::Transparent, judged, e, process);
             gate.refuse(client, conn, refusal, Closing::WithoutAnswer).await;
         }
     }

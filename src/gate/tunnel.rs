@@ -33,6 +33,8 @@ pub(super) struct Opened<'a> {
     pub early_up: &'a [u8],
     /// What the client gets before the tunnel's bytes (the 200), if any.
     pub answer: &'a [u8],
+    /// Who made the connection (`who`).
+    pub process: Option<Box<audit::Process>>,
 }
 
 impl Opened<'_> {
@@ -52,6 +54,7 @@ impl Opened<'_> {
             reason,
             early_up,
             answer,
+            process,
         } = self;
         let mut upstream = dialled.stream;
         let _ = upstream.set_nodelay(true);
@@ -66,6 +69,7 @@ impl Opened<'_> {
                 status: 200,
                 reason,
                 qtype: None,
+                process,
             },
         );
         let opened = Instant::now();
@@ -107,7 +111,12 @@ impl Opened<'_> {
 
 /// The refusal for an allowed connection (arrived by `method`) whose dial
 /// failed.
-pub(super) fn dial_failed(method: Method, judged: Judged, e: DialError) -> Refusal {
+pub(super) fn dial_failed(
+    method: Method,
+    judged: Judged,
+    e: DialError,
+    process: Option<Box<audit::Process>>,
+) -> Refusal {
     let forbidden = matches!(e, DialError::Forbidden(_));
     let status = e.status();
     let reason = match e {
@@ -120,6 +129,7 @@ pub(super) fn dial_failed(method: Method, judged: Judged, e: DialError) -> Refus
         method: Some(method),
         target: Some(judged.target),
         reason,
+        process,
     }
 }
 

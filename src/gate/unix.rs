@@ -101,6 +101,7 @@ fn record(gate: &Gate, pid: u32, program: Option<&str>) {
                  this program's next ones are counted in the end row's suppressed"
             ),
             qtype: None,
+            process: None,
         },
     );
 }

@@ -5,7 +5,7 @@
 //! the name it was given for (`gate::Pool`), and asks here.
 
 use crate::policy::authority::{Authority, Host};
-use crate::policy::{Decision, Mode, ToolPolicy};
+use crate::policy::{Acting, Decision, Mode, ToolPolicy};
 
 /// Plaintext HTTP, answered 405 on every path (the proxy's and strict
 /// mode's direct one alike): cli-guard carries only TLS.
@@ -23,20 +23,37 @@ impl ToolPolicy {
     /// the rule that names it (a DNS query names no port; the connection
     /// that follows is judged on its own port). In observe mode, every name.
     pub fn decide_name(&self, host: &Host) -> Decision {
+        self.decide_name_as(&Acting::Tool, host)
+    }
+
+    /// [`ToolPolicy::decide_name`] for a query `acting` made: package code
+    /// gets the names of its entries' rules.
+    pub(crate) fn decide_name_as(&self, acting: &Acting<'_>, host: &Host) -> Decision {
         if self.mode == Mode::Observe {
             return Decision::Observed;
         }
-        self.allow
+        let entries = self.package_entries(acting);
+        let rules: Vec<&crate::policy::Rule> = match acting {
+            Acting::Tool => self.allow.iter().collect(),
+            _ => entries.iter().flat_map(|e| e.allow.iter()).collect(),
+        };
+        rules
             .iter()
             .flat_map(|rule| rule.ports.iter())
             .map(|&port| {
-                self.decide(&Authority {
-                    host: host.clone(),
-                    port,
-                })
+                self.decide_as(
+                    acting,
+                    &Authority {
+                        host: host.clone(),
+                        port,
+                    },
+                )
             })
             .find(Decision::is_allow)
-            .unwrap_or(Decision::NotAllowed)
+            .unwrap_or(match acting {
+                Acting::Tool => Decision::NotAllowed,
+                _ => Decision::PackageCode,
+            })
     }
 
     /// Decides a connection that ignored the proxy. `target` is what it
@@ -46,6 +63,15 @@ impl ToolPolicy {
     /// refused 405 whatever the address, as the proxy answers plaintext; a
     /// bare address 403; a name as [`ToolPolicy::decide`] says.
     pub fn decide_direct(&self, target: &Authority) -> Result<Decision, DirectRefusal> {
+        self.decide_direct_as(&Acting::Tool, target)
+    }
+
+    /// [`ToolPolicy::decide_direct`] for a connection `acting` made.
+    pub(crate) fn decide_direct_as(
+        &self,
+        acting: &Acting<'_>,
+        target: &Authority,
+    ) -> Result<Decision, DirectRefusal> {
         if target.port == HTTP_PORT {
             return Err(DirectRefusal {
                 status: 405,
@@ -64,12 +90,12 @@ impl ToolPolicy {
                 ),
             });
         }
-        match self.decide(target) {
-            Decision::NotAllowed => Err(DirectRefusal {
+        match self.decide_as(acting, target) {
+            refused @ (Decision::NotAllowed | Decision::PackageCode) => Err(DirectRefusal {
                 status: 403,
                 reason: format!(
                     "a direct connection to {target}, ignoring the proxy: {}; strict mode refused it",
-                    Decision::NotAllowed.reason(self)
+                    refused.reason(self)
                 ),
             }),
             allowed => Ok(allowed),

@@ -11,7 +11,9 @@
 //! not enforced or isolated (`split`: [`invocation_policy`], reading
 //! ./package.json's script names with `scripts`: [`script_names`]), and
 //! how a fetch-and-run form (`npx X`, `uvx X`) splits into a fetch,
-//! enforced, and a run, observed (`fetch_run`: [`fetch_and_run`]).
+//! enforced, and a run, observed (`fetch_run`: [`fetch_and_run`]), and
+//! what a package's own code may reach, judged apart from its tool
+//! (`packages`: [`ToolPolicy::decide_as`] with who acted, an [`Acting`]).
 //! All pure: the gate asks, and does the I/O.
 //!
 //! An allowlist change is a code change: there is deliberately no flag,
@@ -22,6 +24,8 @@ pub(crate) mod authority;
 mod direct;
 pub(crate) mod fetch_run;
 mod grammar;
+mod helpers;
+pub(crate) mod packages;
 mod scripts;
 mod split;
 mod table;
@@ -29,7 +33,8 @@ pub(crate) mod writes;
 
 pub(crate) use addr::AddressCheck;
 pub(crate) use direct::HTTP_PORT;
-pub(crate) use scripts::script_names;
+pub(crate) use helpers::Helpers;
+pub(crate) use scripts::{dependency_names, script_names};
 pub(crate) use split::{invocation_policy, InvocationPolicy, SubcommandRule};
 pub use table::TOOLS;
 pub(crate) use table::{lookup, observe_twin, tool_names, FETCH_AND_RUN};
@@ -218,11 +223,16 @@ pub enum Decision {
     Observed,
     /// Enforce mode, and no rule covers it.
     NotAllowed,
+    /// A package's own code, and this rule of the named entry allows it.
+    Entry(Rule, &'static str),
+    /// A package's own code (or code the gate could not name), and no
+    /// entry of its allows it.
+    PackageCode,
 }
 
 impl Decision {
     pub fn is_allow(&self) -> bool {
-        !matches!(self, Decision::NotAllowed)
+        !matches!(self, Decision::NotAllowed | Decision::PackageCode)
     }
 
     /// The reason recorded in the audit row.
@@ -235,11 +245,74 @@ impl Decision {
                 policy.name,
                 policy.allowlist_summary()
             ),
+            Decision::Entry(rule, package) => format!("{package}'s pinned entry {rule}"),
+            Decision::PackageCode => format!(
+                "a package's own code may not reach it: {}'s allowlist is for {} itself, and no pinned \
+                 package entry allows it",
+                policy.name, policy.name
+            ),
         }
     }
 }
 
+/// Who made a request, as the policy judges it (`who` finds out, from
+/// the process that holds the socket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Acting<'a> {
+    /// The tool, or a program it runs for its own fetching (git, a nested
+    /// guarded tool it started): the tool's allowlist.
+    Tool,
+    /// A package's own code: its pinned entry when `verified` (its name
+    /// read where package code cannot forge it, from the registry's own
+    /// package), and what any package code of the family may reach.
+    Package { name: &'a str, verified: bool },
+    /// The project's own scripts: the entries of the project's direct
+    /// dependencies (they run their binaries: `prisma generate`), never
+    /// the tool's registry.
+    Project { dependencies: &'a [String] },
+    /// Nothing the gate could name: nothing.
+    Unknown,
+}
+
 impl ToolPolicy {
+    /// Decides a normalised CONNECT target made by `acting`: the tool by
+    /// its allowlist, package code by its entries. Observe mode forwards
+    /// whoever asks. Pure.
+    pub(crate) fn decide_as(&self, acting: &Acting<'_>, target: &Authority) -> Decision {
+        if self.mode == Mode::Observe || *acting == Acting::Tool {
+            return self.decide(target);
+        }
+        self.package_entries(acting)
+            .into_iter()
+            .find_map(|entry| {
+                entry
+                    .allow
+                    .iter()
+                    .find(|rule| rule.matches(&target.host, target.port))
+                    .map(|rule| Decision::Entry(*rule, entry.name))
+            })
+            .unwrap_or(Decision::PackageCode)
+    }
+
+    /// The pinned package entries that speak for `acting` (none for the
+    /// tool, whose allowlist does).
+    pub(crate) fn package_entries(&self, acting: &Acting<'_>) -> Vec<&'static packages::PackageEntry> {
+        let own: Vec<&'static packages::PackageEntry> = match acting {
+            Acting::Tool | Acting::Unknown => return Vec::new(),
+            Acting::Package { name, verified: true } => {
+                packages::entry(self.family, name).into_iter().collect()
+            }
+            Acting::Package { verified: false, .. } => Vec::new(),
+            Acting::Project { dependencies } => dependencies
+                .iter()
+                .filter_map(|name| packages::entry(self.family, name))
+                .collect(),
+        };
+        own.into_iter()
+            .chain(packages::any_package(self.family))
+            .collect()
+    }
+
     /// Decides a normalised CONNECT target. Pure: no lookup, no dial.
     pub fn decide(&self, target: &Authority) -> Decision {
         match self.mode {

@@ -36,9 +36,13 @@ pub(super) fn for_child(
     marks: ChildMarks<'_>,
 ) -> BTreeMap<OsString, OsString> {
     let mut env: BTreeMap<OsString, OsString> = inherited.vars().collect();
-    // Under an npm fetch phase (an install script's guarded tool): not its
-    // script-shell hook.
-    super::fetch_run::undo_hook(&mut env);
+    // Under an npm fetch phase or install (an install script's guarded
+    // tool): not its script-shell hook, but this invocation's own.
+    super::script_shell::undo_hook(&mut env);
+    if let Ok(exe) = std::env::current_exe() {
+        let hook = super::script_shell::script_hook_env(policy, exe.as_os_str(), &env);
+        env.extend(hook);
+    }
     // Maven 3.8's wagon transport (Debian's mvn) takes the proxy from the
     // JVM properties but never answers the 407 with their credential: in a
     // namespace, strict mode's transparent path carries Maven instead.

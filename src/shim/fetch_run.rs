@@ -10,7 +10,7 @@
 //! `yarn dlx`, which cannot run from what it fetched, is observed whole.
 //! The forms and the argument lists are `policy::fetch_run`'s.
 //!
-//! npm needs cli-guard as its script shell ([`exec_hook`]): in the fetch,
+//! npm needs cli-guard as its script shell (`script_shell`): in the fetch,
 //! at the `npx` event (the program), the hook reports and runs nothing;
 //! lifecycle scripts run in `sh` as usual. In the run, it takes the
 //! settings the run phase added (`--offline`, `--yes`, `--ignore-scripts`,
@@ -23,16 +23,15 @@ use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::DirBuilderExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::script_shell::{Hook, NpmReport};
 use super::{guarded, Invocation};
 use crate::audit::Package;
-use crate::env::{Env, EXEC_HOOK_VAR};
-use crate::exit::{Exit, Failure, NOT_FOUND};
+use crate::env::Env;
+use crate::exit::{Exit, Failure};
 use crate::policy::fetch_run::{
     spec_name, Context, Phases, Plan, Probe, Wanted, WHY_FETCHES_FOR_RUN, WHY_RUNS_FETCHED, WHY_RUNS_UNNAMED,
 };
@@ -286,121 +285,6 @@ impl Drop for ReportDir {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.dir);
     }
-}
-
-// ---------------------------------------------------------------------------
-// npm's script-shell hook
-
-/// What `CLI_GUARD_EXEC_HOOK` tells cli-guard run as npm's script shell.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "phase", rename_all = "lowercase")]
-enum Hook {
-    /// At the `npx` event, write the report and run nothing.
-    Fetch { report: String, shell: Option<String> },
-    /// At the `npx` event, remove `unset` and the hook from the
-    /// environment (and give the user's script shell back), then run it.
-    Run {
-        unset: Vec<String>,
-        shell: Option<String>,
-    },
-}
-
-impl Hook {
-    fn var(&self) -> (OsString, Option<OsString>) {
-        // Plain strings always serialise.
-        let value = serde_json::to_string(self).unwrap_or_default();
-        (OsString::from(EXEC_HOOK_VAR), Some(OsString::from(value)))
-    }
-
-    fn shell(&self) -> Option<&str> {
-        match self {
-            Hook::Fetch { shell, .. } | Hook::Run { shell, .. } => shell.as_deref(),
-        }
-    }
-}
-
-/// What the fetch's hook reports at the `npx` event.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-struct NpmReport {
-    /// The PATH npm made for the program: what it installed comes first.
-    path: String,
-    /// The command line npm was about to run.
-    script: String,
-}
-
-/// cli-guard run by npm as its script shell (`cli-guard -c SCRIPT`, with
-/// `CLI_GUARD_EXEC_HOOK` set by a fetch-and-run phase): `None` when this is
-/// not that, so the caller goes on as `cli-guard`. Otherwise it becomes the
-/// shell (returning only if that fails); in the fetch, at the program, it
-/// reports where npm put it and exits 0 instead.
-pub(crate) fn exec_hook(args: &[OsString], env: &Env) -> Option<Result<Exit, Failure>> {
-    let marker = env.var(EXEC_HOOK_VAR)?;
-    if args.first().map(OsString::as_os_str) != Some(OsStr::new("-c")) {
-        return None;
-    }
-    // An unreadable marker: be the plain shell, as npm would have run.
-    let hook: Option<Hook> = serde_json::from_str(marker).ok();
-    let program = env.var("npm_lifecycle_event") == Some("npx");
-    let shell = hook.as_ref().and_then(Hook::shell).unwrap_or("sh").to_string();
-    let mut sh = std::process::Command::new(&shell);
-    sh.args(args);
-    match hook {
-        Some(Hook::Fetch { report, .. }) if program => {
-            let report_of = NpmReport {
-                path: env.var("PATH").unwrap_or_default().to_string(),
-                script: args
-                    .get(1)
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-            };
-            // Unwritten, the run phase cannot name the package: its row
-            // says so. Never the program here, whatever happens.
-            let _ = write_new(Path::new(&report), &report_of);
-            return Some(Ok(Exit::SUCCESS));
-        }
-        Some(Hook::Run { unset, shell }) if program => {
-            for key in unset {
-                sh.env_remove(key);
-            }
-            sh.env_remove(EXEC_HOOK_VAR);
-            match shell {
-                Some(shell) => sh.env("npm_config_script_shell", shell),
-                None => sh.env_remove("npm_config_script_shell"),
-            };
-        }
-        _ => {}
-    }
-    let e = sh.exec();
-    Some(Err(Failure::new(
-        NOT_FOUND,
-        anyhow::anyhow!("cannot run npm's script shell {shell}: {e}"),
-    )))
-}
-
-/// A guarded tool started under a fetch phase (by an install script) gets
-/// neither the hook nor cli-guard as npm's script shell: the user's own
-/// script shell, if any, is back. Pure.
-pub(super) fn undo_hook(env: &mut BTreeMap<OsString, OsString>) {
-    let Some(marker) = env.remove(OsStr::new(EXEC_HOOK_VAR)) else {
-        return;
-    };
-    let hook: Option<Hook> = marker.to_str().and_then(|m| serde_json::from_str(m).ok());
-    match hook.as_ref().and_then(Hook::shell) {
-        Some(shell) => env.insert("npm_config_script_shell".into(), shell.into()),
-        None => env.remove(OsStr::new("npm_config_script_shell")),
-    };
-}
-
-/// Writes `report` as JSON to a file that must not exist yet.
-fn write_new(path: &Path, report: &NpmReport) -> std::io::Result<()> {
-    use std::io::Write;
-    let json = serde_json::to_vec(report).map_err(std::io::Error::other)?;
-    fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)?
-        .write_all(&json)
 }
 
 // ---------------------------------------------------------------------------
@@ -852,39 +736,5 @@ mod tests {
             named_on_path("/nonexistent/bin:/usr/bin", &wanted(Some("netcli"), None)),
             Found::default()
         );
-    }
-
-    #[test]
-    fn the_hook_marker_round_trips_and_is_undone_for_nested_tools() {
-        let hook = Hook::Run {
-            unset: vec!["npm_config_offline".into()],
-            shell: Some("/bin/bash".into()),
-        };
-        let (key, value) = hook.var();
-        let value = value.unwrap();
-        assert_eq!(
-            serde_json::from_str::<Hook>(value.to_str().unwrap()).unwrap(),
-            hook
-        );
-        let mut env: BTreeMap<OsString, OsString> = BTreeMap::new();
-        env.insert(key.clone(), value);
-        env.insert("npm_config_script_shell".into(), "/opt/cli-guard".into());
-        undo_hook(&mut env);
-        assert_eq!(env.get(OsStr::new(EXEC_HOOK_VAR)), None);
-        assert_eq!(
-            env.get(OsStr::new("npm_config_script_shell"))
-                .map(OsString::as_os_str),
-            Some(OsStr::new("/bin/bash"))
-        );
-        let mut env: BTreeMap<OsString, OsString> = BTreeMap::new();
-        env.insert(key, r#"{"phase":"fetch","report":"/r","shell":null}"#.into());
-        env.insert("npm_config_script_shell".into(), "/opt/cli-guard".into());
-        undo_hook(&mut env);
-        assert!(env.is_empty(), "{env:?}");
-        // Without a marker, nothing is touched.
-        let mut env: BTreeMap<OsString, OsString> = BTreeMap::new();
-        env.insert("npm_config_script_shell".into(), "/bin/zsh".into());
-        undo_hook(&mut env);
-        assert_eq!(env.len(), 1);
     }
 }

@@ -26,6 +26,7 @@ mod locate;
 mod overrides;
 pub(crate) mod python;
 mod sandbox;
+mod script_shell;
 mod signals;
 mod stdio;
 mod strict;
@@ -53,11 +54,13 @@ use crate::exit::{Exit, Failure};
 use crate::gate::{self, Gate, Pool, Shutdown, Summary};
 use crate::policy::{self, InvocationPolicy, ToolPolicy};
 use crate::sys::signal;
+use crate::sys::sock_diag::SockDiag;
+use crate::who::Who;
 
-pub(crate) use self::fetch_run::exec_hook;
 pub(crate) use self::invocation::{Invocation, Program};
 pub(crate) use self::locate::{shim_names, shim_status, ShimStatus};
 pub(crate) use self::sandbox::probe as probe_strict_mode;
+pub(crate) use self::script_shell::exec_hook;
 pub(crate) use self::strict::Setting as StrictSetting;
 
 /// Processes left behind that are counted one by one; past this the count
@@ -153,6 +156,7 @@ fn guarded(inv: &Invocation, env: &Env, phase: &Phase) -> Ran {
         fetch_audit_id: phase.mark.fetch_audit_id.clone(),
         package: phase.mark.package.clone(),
         layers: None,
+        attribution: None,
     };
     let started_gate = Started {
         inv,
@@ -171,6 +175,7 @@ fn guarded(inv: &Invocation, env: &Env, phase: &Phase) -> Ran {
                 &Isolation::None {
                     reason: "the real tool was not found: nothing ran".to_string(),
                 },
+                None,
                 None,
             );
             (Err(lookup_failure(inv, e)), Summary::default())
@@ -249,11 +254,17 @@ struct Started<'a> {
 
 impl<'a> Started<'a> {
     /// Writes the `start` row with where the tool runs.
-    fn write_start(&self, isolation: &Isolation, layers: Option<BTreeMap<String, String>>) {
+    fn write_start(
+        &self,
+        isolation: &Isolation,
+        layers: Option<BTreeMap<String, String>>,
+        attribution: Option<String>,
+    ) {
         self.log.write(&Record::Start(audit::Start {
             isolation: Some(isolation.label().to_string()),
             isolation_reason: isolation.reason().map(str::to_string),
             layers,
+            attribution,
             ..self.start.clone()
         }));
     }
@@ -269,7 +280,11 @@ impl<'a> Started<'a> {
                 signals,
                 runtime,
             }) => {
-                self.write_start(&launch.isolation, launch.layers.clone());
+                let attribution = Some(match &supervisor.who {
+                    Ok(_) => "on".to_string(),
+                    Err(why) => format!("off: {why}"),
+                });
+                self.write_start(&launch.isolation, launch.layers.clone(), attribution);
                 let ended = runtime.block_on(supervisor.supervise(launch, signals));
                 // A DNS lookup still blocking in the runtime's pool must not
                 // hold the exit: its connection is already answered and logged.
@@ -281,6 +296,7 @@ impl<'a> Started<'a> {
                     &Isolation::None {
                         reason: format!("the gate could not be put in place: {failure}"),
                     },
+                    None,
                     None,
                 );
                 (Err(failure), Summary::default())
@@ -357,6 +373,41 @@ impl<'a> Started<'a> {
         self.ready(launch, found.path, nofile, terminal, signals)
     }
 
+    /// Attribution for this invocation (`who`): the lookup socket (strict
+    /// mode's, made in the tool's namespace, or one here), the project and
+    /// its direct dependencies, and the shim made the subreaper of what the
+    /// tool starts, so that an orphan stays below it. Or why not: then
+    /// every connection is judged as the tool's, and the start row says so.
+    fn attribution(&self, in_namespace: Option<std::os::fd::OwnedFd>) -> Result<Arc<Who>, String> {
+        let diag = match in_namespace {
+            Some(fd) => SockDiag::from_fd(fd),
+            None => SockDiag::open().map_err(|e| format!("no NETLINK_SOCK_DIAG socket: {e}"))?,
+        };
+        nix::sys::prctl::set_child_subreaper(true)
+            .map_err(|e| format!("cannot be the tool's subreaper: {e}"))?;
+        let project = std::env::current_dir().map_err(|e| format!("no working directory: {e}"))?;
+        let dependencies = match self.split.policy.family {
+            policy::Family::Node => std::fs::read_to_string("package.json")
+                .map(|json| policy::dependency_names(&json))
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        let program = match (self.phase.mark.phase, &self.phase.mark.package) {
+            (Some("run"), Some(package)) => Some(match &package.version {
+                Some(version) => format!("{}@{version}", package.name),
+                None => package.name.clone(),
+            }),
+            _ => None,
+        };
+        Ok(Arc::new(Who::new(crate::who::Setup {
+            diag,
+            project,
+            dependencies,
+            program,
+            helpers: self.split.policy.helpers(),
+        })))
+    }
+
     /// The tool's config files that would beat the plain proxy (read only
     /// when the invocation is not isolated).
     fn config_overrides(&self) -> Vec<String> {
@@ -377,12 +428,13 @@ impl<'a> Started<'a> {
     /// runtime.
     fn ready(
         &self,
-        launch: Launch,
+        mut launch: Launch,
         real_path: PathBuf,
         nofile: Option<(u64, u64)>,
         terminal: Option<Terminal>,
         signals: SignalFd,
     ) -> Result<Ready<'a>, Failure> {
+        let who = self.attribution(launch.sockets.sock_diag.take());
         Ok(Ready {
             launch,
             supervisor: Supervisor {
@@ -392,6 +444,7 @@ impl<'a> Started<'a> {
                 log: Arc::clone(self.log),
                 terminal,
                 nofile,
+                who,
             },
             signals,
             runtime: runtime()?,
@@ -456,6 +509,8 @@ struct Supervisor<'a> {
     terminal: Option<Terminal>,
     /// The descriptor limit as the shim found it, restored for the child.
     nofile: Option<(u64, u64)>,
+    /// Attribution, or why it is off.
+    who: Result<Arc<Who>, String>,
 }
 
 impl Supervisor<'_> {
@@ -473,6 +528,9 @@ impl Supervisor<'_> {
             writable,
         } = launch;
         let mut gate = Gate::new(self.policy, Arc::clone(&self.log), settings);
+        if let Ok(who) = &self.who {
+            gate = gate.with_who(Arc::clone(who));
+        }
         // Strict mode's own namespace: names are answered from a pool.
         if matches!(child, Child::Isolated(_)) {
             gate = gate.with_pool(Arc::new(Pool::new()));
@@ -522,6 +580,11 @@ impl Supervisor<'_> {
         let (pid, took_terminal) = child
             .start(launch::steps(terminal, self.nofile), terminal)
             .map_err(|e| spawn_failure(self.inv, &self.real_path, &e))?;
+        // Before the first await: no connection is judged before the gate
+        // knows its tool.
+        if let Ok(who) = &self.who {
+            who.set_tool(pid.as_raw());
+        }
         // Dropped on every way out of here, which gives the terminal back
         // to the shim's group if the tool's held it.
         let mut job = Job::new(pid, terminal, took_terminal);

@@ -178,6 +178,8 @@ pub(super) enum Role {
     DnsUdp,
     /// UDP 443, refused with a row.
     Quic,
+    /// The lookup socket for who made a connection (`who`).
+    SockDiag,
 }
 
 /// The sockets a strict invocation's namespace holds, each with what it is
@@ -204,7 +206,7 @@ impl Layout {
                 self.wanted.len()
             ));
         }
-        let mut proxy = None;
+        let (mut proxy, mut sock_diag) = (None, None);
         let (mut transparent, mut dns_tcp, mut dns_udp, mut quic) = (vec![], vec![], vec![], vec![]);
         for (&(role, _), fd) in self.wanted.iter().zip(made) {
             match role {
@@ -213,6 +215,7 @@ impl Layout {
                 Role::DnsTcp => dns_tcp.push(fd.into()),
                 Role::DnsUdp => dns_udp.push(fd.into()),
                 Role::Quic => quic.push(fd.into()),
+                Role::SockDiag => sock_diag = Some(fd),
             }
         }
         Ok(Sockets {
@@ -222,6 +225,7 @@ impl Layout {
             dns_udp,
             quic,
             unix: None,
+            sock_diag,
         })
     }
 }
@@ -262,6 +266,7 @@ pub(super) fn layout(policy: &ToolPolicy) -> Layout {
         .chain(both(DNS_PORT).map(tcp(Role::DnsTcp)))
         .chain(both(DNS_PORT).map(udp(Role::DnsUdp)))
         .chain(both(QUIC_PORT).map(udp(Role::Quic)))
+        .chain(std::iter::once((Role::SockDiag, SocketSpec::sock_diag())))
         .collect();
     Layout { wanted }
 }
@@ -406,6 +411,10 @@ mod tests {
                         let port = u.local_addr().map(|a| a.port()).unwrap_or_default();
                         (u.into(), port)
                     }
+                    Proto::SockDiag => (
+                        crate::sys::sock_diag::open_socket().unwrap_or_else(|e| panic!("{e}")),
+                        0,
+                    ),
                 };
                 (spec, fd, port)
             })
@@ -443,6 +452,7 @@ mod tests {
         assert_eq!(tcp_ports(&sockets.dns_tcp), expected(Role::DnsTcp));
         assert_eq!(udp_ports(&sockets.dns_udp), expected(Role::DnsUdp));
         assert_eq!(udp_ports(&sockets.quic), expected(Role::Quic));
+        assert!(sockets.sock_diag.is_some(), "the lookup socket is the gate's");
         assert!(layout.sockets(Vec::new()).is_err(), "a count that does not match");
     }
 }

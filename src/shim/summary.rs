@@ -86,6 +86,17 @@ fn denial_line(policy: &ToolPolicy, denial: &Denial, audit_id: &str) -> String {
     let tool = policy.name;
     let target = &denial.target;
     let status = denial.status;
+    if let Some(by) = &denial.by {
+        let reason = denial
+            .reason
+            .strip_prefix(&format!("made by {by}: "))
+            .unwrap_or(&denial.reason);
+        return format!(
+            "cli-guard: {by} was refused {target} ({status}), under {tool}: {reason}. A package's install or \
+             build script is judged apart from {tool}; a host it needs is a pinned package entry, a code change \
+             for an operator (`cli-guard audit --id {audit_id} --suggest`)."
+        );
+    }
     if denial.direct {
         return format!(
             "cli-guard: {tool} tried to reach {target} directly, ignoring the proxy, and strict mode refused it \
@@ -127,5 +138,23 @@ mod tests {
         );
         let npm = strangers_line(pinned("npm"), 3, "", "id");
         assert!(npm.contains("another local process"), "{npm}");
+    }
+
+    #[test]
+    fn a_packages_refusal_names_the_package_first() {
+        let npm = lookup("npm").unwrap_or_else(|| panic!("npm is pinned"));
+        let denial = Denial {
+            target: "registry.npmjs.org:443".into(),
+            status: 403,
+            reason: "made by evil-worm@1.0.0 (postinstall): a package's own code may not reach it".into(),
+            direct: false,
+            by: Some("evil-worm@1.0.0 (postinstall)".into()),
+        };
+        let line = denial_line(npm, &denial, "ID");
+        assert!(
+            line.starts_with("cli-guard: evil-worm@1.0.0 (postinstall) was refused registry.npmjs.org:443 (403), under npm: a package's own code"),
+            "{line}"
+        );
+        assert!(line.contains("--suggest"), "{line}");
     }
 }

@@ -3,8 +3,10 @@
 //! signalfd the shim reads signals from, the vfork-style spawn that
 //! arms the death signal before exec, and strict mode's spawn into a user
 //! and network namespace of the tool's own (with the rtnetlink bytes it
-//! sends), and what the process reads of itself in /proc before it
-//! runs a tool (`procfs`).
+//! sends), what the process reads of itself in /proc before it
+//! runs a tool (`procfs`), and, for saying which process made a
+//! connection, the kernel's answer to whose socket it is (`sock_diag`)
+//! and what /proc says of the invocation's processes (`process`).
 //!
 //! The one module allowed `unsafe` (the crate denies it elsewhere); every
 //! block says why it is sound in a `// SAFETY:` comment.
@@ -15,7 +17,9 @@ pub(crate) mod mounts;
 pub(crate) mod netlink;
 pub(crate) mod netns;
 pub(crate) mod pipe;
+pub(crate) mod process;
 pub(crate) mod procfs;
 pub(crate) mod seccomp;
 pub(crate) mod signal;
+pub(crate) mod sock_diag;
 pub(crate) mod spawn;

@@ -1,6 +1,7 @@
 //! What this process reads of itself in /proc before it runs a tool: the
 //! descriptors it inherited, and whether it runs in init's network
-//! namespace.
+//! namespace; and, for a script's wrapper, a user namespace of its own and
+//! nothing inherited past stdio.
 
 use std::os::fd::RawFd;
 
@@ -38,6 +39,43 @@ pub(crate) fn keep_inherited_sockets_from_the_tool() -> usize {
         }
     }
     marked
+}
+
+/// Marks every descriptor above 2 close-on-exec, so that the program this
+/// process execs starts with stdin, stdout and stderr alone: a script's
+/// wrapper hands its script nothing of the package manager's.
+pub(crate) fn close_on_exec_above_stdio() {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    use std::os::fd::BorrowedFd;
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<RawFd> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: `fd` was listed as open a moment ago; this process is
+        // single-threaded (the wrapper, before it execs), so nothing
+        // closes it meanwhile; the borrow ends in this loop. The directory
+        // listing's own descriptor is closed by now: fcntl on it fails.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        if let Ok(flags) = fcntl(fd, FcntlArg::F_GETFD).map(FdFlag::from_bits_truncate) {
+            let _ = fcntl(fd, FcntlArg::F_SETFD(flags | FdFlag::FD_CLOEXEC));
+        }
+    }
+}
+
+/// Makes this process a user namespace of its own, its uid and gid mapped
+/// onto themselves (`setgroups` denied first, as an unprivileged map
+/// needs), as `unshare --user --map-user=$(id -u) --map-group=$(id -g)`.
+pub(crate) fn enter_own_user_namespace() -> std::io::Result<()> {
+    let (uid, gid) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)?;
+    std::fs::write("/proc/self/setgroups", "deny")?;
+    std::fs::write("/proc/self/uid_map", format!("{uid} {uid} 1\n"))?;
+    std::fs::write("/proc/self/gid_map", format!("{gid} {gid} 1\n"))?;
+    Ok(())
 }
 
 /// Whether this process runs in a network namespace with nothing but

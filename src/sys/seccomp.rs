@@ -9,8 +9,11 @@
 //!   the command's low 32 bits are compared, so `TIOCSTI | 1 << 32` is
 //!   caught too), `socket(AF_VSOCK)` (vsock is not per network namespace),
 //!   `socketpair(AF_UNIX, SOCK_DGRAM)` (a datagram end can be re-aimed at a
-//!   host socket with `connect`; stream and seqpacket pairs cannot), and
-//!   io_uring (whose IORING_OP_SOCKET makes sockets without `socket()`).
+//!   host socket with `connect`; stream and seqpacket pairs cannot),
+//!   io_uring (whose IORING_OP_SOCKET makes sockets without `socket()`),
+//!   and ptrace, `process_vm_readv`/`writev` and `pidfd_getfd`: a build
+//!   script could otherwise make the tool (its parent, same user) connect
+//!   for it, or take its sockets, and pass for the tool (`who`).
 //! - **unix** (`socket(AF_UNIX, …)`): handed to the gate as a user
 //!   notification ([`Notification`]), which answers EAFNOSUPPORT and
 //!   writes a row. The gate never lets the call continue; once it is gone,
@@ -124,6 +127,10 @@ fn refuse_program() -> Result<BpfProgram, String> {
         libc::SYS_io_uring_setup,
         libc::SYS_io_uring_enter,
         libc::SYS_io_uring_register,
+        libc::SYS_ptrace,
+        libc::SYS_process_vm_readv,
+        libc::SYS_process_vm_writev,
+        libc::SYS_pidfd_getfd,
     ] {
         rules.insert(nr, Vec::new());
     }

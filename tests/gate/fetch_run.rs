@@ -14,6 +14,8 @@ use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use serde_json::Value;
+
 use crate::util::*;
 
 /// The host the program and the install script both try to reach.
@@ -140,6 +142,14 @@ fn lines(path: &Path) -> Vec<String> {
         .lines()
         .map(str::to_string)
         .collect()
+}
+
+/// The phase of the script-shell hook in a child's environment: `script`
+/// (every npm and pnpm invocation's: its scripts are wrapped), `fetch` or
+/// `run` (a fetch and run's), or none.
+fn hook_phase(env: &ChildEnv) -> Option<String> {
+    let hook: Value = serde_json::from_str(env.get("CLI_GUARD_EXEC_HOOK")?).ok()?;
+    hook["phase"].as_str().map(str::to_string)
 }
 
 #[test]
@@ -282,15 +292,15 @@ fn a_guarded_tool_under_the_fetch_gets_neither_the_hook_nor_cli_guard_as_npms_sh
     );
     check_eq!(
         out,
-        env.get("CLI_GUARD_EXEC_HOOK"),
-        None,
-        "no hook below the fetch"
+        hook_phase(&env),
+        Some("script".to_string()),
+        "below the fetch, the nested npm's own script hook, not the fetch's"
     );
     check_eq!(
         out,
         env.get("npm_config_script_shell"),
-        None,
-        "npm's own shell again"
+        Some(BIN),
+        "its scripts are wrapped by cli-guard"
     );
     let log = g.log();
     let fetch = log.rows().kind("start").tool("npx")[0];
@@ -378,7 +388,12 @@ fn npx_that_fetches_nothing_stays_enforced_whole() {
         let env = g.wait_env(&mut run);
         (run, env)
     };
-    check_eq!(run, env.get("CLI_GUARD_EXEC_HOOK"), None, "no hook");
+    check_eq!(
+        run,
+        hook_phase(&env),
+        Some("script".to_string()),
+        "no fetch-and-run hook"
+    );
     let out = g.finish(run, 0);
     let log = g.log();
     let npx = log.rows().kind("start").tool("npx");
@@ -465,7 +480,12 @@ fn where_the_report_cannot_be_made_npx_runs_enforced_whole_and_says_so() {
     cmd.env("TMPDIR", g.root().join("no-such-dir"));
     let mut run = g.start(cmd);
     let env = g.wait_env(&mut run);
-    check_eq!(run, env.get("CLI_GUARD_EXEC_HOOK"), None, "no hook");
+    check_eq!(
+        run,
+        hook_phase(&env),
+        Some("script".to_string()),
+        "no fetch-and-run hook"
+    );
     let out = g.finish(run, 0);
     said_once(&out, "runs enforced whole, as before");
     let log = g.log();

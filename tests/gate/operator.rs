@@ -328,7 +328,10 @@ fn real_log(g: &Sandbox) -> RealLog {
     );
     g.tool(
         "npm",
-        &format!("rec \"$@\"\naws s3 ls\n{net} proxy-echo denied.example 443 0 > /dev/null\nexit 3\n"),
+        &format!(
+            "NET={net}\nrec \"$@\"\naws s3 ls\n{}",
+            as_tool(&[("denied", "proxy-echo denied.example 443 0"), ("exit", "3")])
+        ),
     );
     let mut cmd = g.shim_cmd("npm", ["install", "left-pad"]);
     cmd.env("CLI_GUARD_RESOLVE", &resolve);
@@ -2133,7 +2136,7 @@ fn every_command_has_help() {
     let out = g.run(g.cli_guard(["check", "--help"]));
     check!(
         out,
-        out.stdout().contains("--as TOOL HOST[:PORT]"),
+        out.stdout().contains("--as TOOL [--package NAME] HOST[:PORT]"),
         "check --help: usage line"
     );
     // `egress-demo --help` under its own name too.

@@ -373,9 +373,11 @@ fn a_connect_to_a_pool_address_is_judged_by_its_name() {
     let out = npm_install(
         &g,
         &net,
-        "ip=$(getent hosts registry.npmjs.org | cut -d' ' -f1)\n\
-         echo \"$ip\" > \"$S/ip\"\n\
-         $NET proxy-echo \"$ip\" 443 1000 > \"$S/connect\"",
+        &format!(
+            "ip=$(getent hosts registry.npmjs.org | cut -d' ' -f1)\n\
+             echo \"$ip\" > \"$S/ip\"\n{}",
+            as_tool(&[("connect", "proxy-echo $ip 443 1000")])
+        ),
         &[("CLI_GUARD_RESOLVE", &resolve)],
     );
     let ip = g.state_text("ip");
@@ -412,7 +414,7 @@ fn a_direct_connection_to_an_allowed_name_is_relayed_byte_for_byte() {
     let out = npm_install(
         &g,
         &net,
-        &format!("$NET echo registry.npmjs.org 443 {N} > \"$S/echo\""),
+        &as_tool(&[("echo", &format!("echo registry.npmjs.org 443 {N}"))]),
         &[("CLI_GUARD_RESOLVE", &resolve)],
     );
     let echo = g.step(&out, "echo");
@@ -747,7 +749,10 @@ fn refused_namespace_run(setting: &str) -> (Sandbox, Outcome, Upstream) {
     let up = Upstream::echo();
     g.tool(
         "npm",
-        &format!("NET=\"{net}\"\n: > \"$S/ran\"\nrec \"$@\"\n$NET proxy-echo registry.npmjs.org 443 1000 > \"$S/proxied\"\nexit 0\n"),
+        &format!(
+            "NET=\"{net}\"\n: > \"$S/ran\"\nrec \"$@\"\n{}",
+            as_tool(&[("proxied", "proxy-echo registry.npmjs.org 443 1000")])
+        ),
     );
     let mut cmd = g.command(require("unshare"));
     cmd.args(["--user", "--map-root-user", "sh", "-c"])
@@ -863,16 +868,22 @@ fn a_guarded_tool_inside_a_strict_one_is_isolated_too_and_its_rows_link_up() {
     g.tool(
         "pip",
         &format!(
-            "NET=\"{net}\"\n$NET proxy-echo registry.npmjs.org 443 100 > \"$S/pip-npm\"\n\
-             $NET proxy-echo pypi.org 443 100 > \"$S/pip-pypi\"\n\
-             $NET echo 203.0.113.7 443 16 > \"$S/pip-raw\"\nexit 0\n"
+            "NET=\"{net}\"\n{}",
+            as_tool(&[
+                ("pip-npm", "proxy-echo registry.npmjs.org 443 100"),
+                ("pip-pypi", "proxy-echo pypi.org 443 100"),
+                ("pip-raw", "echo 203.0.113.7 443 16"),
+            ])
         ),
     );
     g.tool(
         "pnpm",
         &format!(
-            "NET=\"{net}\"\n$NET proxy-echo registry.npmjs.org 443 5000 > \"$S/pnpm-proxied\"\n\
-             $NET echo registry.npmjs.org 443 5000 > \"$S/pnpm-direct\"\nexit 0\n"
+            "NET=\"{net}\"\n{}",
+            as_tool(&[
+                ("pnpm-proxied", "proxy-echo registry.npmjs.org 443 5000"),
+                ("pnpm-direct", "echo registry.npmjs.org 443 5000"),
+            ])
         ),
     );
     let mut cmd = strict_cmd(&g, "npm", &["install"], "auto");
@@ -1083,9 +1094,12 @@ fn as_an_unprivileged_user_strict_mode_refuses_an_escape_and_relays_an_allowed_n
         "npm",
         &format!(
             "NET=\"{net}\"\nid -u > \"$S/uid\"\n\
-             $NET echo 203.0.113.7 443 16 > \"$S/raw\"\n\
-             $NET echo noproxy.example.com 443 16 > \"$S/direct\"\n\
-             $NET echo registry.npmjs.org 443 {N} > \"$S/echo\"\nexit 0\n"
+             {}",
+            as_tool(&[
+                ("raw", "echo 203.0.113.7 443 16"),
+                ("direct", "echo noproxy.example.com 443 16"),
+                ("echo", &format!("echo registry.npmjs.org 443 {N}")),
+            ])
         ),
     );
     let shim = g.shim("npm");

@@ -5,6 +5,10 @@
 //! built the tests (it is also compiled into the test crate, unused, so
 //! that clippy and rustfmt see it).
 //!
+//! `steps DIR NAME=COMMAND…` runs commands in turn in this one process,
+//! each one's line written to `DIR/NAME` (`exit=N` ends with status N):
+//! what a fake tool `exec`s, so that its connections are the tool's own.
+//!
 //! Each command prints one JSON object on stdout:
 //! - `echo HOST PORT N`: connect, send N bytes, half-close, read to EOF;
 //! - `proxy-echo HOST PORT N`: the same through a CONNECT to `$HTTPS_PROXY`,
@@ -49,7 +53,50 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 pub fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let done = match args[..] {
+    if let ["steps", dir, steps @ ..] = &args[..] {
+        return run_steps(dir, steps);
+    }
+    if run(&args).is_none() {
+        eprintln!("net_client: cannot do {args:?}");
+        exit(2);
+    }
+}
+
+/// `steps DIR NAME=COMMAND…`: each command in turn, in this one process,
+/// its JSON line written to `DIR/NAME`. A fake tool `exec`s this, so that
+/// every connection is made by the tool's own process, as a real package
+/// manager's are (cli-guard judges any other process below the tool as a
+/// package's code).
+fn run_steps(dir: &str, steps: &[&str]) {
+    for step in steps {
+        let Some((name, command)) = step.split_once('=') else {
+            eprintln!("net_client: a step is NAME=COMMAND, not {step:?}");
+            exit(2);
+        };
+        // `exit=N`: the tool's exit status.
+        if name == "exit" {
+            exit(command.trim().parse().unwrap_or(2));
+        }
+        let words: Vec<&str> = command.split_whitespace().collect();
+        let path = format!("{dir}/{name}");
+        let Ok(file) = std::fs::File::create(&path) else {
+            eprintln!("net_client: cannot write {path}");
+            exit(2);
+        };
+        let _ = io::stdout().flush();
+        // SAFETY: dup2 onto stdout of a descriptor this process holds.
+        unsafe { dup2(std::os::fd::AsRawFd::as_raw_fd(&file), 1) };
+        if run(&words).is_none() {
+            eprintln!("net_client: cannot do {words:?}");
+            exit(2);
+        }
+        let _ = io::stdout().flush();
+    }
+}
+
+/// One command; `None` if it is malformed.
+fn run(args: &[&str]) -> Option<()> {
+    match args[..] {
         ["echo", host, port, n] => echo(host, port, n),
         ["proxy-echo", host, port, n] => proxy_echo(host, port, n),
         ["http", host, port] => http(host, port),
@@ -65,10 +112,6 @@ pub fn main() {
         ["tiocsti", text] => tiocsti(text),
         ["reaim", fd, port] => reaim(fd, port),
         _ => None,
-    };
-    if done.is_none() {
-        eprintln!("net_client: cannot do {args:?}");
-        exit(2);
     }
 }
 
@@ -133,6 +176,7 @@ extern "C" {
     fn syscall(number: i64, ...) -> i64;
     fn connect(fd: i32, addr: *const u8, len: u32) -> i32;
     fn close(fd: i32) -> i32;
+    fn dup2(old: i32, new: i32) -> i32;
 }
 
 const TIOCSTI: u64 = 0x5412;

@@ -506,6 +506,20 @@ impl Sandbox {
     }
 }
 
+/// A fake tool's last line: it becomes the network client (`exec`), which
+/// runs `steps` (NAME, COMMAND) in turn and writes each JSON line to
+/// `$S/NAME`, so that every connection is made by the tool's own process,
+/// as a real package manager's are: cli-guard judges any other process
+/// below the tool as a package's code. Shell variables in a command are
+/// expanded; `$NET` must be set.
+pub fn as_tool(steps: &[(&str, &str)]) -> String {
+    let quoted: Vec<String> = steps
+        .iter()
+        .map(|(name, command)| format!("\"{name}={command}\""))
+        .collect();
+    format!("exec \"$NET\" steps \"$S\" {}\n", quoted.join(" "))
+}
+
 /// Gives `dir`, and everything in it, to uid and gid 65534 (nobody), so
 /// that a tool run as nobody ([`Sandbox::as_nobody`]) owns its places as a
 /// user owns theirs. Needs root, as the tests that run as nobody do.

@@ -295,6 +295,15 @@ fn make_socket(planned: &Planned) -> Result<OwnedFd, (Step, Errno)> {
     let kind = match planned.proto {
         Proto::Tcp => SockType::Stream,
         Proto::Udp => SockType::Datagram,
+        Proto::SockDiag => {
+            return socket(
+                AddressFamily::Netlink,
+                SockType::Datagram,
+                SockFlag::SOCK_CLOEXEC,
+                SockProtocol::NetlinkSockDiag,
+            )
+            .map_err(at(Step::Socket))
+        }
     };
     let fd = socket(
         planned.family,

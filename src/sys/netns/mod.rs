@@ -108,6 +108,16 @@ impl SocketSpec {
             addr,
         }
     }
+
+    /// A `NETLINK_SOCK_DIAG` socket in the namespace, bound to nothing:
+    /// how the gate asks whose socket a connection's other end is
+    /// (`sys::sock_diag`), which only works from inside.
+    pub(crate) fn sock_diag() -> SocketSpec {
+        SocketSpec {
+            proto: Proto::SockDiag,
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        }
+    }
 }
 
 /// Which kind of socket.
@@ -115,6 +125,8 @@ impl SocketSpec {
 pub(crate) enum Proto {
     Tcp,
     Udp,
+    /// `NETLINK_SOCK_DIAG` ([`SocketSpec::sock_diag`]).
+    SockDiag,
 }
 
 /// The isolation beyond the network namespace that strict mode can do
@@ -213,6 +225,7 @@ impl fmt::Display for NamespaceError {
             let proto = match proto {
                 Proto::Tcp => "tcp",
                 Proto::Udp => "udp",
+                Proto::SockDiag => "sock_diag",
             };
             write!(f, " {proto} {addr}")?;
         }

@@ -1,0 +1,76 @@
+//! The programs a tool runs for its own fetching, judged as the tool
+//! (`who`): everything else it starts runs a package's code, judged by the
+//! package's entries. Pinned per tool, like its hosts, and kept short: a
+//! helper is a program that fetches for the tool and runs no package's
+//! code itself.
+//!
+//! `anywhere`: helpers when the tool or another helper started them (git
+//! and its transports for a git dependency; cli-guard itself, a nested
+//! guarded tool). `direct`: executable names (prefixes) that are helpers
+//! only when the tool itself started them: pipx's, hatch's, pdm's and
+//! poetry's own interpreter running pip in the environment they make
+//! (which then runs build backends as its children: package code),
+//! gradle's JVM (its single-use daemon), dotnet's build nodes.
+
+use crate::policy::{Family, ToolPolicy};
+
+/// A tool's helper programs, by executable name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Helpers {
+    pub(crate) anywhere: &'static [&'static str],
+    pub(crate) direct: &'static [&'static str],
+}
+
+const GIT: &[&str] = &["git", "git-remote-https", "git-remote-http"];
+const GO_VCS: &[&str] = &[
+    "git",
+    "git-remote-https",
+    "git-remote-http",
+    "hg",
+    "svn",
+    "bzr",
+    "fossil",
+];
+const BREW: &[&str] = &["git", "git-remote-https", "git-remote-http", "curl"];
+const PYTHON: &[&str] = &["python", "uv"];
+
+impl ToolPolicy {
+    /// The helper programs of this tool. Pure.
+    pub(crate) fn helpers(&self) -> Helpers {
+        let direct: &'static [&'static str] = match (self.family, self.name) {
+            (Family::Python, "pipx" | "hatch" | "pdm" | "poetry") => PYTHON,
+            (Family::Gradle, _) => &["java"],
+            (_, "dotnet") => &["dotnet"],
+            _ => &[],
+        };
+        let anywhere = match self.name {
+            "go" => GO_VCS,
+            "brew" => BREW,
+            _ => GIT,
+        };
+        Helpers { anywhere, direct }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::policy::lookup;
+
+    #[test]
+    fn pip_and_uv_have_no_interpreter_helper_but_pipx_does() {
+        let helpers = |tool: &str| {
+            lookup(tool)
+                .unwrap_or_else(|| panic!("{tool} is pinned"))
+                .helpers()
+        };
+        assert!(
+            helpers("pip").direct.is_empty(),
+            "pip's python children are build backends"
+        );
+        assert!(helpers("uv").direct.is_empty());
+        assert_eq!(helpers("pipx").direct, ["python", "uv"]);
+        assert!(helpers("npm").anywhere.contains(&"git"));
+        assert!(helpers("brew").anywhere.contains(&"curl"));
+        assert!(!helpers("npm").anywhere.contains(&"curl"));
+    }
+}
