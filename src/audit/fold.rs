@@ -154,6 +154,17 @@ impl Invocation {
         }
     }
 
+    /// Whether a row of this entry (or its fetch phase's) was made by the
+    /// code of package `name`.
+    pub(crate) fn has_package(&self, name: &str) -> bool {
+        self.egress
+            .iter()
+            .chain(self.fetch.iter().flat_map(|f| &f.egress))
+            .filter_map(Tunnel::request)
+            .filter_map(|r| r.process.as_deref())
+            .any(|p| p.package.as_deref() == Some(name))
+    }
+
     /// This invocation and everything nested under it (its fetch phase and
     /// what is nested under that included), depth first.
     pub(crate) fn walk(&self) -> Vec<&Invocation> {
@@ -443,6 +454,8 @@ fn merge_close(inv: &mut Invocation, closed: Stamped<EgressClose>) {
 pub(crate) struct Filter {
     pub denied: bool,
     pub tool: Option<String>,
+    /// Only invocations with a row made by this package's own code.
+    pub package: Option<String>,
     /// RFC 3339 UTC in the log's own format; compared as strings.
     pub since: Option<String>,
     pub id: Option<String>,
@@ -469,6 +482,11 @@ impl Filter {
         if self.denied && !nodes.iter().any(|n| n.counts().1 > 0) {
             return None;
         }
+        if let Some(package) = &self.package {
+            if !nodes.iter().any(|n| n.has_package(package)) {
+                return None;
+            }
+        }
         Some(inv)
     }
 
@@ -490,6 +508,7 @@ impl Filter {
                 self.since_ok(one)
                     && self.tool.as_ref().is_none_or(|tool| one.tool() == tool)
                     && (!self.denied || one.counts().1 > 0)
+                    && self.package.as_ref().is_none_or(|p| one.has_package(p))
             })
             .collect()
     }

@@ -234,14 +234,23 @@ fn egress_line(tunnel: &Tunnel, indent: &str, style: Style) -> String {
         None => " ".repeat(36),
     };
     // What needs saying: why it was refused or failed, or how a tunnel ended badly.
+    let by = request
+        .and_then(|r| r.process.as_deref())
+        .and_then(crate::who::package_code_label);
     let note = if deny || status != 200 {
-        request.map_or("", |r| r.reason.as_str())
+        request.map_or(String::new(), |r| r.reason.clone())
     } else {
-        close.and_then(|c| c.error.as_deref()).unwrap_or("")
+        let error = close.and_then(|c| c.error.as_deref()).unwrap_or("");
+        match &by {
+            // An allowed row of a package's own code (its pinned entry).
+            Some(by) if error.is_empty() => format!("by {by}"),
+            Some(by) => format!("by {by}: {error}"),
+            None => error.to_string(),
+        }
     };
     let line = format!(
         "{indent}{decision} {status:>3}  {target:<40} {traffic}  {}",
-        shorten(&clean(note), REASON_WIDTH)
+        shorten(&clean(&note), REASON_WIDTH)
     );
     format!("{}\n", line.trim_end())
 }

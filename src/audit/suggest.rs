@@ -1,6 +1,8 @@
 //! From observing to pinning: `cli-guard audit --suggest TOOL` turns the
 //! hosts a tool reached into the policy entry a developer would paste into
-//! the pinned table.
+//! the pinned table, and the hosts a package's own code was refused under
+//! it into the per-package entries an operator may pin, once they have
+//! read the package's code.
 //!
 //! Wildcards are suggested only where several subdomains of one registrable
 //! domain were seen, and always flagged for review. Without a full public
@@ -60,6 +62,9 @@ pub(super) struct Gathered {
     /// Allowed attempts that never reached their host (502, 504, or an
     /// upstream's refusal), by (host, port, status): reported, not suggested.
     pub unreached: BTreeMap<(String, u16, u64), u64>,
+    /// Refused to a package's own code under the tool: package → (host,
+    /// port) → count.
+    pub packages: BTreeMap<String, BTreeMap<(String, u16), u64>>,
     invocations: std::collections::BTreeSet<String>,
 }
 
@@ -76,7 +81,28 @@ impl Gathered {
         let Record::Egress(egress) = &row.record else {
             return;
         };
-        if egress.tool != self.tool || egress.decision != Some(Verdict::Allow) {
+        if egress.tool != self.tool {
+            return;
+        }
+        if let (Some(Verdict::Deny), Some(process), Some(host), Some(port)) = (
+            egress.decision,
+            egress.process.as_deref(),
+            egress.host.as_deref(),
+            egress.port,
+        ) {
+            if let (Some(package), "package", 403) = (&process.package, process.actor.as_str(), egress.status)
+            {
+                if self.packages.len() < 10_000 {
+                    *self
+                        .packages
+                        .entry(package.clone())
+                        .or_default()
+                        .entry((host.to_string(), port))
+                        .or_default() += 1;
+                }
+            }
+        }
+        if egress.decision != Some(Verdict::Allow) {
             return;
         }
         let (Some(host), Some(port)) = (egress.host.as_deref(), egress.port) else {
@@ -160,6 +186,7 @@ struct Entry {
 /// The suggestion as Rust to paste into `TOOLS` in src/policy/table.rs.
 pub(super) fn render(g: &Gathered) -> String {
     let mut out = String::new();
+    render_packages(g, &mut out);
     for ((host, port, status), count) in &g.unreached {
         let _ = writeln!(
             out,
@@ -223,6 +250,34 @@ pub(super) fn render(g: &Gathered) -> String {
         );
     }
     out
+}
+
+/// The per-package entries the refusals of package code would need: never
+/// to be pinned without reading the package's code (a worm asks for its
+/// tool's registry, and gets it here too).
+fn render_packages(g: &Gathered, out: &mut String) {
+    for (package, hosts) in &g.packages {
+        let _ = writeln!(
+            out,
+            "// {package}'s own code (an install or build script) was refused under {}. Only if its code needs \
+             them (read it: a worm asks for its tool's registry too), pin in PACKAGES in src/policy/packages.rs:",
+            g.tool
+        );
+        let rules: Vec<String> = hosts
+            .keys()
+            .map(|(host, port)| match port {
+                443 => format!("Rule::https(\"{host}\")"),
+                _ => format!("Rule {{ pattern: \"{host}\", ports: &[{port}], private: false }}"),
+            })
+            .collect();
+        let count: u64 = hosts.values().sum();
+        let _ = writeln!(
+            out,
+            "// npm(\"{package}\", &[{}], \"SOURCE: the file and line of {package} that fetches it\"), // {}",
+            rules.join(", "),
+            plural(count, "refusal")
+        );
+    }
 }
 
 /// Groups the gathered hosts into entries: wildcards where several

@@ -26,6 +26,8 @@ under it and nested invocations beneath their parent.
 options:
   --denied          only invocations with a denied request (in them or nested)
   --tool NAME       only invocations of NAME (or with NAME nested under them)
+  --package NAME    only invocations where package NAME's own code (an
+                    install or build script) made a request
   --since WHEN      only invocations started since WHEN: 30m, 1h, 2d, or a UTC
                     time like 2026-11-23T10:00Z
   --id AUDIT_ID     that invocation and everything nested under it
@@ -38,7 +40,9 @@ options:
                     it and its descendants as objects of their own, --last N
                     the last N objects
   --follow          after the log, keep printing invocations as they finish
-  --suggest TOOL    print the pinned policy entry for the hosts TOOL reached
+  --suggest TOOL    print the pinned policy entry for the hosts TOOL reached,
+                    and the per-package entries its packages' refused code
+                    would need (to pin only after reading that code)
   --file PATH       read this log instead of the default
   -h, --help        this help
 
@@ -72,6 +76,7 @@ pub(super) fn parse_audit_args(args: &[OsString], now: SystemTime) -> Result<Par
             lexopt::Arg::Long("json") => out.json = true,
             lexopt::Arg::Short('f') | lexopt::Arg::Long("follow") => out.follow = true,
             lexopt::Arg::Long("tool") => out.filter.tool = Some(USAGE.string_value(&mut parser)?),
+            lexopt::Arg::Long("package") => out.filter.package = Some(USAGE.string_value(&mut parser)?),
             lexopt::Arg::Long("id") => out.filter.id = Some(USAGE.string_value(&mut parser)?),
             lexopt::Arg::Long("suggest") => out.suggest = Some(USAGE.string_value(&mut parser)?),
             lexopt::Arg::Long("file") => {
@@ -187,6 +192,7 @@ mod tests {
                     tool: Some("npm".into()),
                     since: Some("2001-09-09T00:46:40.000Z".into()),
                     id: Some("abc".into()),
+                    package: None,
                 },
                 last: Some(5),
                 json: true,

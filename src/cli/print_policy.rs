@@ -76,12 +76,45 @@ pub(super) fn print_policy(args: &[OsString]) -> Result<Exit, Failure> {
         PolicyArgs::All => policy::TOOLS.iter().collect(),
     };
     println!("{:<10} {:<8} ALLOWLIST", "TOOL", "MODE");
-    for tool in tools {
+    for tool in &tools {
         for line in tool_lines(tool) {
             println!("{line}");
         }
     }
+    for line in package_lines(&tools) {
+        println!("{line}");
+    }
     Ok(Exit::SUCCESS)
+}
+
+/// The pinned per-package entries (`policy::packages`) of the families of
+/// `tools`: what a package's own code may reach, with the source of each.
+fn package_lines(tools: &[&ToolPolicy]) -> Vec<String> {
+    let families: Vec<policy::Family> = tools
+        .iter()
+        .filter(|t| t.mode == Mode::Enforce)
+        .map(|t| t.family)
+        .collect();
+    let entries: Vec<&policy::packages::PackageEntry> = policy::packages::PACKAGES
+        .iter()
+        .chain(policy::packages::ANY_PACKAGE)
+        .filter(|e| families.contains(&e.family))
+        .collect();
+    if entries.is_empty() {
+        return Vec::new();
+    }
+    let mut lines = vec![
+        String::new(),
+        "PACKAGE CODE: an install or build script is judged apart from its tool: nothing, but for these \
+         entries, honoured for the registry's own package"
+            .to_string(),
+    ];
+    for entry in entries {
+        let rules: Vec<String> = entry.allow.iter().map(ToString::to_string).collect();
+        lines.push(format!("{:<30} {}", entry.name, rules.join(", ")));
+        lines.push(format!("{:<30} source: {}", "", entry.source));
+    }
+    lines
 }
 
 /// One tool's lines under the header: its mode and allowlist, its NO_PROXY
@@ -112,6 +145,23 @@ fn tool_lines(tool: &ToolPolicy) -> Vec<String> {
             "",
             "",
             "strict (isolated in a network namespace where the kernel allows)",
+        ));
+        let helpers = tool.helpers();
+        let mut run_by = helpers.anywhere.join(", ");
+        if !helpers.direct.is_empty() {
+            run_by.push_str(&format!(
+                " (and, started by {} itself: {})",
+                tool.name,
+                helpers.direct.join(", ")
+            ));
+        }
+        lines.push(row(
+            "",
+            "",
+            &format!(
+                "the allowlist is {}'s own and its helpers' ({run_by}); anything else it starts is package code",
+                tool.name
+            ),
         ));
         let places: Vec<String> = tool.writes.iter().map(ToString::to_string).collect();
         lines.push(row(

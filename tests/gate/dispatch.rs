@@ -104,12 +104,20 @@ fn policy_for_one_tool_shows_its_mode_and_allowlist_only() {
     );
     check!(out, text.contains("enforce"), "npm is enforced");
     check!(out, !text.contains("pypi.org"), "only npm's policy is printed");
+    let (tool, packages) = text.split_once("\nPACKAGE CODE").unwrap_or((&text, ""));
     check!(
         out,
-        text.lines()
+        tool.lines()
             .skip(1)
-            .all(|l| l.starts_with(' ') || l.starts_with("npm ")),
+            .all(|l| l.starts_with(' ') || l.starts_with("npm ") || l.is_empty()),
         "only npm's policy is printed"
+    );
+    check!(
+        out,
+        packages
+            .lines()
+            .any(|l| l.starts_with("puppeteer ") && l.contains("storage.googleapis.com")),
+        "and the pinned entries of npm's packages"
     );
     check!(
         out,
