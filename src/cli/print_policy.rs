@@ -262,7 +262,7 @@ mod tests {
     fn npm_shows_the_split() {
         let npm = policy::lookup("npm").unwrap();
         let mut lines = tool_lines(npm);
-        let writes = lines.remove(2);
+        let writes = lines.remove(3);
         assert!(
             writes.starts_with("                    strict writes only: the project, temp, ~/.npm, ")
                 && writes.ends_with("; the rest is read-only"),
@@ -273,6 +273,8 @@ mod tests {
             [
                 "npm        enforce  registry.npmjs.org:443",
                 "                    strict (isolated in a network namespace where the kernel allows)",
+                "                    the allowlist is npm's own and its helpers' (git, git-remote-https, git-remote-http); \
+                 anything else it starts is package code",
                 "npm        observe  when running the project's code: \
                  run, run-script, rum, urn, start, test, t, tst, stop, restart (not isolated)",
                 "npm        observe  `exec`, `x`: when running the program it fetched (not isolated; the fetch stays enforced and strict)",
@@ -296,18 +298,18 @@ mod tests {
     #[test]
     fn a_tool_without_runs_is_only_enforced() {
         let lines = tool_lines(policy::lookup("corepack").unwrap());
-        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert_eq!(lines.len(), 4, "{lines:?}");
         assert!(lines.iter().all(|l| !l.contains("observe")), "{lines:?}");
     }
 
     #[test]
     fn fetch_and_run_tools_show_which_runs_are_observed() {
         assert_eq!(
-            tool_lines(policy::lookup("npx").unwrap())[3],
+            tool_lines(policy::lookup("npx").unwrap())[4],
             "npx        observe  when running the program it fetched (not isolated; the fetch stays enforced and strict)"
         );
         assert_eq!(
-            tool_lines(policy::lookup("uv").unwrap())[4],
+            tool_lines(policy::lookup("uv").unwrap())[5],
             "uv         observe  `tool run`: when running the program it fetched (not isolated; the fetch stays enforced and strict)"
         );
         let yarn = tool_lines(policy::lookup("yarn").unwrap());

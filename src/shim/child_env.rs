@@ -27,6 +27,10 @@ pub(super) struct ChildMarks<'a> {
     /// The child runs in a strict invocation's namespace (this one's, or
     /// an enclosing one's).
     pub in_netns: bool,
+    /// The child is a pip that can install build dependencies in its own
+    /// process: it is asked to (`PIP_USE_FEATURE`), so that its only Python
+    /// children are build backends, package code (`who`).
+    pub pip_in_process: bool,
 }
 
 /// The child's whole environment: `inherited` with every override applied.
@@ -49,6 +53,16 @@ pub(super) fn for_child(
     if !(marks.in_netns && policy.family == Family::Maven) {
         let props = jvm_env(policy, marks.proxy_url, &|key| env.get(OsStr::new(key)).cloned());
         env.extend(props.into_iter().map(|(key, value)| (OsString::from(key), value)));
+    }
+    if marks.pip_in_process {
+        let features = match env.get(OsStr::new("PIP_USE_FEATURE")).and_then(|v| v.to_str()) {
+            Some(theirs) if !theirs.split_whitespace().any(|f| f == "inprocess-build-deps") => {
+                format!("{theirs} inprocess-build-deps")
+            }
+            Some(theirs) => theirs.to_string(),
+            None => "inprocess-build-deps".to_string(),
+        };
+        env.insert(OsString::from("PIP_USE_FEATURE"), OsString::from(features));
     }
     let mut put = |key: &str, value: String| {
         env.insert(OsString::from(key), OsString::from(value));
@@ -416,6 +430,7 @@ mod tests {
             skip: "",
             real_tool: "3:4",
             in_netns: false,
+            pip_in_process: false,
         }
     }
 
@@ -442,6 +457,7 @@ mod tests {
         let inherited = Env::from_pairs([("JAVA_TOOL_OPTIONS", "-Xmx1g")]);
         let marks = ChildMarks {
             in_netns: true,
+            pip_in_process: false,
             ..jvm_marks()
         };
         let get = |env: &BTreeMap<OsString, OsString>, k: &str| {
@@ -459,6 +475,7 @@ mod tests {
             policy("mvn"),
             ChildMarks {
                 in_netns: false,
+                pip_in_process: false,
                 ..marks
             },
         );
@@ -498,6 +515,7 @@ mod tests {
             skip: "1:2",
             real_tool: "3:4",
             in_netns: false,
+            pip_in_process: false,
         };
         let env = for_child(&inherited, policy("npm"), marks);
         let get = |k: &str| env.get(&OsString::from(k)).and_then(|v| v.to_str());

@@ -110,6 +110,9 @@ impl<'a> Tool<'a> {
             skip: self.skip,
             real_tool: self.real_tool,
             in_netns,
+            pip_in_process: matches!(self.inv.policy.name, "pip" | "pip3")
+                && sandbox::interpreter_prefix(self.real_path)
+                    .is_some_and(|p| super::python::pip_builds_in_process(&p)),
         };
         let mut child_env = child_env::for_child(self.env, self.inv.policy, marks);
         self.phase.apply_env(&mut child_env);

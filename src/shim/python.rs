@@ -26,6 +26,40 @@ use crate::env::{Env, PYTHON_HOPS_VAR, SKIP_VAR};
 use crate::exit::{Exit, Failure, GATE_FAILED, NOT_EXECUTABLE, NOT_FOUND};
 use crate::policy;
 
+/// pip's first release that installs build dependencies in its own
+/// process when asked (`--use-feature inprocess-build-deps`); an older pip
+/// refuses to start at all when asked.
+const PIP_IN_PROCESS_BUILD_DEPS: (u32, u32) = (26, 0);
+
+/// Whether the pip under the Python prefix `prefix` can install build
+/// dependencies in its own process: then its builds' backends are its only
+/// Python children, and `who` can tell them (package code) from pip itself.
+/// Read from its `pip-X.Y.dist-info` directory, without running Python.
+pub(super) fn pip_builds_in_process(prefix: &std::path::Path) -> bool {
+    let Ok(libs) = std::fs::read_dir(prefix.join("lib")) else {
+        return false;
+    };
+    libs.flatten()
+        .filter(|lib| lib.file_name().to_str().is_some_and(|n| n.starts_with("python")))
+        .filter_map(|lib| std::fs::read_dir(lib.path().join("site-packages")).ok())
+        .flat_map(|entries| entries.flatten())
+        .filter_map(|entry| {
+            entry
+                .file_name()
+                .to_str()
+                .and_then(pip_version)
+                .map(|v| v >= PIP_IN_PROCESS_BUILD_DEPS)
+        })
+        .any(|ok| ok)
+}
+
+/// The version in a `pip-X.Y[.Z].dist-info` directory name. Pure.
+fn pip_version(dir: &str) -> Option<(u32, u32)> {
+    let version = dir.strip_prefix("pip-")?.strip_suffix(".dist-info")?;
+    let mut parts = version.split('.');
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
 /// The python names `cli-guard policy --names` (and so install.sh and
 /// shims/) give a shim. Any `pythonX.Y` works as a link name too.
 pub(crate) const PYTHON_SHIMS: &[&str] = &["python", "python3"];
@@ -361,6 +395,15 @@ fn args_hash(args: &[OsString]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pips_version_is_read_from_its_dist_info_name() {
+        assert_eq!(pip_version("pip-26.0.1.dist-info"), Some((26, 0)));
+        assert_eq!(pip_version("pip-23.2.1.dist-info"), Some((23, 2)));
+        assert_eq!(pip_version("pipx-1.7.dist-info"), None);
+        assert_eq!(pip_version("pip-x.dist-info"), None);
+        assert!(pip_version("pip-26.0.dist-info") >= Some(PIP_IN_PROCESS_BUILD_DEPS));
+    }
 
     fn module(args: &[&str]) -> Option<(String, usize)> {
         let args: Vec<OsString> = args.iter().map(OsString::from).collect();

@@ -156,7 +156,7 @@ fn account_home() -> Option<PathBuf> {
 
 /// The prefix of the Python interpreter the tool runs under: read from its
 /// script's `#!` line, or the tool is the interpreter (`python -m pip`).
-fn interpreter_prefix(real_path: &Path) -> Option<PathBuf> {
+pub(super) fn interpreter_prefix(real_path: &Path) -> Option<PathBuf> {
     use std::io::Read;
     let mut head = [0u8; 256];
     let n = std::fs::File::open(real_path)
