@@ -49,6 +49,11 @@
 //!   subcommand split, the fallback, nesting, signals, as nobody (the fake
 //!   tools' network client is `util::net`'s; node and curl escaping their
 //!   own way are `#[ignore]`d).
+//! - `who`: who acted, with a fake npm whose lifecycle scripts run as
+//!   npm's do: a worm's postinstall refused and named, forged names, a
+//!   cleared environment, an orphan, a nested namespace, a pinned entry
+//!   for the registry's own package only, the project's own script, a
+//!   helper, a process outside the invocation; `check` and `audit`.
 //! - `clients`: the real npm, pip, cargo, curl, aws and kubectl through
 //!   install.sh's shims, against the registries this machine reaches
 //!   (`#[ignore]`d: `.ci/run` runs them with `cargo test -- --ignored`).
@@ -94,3 +99,4 @@ mod shells;
 mod shim;
 mod signals;
 mod strict;
+mod who;
