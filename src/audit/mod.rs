@@ -15,7 +15,7 @@ mod tail;
 pub(crate) use fold::{parse_since, Filter};
 pub(crate) use log::{files_oldest_first, log_path, AuditLog, RelayTo};
 pub(crate) use record::{
-    audit_id_of, new_audit_id, rfc3339_millis, Egress, EgressClose, End, Package, Process, Record, Start,
+    new_audit_id, relayed_row, rfc3339_millis, Egress, EgressClose, End, Package, Process, Record, Start,
 };
 pub(crate) use redact::redact_argv;
 pub(crate) use show::{show, ShowOptions};

@@ -309,10 +309,37 @@ pub(super) fn to_line(audit_id: &str, record: &Record, at: SystemTime) -> Vec<u8
     out
 }
 
-/// The audit ID of a line that reads back as a row (`None` for anything
-/// else): what the gate checks of a row a nested invocation relays.
-pub(crate) fn audit_id_of(line: &[u8]) -> Option<String> {
-    parse_line(line).ok().map(|row| row.audit_id)
+/// A row a nested invocation relays, read strictly (no lenient reading, no
+/// duplicate keys' last-one-wins: it is written back as cli-guard writes
+/// a row): its audit ID, its parent's for a `start` row, and the line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RelayedRow {
+    pub audit_id: String,
+    /// `Some(parent)` for a `start` row (the parent may be `None`).
+    pub starts_under: Option<Option<String>>,
+    pub line: Vec<u8>,
+}
+
+/// Reads `line` as a relayed row, or `None`.
+pub(crate) fn relayed_row(line: &[u8]) -> Option<RelayedRow> {
+    let row: Row = serde_json::from_slice(line).ok()?;
+    let line = Line {
+        ts: row.ts.clone(),
+        kind: row.record.kind(),
+        audit_id: &row.audit_id,
+        fields: Fields(&row.record),
+    };
+    let mut out = serde_json::to_vec(&line).ok()?;
+    out.push(b'\n');
+    let starts_under = match &row.record {
+        Record::Start(start) => Some(start.parent_audit_id.clone()),
+        _ => None,
+    };
+    Some(RelayedRow {
+        audit_id: row.audit_id,
+        starts_under,
+        line: out,
+    })
 }
 
 /// Parses one log line into a row, or says why it is not an audit record.

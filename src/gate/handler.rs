@@ -141,6 +141,20 @@ impl Handler {
         // holder only, like everything else.
         if head.method == rows::ROWS_METHOD && head.target == rows::ROWS_TARGET {
             authenticate(gate, &head, &Err(Refusal::deny(400, "rows")))?;
+            // From a nested cli-guard only: a script's own program has no
+            // rows of its own to relay.
+            if let (Some(who), Ok(peer), Ok(own)) =
+                (gate.who(), self.client.peer_addr(), self.client.local_addr())
+            {
+                if !who.runs_cli_guard(peer, own) {
+                    let actor = gate.actor_of(&self.client);
+                    return Err(Refusal::deny(
+                        403,
+                        "rows to relay from a process that does not run cli-guard: refused",
+                    )
+                    .of(actor.as_ref().map(Actor::row)));
+                }
+            }
             return Ok(Some(Next::Rows {
                 head_len: head.head_len,
             }));
@@ -167,10 +181,9 @@ impl Handler {
             }
             _ => judged,
         };
-        let tool = gate.policy.name;
         let judged = judged
-            .map(|j| j.by(actor.as_ref(), tool))
-            .map_err(|r| r.of_actor(actor.as_ref(), tool))?;
+            .map(|j| j.by(actor.as_ref()))
+            .map_err(|r| r.of_actor(actor.as_ref()))?;
         let process = actor.as_ref().map(Actor::row);
         match tunnel::dial(gate, &judged, &mut self.shutdown).await {
             Ok(dialled) => Ok(Some(Next::Tunnel(Allowed {

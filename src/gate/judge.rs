@@ -36,10 +36,10 @@ pub struct Judged {
 impl Judged {
     /// This allowed request, made by `actor`: a package's own code is named
     /// in the reason (its entry allowed it).
-    pub(crate) fn by(self, actor: Option<&Actor>, tool: &str) -> Judged {
-        match actor.filter(|a| a.is_package_code()) {
-            Some(actor) => Judged {
-                reason: format!("made by {}: {}", actor.label(tool), self.reason),
+    pub(crate) fn by(self, actor: Option<&Actor>) -> Judged {
+        match actor.and_then(|a| crate::who::package_code_label(&a.row())) {
+            Some(by) => Judged {
+                reason: format!("made by {by}: {}", self.reason),
                 ..self
             },
             None => self,
@@ -50,11 +50,11 @@ impl Judged {
 impl Refusal {
     /// This refusal, of a request `actor` made: its row names who, and a
     /// package's own code is named in the reason.
-    pub(crate) fn of_actor(self, actor: Option<&Actor>, tool: &str) -> Refusal {
+    pub(crate) fn of_actor(self, actor: Option<&Actor>) -> Refusal {
         let process = actor.map(Actor::row);
-        match actor.filter(|a| a.is_package_code()) {
-            Some(actor) => Refusal {
-                reason: format!("made by {}: {}", actor.label(tool), self.reason),
+        match process.as_deref().and_then(crate::who::package_code_label) {
+            Some(by) => Refusal {
+                reason: format!("made by {by}: {}", self.reason),
                 ..self.of(process)
             },
             None => self.of(process),

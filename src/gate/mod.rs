@@ -174,6 +174,12 @@ impl Gate {
         }
     }
 
+    /// Counts an attempt that gets no row of its own (a relayed row
+    /// refused): in the end row's `suppressed`.
+    pub(crate) fn count_unrecorded(&self) {
+        self.tally.count_unrecorded();
+    }
+
     /// The invocation's attribution, when it is on.
     pub(crate) fn who(&self) -> Option<&Who> {
         self.who.as_deref()

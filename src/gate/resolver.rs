@@ -217,12 +217,8 @@ fn answer_a(
 fn answer(gate: &Gate, pool: &Pool, actor: Option<&Actor>, msg: &[u8]) -> Answered {
     let acting = actor.map_or(Acting::Tool, Actor::acting);
     let mut answered = answer_query_as(gate.policy, &acting, pool, msg);
-    if let Some(actor) = actor.filter(|a| a.is_package_code()) {
-        answered.row.reason = format!(
-            "made by {}: {}",
-            actor.label(gate.policy.name),
-            answered.row.reason
-        );
+    if let Some(by) = actor.and_then(|a| crate::who::package_code_label(&a.row())) {
+        answered.row.reason = format!("made by {by}: {}", answered.row.reason);
     }
     answered
 }

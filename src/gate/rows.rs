@@ -2,14 +2,17 @@
 //! log is read-only in there, as everything outside the tool's places is,
 //! so the nested shim sends its rows to the enclosing gate instead, over
 //! the proxy listener it already chains through: `POST cli-guard:rows`,
-//! with the proxy credential, then one row per line. The enclosing gate
-//! appends each line that reads back as a row of another invocation than
-//! its own, and nothing else: a process in the namespace can add rows this
-//! way (as it could write the log itself before strict mode had a
-//! read-only log), never change or remove one, nor write under the
-//! enclosing invocation's audit ID.
+//! with the proxy credential, then one row per line, from a process that
+//! runs cli-guard (`who`; a script's own program is refused). The
+//! enclosing gate appends a row only of an invocation nested under its
+//! own (a `start` row naming it, or one already relayed, as parent), read
+//! strictly and written back as cli-guard writes a row, under a cap in
+//! rows' size and in bytes: nothing can be written under the enclosing
+//! invocation's ID or another's, and a flood cannot rotate the log's
+//! history away.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashSet;
+use std::sync::Mutex;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
@@ -23,14 +26,23 @@ pub(crate) const ROWS_TARGET: &str = "cli-guard:rows";
 /// The method it sends them with.
 pub(crate) const ROWS_METHOD: &str = "POST";
 /// The longest row accepted; a longer line is dropped.
-const MAX_ROW: usize = 256 * 1024;
-/// Rows relayed per invocation, all nested invocations together; past
-/// this they are dropped, so a flood cannot grow the log without bound.
-const MAX_ROWS: u64 = 100_000;
+const MAX_ROW: usize = 64 * 1024;
+/// Bytes relayed per invocation, all nested invocations together: a
+/// flood cannot rotate the log's history away (it rotates at 32 MiB).
+const MAX_BYTES: usize = 8 * 1024 * 1024;
+/// Nested invocations whose rows are relayed, at most.
+const MAX_NESTED: usize = 4096;
 
-/// Rows relayed so far, for [`MAX_ROWS`].
+/// What has been relayed so far: the nested invocations (by audit ID) and
+/// the bytes, for the caps.
 #[derive(Debug, Default)]
-pub(crate) struct Relayed(AtomicU64);
+pub(crate) struct Relayed(Mutex<Lineage>);
+
+#[derive(Debug, Default)]
+struct Lineage {
+    nested: HashSet<String>,
+    bytes: usize,
+}
 
 /// Appends the rows `client` sends after its head (`early`: what came with
 /// it) until it closes or the gate is forced closed.
@@ -56,20 +68,42 @@ pub(super) async fn relay(gate: &Gate, client: TcpStream, early: &[u8], mut shut
         if pending.len() > MAX_ROW && !pending.contains(&b'\n') {
             // A line past the bound: drop it to its end.
             pending.clear();
+            gate.count_unrecorded();
         }
     }
 }
 
-/// Appends `line` if it is a row of another invocation than `own`.
+/// Appends `line` if it is a row of an invocation nested under `own`: a
+/// `start` row whose parent is `own` or an invocation already relayed, or
+/// any other row of one. Written back as cli-guard writes a row; past the
+/// caps, or anything else, dropped and counted in the end row's
+/// `suppressed`.
 fn append(gate: &Gate, own: &str, line: &[u8]) {
-    if line.len() > MAX_ROW {
-        return;
-    }
-    let Some(audit_id) = audit::audit_id_of(line.strip_suffix(b"\n").unwrap_or(line)) else {
-        return;
+    let row = match line.len() <= MAX_ROW {
+        true => audit::relayed_row(line.strip_suffix(b"\n").unwrap_or(line)),
+        false => None,
     };
-    if audit_id == own || gate.relayed.0.fetch_add(1, Ordering::Relaxed) >= MAX_ROWS {
-        return;
+    let accepted = row.filter(|row| {
+        let mut lineage = gate.relayed.0.lock().unwrap_or_else(|p| p.into_inner());
+        let known = match &row.starts_under {
+            Some(Some(parent)) if row.audit_id != own => {
+                let under = parent == own || lineage.nested.contains(parent);
+                if under && lineage.nested.len() < MAX_NESTED {
+                    lineage.nested.insert(row.audit_id.clone());
+                }
+                under && lineage.nested.contains(&row.audit_id)
+            }
+            Some(_) => false,
+            None => lineage.nested.contains(&row.audit_id),
+        };
+        if !known || lineage.bytes + row.line.len() > MAX_BYTES {
+            return false;
+        }
+        lineage.bytes += row.line.len();
+        true
+    });
+    match accepted {
+        Some(row) => gate.audit.append_line(&row.line),
+        None => gate.count_unrecorded(),
     }
-    gate.audit.append_line(line);
 }

@@ -153,6 +153,11 @@ impl Tally {
         self.direct_suppressed.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts something that got no row (a relayed row refused).
+    pub(super) fn count_unrecorded(&self) {
+        self.direct_suppressed.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Counts one DNS query, allowed or denied like a request. A refusal of
     /// a name (not on the allowlist: 403; the pool full: 503) is listed for
     /// the summary under the name; other refusals (a type or class not

@@ -40,9 +40,9 @@ pub(super) async fn serve(gate: Arc<Gate>, client: TcpStream, conn: u64, mut shu
     let acting = actor.as_ref().map_or(Acting::Tool, Actor::acting);
     let process = actor.as_ref().map(Actor::row);
     let judged = match judge_direct(gate.policy, &acting, pool, dialled) {
-        Ok(judged) => judged.by(actor.as_ref(), gate.policy.name),
+        Ok(judged) => judged.by(actor.as_ref()),
         Err(refusal) => {
-            let refusal = refusal.of_actor(actor.as_ref(), gate.policy.name);
+            let refusal = refusal.of_actor(actor.as_ref());
             let closing = match refusal.status {
                 // A plaintext client can read an answer.
                 405 => Closing::Linger,

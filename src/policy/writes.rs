@@ -377,7 +377,7 @@ pub(crate) const PYTHON: &[Place] = &[
     Place::at(Base::Environment, ""),
     Place::at(Base::Interpreter, "lib"),
     Place::at(Base::Interpreter, "bin"),
-    Place::at(Base::Home, ".local/lib"),
+    Place::global(Base::Home, ".local/lib"),
     Place::made(Base::Cache, "pip", &["pip", "pip3", "pipx", "hatch"]),
     Place::at(Base::Var("PIP_CACHE_DIR"), ""),
     Place::made(Base::Cache, "uv", &["uv", "uvx", "pipx", "hatch"]),

@@ -178,7 +178,7 @@ impl Launch {
     ) -> Result<Result<Launch, NamespaceError>, Failure> {
         let layout = strict::layout(tool.policy);
         let prepared = tool.prepare(&credential.proxy_url(strict::PROXY_IN_NAMESPACE), true)?;
-        crate::sys::procfs::keep_inherited_sockets_from_the_tool();
+        crate::sys::procfs::keep_inherited_descriptors_from_the_tool();
         let fatal = |what: String| Failure::gate(anyhow::anyhow!("{what}"));
         // Inside an enclosing strict invocation its layers hold whatever
         // this one's get.

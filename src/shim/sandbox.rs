@@ -92,7 +92,12 @@ pub(super) fn write_layer(inv: &Invocation<'_>) -> Result<(Mounts, WritePlan), S
         home: home.as_deref(),
         var: &var,
         global,
-        interpreter: interpreter_prefix(inv.real_path),
+        // A virtualenv's, or an interpreter of the user's own (pyenv's,
+        // conda's under the home): never the system's, which a root `pip`
+        // would otherwise open to a build's setup.py.
+        interpreter: interpreter_prefix(inv.real_path).filter(|prefix| {
+            prefix.join("pyvenv.cfg").is_file() || home.as_deref().is_some_and(|h| prefix.starts_with(h))
+        }),
         node_prefix: global.then(|| node_prefix(env)).flatten(),
         args: &inv.args,
         account_home: inv
@@ -104,7 +109,15 @@ pub(super) fn write_layer(inv: &Invocation<'_>) -> Result<(Mounts, WritePlan), S
             .flatten(),
     };
     let mut writable = Vec::new();
-    for place in writes::resolve(inv.policy.writes, inv.policy.name, &facts) {
+    let places = writes::resolve(inv.policy.writes, inv.policy.name, &facts);
+    let lexical: Vec<&Path> = places.iter().map(|p| p.path.as_path()).collect();
+    for place in &places {
+        // A symlink inside another writable place was made by whatever ran
+        // there before (an earlier install's script): following it would
+        // hand that script any directory it pointed it at.
+        if planted_symlink(&place.path, &lexical).is_some() {
+            continue;
+        }
         if place.make && !place.path.exists() {
             // The tool could not make it in a read-only parent; made as
             // the user, where the tool would have made it.
@@ -114,7 +127,7 @@ pub(super) fn write_layer(inv: &Invocation<'_>) -> Result<(Mounts, WritePlan), S
             continue;
         }
         if let Ok(real) = place.path.canonicalize() {
-            if real.is_dir() {
+            if real.is_dir() && !kernel_or_root(&real) {
                 writable.push(real);
             }
         }
@@ -144,6 +157,21 @@ pub(super) fn write_layer(inv: &Invocation<'_>) -> Result<(Mounts, WritePlan), S
     )
     .map_err(|e| format!("cannot prepare the mounts: {e}"))?;
     Ok((mounts, plan))
+}
+
+/// The first component of `path` (itself included) that is a symlink and
+/// lies inside one of the writable `places` (not a place itself): made by
+/// something that could write there. I/O: `lstat` each.
+fn planted_symlink(path: &Path, places: &[&Path]) -> Option<PathBuf> {
+    path.ancestors()
+        .filter(|a| places.iter().any(|p| a.starts_with(p) && a != p))
+        .find(|a| a.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()))
+        .map(Path::to_path_buf)
+}
+
+/// `/` or the kernel's filesystems: never a writable place. Pure.
+fn kernel_or_root(path: &Path) -> bool {
+    path == Path::new("/") || ["/proc", "/sys", "/dev"].iter().any(|k| path.starts_with(k))
 }
 
 /// The account's home directory, from the password database.
@@ -310,6 +338,31 @@ mod tests {
         let plan = plan_writes(paths(&["/home/u/proj"]), &paths(&["/home/u"]));
         assert!(plan.pins.is_empty(), "{plan:?}");
         assert_eq!(plan.writable, paths(&["/home/u/proj"]));
+    }
+
+    #[test]
+    fn a_symlink_inside_a_writable_place_is_a_planted_one() {
+        let tmp = std::env::temp_dir().join(format!("cli-guard-planted-{}", std::process::id()));
+        let project = tmp.join("proj");
+        std::fs::create_dir_all(project.join("real")).unwrap_or_else(|e| panic!("{e}"));
+        let link = project.join(".npmc");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink("/usr/local/bin", &link).unwrap_or_else(|e| panic!("{e}"));
+        let places = [project.as_path(), link.as_path()];
+        assert_eq!(planted_symlink(&link, &places), Some(link.clone()));
+        assert_eq!(
+            planted_symlink(&project.join(".npmc/x"), &places),
+            Some(link.clone())
+        );
+        assert_eq!(planted_symlink(&project.join("real"), &places), None);
+        assert_eq!(
+            planted_symlink(&project, &places),
+            None,
+            "a place itself is the user's"
+        );
+        let _ = std::fs::remove_dir_all(&tmp);
+        assert!(kernel_or_root(Path::new("/")) && kernel_or_root(Path::new("/proc/1")));
+        assert!(!kernel_or_root(Path::new("/usr/local")));
     }
 
     #[test]

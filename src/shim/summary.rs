@@ -45,9 +45,10 @@ pub(super) fn print_denials(policy: &ToolPolicy, summary: &Summary, audit_id: &s
 pub(super) fn read_only_line(tool: &str, writable: &[std::path::PathBuf]) -> String {
     let places: Vec<String> = writable.iter().map(|p| p.display().to_string()).collect();
     format!(
-        "cli-guard: {tool} failed in strict mode, where it may write only {}; a \"Read-only file system\" \
-         (EROFS) error above names a path outside them. Run it from the project's directory; a place of the \
-         tool's own that is missing is a code change in its policy (`cli-guard policy {tool}`).",
+        "cli-guard: {tool} failed in strict mode, where it may write only {}. If an error above says \
+         \"Read-only file system\" (EROFS), it names a path outside them: run {tool} from the project's \
+         directory; a place of the tool's own that is missing is a code change in its policy \
+         (`cli-guard policy {tool}`).",
         places.join(", ")
     )
 }
@@ -91,6 +92,13 @@ fn denial_line(policy: &ToolPolicy, denial: &Denial, audit_id: &str) -> String {
             .reason
             .strip_prefix(&format!("made by {by}: "))
             .unwrap_or(&denial.reason);
+        if denial.direct {
+            return format!(
+                "cli-guard: {by} tried to reach {target} directly, ignoring the proxy, under {tool}, and strict \
+                 mode refused it ({status}): {reason}. A package's install or build script is judged apart from \
+                 {tool}: this is policy, not a network fault (audit id {audit_id})."
+            );
+        }
         return format!(
             "cli-guard: {by} was refused {target} ({status}), under {tool}: {reason}. A package's install or \
              build script is judged apart from {tool}; a host it needs is a pinned package entry, a code change \

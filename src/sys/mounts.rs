@@ -11,11 +11,17 @@
 //! 1. the tree becomes a slave of the host's, so nothing propagates back;
 //! 2. each writable place is cloned (`open_tree`, recursive) while it is
 //!    still read-write;
-//! 3. `/` and every mount under it become read-only in one call
-//!    (`mount_setattr`, Linux 5.12);
-//! 4. the kernel filesystems a tool writes through stay writable (`/dev/pts`
-//!    for a new pseudo-terminal, `/dev/mqueue`), and `/dev/shm` is a fresh
-//!    tmpfs, shared with nothing outside;
+//! 3. `/` and every mount under it become read-only and lose their device
+//!    nodes in one call (`mount_setattr`, Linux 5.12: `nodev`; a read-only
+//!    mount does not stop a write to a device, `/dev/kmsg` or a loop
+//!    device as root), and the few a tool needs are bound back with theirs
+//!    ([`DEVICES`]);
+//! 4. `/proc` stays writable where its own permissions allow, but for the
+//!    parts that reach the host's kernel ([`PROC_READ_ONLY`]: `/proc/sys`,
+//!    where root could set `core_pattern` and run a program as root
+//!    outside), pinned read-only; `/dev/pts` is a devpts of its own (the
+//!    user's other terminals are not there; the tool's own stays open) and
+//!    `/dev/shm` a fresh tmpfs, both shared with nothing outside;
 //! 5. the clones are moved back over their places, shallowest first;
 //! 6. each pin is cloned and moved over itself read-only (its own mount
 //!    only: the writable places under it stay writable);
@@ -33,6 +39,27 @@ use nix::libc;
 /// At most this many writable places and pins, each: clones wait in a
 /// fixed array in the child.
 pub(crate) const MAX_PLACES: usize = 64;
+
+/// The device nodes a tool may open: everything else is `nodev`.
+const DEVICES: [&CStr; 6] = [
+    c"/dev/null",
+    c"/dev/zero",
+    c"/dev/full",
+    c"/dev/random",
+    c"/dev/urandom",
+    c"/dev/tty",
+];
+
+/// The parts of `/proc` that reach the host's kernel rather than the
+/// process's own state, read-only whatever the caller's uid (runc's
+/// read-only paths): a root tool could otherwise write `core_pattern`.
+pub(crate) const PROC_READ_ONLY: [&CStr; 5] = [
+    c"/proc/sys",
+    c"/proc/sysrq-trigger",
+    c"/proc/irq",
+    c"/proc/bus",
+    c"/proc/fs",
+];
 
 /// Which step of [`apply`] failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +107,7 @@ impl Mounts {
         let c = |path: &Path| CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other);
         // /proc stays writable where its own permissions allow: the tool
         // writes its user namespace's maps through it.
-        let kernel_fs = ["/proc", "/dev/pts", "/dev/mqueue"]
+        let kernel_fs = ["/proc"]
             .iter()
             .map(Path::new)
             .filter(|p| mount_points.iter().any(|m| m == p))
@@ -155,6 +182,27 @@ fn set_attr(dirfd: libc::c_int, path: &CStr, flags: libc::c_uint, set: u64, clr:
     syscall_result(rc).map(drop)
 }
 
+/// Pins [`PROC_READ_ONLY`] read-only in the `/proc` mounted now (each
+/// bound over itself, then made read-only); what this kernel lacks is
+/// skipped. Also called by the tool's process after it mounts its own
+/// `/proc` (the PID layer).
+pub(crate) fn protect_proc() -> Result<(), Errno> {
+    for path in PROC_READ_ONLY {
+        let Ok(fd) = clone_tree(path) else { continue };
+        let pinned = set_attr(
+            fd,
+            c"",
+            libc::AT_EMPTY_PATH as libc::c_uint,
+            libc::MOUNT_ATTR_RDONLY,
+            0,
+        )
+        .and_then(|()| move_tree(fd, path));
+        close(fd);
+        pinned?;
+    }
+    Ok(())
+}
+
 /// A detached, recursive copy of the mount tree at `path`.
 fn clone_tree(path: &CStr) -> Result<libc::c_int, Errno> {
     // SAFETY: `path` is a C string alive for the call.
@@ -223,12 +271,46 @@ pub(crate) fn apply(mounts: &Mounts) -> Result<(), (MountStep, Errno)> {
             libc::AT_FDCWD,
             c"/",
             libc::AT_RECURSIVE as libc::c_uint,
-            libc::MOUNT_ATTR_RDONLY,
+            libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NODEV,
             0,
         )
         .map_err(at(MountStep::ReadOnly))?;
         for fs in &mounts.kernel_fs {
             set_attr(libc::AT_FDCWD, fs, 0, 0, libc::MOUNT_ATTR_RDONLY).map_err(at(MountStep::KernelFs))?;
+        }
+        protect_proc().map_err(at(MountStep::KernelFs))?;
+        for device in DEVICES {
+            // A missing node (a container's sparse /dev) is left missing.
+            let Ok(fd) = clone_tree(device) else { continue };
+            let bound = set_attr(
+                fd,
+                c"",
+                libc::AT_EMPTY_PATH as libc::c_uint,
+                0,
+                libc::MOUNT_ATTR_NODEV,
+            )
+            .and_then(|()| move_tree(fd, device));
+            close(fd);
+            bound.map_err(at(MountStep::KernelFs))?;
+        }
+        // A devpts of the tool's own: the user's other terminals are not in
+        // it. Where /dev/pts is no directory, there is none to replace.
+        // SAFETY: C string literals; mount(2) reads them.
+        let rc = unsafe {
+            libc::mount(
+                c"devpts".as_ptr(),
+                c"/dev/pts".as_ptr(),
+                c"devpts".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NOEXEC,
+                c"newinstance,ptmxmode=0666,mode=0620".as_ptr().cast(),
+            )
+        };
+        if rc == 0 {
+            if let Ok(fd) = clone_tree(c"/dev/pts/ptmx") {
+                let bound = move_tree(fd, c"/dev/ptmx");
+                close(fd);
+                bound.map_err(at(MountStep::KernelFs))?;
+            }
         }
         if let Some(shm) = &mounts.shm {
             // SAFETY: C strings alive for the call.

@@ -5,12 +5,13 @@
 
 use std::os::fd::RawFd;
 
-/// Marks every socket this process inherited close-on-exec, so that the
-/// tool in the namespace does not get them: a socket connected or bound in
-/// the host's namespace (an IDE's, a CI agent's, systemd's `LISTEN_FDS`)
-/// would be a way out. Pipes, files and terminals are left as inherited.
-/// Returns how many it marked.
-pub(crate) fn keep_inherited_sockets_from_the_tool() -> usize {
+/// Marks every descriptor above 2 this process inherited close-on-exec but
+/// pipes (a jobserver's), so that the tool in the namespace does not get
+/// them: a socket connected or bound in the host's namespace (an IDE's, a
+/// CI agent's, systemd's `LISTEN_FDS`) would be a way out, and so would a
+/// directory or a file opened on the host's writable tree (reopened through
+/// `/proc/PID/fd`, or walked from with `..`). Returns how many it marked.
+pub(crate) fn keep_inherited_descriptors_from_the_tool() -> usize {
     use nix::fcntl::{fcntl, FcntlArg, FdFlag};
     use nix::sys::stat::{fstat, SFlag};
     use std::os::fd::BorrowedFd;
@@ -27,10 +28,10 @@ pub(crate) fn keep_inherited_sockets_from_the_tool() -> usize {
         // this process is single-threaded here (before the runtime exists),
         // so nothing closes it meanwhile; the borrow ends in this loop.
         let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-        let is_socket = fstat(fd)
-            .is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFSOCK);
+        let is_pipe =
+            fstat(fd).is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFIFO);
         let flags = fcntl(fd, FcntlArg::F_GETFD).map(FdFlag::from_bits_truncate);
-        if let (true, Ok(flags)) = (is_socket, flags) {
+        if let (false, Ok(flags)) = (is_pipe, flags) {
             if !flags.contains(FdFlag::FD_CLOEXEC)
                 && fcntl(fd, FcntlArg::F_SETFD(flags | FdFlag::FD_CLOEXEC)).is_ok()
             {

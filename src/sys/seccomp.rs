@@ -8,12 +8,15 @@
 //!   into the user's terminal, which the shell would run after the tool;
 //!   the command's low 32 bits are compared, so `TIOCSTI | 1 << 32` is
 //!   caught too), `socket(AF_VSOCK)` (vsock is not per network namespace),
-//!   `socketpair(AF_UNIX, SOCK_DGRAM)` (a datagram end can be re-aimed at a
+//!   `socketpair(AF_UNIX, SOCK_DGRAM or SOCK_RAW)` (a datagram end can be re-aimed at a
 //!   host socket with `connect`; stream and seqpacket pairs cannot),
 //!   io_uring (whose IORING_OP_SOCKET makes sockets without `socket()`),
-//!   and ptrace, `process_vm_readv`/`writev` and `pidfd_getfd`: a build
-//!   script could otherwise make the tool (its parent, same user) connect
-//!   for it, or take its sockets, and pass for the tool (`who`).
+//!   ptrace, `process_vm_readv`/`writev` and `pidfd_getfd` (a build
+//!   script could otherwise make the tool, its parent and the same user,
+//!   connect for it, or take its sockets, and pass for the tool: `who`),
+//!   and the kernel keyrings (`keyctl`, `add_key`, `request_key`: the
+//!   user's session keyring is shared, and a `dns_resolver` key would
+//!   resolve a name outside).
 //! - **unix** (`socket(AF_UNIX, …)`): handed to the gate as a user
 //!   notification ([`Notification`]), which answers EAFNOSUPPORT and
 //!   writes a row. The gate never lets the call continue; once it is gone,
@@ -111,17 +114,23 @@ fn refuse_program() -> Result<BpfProgram, String> {
         vec![rule(vec![arg_is(0, libc::AF_VSOCK as u64)?])?],
     );
     // The type may carry SOCK_NONBLOCK and SOCK_CLOEXEC: compare the low
-    // bits that name the kind, under a mask.
-    let dgram = SeccompCondition::new(
-        1,
-        SeccompCmpArgLen::Dword,
-        SeccompCmpOp::MaskedEq(0xf),
-        libc::SOCK_DGRAM as u64,
-    )
-    .map_err(|e| e.to_string())?;
+    // bits that name the kind, under a mask. The kernel makes SOCK_RAW a
+    // datagram socket for AF_UNIX: refused alike.
+    let kind = |kind: i32| {
+        SeccompCondition::new(
+            1,
+            SeccompCmpArgLen::Dword,
+            SeccompCmpOp::MaskedEq(0xf),
+            kind as u64,
+        )
+        .map_err(|e| e.to_string())
+    };
     rules.insert(
         libc::SYS_socketpair,
-        vec![rule(vec![arg_is(0, libc::AF_UNIX as u64)?, dgram])?],
+        vec![
+            rule(vec![arg_is(0, libc::AF_UNIX as u64)?, kind(libc::SOCK_DGRAM)?])?,
+            rule(vec![arg_is(0, libc::AF_UNIX as u64)?, kind(libc::SOCK_RAW)?])?,
+        ],
     );
     for nr in [
         libc::SYS_io_uring_setup,
@@ -131,6 +140,9 @@ fn refuse_program() -> Result<BpfProgram, String> {
         libc::SYS_process_vm_readv,
         libc::SYS_process_vm_writev,
         libc::SYS_pidfd_getfd,
+        libc::SYS_keyctl,
+        libc::SYS_add_key,
+        libc::SYS_request_key,
     ] {
         rules.insert(nr, Vec::new());
     }

@@ -100,33 +100,6 @@ impl Actor {
         self.acting() != Acting::Tool
     }
 
-    /// Who it is, in a few words, for messages: `evil-worm@1.0.0
-    /// (postinstall)`, `package code (unnamed)`, `npm (pid 42)`.
-    pub(crate) fn label(&self, tool: &str) -> String {
-        match self {
-            Actor::Tool {
-                program: Some(program),
-                ..
-            } => program.clone(),
-            Actor::Tool { pid, .. } => format!("{tool} (pid {pid})"),
-            Actor::Helper { pid, exe } => format!(
-                "{}, run by {tool} (pid {pid})",
-                exe.as_deref().map(base_name).unwrap_or("a helper")
-            ),
-            Actor::Package {
-                package: Some(package),
-                ..
-            } => package.label(),
-            Actor::Package { pid, exe, .. } => format!(
-                "package code ({}, pid {pid}, whose package could not be named)",
-                exe.as_deref().map(base_name).unwrap_or("?")
-            ),
-            Actor::Caller { pid, .. } => format!("the program that ran {tool} (pid {pid})"),
-            Actor::Project { package, .. } => format!("the project's own {}", package.label()),
-            Actor::Unknown { why, .. } => format!("an unknown process ({why})"),
-        }
-    }
-
     /// The row's `process`.
     pub(crate) fn row(&self) -> Box<Process> {
         let package_fields = |p: &Package| {
@@ -227,10 +200,6 @@ pub(crate) fn package_code_label(process: &Process) -> Option<String> {
     }
 }
 
-fn base_name(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,8 +222,11 @@ mod tests {
             package: Some(worm(false)),
             how: "user namespace 4026532243 registered by cli-guard-sh".into(),
         };
-        assert_eq!(actor.label("npm"), "evil-worm@1.0.0 (postinstall)");
         let row = actor.row();
+        assert_eq!(
+            package_code_label(&row).as_deref(),
+            Some("evil-worm@1.0.0 (postinstall)")
+        );
         assert_eq!(row.actor, "package");
         assert_eq!(row.package.as_deref(), Some("evil-worm"));
         assert_eq!(row.script.as_deref(), Some("postinstall"));
@@ -279,13 +251,12 @@ mod tests {
         };
         assert_eq!(tool.acting(), Acting::Tool);
         assert_eq!(tool.row().actor, "tool");
-        assert_eq!(tool.label("npm"), "npm (pid 42)");
+        assert_eq!(package_code_label(&tool.row()), None);
         let helper = Actor::Helper {
             pid: 43,
             exe: Some("/usr/bin/git".into()),
         };
         assert!(!helper.is_package_code());
-        assert_eq!(helper.label("npm"), "git, run by npm (pid 43)");
         let unknown = Actor::Unknown {
             pid: None,
             exe: None,

@@ -227,6 +227,13 @@ impl Who {
         None
     }
 
+    /// Whether the connection `client` → `server` was made by a process
+    /// running cli-guard itself (a nested guarded tool relaying its rows).
+    pub(crate) fn runs_cli_guard(&self, client: SocketAddr, server: SocketAddr) -> bool {
+        self.holder(Transport::Tcp, client, server)
+            .is_ok_and(|holder| holder.facts.exe_id.is_some() && holder.facts.exe_id == self.own_exe)
+    }
+
     /// The gate's ancestor (parent first) holding the socket of `inode`:
     /// the shell or program that ran the tool.
     fn find_above(&self, inode: u64) -> Option<i32> {

@@ -22,7 +22,7 @@
 use std::fs;
 use std::io::ErrorKind;
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::os::unix::net::{UnixDatagram, UnixListener};
 use std::os::unix::process::CommandExt;
@@ -129,6 +129,23 @@ struct Room {
     victim: Victim,
     /// `sleep MARKER`: the process the script leaves behind.
     leftover: String,
+    /// A terminal of the user's that is not the tool's: its master and
+    /// slave, and the slave's path.
+    other_tty: (OwnedFd, OwnedFd, String),
+    /// A System V shared memory segment's key, made outside.
+    shm_key: String,
+    /// A directory outside every writable place, handed to the shim open
+    /// as descriptor 7 (a caller's leftover).
+    outside: PathBuf,
+    outside_fd: OwnedFd,
+}
+
+impl Drop for Room {
+    fn drop(&mut self) {
+        let _ = command(self.g.net())
+            .args(["shm", "remove", &self.shm_key])
+            .output();
+    }
 }
 
 impl Room {
@@ -162,6 +179,30 @@ impl Room {
         }
         let victim = Victim::start(&g, who);
         let marker = 7_770_000 + std::process::id() % 1000 * 100 + NEXT_MARKER.fetch_add(1, Ordering::SeqCst);
+        let tty = nix::pty::openpty(None, None).unwrap();
+        let tty_path = fs::read_link(format!("/proc/self/fd/{}", tty.slave.as_raw_fd()))
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        if who == Who::Nobody {
+            std::os::unix::fs::chown(&tty_path, Some(65534), Some(65534)).unwrap();
+        }
+        let shm_key = marker.to_string();
+        let made = command(&net).args(["shm", "create", &shm_key]).output().unwrap();
+        assert!(
+            String::from_utf8_lossy(&made.stdout).contains("\"ok\""),
+            "{made:?}"
+        );
+        let outside = g.dir("outside");
+        if who == Who::Nobody {
+            hand_to_nobody(&outside);
+        }
+        let outside_fd = nix::fcntl::open(
+            &outside,
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
+            nix::sys::stat::Mode::empty(),
+        )
+        .unwrap();
         Room {
             g,
             net,
@@ -175,6 +216,10 @@ impl Room {
             reaim_target,
             victim,
             leftover: marker.to_string(),
+            other_tty: (tty.master, tty.slave, tty_path),
+            shm_key,
+            outside,
+            outside_fd,
         }
     }
 
@@ -189,7 +234,7 @@ impl Room {
         format!(
             "NET='{net}'\nROOT='{root}'\nSHIMS='{shims}'\nLOG='{log}'\nLOGDIR='{logdir}'\n\
              HOST_SOCKET='{sock}'\nHOST_DGRAM='{dgram}'\nREAIM_PORT={port}\nVICTIM={victim}\n\
-             LEFTOVER={leftover}\n",
+             LEFTOVER={leftover}\nOTHER_TTY='{tty}'\nSHM_KEY={shm}\n",
             net = self.net,
             root = g.root().display(),
             shims = g.shims.display(),
@@ -199,6 +244,8 @@ impl Room {
             port = self.reaim_target.local_addr().unwrap().port(),
             victim = self.victim.pid(),
             leftover = self.leftover,
+            tty = self.other_tty.2,
+            shm = self.shm_key,
         )
     }
 
@@ -224,6 +271,18 @@ impl Room {
         Sandbox::strict(&mut cmd, setting);
         let stdin = TcpStream::connect(self.stdin_peer.local_addr().unwrap()).unwrap();
         cmd.stdin(Stdio::from(OwnedFd::from(stdin)));
+        let dir = self.outside_fd.as_raw_fd();
+        // SAFETY: runs in the forked child before exec; dup2 is
+        // async-signal-safe and gives the child a descriptor 7 (not
+        // close-on-exec) on a directory this test holds open.
+        unsafe {
+            cmd.pre_exec(move || {
+                if nix::libc::dup2(dir, 7) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let out = g.run(cmd);
         out.expect_code(0);
         if self.shut() {
@@ -269,7 +328,7 @@ fn open_then_shut(door: &Door) {
 }
 
 /// Every door, in one install script.
-const EVERY_DOOR: [&Door; 10] = [
+const EVERY_DOOR: [&Door; 16] = [
     &START_UP_FILES,
     &SHIMS,
     &HOST_SOCKET,
@@ -280,6 +339,12 @@ const EVERY_DOOR: [&Door; 10] = [
     &ETC,
     &AUDIT_LOG,
     &LEFTOVER,
+    &HOST_KERNEL,
+    &KEYRING,
+    &RAW_PAIR,
+    &SYSV_IPC,
+    &OTHER_TERMINAL,
+    &INHERITED_DIRECTORY,
 ];
 
 // ---------------------------------------------------------------------------
@@ -451,6 +516,61 @@ const AUDIT_LOG: Door = Door {
     },
 };
 
+/// What the host's kernel reads from files: `core_pattern` (as root, a
+/// program run as root outside on the next crash), `/dev/kmsg` (forged
+/// kernel log lines). Opened for appending, nothing written, so that the
+/// control run as root changes nothing either.
+const HOST_KERNEL: Door = Door {
+    tries: |_| {
+        attempt("kernel", "core_pattern", ": >>/proc/sys/kernel/core_pattern")
+            + &attempt("kernel", "kmsg", ": >>/dev/kmsg")
+    },
+    saw: |room, out| {
+        let did = room.lines("kernel");
+        let root = room.who == Who::Me && nix::unistd::geteuid().is_root();
+        if room.shut() {
+            check!(
+                out,
+                did.len() == 2 && !did.iter().any(|l| l.starts_with("did")),
+                "neither can be opened for writing: {did:?}"
+            );
+        } else if root {
+            check_eq!(out, did, ["did core_pattern", "did kmsg"], "the control, as root");
+        }
+    },
+};
+
+/// A terminal of the user's that is not the tool's (another shell's).
+const OTHER_TERMINAL: Door = Door {
+    tries: |_| attempt("tty", "write", "echo 'sudo password:' >>\"$OTHER_TTY\""),
+    saw: |room, out| {
+        let did = room.lines("tty");
+        if room.shut() {
+            check!(
+                out,
+                did.len() == 1 && !did[0].starts_with("did"),
+                "the user's other terminal is not there: {did:?}"
+            );
+        } else {
+            check_eq!(out, did, ["did write"], "the control");
+        }
+    },
+};
+
+/// A directory the shim's caller left open as descriptor 7, outside every
+/// writable place: written through, it would be a way around the mounts.
+const INHERITED_DIRECTORY: Door = Door {
+    tries: |_| attempt("fd7", "plant", ": >/proc/$$/fd/7/planted"),
+    saw: |room, out| {
+        let planted = room.outside.join("planted").exists();
+        if room.shut() {
+            check!(out, !planted, "nothing written through the inherited descriptor");
+        } else {
+            check!(out, planted, "the control wrote through it");
+        }
+    },
+};
+
 // ---------------------------------------------------------------------------
 // Sockets
 
@@ -547,6 +667,50 @@ const STDIN_SOCKET: Door = Door {
                 "the control re-aims its stdin: {step}"
             );
             check!(out, landed.is_ok(), "the control landed on the host's port");
+        }
+    },
+};
+
+const RAW_PAIR: Door = Door {
+    // SOCK_RAW: the kernel makes it a datagram pair for AF_UNIX.
+    tries: |_| "$NET pair 3 >\"$S/raw-pair\"\n".to_string(),
+    saw: |room, out| {
+        let step = room.g.step(out, "raw-pair");
+        let want = if room.shut() { "EPERM" } else { "ok" };
+        check_eq!(out, step["pair"], want, "socketpair(AF_UNIX, SOCK_RAW): {step}");
+    },
+};
+
+const KEYRING: Door = Door {
+    tries: |_| "$NET keyring >\"$S/keyring\"\n".to_string(),
+    saw: |room, out| {
+        let step = room.g.step(out, "keyring");
+        if room.shut() {
+            check_eq!(
+                out,
+                step["keyring"],
+                "EPERM",
+                "the session keyring is out of reach: {step}"
+            );
+        } else {
+            check_eq!(out, step["keyring"], "ok", "the control names it: {step}");
+        }
+    },
+};
+
+const SYSV_IPC: Door = Door {
+    tries: |_| "$NET shm open \"$SHM_KEY\" >\"$S/shm\"\n".to_string(),
+    saw: |room, out| {
+        let step = room.g.step(out, "shm");
+        if room.shut() {
+            check_eq!(
+                out,
+                step["shm"],
+                "ENOENT",
+                "another process's segment is not there: {step}"
+            );
+        } else if room.who == Who::Me {
+            check_eq!(out, step["shm"], "ok", "the control opens it: {step}");
         }
     },
 };
@@ -662,6 +826,36 @@ fn processes_outside_can_be_neither_signalled_nor_read() {
 #[test]
 fn a_process_left_behind_ends_with_the_tool_and_is_counted() {
     open_then_shut(&LEFTOVER);
+}
+
+#[test]
+fn the_hosts_kernel_settings_and_devices_stay_out_of_reach() {
+    open_then_shut(&HOST_KERNEL);
+}
+
+#[test]
+fn the_users_other_terminals_are_not_there() {
+    open_then_shut(&OTHER_TERMINAL);
+}
+
+#[test]
+fn a_directory_left_open_by_the_caller_is_not_the_tools() {
+    open_then_shut(&INHERITED_DIRECTORY);
+}
+
+#[test]
+fn a_raw_unix_pair_the_kinds_datagram_twin_is_refused() {
+    open_then_shut(&RAW_PAIR);
+}
+
+#[test]
+fn the_session_keyring_is_out_of_reach() {
+    open_then_shut(&KEYRING);
+}
+
+#[test]
+fn another_processs_shared_memory_is_out_of_reach() {
+    open_then_shut(&SYSV_IPC);
 }
 
 #[test]
@@ -894,5 +1088,86 @@ fn a_real_npm_postinstall_walks_every_door_and_stays_inside() {
     check!(out, g.state_path("home").exists(), "the postinstall ran");
     for door in EVERY_DOOR {
         (door.saw)(&room, &out);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Places an earlier script planted, and rows from a script
+
+/// An install's script plants `.npmc` in the project, a symlink to a
+/// directory outside; the next install is run with `--cache .npmc`, as a
+/// user might. The symlink must not make its target writable.
+#[test]
+fn a_symlink_an_earlier_script_planted_does_not_make_its_target_writable() {
+    for strict in [Strict::Off, Strict::Auto] {
+        let g = Sandbox::new();
+        let target = g.dir("target");
+        let run = |args: &[&str]| {
+            let mut cmd = g.shim_cmd("npm", args);
+            if strict == Strict::Auto {
+                Sandbox::strict(&mut cmd, "auto");
+            }
+            let out = g.run(cmd);
+            out.expect_code(0);
+            out
+        };
+        g.tool("npm", &format!("ln -s '{}' .npmc\nexit 0\n", target.display()));
+        run(&["install"]);
+        g.tool(
+            "npm",
+            &(attempt("cache", "write", ": >.npmc/planted") + "exit 0\n"),
+        );
+        let out = run(&["install", "--cache", ".npmc"]);
+        let planted = target.join("planted").exists();
+        if strict == Strict::Auto {
+            check!(out, !planted, "the planted symlink's target stayed read-only");
+        } else {
+            check!(out, planted, "the control wrote through it");
+        }
+    }
+}
+
+/// A script's own program sends rows to the gate's relay with the proxy
+/// credential: a forged invocation under this one, and a forged end row of
+/// this one. Neither reaches the log.
+#[test]
+fn a_script_cannot_relay_rows_into_the_log() {
+    for strict in [Strict::Off, Strict::Auto] {
+        let g = Sandbox::new();
+        let net = g.net();
+        let forged = "{\"ts\":\"2026-01-01T00:00:00.000Z\",\"kind\":\"start\",\"audit_id\":\"01a000000000-forged\",\
+                      \"parent_audit_id\":\"'$CLI_GUARD_AUDIT_ID'\",\"tool\":\"npm\",\"argv\":[\"npm\",\"install\",\"left-pad\"]}";
+        let end =
+            "{\"ts\":\"2026-01-01T00:00:00.000Z\",\"kind\":\"end\",\"audit_id\":\"'$CLI_GUARD_AUDIT_ID'\",\
+                   \"exit_code\":0,\"allowed\":0,\"denied\":0}";
+        g.tool(
+            "npm",
+            &format!(
+                "'{net}' post-rows '{forged}' >\"$S/forged\"\n'{net}' post-rows '{end}' >\"$S/end\"\nexit 0\n"
+            ),
+        );
+        let mut cmd = g.shim_cmd("npm", ["install"]);
+        if strict == Strict::Auto {
+            Sandbox::strict(&mut cmd, "auto");
+        }
+        let out = g.run(cmd);
+        out.expect_code(0);
+        for step in ["forged", "end"] {
+            let s = g.step(&out, step);
+            check_eq!(out, s["status"], 403, "{step}: refused: {s}");
+        }
+        let log = g.log();
+        check!(
+            out,
+            log.rows().of("01a000000000-forged").is_empty(),
+            "no forged invocation"
+        );
+        let start = log.rows().kind("start").tool("npm").one();
+        check_eq!(
+            out,
+            log.rows().of(start.audit_id()).kind("end").len(),
+            1,
+            "one end row, the shim's own"
+        );
     }
 }

@@ -27,6 +27,11 @@
 //! - `io-uring`: whether `io_uring_setup(2)` makes a ring;
 //! - `tiocsti TEXT`: push TEXT into the terminal on stdin (`ioctl TIOCSTI`,
 //!   a byte at a time), also as the high-bit form `TIOCSTI | 1 << 32`;
+//! - `pair TYPE`: whether `socketpair(AF_UNIX, TYPE)` makes a pair;
+//! - `keyring`: whether the session keyring can be named (`keyctl`);
+//! - `shm create|open|remove KEY`: a System V shared memory segment;
+//! - `post-rows ROW`: `POST cli-guard:rows` to `$HTTPS_PROXY` with its
+//!   credential, one row: the answer's status;
 //! - `reaim FD PORT`: disconnect descriptor FD (`connect(AF_UNSPEC)`) and
 //!   connect it to 127.0.0.1:PORT, as a script does with a socket it
 //!   inherited;
@@ -99,6 +104,7 @@ fn run(args: &[&str]) -> Option<()> {
     match args[..] {
         ["echo", host, port, n] => echo(host, port, n),
         ["proxy-echo", host, port, n] => proxy_echo(host, port, n),
+        ["proxy-echo-address", name, port, n] => proxy_echo_address(name, port, n),
         ["http", host, port] => http(host, port),
         ["dns", proto, server, name, qtype] => dns(proto, server, name, qtype),
         ["dns-junk", proto, server] => dns_junk(proto, server),
@@ -111,6 +117,10 @@ fn run(args: &[&str]) -> Option<()> {
         ["io-uring"] => io_uring(),
         ["tiocsti", text] => tiocsti(text),
         ["reaim", fd, port] => reaim(fd, port),
+        ["pair", kind] => pair(kind),
+        ["keyring"] => keyring(),
+        ["shm", op, key] => shm(op, key),
+        ["post-rows", row] => post_rows(row),
         _ => None,
     }
 }
@@ -177,6 +187,9 @@ extern "C" {
     fn connect(fd: i32, addr: *const u8, len: u32) -> i32;
     fn close(fd: i32) -> i32;
     fn dup2(old: i32, new: i32) -> i32;
+    fn socketpair(domain: i32, kind: i32, protocol: i32, fds: *mut i32) -> i32;
+    fn shmget(key: i32, size: usize, flags: i32) -> i32;
+    fn shmctl(id: i32, cmd: i32, buf: *mut u8) -> i32;
 }
 
 const TIOCSTI: u64 = 0x5412;
@@ -254,6 +267,73 @@ fn tiocsti(text: &str) -> Option<()> {
     let plain = push(TIOCSTI);
     let high = push(TIOCSTI | 1 << 32);
     out(&[("tiocsti", txt(&plain)), ("tiocsti_high_bit", txt(&high))])
+}
+
+fn pair(kind: &str) -> Option<()> {
+    let kind: i32 = kind.parse().ok()?;
+    let mut fds = [-1i32; 2];
+    // SAFETY: socketpair writes two descriptors into the array given.
+    let rc = unsafe { socketpair(1, kind, 0, fds.as_mut_ptr()) };
+    let result = outcome(i64::from(rc));
+    for fd in fds.into_iter().filter(|&fd| fd >= 0) {
+        // SAFETY: a descriptor just made.
+        unsafe { close(fd) };
+    }
+    out(&[("pair", txt(&result))])
+}
+
+fn keyring() -> Option<()> {
+    #[cfg(target_arch = "aarch64")]
+    const SYS_KEYCTL: i64 = 219;
+    #[cfg(not(target_arch = "aarch64"))]
+    const SYS_KEYCTL: i64 = 250;
+    const KEYCTL_GET_KEYRING_ID: i64 = 0;
+    const KEY_SPEC_SESSION_KEYRING: i64 = -3;
+    // SAFETY: keyctl(GET_KEYRING_ID, the session keyring, do not create)
+    // takes integers only.
+    let rc = unsafe { syscall(SYS_KEYCTL, KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0i64) };
+    out(&[("keyring", txt(&outcome(rc)))])
+}
+
+fn shm(op: &str, key: &str) -> Option<()> {
+    const IPC_CREAT: i32 = 0o1000;
+    const IPC_RMID: i32 = 0;
+    let key: i32 = key.parse().ok()?;
+    // SAFETY: System V calls on integers; IPC_RMID takes no buffer.
+    let rc = unsafe {
+        match op {
+            "create" => shmget(key, 4096, IPC_CREAT | 0o600),
+            "open" => shmget(key, 0, 0o600),
+            "remove" => match shmget(key, 0, 0o600) {
+                id if id >= 0 => shmctl(id, IPC_RMID, std::ptr::null_mut()),
+                failed => failed,
+            },
+            _ => return None,
+        }
+    };
+    out(&[("shm", txt(&outcome(i64::from(rc))))])
+}
+
+fn post_rows(row: &str) -> Option<()> {
+    let url = std::env::var("HTTPS_PROXY").unwrap_or_default();
+    let proxy = ProxyUrl::parse(&url)?;
+    let mut s = match dial(&proxy.host, &proxy.port) {
+        Ok(s) => s,
+        Err(e) => return out(&[("connect", Json::Str(e))]),
+    };
+    let auth = proxy
+        .auth
+        .as_ref()
+        .map(|a| format!("Proxy-Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    let request = format!("POST cli-guard:rows HTTP/1.1\r\n{auth}\r\n{row}\n");
+    let _ = s.write_all(request.as_bytes());
+    let _ = s.shutdown(Shutdown::Write);
+    let mut back = Vec::new();
+    let _ = s.read_to_end(&mut back);
+    let back = String::from_utf8_lossy(&back);
+    let status = status_of(back.split("\r\n").next().unwrap_or_default());
+    out(&[("connect", txt("ok")), ("status", Json::Num(status))])
 }
 
 fn reaim(fd: &str, port: &str) -> Option<()> {
@@ -519,6 +599,19 @@ fn proxy_echo(host: &str, port: &str, n: &str) -> Option<()> {
         ("same", Json::Bool(back == data)),
         ("end", Json::Str(end)),
     ])
+}
+
+/// Resolves `name` with the system's resolver (in this process, as a tool
+/// does) and runs `proxy-echo` to its first address; the line also says
+/// the address (`ip`), or `connect: gaierror` when the name does not
+/// resolve.
+fn proxy_echo_address(name: &str, port: &str, n: &str) -> Option<()> {
+    let Some(ip) = (name, 0).to_socket_addrs().ok().and_then(|mut a| a.next()) else {
+        return out(&[("connect", txt("gaierror"))]);
+    };
+    let ip = ip.ip().to_string();
+    println!("{{\"ip\":\"{ip}\"}}");
+    proxy_echo(&ip, port, n)
 }
 
 fn http(host: &str, port: &str) -> Option<()> {

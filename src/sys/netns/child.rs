@@ -190,6 +190,7 @@ fn arm(plan: &Plan, shim: Option<Pid>, in_pid_namespace: bool) -> Result<Option<
             )
         };
         Errno::result(rc).map_err(at(Step::ProcMount))?;
+        mounts::protect_proc().map_err(at(Step::ProcMount))?;
     }
     unshare(CloneFlags::CLONE_NEWUSER).map_err(at(Step::InnerUnshare))?;
     write_maps(plan, [Step::InnerSetgroups, Step::InnerUidMap, Step::InnerGidMap])?;

@@ -145,7 +145,9 @@ impl Step {
             Step::MountSlave => "mount --make-rslave /",
             Step::MountClone => "open_tree (a writable place)",
             Step::MountReadOnly => "mount_setattr / read-only",
-            Step::MountKernelFs => "mount_setattr (/dev/pts, /dev/mqueue)",
+            Step::MountKernelFs => {
+                "the kernel filesystems (/proc's host parts read-only, device nodes, devpts)"
+            }
             Step::MountShm => "mount tmpfs /dev/shm",
             Step::MountMove => "move_mount (a writable place)",
             Step::MountPin => "pin a protected path read-only",

@@ -49,7 +49,10 @@ impl Plan {
         if sockets.len() > MAX_SOCKETS {
             return Err(NamespaceError::parent(TOO_MANY, Errno::E2BIG));
         }
-        let mut namespaces = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET;
+        // An IPC namespace too: System V shared memory, semaphores and
+        // message queues of processes outside are not the tool's to read,
+        // change or remove.
+        let mut namespaces = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWIPC;
         // A fresh /proc for the PID namespace needs a mount namespace too.
         if layers.mounts.is_some() || layers.pid {
             namespaces |= CloneFlags::CLONE_NEWNS;
