@@ -373,14 +373,12 @@ fn a_connect_to_a_pool_address_is_judged_by_its_name() {
     let out = npm_install(
         &g,
         &net,
-        &format!(
-            "ip=$(getent hosts registry.npmjs.org | cut -d' ' -f1)\n\
-             echo \"$ip\" > \"$S/ip\"\n{}",
-            as_tool(&[("connect", "proxy-echo $ip 443 1000")])
-        ),
+        &as_tool(&[("connect", "proxy-echo-address registry.npmjs.org 443 1000")]),
         &[("CLI_GUARD_RESOLVE", &resolve)],
     );
-    let ip = g.state_text("ip");
+    let said = g.state_text("connect");
+    let first: Value = serde_json::from_str(said.lines().next().unwrap_or_default()).unwrap_or_default();
+    let ip = first["ip"].as_str().unwrap_or_default().to_string();
     check!(
         out,
         ip.starts_with("198.1"),
@@ -473,11 +471,7 @@ fn dns_from_inside_answers_allowed_names_from_the_pool_and_refuses_the_rest() {
         ("junk", "dns-junk udp 10.0.0.53"),
         ("tcp-junk", "dns-junk tcp 10.0.0.53"),
     ];
-    let body: String = queries
-        .iter()
-        .map(|(name, q)| format!("$NET {q} > \"$S/{name}\"\n"))
-        .collect();
-    let out = npm_install(&g, &net, &body, &[]);
+    let out = npm_install(&g, &net, &as_tool(&queries), &[]);
     let answer = |name: &str| g.step(&out, name);
     let (udp_a, tcp_a) = (answer("udp-a"), answer("tcp-a"));
     check_eq!(out, udp_a["rcode"], 0, "{udp_a}");
@@ -569,7 +563,10 @@ fn a_watched_port_is_refused_with_a_row() {
     let out = npm_install(
         &g,
         &net,
-        "$NET echo 198.51.100.1 22 16 > \"$S/ssh\"\n$NET echo registry.npmjs.org 22 16 > \"$S/pooled\"",
+        &as_tool(&[
+            ("ssh", "echo 198.51.100.1 22 16"),
+            ("pooled", "echo registry.npmjs.org 22 16"),
+        ]),
         &[],
     );
     for name in ["ssh", "pooled"] {
@@ -601,7 +598,10 @@ fn a_port_nobody_watches_is_refused_at_once_without_a_row() {
     let out = npm_install(
         &g,
         &net,
-        "$NET echo 198.51.100.1 4444 16 > \"$S/bare\"\n$NET echo registry.npmjs.org 4444 16 > \"$S/pooled\"",
+        &as_tool(&[
+            ("bare", "echo 198.51.100.1 4444 16"),
+            ("pooled", "echo registry.npmjs.org 4444 16"),
+        ]),
         &[],
     );
     for name in ["bare", "pooled"] {
@@ -626,7 +626,10 @@ fn port_80_is_answered_405() {
     let out = npm_install(
         &g,
         &net,
-        "$NET http registry.npmjs.org 80 > \"$S/pooled\"\n$NET http 198.51.100.1 80 > \"$S/bare\"",
+        &as_tool(&[
+            ("pooled", "http registry.npmjs.org 80"),
+            ("bare", "http 198.51.100.1 80"),
+        ]),
         &[],
     );
     for name in ["pooled", "bare"] {
