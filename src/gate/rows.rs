@@ -4,7 +4,8 @@
 //! the proxy listener it already chains through: `POST cli-guard:rows`,
 //! with the proxy credential, then one row per line. The enclosing gate
 //! appends each line that reads back as a row of another invocation than
-//! its own, and nothing else: a process in the namespace can add rows this
+//! its own (linking it into its log's chain; a line that brings a link of
+//! its own is refused), and nothing else: a process in the namespace can add rows this
 //! way (as it could write the log itself before strict mode had a
 //! read-only log), never change or remove one, nor write under the
 //! enclosing invocation's audit ID.
@@ -60,9 +61,11 @@ pub(super) async fn relay(gate: &Gate, client: TcpStream, early: &[u8], mut shut
     }
 }
 
-/// Appends `line` if it is a row of another invocation than `own`.
+/// Appends `line` if it is a row of another invocation than `own`, and
+/// carries no link of its own (this gate's log links it: a link from in
+/// there would claim a place in the chain).
 fn append(gate: &Gate, own: &str, line: &[u8]) {
-    if line.len() > MAX_ROW {
+    if line.len() > MAX_ROW || audit::link_of(line).is_some() {
         return;
     }
     let Some(audit_id) = audit::audit_id_of(line.strip_suffix(b"\n").unwrap_or(line)) else {

@@ -17,7 +17,7 @@ use std::thread;
 
 use serde_json::Value;
 
-use crate::util::collector::{rfc5424_parts, sha256_hex, Catcher, Rsyslog, ARRIVAL};
+use crate::util::collector::{rfc5424_parts, sha256_hex, Catcher, Certs, Rsyslog, ARRIVAL};
 use crate::util::real_clients::{need, Client};
 use crate::util::*;
 
@@ -891,16 +891,29 @@ fn rsyslog_over_tls_with_a_ca_made_here_gets_the_rows_of_a_real_npm_install() {
         "{}",
         out.stdout()
     );
-    // A collector whose certificate no trusted CA signed gets nothing.
+    // A collector whose certificate the trusted CA did not sign gets
+    // nothing: the rows wait in the spool, and stderr says what to fix.
     let other = Sandbox::new();
+    let wrong = Certs::make(&other.dir("wrong-ca"));
     asking_npm(&other, &[]);
     let mut cmd = other.shim_cmd("npm", ["install"]);
-    cmd.env("CLI_GUARD_SHIP", format!("{} machine=untrusting", rsyslog.url()))
-        .env("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt");
-    other.run(cmd).expect_code(0);
+    cmd.env(
+        "CLI_GUARD_SHIP",
+        format!("{} machine=untrusting ca={}", rsyslog.url(), wrong.ca.display()),
+    );
+    let out = other.run(cmd);
+    out.expect_code(0);
     let spool = PathBuf::from(format!("{}.spool", other.audit.display()));
     check!(
-        rsyslog,
+        out,
+        out.stderr()
+            .contains(&format!("rows are not reaching the collector {}", rsyslog.url()))
+            && out.stderr().contains(&spool.display().to_string()),
+        "says the certificate is to fix: {}",
+        out.stderr()
+    );
+    check!(
+        out,
         lossy(&fs::read(&spool).unwrap()).contains("\"kind\":\"end\""),
         "its rows wait in the spool"
     );
