@@ -24,7 +24,6 @@
 //! reach (see `crate::ship`).
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::fmt;
 
 /// A SHA-256 digest.
 pub(crate) type Digest = [u8; 32];
@@ -530,12 +529,6 @@ impl Walks {
         let mut out: Vec<(String, Report)> = self.walks.into_iter().map(|(k, w)| (k, w.finish())).collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
-    }
-}
-
-impl fmt::Display for Place {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "file {} line {}", self.file, self.line)
     }
 }
 
