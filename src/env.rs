@@ -29,6 +29,9 @@ pub(crate) const PYTHON_HOPS_VAR: &str = "CLI_GUARD_PYTHON_HOPS";
 pub(crate) const SHELL_INIT_VAR: &str = "CLI_GUARD_SHELL_INIT";
 /// The audit log's path.
 pub(crate) const AUDIT_LOG_VAR: &str = "CLI_GUARD_AUDIT_LOG";
+/// Where rows are shipped (`crate::ship::config`), when the operator's
+/// file does not say.
+pub(crate) const SHIP_VAR: &str = "CLI_GUARD_SHIP";
 /// `host:port=ip:port,…`: where an allowed name is dialled (for tests).
 pub(crate) const RESOLVE_VAR: &str = "CLI_GUARD_RESOLVE";
 
@@ -146,6 +149,17 @@ impl Env {
     /// `CLI_GUARD_RESOLVE`, empty when unset.
     pub(crate) fn resolve(&self) -> &str {
         self.var(RESOLVE_VAR).unwrap_or_default()
+    }
+
+    /// `CLI_GUARD_SHIP`, if set.
+    pub(crate) fn ship(&self) -> Option<&str> {
+        self.var(SHIP_VAR)
+    }
+
+    /// The shipping configuration: the operator's file, else
+    /// `CLI_GUARD_SHIP`; `None` when neither says anything.
+    pub(crate) fn ship_config(&self) -> Result<Option<crate::ship::ShipConfig>, String> {
+        crate::ship::load(std::path::Path::new(crate::ship::SYSTEM_FILE), self.ship())
     }
 
     /// `CLI_GUARD_STRICT`, if set.

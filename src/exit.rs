@@ -18,6 +18,11 @@ pub(crate) const DEMO_UNEXPECTED: u8 = 1;
 /// `CLI_GUARD_STRICT` is not a setting); `egress-demo strict`: strict mode
 /// is not available, so there is nothing to show.
 pub(crate) const STRICT_UNAVAILABLE: u8 = 1;
+/// `cli-guard audit --verify`: the chain is broken (a row changed,
+/// inserted or removed), or no row carries it.
+pub(crate) const NOT_INTACT: u8 = 3;
+/// `cli-guard ship`: rows still wait in the spool.
+pub(crate) const STILL_SPOOLED: u8 = 1;
 /// Bad arguments or an unknown name: nothing was run.
 pub(crate) const USAGE: u8 = 2;
 /// The gate could not be put in place (proxy, signals, recursion, bad

@@ -8,7 +8,8 @@
 //! - `gate/`: the CONNECT proxy (accept loop, one handler per connection, dial, relay)
 //!   and strict mode's DNS responder and transparent path.
 //! - `credential`: the per-invocation proxy credential: mint, forms, compare, scrub.
-//! - `audit/`: the records (written and read by one schema), the writer, the reader.
+//! - `audit/`: the records (written and read by one schema), the writer and its hash chain, the reader.
+//! - `ship/`: shipping rows to a syslog collector as they are written: configuration, spool, framing, TLS.
 //! - `shim/`: one guarded invocation: find the tool, isolate it (strict mode), run it behind the gate.
 //! - `who/`: which process made each connection, and whose package's code it runs.
 //! - `sys/`: the Linux-only primitives: pipes and splice, signalfd, the spawn, the namespaces.
@@ -32,6 +33,7 @@ mod exit;
 mod gate;
 mod policy;
 mod shim;
+mod ship;
 mod sys;
 mod who;
 

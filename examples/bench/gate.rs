@@ -104,6 +104,28 @@ impl Gate {
         sink: SocketAddr,
         nofile: Option<u64>,
     ) -> Result<Gate> {
+        Gate::launch(b, label, audit_log, sink, nofile, &[])
+    }
+
+    /// [`Gate::start`] with `env` added to the gate's environment.
+    pub(crate) fn start_with(
+        b: &Bench,
+        label: &str,
+        audit_log: &Path,
+        sink: SocketAddr,
+        env: &[(&str, String)],
+    ) -> Result<Gate> {
+        Gate::launch(b, label, audit_log, sink, None, env)
+    }
+
+    fn launch(
+        b: &Bench,
+        label: &str,
+        audit_log: &Path,
+        sink: SocketAddr,
+        nofile: Option<u64>,
+        env: &[(&str, String)],
+    ) -> Result<Gate> {
         let dir = b.work.join(format!("gate-{label}"));
         fs::create_dir_all(&dir)?;
         let url_file = dir.join("proxy-url");
@@ -112,6 +134,7 @@ impl Gate {
         // which a strict invocation's listener (in the tool's namespace)
         // cannot be reached from. Section 6 measures strict mode.
         let mut cmd = guarded_command(b, &dir, audit_log, sink, "off");
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
         cmd.arg(&b.holder)
             .arg(&url_file)
             .arg(&stop_file)

@@ -52,6 +52,10 @@
 //! 7. `hook`: the prompt hook `cli-guard init` installs, in bash, zsh and
 //!    fish (those installed): one evaluation when the shims already lead
 //!    PATH, and when a virtualenv's `bin` was put in front of them.
+//! 8. `ship`: rows shipped to a loopback syslog collector (a sink) vs not:
+//!    start-up through the shim with the collector up, down, and silent
+//!    (a TLS collector that never answers: the bound on the exit's wait),
+//!    and the time to 200 of CONNECTs whose rows are shipped.
 //!
 //! It prints one table per section, each followed by how much CPU other
 //! processes on the machine took meanwhile (from /proc/stat, less this
@@ -70,6 +74,7 @@
 //! - `scale.rs`: section 4.
 //! - `strict.rs`: section 6.
 //! - `hook.rs`: section 7.
+//! - `ship.rs`: section 8.
 //! - `guarded.rs`: the hidden `--guarded-client` mode (the client run as the
 //!   tool under a gate, answering commands on stdin) and the benchmark's
 //!   handle on it.
@@ -95,6 +100,7 @@ mod procs;
 mod proxies;
 mod report;
 mod scale;
+mod ship;
 mod sink;
 mod startup;
 mod stats;
@@ -119,6 +125,7 @@ use machine::{describe_machine, load_average, machine_line};
 use proxies::Competitor;
 use report::{targets_table, Verdict};
 use scale::scale;
+use ship::ship;
 use startup::{peak_rss_helper, startup, PEAK_RSS_ARG};
 use strict::strict;
 use throughput::throughput;
@@ -138,7 +145,7 @@ usage: cargo run --release --example bench -- [--quick] [--json PATH] [--only SE
   --quick         small sizes, for a smoke run (64 MiB, 50 start-up runs, 1,000 idle tunnels,
                   100 strict start-ups in a row, 1,000 hook calls)
   --json PATH     where to write the results (default: target/bench.json)
-  --only SECTION  run one section: startup, throughput, connect, scale, audit, strict or hook
+  --only SECTION  run one section: startup, throughput, connect, scale, audit, strict, hook or ship
   --no-build      measure target/release/cli-guard as it is (by default, when run
                   through cargo, it is rebuilt first so that a stale binary is never measured)
 ";
@@ -183,10 +190,11 @@ enum Section {
     Audit,
     Strict,
     Hook,
+    Ship,
 }
 
 impl Section {
-    const ALL: [Section; 7] = [
+    const ALL: [Section; 8] = [
         Section::Startup,
         Section::Throughput,
         Section::Connect,
@@ -194,6 +202,7 @@ impl Section {
         Section::Audit,
         Section::Strict,
         Section::Hook,
+        Section::Ship,
     ];
 
     fn name(self) -> &'static str {
@@ -205,6 +214,7 @@ impl Section {
             Section::Audit => "audit",
             Section::Strict => "strict",
             Section::Hook => "hook",
+            Section::Ship => "ship",
         }
     }
 }
@@ -441,6 +451,9 @@ fn run() -> Result<()> {
     }
     if opts.wants(Section::Hook) {
         outcomes.push(timed("hook", &mut others, || hook(&bench))?);
+    }
+    if opts.wants(Section::Ship) {
+        outcomes.push(timed("ship", &mut others, || ship(&bench))?);
     }
 
     let verdicts: Vec<&Verdict> = outcomes.iter().flat_map(|o| &o.verdicts).collect();

@@ -27,6 +27,7 @@ use serde_json::Value;
 
 use crate::audit::record::{parse_line, Egress, EgressClose, End, Record, Row, Start};
 use crate::policy::Verdict;
+use crate::ship::syslog;
 
 /// Invocations in flight beyond this are emitted as unfinished (oldest
 /// first), so a log full of SIGKILLed shims cannot grow memory without end.
@@ -95,6 +96,8 @@ pub(crate) struct Invocation {
     pub fetch: Option<Box<Invocation>>,
     /// The first timestamp seen for it (its start's, normally).
     pub first_ts: String,
+    /// The machine it ran on, for rows read from a collector's file.
+    pub machine: Option<String>,
     /// Order of first appearance in the log.
     seq: u64,
 }
@@ -214,6 +217,9 @@ fn tally(egress: &[Tunnel]) -> (usize, usize) {
 #[derive(Serialize)]
 struct InvocationJson<'a> {
     audit_id: &'a str,
+    /// A collector's file only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    machine: Option<&'a str>,
     ts: &'a str,
     #[serde(flatten)]
     start: Option<&'a Start>,
@@ -229,6 +235,7 @@ impl<'a> From<&'a Invocation> for InvocationJson<'a> {
     fn from(inv: &'a Invocation) -> Self {
         InvocationJson {
             audit_id: &inv.audit_id,
+            machine: inv.machine.as_deref(),
             ts: &inv.first_ts,
             start: inv.start.as_ref(),
             end_ts: inv.end.as_ref().map(|e| e.ts.as_str()),
@@ -330,17 +337,22 @@ impl Folder {
     pub(super) fn push(&mut self, row: Row) -> Vec<Invocation> {
         let Row {
             ts,
-            audit_id: id,
+            audit_id,
             record,
+            machine,
         } = row;
+        // Each invocation under its machine: the same ID from two machines
+        // is two invocations.
+        let id = keyed(machine.as_deref(), &audit_id);
         let mut out = Vec::new();
         if !self.open.contains_key(&id) {
             if self.open.len() >= MAX_OPEN {
                 out.extend(self.evict_oldest());
             }
             self.next_seq += 1;
-            self.open
-                .insert(id.clone(), Invocation::new(&id, &ts, self.next_seq));
+            let mut inv = Invocation::new(&audit_id, &ts, self.next_seq);
+            inv.machine.clone_from(&machine);
+            self.open.insert(id.clone(), inv);
             self.order.insert(self.next_seq, id.clone());
         }
         let Some(inv) = self.open.get_mut(&id) else {
@@ -349,7 +361,10 @@ impl Folder {
         match record {
             Record::Start(start) => {
                 inv.first_ts = ts;
-                let fetched = start.fetch_audit_id.clone();
+                let fetched = start
+                    .fetch_audit_id
+                    .as_deref()
+                    .map(|f| keyed(machine.as_deref(), f));
                 inv.start = Some(start);
                 if let Some(fetch) = fetched.and_then(|f| self.held.remove(&f)) {
                     self.held_order.remove(&fetch.seq);
@@ -382,7 +397,7 @@ impl Folder {
     fn settle(&mut self, done: Invocation, out: &mut Vec<Invocation>) {
         match done
             .parent()
-            .map(str::to_string)
+            .map(|p| keyed(done.machine.as_deref(), p))
             .and_then(|p| self.open.get_mut(&p))
         {
             Some(parent) => parent.children.push(done),
@@ -402,8 +417,9 @@ impl Folder {
                 self.settle(oldest, out);
             }
         }
-        self.held_order.insert(fetch.seq, fetch.audit_id.clone());
-        self.held.insert(fetch.audit_id.clone(), fetch);
+        let id = keyed(fetch.machine.as_deref(), &fetch.audit_id);
+        self.held_order.insert(fetch.seq, id.clone());
+        self.held.insert(id, fetch);
     }
 
     /// Emits the invocation open longest.
@@ -427,12 +443,26 @@ impl Folder {
         // joins its own.
         for i in (0..all.len()).rev() {
             let parent = all[i].parent().map(str::to_string);
-            if let Some(j) = parent.and_then(|p| all[..i].iter().position(|x| x.audit_id == p)) {
+            let machine = all[i].machine.clone();
+            if let Some(j) = parent.and_then(|p| {
+                all[..i]
+                    .iter()
+                    .position(|x| x.audit_id == p && x.machine == machine)
+            }) {
                 let child = all.remove(i);
                 all[j].children.insert(0, child);
             }
         }
         all
+    }
+}
+
+/// The key an invocation is folded under: its audit ID, with its machine
+/// when it has one (a collector's file).
+fn keyed(machine: Option<&str>, audit_id: &str) -> String {
+    match machine {
+        Some(machine) => format!("{machine}\u{1f}{audit_id}"),
+        None => audit_id.to_string(),
     }
 }
 
@@ -459,6 +489,8 @@ pub(crate) struct Filter {
     /// RFC 3339 UTC in the log's own format; compared as strings.
     pub since: Option<String>,
     pub id: Option<String>,
+    /// Only invocations of this machine (a collector's file).
+    pub machine: Option<String>,
 }
 
 impl Filter {
@@ -470,7 +502,7 @@ impl Filter {
             Some(id) => find_subtree(inv, id)?,
             None => inv,
         };
-        if !self.since_ok(&inv) {
+        if !self.since_ok(&inv) || !self.machine_ok(&inv) {
             return None;
         }
         let nodes = inv.walk();
@@ -506,11 +538,18 @@ impl Filter {
             .into_iter()
             .filter(|one| {
                 self.since_ok(one)
+                    && self.machine_ok(one)
                     && self.tool.as_ref().is_none_or(|tool| one.tool() == tool)
                     && (!self.denied || one.counts().1 > 0)
                     && self.package.as_ref().is_none_or(|p| one.has_package(p))
             })
             .collect()
+    }
+
+    fn machine_ok(&self, inv: &Invocation) -> bool {
+        self.machine
+            .as_ref()
+            .is_none_or(|machine| inv.machine.as_ref() == Some(machine))
     }
 
     fn since_ok(&self, inv: &Invocation) -> bool {
@@ -634,8 +673,14 @@ pub(super) fn read_stream(
         if content.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
+        // A collector's line: the row, and the machine it came from.
+        let (machine, content) = match syslog::unwrap(content) {
+            Some((machine, row)) => (Some(machine), row),
+            None => (None, content),
+        };
         match parse_line(content) {
-            Ok(row) => {
+            Ok(mut row) => {
+                row.machine = machine.map(str::to_string);
                 if record(row).is_break() {
                     return Ok(n - first_line);
                 }

@@ -10,6 +10,15 @@
 //! reader skips, and the whole row goes to stderr with the ones after it. A log over `ROTATE_AT` is shifted to
 //! `audit.jsonl.1` (keeping `KEEP` files) before the next row.
 //!
+//! Each row is chained to the one before it (`chain`): under an exclusive
+//! `flock` on `audit.jsonl.lock`, the writer rotates if it must, reads the
+//! log's last line (unless it wrote it itself), puts the link first, and
+//! writes; so rows of any number of writers, in any number of processes,
+//! and rows relayed from nested invocations, chain in the order the file
+//! has them, across a rotation too. With shipping configured (`ship`), the
+//! same row goes to the spool beside the log in the same turn of the
+//! lock, and the shipping thread is woken.
+//!
 //! The log is opened once, `O_NOFOLLOW | O_NONBLOCK`, and must be a regular
 //! file: a symlink (to /dev/null, say), a FIFO (on which an open would hang)
 //! or anything else there is refused before the tool runs ([`Refused`]). It
@@ -27,9 +36,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use nix::fcntl::{Flock, FlockArg};
-
+use crate::audit::chain::{self, Link};
 use crate::audit::record::{to_line, Record};
+use crate::ship::{self, ShipConfig, Shipping};
+use crate::sys::flock;
 
 /// Where the log goes when nothing says otherwise, under the state dir.
 const LOG_RELATIVE: &str = "cli-guard/audit.jsonl";
@@ -83,6 +93,8 @@ enum Target {
     File {
         log: LogFile,
         path: PathBuf,
+        /// The spool and its thread, when shipping is configured.
+        ship: Option<Shipping>,
     },
     /// The enclosing strict invocation's gate, which appends them to its
     /// log (`gate::rows`): this one's is read-only in its namespace.
@@ -141,12 +153,15 @@ impl AuditLog {
     /// file is at `path`.
     /// Where the log is read-only and `relay` is given (a tool nested in
     /// a strict invocation), rows go to the enclosing gate instead.
+    /// With `ship`, rows are spooled and shipped too; where shipping is
+    /// required and rows could be neither shipped nor spooled, refused.
     pub(crate) fn open(
         audit_id: String,
         path: Option<&Path>,
         relay: Option<&RelayTo>,
+        ship: Option<&ShipConfig>,
     ) -> Result<AuditLog, Refused> {
-        let target = match path {
+        let mut target = match path {
             None => {
                 warn_fallback("no audit log path (HOME is unset)", "set CLI_GUARD_AUDIT_LOG");
                 Target::Stderr
@@ -155,6 +170,7 @@ impl AuditLog {
                 Ok(log) => Target::File {
                     log,
                     path: path.to_path_buf(),
+                    ship: None,
                 },
                 Err(OpenError::NotRegular(what)) => {
                     return Err(Refused(format!(
@@ -176,10 +192,26 @@ impl AuditLog {
                 },
             },
         };
+        if let Some(config) = ship {
+            attach_shipping(&mut target, config)?;
+        }
         Ok(AuditLog {
             audit_id,
             target: Mutex::new(target),
         })
+    }
+
+    /// What waits on this log's shipping, if it ships: taken without the
+    /// writer's lock, for the end of the invocation.
+    pub(crate) fn shipping(&self) -> Option<ship::Waiter> {
+        let target = self
+            .target
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match &*target {
+            Target::File { ship: Some(ship), .. } => Some(ship.waiter()),
+            _ => None,
+        }
     }
 
     /// A log that keeps its lines in memory (for egress-demo).
@@ -208,10 +240,9 @@ impl AuditLog {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         match &mut *target {
-            Target::File { log, path } => {
-                let ready = keep_current(log, path);
+            Target::File { log, path, ship } => {
                 let mut stderr = std::io::stderr().lock();
-                if !append_or_divert(ready, &mut log.file, path, line, &mut stderr) {
+                if !log.append_chained(path, line, ship.as_mut(), &mut stderr) {
                     *target = Target::Stderr;
                 }
             }
@@ -252,6 +283,23 @@ struct LogFile {
     /// The path no longer leads to this file, and not by a rotation: said
     /// once, then rows keep going to this file.
     moved: bool,
+    /// `audit.jsonl.lock`, held for each row (and each rotation); `None`
+    /// where it cannot be opened (rows are then chained without it).
+    lock: Option<File>,
+    /// The last row this writer wrote, while it is the log's last line.
+    last: Option<Last>,
+    /// A row could not be spooled: said once.
+    warned_spool: bool,
+}
+
+/// A row this writer wrote: which file and how long it was after it, so
+/// that the next row needs no read when no one wrote in between.
+#[derive(Debug, Clone, Copy)]
+struct Last {
+    file: (u64, u64),
+    size: u64,
+    digest: chain::Digest,
+    link: Link,
 }
 
 /// Why the log could not be opened.
@@ -276,16 +324,260 @@ impl LogFile {
             file,
             id: (meta.dev(), meta.ino()),
             moved: false,
+            lock: open_lock(&lock_path(path)).ok(),
+            last: None,
+            warned_spool: false,
         })
+    }
+
+    /// Opens the log at `path` again in place of this file (after a
+    /// rotation), keeping the lock.
+    fn reopen(&mut self, path: &Path) -> std::io::Result<()> {
+        let file = match open_log_file(path) {
+            Ok(file) => file,
+            Err(OpenError::Io(e)) => return Err(e),
+            Err(OpenError::NotRegular(what)) => {
+                return Err(std::io::Error::other(format!(
+                    "{what} is where the new log should be"
+                )))
+            }
+        };
+        let meta = file.metadata()?;
+        self.file = file;
+        self.id = (meta.dev(), meta.ino());
+        self.moved = false;
+        Ok(())
+    }
+
+    /// Appends `row` (a whole line) with its link, under the lock; spools
+    /// it when shipping. `false` when the log could not be written and
+    /// the row went to `fallback` (later rows go there too).
+    fn append_chained(
+        &mut self,
+        path: &Path,
+        row: &[u8],
+        ship: Option<&mut Shipping>,
+        fallback: &mut impl Write,
+    ) -> bool {
+        // The lock is taken out for the turn, so that it can be held while
+        // the rest of `self` changes.
+        let lock = self.lock.take();
+        let ok = self.append_locked(path, row, ship, fallback, lock.as_ref());
+        self.lock = lock;
+        ok
+    }
+
+    /// [`append_chained`](Self::append_chained) with the lock file at hand.
+    fn append_locked(
+        &mut self,
+        path: &Path,
+        row: &[u8],
+        ship: Option<&mut Shipping>,
+        fallback: &mut impl Write,
+        lock: Option<&File>,
+    ) -> bool {
+        let ready = lock.map(flock::exclusive).transpose().and_then(|held| {
+            keep_current(self, path)?;
+            let (link, ends_line) = self.next_link(path)?;
+            Ok((held, link, ends_line))
+        });
+        let (line, link) = match &ready {
+            Ok((_, link, ends_line)) => {
+                let mut line = if *ends_line { Vec::new() } else { b"\n".to_vec() };
+                line.extend_from_slice(&chain::chained(row, *link));
+                (line, Some(*link))
+            }
+            Err(_) => (row.to_vec(), None),
+        };
+        let size_before = self.file.metadata().map(|m| m.len()).ok();
+        let ok = append_or_divert(
+            ready
+                .as_ref()
+                .map(|_| ())
+                .map_err(|e| std::io::Error::new(e.kind(), e.to_string())),
+            &mut self.file,
+            path,
+            &line,
+            fallback,
+        );
+        self.last = None;
+        let (Some(link), Some(size), true) = (link, size_before, ok) else {
+            return ok;
+        };
+        let own = line.strip_prefix(b"\n").unwrap_or(&line);
+        let body = own.strip_suffix(b"\n").unwrap_or(own);
+        self.last = Some(Last {
+            file: self.id,
+            size: size + line.len() as u64,
+            digest: chain::sha256(body),
+            link,
+        });
+        if let Some(ship) = ship {
+            if let Err(warning) = ship.spool(own, link.seq) {
+                if !std::mem::replace(&mut self.warned_spool, true) {
+                    let _ = writeln!(fallback, "cli-guard: {warning}");
+                }
+            }
+        }
+        // The lock is released here, after the spool has the row too.
+        drop(ready);
+        true
+    }
+
+    /// The next row's link, and whether the log ends with a whole line
+    /// (if not, the row starts with a newline, ending the fragment).
+    fn next_link(&self, path: &Path) -> std::io::Result<(Link, bool)> {
+        let meta = self.file.metadata()?;
+        let (file, size, id) = if meta.len() > 0 {
+            (None, meta.len(), (meta.dev(), meta.ino()))
+        } else {
+            // A new log after a rotation: the chain goes on from the
+            // rotated file's last row.
+            match open_to_read(&rotated(path, 1)) {
+                Some(old) => {
+                    let m = old.metadata()?;
+                    (Some(old), m.len(), (m.dev(), m.ino()))
+                }
+                None => return Ok((Link { seq: 1, prev: None }, true)),
+            }
+        };
+        if let Some(last) = self.last.filter(|l| l.file == id && l.size == size) {
+            let link = Link {
+                seq: last.link.seq.saturating_add(1),
+                prev: Some(last.digest),
+            };
+            return Ok((link, true));
+        }
+        let tail = read_tail(file.as_ref().unwrap_or(&self.file), size)?;
+        let earlier: Vec<&[u8]> = tail.earlier.iter().map(Vec::as_slice).collect();
+        let link = chain::next_link(Some(chain::End {
+            digest: tail.digest,
+            head: &tail.head,
+            earlier: &earlier,
+        }));
+        // A fragment in the rotated file was ended by its rotation.
+        Ok((link, tail.ends_line || file.is_some()))
     }
 }
 
-/// Before a row: rotates the log if it is over the cap, and follows a
-/// rotation (another writer's, or this one's): after one, this writer's
-/// file is `audit.jsonl.1` and a new log is opened. A path that leads
-/// elsewhere for any other reason (the log renamed, a symlink or another
-/// file put there) is not followed: the rows stay with the file this
-/// writer opened, and stderr says so once.
+/// Opens a file to read, never through a symlink; `None` if it cannot be.
+fn open_to_read(path: &Path) -> Option<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(path)
+        .ok()
+        .filter(|f| f.metadata().is_ok_and(|m| m.is_file()))
+}
+
+/// How far back the writer reads for a line with a link, after a last
+/// line without one (a torn row, rows from before the chain).
+const LOOK_BACK: u64 = 64 * 1024;
+/// What the writer reads at a time.
+const CHUNK: u64 = 64 * 1024;
+
+/// The end of a non-empty log, as the next row's link needs it.
+#[derive(Debug)]
+struct Tail {
+    /// The last line's digest (without its newline).
+    digest: chain::Digest,
+    /// Its first bytes.
+    head: Vec<u8>,
+    /// The lines before it within [`LOOK_BACK`], newest last; read only
+    /// when the last line has no link.
+    earlier: Vec<Vec<u8>>,
+    /// Whether the file ends with a newline.
+    ends_line: bool,
+}
+
+/// Reads the end of `file` (its first `size` bytes, at least one): finds
+/// where its last line starts and hashes that line as it streams past, so
+/// that a line of any length costs bounded memory.
+fn read_tail(file: &File, size: u64) -> std::io::Result<Tail> {
+    use std::os::unix::fs::FileExt;
+    let read = |from: u64, to: u64| -> std::io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; usize::try_from(to - from).unwrap_or(0)];
+        file.read_exact_at(&mut buf, from)?;
+        Ok(buf)
+    };
+    let ends_line = read(size - 1, size)? == b"\n";
+    let end = size - u64::from(ends_line);
+    // Where the last line starts: after the last newline before `end`.
+    let mut start = 0;
+    let mut at = end;
+    while at > 0 {
+        let from = at.saturating_sub(CHUNK);
+        if let Some(i) = read(from, at)?.iter().rposition(|b| *b == b'\n') {
+            start = from + i as u64 + 1;
+            break;
+        }
+        at = from;
+    }
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut head = Vec::new();
+    let mut at = start;
+    while at < end {
+        let to = (at + CHUNK).min(end);
+        let chunk = read(at, to)?;
+        if head.len() < chain::HEAD {
+            head.extend_from_slice(&chunk[..chunk.len().min(chain::HEAD - head.len())]);
+        }
+        context.update(&chunk);
+        at = to;
+    }
+    let mut digest = [0u8; 32];
+    digest.copy_from_slice(context.finish().as_ref());
+    let mut earlier = Vec::new();
+    if chain::link_of(&head).is_none() && start > 0 {
+        let from = (start - 1).saturating_sub(LOOK_BACK);
+        let window = read(from, start - 1)?;
+        let mut lines: Vec<&[u8]> = window.split(|b| *b == b'\n').collect();
+        if from > 0 {
+            // The first piece is a line's end.
+            lines.remove(0);
+        }
+        earlier = lines.into_iter().map(<[u8]>::to_vec).collect();
+    }
+    Ok(Tail {
+        digest,
+        head,
+        earlier,
+        ends_line,
+    })
+}
+
+/// Opens the spool and its thread for a file log; the rest need none (a
+/// relay's rows are shipped by the gate that appends them). Refused when
+/// shipping is required and rows can be neither shipped nor spooled.
+fn attach_shipping(target: &mut Target, config: &ShipConfig) -> Result<(), Refused> {
+    let refuse = |why: &str| {
+        Refused(format!(
+            "shipping the audit log is required ({}) and rows can be neither shipped nor spooled: {why}. \
+             Nothing runs until they can: bring the collector {} back and run `cli-guard ship`, or fix what is named",
+            config.source, config.collector
+        ))
+    };
+    match target {
+        Target::File { path, ship, .. } => match Shipping::open(config, path) {
+            Ok(opened) => *ship = Some(opened),
+            Err(why) if config.required => return Err(refuse(&why)),
+            Err(why) => eprintln!(
+                "cli-guard: not shipping to {}: {why}; rows stay in the audit log only",
+                config.collector
+            ),
+        },
+        Target::Stderr if config.required => return Err(refuse("the audit log cannot be written")),
+        Target::Relay(_) | Target::Stderr | Target::Memory(_) => {}
+    }
+    Ok(())
+}
+
+/// Before a row, under the lock: rotates the log if it is over the cap,
+/// and follows a rotation (another writer's, or this one's): after one,
+/// this writer's file is `audit.jsonl.1` and a new log is opened. A path
+/// that leads elsewhere for any other reason (the log renamed, a symlink
+/// or another file put there) is not followed: the rows stay with the
+/// file this writer opened, and stderr says so once.
 fn keep_current(log: &mut LogFile, path: &Path) -> std::io::Result<()> {
     match std::fs::symlink_metadata(path) {
         Ok(current) if (current.dev(), current.ino()) == log.id => {
@@ -300,25 +592,15 @@ fn keep_current(log: &mut LogFile, path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Reopens the log, under the rotation lock, if this writer's file is now
-/// a rotated one (`audit.jsonl.1`, …); otherwise keeps it and warns.
+/// Reopens the log (the lock held) if this writer's file is now a
+/// rotated one (`audit.jsonl.1`, …); otherwise keeps it and warns.
 fn reopen_after_rotation(log: &mut LogFile, path: &Path) -> std::io::Result<()> {
-    let _lock = rotation_lock(path)?;
     // One rotation or several (another writer's, while this one waited).
     let rotated_away = (1..=KEEP).any(|n| {
         std::fs::symlink_metadata(rotated(path, n)).is_ok_and(|old| (old.dev(), old.ino()) == log.id)
     });
     if rotated_away {
-        *log = match LogFile::open(path) {
-            Ok(log) => log,
-            Err(OpenError::Io(e)) => return Err(e),
-            Err(OpenError::NotRegular(what)) => {
-                return Err(std::io::Error::other(format!(
-                    "{what} is where the new log should be"
-                )))
-            }
-        };
-        return Ok(());
+        return log.reopen(path);
     }
     log.moved = true;
     warn_moved(path);
@@ -333,23 +615,44 @@ fn warn_moved(path: &Path) {
     );
 }
 
-/// The exclusive lock rotations happen under (`audit.jsonl.lock`).
-fn rotation_lock(path: &Path) -> std::io::Result<Flock<File>> {
+/// The lock every row and every rotation is written under, beside the
+/// log (`audit.jsonl.lock`).
+pub(crate) fn lock_path(path: &Path) -> PathBuf {
     let mut lock_path = path.as_os_str().to_owned();
     lock_path.push(".lock");
-    let lock_file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
-        .open(PathBuf::from(lock_path))?;
-    Flock::lock(lock_file, FlockArg::LockExclusive).map_err(|(_, errno)| std::io::Error::from(errno))
+    PathBuf::from(lock_path)
 }
 
-/// Shifts audit.jsonl → .1 → … → .KEEP under an exclusive lock, if the log
-/// is still over the cap once the lock is held.
+/// Opens (creating) a lock file: read-only is enough for `flock`, so it
+/// opens where only the file is writable too; never through a symlink.
+pub(crate) fn open_lock(path: &Path) -> std::io::Result<File> {
+    use nix::fcntl::OFlag;
+    use nix::sys::stat::Mode;
+    let fd = nix::fcntl::open(
+        path,
+        OFlag::O_RDONLY
+            | OFlag::O_CREAT
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_NONBLOCK
+            | OFlag::O_CLOEXEC
+            | OFlag::O_NOCTTY,
+        Mode::from_bits_truncate(0o600),
+    )?;
+    Ok(File::from(fd))
+}
+
+/// Opens a file to append to as the log is opened (the spool): created
+/// 0600, never through a symlink, a regular file only.
+pub(crate) fn open_append(path: &Path) -> std::io::Result<File> {
+    open_log_file(path).map_err(|e| match e {
+        OpenError::Io(e) => e,
+        OpenError::NotRegular(what) => std::io::Error::other(format!("it is {what}, not a regular file")),
+    })
+}
+
+/// Shifts audit.jsonl → .1 → … → .KEEP (the lock held), if the log is
+/// still over the cap.
 fn rotate(path: &Path) -> std::io::Result<()> {
-    let _lock = rotation_lock(path)?;
     if std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) < ROTATE_AT {
         return Ok(());
     }
@@ -372,7 +675,9 @@ fn open_log_file(path: &Path) -> Result<File, OpenError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     }
+    // Read too: the writer reads the last line to link the next row to.
     let opened = OpenOptions::new()
+        .read(true)
         .append(true)
         .create(true)
         .mode(0o600)
@@ -667,7 +972,7 @@ mod tests {
             (&subdir, "a directory"),
         ] {
             // A FIFO would hang a plain open: this one must return.
-            let refused = AuditLog::open("id".into(), Some(path), None).err();
+            let refused = AuditLog::open("id".into(), Some(path), None, None).err();
             assert!(
                 refused
                     .as_ref()
@@ -682,7 +987,7 @@ mod tests {
     fn a_renamed_log_keeps_the_rows_and_its_path_is_not_followed() {
         let dir = scratch("renamed");
         let path = dir.join("audit.jsonl");
-        let log = AuditLog::open("id".into(), Some(&path), None).unwrap_or_else(|e| panic!("{e}"));
+        let log = AuditLog::open("id".into(), Some(&path), None, None).unwrap_or_else(|e| panic!("{e}"));
         log.write(&end_row());
         let away = dir.join("elsewhere.jsonl");
         std::fs::rename(&path, &away).unwrap_or_else(|e| panic!("{e}"));
@@ -698,7 +1003,7 @@ mod tests {
     fn a_rotation_by_another_writer_is_followed() {
         let dir = scratch("rotation");
         let path = dir.join("audit.jsonl");
-        let log = AuditLog::open("id".into(), Some(&path), None).unwrap_or_else(|e| panic!("{e}"));
+        let log = AuditLog::open("id".into(), Some(&path), None, None).unwrap_or_else(|e| panic!("{e}"));
         log.write(&end_row());
         // What another writer's rotation leaves: this file is .1 now.
         std::fs::rename(&path, rotated(&path, 1)).unwrap_or_else(|e| panic!("{e}"));

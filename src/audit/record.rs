@@ -230,6 +230,11 @@ pub(crate) struct End {
     /// the invocation. Absent, not `null`, without the layer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leftovers: Option<u64>,
+    /// With shipping: this invocation's rows still waiting in the spool
+    /// (the collector had not acknowledged them) when this row was
+    /// written. Absent, not `null`, without shipping.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spooled: Option<u64>,
 }
 
 /// The body of one audit line, tagged by its `kind`.
@@ -263,6 +268,10 @@ pub(super) struct Row {
     pub audit_id: String,
     #[serde(flatten)]
     pub record: Record,
+    /// The machine a collector's file says the row came from (set by the
+    /// reader, not a field of the row).
+    #[serde(skip)]
+    pub machine: Option<String>,
 }
 
 /// The line as written: `ts`, `kind` and `audit_id` first, so that a
@@ -342,6 +351,28 @@ pub(crate) fn relayed_row(line: &[u8]) -> Option<RelayedRow> {
     })
 }
 
+/// What a shipped row's syslog header says of it (`crate::ship`): its
+/// time, audit ID and kind, and whether it is a refusal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RowHead {
+    pub ts: String,
+    pub audit_id: String,
+    pub kind: &'static str,
+    pub denied: bool,
+}
+
+/// The header fields of a line that reads back as a row.
+pub(crate) fn head_of(line: &[u8]) -> Option<RowHead> {
+    let row = parse_line(line).ok()?;
+    let denied = matches!(&row.record, Record::Egress(e) if e.decision == Some(Verdict::Deny));
+    Some(RowHead {
+        kind: row.record.kind(),
+        ts: row.ts,
+        audit_id: row.audit_id,
+        denied,
+    })
+}
+
 /// Parses one log line into a row, or says why it is not an audit record.
 pub(super) fn parse_line(line: &[u8]) -> Result<Row, String> {
     let text = std::str::from_utf8(line).map_err(|_| "not UTF-8 (a torn or foreign line)".to_string())?;
@@ -390,7 +421,12 @@ fn parse_leniently(text: &str) -> Result<Row, String> {
     let record = from_fields::<Record>(tagged(fields))
         .or_else(|_| from_fields::<Record>(tagged(Map::new())))
         .map_err(|e| format!("unreadable record ({e})"))?;
-    Ok(Row { ts, audit_id, record })
+    Ok(Row {
+        ts,
+        audit_id,
+        record,
+        machine: None,
+    })
 }
 
 fn from_fields<T: DeserializeOwned>(fields: Map<String, Value>) -> serde_json::Result<T> {
@@ -562,6 +598,7 @@ mod tests {
                     suppressed: 0,
                     error: None,
                     leftovers: None,
+                    spooled: None,
                 }),
                 r#"{"ts":"2026-11-24T00:00:00.123Z","kind":"end","audit_id":"019ab1c2d3e4-00000000000000000000000000000001","exit_code":0,"signal":null,"duration_ms":5,"allowed":1,"denied":2,"suppressed":0,"error":null}"#,
             ),
@@ -575,6 +612,7 @@ mod tests {
                     suppressed: 3,
                     error: Some("boom".into()),
                     leftovers: None,
+                    spooled: None,
                 }),
                 r#"{"ts":"2026-11-24T00:00:00.123Z","kind":"end","audit_id":"019ab1c2d3e4-00000000000000000000000000000001","exit_code":null,"signal":"SIGKILL","duration_ms":7,"allowed":0,"denied":0,"suppressed":3,"error":"boom"}"#,
             ),

@@ -82,9 +82,14 @@ fn render_at(inv: &Invocation, depth: usize, style: Style, out: &mut String) {
     } else {
         denied_cell
     };
+    // A collector's file: each entry names its machine, after the time.
+    let machine = inv
+        .machine
+        .as_deref()
+        .map_or(String::new(), |m| format!("{:<12} ", clean(m)));
     let _ = writeln!(
         out,
-        "{indent}{branch}{}  {:<9} {:<7} {outcome_cell} {:>8}  {allowed:>3} allowed {denied_cell}  {}  {}",
+        "{indent}{branch}{}  {machine}{:<9} {:<7} {outcome_cell} {:>8}  {allowed:>3} allowed {denied_cell}  {}  {}",
         display_time(inv.entry_ts()),
         clean(inv.tool()),
         mode(inv),

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use super::args::{self, Parsed, Usage};
 use crate::audit::{parse_since, show, Filter, ShowOptions};
 use crate::env::Env;
-use crate::exit::{Exit, Failure, LOG_UNREADABLE};
+use crate::exit::{Exit, Failure, LOG_UNREADABLE, NOT_INTACT};
 
 const USAGE: Usage = Usage {
     command: "audit",
@@ -43,14 +43,24 @@ options:
   --suggest TOOL    print the pinned policy entry for the hosts TOOL reached,
                     and the per-package entries its packages' refused code
                     would need (to pin only after reading that code)
-  --file PATH       read this log instead of the default
+  --machine NAME    only invocations of machine NAME (a collector's file,
+                    which holds rows of many machines)
+  --verify          walk the hash chain the rows carry instead: name the
+                    first row that was changed, inserted or removed and
+                    say how far the log is intact (a collector's file:
+                    each machine's chain)
+  --file PATH, --log PATH
+                    read this log (or a collector's file) instead of the default
   -h, --help        this help
 
 The log is $CLI_GUARD_AUDIT_LOG, else $XDG_STATE_HOME/cli-guard/audit.jsonl,
 else ~/.local/state/cli-guard/audit.jsonl. Lines that are not audit records
-are reported on stderr with their line number and skipped.
+are reported on stderr with their line number and skipped. A collector's file
+(rows shipped as RFC 5424 syslog messages, one a line) reads the same, each
+invocation under the machine it came from.
 
-exit: 0 shown, 1 the log can't be read, 2 usage error.
+exit: 0 shown (--verify: intact), 1 the log can't be read, 2 usage error,
+3 --verify: not intact (or no row carries the chain).
 ";
 
 /// Parsed `cli-guard audit` options.
@@ -62,6 +72,7 @@ pub(super) struct AuditArgs {
     pub follow: bool,
     pub suggest: Option<String>,
     pub file: Option<PathBuf>,
+    pub verify: bool,
 }
 
 /// Reads `cli-guard audit`'s options (`--x value` or `--x=value`); `--since`
@@ -79,7 +90,9 @@ pub(super) fn parse_audit_args(args: &[OsString], now: SystemTime) -> Result<Par
             lexopt::Arg::Long("package") => out.filter.package = Some(USAGE.string_value(&mut parser)?),
             lexopt::Arg::Long("id") => out.filter.id = Some(USAGE.string_value(&mut parser)?),
             lexopt::Arg::Long("suggest") => out.suggest = Some(USAGE.string_value(&mut parser)?),
-            lexopt::Arg::Long("file") => {
+            lexopt::Arg::Long("verify") => out.verify = true,
+            lexopt::Arg::Long("machine") => out.filter.machine = Some(USAGE.string_value(&mut parser)?),
+            lexopt::Arg::Long("file" | "log") => {
                 out.file = Some(PathBuf::from(USAGE.value(&mut parser)?));
             }
             lexopt::Arg::Long("since") => {
@@ -120,6 +133,15 @@ pub(super) fn audit(args: &[OsString], env: &Env) -> Result<Exit, Failure> {
                 anyhow::anyhow!("no audit log path: HOME is unset; pass --file or set CLI_GUARD_AUDIT_LOG"),
             )
         })?;
+    if args.verify {
+        let intact = crate::audit::verify(&path, args.filter.machine.as_deref())
+            .map_err(|e| Failure::new(LOG_UNREADABLE, e))?;
+        return Ok(if intact {
+            Exit::SUCCESS
+        } else {
+            Exit::Code(NOT_INTACT)
+        });
+    }
     let opts = ShowOptions {
         path,
         filter: args.filter,
@@ -193,12 +215,14 @@ mod tests {
                     since: Some("2001-09-09T00:46:40.000Z".into()),
                     id: Some("abc".into()),
                     package: None,
+                    machine: None,
                 },
                 last: Some(5),
                 json: true,
                 follow: true,
                 suggest: Some("pip".into()),
                 file: Some(PathBuf::from("/tmp/log")),
+                verify: false,
             }
         );
     }
@@ -233,6 +257,16 @@ mod tests {
             Some("x=y"),
             "only the first = splits"
         );
+    }
+
+    #[test]
+    fn verify_machine_and_log() {
+        let audit = parsed(&["--verify", "--machine", "build-7", "--log", "/c/fleet.log"]);
+        assert!(audit.verify);
+        assert_eq!(audit.filter.machine.as_deref(), Some("build-7"));
+        assert_eq!(audit.file, Some(PathBuf::from("/c/fleet.log")));
+        assert_eq!(parsed(&["--log=x"]).file, parsed(&["--file", "x"]).file);
+        assert!(error(&["--machine"]).contains("--machine needs a value"));
     }
 
     #[test]

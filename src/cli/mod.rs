@@ -19,6 +19,7 @@ mod layout;
 mod print_policy;
 mod run;
 mod shims;
+mod ship;
 
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
@@ -56,6 +57,9 @@ USAGE:
     cli-guard audit [--denied] [--tool NAME] [--since 1h] [--id ID] [--last N] [--json] [--follow]
                                                 the audit log, one folded entry per invocation
     cli-guard audit --suggest TOOL              a pinned allowlist entry from what TOOL reached
+    cli-guard audit --verify [--log FILE]       walk the rows' hash chain: what was changed,
+                                                inserted or removed, and how far it is intact
+    cli-guard ship                              deliver the rows waiting for the syslog collector
     cli-guard check --as TOOL HOST[:PORT]       the gate's decision, without dialling
     cli-guard doctor                            whether strict mode works here, and the fix if not;
                                                 whether this shell meets the gate for every name
@@ -71,6 +75,9 @@ ENVIRONMENT:
                           (for tests; never changes a decision)
     CLI_GUARD_STRICT      auto (default): strict mode where the kernel allows it;
                           require: else do not run the tool (125); off: never
+    CLI_GUARD_SHIP        collector=tls://HOST:PORT [required=yes] [ca=FILE] [machine=NAME]:
+                          ship every row to a syslog collector as it is written
+                          (/etc/cli-guard/ship.conf, root's, wins when it exists)
 
 Every command takes --help.
 
@@ -95,6 +102,7 @@ enum Command {
     Check,
     Doctor,
     Init,
+    Ship,
     EgressDemo,
 }
 
@@ -109,7 +117,7 @@ impl Command {
             | Command::Check
             | Command::Doctor
             | Command::Init => true,
-            Command::Run | Command::EgressDemo => false,
+            Command::Run | Command::Ship | Command::EgressDemo => false,
         }
     }
 }
@@ -167,8 +175,8 @@ pub fn dispatch(args: Vec<OsString>) -> Result<Exit, Failure> {
 fn parse_command(args: &[OsString]) -> Result<Parsed<Subcommand>, Failure> {
     let unknown = |word: &OsStr| {
         Failure::usage(format!(
-            "unknown command {word:?}: expected run, policy, shims, audit, check, doctor, init, egress-demo, --help or \
-             --version{}",
+            "unknown command {word:?}: expected run, policy, shims, audit, check, doctor, init, ship, egress-demo, \
+             --help or --version{}",
             python_hint(word)
         ))
     };
@@ -193,6 +201,7 @@ fn parse_command(args: &[OsString]) -> Result<Parsed<Subcommand>, Failure> {
         Some("check") => Command::Check,
         Some("doctor") => Command::Doctor,
         Some("init") => Command::Init,
+        Some("ship") => Command::Ship,
         Some("egress-demo") => Command::EgressDemo,
         _ => return Err(unknown(&word)),
     };
@@ -251,6 +260,7 @@ fn cli_guard(args: &[OsString], env: &Env) -> Result<Exit, Failure> {
         Command::Check => check::check(&args),
         Command::Doctor => doctor::doctor(&args, env),
         Command::Init => init::init(&args),
+        Command::Ship => ship::ship(&args, env),
         Command::EgressDemo => demo::main(&args, env),
     }
 }
@@ -276,6 +286,7 @@ mod tests {
             ("check", Command::Check),
             ("doctor", Command::Doctor),
             ("init", Command::Init),
+            ("ship", Command::Ship),
             ("egress-demo", Command::EgressDemo),
         ] {
             assert_eq!(

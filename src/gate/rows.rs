@@ -9,7 +9,8 @@
 //! strictly and written back as cli-guard writes a row, under a cap in
 //! rows' size and in bytes: nothing can be written under the enclosing
 //! invocation's ID or another's, and a flood cannot rotate the log's
-//! history away.
+//! history away. A line that brings a hash-chain link of its own is
+//! refused: this gate's log links the rows it appends.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -75,11 +76,12 @@ pub(super) async fn relay(gate: &Gate, client: TcpStream, early: &[u8], mut shut
 
 /// Appends `line` if it is a row of an invocation nested under `own`: a
 /// `start` row whose parent is `own` or an invocation already relayed, or
-/// any other row of one. Written back as cli-guard writes a row; past the
-/// caps, or anything else, dropped and counted in the end row's
+/// any other row of one, bringing no chain link of its own. Written back as
+/// cli-guard writes a row (this gate's log links it); past the caps, or
+/// anything else, dropped and counted in the end row's
 /// `suppressed`.
 fn append(gate: &Gate, own: &str, line: &[u8]) {
-    let row = match line.len() <= MAX_ROW {
+    let row = match line.len() <= MAX_ROW && audit::link_of(line).is_none() {
         true => audit::relayed_row(line.strip_suffix(b"\n").unwrap_or(line)),
         false => None,
     };

@@ -112,7 +112,23 @@ fn guarded(inv: &Invocation, env: &Env, phase: &Phase) -> Ran {
         }
     };
     let parent_audit_id = env.parent_audit_id().map(str::to_string);
-    let log = match AuditLog::open(audit_id, env.audit_log_path().as_deref(), relay_to(env).as_ref()) {
+    // Shipping the record: a configuration that cannot be read is a gate
+    // that cannot be put in place, as a bad CLI_GUARD_STRICT is.
+    let ship = match env.ship_config() {
+        Ok(ship) => ship,
+        Err(e) => {
+            return Ran::before_start(Failure::gate(anyhow::anyhow!(
+                "cannot ship the audit log as configured: {e}"
+            )))
+        }
+    };
+    let log_path = env.audit_log_path();
+    let log = match AuditLog::open(
+        audit_id,
+        log_path.as_deref(),
+        relay_to(env).as_ref(),
+        ship.as_ref(),
+    ) {
         Ok(log) => Arc::new(log),
         Err(refused) => return Ran::before_start(Failure::gate(anyhow::anyhow!("{refused}"))),
     };
@@ -181,7 +197,18 @@ fn guarded(inv: &Invocation, env: &Env, phase: &Phase) -> Ran {
             (Err(lookup_failure(inv, e)), Summary::default())
         }
     };
-    write_end(&log, started, &outcome, &summary);
+    // The collector has until the bound to acknowledge the rows; the end
+    // row says how many it had not, and the rest waits in the spool.
+    let shipping = log.shipping();
+    let deadline = Instant::now() + crate::ship::BOUND;
+    let spooled = shipping.as_ref().map(|s| s.settle(deadline));
+    write_end(&log, started, &outcome, &summary, spooled);
+    if let (Some(shipping), Some(path)) = (log.shipping(), log_path.as_deref()) {
+        shipping.settle(deadline);
+        if let Some(warning) = shipping.finish(path) {
+            eprintln!("{warning}");
+        }
+    }
     let failed = !matches!(outcome, Ok(Exit::Code(0)));
     summary::print_denials(inv.policy, &summary, log.audit_id(), failed);
     Ran {
@@ -595,7 +622,13 @@ impl Supervisor<'_> {
 }
 
 /// The invocation's one `end` row: how it ended, the gate's tallies.
-fn write_end(log: &AuditLog, started: Instant, outcome: &Result<Exit, Failure>, summary: &Summary) {
+fn write_end(
+    log: &AuditLog,
+    started: Instant,
+    outcome: &Result<Exit, Failure>,
+    summary: &Summary,
+    spooled: Option<u64>,
+) {
     let (exit_code, signal, error) = match outcome {
         Ok(Exit::Code(code)) => (Some(i32::from(*code)), None, None),
         Ok(Exit::Signal(sig)) => (None, Some(sig.as_str().to_string()), None),
@@ -611,6 +644,7 @@ fn write_end(log: &AuditLog, started: Instant, outcome: &Result<Exit, Failure>, 
         suppressed: summary.suppressed + summary.direct_suppressed,
         error,
         leftovers: summary.leftovers,
+        spooled,
     }));
 }
 

@@ -4,15 +4,17 @@
 //! arms the death signal before exec, and strict mode's spawn into a user
 //! and network namespace of the tool's own (with the rtnetlink bytes it
 //! sends), what the process reads of itself in /proc before it
-//! runs a tool (`procfs`), and, for saying which process made a
-//! connection, the kernel's answer to whose socket it is (`sock_diag`)
-//! and what /proc says of the invocation's processes (`process`).
+//! runs a tool (`procfs`), for saying which process made a connection,
+//! the kernel's answer to whose socket it is (`sock_diag`) and what /proc
+//! says of the invocation's processes (`process`), the audit log's lock
+//! (`flock`) and what a collector's TCP has acknowledged (`tcp`).
 //!
 //! The one module allowed `unsafe` (the crate denies it elsewhere); every
 //! block says why it is sound in a `// SAFETY:` comment.
 #![allow(unsafe_code)]
 
 pub(crate) mod asyncfd;
+pub(crate) mod flock;
 pub(crate) mod mounts;
 pub(crate) mod netlink;
 pub(crate) mod netns;
@@ -23,3 +25,4 @@ pub(crate) mod seccomp;
 pub(crate) mod signal;
 pub(crate) mod sock_diag;
 pub(crate) mod spawn;
+pub(crate) mod tcp;

@@ -34,6 +34,10 @@
 //! - `dial`: dials that survive a dead address (Happy Eyeballs), and
 //!   `CLI_GUARD_RESOLVE` held to loopback.
 //! - `operator`: `cli-guard audit` and `check`, and log rotation.
+//! - `record`: the rows' hash chain (concurrent writers, relayed rows, a
+//!   rotation) and `--verify`; shipping to a syslog collector (the tests'
+//!   own, and Debian's rsyslog over TCP and TLS `#[ignore]`d), the spool,
+//!   `required`, and the fleet view of a collector's file.
 //! - `install`: install.sh and the shims/ folder.
 //! - `fetch_run`: fetch and run (`npx X`, `uvx X`) with fake tools: the
 //!   fetch enforced and the run observed, each phase's arguments, the
@@ -95,6 +99,7 @@ mod operator;
 mod policy;
 mod proxy;
 mod python;
+mod record;
 mod shells;
 mod shim;
 mod signals;

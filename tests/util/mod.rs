@@ -4,6 +4,9 @@
 //! - `check!`/`check_eq!` (here): assertions that, on failure, print the
 //!   full report of the process under test (command, status, stdout,
 //!   stderr, audit log).
+//! - `collector`: syslog collectors on loopback for the shipping tests:
+//!   the tests' own octet-counting one, and Debian's rsyslogd (TCP, or TLS
+//!   with a CA made by openssl); the chain's SHA-256 computed here.
 //! - `command`: hermetic commands (no inherited proxy or `CLI_GUARD_*`
 //!   variable), the programs a test needs, the built binary.
 //! - `process`: `Running`/`Outcome`, a spawned process with captured output
@@ -60,6 +63,7 @@ macro_rules! check_eq {
     };
 }
 
+pub mod collector;
 pub mod command;
 pub mod install;
 pub mod log;
