@@ -47,8 +47,12 @@ pub(super) fn plan_writes(writable: Vec<PathBuf>, protected: &[PathBuf]) -> Writ
             if guarded == place || !guarded.starts_with(place) {
                 continue;
             }
+            // A writable place on the way stays writable: as a mount point
+            // it cannot be renamed, and the pins below it keep the rest.
             for pin in guarded.ancestors().take_while(|a| a != place) {
-                push_once(&mut plan.pins, pin.to_path_buf());
+                if !plan.writable.iter().any(|w| w == pin) {
+                    push_once(&mut plan.pins, pin.to_path_buf());
+                }
             }
         }
     }
@@ -331,6 +335,15 @@ mod tests {
         assert_eq!(plan.refused, paths(&["/home/u"]));
         assert_eq!(plan.writable, paths(&["/tmp", "/home/u/proj", "/home/u/.npm"]));
         assert_eq!(plan.pins, paths(&["/tmp/t", "/tmp/t/home"]));
+    }
+
+    #[test]
+    fn a_writable_place_inside_another_is_never_pinned_on_the_way_to_a_protected_path() {
+        // TMPDIR is a directory under /tmp holding the home: the pins from
+        // /tmp down to the home pass the TMPDIR, which stays writable.
+        let plan = plan_writes(paths(&["/tmp", "/tmp/ci/t"]), &paths(&["/tmp/ci/t/home"]));
+        assert_eq!(plan.writable, paths(&["/tmp", "/tmp/ci/t"]));
+        assert_eq!(plan.pins, paths(&["/tmp/ci", "/tmp/ci/t/home"]));
     }
 
     #[test]
