@@ -182,23 +182,42 @@ fn set_attr(dirfd: libc::c_int, path: &CStr, flags: libc::c_uint, set: u64, clr:
     syscall_result(rc).map(drop)
 }
 
+/// Why [`rebind`] failed: the path could not be cloned (it may be
+/// missing), or the clone could not be changed or put back.
+enum Rebind {
+    Clone(Errno),
+    Set(Errno),
+}
+
+impl Rebind {
+    fn errno(self) -> Errno {
+        match self {
+            Rebind::Clone(errno) | Rebind::Set(errno) => errno,
+        }
+    }
+}
+
+/// Binds the tree at `path` over itself with the mount attributes `set`
+/// set and `clr` cleared on its top mount. System calls only.
+fn rebind(path: &CStr, set: u64, clr: u64) -> Result<(), Rebind> {
+    let fd = clone_tree(path).map_err(Rebind::Clone)?;
+    let done =
+        set_attr(fd, c"", libc::AT_EMPTY_PATH as libc::c_uint, set, clr).and_then(|()| move_tree(fd, path));
+    close(fd);
+    done.map_err(Rebind::Set)
+}
+
 /// Pins [`PROC_READ_ONLY`] read-only in the `/proc` mounted now (each
 /// bound over itself, then made read-only); what this kernel lacks is
 /// skipped. Also called by the tool's process after it mounts its own
 /// `/proc` (the PID layer).
 pub(crate) fn protect_proc() -> Result<(), Errno> {
     for path in PROC_READ_ONLY {
-        let Ok(fd) = clone_tree(path) else { continue };
-        let pinned = set_attr(
-            fd,
-            c"",
-            libc::AT_EMPTY_PATH as libc::c_uint,
-            libc::MOUNT_ATTR_RDONLY,
-            0,
-        )
-        .and_then(|()| move_tree(fd, path));
-        close(fd);
-        pinned?;
+        match rebind(path, libc::MOUNT_ATTR_RDONLY, 0) {
+            Err(Rebind::Clone(_)) => continue,
+            Err(Rebind::Set(errno)) => return Err(errno),
+            Ok(()) => {}
+        }
     }
     Ok(())
 }
@@ -281,17 +300,11 @@ pub(crate) fn apply(mounts: &Mounts) -> Result<(), (MountStep, Errno)> {
         protect_proc().map_err(at(MountStep::KernelFs))?;
         for device in DEVICES {
             // A missing node (a container's sparse /dev) is left missing.
-            let Ok(fd) = clone_tree(device) else { continue };
-            let bound = set_attr(
-                fd,
-                c"",
-                libc::AT_EMPTY_PATH as libc::c_uint,
-                0,
-                libc::MOUNT_ATTR_NODEV,
-            )
-            .and_then(|()| move_tree(fd, device));
-            close(fd);
-            bound.map_err(at(MountStep::KernelFs))?;
+            match rebind(device, 0, libc::MOUNT_ATTR_NODEV) {
+                Err(Rebind::Clone(_)) => continue,
+                Err(Rebind::Set(errno)) => return Err((MountStep::KernelFs, errno)),
+                Ok(()) => {}
+            }
         }
         // A devpts of the tool's own: the user's other terminals are not in
         // it. Where /dev/pts is no directory, there is none to replace.
@@ -329,17 +342,7 @@ pub(crate) fn apply(mounts: &Mounts) -> Result<(), (MountStep, Errno)> {
             move_tree(fd, place).map_err(at(MountStep::Move))?;
         }
         for pin in &mounts.pins {
-            let fd = clone_tree(pin).map_err(at(MountStep::Pin))?;
-            let pinned = set_attr(
-                fd,
-                c"",
-                libc::AT_EMPTY_PATH as libc::c_uint,
-                libc::MOUNT_ATTR_RDONLY,
-                0,
-            )
-            .and_then(|()| move_tree(fd, pin));
-            close(fd);
-            pinned.map_err(at(MountStep::Pin))?;
+            rebind(pin, libc::MOUNT_ATTR_RDONLY, 0).map_err(|e| (MountStep::Pin, e.errno()))?;
         }
         // SAFETY: `cwd` is a C string alive for the call.
         Errno::result(unsafe { libc::chdir(mounts.cwd.as_ptr()) })
