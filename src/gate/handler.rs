@@ -241,12 +241,17 @@ impl Handler {
             Ok(_) => Ok(()),
             Err(why) => {
                 let actor = gate.actor_of(&self.client);
-                Err(Refusal::deny(
-                    403,
-                    format!("a process asked to register as a script's wrapper and was refused: {why}"),
-                )
-                .by(Method::Connect)
-                .of(actor.as_ref().map(Actor::row)))
+                // Named by its target: it carried the credential, so it is
+                // listed (and summed up) as what its process tried, not as
+                // a stranger's request.
+                let refusal = Refusal {
+                    target: crate::policy::authority::parse_authority(who::REGISTER_TARGET).ok(),
+                    ..Refusal::deny(
+                        403,
+                        format!("a process asked to register as a script's wrapper and was refused: {why}"),
+                    )
+                };
+                Err(refusal.by(Method::Connect).of(actor.as_ref().map(Actor::row)))
             }
         }
     }

@@ -7,10 +7,12 @@
 //! `anywhere`: helpers when the tool or another helper started them (git
 //! and its transports for a git dependency; cli-guard itself, a nested
 //! guarded tool). `direct`: executable names (prefixes) that are helpers
-//! only when the tool itself started them: pipx's, hatch's, pdm's and
-//! poetry's own interpreter running pip in the environment they make
-//! (which then runs build backends as its children: package code),
-//! gradle's JVM (its single-use daemon), dotnet's build nodes.
+//! only when the tool itself started them: pipx's, hatch's and pdm's own
+//! interpreter running pip in the environment they make (which then runs
+//! build backends as its children: package code), gradle's JVM (its
+//! single-use daemon), dotnet's build nodes. Not poetry's: poetry 2
+//! installs build dependencies in its own process, and the interpreter it
+//! starts is the build backend itself.
 
 use crate::policy::{Family, ToolPolicy};
 
@@ -38,7 +40,7 @@ impl ToolPolicy {
     /// The helper programs of this tool. Pure.
     pub(crate) fn helpers(&self) -> Helpers {
         let direct: &'static [&'static str] = match (self.family, self.name) {
-            (Family::Python, "pipx" | "hatch" | "pdm" | "poetry") => PYTHON,
+            (Family::Python, "pipx" | "hatch" | "pdm") => PYTHON,
             (Family::Gradle, _) => &["java"],
             (_, "dotnet") => &["dotnet"],
             _ => &[],
@@ -69,6 +71,10 @@ mod tests {
         );
         assert!(helpers("uv").direct.is_empty());
         assert_eq!(helpers("pipx").direct, ["python", "uv"]);
+        assert!(
+            helpers("poetry").direct.is_empty(),
+            "poetry's python children are build backends"
+        );
         assert!(helpers("npm").anywhere.contains(&"git"));
         assert!(helpers("brew").anywhere.contains(&"curl"));
         assert!(!helpers("npm").anywhere.contains(&"curl"));

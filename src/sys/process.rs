@@ -151,6 +151,25 @@ pub(crate) fn cwd(pid: i32) -> io::Result<PathBuf> {
     fs::read_link(format!("/proc/{pid}/cwd"))
 }
 
+/// The first `limit` bytes of the regular file `name` in `pid`'s working
+/// directory. Package code chooses what is there: a symlink is not
+/// followed and a FIFO or device is not read (opened without blocking,
+/// then refused), so it can neither block the gate nor point it elsewhere.
+pub(crate) fn read_in_cwd(pid: i32, name: &str, limit: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let fd = open(
+        format!("/proc/{pid}/cwd/{name}").as_str(),
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    if fstat(&fd)?.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(io::Error::other(format!("{name} is not a regular file")));
+    }
+    let mut text = Vec::new();
+    fs::File::from(fd).take(limit).read_to_end(&mut text)?;
+    Ok(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -180,19 +180,26 @@ impl Actor {
 }
 
 /// Who a row's process was, in a few words, when it ran a package's code
-/// (or the gate could not name it): `evil-worm@1.0.0 (postinstall)`.
+/// (or the gate could not name it): `evil-worm@1.0.0 (postinstall)`, or
+/// `the project's own app@1.0.0 (postinstall)` for the project's script.
 /// `None` for the tool, its helpers and its caller.
 pub(crate) fn package_code_label(process: &Process) -> Option<String> {
+    let own = match process.actor.as_str() {
+        "project" => "the project's own ",
+        _ => "",
+    };
     match process.actor.as_str() {
         "package" | "project" => Some(match &process.package {
-            Some(name) => Package {
-                name: name.clone(),
-                version: process.version.clone(),
-                script: process.script.clone(),
-                verified: false,
-                provenance: String::new(),
+            Some(name) => {
+                let package = Package {
+                    name: name.clone(),
+                    version: process.version.clone(),
+                    script: process.script.clone(),
+                    verified: false,
+                    provenance: String::new(),
+                };
+                format!("{own}{}", package.label())
             }
-            .label(),
             None => "package code whose package could not be named".to_string(),
         }),
         "unknown" => Some("a process the gate could not name".to_string()),
@@ -239,6 +246,34 @@ mod tests {
                 name: "evil-worm",
                 verified: false
             }
+        );
+    }
+
+    #[test]
+    fn the_projects_own_script_reads_as_the_projects() {
+        let project = Actor::Project {
+            pid: 8,
+            exe: None,
+            package: Package {
+                name: "app".into(),
+                ..worm(false)
+            },
+            dependencies: vec![],
+            how: "registered".into(),
+        };
+        assert_eq!(
+            package_code_label(&project.row()).as_deref(),
+            Some("the project's own app@1.0.0 (postinstall)")
+        );
+        let nameless = Actor::Package {
+            pid: 7,
+            exe: None,
+            package: None,
+            how: "below the tool".into(),
+        };
+        assert_eq!(
+            package_code_label(&nameless.row()).as_deref(),
+            Some("package code whose package could not be named")
         );
     }
 

@@ -193,6 +193,30 @@ pub(crate) fn label_from(exe: Option<&str>, cwd: Option<&str>) -> Option<Package
     Some(unverified(&name, "its working directory"))
 }
 
+/// A name for a Python build backend, from the core metadata of the sdist
+/// it builds (`PKG-INFO` in its source tree, where every sdist carries it
+/// and the backend runs): its `Name` and `Version`. Never verified: the
+/// package wrote it. Pure.
+pub(crate) fn label_from_pkg_info(text: &str) -> Option<Package> {
+    let field = |key: &str| {
+        text.lines()
+            .take_while(|line| !line.trim().is_empty())
+            .find_map(|line| {
+                let (k, v) = line.split_once(':')?;
+                let v = v.trim();
+                (k.eq_ignore_ascii_case(key) && !v.is_empty()).then(|| v.to_string())
+            })
+    };
+    Some(Package {
+        name: field("Name")?,
+        version: field("Version"),
+        script: None,
+        verified: false,
+        provenance: "named by the PKG-INFO of the sdist it builds (unverified: package code chooses it)"
+            .to_string(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,5 +384,18 @@ mod tests {
         assert!(pnpm.is_some_and(|p| !p.verified));
         assert_eq!(label_from(None, Some("/p/src")), None);
         assert_eq!(label_from(None, Some("/p/node_modules/")), None);
+    }
+
+    #[test]
+    fn a_build_backend_is_named_by_its_sdists_metadata_header_only() {
+        let backend =
+            label_from_pkg_info("Metadata-Version: 2.1\nName: evil-setup\nVersion: 1.0.0\n\nName: x\n");
+        assert_eq!(
+            backend.as_ref().map(|p| (p.name.as_str(), p.version.as_deref())),
+            Some(("evil-setup", Some("1.0.0")))
+        );
+        assert!(backend.is_some_and(|p| !p.verified));
+        assert_eq!(label_from_pkg_info("Metadata-Version: 2.1\n\nName: body\n"), None);
+        assert_eq!(label_from_pkg_info("Name:   \n"), None);
     }
 }

@@ -33,7 +33,7 @@ use crate::policy::Helpers;
 use crate::sys::process::{self, Facts};
 use crate::sys::sock_diag::{SockDiag, Transport};
 pub(crate) use actor::{package_code_label, Actor};
-use classify::{classify, label_from, Holder, Known, Registered, ToolId};
+use classify::{classify, label_from, label_from_pkg_info, Holder, Known, Registered, ToolId};
 
 /// Processes looked through for a socket, at most: a bound on the walk a
 /// fork bomb could otherwise make the gate do for each connection.
@@ -43,6 +43,9 @@ const MAX_ANCESTORS: usize = 64;
 /// User namespaces followed up from the holder's, at most (the kernel
 /// nests 32).
 const MAX_NAMESPACES: usize = 33;
+/// Bytes of an sdist's `PKG-INFO` read for its backend's name, at most:
+/// its header comes first.
+const MAX_PKG_INFO: u64 = 16 * 1024;
 /// Registrations kept, at most: each pins a namespace with a descriptor.
 const MAX_REGISTERED: usize = 4096;
 
@@ -192,6 +195,10 @@ impl Who {
                 f.exe.as_deref().and_then(Path::to_str),
                 cwd.as_deref().and_then(Path::to_str),
             )
+            .or_else(|| {
+                let text = process::read_in_cwd(f.pid, "PKG-INFO", MAX_PKG_INFO).ok()?;
+                label_from_pkg_info(&String::from_utf8_lossy(&text))
+            })
         });
         Ok(Holder {
             facts,

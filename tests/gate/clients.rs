@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::util::install;
-use crate::util::real_clients::{invocation, need, only_start, Client, CLIENT_TIMEOUT};
-use crate::util::{closed_port, command, require, Log, Outcome, Row, Running};
+use crate::util::real_clients::{self, invocation, need, only_start, Client, CLIENT_TIMEOUT};
+use crate::util::{closed_port, command, Log, Outcome, Row, Running};
 
 /// Asserts every egress row is an allowed tunnel to one of `hosts` on 443,
 /// and that there is at least one.
@@ -61,26 +61,8 @@ fn npm_args<'a>(cache: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
 /// A local package `NAME-1.0.0.tgz` with `scripts` (the JSON members of
 /// its `scripts` object) and `files` beside its package.json.
 fn npm_tarball(c: &Client, name: &str, scripts: &str, files: &[(&str, &str)]) -> PathBuf {
-    let pkg = c.dir(&format!("{name}/package"));
-    fs::write(
-        pkg.join("package.json"),
-        format!(r#"{{"name":"{name}","version":"1.0.0","scripts":{{{scripts}}}}}"#),
-    )
-    .unwrap();
-    for (file, text) in files {
-        fs::write(pkg.join(file), text).unwrap();
-    }
-    let tarball = c.tmp.path().join(format!("{name}-1.0.0.tgz"));
-    let tar = command(require("tar"))
-        .arg("czf")
-        .arg(&tarball)
-        .arg("-C")
-        .arg(c.tmp.path().join(name))
-        .arg("package")
-        .status()
-        .unwrap();
-    assert!(tar.success());
-    tarball
+    let manifest = format!(r#"{{"name":"{name}","version":"1.0.0","scripts":{{{scripts}}}}}"#);
+    real_clients::npm_tarball(c, name, &manifest, files)
 }
 
 #[test]

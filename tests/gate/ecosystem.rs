@@ -31,7 +31,7 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 use crate::util::install;
-use crate::util::real_clients::{invocation, need, only_start, Client};
+use crate::util::real_clients::{client_cmd, invocation, need, only_start, Client};
 use crate::util::{command, fetch_and_run_phases, Log, Outcome, Row};
 
 /// How a client's connections reached the gate.
@@ -61,61 +61,9 @@ impl Via {
     }
 }
 
-/// Variables of this machine that point clients at a local wheel cache, a
-/// registry or a proxy of its own: a test sets the ones it means.
-const MACHINE_SETTINGS: &[&str] = &[
-    "PIP_FIND_LINKS",
-    "PIP_INDEX_URL",
-    "PIP_EXTRA_INDEX_URL",
-    "PIP_NO_INDEX",
-    "PIP_PROXY",
-    "UV_INDEX_URL",
-    "UV_EXTRA_INDEX_URL",
-    "UV_DEFAULT_INDEX",
-    "UV_INDEX",
-    "UV_FIND_LINKS",
-    "PDM_PYPI_URL",
-    "NPM_CONFIG_REGISTRY",
-    "npm_config_registry",
-    "COREPACK_NPM_REGISTRY",
-    "YARN_NPM_REGISTRY_SERVER",
-    "GOPROXY",
-    "GOFLAGS",
-    "GOPATH",
-    "GOMODCACHE",
-    "GEM_HOME",
-    "GEM_PATH",
-    "BUNDLE_PATH",
-    "COMPOSER_HOME",
-    "GRADLE_USER_HOME",
-    "MAVEN_OPTS",
-    "JAVA_TOOL_OPTIONS",
-    "GRADLE_OPTS",
-    "DENO_DIR",
-    "BUN_INSTALL_CACHE_DIR",
-    "COREPACK_HOME",
-];
-
 /// The test's unlisted hosts: none is on any tool's allowlist.
 const UNLISTED_NPM: &str = "npm.example.net";
 const UNLISTED_PYPI: &str = "pypi.example.net";
-
-/// `program ARGS…` through its shim, in `dir`, with a fresh HOME (and XDG
-/// dirs under it) and none of the machine's own registry settings.
-fn client_cmd(c: &Client, dir: &Path, program: &str, args: &[&str]) -> Command {
-    let home = c.dir("home");
-    let mut cmd = c.cmd(program, args);
-    for var in MACHINE_SETTINGS {
-        cmd.env_remove(var);
-    }
-    cmd.current_dir(dir)
-        .env("HOME", &home)
-        .env("XDG_CACHE_HOME", home.join(".cache"))
-        .env("XDG_CONFIG_HOME", home.join(".config"))
-        .env("XDG_DATA_HOME", home.join(".local/share"))
-        .env("XDG_STATE_HOME", home.join(".local/state"));
-    cmd
-}
 
 /// A project dir holding `files` (name, contents).
 fn project(c: &Client, files: &[(&str, &str)]) -> PathBuf {

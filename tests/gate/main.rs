@@ -58,6 +58,12 @@
 //!   cleared environment, an orphan, a nested namespace, a pinned entry
 //!   for the registry's own package only, the project's own script, a
 //!   helper, a process outside the invocation; `check` and `audit`.
+//! - `who_clients`: who acted, with the real npm, pnpm, yarn 4, bun,
+//!   cargo, pip 26, uv and poetry: a worm's install script refused and
+//!   named (through the proxy, directly, through a nested npm), the
+//!   forging attempts, puppeteer's entry for the registry's puppeteer
+//!   only, the project's own postinstall, a build script, a build backend;
+//!   plain and strict, npm as nobody too (`#[ignore]`d).
 //! - `clients`: the real npm, pip, cargo, curl, aws and kubectl through
 //!   install.sh's shims, against the registries this machine reaches
 //!   (`#[ignore]`d: `.ci/run` runs them with `cargo test -- --ignored`).
@@ -105,3 +111,4 @@ mod shim;
 mod signals;
 mod strict;
 mod who;
+mod who_clients;
