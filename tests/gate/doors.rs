@@ -752,7 +752,15 @@ const OTHER_PROCESSES: Door = Door {
 const LEFTOVER: Door = Door {
     tries: |_| "setsid sleep \"$LEFTOVER\" </dev/null >/dev/null 2>&1 &\n".to_string(),
     saw: |room, out| {
-        let running = pids_running(&["sleep", &room.leftover]);
+        let mut running = pids_running(&["sleep", &room.leftover]);
+        if !room.shut() {
+            // The tool may exit before its background child has become
+            // `sleep`: wait for it to (a positive wait, bounded).
+            wait_until(WAIT, || {
+                running = pids_running(&["sleep", &room.leftover]);
+                !running.is_empty()
+            });
+        }
         if room.shut() {
             check!(
                 out,
