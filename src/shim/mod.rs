@@ -406,6 +406,7 @@ impl<'a> Started<'a> {
     /// tool starts, so that an orphan stays below it. Or why not: then
     /// every connection is judged as the tool's, and the start row says so.
     fn attribution(&self, in_namespace: Option<std::os::fd::OwnedFd>) -> Result<Arc<Who>, String> {
+        let sealed = in_namespace.is_some();
         let diag = match in_namespace {
             Some(fd) => SockDiag::from_fd(fd),
             None => SockDiag::open().map_err(|e| format!("no NETLINK_SOCK_DIAG socket: {e}"))?,
@@ -428,6 +429,7 @@ impl<'a> Started<'a> {
         };
         Ok(Arc::new(Who::new(crate::who::Setup {
             diag,
+            sealed,
             project,
             dependencies,
             program,

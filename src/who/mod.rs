@@ -58,6 +58,7 @@ pub(crate) const REGISTER_TARGET: &str = "register.cli-guard.invalid:1";
 #[derive(Debug)]
 pub(crate) struct Who {
     diag: SockDiag,
+    sealed: bool,
     /// The gate's own pid: everything the invocation started is below it.
     gate: i32,
     tool: Mutex<Option<ToolId>>,
@@ -87,6 +88,9 @@ pub(crate) struct Setup {
     /// The lookup socket: made in the tool's network namespace (strict
     /// mode), or here.
     pub(crate) diag: SockDiag,
+    /// `diag` is in the tool's own network namespace (strict mode): every
+    /// socket it finds is one of the invocation's processes'.
+    pub(crate) sealed: bool,
     pub(crate) project: PathBuf,
     pub(crate) dependencies: Vec<String>,
     pub(crate) program: Option<String>,
@@ -105,6 +109,7 @@ impl Who {
             );
         Who {
             diag: setup.diag,
+            sealed: setup.sealed,
             gate: std::process::id() as i32,
             tool: Mutex::new(None),
             own_exe,
@@ -178,11 +183,20 @@ impl Who {
             Err(e) => return Err(unknown(format!("the kernel did not say whose socket it is: {e}"))),
         };
         let (pid, above) = match self.find_holder(owner.inode) {
-            Some(pid) => (pid, false),
-            None => self
-                .find_above(owner.inode)
-                .map(|pid| (pid, true))
-                .ok_or_else(|| unknown("its socket is held by no process of this invocation".to_string()))?,
+            Ok(pid) => (pid, false),
+            Err(hidden) => match self.find_above(owner.inode) {
+                Some(pid) => (pid, true),
+                None => (self.hidden_cli_guard(&hidden).ok_or_else(|| {
+                    unknown(match hidden.is_empty() {
+                        true => "its socket is held by no process of this invocation".to_string(),
+                        false => format!(
+                            "its socket is held by no process of this invocation whose descriptors the gate may read \
+                             ({} hide theirs)",
+                            hidden.len()
+                        ),
+                    })
+                })?, false),
+            },
         };
         let facts = process::facts(pid)
             .ok_or_else(|| unknown(format!("pid {pid} was gone before the gate could look")))?;
@@ -212,11 +226,25 @@ impl Who {
     /// The pid holding the socket of `inode`: the tool's table first (its
     /// own connections are most of them), then every process below the
     /// gate, breadth first.
-    fn find_holder(&self, inode: u64) -> Option<i32> {
+    ///
+    /// If none does: the processes whose descriptors this user may not
+    /// read (a nested strict cli-guard makes itself non-dumpable, which
+    /// hides them from a gate without CAP_DAC_OVERRIDE).
+    fn find_holder(&self, inode: u64) -> Result<i32, Vec<i32>> {
+        let mut hidden = Vec::new();
+        let mut holds = |pid: i32| match process::holds_socket(pid, inode) {
+            Ok(held) => held,
+            Err(e) => {
+                if e.kind() == std::io::ErrorKind::PermissionDenied {
+                    hidden.push(pid);
+                }
+                false
+            }
+        };
         let tool = self.tool().map(|t| t.pid);
         if let Some(tool) = tool {
-            if process::holds_socket(tool, inode).unwrap_or(false) {
-                return Some(tool);
+            if holds(tool) {
+                return Ok(tool);
             }
         }
         let mut queue = std::collections::VecDeque::from(process::children(self.gate));
@@ -224,14 +252,27 @@ impl Who {
         while let Some(pid) = queue.pop_front() {
             seen += 1;
             if seen > MAX_CANDIDATES {
-                return None;
+                return Err(Vec::new());
             }
-            if Some(pid) != tool && process::holds_socket(pid, inode).unwrap_or(false) {
-                return Some(pid);
+            if Some(pid) != tool && holds(pid) {
+                return Ok(pid);
             }
             queue.extend(process::children(pid));
         }
-        None
+        Err(hidden)
+    }
+
+    /// The holder of a socket no readable process holds, in strict mode,
+    /// where every socket the lookup finds is one of the invocation's: the
+    /// one process that hides its descriptors, if it runs cli-guard (a
+    /// nested guarded tool's gate, non-dumpable to stay out of the reach of
+    /// what runs beside it). It is then judged by its ancestry as any
+    /// process is. Any other hidden process (a script can make itself
+    /// non-dumpable too) leaves the connection unknown.
+    fn hidden_cli_guard(&self, hidden: &[i32]) -> Option<i32> {
+        let [pid] = hidden else { return None };
+        let facts = process::facts(*pid)?;
+        (self.sealed && facts.exe_id.is_some() && facts.exe_id == self.own_exe).then_some(*pid)
     }
 
     /// Whether the connection `client` → `server` was made by a process
