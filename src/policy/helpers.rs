@@ -10,7 +10,8 @@
 //! only when the tool itself started them: pipx's, hatch's and pdm's own
 //! interpreter running pip in the environment they make (which then runs
 //! build backends as its children: package code), gradle's JVM (its
-//! single-use daemon), dotnet's build nodes. Not poetry's: poetry 2
+//! single-use daemon), dotnet's build nodes, bunx's own bun (which it
+//! runs to install the program into its cache). Not poetry's: poetry 2
 //! installs build dependencies in its own process, and the interpreter it
 //! starts is the build backend itself.
 
@@ -43,6 +44,7 @@ impl ToolPolicy {
             (Family::Python, "pipx" | "hatch" | "pdm") => PYTHON,
             (Family::Gradle, _) => &["java"],
             (_, "dotnet") => &["dotnet"],
+            (_, "bunx") => &["bun"],
             _ => &[],
         };
         let anywhere = match self.name {
@@ -75,6 +77,12 @@ mod tests {
             helpers("poetry").direct.is_empty(),
             "poetry's python children are build backends"
         );
+        assert_eq!(
+            helpers("bunx").direct,
+            ["bun"],
+            "bun.exe, as npm installs it, too"
+        );
+        assert!(helpers("bun").direct.is_empty());
         assert!(helpers("npm").anywhere.contains(&"git"));
         assert!(helpers("brew").anywhere.contains(&"curl"));
         assert!(!helpers("npm").anywhere.contains(&"curl"));

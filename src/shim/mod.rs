@@ -405,7 +405,11 @@ impl<'a> Started<'a> {
     /// its direct dependencies, and the shim made the subreaper of what the
     /// tool starts, so that an orphan stays below it. Or why not: then
     /// every connection is judged as the tool's, and the start row says so.
-    fn attribution(&self, in_namespace: Option<std::os::fd::OwnedFd>) -> Result<Arc<Who>, String> {
+    fn attribution(
+        &self,
+        in_namespace: Option<std::os::fd::OwnedFd>,
+        real_path: &std::path::Path,
+    ) -> Result<Arc<Who>, String> {
         let sealed = in_namespace.is_some();
         let diag = match in_namespace {
             Some(fd) => SockDiag::from_fd(fd),
@@ -430,6 +434,7 @@ impl<'a> Started<'a> {
         Ok(Arc::new(Who::new(crate::who::Setup {
             diag,
             sealed,
+            launcher: crate::who::version_manager_shim(real_path, |p| p.exists()),
             project,
             dependencies,
             program,
@@ -463,7 +468,7 @@ impl<'a> Started<'a> {
         terminal: Option<Terminal>,
         signals: SignalFd,
     ) -> Result<Ready<'a>, Failure> {
-        let who = self.attribution(launch.sockets.sock_diag.take());
+        let who = self.attribution(launch.sockets.sock_diag.take(), &real_path);
         Ok(Ready {
             launch,
             supervisor: Supervisor {

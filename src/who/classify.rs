@@ -17,6 +17,7 @@
 //! ancestor. What is neither below nor above is unknown.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use crate::policy::Helpers;
 use crate::sys::process::Facts;
@@ -28,6 +29,44 @@ pub(crate) struct ToolId {
     pub(crate) pid: i32,
     pub(crate) start: u64,
     pub(crate) userns: Option<u64>,
+    /// It runs a version manager's shim script, which may start the real
+    /// tool as its child rather than exec it ([`version_manager_shim`]).
+    pub(crate) launcher: bool,
+}
+
+/// Version managers whose shims are scripts in `ROOT/shims` run by
+/// `ROOT/libexec/NAME`. pyenv's runs pip as its child (its pip-rehash hook
+/// waits for pip, then makes shims for what pip installed).
+const VERSION_MANAGERS: &[&str] = &["pyenv", "rbenv", "nodenv", "goenv", "plenv", "jenv"];
+
+/// Whether `real_path` is a version manager's shim: `ROOT/shims/NAME`
+/// where `ROOT/libexec/MANAGER` `exists`. Pure but for `exists`.
+pub(crate) fn version_manager_shim(real_path: &Path, exists: impl Fn(&Path) -> bool) -> bool {
+    let Some(shims) = real_path.parent() else {
+        return false;
+    };
+    let Some(root) = shims
+        .parent()
+        .filter(|_| shims.file_name() == Some("shims".as_ref()))
+    else {
+        return false;
+    };
+    VERSION_MANAGERS
+        .iter()
+        .any(|manager| exists(&root.join("libexec").join(manager)))
+}
+
+/// Shells, which a version manager's shim script runs as (and starts for
+/// its own look-ups): never the real tool.
+const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "mksh"];
+
+fn is_shell(facts: &Facts) -> bool {
+    let name = facts
+        .exe
+        .as_ref()
+        .and_then(|exe| exe.file_name())
+        .and_then(|n| n.to_str());
+    name.is_some_and(|name| SHELLS.contains(&name))
 }
 
 /// A user namespace a script's wrapper registered: whose code runs in it.
@@ -70,9 +109,20 @@ pub(crate) struct Holder {
 }
 
 impl Known<'_> {
-    fn is_tool(&self, facts: &Facts) -> bool {
+    /// The process the shim spawned.
+    fn is_spawned(&self, facts: &Facts) -> bool {
         self.tool
             .is_some_and(|tool| tool.pid == facts.pid && tool.start == facts.start)
+    }
+
+    /// Whether `facts`, whose parent is `parent`, is the tool: the process
+    /// the shim spawned, or, where that runs a version manager's shim
+    /// script, a program other than a shell the script started itself.
+    fn is_tool(&self, facts: &Facts, parent: Option<&Facts>) -> bool {
+        self.is_spawned(facts)
+            || (self.tool.is_some_and(|tool| tool.launcher)
+                && parent.is_some_and(|p| self.is_spawned(p))
+                && !is_shell(facts))
     }
 
     /// Whether `facts` runs a helper program; `direct`: started by the
@@ -98,7 +148,7 @@ fn exe_of(facts: &Facts) -> Option<String> {
 pub(crate) fn classify(holder: &Holder, known: &Known<'_>) -> Actor {
     let facts = &holder.facts;
     let (pid, exe) = (facts.pid, exe_of(facts));
-    if known.is_tool(facts) {
+    if known.is_tool(facts, holder.ancestors.first()) {
         return Actor::Tool {
             pid,
             exe,
@@ -128,7 +178,9 @@ pub(crate) fn classify(holder: &Holder, known: &Known<'_>) -> Actor {
     if holder.above {
         return Actor::Caller { pid, exe };
     }
-    let Some(below) = holder.ancestors.iter().position(|a| known.is_tool(a)) else {
+    let Some(below) = (0..holder.ancestors.len())
+        .position(|i| known.is_tool(&holder.ancestors[i], holder.ancestors.get(i + 1)))
+    else {
         return Actor::Unknown {
             pid: Some(pid),
             exe,
@@ -241,6 +293,7 @@ mod tests {
                 pid: 10,
                 start: 100,
                 userns: Some(TOOL_NS),
+                launcher: false,
             }),
             own_exe: Some((1, 999)),
             registered,
@@ -279,6 +332,52 @@ mod tests {
             classify(&holder(reused, vec![], vec![TOOL_NS]), &known(&none)),
             Actor::Unknown { .. }
         ));
+    }
+
+    #[test]
+    fn behind_a_version_managers_shim_the_program_it_starts_is_the_tool_and_its_children_are_not() {
+        let none = HashMap::new();
+        let mut known = known(&none);
+        known.tool = known.tool.map(|t| ToolId { launcher: true, ..t });
+        // pyenv's shim runs as bash (the spawned pid), then pip as its child.
+        let shim = facts(10, 1, "/usr/bin/bash", TOOL_NS);
+        let pip = facts(11, 10, "/root/.pyenv/versions/3.12/bin/python3.12", TOOL_NS);
+        let lookup = facts(12, 10, "/usr/bin/bash", TOOL_NS);
+        let backend = facts(13, 11, "/root/.pyenv/versions/3.12/bin/python3.12", TOOL_NS);
+        assert!(matches!(
+            classify(&holder(pip.clone(), vec![shim.clone()], vec![TOOL_NS]), &known),
+            Actor::Tool { pid: 11, .. }
+        ));
+        assert!(matches!(
+            classify(&holder(lookup, vec![shim.clone()], vec![TOOL_NS]), &known),
+            Actor::Package { pid: 12, .. }
+        ));
+        assert!(matches!(
+            classify(
+                &holder(backend.clone(), vec![pip.clone(), shim.clone()], vec![TOOL_NS]),
+                &known
+            ),
+            Actor::Package { pid: 13, .. }
+        ));
+        // Without the shim, the child is not the tool.
+        known.tool = known.tool.map(|t| ToolId { launcher: false, ..t });
+        assert!(matches!(
+            classify(&holder(pip, vec![shim], vec![TOOL_NS]), &known),
+            Actor::Package { pid: 11, .. }
+        ));
+    }
+
+    #[test]
+    fn a_version_managers_shim_is_found_by_its_root() {
+        let pyenv = |p: &Path| p == Path::new("/home/u/.pyenv/libexec/pyenv");
+        assert!(version_manager_shim(Path::new("/home/u/.pyenv/shims/pip"), pyenv));
+        assert!(!version_manager_shim(Path::new("/home/u/.pyenv/bin/pip"), pyenv));
+        assert!(!version_manager_shim(Path::new("/usr/bin/pip"), pyenv));
+        assert!(!version_manager_shim(
+            Path::new("/home/u/.local/share/mise/shims/pip"),
+            pyenv
+        ));
+        assert!(!version_manager_shim(Path::new("pip"), pyenv));
     }
 
     #[test]

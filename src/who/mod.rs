@@ -33,6 +33,7 @@ use crate::policy::Helpers;
 use crate::sys::process::{self, Facts};
 use crate::sys::sock_diag::{SockDiag, Transport};
 pub(crate) use actor::{package_code_label, Actor};
+pub(crate) use classify::version_manager_shim;
 use classify::{classify, label_from, label_from_pkg_info, Holder, Known, Registered, ToolId};
 
 /// Processes looked through for a socket, at most: a bound on the walk a
@@ -59,6 +60,7 @@ pub(crate) const REGISTER_TARGET: &str = "register.cli-guard.invalid:1";
 pub(crate) struct Who {
     diag: SockDiag,
     sealed: bool,
+    launcher: bool,
     /// The gate's own pid: everything the invocation started is below it.
     gate: i32,
     tool: Mutex<Option<ToolId>>,
@@ -91,6 +93,9 @@ pub(crate) struct Setup {
     /// `diag` is in the tool's own network namespace (strict mode): every
     /// socket it finds is one of the invocation's processes'.
     pub(crate) sealed: bool,
+    /// The real tool is a version manager's shim script, which may run the
+    /// tool as its child ([`version_manager_shim`]).
+    pub(crate) launcher: bool,
     pub(crate) project: PathBuf,
     pub(crate) dependencies: Vec<String>,
     pub(crate) program: Option<String>,
@@ -110,6 +115,7 @@ impl Who {
         Who {
             diag: setup.diag,
             sealed: setup.sealed,
+            launcher: setup.launcher,
             gate: std::process::id() as i32,
             tool: Mutex::new(None),
             own_exe,
@@ -130,6 +136,7 @@ impl Who {
             pid,
             start: facts.start,
             userns: facts.userns,
+            launcher: self.launcher,
         });
         *lock(&self.tool) = tool;
     }
