@@ -148,18 +148,22 @@ fn tool_lines(tool: &ToolPolicy) -> Vec<String> {
         ));
         let helpers = tool.helpers();
         let mut run_by = helpers.anywhere.join(", ");
-        if !helpers.direct.is_empty() {
+        let mut direct: Vec<&str> = helpers.direct.to_vec();
+        if helpers.itself {
+            direct.insert(0, "its own executable");
+        }
+        if !direct.is_empty() {
             run_by.push_str(&format!(
                 " (and, started by {} itself: {})",
                 tool.name,
-                helpers.direct.join(", ")
+                direct.join(", ")
             ));
         }
         lines.push(row(
             "",
             "",
             &format!(
-                "the allowlist is {}'s own and its helpers' ({run_by}); anything else it starts is package code",
+                "the allowlist is {}'s own and its helpers' (the files PATH finds for {run_by}); anything else it starts is package code",
                 tool.name
             ),
         ));
@@ -273,7 +277,7 @@ mod tests {
             [
                 "npm        enforce  registry.npmjs.org:443",
                 "                    strict (isolated in a network namespace where the kernel allows)",
-                "                    the allowlist is npm's own and its helpers' (git, git-remote-https, git-remote-http); \
+                "                    the allowlist is npm's own and its helpers' (the files PATH finds for git, git-remote-https, git-remote-http); \
                  anything else it starts is package code",
                 "npm        observe  when running the project's code: \
                  run, run-script, rum, urn, start, test, t, tst, stop, restart (not isolated)",

@@ -435,10 +435,11 @@ impl<'a> Started<'a> {
             diag,
             sealed,
             launcher: crate::who::version_manager_shim(real_path, |p| p.exists()),
+            hooked: script_shell::hooked(self.split.policy),
             project,
             dependencies,
             program,
-            helpers: self.split.policy.helpers(),
+            helpers: crate::who::resolve_helpers(self.split.policy.helpers(), self.env.path()),
         })))
     }
 

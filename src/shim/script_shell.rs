@@ -39,6 +39,12 @@ const REGISTER_TIMEOUT: Duration = Duration::from_secs(5);
 /// The tools whose scripts run through the hook: npm's and pnpm's.
 const HOOKED: &[&str] = &["npm", "npx", "pnpm", "pnpx", "pnx"];
 
+/// Whether the tool of `policy` runs its scripts through the hook, so
+/// that its scripts' wrappers may register with its gate.
+pub(super) fn hooked(policy: &ToolPolicy) -> bool {
+    policy.family == Family::Node && HOOKED.contains(&policy.name)
+}
+
 /// The variables that make cli-guard (`exe`) the script shell of a tool of
 /// `policy`, remembering the user's own; none for a tool without the hook.
 pub(super) fn script_hook_env(
@@ -46,7 +52,7 @@ pub(super) fn script_hook_env(
     exe: &OsStr,
     env: &BTreeMap<OsString, OsString>,
 ) -> Vec<(OsString, OsString)> {
-    if policy.family != Family::Node || !HOOKED.contains(&policy.name) {
+    if !hooked(policy) {
         return Vec::new();
     }
     // Never cli-guard itself: that would be a loop.

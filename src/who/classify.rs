@@ -19,7 +19,6 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use crate::policy::Helpers;
 use crate::sys::process::Facts;
 use crate::who::actor::{Actor, Package};
 
@@ -77,20 +76,31 @@ pub(crate) struct Registered {
     pub(crate) project: bool,
 }
 
+/// A file's identity: device and inode.
+pub(crate) type FileId = (u64, u64);
+
+/// A tool's helpers as the files they run, resolved before the tool runs
+/// (`policy::Helpers` names them; `who::resolve_helpers` finds them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct HelperFiles {
+    pub(crate) anywhere: Vec<FileId>,
+    pub(crate) direct: Vec<FileId>,
+    /// The tool's own executable, started by the tool, is a helper.
+    pub(crate) itself: bool,
+}
+
 /// What the gate knows of its invocation.
 #[derive(Debug)]
 pub(crate) struct Known<'a> {
     pub(crate) tool: Option<ToolId>,
-    /// cli-guard's own executable (device, inode): a nested guarded tool.
-    pub(crate) own_exe: Option<(u64, u64)>,
     pub(crate) registered: &'a HashMap<u64, Registered>,
     /// The project's direct dependencies, whose entries speak for its
     /// own scripts.
     pub(crate) dependencies: &'a [String],
     /// A fetch and run's run phase: the program's package.
     pub(crate) program: Option<&'a str>,
-    /// The tool's helper programs (`policy::Helpers`).
-    pub(crate) helpers: Helpers,
+    /// The tool's helper programs, as files.
+    pub(crate) helpers: &'a HelperFiles,
 }
 
 /// The process that holds the socket.
@@ -125,18 +135,14 @@ impl Known<'_> {
                 && !is_shell(facts))
     }
 
-    /// Whether `facts` runs a helper program; `direct`: started by the
-    /// tool itself, where the tool's direct helpers count too.
-    fn is_helper(&self, facts: &Facts, direct: bool) -> bool {
-        let own = facts.exe_id.is_some() && facts.exe_id == self.own_exe;
-        let name = facts
-            .exe
-            .as_ref()
-            .and_then(|exe| exe.file_name())
-            .and_then(|name| name.to_str())
-            .unwrap_or("");
-        own || self.helpers.anywhere.contains(&name)
-            || (direct && self.helpers.direct.iter().any(|prefix| name.starts_with(prefix)))
+    /// Whether `facts` runs a helper program (by the file it runs, never
+    /// its name); `direct`: started by the tool itself (whose executable
+    /// is `tool_exe`), where the tool's direct helpers count too.
+    fn is_helper(&self, facts: &Facts, direct: bool, tool_exe: Option<FileId>) -> bool {
+        let Some(exe) = facts.exe_id else { return false };
+        self.helpers.anywhere.contains(&exe)
+            || (direct
+                && (self.helpers.direct.contains(&exe) || (self.helpers.itself && tool_exe == Some(exe))))
     }
 }
 
@@ -196,7 +202,7 @@ pub(crate) fn classify(holder: &Holder, known: &Known<'_>) -> Actor {
     let helpers = chain
         .iter()
         .enumerate()
-        .all(|(i, f)| known.is_helper(f, i + 1 == chain.len()));
+        .all(|(i, f)| known.is_helper(f, i + 1 == chain.len(), holder.ancestors[below].exe_id));
     if in_tool_ns && helpers {
         return Actor::Helper { pid, exe };
     }
@@ -274,15 +280,33 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
 
+    /// A file's identity in these tests: one per path.
+    fn file(path: &str) -> FileId {
+        (
+            1,
+            path.bytes()
+                .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))),
+        )
+    }
+
     fn facts(pid: i32, ppid: i32, exe: &str, userns: u64) -> Facts {
         Facts {
             pid,
             ppid,
             start: u64::try_from(pid).unwrap_or(0) * 10,
             exe: Some(PathBuf::from(exe)),
-            exe_id: Some((1, u64::try_from(pid).unwrap_or(0))),
+            exe_id: Some(file(exe)),
             userns: Some(userns),
         }
+    }
+
+    /// npm's helpers as found on PATH: git and its https transport.
+    fn npm_helpers() -> &'static HelperFiles {
+        Box::leak(Box::new(HelperFiles {
+            anywhere: vec![file("/usr/bin/git"), file("/usr/lib/git-core/git-remote-https")],
+            direct: vec![],
+            itself: false,
+        }))
     }
 
     const TOOL_NS: u64 = 100;
@@ -295,13 +319,10 @@ mod tests {
                 userns: Some(TOOL_NS),
                 launcher: false,
             }),
-            own_exe: Some((1, 999)),
             registered,
             dependencies: &[],
             program: None,
-            helpers: crate::policy::lookup("npm")
-                .unwrap_or_else(|| panic!("npm is pinned"))
-                .helpers(),
+            helpers: npm_helpers(),
         }
     }
 
@@ -397,15 +418,56 @@ mod tests {
             classify(&by_script, &known(&none)),
             Actor::Package { package: None, .. }
         ));
-        // A nested cli-guard (same executable) is a helper too.
+        // A nested cli-guard is no helper: judged as what started it.
         let nested = facts(13, 10, "/opt/cli-guard", TOOL_NS);
-        let nested = Facts {
-            exe_id: Some((1, 999)),
-            ..nested
-        };
         assert!(matches!(
             classify(&holder(nested, vec![tool()], vec![TOOL_NS]), &known(&none)),
-            Actor::Helper { .. }
+            Actor::Package { .. }
+        ));
+    }
+
+    #[test]
+    fn a_helper_is_the_file_found_on_path_not_a_program_named_like_it() {
+        let none = HashMap::new();
+        // A build script's copy of curl named git, started by the tool.
+        let copy = facts(11, 10, "/tmp/x/git", TOOL_NS);
+        assert!(matches!(
+            classify(&holder(copy, vec![tool()], vec![TOOL_NS]), &known(&none)),
+            Actor::Package { pid: 11, .. }
+        ));
+    }
+
+    #[test]
+    fn the_tools_own_executable_started_by_it_is_a_helper_only_where_pinned() {
+        let none = HashMap::new();
+        let pipx = facts(10, 1, "/usr/bin/python3.12", TOOL_NS);
+        let pip = facts(11, 10, "/usr/bin/python3.12", TOOL_NS);
+        let backend = facts(12, 11, "/usr/bin/python3.12", TOOL_NS);
+        let other = facts(13, 10, "/usr/bin/python3.11", TOOL_NS);
+        let mut known = known(&none);
+        known.helpers = Box::leak(Box::new(HelperFiles {
+            itself: true,
+            ..HelperFiles::default()
+        }));
+        assert!(matches!(
+            classify(&holder(pip.clone(), vec![pipx.clone()], vec![TOOL_NS]), &known),
+            Actor::Helper { pid: 11, .. }
+        ));
+        assert!(matches!(
+            classify(
+                &holder(backend, vec![pip.clone(), pipx.clone()], vec![TOOL_NS]),
+                &known
+            ),
+            Actor::Package { pid: 12, .. }
+        ));
+        assert!(matches!(
+            classify(&holder(other, vec![pipx.clone()], vec![TOOL_NS]), &known),
+            Actor::Package { pid: 13, .. }
+        ));
+        known.helpers = npm_helpers();
+        assert!(matches!(
+            classify(&holder(pip, vec![pipx], vec![TOOL_NS]), &known),
+            Actor::Package { pid: 11, .. }
         ));
     }
 

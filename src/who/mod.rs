@@ -34,7 +34,8 @@ use crate::sys::process::{self, Facts};
 use crate::sys::sock_diag::{SockDiag, Transport};
 pub(crate) use actor::{package_code_label, Actor};
 pub(crate) use classify::version_manager_shim;
-use classify::{classify, label_from, label_from_pkg_info, Holder, Known, Registered, ToolId};
+pub(crate) use classify::HelperFiles;
+use classify::{classify, label_from, label_from_pkg_info, FileId, Holder, Known, Registered, ToolId};
 
 /// Processes looked through for a socket, at most: a bound on the walk a
 /// fork bomb could otherwise make the gate do for each connection.
@@ -61,6 +62,7 @@ pub(crate) struct Who {
     diag: SockDiag,
     sealed: bool,
     launcher: bool,
+    hooked: bool,
     /// The gate's own pid: everything the invocation started is below it.
     gate: i32,
     tool: Mutex<Option<ToolId>>,
@@ -73,7 +75,7 @@ pub(crate) struct Who {
     program: Option<String>,
     registered: Mutex<Ledger>,
     seq: AtomicU32,
-    helpers: Helpers,
+    helpers: HelperFiles,
 }
 
 /// The registered namespaces, each pinned by a descriptor (an inode number
@@ -82,6 +84,52 @@ pub(crate) struct Who {
 struct Ledger {
     by_ns: HashMap<u64, Registered>,
     pins: Vec<OwnedFd>,
+}
+
+/// The files `helpers` names, as the tool would find them on `path`
+/// (the first of each name; git's transports in the `git-core` directory
+/// beside the git found), before the tool or anything it starts runs.
+pub(crate) fn resolve_helpers(helpers: Helpers, path: &std::ffi::OsStr) -> HelperFiles {
+    let dirs: Vec<PathBuf> = std::env::split_paths(path).filter(|d| d.is_absolute()).collect();
+    let git_core: Vec<PathBuf> = first_on(&dirs, "git")
+        .and_then(|git| git.canonicalize().ok())
+        .and_then(|git| Some(git.parent()?.parent()?.to_path_buf()))
+        .map(|prefix| vec![prefix.join("lib/git-core"), prefix.join("libexec/git-core")])
+        .unwrap_or_default();
+    let files = |names: &[&str]| -> Vec<FileId> {
+        names
+            .iter()
+            .flat_map(|name| {
+                let mut found: Vec<PathBuf> = first_on(&dirs, name).into_iter().collect();
+                if name.starts_with("git-") {
+                    found.extend(git_core.iter().map(|dir| dir.join(name)));
+                }
+                found
+            })
+            .filter_map(|file| file_id(&file))
+            .collect()
+    };
+    HelperFiles {
+        anywhere: files(helpers.anywhere),
+        direct: files(helpers.direct),
+        itself: helpers.itself,
+    }
+}
+
+/// The first executable regular file `name` in `dirs`.
+fn first_on(dirs: &[PathBuf], name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    dirs.iter().map(|dir| dir.join(name)).find(|file| {
+        std::fs::metadata(file).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
+}
+
+fn file_id(file: &Path) -> Option<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(file)
+        .ok()
+        .filter(std::fs::Metadata::is_file)
+        .map(|m| (m.dev(), m.ino()))
 }
 
 /// What the gate learns when it sets up.
@@ -96,10 +144,13 @@ pub(crate) struct Setup {
     /// The real tool is a version manager's shim script, which may run the
     /// tool as its child ([`version_manager_shim`]).
     pub(crate) launcher: bool,
+    /// The tool runs its scripts through cli-guard's hook (npm, pnpm):
+    /// only then may a script's wrapper register.
+    pub(crate) hooked: bool,
     pub(crate) project: PathBuf,
     pub(crate) dependencies: Vec<String>,
     pub(crate) program: Option<String>,
-    pub(crate) helpers: Helpers,
+    pub(crate) helpers: HelperFiles,
 }
 
 impl Who {
@@ -116,6 +167,7 @@ impl Who {
             diag: setup.diag,
             sealed: setup.sealed,
             launcher: setup.launcher,
+            hooked: setup.hooked,
             gate: std::process::id() as i32,
             tool: Mutex::new(None),
             own_exe,
@@ -162,11 +214,10 @@ impl Who {
         let ledger = lock(&self.registered);
         let known = Known {
             tool: self.tool(),
-            own_exe: self.own_exe,
             registered: &ledger.by_ns,
             dependencies: &self.dependencies,
             program: self.program.as_deref(),
-            helpers: self.helpers,
+            helpers: &self.helpers,
         };
         classify(holder, &known)
     }
@@ -320,10 +371,14 @@ impl Who {
     /// A script's wrapper registering its fresh user namespace, from its
     /// connection `client` → `server`: it must run cli-guard itself, in a
     /// namespace nobody registered, made directly under the tool's, and be
-    /// started by the tool or one of its helpers (not by package code).
+    /// started by the tool itself, one that runs its scripts through the
+    /// hook (npm, pnpm).
     /// Then its environment and directory, as its package manager set
     /// them, say whose script it runs. Returns that package, or why not.
     pub(crate) fn register(&self, client: SocketAddr, server: SocketAddr) -> Result<Registered, String> {
+        if !self.hooked {
+            return Err("this tool does not run its scripts through cli-guard's hook".to_string());
+        }
         let holder = self.holder(Transport::Tcp, client, server)?;
         let facts = &holder.facts;
         if facts.exe_id.is_none() || facts.exe_id != self.own_exe {
@@ -345,8 +400,11 @@ impl Who {
             label: None,
             above: false,
         };
-        if self.classify(&parent_holder).is_package_code() {
-            return Err("it was started by package code, not by the tool".to_string());
+        // npm and pnpm start a script's shell themselves: anything else
+        // (a helper, package code) that runs cli-guard as a wrapper is
+        // forging one.
+        if !matches!(self.classify(&parent_holder), Actor::Tool { .. }) {
+            return Err("it was not started by the tool itself".to_string());
         }
         let env = process::environ(facts.pid).map_err(|e| format!("its environment cannot be read: {e}"))?;
         let cwd = process::cwd(facts.pid).map_err(|e| format!("its directory cannot be read: {e}"))?;

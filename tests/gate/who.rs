@@ -206,6 +206,51 @@ fn a_forged_name_a_cleared_environment_an_orphan_and_a_nested_namespace_stay_the
     );
 }
 
+/// cargo runs no script through cli-guard's hook, so nothing below it may
+/// register as a script's wrapper: a build script that runs cli-guard with
+/// the hook's variable and puppeteer's name, from a directory named for
+/// puppeteer, as its direct child, is refused and stays cargo's package
+/// code, never verified as puppeteer (whose entry allows its host).
+#[test]
+fn below_a_tool_without_the_hook_a_forged_wrapper_cannot_register() {
+    let up = Upstream::echo();
+    let g = Sandbox::new();
+    // cli-guard's own binary, as a script finds it behind any shim.
+    let wrapper = fs::canonicalize(g.shim("npm")).unwrap();
+    let body = format!(
+        "export S\nmkdir -p node_modules/puppeteer && cd node_modules/puppeteer\n\
+         CLI_GUARD_EXEC_HOOK='{{\"phase\":\"script\",\"shell\":null}}' npm_package_name=puppeteer \
+         npm_package_version=24.43.1 npm_lifecycle_event=postinstall npm_package_resolved={REGISTRY_URL} \
+         '{wrapper}' -c '{net} proxy-echo storage.googleapis.com 443 16 > \"$S/forged\"'\nexit 0\n",
+        wrapper = wrapper.display(),
+        net = g.net(),
+    );
+    g.tool("cargo", &body);
+    let mut cmd = g.shim_cmd("cargo", ["build"]);
+    Sandbox::strict(&mut cmd, "off");
+    cmd.env(
+        "CLI_GUARD_RESOLVE",
+        Sandbox::resolve(&[("storage.googleapis.com:443", up.addr)]),
+    );
+    let out = g.run(cmd);
+    out.expect_code(0);
+    check_eq!(out, g.step(&out, "forged")["status"], 403, "refused");
+    check_eq!(out, up.accepted(), 0, "nothing reached storage.googleapis.com");
+    let log = g.log();
+    let refused = log.rows().kind("egress").filter("a refused registration", |r| {
+        r["reason"]
+            .as_str()
+            .is_some_and(|why| why.contains("does not run its scripts through cli-guard's hook"))
+    });
+    check_eq!(out, refused.len(), 1, "the registration refused:\n{log}");
+    let rows = log.rows().kind("egress").host("storage.googleapis.com");
+    check!(
+        out,
+        rows.len() == 1 && rows[0]["decision"] == "deny" && rows[0]["process"]["verified"] != true,
+        "named from its directory at most, never verified as puppeteer: {rows:?}"
+    );
+}
+
 fn puppeteer(resolved: &str) -> Script<'_> {
     Script {
         name: "puppeteer",
@@ -298,14 +343,20 @@ fn the_projects_own_script_gets_its_dependencies_entries_never_the_registry() {
 fn a_helper_started_by_the_tool_fetches_as_the_tool_and_the_same_program_from_a_script_does_not() {
     let up = Upstream::echo();
     let g = Sandbox::new();
-    // A program named git: a helper of npm's when npm starts it.
-    let bin = g.dir("bin");
-    fs::copy(g.net(), bin.join("git")).unwrap();
-    let git = bin.join("git");
-    let git = git.to_str().unwrap();
-    let script = format!("{git} proxy-echo registry.npmjs.org 443 16 > $S/by-script");
-    let by_npm = format!("{git} proxy-echo registry.npmjs.org 443 16 > \"$S/by-npm\"\nexit 0\n");
-    fake_npm(&g, &[worm(&script)], &by_npm);
+    // The git PATH finds (in the fake tools' directory): a helper of npm's
+    // when npm starts it.
+    fs::copy(g.net(), g.real.join("git")).unwrap();
+    // The same program, copied to a writable place under the same name, as
+    // a build script would to pass for git.
+    let copy = g.dir("copy").join("git");
+    fs::copy(g.net(), &copy).unwrap();
+    let copy = copy.to_str().unwrap();
+    let script = "git proxy-echo registry.npmjs.org 443 16 > $S/by-script";
+    let by_npm = format!(
+        "git proxy-echo registry.npmjs.org 443 16 > \"$S/by-npm\"\n\
+         {copy} proxy-echo registry.npmjs.org 443 16 > \"$S/copy-by-npm\"\nexit 0\n"
+    );
+    fake_npm(&g, &[worm(script)], &by_npm);
     let out = install(&g, "off", &[(NPM_REGISTRY, up.addr)]);
     check_eq!(out, g.step(&out, "by-npm")["status"], 200, "git run by npm");
     check_eq!(
@@ -313,6 +364,12 @@ fn a_helper_started_by_the_tool_fetches_as_the_tool_and_the_same_program_from_a_
         g.step(&out, "by-script")["status"],
         403,
         "git run by a script"
+    );
+    check_eq!(
+        out,
+        g.step(&out, "copy-by-npm")["status"],
+        403,
+        "a program named git that is not the git PATH finds, run by npm"
     );
     let log = g.log();
     let helper = log
