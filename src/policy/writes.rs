@@ -426,7 +426,8 @@ pub(crate) const PYTHON: &[Place] = &[
 ];
 
 /// cargo: the project (and its target directory), temp, the registry and
-/// git caches; all of CARGO_HOME for `cargo install`.
+/// git caches; CARGO_HOME for `cargo install`, but for the files
+/// [`kept_files`] names.
 pub(crate) const CARGO: &[Place] = &[
     Place::at(Base::Project, ""),
     Place::at(Base::Temp, ""),
@@ -437,6 +438,40 @@ pub(crate) const CARGO: &[Place] = &[
     Place::global(Base::CargoHome, ""),
     Place::global(Base::Option(&["--root"]), ""),
 ];
+
+/// The files in `$CARGO_HOME` that `cargo install` (which may write the
+/// rest of it) must leave as they are: rustup's `env` scripts, which the
+/// user's start-up files source, and cargo's configuration and
+/// credentials, which every later build reads.
+const CARGO_HOME_KEPT: &[&str] = &[
+    "env",
+    "env.fish",
+    "env.nu",
+    "config",
+    "config.toml",
+    "credentials",
+    "credentials.toml",
+];
+
+/// The files that stay read-only inside a place `tool` may write (for a
+/// global install: `global`), where `var` reads the environment. Pure.
+pub(crate) fn kept_files(
+    tool: &str,
+    global: bool,
+    var: &dyn Fn(&str) -> Option<String>,
+    home: Option<&Path>,
+) -> Vec<PathBuf> {
+    if tool != "cargo" || !global {
+        return Vec::new();
+    }
+    let cargo_home = var("CARGO_HOME")
+        .filter(|h| h.starts_with('/'))
+        .map(PathBuf::from)
+        .or_else(|| home.map(|h| h.join(".cargo")));
+    cargo_home
+        .map(|dir| CARGO_HOME_KEPT.iter().map(|file| dir.join(file)).collect())
+        .unwrap_or_default()
+}
 
 /// go: the project, temp, the module and build caches; GOBIN for
 /// `go install`.
@@ -675,6 +710,19 @@ mod tests {
         assert_eq!(interpreter_prefix("#!/usr/bin/env python3"), None);
         assert_eq!(interpreter_prefix("#!/bin/sh"), None);
         assert_eq!(interpreter_prefix("\u{7f}ELF"), None);
+    }
+
+    #[test]
+    fn cargo_install_keeps_rustups_env_and_cargos_config() {
+        let var = |name: &str| (name == "CARGO_HOME").then(|| "/opt/cargo".to_string());
+        let kept = kept_files("cargo", true, &var, Some(Path::new("/home/u")));
+        assert!(kept.contains(&PathBuf::from("/opt/cargo/env")));
+        assert!(kept.contains(&PathBuf::from("/opt/cargo/config.toml")));
+        let none = |_: &str| None;
+        assert!(kept_files("cargo", true, &none, Some(Path::new("/home/u")))
+            .contains(&PathBuf::from("/home/u/.cargo/env")));
+        assert!(kept_files("cargo", false, &none, Some(Path::new("/home/u"))).is_empty());
+        assert!(kept_files("npm", true, &none, Some(Path::new("/home/u"))).is_empty());
     }
 
     #[test]

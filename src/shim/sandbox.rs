@@ -144,10 +144,15 @@ pub(super) fn write_layer(inv: &Invocation<'_>) -> Result<(Mounts, WritePlan), S
     let log_dir = env
         .audit_log_path()
         .and_then(|log| log.parent().map(Path::to_path_buf));
+    // Files a shell or a later build runs that sit directly in a place a
+    // global install writes (`cargo install`: $CARGO_HOME/env, which
+    // rustup's ~/.profile sources, and cargo's config): pinned as they are.
+    let kept = writes::kept_files(inv.policy.name, global, &var, home.as_deref());
     let protected: Vec<PathBuf> = [home.clone(), exe, log_dir, Some(PathBuf::from("/etc"))]
         .into_iter()
         .flatten()
         .chain(inv.shim_dirs.iter().cloned())
+        .chain(kept)
         .filter_map(|p| p.canonicalize().ok())
         .collect();
     let plan = plan_writes(writable, &protected);

@@ -1179,3 +1179,50 @@ fn a_script_cannot_relay_rows_into_the_log() {
         );
     }
 }
+
+/// `cargo install` may write `$CARGO_HOME` (its `bin/`, its records), but a
+/// build script in it cannot change rustup's `env`, which the user's
+/// `~/.profile` sources, nor cargo's config, which every later build reads.
+#[test]
+fn cargo_install_writes_its_bin_but_not_rustups_env_or_cargos_config() {
+    let g = Sandbox::new();
+    let cargo_home = g.home.join(".cargo");
+    fs::create_dir_all(cargo_home.join("bin")).unwrap();
+    fs::write(cargo_home.join("env"), "# rustup\n").unwrap();
+    fs::write(cargo_home.join("config.toml"), "# mine\n").unwrap();
+    let mut body = String::new();
+    body += &attempt("cargo-home", "bin", "echo x >\"$HOME/.cargo/bin/installed\"");
+    body += &attempt("cargo-home", "env", "echo evil >>\"$HOME/.cargo/env\"");
+    body += &attempt(
+        "cargo-home",
+        "env-aside",
+        "mv \"$HOME/.cargo/env\" \"$HOME/.cargo/env.old\"",
+    );
+    body += &attempt(
+        "cargo-home",
+        "config",
+        "echo '[build]' >>\"$HOME/.cargo/config.toml\"",
+    );
+    // The build script is a process below cargo, as a real one is.
+    g.tool(
+        "cargo",
+        &format!("export S\nsh -c '{}'\nexit 0\n", body.replace('\'', "'\\''")),
+    );
+    let mut cmd = g.shim_cmd("cargo", ["install", "x"]);
+    Sandbox::strict(&mut cmd, "auto");
+    let out = g.run(cmd);
+    out.expect_code(0);
+    let did: Vec<String> = g
+        .state_text("cargo-home")
+        .lines()
+        .filter(|l| l.starts_with("did"))
+        .map(str::to_string)
+        .collect();
+    check_eq!(out, did, ["did bin"], "only bin/ was written");
+    check_eq!(
+        out,
+        fs::read_to_string(cargo_home.join("env")).unwrap(),
+        "# rustup\n",
+        "env unchanged"
+    );
+}
