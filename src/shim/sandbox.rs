@@ -158,14 +158,35 @@ pub(super) fn write_layer(inv: &Invocation<'_>) -> Result<(Mounts, WritePlan), S
     let plan = plan_writes(writable, &protected);
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let cwd = cwd.canonicalize().unwrap_or(cwd);
+    let hidden = env
+        .audit_log_path()
+        .and_then(|log| hidden_log_dir(&log, &plan.writable, &cwd));
     let mounts = Mounts::new(
         &plan.writable,
         &plan.pins,
+        hidden.as_deref(),
         &mounts::mount_points(&mountinfo),
         &cwd,
     )
     .map_err(|e| format!("cannot prepare the mounts: {e}"))?;
     Ok((mounts, plan))
+}
+
+/// The audit log's directory, to be hidden from the tool, if it holds
+/// nothing but the log's own files (`audit.jsonl`, its rotations, lock
+/// and spool) and no writable place or the working directory is in it.
+/// I/O: reads the directory.
+fn hidden_log_dir(log: &Path, writable: &[PathBuf], cwd: &Path) -> Option<PathBuf> {
+    let dir = log.parent()?.canonicalize().ok()?;
+    let name = log.file_name()?.to_str()?;
+    if kernel_or_root(&dir) || cwd.starts_with(&dir) || writable.iter().any(|w| w.starts_with(&dir)) {
+        return None;
+    }
+    let only_the_logs = std::fs::read_dir(&dir)
+        .ok()?
+        .take(64)
+        .all(|e| e.is_ok_and(|e| e.file_name().to_str().is_some_and(|n| n.starts_with(name))));
+    only_the_logs.then_some(dir)
 }
 
 /// The first component of `path` (itself included) that is a symlink and
@@ -254,7 +275,7 @@ pub(crate) fn probe() -> (Result<(), NamespaceError>, BTreeMap<Layer, String>) {
         pid: true,
         ..Layers::default()
     };
-    match Mounts::new(&[tmp], &[], &mounts::mount_points(&mountinfo), &cwd) {
+    match Mounts::new(&[tmp], &[], None, &mounts::mount_points(&mountinfo), &cwd) {
         Ok(mounts) => layers.mounts = Some(mounts),
         Err(e) => {
             off.insert(Layer::Mounts, e.to_string());

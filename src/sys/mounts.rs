@@ -25,7 +25,12 @@
 //! 5. the clones are moved back over their places, shallowest first;
 //! 6. each pin is cloned and moved over itself read-only (its own mount
 //!    only: the writable places under it stay writable);
-//! 7. the working directory is entered again, so that it is the new mount
+//! 7. the audit log's directory, where it holds nothing but the log's
+//!    files, is covered by an empty read-only tmpfs: what runs inside can
+//!    neither read the log's history nor take its lock (a `flock` needs
+//!    only a read-only descriptor, and a held one would stall every
+//!    writer);
+//! 8. the working directory is entered again, so that it is the new mount
 //!    and not the read-only one it was opened on.
 
 use std::ffi::{CStr, CString};
@@ -71,6 +76,7 @@ pub(crate) enum MountStep {
     Shm,
     Move,
     Pin,
+    Hide,
     Chdir,
 }
 
@@ -85,16 +91,19 @@ pub(crate) struct Mounts {
     kernel_fs: Vec<CString>,
     /// Where a fresh tmpfs goes, if there is such a directory.
     shm: Option<CString>,
+    /// A directory covered by an empty read-only tmpfs.
+    hidden: Option<CString>,
     cwd: CString,
 }
 
 impl Mounts {
     /// The layer for `writable` places and `pins` (canonical paths, both
-    /// sorted shallowest first), entering `cwd` at the end. `mount_points`
-    /// are the host's (from /proc/self/mountinfo).
+    /// sorted shallowest first), with `hidden` covered, entering `cwd` at
+    /// the end. `mount_points` are the host's (from /proc/self/mountinfo).
     pub(crate) fn new(
         writable: &[PathBuf],
         pins: &[PathBuf],
+        hidden: Option<&Path>,
         mount_points: &[PathBuf],
         cwd: &Path,
     ) -> io::Result<Mounts> {
@@ -119,6 +128,7 @@ impl Mounts {
             pins: pins.iter().map(|p| c(p)).collect::<io::Result<_>>()?,
             kernel_fs,
             shm: shm.is_dir().then(|| c(shm)).transpose()?,
+            hidden: hidden.map(c).transpose()?,
             cwd: c(cwd)?,
         })
     }
@@ -343,6 +353,19 @@ pub(crate) fn apply(mounts: &Mounts) -> Result<(), (MountStep, Errno)> {
         }
         for pin in &mounts.pins {
             rebind(pin, libc::MOUNT_ATTR_RDONLY, 0).map_err(|e| (MountStep::Pin, e.errno()))?;
+        }
+        if let Some(hidden) = &mounts.hidden {
+            // SAFETY: C strings alive for the call.
+            let rc = unsafe {
+                libc::mount(
+                    c"tmpfs".as_ptr(),
+                    hidden.as_ptr(),
+                    c"tmpfs".as_ptr(),
+                    libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                    c"mode=0555,size=4k".as_ptr().cast(),
+                )
+            };
+            Errno::result(rc).map_err(at(MountStep::Hide))?;
         }
         // SAFETY: `cwd` is a C string alive for the call.
         Errno::result(unsafe { libc::chdir(mounts.cwd.as_ptr()) })

@@ -101,6 +101,13 @@ pub(crate) struct Known<'a> {
     pub(crate) program: Option<&'a str>,
     /// The tool's helper programs, as files.
     pub(crate) helpers: &'a HelperFiles,
+    /// cli-guard's own executable: a nested guarded tool.
+    pub(crate) own_exe: Option<FileId>,
+    /// The tool runs its scripts through cli-guard's hook (npm, pnpm), so
+    /// that none of them is its direct child: a nested guarded tool it
+    /// starts itself is its own doing. Below any other tool (yarn 4 and
+    /// bun run scripts from their own process) it may be a script's.
+    pub(crate) hooked: bool,
 }
 
 /// The process that holds the socket.
@@ -140,9 +147,12 @@ impl Known<'_> {
     /// is `tool_exe`), where the tool's direct helpers count too.
     fn is_helper(&self, facts: &Facts, direct: bool, tool_exe: Option<FileId>) -> bool {
         let Some(exe) = facts.exe_id else { return false };
+        let nested_by_hooked_tool = self.hooked && self.own_exe == Some(exe);
         self.helpers.anywhere.contains(&exe)
             || (direct
-                && (self.helpers.direct.contains(&exe) || (self.helpers.itself && tool_exe == Some(exe))))
+                && (self.helpers.direct.contains(&exe)
+                    || (self.helpers.itself && tool_exe == Some(exe))
+                    || nested_by_hooked_tool))
     }
 }
 
@@ -323,6 +333,8 @@ mod tests {
             dependencies: &[],
             program: None,
             helpers: npm_helpers(),
+            own_exe: Some(file("/opt/cli-guard")),
+            hooked: true,
         }
     }
 
@@ -418,10 +430,31 @@ mod tests {
             classify(&by_script, &known(&none)),
             Actor::Package { package: None, .. }
         ));
-        // A nested cli-guard is no helper: judged as what started it.
+        // A nested cli-guard npm itself started is its own doing (its
+        // scripts run in registered namespaces, never as its children);
+        // below a tool without the hook (yarn 4, bun: scripts run from
+        // their own process), or started by a script, it is package code.
         let nested = facts(13, 10, "/opt/cli-guard", TOOL_NS);
+        let nested_holder = holder(nested, vec![tool()], vec![TOOL_NS]);
         assert!(matches!(
-            classify(&holder(nested, vec![tool()], vec![TOOL_NS]), &known(&none)),
+            classify(&nested_holder, &known(&none)),
+            Actor::Helper { .. }
+        ));
+        let unhooked = Known {
+            hooked: false,
+            ..known(&none)
+        };
+        assert!(matches!(
+            classify(&nested_holder, &unhooked),
+            Actor::Package { .. }
+        ));
+        let by_script = facts(14, 20, "/opt/cli-guard", TOOL_NS);
+        let script = facts(20, 10, "/bin/sh", TOOL_NS);
+        assert!(matches!(
+            classify(
+                &holder(by_script, vec![script, tool()], vec![TOOL_NS]),
+                &known(&none)
+            ),
             Actor::Package { .. }
         ));
     }

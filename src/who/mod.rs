@@ -218,6 +218,8 @@ impl Who {
             dependencies: &self.dependencies,
             program: self.program.as_deref(),
             helpers: &self.helpers,
+            own_exe: self.own_exe,
+            hooked: self.hooked,
         };
         classify(holder, &known)
     }

@@ -1226,3 +1226,32 @@ fn cargo_install_writes_its_bin_but_not_rustups_env_or_cargos_config() {
         "env unchanged"
     );
 }
+
+/// The audit log's directory holds nothing for the tool: an install script
+/// can neither read the log's history nor open its lock (with which a
+/// `flock` would stall every writer of the log, in every terminal).
+#[test]
+fn the_audit_logs_history_and_lock_are_out_of_sight() {
+    for strict in [Strict::Off, Strict::Auto] {
+        let g = Sandbox::new();
+        let log = g.audit.display().to_string();
+        let mut body = String::from("export S\n");
+        body += &attempt("log", "read", &format!("cat '{log}' >/dev/null"));
+        body += &attempt("log", "lock", &format!(": <'{log}.lock'"));
+        g.tool("npm", &format!("{body}exit 0\n"));
+        let mut cmd = g.shim_cmd("npm", ["install"]);
+        Sandbox::strict(&mut cmd, if strict == Strict::Auto { "auto" } else { "off" });
+        let out = g.run(cmd);
+        out.expect_code(0);
+        let did: Vec<String> = g
+            .state_text("log")
+            .lines()
+            .filter(|l| l.starts_with("did"))
+            .map(str::to_string)
+            .collect();
+        match strict {
+            Strict::Off => check_eq!(out, did, ["did read", "did lock"], "the control"),
+            Strict::Auto => check!(out, did.is_empty(), "the log was in sight: {did:?}"),
+        }
+    }
+}

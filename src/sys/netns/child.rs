@@ -134,6 +134,7 @@ fn mount_step(step: MountStep) -> Step {
         MountStep::Shm => Step::MountShm,
         MountStep::Move => Step::MountMove,
         MountStep::Pin => Step::MountPin,
+        MountStep::Hide => Step::MountHide,
         MountStep::Chdir => Step::MountChdir,
     }
 }

@@ -62,6 +62,7 @@ pub(super) enum Step {
     MountShm,
     MountMove,
     MountPin,
+    MountHide,
     MountChdir,
     Init,
     Tool,
@@ -80,7 +81,7 @@ pub(super) enum Step {
     SendArmed,
 }
 
-pub(super) const STEPS: [Step; 39] = [
+pub(super) const STEPS: [Step; 40] = [
     Step::Unshare,
     Step::Setgroups,
     Step::UidMap,
@@ -104,6 +105,7 @@ pub(super) const STEPS: [Step; 39] = [
     Step::MountShm,
     Step::MountMove,
     Step::MountPin,
+    Step::MountHide,
     Step::MountChdir,
     Step::Init,
     Step::Tool,
@@ -151,6 +153,7 @@ impl Step {
             Step::MountShm => "mount tmpfs /dev/shm",
             Step::MountMove => "move_mount (a writable place)",
             Step::MountPin => "pin a protected path read-only",
+            Step::MountHide => "hide the audit log's directory",
             Step::MountChdir => "chdir to the working directory",
             Step::Init => "clone the namespace's init",
             Step::Tool => "clone the tool's process",
@@ -181,6 +184,7 @@ impl Step {
             | Step::MountShm
             | Step::MountMove
             | Step::MountPin
+            | Step::MountHide
             | Step::MountChdir => Some(Layer::Mounts),
             Step::Init | Step::Tool | Step::ProcMount => Some(Layer::Pid),
             Step::SeccompRefuse | Step::SeccompUnix => Some(Layer::Seccomp),
