@@ -142,18 +142,20 @@ impl Handler {
         if head.method == rows::ROWS_METHOD && head.target == rows::ROWS_TARGET {
             authenticate(gate, &head, &Err(Refusal::deny(400, "rows")))?;
             // From a nested cli-guard only: a script's own program has no
-            // rows of its own to relay.
-            if let (Some(who), Ok(peer), Ok(own)) =
-                (gate.who(), self.client.peer_addr(), self.client.local_addr())
-            {
-                if !who.runs_cli_guard(peer, own) {
-                    let actor = gate.actor_of(&self.client);
-                    return Err(Refusal::deny(
-                        403,
-                        "rows to relay from a process that does not run cli-guard: refused",
-                    )
-                    .of(actor.as_ref().map(Actor::row)));
-                }
+            // rows of its own to relay. Without attribution nobody can
+            // say who sends them: refused too.
+            let from_cli_guard = match (gate.who(), self.client.peer_addr(), self.client.local_addr()) {
+                (Some(who), Ok(peer), Ok(own)) => who.runs_cli_guard(peer, own),
+                _ => false,
+            };
+            if !from_cli_guard {
+                let actor = gate.actor_of(&self.client);
+                return Err(Refusal::deny(
+                    403,
+                    "rows to relay from a process that does not run cli-guard, or shares its socket with one \
+                     that does not: refused",
+                )
+                .of(actor.as_ref().map(Actor::row)));
             }
             return Ok(Some(Next::Rows {
                 head_len: head.head_len,

@@ -227,24 +227,10 @@ impl Who {
     /// The process holding the other end, with what /proc says of it.
     fn holder(&self, transport: Transport, client: SocketAddr, server: SocketAddr) -> Result<Holder, String> {
         let unknown = |why: String| why;
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        let (src, dst) = match transport {
-            Transport::Tcp => (client, server),
-            // UDP sockets are looked up from the receiving side.
-            Transport::Udp => (server, client),
-        };
-        let owner = match self.diag.owner(transport, src, dst, seq) {
-            Ok(Some(owner)) => owner,
-            Ok(None) => {
-                return Err(unknown(
-                    "its socket was gone before the gate could look".to_string(),
-                ))
-            }
-            Err(e) => return Err(unknown(format!("the kernel did not say whose socket it is: {e}"))),
-        };
-        let (pid, above) = match self.find_holder(owner.inode) {
+        let inode = self.inode_of(transport, client, server)?;
+        let (pid, above) = match self.find_holder(inode) {
             Ok(pid) => (pid, false),
-            Err(hidden) => match self.find_above(owner.inode) {
+            Err(hidden) => match self.find_above(inode) {
                 Some(pid) => (pid, true),
                 None => (self.hidden_cli_guard(&hidden).ok_or_else(|| {
                     unknown(match hidden.is_empty() {
@@ -335,11 +321,55 @@ impl Who {
         (self.sealed && facts.exe_id.is_some() && facts.exe_id == self.own_exe).then_some(*pid)
     }
 
-    /// Whether the connection `client` → `server` was made by a process
-    /// running cli-guard itself (a nested guarded tool relaying its rows).
+    /// The inode of the socket at the other end of `client` → `server`.
+    fn inode_of(&self, transport: Transport, client: SocketAddr, server: SocketAddr) -> Result<u64, String> {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let (src, dst) = match transport {
+            Transport::Tcp => (client, server),
+            // UDP sockets are looked up from the receiving side.
+            Transport::Udp => (server, client),
+        };
+        match self.diag.owner(transport, src, dst, seq) {
+            Ok(Some(owner)) => Ok(owner.inode),
+            Ok(None) => Err("its socket was gone before the gate could look".to_string()),
+            Err(e) => Err(format!("the kernel did not say whose socket it is: {e}")),
+        }
+    }
+
+    /// Whether the connection `client` → `server` is held by processes
+    /// running cli-guard itself and nothing else (a nested guarded tool
+    /// relaying its rows): every process of the invocation holding the
+    /// socket, not the first found, since a script could share a socket
+    /// with a cli-guard it started (a descriptor it inherits); a process
+    /// whose descriptors are hidden counts as a holder unless it runs
+    /// cli-guard.
     pub(crate) fn runs_cli_guard(&self, client: SocketAddr, server: SocketAddr) -> bool {
-        self.holder(Transport::Tcp, client, server)
-            .is_ok_and(|holder| holder.facts.exe_id.is_some() && holder.facts.exe_id == self.own_exe)
+        let Ok(inode) = self.inode_of(Transport::Tcp, client, server) else {
+            return false;
+        };
+        let own =
+            |pid: i32| process::facts(pid).is_some_and(|f| f.exe_id.is_some() && f.exe_id == self.own_exe);
+        let mut held = false;
+        let mut queue = std::collections::VecDeque::from(process::children(self.gate));
+        let mut seen = 0;
+        while let Some(pid) = queue.pop_front() {
+            seen += 1;
+            if seen > MAX_CANDIDATES {
+                return false;
+            }
+            let holds = match process::holds_socket(pid, inode) {
+                Ok(holds) => holds,
+                Err(e) => e.kind() == std::io::ErrorKind::PermissionDenied,
+            };
+            if holds {
+                if !own(pid) {
+                    return false;
+                }
+                held = true;
+            }
+            queue.extend(process::children(pid));
+        }
+        held
     }
 
     /// The gate's ancestor (parent first) holding the socket of `inode`:
