@@ -320,11 +320,25 @@ impl LogFile {
     fn open(path: &Path) -> Result<LogFile, OpenError> {
         let file = open_log_file(path)?;
         let meta = file.metadata()?;
+        let lock_at = lock_path(path);
+        let lock = match open_lock(&lock_at) {
+            Ok(lock) => Some(lock),
+            Err(e) => {
+                // Rows of concurrent writers may then take the same place in
+                // the chain, which `audit --verify` reports: say why now.
+                eprintln!(
+                    "cli-guard: cannot open the audit log's lock {}: {e}; rows are chained without it, \
+                     and concurrent writers may break the chain (make it a regular file you can open)",
+                    lock_at.display()
+                );
+                None
+            }
+        };
         Ok(LogFile {
             file,
             id: (meta.dev(), meta.ino()),
             moved: false,
-            lock: open_lock(&lock_path(path)).ok(),
+            lock,
             last: None,
             warned_spool: false,
         })
