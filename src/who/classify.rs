@@ -134,11 +134,12 @@ impl Known<'_> {
 
     /// Whether `facts`, whose parent is `parent`, is the tool: the process
     /// the shim spawned, or, where that runs a version manager's shim
-    /// script, a program other than a shell the script started itself.
+    /// script and still is that script (a shell: it did not exec the
+    /// tool), a program other than a shell the script started itself.
     fn is_tool(&self, facts: &Facts, parent: Option<&Facts>) -> bool {
         self.is_spawned(facts)
             || (self.tool.is_some_and(|tool| tool.launcher)
-                && parent.is_some_and(|p| self.is_spawned(p))
+                && parent.is_some_and(|p| self.is_spawned(p) && is_shell(p))
                 && !is_shell(facts))
     }
 
@@ -391,6 +392,14 @@ mod tests {
                 &known
             ),
             Actor::Package { pid: 13, .. }
+        ));
+        // Where the shim exec'd the tool (uv behind pyenv's shim), the
+        // tool's children are not the tool: a build backend uv started.
+        let uv = facts(10, 1, "/root/.pyenv/versions/3.12/bin/uv", TOOL_NS);
+        let uv_backend = facts(14, 10, "/root/.pyenv/versions/3.12/bin/python3.12", TOOL_NS);
+        assert!(matches!(
+            classify(&holder(uv_backend, vec![uv], vec![TOOL_NS]), &known),
+            Actor::Package { pid: 14, .. }
         ));
         // Without the shim, the child is not the tool.
         known.tool = known.tool.map(|t| ToolId { launcher: false, ..t });
