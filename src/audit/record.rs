@@ -230,6 +230,12 @@ pub(crate) struct End {
     /// the invocation. Absent, not `null`, without the layer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leftovers: Option<u64>,
+    /// Strict mode's seccomp layer: unix sockets refused (`socket(AF_UNIX)`;
+    /// a row for each program's first). Not in `denied`, which counts
+    /// refused connections and queries: glibc looks for nscd's socket in
+    /// most processes. Absent, not `0`, when none was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unix_sockets: Option<u64>,
     /// With shipping: this invocation's rows still waiting in the spool
     /// (the collector had not acknowledged them) when this row was
     /// written. Absent, not `null`, without shipping.
@@ -598,6 +604,7 @@ mod tests {
                     suppressed: 0,
                     error: None,
                     leftovers: None,
+                    unix_sockets: None,
                     spooled: None,
                 }),
                 r#"{"ts":"2026-11-24T00:00:00.123Z","kind":"end","audit_id":"019ab1c2d3e4-00000000000000000000000000000001","exit_code":0,"signal":null,"duration_ms":5,"allowed":1,"denied":2,"suppressed":0,"error":null}"#,
@@ -611,10 +618,11 @@ mod tests {
                     denied: 0,
                     suppressed: 3,
                     error: Some("boom".into()),
-                    leftovers: None,
+                    leftovers: Some(1),
+                    unix_sockets: Some(4),
                     spooled: None,
                 }),
-                r#"{"ts":"2026-11-24T00:00:00.123Z","kind":"end","audit_id":"019ab1c2d3e4-00000000000000000000000000000001","exit_code":null,"signal":"SIGKILL","duration_ms":7,"allowed":0,"denied":0,"suppressed":3,"error":"boom"}"#,
+                r#"{"ts":"2026-11-24T00:00:00.123Z","kind":"end","audit_id":"019ab1c2d3e4-00000000000000000000000000000001","exit_code":null,"signal":"SIGKILL","duration_ms":7,"allowed":0,"denied":0,"suppressed":3,"error":"boom","leftovers":1,"unix_sockets":4}"#,
             ),
         ]
     }

@@ -89,6 +89,7 @@ pub(crate) struct Summary {
     pub direct_suppressed: u64,
     /// Unix sockets strict mode refused (a row for each program's first,
     /// under the direct rows' cap; the rest counted in `direct_suppressed`).
+    /// Not in `denied`: glibc looks for nscd's socket in most processes.
     pub unix_sockets: u64,
     /// Not the gate's: processes strict mode's PID layer found left behind
     /// by the tool, and ended (set by the shim).
@@ -105,8 +106,9 @@ impl Tally {
         }
         if outcome.method == Some(Method::Unix) {
             // Not listed by target: `socket()` names none. Most are glibc
-            // probing for nscd; the row says which program asked.
-            self.denied.fetch_add(1, Ordering::Relaxed);
+            // probing for nscd (every bash started without $SHELL looks up
+            // its user); the row says which program asked. Counted apart
+            // from `denied`, which counts refused connections and queries.
             self.unix_sockets.fetch_add(1, Ordering::Relaxed);
             if self.direct_refusals.fetch_add(1, Ordering::Relaxed) >= DIRECT_ROWS {
                 self.direct_suppressed.fetch_add(1, Ordering::Relaxed);
@@ -148,7 +150,6 @@ impl Tally {
     /// from a program that already has one ([`super::unix`] writes one row
     /// per program, since glibc probes for nscd in nearly every process).
     pub(super) fn count_unix_repeat(&self) {
-        self.denied.fetch_add(1, Ordering::Relaxed);
         self.unix_sockets.fetch_add(1, Ordering::Relaxed);
         self.direct_suppressed.fetch_add(1, Ordering::Relaxed);
     }

@@ -652,6 +652,7 @@ fn write_end(
         suppressed: summary.suppressed + summary.direct_suppressed,
         error,
         leftovers: summary.leftovers,
+        unix_sockets: Some(summary.unix_sockets).filter(|&n| n > 0),
         spooled,
     }));
 }

@@ -311,6 +311,29 @@ fn quic_is_refused_unanswered_with_one_row_per_destination() {
 }
 
 #[test]
+fn a_bash_without_shell_looking_up_its_user_is_a_unix_socket_not_a_denial() {
+    let (g, net) = sandbox();
+    // Without $SHELL, bash reads its user's passwd entry at start, and
+    // glibc first looks for nscd's socket: what pyenv's shims do in CI.
+    let body = "for i in 1 2 3; do env -u SHELL bash -c : ; done";
+    let out = npm_install(&g, &net, body, &[]);
+    let log = g.log();
+    let id = start_of(&out, &log, "npm").audit_id().to_string();
+    let end = log.rows().of(&id).kind("end").first_or_fail();
+    check_eq!(out, end["denied"], 0, "no connection was refused: {end}");
+    let refused = end["unix_sockets"].as_u64().unwrap_or(0);
+    check!(out, refused >= 3, "each bash's look for nscd is counted: {end}");
+    let rows = log.rows().of(&id).method("unix");
+    check_eq!(out, rows.len(), 1, "one row for the one program: {rows:?}");
+    check_eq!(
+        out,
+        end["suppressed"].as_u64(),
+        Some(refused - 1),
+        "the rest are counted as suppressed: {end}"
+    );
+}
+
+#[test]
 fn a_payload_looping_on_connect_cannot_flood_the_log() {
     let (g, net) = sandbox();
     let out = npm_install(&g, &net, "$NET flood 203.0.113.7 443 1100 > \"$S/loop\"", &[]);

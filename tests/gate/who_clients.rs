@@ -812,7 +812,10 @@ fn yarn_4_with_scripts_enabled_refuses_the_worm_as_package_code_named_by_its_dir
             .env("COREPACK_ENABLE_DOWNLOAD_PROMPT", "0")
             .env("YARN_NPM_REGISTRY_SERVER", "https://registry.npmjs.org")
             .env("YARN_ENABLE_TELEMETRY", "0")
-            .env("YARN_ENABLE_GLOBAL_CACHE", "0");
+            .env("YARN_ENABLE_GLOBAL_CACHE", "0")
+            // The lockfile is written, as on a developer's machine, also
+            // under another CI variable than `CI` (which is removed).
+            .env("YARN_ENABLE_IMMUTABLE_INSTALLS", "false");
         let out = c.run(cmd);
         let lock = fs::read_to_string(proj.join("yarn.lock")).unwrap_or_default();
         check!(

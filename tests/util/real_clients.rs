@@ -87,7 +87,8 @@ pub fn need(name: &str) {
 }
 
 /// Variables of this machine that point clients at a local wheel cache, a
-/// registry or a proxy of its own: a test sets the ones it means.
+/// registry or a proxy of its own, or make them act as on a CI runner: a
+/// test sets the ones it means.
 pub const MACHINE_SETTINGS: &[&str] = &[
     "PIP_FIND_LINKS",
     "PIP_INDEX_URL",
@@ -119,6 +120,9 @@ pub const MACHINE_SETTINGS: &[&str] = &[
     "DENO_DIR",
     "BUN_INSTALL_CACHE_DIR",
     "COREPACK_HOME",
+    // A CI runner's: yarn 4 then refuses to write a lockfile
+    // (enableImmutableInstalls), pnpm freezes one it finds.
+    "CI",
 ];
 
 /// `program ARGS…` through its shim, in `dir`, with a fresh HOME (and XDG
