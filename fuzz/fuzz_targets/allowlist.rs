@@ -44,6 +44,10 @@ fuzz_target!(|data: &[u8]| {
             }
             Decision::NotAllowed => assert!(!named, "{} refused {target}, which its allowlist names", policy.name),
             Decision::Observed => assert!(policy.allow.is_empty()),
+            // Package entries speak only for a package's code (`decide_as`).
+            Decision::Entry(..) | Decision::PackageCode => {
+                panic!("{}: the tool's own decision for {target} is a package's: {decision:?}", policy.name)
+            }
         }
     }
 });
