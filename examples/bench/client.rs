@@ -109,3 +109,20 @@ fn head_status(head: &[u8]) -> Result<Option<u16>> {
 pub(crate) fn rotated(n: usize, round: usize) -> Vec<usize> {
     (0..n).map(|i| (i + round) % n).collect()
 }
+
+/// Time to 200 of `requests` sequential CONNECTs to each target, opened
+/// and closed in rounds of `round` per target, the order rotated each
+/// round; the times, per target.
+pub(crate) fn times_to_200(targets: &[Target], requests: usize, round: usize) -> Result<Vec<Vec<Duration>>> {
+    let mut latencies: Vec<Vec<Duration>> = vec![Vec::new(); targets.len()];
+    for r in 0..requests.div_ceil(round) {
+        for i in rotated(targets.len(), r) {
+            for _ in 0..round {
+                let (stream, took) = open_std(&targets[i])?;
+                drop(stream);
+                latencies[i].push(took);
+            }
+        }
+    }
+    Ok(latencies)
+}

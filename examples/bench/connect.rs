@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use serde_json::{json, Value};
 use tokio::task::JoinSet;
 
-use crate::client::{open_async, open_std, rotated, Target};
+use crate::client::{open_async, rotated, times_to_200, Target};
 use crate::gate::Gate;
 use crate::proxies::Competitor;
 use crate::report::{ms, Verdict};
@@ -82,17 +82,7 @@ pub(crate) fn connect_section(
     let s = &b.sizes;
 
     // Time to 200: sequential requests, in rounds.
-    let mut latencies: Vec<Vec<Duration>> = vec![Vec::new(); targets.len()];
-    let rounds = s.latency_requests.div_ceil(s.latency_round);
-    for round in 0..rounds {
-        for i in rotated(targets.len(), round) {
-            for _ in 0..s.latency_round {
-                let (stream, took) = open_std(&targets[i])?;
-                drop(stream);
-                latencies[i].push(took);
-            }
-        }
-    }
+    let latencies = times_to_200(&targets, s.latency_requests, s.latency_round)?;
 
     // CONNECT+close cycles per second, 64 clients at once, in rounds.
     let mut rates: Vec<(u64, u64, f64, Option<String>)> = vec![(0, 0, 0.0, None); targets.len()];

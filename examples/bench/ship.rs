@@ -19,7 +19,7 @@ use std::time::Duration;
 use anyhow::{ensure, Result};
 use serde_json::{json, Value};
 
-use crate::client::{open_std, rotated};
+use crate::client::{rotated, times_to_200};
 use crate::gate::Gate;
 use crate::report::{ms, Verdict};
 use crate::sink::Sink;
@@ -123,17 +123,7 @@ pub(crate) fn ship(b: &Bench) -> Result<Outcome> {
         plain.target("not shipped"),
         shipped.target("shipped, collector up"),
     ];
-    let mut latencies: Vec<Vec<Duration>> = vec![Vec::new(); targets.len()];
-    let rounds = s.latency_requests.div_ceil(s.latency_round);
-    for round in 0..rounds {
-        for i in rotated(targets.len(), round) {
-            for _ in 0..s.latency_round {
-                let (stream, took) = open_std(&targets[i])?;
-                drop(stream);
-                latencies[i].push(took);
-            }
-        }
-    }
+    let latencies = times_to_200(&targets, s.latency_requests, s.latency_round)?;
     plain.stop()?;
     shipped.stop()?;
     let connect: Vec<Stats> = latencies.iter().map(|l| Stats::of(l)).collect();

@@ -12,7 +12,6 @@ use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -1900,13 +1899,7 @@ fn rotation_under_concurrent_writers_loses_and_duplicates_no_row() {
     let g = Sandbox::new();
     // Each invocation in a sandbox of its own (its fake tool, its state), all
     // writing the one log.
-    let sandboxes: Vec<Sandbox> = (0..SHIMS)
-        .map(|_| {
-            let mut sb = Sandbox::new();
-            sb.audit = g.audit.clone();
-            sb
-        })
-        .collect();
+    let sandboxes = g.sharing_the_log(SHIMS);
     let (pre, pre_rows) = prefill(&g.audit, ROTATE_AT - 16 * 1024);
     let pre_size = fs::metadata(&g.audit).unwrap().len();
     assert!(
@@ -1916,21 +1909,7 @@ fn rotation_under_concurrent_writers_loses_and_duplicates_no_row() {
     let sessions: Vec<(Running, ChildEnv)> = sandboxes.iter().map(|sb| sb.session("npm", &[])).collect();
     // Then every proxy at once, as fast as they answer: the rows (about
     // 47 KB) cross the cap mid-burst, with eight writers racing to rotate.
-    let barrier = Arc::new(Barrier::new(SHIMS));
-    let threads: Vec<_> = sessions
-        .iter()
-        .map(|(_, env)| {
-            let (proxy, barrier) = (env.proxy(), barrier.clone());
-            thread::spawn(move || {
-                barrier.wait();
-                (0..EACH)
-                    .map(|_| proxy.connect("denied.example:443").status)
-                    .collect::<Vec<u16>>()
-            })
-        })
-        .collect();
-    for t in threads {
-        let statuses = t.join().unwrap();
+    for statuses in burst(&sessions, EACH, "denied.example:443") {
         assert!(
             statuses.iter().all(|s| *s == 403),
             "every request denied: {statuses:?}"

@@ -12,8 +12,7 @@
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Barrier};
-use std::thread;
+use std::process::Command;
 
 use serde_json::Value;
 
@@ -119,33 +118,14 @@ fn rows_of_concurrent_writers_chain_across_a_rotation_and_verify() {
     const SHIMS: usize = 6;
     const EACH: usize = 30;
     let g = Sandbox::new();
-    let sandboxes: Vec<Sandbox> = (0..SHIMS)
-        .map(|_| {
-            let mut sb = Sandbox::new();
-            sb.audit = g.audit.clone();
-            sb
-        })
-        .collect();
+    let sandboxes = g.sharing_the_log(SHIMS);
     // An older log close to the cap: the chain begins after its rows, and
     // the writers' rows cross the cap mid-burst.
     prefill_unchained(&g.audit);
     let older = lines_of(&[&g.audit]).len();
     let sessions: Vec<(Running, ChildEnv)> = sandboxes.iter().map(|sb| sb.session("npm", &[])).collect();
-    let barrier = Arc::new(Barrier::new(SHIMS));
-    let threads: Vec<_> = sessions
-        .iter()
-        .map(|(_, env)| {
-            let (proxy, barrier) = (env.proxy(), barrier.clone());
-            thread::spawn(move || {
-                barrier.wait();
-                (0..EACH)
-                    .map(|_| proxy.connect("denied.example:443").status)
-                    .collect::<Vec<u16>>()
-            })
-        })
-        .collect();
-    for t in threads {
-        assert!(t.join().unwrap().iter().all(|s| *s == 403));
+    for statuses in burst(&sessions, EACH, "denied.example:443") {
+        assert!(statuses.iter().all(|s| *s == 403), "{statuses:?}");
     }
     for (sb, (run, _)) in sandboxes.iter().zip(sessions) {
         sb.finish(run, 0);
@@ -237,15 +217,11 @@ fn verify_finds_a_changed_an_inserted_and_a_removed_row_in_a_copy_and_passes_the
     assert!(lines.len() >= 10, "{} lines", lines.len());
     let dir = g.dir("copies");
 
-    let untouched = write_copy(&dir, "untouched.jsonl", &lines);
-    let out = verify(&g, &untouched, &[]);
-    out.expect_code(0);
-    check!(
-        out,
-        out.stdout()
-            .contains(&format!("intact: {} rows chained", lines.len())),
-        "the untouched copy passes: {}",
-        out.stdout()
+    let (_, out) = verify_copy(&g, &dir, "untouched.jsonl", &lines, 0);
+    expect_said(
+        &out,
+        &format!("intact: {} rows chained", lines.len()),
+        "the untouched copy passes",
     );
 
     // Changed: an egress row's decision, what a forger wants.
@@ -258,22 +234,13 @@ fn verify_finds_a_changed_an_inserted_and_a_removed_row_in_a_copy_and_passes_the
         .replace("\"decision\":\"deny\"", "\"decision\":\"allow\"")
         .into_bytes();
     assert_ne!(changed[at], lines[at]);
-    let path = write_copy(&dir, "changed.jsonl", &changed);
-    let out = verify(&g, &path, &[]);
-    out.expect_code(3);
+    let (path, out) = verify_copy(&g, &dir, "changed.jsonl", &changed, 3);
     let named = format!("{}:{} (seq {}) was changed", path.display(), at + 1, at + 1);
-    check!(
-        out,
-        out.stdout().contains(&format!("first: {named}")),
-        "names the changed row: {}",
-        out.stdout()
-    );
-    check!(
-        out,
-        out.stdout()
-            .contains(&format!("through seq {} at {}:{}", at, path.display(), at)),
-        "intact up to the row before it: {}",
-        out.stdout()
+    expect_said(&out, &format!("first: {named}"), "names the changed row");
+    expect_said(
+        &out,
+        &format!("through seq {} at {}:{}", at, path.display(), at),
+        "intact up to the row before it",
     );
 
     // Inserted: a forged end row under the first invocation's ID, as the
@@ -288,15 +255,11 @@ fn verify_finds_a_changed_an_inserted_and_a_removed_row_in_a_copy_and_passes_the
     );
     let mut inserted = lines.clone();
     inserted.insert(3, forged.clone().into_bytes());
-    let path = write_copy(&dir, "inserted.jsonl", &inserted);
-    let out = verify(&g, &path, &[]);
-    out.expect_code(3);
-    check!(
-        out,
-        out.stdout()
-            .contains(&format!("first: {}:4 was inserted", path.display())),
-        "names the inserted row: {}",
-        out.stdout()
+    let (path, out) = verify_copy(&g, &dir, "inserted.jsonl", &inserted, 3);
+    expect_said(
+        &out,
+        &format!("first: {}:4 was inserted", path.display()),
+        "names the inserted row",
     );
     let (seq, prev) = link(&lines[3]).unwrap();
     let with_link = format!(
@@ -306,15 +269,11 @@ fn verify_finds_a_changed_an_inserted_and_a_removed_row_in_a_copy_and_passes_the
     );
     let mut inserted = lines.clone();
     inserted.insert(3, with_link.into_bytes());
-    let path = write_copy(&dir, "inserted-linked.jsonl", &inserted);
-    let out = verify(&g, &path, &[]);
-    out.expect_code(3);
-    check!(
-        out,
-        out.stdout()
-            .contains(&format!("first: {}:4 was inserted", path.display())),
-        "names the inserted row with a forged link: {}",
-        out.stdout()
+    let (path, out) = verify_copy(&g, &dir, "inserted-linked.jsonl", &inserted, 3);
+    expect_said(
+        &out,
+        &format!("first: {}:4 was inserted", path.display()),
+        "names the inserted row with a forged link",
     );
 
     // Removed: the denied rows of the second invocation.
@@ -324,25 +283,30 @@ fn verify_finds_a_changed_an_inserted_and_a_removed_row_in_a_copy_and_passes_the
         .unwrap();
     let mut removed = lines.clone();
     removed.remove(gone);
-    let path = write_copy(&dir, "removed.jsonl", &removed);
-    let out = verify(&g, &path, &[]);
-    out.expect_code(3);
-    check!(
-        out,
-        out.stdout().contains(&format!(
-            "first: row seq {} was removed between {}:{} and {}:{}",
-            gone + 1,
-            path.display(),
-            gone,
-            path.display(),
-            gone + 1
-        )),
-        "names the removed row: {}",
-        out.stdout()
+    let (path, out) = verify_copy(&g, &dir, "removed.jsonl", &removed, 3);
+    let (file, next) = (path.display(), gone + 1);
+    expect_said(
+        &out,
+        &format!("first: row seq {next} was removed between {file}:{gone} and {file}:{next}"),
+        "names the removed row",
     );
     // And `cli-guard audit` still reads each copy as before.
     g.run(g.cli_guard(["audit", "--file", path.to_str().unwrap()]))
         .expect_code(0);
+}
+
+/// `cli-guard audit --verify` of `lines` written to `dir/name`, which must
+/// exit `code`: the copy's path, and the outcome.
+fn verify_copy(g: &Sandbox, dir: &Path, name: &str, lines: &[Vec<u8>], code: i32) -> (PathBuf, Outcome) {
+    let path = write_copy(dir, name, lines);
+    let out = verify(g, &path, &[]);
+    out.expect_code(code);
+    (path, out)
+}
+
+/// `out`'s stdout says `text`: `what` the test shows by it.
+fn expect_said(out: &Outcome, text: &str, what: &str) {
+    check!(out, out.stdout().contains(text), "{what}: {}", out.stdout());
 }
 
 #[test]
@@ -759,11 +723,10 @@ fn collected(rsyslog: &Rsyslog) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-/// A real `npm install` shipped to `rsyslog`, under `machine`; the client,
-/// its audit ID and its log's lines.
-fn npm_install_shipped(rsyslog: &Rsyslog, machine: &str, extra: &[(&str, String)]) -> (Client, String) {
+/// `npm install PACKAGES…` into a fresh project of `c`, shipped to `url`
+/// under `machine`; the command and the project.
+fn npm_install_shipping(c: &Client, packages: &[&str], url: &str, machine: &str) -> (Command, PathBuf) {
     need("npm");
-    let c = Client::new();
     let proj = c.dir("proj");
     fs::write(
         proj.join("package.json"),
@@ -771,20 +734,26 @@ fn npm_install_shipped(rsyslog: &Rsyslog, machine: &str, extra: &[(&str, String)
     )
     .unwrap();
     let cache = c.dir("cache");
-    let mut cmd = c.cmd(
-        "npm",
-        &[
-            "install",
-            "is-number",
-            "--cache",
-            cache.to_str().unwrap(),
-            "--no-audit",
-            "--no-fund",
-            "--prefix",
-            proj.to_str().unwrap(),
-        ],
-    );
-    cmd.env("CLI_GUARD_SHIP", format!("{} machine={machine}", rsyslog.url()));
+    let mut args = vec!["install"];
+    args.extend(packages);
+    args.extend([
+        "--cache",
+        cache.to_str().unwrap(),
+        "--no-audit",
+        "--no-fund",
+        "--prefix",
+        proj.to_str().unwrap(),
+    ]);
+    let mut cmd = c.cmd("npm", &args);
+    cmd.env("CLI_GUARD_SHIP", format!("{url} machine={machine}"));
+    (cmd, proj)
+}
+
+/// A real `npm install` shipped to `rsyslog`, under `machine`; the client,
+/// its audit ID and its log's lines.
+fn npm_install_shipped(rsyslog: &Rsyslog, machine: &str, extra: &[(&str, String)]) -> (Client, String) {
+    let c = Client::new();
+    let (mut cmd, proj) = npm_install_shipping(&c, &["is-number"], &rsyslog.url(), machine);
     for (k, v) in extra {
         cmd.env(k, v);
     }
@@ -926,31 +895,9 @@ fn rsyslog_over_tls_with_a_ca_made_here_gets_the_rows_of_a_real_npm_install() {
 #[test]
 #[ignore = "needs rsyslogd (Debian's rsyslog), npm and the npm registry"]
 fn rsyslog_stopped_mid_install_gets_every_row_once_it_is_back() {
-    need("npm");
     let mut rsyslog = Rsyslog::tcp();
     let c = Client::new();
-    let proj = c.dir("proj");
-    fs::write(
-        proj.join("package.json"),
-        "{\"name\":\"p\",\"version\":\"1.0.0\"}",
-    )
-    .unwrap();
-    let cache = c.dir("cache");
-    let mut cmd = c.cmd(
-        "npm",
-        &[
-            "install",
-            "is-number",
-            "is-odd",
-            "--cache",
-            cache.to_str().unwrap(),
-            "--no-audit",
-            "--no-fund",
-            "--prefix",
-            proj.to_str().unwrap(),
-        ],
-    );
-    cmd.env("CLI_GUARD_SHIP", format!("{} machine=laptop-2", rsyslog.url()));
+    let (cmd, _) = npm_install_shipping(&c, &["is-number", "is-odd"], &rsyslog.url(), "laptop-2");
     let running = Running::spawn(cmd, Some(c.audit.clone()), None);
     // Mid-install: once its start row is at the collector.
     assert!(

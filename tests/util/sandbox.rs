@@ -348,6 +348,18 @@ impl Sandbox {
         (run, child_env)
     }
 
+    /// `n` sandboxes of their own (each its fake tools, its state), all
+    /// writing this one's audit log.
+    pub fn sharing_the_log(&self, n: usize) -> Vec<Sandbox> {
+        (0..n)
+            .map(|_| {
+                let mut sb = Sandbox::new();
+                sb.audit = self.audit.clone();
+                sb
+            })
+            .collect()
+    }
+
     /// Lets the holding fake tool exit with `code`; the shim must exit the same.
     pub fn finish(&self, run: Running, code: i32) -> Outcome {
         self.release(code);
@@ -566,4 +578,24 @@ pub fn host_pid_of(root: i32, own_pid: i32) -> i32 {
         level = level.iter().flat_map(|&pid| children(pid)).collect();
     }
     own_pid
+}
+
+/// Every session's proxy at once, `each` CONNECTs to `target` apiece, as
+/// fast as they are answered (released together by a barrier); the
+/// statuses, per session.
+pub fn burst(sessions: &[(Running, ChildEnv)], each: usize, target: &str) -> Vec<Vec<u16>> {
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(sessions.len()));
+    let threads: Vec<_> = sessions
+        .iter()
+        .map(|(_, env)| {
+            let (proxy, barrier, target) = (env.proxy(), barrier.clone(), target.to_string());
+            thread::spawn(move || {
+                barrier.wait();
+                (0..each)
+                    .map(|_| proxy.connect(&target).status)
+                    .collect::<Vec<u16>>()
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
 }
