@@ -93,15 +93,28 @@ pub(crate) fn socket_link(inode: u64) -> String {
 /// Whether `pid` holds the socket of `inode`. An error: its descriptors
 /// could not be read (gone, or not readable by this user: a process that
 /// made itself non-dumpable).
+///
+/// The cost of attribution is here, a system call per descriptor, so:
+/// each link is read relative to the open directory (`readlinkat`, not a
+/// path walk through /proc for each), and the highest descriptors first,
+/// since a socket a program just made usually sits above the descriptors
+/// it opened at start.
 pub(crate) fn holds_socket(pid: i32, inode: u64) -> io::Result<bool> {
+    use nix::dir::Dir;
+    use nix::fcntl::{readlinkat, OFlag};
+    use nix::sys::stat::Mode;
     let want = socket_link(inode);
-    let dir = fs::read_dir(format!("/proc/{pid}/fd"))?;
-    for entry in dir.flatten() {
-        if fs::read_link(entry.path()).is_ok_and(|link| link.as_os_str() == want.as_str()) {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let fds = nix::fcntl::open(format!("/proc/{pid}/fd").as_str(), flags, Mode::empty())?;
+    let mut numbers: Vec<u32> = Dir::from_fd(nix::unistd::dup(&fds)?)?
+        .iter()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str().ok()?.parse().ok())
+        .collect();
+    numbers.sort_unstable_by(|a, b| b.cmp(a));
+    Ok(numbers.into_iter().any(|n| {
+        readlinkat(&fds, n.to_string().as_str()).is_ok_and(|link| link.as_os_str() == want.as_str())
+    }))
 }
 
 /// `NS_GET_PARENT`: `_IO(0xb7, 0x2)`.
