@@ -246,20 +246,28 @@ impl Who {
         };
         let facts = process::facts(pid)
             .ok_or_else(|| unknown(format!("pid {pid} was gone before the gate could look")))?;
-        let ancestors = self.ancestors(&facts);
+        // Above the gate: the caller, whatever its ancestry or directory say
+        // (`classify`), so neither is read.
+        let ancestors = match above {
+            true => Vec::new(),
+            false => self.ancestors(&facts),
+        };
         let tool_ns = self.tool().and_then(|t| t.userns).unwrap_or(0);
         let userns_chain = process::userns_chain(pid, tool_ns, MAX_NAMESPACES).unwrap_or_default();
-        let label = std::iter::once(&facts).chain(&ancestors).find_map(|f| {
-            let cwd = process::cwd(f.pid).ok();
-            label_from(
-                f.exe.as_deref().and_then(Path::to_str),
-                cwd.as_deref().and_then(Path::to_str),
-            )
-            .or_else(|| {
-                let text = process::read_in_cwd(f.pid, "PKG-INFO", MAX_PKG_INFO).ok()?;
-                label_from_pkg_info(&String::from_utf8_lossy(&text))
-            })
-        });
+        let label = std::iter::once(&facts)
+            .chain(&ancestors)
+            .filter(|_| !above)
+            .find_map(|f| {
+                let cwd = process::cwd(f.pid).ok();
+                label_from(
+                    f.exe.as_deref().and_then(Path::to_str),
+                    cwd.as_deref().and_then(Path::to_str),
+                )
+                .or_else(|| {
+                    let text = process::read_in_cwd(f.pid, "PKG-INFO", MAX_PKG_INFO).ok()?;
+                    label_from_pkg_info(&String::from_utf8_lossy(&text))
+                })
+            });
         Ok(Holder {
             facts,
             ancestors,
