@@ -1115,13 +1115,16 @@ fn a_real_npm_postinstall_walks_every_door_and_stays_inside() {
 // Places an earlier script planted, and rows from a script
 
 /// An install's script plants `.npmc` in the project, a symlink to a
-/// directory outside; the next install is run with `--cache .npmc`, as a
-/// user might. The symlink must not make its target writable.
+/// directory outside (in the home, which no writable place holds, wherever
+/// the tests run: the sandbox's own root may be under /tmp); the next
+/// install is run with `--cache .npmc`, as a user might. The symlink must
+/// not make its target writable.
 #[test]
 fn a_symlink_an_earlier_script_planted_does_not_make_its_target_writable() {
     for strict in [Strict::Off, Strict::Auto] {
         let g = Sandbox::new();
-        let target = g.dir("target");
+        let target = g.home.join(".config/target");
+        fs::create_dir_all(&target).unwrap();
         let run = |args: &[&str]| {
             let mut cmd = g.shim_cmd("npm", args);
             if strict == Strict::Auto {
