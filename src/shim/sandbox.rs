@@ -16,20 +16,12 @@ use crate::sys::mounts::{self, Mounts};
 use crate::sys::netns::{self, Layer, Layers, NamespaceError};
 use crate::sys::seccomp::Filters;
 
-/// The writable places, the pins that keep protected paths under them
-/// read-only, and the anchors on the way to those, all shallowest first.
+/// The writable places and the pins that keep protected paths under them
+/// read-only, both shallowest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct WritePlan {
     pub(super) writable: Vec<PathBuf>,
-    /// Protected paths under a writable place: bound over themselves
-    /// read-only.
     pub(super) pins: Vec<PathBuf>,
-    /// The directories between a writable place and a protected path under
-    /// it: bound over themselves as they are (writable), so that as mount
-    /// points they can be neither renamed nor removed (EBUSY), while a
-    /// build under them still writes (a project holding the home, or
-    /// cli-guard's own binary in its `target/`).
-    pub(super) anchors: Vec<PathBuf>,
     /// Places left read-only because they are themselves protected (the
     /// working directory is the home directory, say).
     pub(super) refused: Vec<PathBuf>,
@@ -37,11 +29,10 @@ pub(super) struct WritePlan {
 
 /// Sorts `writable` places (canonical) against `protected` paths
 /// (canonical): a place that is a protected path stays read-only; a place
-/// above one is writable, the protected path is pinned read-only, and
-/// every directory from just below the place down to it is anchored, so
-/// that nothing on the way can be renamed to walk around the protection
-/// (a rename of `~/.local` would take a pinned `~/.local/bin` with it).
-/// Pure.
+/// above one is writable, and every directory from just below it down to
+/// the protected path is pinned read-only, so that nothing on the way can
+/// be renamed to walk around the protection (a rename of `~/.local` would
+/// take a pinned `~/.local/bin` with it). Pure.
 pub(super) fn plan_writes(writable: Vec<PathBuf>, protected: &[PathBuf]) -> WritePlan {
     let mut plan = WritePlan::default();
     for place in writable {
@@ -56,21 +47,18 @@ pub(super) fn plan_writes(writable: Vec<PathBuf>, protected: &[PathBuf]) -> Writ
             if guarded == place || !guarded.starts_with(place) {
                 continue;
             }
-            push_once(&mut plan.pins, guarded.clone());
-            // A writable place on the way is a mount point already.
-            for anchor in guarded.ancestors().skip(1).take_while(|a| a != place) {
-                if !plan.writable.iter().any(|w| w == anchor) {
-                    push_once(&mut plan.anchors, anchor.to_path_buf());
+            // A writable place on the way stays writable: as a mount point
+            // it cannot be renamed, and the pins below it keep the rest.
+            for pin in guarded.ancestors().take_while(|a| a != place) {
+                if !plan.writable.iter().any(|w| w == pin) {
+                    push_once(&mut plan.pins, pin.to_path_buf());
                 }
             }
         }
     }
-    // A protected path above another is pinned read-only, not anchored.
-    plan.anchors.retain(|a| !plan.pins.contains(a));
     let depth = |p: &PathBuf| p.components().count();
     plan.writable.sort_by_key(depth);
     plan.pins.sort_by_key(depth);
-    plan.anchors.sort_by_key(depth);
     plan
 }
 
@@ -176,7 +164,6 @@ pub(super) fn write_layer(inv: &Invocation<'_>) -> Result<(Mounts, WritePlan), S
     let mounts = Mounts::new(
         &plan.writable,
         &plan.pins,
-        &plan.anchors,
         hidden.as_deref(),
         &mounts::mount_points(&mountinfo),
         &cwd,
@@ -288,7 +275,7 @@ pub(crate) fn probe() -> (Result<(), NamespaceError>, BTreeMap<Layer, String>) {
         pid: true,
         ..Layers::default()
     };
-    match Mounts::new(&[tmp], &[], &[], None, &mounts::mount_points(&mountinfo), &cwd) {
+    match Mounts::new(&[tmp], &[], None, &mounts::mount_points(&mountinfo), &cwd) {
         Ok(mounts) => layers.mounts = Some(mounts),
         Err(e) => {
             off.insert(Layer::Mounts, e.to_string());
@@ -373,28 +360,7 @@ mod tests {
         );
         assert_eq!(plan.refused, paths(&["/home/u"]));
         assert_eq!(plan.writable, paths(&["/tmp", "/home/u/proj", "/home/u/.npm"]));
-        assert_eq!(plan.pins, paths(&["/tmp/t/home"]));
-        assert_eq!(plan.anchors, paths(&["/tmp/t"]));
-    }
-
-    #[test]
-    fn the_directories_above_a_protected_path_in_the_project_stay_writable_anchored() {
-        // cli-guard run from its own checkout: its binary in the project's
-        // target/release, where a build writes beside it.
-        let plan = plan_writes(
-            paths(&["/src/cg", "/tmp"]),
-            &paths(&["/src/cg/target/release/cli-guard", "/home/u"]),
-        );
-        assert_eq!(plan.pins, paths(&["/src/cg/target/release/cli-guard"]));
-        assert_eq!(plan.anchors, paths(&["/src/cg/target", "/src/cg/target/release"]));
-        assert_eq!(plan.writable, paths(&["/tmp", "/src/cg"]));
-    }
-
-    #[test]
-    fn a_protected_path_above_another_is_pinned_not_anchored() {
-        let plan = plan_writes(paths(&["/w"]), &paths(&["/w/home", "/w/home/.local/bin"]));
-        assert_eq!(plan.pins, paths(&["/w/home", "/w/home/.local/bin"]));
-        assert_eq!(plan.anchors, paths(&["/w/home/.local"]));
+        assert_eq!(plan.pins, paths(&["/tmp/t", "/tmp/t/home"]));
     }
 
     #[test]
@@ -403,14 +369,13 @@ mod tests {
         // /tmp down to the home pass the TMPDIR, which stays writable.
         let plan = plan_writes(paths(&["/tmp", "/tmp/ci/t"]), &paths(&["/tmp/ci/t/home"]));
         assert_eq!(plan.writable, paths(&["/tmp", "/tmp/ci/t"]));
-        assert_eq!(plan.pins, paths(&["/tmp/ci/t/home"]));
-        assert_eq!(plan.anchors, paths(&["/tmp/ci"]));
+        assert_eq!(plan.pins, paths(&["/tmp/ci", "/tmp/ci/t/home"]));
     }
 
     #[test]
     fn places_inside_a_protected_path_need_no_pin() {
         let plan = plan_writes(paths(&["/home/u/proj"]), &paths(&["/home/u"]));
-        assert!(plan.pins.is_empty() && plan.anchors.is_empty(), "{plan:?}");
+        assert!(plan.pins.is_empty(), "{plan:?}");
         assert_eq!(plan.writable, paths(&["/home/u/proj"]));
     }
 

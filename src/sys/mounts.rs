@@ -24,11 +24,7 @@
 //!    `/dev/shm` a fresh tmpfs, both shared with nothing outside;
 //! 5. the clones are moved back over their places, shallowest first;
 //! 6. each pin is cloned and moved over itself read-only (its own mount
-//!    only: the writable places under it stay writable), and each anchor
-//!    (a directory on the way down to a pin) over itself as it is, which
-//!    makes it a mount point, that cannot be renamed or removed; both in
-//!    one order, shallowest first, so that an anchor inside a pin is
-//!    cloned from the read-only mount and stays read-only;
+//!    only: the writable places under it stay writable);
 //! 7. the audit log's directory, where it holds nothing but the log's
 //!    files, is covered by an empty read-only tmpfs: what runs inside can
 //!    neither read the log's history nor take its lock (a `flock` needs
@@ -70,18 +66,6 @@ pub(crate) const PROC_READ_ONLY: [&CStr; 5] = [
     c"/proc/fs",
 ];
 
-/// `pins` (read-only) and `anchors` (as they are) in one order, shallowest
-/// first. Pure.
-fn binds<'a>(pins: &'a [PathBuf], anchors: &'a [PathBuf]) -> Vec<(&'a Path, u64)> {
-    let mut binds: Vec<(&Path, u64)> = pins
-        .iter()
-        .map(|p| (p.as_path(), libc::MOUNT_ATTR_RDONLY))
-        .chain(anchors.iter().map(|a| (a.as_path(), 0)))
-        .collect();
-    binds.sort_by_key(|(path, _)| path.components().count());
-    binds
-}
-
 /// Which step of [`apply`] failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum MountStep {
@@ -101,10 +85,8 @@ pub(crate) enum MountStep {
 pub(crate) struct Mounts {
     /// Writable places, shallowest first.
     writable: Vec<CString>,
-    /// Pins (bound over themselves read-only) and anchors (bound over
-    /// themselves as they are), shallowest first, each with the mount
-    /// attributes it sets.
-    binds: Vec<(CString, u64)>,
+    /// Read-only pins, shallowest first.
+    pins: Vec<CString>,
     /// Kernel filesystems (mount points) that stay writable.
     kernel_fs: Vec<CString>,
     /// Where a fresh tmpfs goes, if there is such a directory.
@@ -115,19 +97,17 @@ pub(crate) struct Mounts {
 }
 
 impl Mounts {
-    /// The layer for `writable` places, `pins` and `anchors` (canonical
-    /// paths, `writable` sorted shallowest first), with `hidden` covered,
-    /// entering `cwd` at the end. `mount_points` are the host's (from
-    /// /proc/self/mountinfo).
+    /// The layer for `writable` places and `pins` (canonical paths, both
+    /// sorted shallowest first), with `hidden` covered, entering `cwd` at
+    /// the end. `mount_points` are the host's (from /proc/self/mountinfo).
     pub(crate) fn new(
         writable: &[PathBuf],
         pins: &[PathBuf],
-        anchors: &[PathBuf],
         hidden: Option<&Path>,
         mount_points: &[PathBuf],
         cwd: &Path,
     ) -> io::Result<Mounts> {
-        if writable.len() > MAX_PLACES || pins.len() + anchors.len() > MAX_PLACES {
+        if writable.len() > MAX_PLACES || pins.len() > MAX_PLACES {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "too many writable places",
@@ -145,10 +125,7 @@ impl Mounts {
         let shm = Path::new("/dev/shm");
         Ok(Mounts {
             writable: writable.iter().map(|p| c(p)).collect::<io::Result<_>>()?,
-            binds: binds(pins, anchors)
-                .into_iter()
-                .map(|(p, attr)| Ok((c(p)?, attr)))
-                .collect::<io::Result<_>>()?,
+            pins: pins.iter().map(|p| c(p)).collect::<io::Result<_>>()?,
             kernel_fs,
             shm: shm.is_dir().then(|| c(shm)).transpose()?,
             hidden: hidden.map(c).transpose()?,
@@ -374,8 +351,8 @@ pub(crate) fn apply(mounts: &Mounts) -> Result<(), (MountStep, Errno)> {
         for (&fd, place) in clones.iter().zip(&mounts.writable) {
             move_tree(fd, place).map_err(at(MountStep::Move))?;
         }
-        for (path, attr) in &mounts.binds {
-            rebind(path, *attr, 0).map_err(|e| (MountStep::Pin, e.errno()))?;
+        for pin in &mounts.pins {
+            rebind(pin, libc::MOUNT_ATTR_RDONLY, 0).map_err(|e| (MountStep::Pin, e.errno()))?;
         }
         if let Some(hidden) = &mounts.hidden {
             // SAFETY: C strings alive for the call.
@@ -402,23 +379,6 @@ pub(crate) fn apply(mounts: &Mounts) -> Result<(), (MountStep, Errno)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pins_and_anchors_are_bound_in_one_order_shallowest_first() {
-        let pins = [PathBuf::from("/w/home"), PathBuf::from("/w/home/.local/bin")];
-        let anchors = [PathBuf::from("/w/home/.local"), PathBuf::from("/w/t")];
-        let ro = libc::MOUNT_ATTR_RDONLY;
-        // An anchor inside a pin comes after it, so it is cloned read-only.
-        assert_eq!(
-            binds(&pins, &anchors),
-            [
-                (Path::new("/w/home"), ro),
-                (Path::new("/w/t"), 0),
-                (Path::new("/w/home/.local"), 0),
-                (Path::new("/w/home/.local/bin"), ro),
-            ]
-        );
-    }
 
     #[test]
     fn mount_points_are_read_with_their_escapes_undone() {
