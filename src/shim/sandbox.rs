@@ -148,10 +148,15 @@ pub(super) fn write_layer(inv: &Invocation<'_>) -> Result<(Mounts, WritePlan), S
     // global install writes (`cargo install`: $CARGO_HOME/env, which
     // rustup's ~/.profile sources, and cargo's config): pinned as they are.
     let kept = writes::kept_files(inv.policy.name, global, &var, home.as_deref());
+    // And the binary the shims run, whichever name started this one: run
+    // as `python3`, a hard link among the shims, `exe` is that link, not
+    // the binary in ~/.local/bin a global install may write beside.
+    let shims_run = inv.shim_dirs.iter().flat_map(|dir| symlink_targets(dir));
     let protected: Vec<PathBuf> = [home.clone(), exe, log_dir, Some(PathBuf::from("/etc"))]
         .into_iter()
         .flatten()
         .chain(inv.shim_dirs.iter().cloned())
+        .chain(shims_run)
         .chain(kept)
         .filter_map(|p| p.canonicalize().ok())
         .collect();
@@ -170,6 +175,30 @@ pub(super) fn write_layer(inv: &Invocation<'_>) -> Result<(Mounts, WritePlan), S
     )
     .map_err(|e| format!("cannot prepare the mounts: {e}"))?;
     Ok((mounts, plan))
+}
+
+/// The distinct files the symlinks directly in `dir` resolve to (a shims
+/// directory's: cli-guard's binary), at most a few. I/O: reads `dir`.
+fn symlink_targets(dir: &Path) -> Vec<PathBuf> {
+    const MAX_TARGETS: usize = 8;
+    let mut targets: Vec<PathBuf> = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return targets;
+    };
+    for entry in entries.flatten() {
+        if !entry.file_type().is_ok_and(|t| t.is_symlink()) {
+            continue;
+        }
+        if let Ok(target) = entry.path().canonicalize() {
+            if !targets.contains(&target) {
+                targets.push(target);
+                if targets.len() == MAX_TARGETS {
+                    break;
+                }
+            }
+        }
+    }
+    targets
 }
 
 /// The audit log's directory, to be hidden from the tool, if it holds

@@ -937,6 +937,62 @@ fn cli_guard_and_its_shims_inside_the_project_stay_put() {
     }
 }
 
+/// cli-guard installed as install.sh does, in `~/.local`: the binary in
+/// `bin`, the shims in `share/cli-guard/shims` (npm and pip symlinks to
+/// the binary, python3 a hard link of it). `python3 -m pip install --user` is a global
+/// install, which may write `~/.local/bin`; started by the python3 shim,
+/// whose own path is the hard link, the binary beside what pip writes must
+/// still be neither replaced nor moved.
+#[test]
+fn a_user_install_started_by_the_python_shim_cannot_replace_the_binary() {
+    for strict in [Strict::Off, Strict::Auto] {
+        let mut g = Sandbox::new();
+        let local = g.home.join(".local");
+        let (bin, shims) = (local.join("bin"), local.join("share/cli-guard/shims"));
+        fs::create_dir_all(&bin).unwrap();
+        fs::create_dir_all(&shims).unwrap();
+        let binary = bin.join("cli-guard");
+        fs::copy(BIN, &binary).unwrap();
+        for name in ["npm", "pip"] {
+            symlink("../../../bin/cli-guard", shims.join(name)).unwrap();
+        }
+        fs::hard_link(&binary, shims.join("python3")).unwrap();
+        g.path[0] = shims.clone();
+        let body = attempt("bin", "write beside", "echo x >\"$HOME/.local/bin/pycowsay\"")
+            + &attempt("bin", "replace", "echo evil >\"$HOME/.local/bin/new\" && mv \"$HOME/.local/bin/new\" \"$HOME/.local/bin/cli-guard\"")
+            + &attempt("bin", "move", "mv \"$HOME/.local/bin/cli-guard\" \"$HOME/.local/bin/old\"");
+        g.tool("python3", &body);
+        let mut cmd = g.command(shims.join("python3"));
+        cmd.arg0("python3")
+            .args(["-m", "pip", "install", "--user", "pycowsay"]);
+        if strict == Strict::Auto {
+            Sandbox::strict(&mut cmd, "auto");
+        }
+        let out = g.run(cmd);
+        out.expect_code(0);
+        let did = g.state_text("bin");
+        check!(
+            out,
+            did.contains("did write beside"),
+            "a user install writes ~/.local/bin: {did}"
+        );
+        if strict == Strict::Auto {
+            check!(
+                out,
+                !did.contains("did replace") && !did.contains("did move"),
+                "the binary stayed: {did}"
+            );
+            check!(
+                out,
+                fs::read(&binary).unwrap() == fs::read(BIN).unwrap(),
+                "the binary is cli-guard's"
+            );
+        } else {
+            check!(out, did.contains("did replace"), "the control replaced it: {did}");
+        }
+    }
+}
+
 /// `TMPDIR` is the sandbox's root, a writable place above the home, the
 /// shims and the log's directory: the script moves each aside to put its
 /// own in its place.
