@@ -150,8 +150,10 @@ pub(super) fn write_layer(inv: &Invocation<'_>) -> Result<(Mounts, WritePlan), S
     let kept = writes::kept_files(inv.policy.name, global, &var, home.as_deref());
     // And the binary the shims run, whichever name started this one: run
     // as `python3`, a hard link among the shims, `exe` is that link, not
-    // the binary in ~/.local/bin a global install may write beside.
-    let shims_run = inv.shim_dirs.iter().flat_map(|dir| symlink_targets(dir));
+    // the binary in ~/.local/bin a global install may write beside. Each
+    // shims directory was found by its shim of this tool's name, which is
+    // cli-guard; canonical, it is the binary (one lookup a directory).
+    let shims_run = inv.shim_dirs.iter().map(|dir| dir.join(inv.policy.name));
     let protected: Vec<PathBuf> = [home.clone(), exe, log_dir, Some(PathBuf::from("/etc"))]
         .into_iter()
         .flatten()
@@ -175,30 +177,6 @@ pub(super) fn write_layer(inv: &Invocation<'_>) -> Result<(Mounts, WritePlan), S
     )
     .map_err(|e| format!("cannot prepare the mounts: {e}"))?;
     Ok((mounts, plan))
-}
-
-/// The distinct files the symlinks directly in `dir` resolve to (a shims
-/// directory's: cli-guard's binary), at most a few. I/O: reads `dir`.
-fn symlink_targets(dir: &Path) -> Vec<PathBuf> {
-    const MAX_TARGETS: usize = 8;
-    let mut targets: Vec<PathBuf> = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return targets;
-    };
-    for entry in entries.flatten() {
-        if !entry.file_type().is_ok_and(|t| t.is_symlink()) {
-            continue;
-        }
-        if let Ok(target) = entry.path().canonicalize() {
-            if !targets.contains(&target) {
-                targets.push(target);
-                if targets.len() == MAX_TARGETS {
-                    break;
-                }
-            }
-        }
-    }
-    targets
 }
 
 /// The audit log's directory, to be hidden from the tool, if it holds
