@@ -100,16 +100,18 @@ pub(crate) fn socket_link(inode: u64) -> String {
 /// since a socket a program just made usually sits above the descriptors
 /// it opened at start.
 pub(crate) fn holds_socket(pid: i32, inode: u64) -> io::Result<bool> {
-    use nix::dir::Dir;
     use nix::fcntl::{readlinkat, OFlag};
     use nix::sys::stat::Mode;
     let want = socket_link(inode);
+    let path = format!("/proc/{pid}/fd");
     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-    let fds = nix::fcntl::open(format!("/proc/{pid}/fd").as_str(), flags, Mode::empty())?;
-    let mut numbers: Vec<u32> = Dir::from_fd(nix::unistd::dup(&fds)?)?
-        .iter()
+    let fds = nix::fcntl::open(path.as_str(), flags, Mode::empty())?;
+    // Listed by std's reader, which closes its descriptor on every path
+    // (nix's `Dir::from_fd` leaks it when `fdopendir` fails, as it does
+    // for a process that exits in between).
+    let mut numbers: Vec<u32> = fs::read_dir(&path)?
         .flatten()
-        .filter_map(|entry| entry.file_name().to_str().ok()?.parse().ok())
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
         .collect();
     numbers.sort_unstable_by(|a, b| b.cmp(a));
     Ok(numbers.into_iter().any(|n| {
